@@ -1,0 +1,90 @@
+# llmgw — one plain Makefile. Variants by flag: make SANITIZE=address,undefined
+# Targets: all run test unit e2e bench fuzz install clean
+
+CC      ?= cc
+PKGS    := libevent libevent_pthreads libcurl jansson libcrypto sqlite3 yaml-0.1
+PREFIX  ?= /usr/local
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+BASE_CFLAGS := -std=c17 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Isrc -Iinclude $(WARN) $(PKG_CFLAGS) -MMD -MP
+CFLAGS  ?= -O2 -g
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+
+LIB_SRC := $(sort $(wildcard src/util/*.c src/store/*.c src/providers/*.c src/http/*.c \
+             src/policy/*.c src/route/*.c src/session/*.c src/conv/*.c src/core/*.c src/admin/*.c))
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+
+OBJ      := $(LIB_SRC:%.c=build/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=build/obj/%.o)
+SAN_OBJ  := $(LIB_SRC:%.c=build/san/obj/%.o)
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/san/%)
+
+.PHONY: all run test unit e2e bench fuzz install clean deps
+all: build/llmgw build/libllmgw.a build/libllmgw.so
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+build/san/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+build/libllmgw.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/libllmgw.so: $(OBJ)
+	$(CC) -shared -o $@ $^ $(LDLIBS)
+
+build/llmgw: $(CLI_OBJ) build/libllmgw.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) build/libllmgw.a $(LDLIBS)
+
+build/san/libllmgw.a: $(SAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/san/test_%: tests/unit/test_%.c build/san/libllmgw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -Itests/unit -o $@ $< build/san/libllmgw.a \
+	    $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BIN)
+	@scripts/run-unit.sh $(UNIT_BIN)
+
+deps:
+	@scripts/deps.sh build
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p data
+	./build/llmgw serve
+
+test:
+	@scripts/test.sh
+
+e2e: all
+	@scripts/run-e2e.sh
+
+bench: all
+	@bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 build/llmgw $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 build/libllmgw.a build/libllmgw.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/llmgw.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@PKGS@|$(PKGS)|' llmgw.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/llmgw.pc
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SAN_OBJ:.o=.d)

@@ -1,0 +1,61 @@
+/*
+ * core/config — the gateway's settings. The CLI fills struct gw_config from the YAML file, then
+ * environment, then flags (flags win); the core never reads the environment itself.
+ */
+#ifndef GW_CORE_CONFIG_H
+#define GW_CORE_CONFIG_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+#define GW_NPROVIDERS 5
+
+struct gw_provider_conf {
+    char name[16];       /* "anthropic", ... */
+    char *base_url;      /* owned; never NULL after gw_config_init */
+    char *api_key;       /* owned secret; NULL = not configured */
+    char *api_version;   /* owned; Anthropic version header; may be NULL */
+};
+
+struct gw_config {
+    char *listen_host;   /* owned */
+    int listen_port;
+    char *db_url;        /* owned, "sqlite:PATH" or "postgres://..." */
+    int workers;         /* 0 = number of cores */
+    char *catalog_path;  /* owned */
+    int production;      /* LLMGW_MODE=production */
+    size_t max_body;     /* inbound body limit, bytes */
+    size_t max_upstream_body; /* upstream (non-stream) response limit, bytes */
+    int header_timeout_ms;    /* absolute deadline to receive request headers+body */
+    int connect_timeout_ms;   /* upstream connect */
+    int first_byte_timeout_ms;/* upstream time to first byte */
+    int total_timeout_ms;     /* upstream total (streams included) */
+    int shutdown_grace_ms;    /* in-flight requests get this long on SIGTERM */
+    int max_conns_per_worker;
+    struct gw_provider_conf providers[GW_NPROVIDERS];
+};
+
+/* Fill defaults (127.0.0.1:8080, sqlite:./data/llmgw.db, catalog/models.yaml, providers' public
+ * base URLs, 1 MiB body limit, ...). Returns 0 or GW_ENOMEM. */
+GW_NODISCARD int gw_config_init(struct gw_config *c);
+/* Free owned strings (wiping secrets). */
+void gw_config_cleanup(struct gw_config *c);
+/* Apply a YAML file over c. Unknown keys are errors (typos must not pass silently). */
+GW_NODISCARD int gw_config_load_file(struct gw_config *c, const char *path, struct gw_errbuf *eb);
+/* Set one setting by its dotted name (e.g. "listen", "db", "workers",
+ * "providers.openai.base_url", "providers.openai.api_key"); used for env and flags. */
+GW_NODISCARD int gw_config_set(struct gw_config *c, const char *name, const char *value,
+                               struct gw_errbuf *eb);
+/* Provider settings by name, or NULL. */
+struct gw_provider_conf *gw_config_provider(struct gw_config *c, const char *name);
+
+/* Parse a YAML document (file) into a new jansson tree. Scalars: plain unquoted true/false →
+ * bool, integers → integer, other plain scalars and every quoted scalar → string (so prices like
+ * 2.50 stay exact decimal strings). Duplicate mapping keys are errors. */
+GW_NODISCARD int gw_yaml_load_file(const char *path, json_t **out, struct gw_errbuf *eb);
+GW_NODISCARD int gw_yaml_load_string(const char *s, size_t len, json_t **out,
+                                     struct gw_errbuf *eb);
+
+#endif

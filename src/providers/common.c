@@ -1,0 +1,71 @@
+/* providers/common — request-building helpers shared by every adapter; see provider.h. */
+#include <string.h>
+
+#include "providers/provider.h"
+#include "util/buf.h"
+#include "util/json.h"
+#include "util/mem.h"
+
+int gw_upstream_req_header(struct gw_upstream_req *r, const char *name, const char *value)
+{
+    struct gw_buf b;
+
+    if (r->nheaders >= GW_UPSTREAM_MAX_HEADERS)
+        return GW_ETOOBIG;
+    gw_buf_init(&b, 16384);
+    int rc = gw_buf_printf(&b, "%s: %s", name, value);
+    if (rc != 0) {
+        gw_buf_cleanup(&b);
+        return rc;
+    }
+    r->headers[r->nheaders++] = gw_buf_take(&b);
+    return 0;
+}
+
+int gw_upstream_req_url(struct gw_upstream_req *r, const char *base, const char *path)
+{
+    struct gw_buf b;
+    size_t blen = strlen(base);
+
+    while (blen > 0 && base[blen - 1] == '/')
+        blen--;
+    gw_buf_init(&b, 8192);
+    int rc = gw_buf_add(&b, base, blen);
+    if (rc == 0)
+        rc = gw_buf_adds(&b, path);
+    if (rc != 0) {
+        gw_buf_cleanup(&b);
+        return rc;
+    }
+    GW_FREE(r->url);
+    r->url = gw_buf_take(&b);
+    return 0;
+}
+
+int gw_upstream_req_body(struct gw_upstream_req *r, const json_t *body)
+{
+    char *s = gw_json_dump(body);
+    if (s == NULL)
+        return GW_ENOMEM;
+    GW_FREE(r->body);
+    r->body = s;
+    r->body_len = strlen(s);
+    return 0;
+}
+
+void gw_upstream_req_cleanup(struct gw_upstream_req *r)
+{
+    for (int i = 0; i < r->nheaders; i++)
+        gw_free_secret(r->headers[i]);
+    GW_FREE(r->url);
+    GW_FREE(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+void gw_upstream_error_default(int status, struct gw_upstream_error *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->status = status;
+    out->retryable = status == 408 || status == 409 || status == 429 || status >= 500;
+
+}

@@ -1,0 +1,145 @@
+/*
+ * providers — one adapter per upstream API, all filling struct gw_provider_ops.
+ *
+ * The canonical request is an OpenAI Chat Completions request body (a jansson object) that the
+ * pipeline has already validated: "messages" is a non-empty array of objects with a valid
+ * "role"; "model" has been replaced by the provider's wire id; "stream", "stream_options",
+ * and gateway extensions ("provider", "auto_route", "route_method", "conversation_id") have been
+ * removed. Adapters translate it to their wire format, and translate answers back to the
+ * canonical OpenAI chat.completion / chat.completion.chunk shapes.
+ *
+ * Invariants:
+ * - Adapters are pure: no I/O, no globals, no logging of prompt text or credentials. They only
+ *   build and parse bytes; the pipeline does the transport.
+ * - Every field read from a provider response is type-checked; a malformed body is GW_EPARSE,
+ *   never a crash.
+ * - Usage is normalised (struct gw_usage) so cost can be computed the same way everywhere.
+ * - Provider error text never leaves the gateway: map_error keeps it in a log-only field.
+ */
+#ifndef GW_PROVIDERS_PROVIDER_H
+#define GW_PROVIDERS_PROVIDER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+
+/* Normalised token counts. All fields >= 0. */
+struct gw_usage {
+    int64_t input_tokens;        /* every prompt token, including cached and cache-written */
+    int64_t cached_input_tokens; /* of input_tokens: read from the provider's prompt cache */
+    int64_t cache_write_tokens;  /* of input_tokens: written to the cache (Anthropic) */
+    int64_t output_tokens;       /* every generated token, including reasoning/thinking */
+    int64_t reasoning_tokens;    /* of output_tokens: reasoning/thinking */
+    int64_t search_requests;     /* Perplexity: billed web searches (per-request fee) */
+    char search_context_size[8]; /* Perplexity: "low" | "medium" | "high" | "" */
+    int seen;                    /* the provider reported usage at all */
+};
+
+#define GW_UPSTREAM_MAX_HEADERS 8
+
+/* What the transport sends. All strings are owned (gw_malloc) and freed by
+ * gw_upstream_req_cleanup; header values holding credentials are wiped on cleanup. */
+struct gw_upstream_req {
+    char *url;                                 /* full URL: base + path (+ query) */
+    char *headers[GW_UPSTREAM_MAX_HEADERS];    /* "Name: value" lines */
+    int nheaders;
+    char *body;                                /* request body (JSON) */
+    size_t body_len;
+};
+
+/* Per-call settings handed to build(). All borrowed. */
+struct gw_provider_cfg {
+    const char *base_url;    /* no trailing slash, e.g. "https://api.anthropic.com" */
+    const char *api_key;     /* secret: goes only into a header */
+    const char *api_version; /* Anthropic "anthropic-version"; NULL for the default */
+    int64_t default_max_tokens; /* used when the request has none and the API requires it */
+    int reasoning;           /* target model is a reasoning model (catalog flag): OpenAI wants
+                              * max_completion_tokens and rejects temperature; xAI rejects
+                              * stop/penalties/reasoning_effort */
+};
+
+/* A mapped upstream failure. message is the provider's own text, for the server log only. */
+struct gw_upstream_error {
+    int status;          /* the provider's HTTP status (or 0 for a mid-stream error event) */
+    int retryable;       /* 429 (not insufficient_quota), 529, 5xx, overloaded */
+    int retry_after_s;   /* from the body where the API puts it there; 0 if unknown */
+    int auth_failed;     /* the provider rejected our credential (401/403, Gemini API_KEY_INVALID) */
+    char type[48];       /* the provider's error type/status/code, e.g. "rate_limit_error" */
+    char message[256];   /* provider text: LOG ONLY, never sent to a client */
+};
+
+/* Stream translation state; one per upstream call. The pipeline zeroes it, sets emit/arg and
+ * calls stream_init if the adapter has one; the adapter keeps private state in priv. */
+struct gw_stream;
+/* Receive one canonical chunk: a chat.completion.chunk-shaped object with at least "choices"
+ * (the adapter may omit id/object/created/model: the pipeline sets them) and, where the provider
+ * sends them, pass-through fields such as "citations" or "search_results". The chunk is
+ * borrowed. Return 0 to continue, non-zero to abort the stream (returned from stream_event). */
+typedef int (*gw_chunk_cb)(void *arg, json_t *chunk);
+
+struct gw_stream {
+    gw_chunk_cb emit;
+    void *arg;
+    struct gw_usage usage;     /* cumulative; updated as usage arrives */
+    char id[96];               /* upstream response id, if seen */
+    char finish_reason[24];    /* canonical finish reason once seen */
+    int complete;              /* the provider's end-of-stream marker was seen */
+    int failed;                /* an error event arrived; err holds it */
+    struct gw_upstream_error err;
+    void *priv;                /* adapter state, freed by stream_cleanup */
+};
+
+struct gw_provider_ops {
+    const char *name; /* "openai", "anthropic", "gemini", "xai", "perplexity" */
+
+    /* Build the upstream request for the canonical request req (borrowed). wire_model is the
+     * provider's model id. stream asks for a streamed answer (the adapter must also ask for
+     * usage in the stream where the API needs asking). On invalid input for this provider
+     * returns GW_EINVAL with a client-safe explanation in eb. */
+    int (*build)(const struct gw_provider_cfg *cfg, const json_t *req, const char *wire_model,
+                 int stream, struct gw_upstream_req *out, struct gw_errbuf *eb);
+
+    /* Parse a complete 2xx non-streamed body into a new canonical chat.completion object
+     * (*out, new reference: id, object, created, model, choices[{index, message{role, content,
+     * tool_calls?}, finish_reason}], plus pass-through fields like citations) and usage.
+     * The pipeline overwrites "model" and adds "usage" itself from *usage. */
+    int (*parse)(const char *body, size_t len, json_t **out, struct gw_usage *usage,
+                 struct gw_errbuf *eb);
+
+    /* Optional: allocate s->priv. Return 0 or GW_ENOMEM. */
+    int (*stream_init)(struct gw_stream *s);
+    /* Handle one SSE event (event name may be ""; data NUL-terminated). Emit zero or more
+     * chunks through s->emit, update s->usage, set s->complete at the provider's end marker,
+     * set s->failed + s->err for an error event. Returns 0, GW_EPARSE for malformed data,
+     * GW_EUPSTREAM for an error event, or the emit callback's non-zero value. */
+    int (*stream_event)(struct gw_stream *s, const char *event, const char *data, size_t len);
+    /* Optional: free s->priv. */
+    void (*stream_cleanup)(struct gw_stream *s);
+
+    /* Map a non-2xx response (status, body possibly empty or not JSON) to *out. Never fails. */
+    void (*map_error)(int status, const char *body, size_t len, struct gw_upstream_error *out);
+};
+
+/* Registry: look an adapter up by name ("openai", ...). NULL when unknown. */
+const struct gw_provider_ops *gw_provider_find(const char *name);
+/* All adapters, NULL-terminated, in a stable order. */
+const struct gw_provider_ops *const *gw_provider_all(void);
+
+/* Helpers shared by adapters (providers/common.c). */
+/* Add one "Name: value" header line (copied). Returns 0, GW_ETOOBIG or GW_ENOMEM. */
+GW_NODISCARD int gw_upstream_req_header(struct gw_upstream_req *r, const char *name,
+                                        const char *value);
+/* Set url to base + path (copied). */
+GW_NODISCARD int gw_upstream_req_url(struct gw_upstream_req *r, const char *base,
+                                     const char *path);
+/* Set the body by serialising body (borrowed) compactly. */
+GW_NODISCARD int gw_upstream_req_body(struct gw_upstream_req *r, const json_t *body);
+/* Free everything in r (wiping header values) and zero it. */
+void gw_upstream_req_cleanup(struct gw_upstream_req *r);
+/* Generic error mapping by status alone (used when the body says nothing useful):
+ * retryable for 408, 409, 429, 5xx and 529. */
+void gw_upstream_error_default(int status, struct gw_upstream_error *out);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * store — the only way to persistence. One interface, backends behind it (sqlite.c now;
+ * postgres.c with the governance work). The schema lives in versioned migrations applied in
+ * order inside a transaction; schema_version records what ran.
+ *
+ * Invariants:
+ * - A struct gw_store is one connection, used by one thread at a time (each worker owns one).
+ * - API keys are stored only as SHA-256 hashes; a raw key never reaches this layer.
+ * - Money is integer micro-dollars. Times are unix milliseconds.
+ * - Every query is a prepared statement with bound parameters; no SQL is built from input.
+ * - Strings read back from the database are length-checked into the fixed fields below.
+ */
+#ifndef GW_STORE_STORE_H
+#define GW_STORE_STORE_H
+
+#include <stdint.h>
+
+#include "util/err.h"
+
+struct gw_store;
+
+struct gw_org {
+    int64_t id;
+    char slug[64];
+    char name[128];
+    int64_t created_ms;
+};
+
+/* Roles: "superadmin" (bootstrap key, no org), "org_admin", "member". */
+struct gw_key_rec {
+    int64_t id;              /* internal row id */
+    char key_id[40];         /* public id, e.g. "key_9f2c..." */
+    int64_t org_id;          /* 0 for the superadmin */
+    char org_slug[64];       /* filled on reads */
+    char name[128];
+    char prefix[16];         /* first characters of the raw key, for recognising it in lists */
+    char role[16];
+    char tier[16];           /* "free" | "pro" | "enterprise" */
+    char providers[256];     /* comma-separated allowlist; "" = all */
+    char models[1024];       /* comma-separated allowlist; "" = all */
+    int64_t rph;             /* requests per hour; 0 = no key-level limit */
+    int64_t daily_usd_micros;   /* 0 = no limit */
+    int64_t monthly_usd_micros; /* 0 = no limit */
+    int revoked;
+    int64_t created_ms;
+    int64_t revoked_ms;
+};
+
+/* A usage row; created at reservation (state "reserved") and settled after the call. */
+struct gw_usage_row {
+    char request_id[64];
+    int64_t org_id;          /* 0 for the superadmin */
+    int64_t key_row_id;      /* gw_key_rec.id */
+    char provider[16];
+    char model[64];          /* catalog id */
+    char endpoint[32];       /* "chat.completions", "llm.chat", ... */
+    int stream;
+    char state[16];          /* "reserved" | "settled" | "failed" | "uncertain" */
+    int64_t reserved_micros; /* worst-case cost reserved */
+    int64_t tokens_in, tokens_out, cached_tokens, reasoning_tokens;
+    int64_t cost_micros;     /* actual cost once settled */
+    int64_t latency_ms;
+    int status;              /* HTTP status returned to the client */
+    char error_code[48];     /* our error code, "" on success */
+    char catalog_version[32];
+    int64_t created_ms;
+    int64_t settled_ms;
+};
+
+/* Open a store from a URL: "sqlite:PATH" (the directory is created if missing; WAL mode,
+ * busy timeout) — "postgres://..." returns GW_EUNSUPP until that backend exists.
+ * *out is new. Detail in eb. */
+GW_NODISCARD int gw_store_open(const char *url, struct gw_store **out, struct gw_errbuf *eb);
+void gw_store_free(struct gw_store *s);
+/* Apply pending migrations. Safe to run concurrently from several processes. */
+GW_NODISCARD int gw_store_migrate(struct gw_store *s, struct gw_errbuf *eb);
+/* Current schema version (0 when empty). */
+GW_NODISCARD int gw_store_schema_version(struct gw_store *s, int *out);
+
+/* Orgs. create: GW_EEXIST when the slug is taken; *id_out may be NULL. */
+GW_NODISCARD int gw_store_org_create(struct gw_store *s, const char *slug, const char *name,
+                                     int64_t *id_out);
+GW_NODISCARD int gw_store_org_get(struct gw_store *s, const char *slug, struct gw_org *out);
+
+/* Keys. insert: fills rec->id and rec->created_ms; key_id must be unique (GW_EEXIST). */
+GW_NODISCARD int gw_store_key_insert(struct gw_store *s, struct gw_key_rec *rec,
+                                     const unsigned char hash[32]);
+/* Find a key by the SHA-256 of the raw key, revoked or not (the caller checks). GW_ENOTFOUND. */
+GW_NODISCARD int gw_store_key_by_hash(struct gw_store *s, const unsigned char hash[32],
+                                      struct gw_key_rec *out);
+GW_NODISCARD int gw_store_key_get(struct gw_store *s, const char *key_id, struct gw_key_rec *out);
+/* Call cb for each key of the org (newest first). cb returns non-zero to stop. */
+typedef int (*gw_store_key_cb)(void *arg, const struct gw_key_rec *rec);
+GW_NODISCARD int gw_store_key_list(struct gw_store *s, int64_t org_id, gw_store_key_cb cb,
+                                   void *arg);
+/* Revoke by public id. GW_ENOTFOUND if unknown; revoking twice is not an error. */
+GW_NODISCARD int gw_store_key_revoke(struct gw_store *s, const char *key_id);
+/* Does an unrevoked superadmin key exist? *out = 0/1. */
+GW_NODISCARD int gw_store_superadmin_exists(struct gw_store *s, int *out);
+
+/* Usage. reserve inserts the row (state "reserved"); settle updates it by request_id with the
+ * final tokens, cost, latency, status, error code and state. */
+GW_NODISCARD int gw_store_usage_reserve(struct gw_store *s, const struct gw_usage_row *row);
+GW_NODISCARD int gw_store_usage_settle(struct gw_store *s, const struct gw_usage_row *row);
+GW_NODISCARD int gw_store_usage_get(struct gw_store *s, const char *request_id,
+                                    struct gw_usage_row *out);
+/* Mark rows still "reserved" (left by a dead process) as "uncertain" charged at their reserved
+ * cost. Returns the number of rows changed in *count. */
+GW_NODISCARD int gw_store_usage_recover(struct gw_store *s, int64_t *count);
+
+#endif

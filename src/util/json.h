@@ -1,0 +1,26 @@
+/*
+ * util/json — typed accessors over jansson trees for untrusted input, and bounded parsing.
+ * Accessors return NULL / the fallback when the key is absent OR has the wrong type; use
+ * gw_json_check_* where the difference matters for the error message.
+ */
+#ifndef GW_UTIL_JSON_H
+#define GW_UTIL_JSON_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+/* Parse exactly len bytes strictly (duplicate keys rejected, one value, no trailing data).
+ * On error returns NULL and writes "message at line L column C" into eb. */
+json_t *gw_json_parse(const char *buf, size_t len, struct gw_errbuf *eb);
+/* String member or NULL. */
+const char *gw_json_str(const json_t *obj, const char *key);
+/* Integer member or fallback. */
+json_int_t gw_json_int(const json_t *obj, const char *key, json_int_t fallback);
+/* Boolean member (true only if JSON true). */
+int gw_json_true(const json_t *obj, const char *key);
+/* Serialize compactly into a new string; the caller frees it with gw_free. NULL on OOM. */
+char *gw_json_dump(const json_t *v);
+
+#endif

@@ -1,0 +1,151 @@
+/* util/util — clocks, randomness, encodings and strict parsing. */
+#include "util/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+int64_t gw_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t gw_now_s(void) { return (int64_t)time(NULL); }
+
+int64_t gw_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int gw_random(void *buf, size_t n)
+{
+    if (n > INT_MAX)
+        return GW_EINVAL;
+    return RAND_bytes(buf, (int)n) == 1 ? 0 : GW_EIO;
+}
+
+int gw_random_id(char *out, size_t outsz, const char *prefix, size_t nbytes)
+{
+    unsigned char raw[32];
+    size_t plen = strlen(prefix);
+
+    if (nbytes > sizeof(raw) || plen + 2 * nbytes + 1 > outsz)
+        return GW_EINVAL;
+    int rc = gw_random(raw, nbytes);
+    if (rc != 0)
+        return rc;
+    memcpy(out, prefix, plen);
+    gw_hex(out + plen, raw, nbytes);
+    return 0;
+}
+
+void gw_hex(char *out, const unsigned char *in, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+size_t gw_b64url(char *out, const unsigned char *in, size_t n)
+{
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = tab[(v >> 6) & 63];
+        out[o++] = tab[v & 63];
+    }
+    if (n - i == 1) {
+        unsigned v = (unsigned)in[i] << 16;
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+    } else if (n - i == 2) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = tab[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void gw_sha256(unsigned char out[32], const void *in, size_t n) { SHA256(in, n, out); }
+
+int gw_ct_equal(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) == 0; }
+
+int gw_parse_i64(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+        return GW_EINVAL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0')
+        return GW_EINVAL;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int gw_parse_micros(const char *s, int64_t *out)
+{
+    int64_t whole = 0, frac = 0;
+    int fdigits = 0, digits = 0;
+    const char *p = s;
+
+    if (s == NULL || *s == '\0')
+        return GW_EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        if (whole > (INT64_MAX / 1000000 - 9) / 10)
+            return GW_EINVAL;
+        whole = whole * 10 + (*p - '0');
+    }
+    if (*p == '.') {
+        p++;
+        for (; *p >= '0' && *p <= '9'; p++, fdigits++) {
+            if (fdigits >= 6)
+                return GW_EINVAL;
+            frac = frac * 10 + (*p - '0');
+        }
+        if (fdigits == 0)
+            return GW_EINVAL;
+    }
+    if (*p != '\0' || digits == 0)
+        return GW_EINVAL;
+    for (int i = fdigits; i < 6; i++)
+        frac *= 10;
+    *out = whole * 1000000 + frac;
+    return 0;
+}
+
+int gw_strlcpy(char *dst, const char *src, size_t n)
+{
+    size_t len = strlen(src);
+    if (n == 0)
+        return GW_ETOOBIG;
+    if (len >= n) {
+        memcpy(dst, src, n - 1);
+        dst[n - 1] = '\0';
+        return GW_ETOOBIG;
+    }
+    memcpy(dst, src, len + 1);
+    return 0;
+}
+
+int gw_strcaseeq(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
