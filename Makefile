@@ -25,16 +25,21 @@ SAN_OBJ  := $(LIB_SRC:%.c=build/san/obj/%.o)
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/san/%)
 
-.PHONY: all run test unit e2e bench fuzz install clean deps
+.PHONY: all run test unit unit-build check-clang e2e bench fuzz install clean deps
 all: build/llmgw build/libllmgw.a build/libllmgw.so
+
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
 
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 build/san/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+	@$(if $(V),,echo "  CC san  $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -c $< -o $@
 
 build/libllmgw.a: $(OBJ)
 	@rm -f $@
@@ -52,11 +57,20 @@ build/san/libllmgw.a: $(SAN_OBJ)
 
 build/san/test_%: tests/unit/test_%.c build/san/libllmgw.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -Itests/unit -o $@ $< build/san/libllmgw.a \
+	@$(if $(V),,echo "  TEST    $@")
+	$(Q)$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -Itests/unit -o $@ $< build/san/libllmgw.a \
 	    $(LDLIBS) -lcmocka
+
+unit-build: $(UNIT_BIN)
 
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
+
+# Every source through clang's warnings too (the build itself uses $(CC)).
+check-clang:
+	@for f in $(LIB_SRC) $(CLI_SRC) $(UNIT_SRC); do \
+	    clang $(filter-out -MMD -MP,$(BASE_CFLAGS)) -Itests/unit -fsyntax-only $$f || exit 1; \
+	done; echo "clang: no warnings"
 
 deps:
 	@scripts/deps.sh build

@@ -14,7 +14,7 @@
 /* Parse exactly len bytes strictly (duplicate keys rejected, one value, no trailing data).
  * On error returns NULL and writes "message at line L column C" into eb. */
 json_t *gw_json_parse(const char *buf, size_t len, struct gw_errbuf *eb);
-/* String member or NULL. */
+/* String member or NULL (also NULL when obj is not an object). */
 const char *gw_json_str(const json_t *obj, const char *key);
 /* Integer member or fallback. */
 json_int_t gw_json_int(const json_t *obj, const char *key, json_int_t fallback);

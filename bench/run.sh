@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# First benchmark: the gateway's throughput and added latency against the fake upstream.
+# Runs wrk straight at the fake (the baseline hop) and through the gateway (same body, model
+# gpt-4o → the fake's OpenAI route), non-streamed, and prints both and the difference.
+# Usage: bench/run.sh [DURATION_S=5] [CONNECTIONS=32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur=${1:-5}; conns=${2:-32}
+command -v wrk >/dev/null || { echo "bench: installing wrk" >&2; apt-get install -y -qq wrk >/dev/null; }
+tmp=$(mktemp -d)
+cleanup() { kill "${gw_pid:-}" "${fake_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+FAKE_NO_RECORD=1 node tests/fake/server.js --port 0 >"$tmp/fake.out" 2>&1 &
+fake_pid=$!
+for _ in $(seq 50); do grep -q '^listening' "$tmp/fake.out" 2>/dev/null && break; sleep 0.1; done
+fport=$(sed -n 's/^listening \([0-9]*\).*/\1/p' "$tmp/fake.out" | head -n 1)
+
+db="sqlite:$tmp/gw.db"
+build/llmgw migrate --db "$db" >/dev/null
+build/llmgw orgs create bench --db "$db" >/dev/null
+key=$(build/llmgw keys create --org bench --db "$db" | tail -n 1)
+gport=$((20000 + RANDOM % 20000))
+OPENAI_API_KEY=fake-openai-key LLMGW_OPENAI_BASE_URL="http://127.0.0.1:$fport/openai" \
+LLMGW_LOG_LEVEL=warn build/llmgw serve --listen "127.0.0.1:$gport" --db "$db" --workers 2 \
+    >"$tmp/gw.out" 2>"$tmp/gw.err" &
+gw_pid=$!
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$gport/healthz" >/dev/null && break; sleep 0.1; done
+
+msg='{"role":"user","content":"Say hello in five words."}'
+run() { # name url auth body conns
+    BENCH_AUTH=$3 BENCH_BODY=$4 wrk -t2 -c"$5" -d"${dur}s" --latency -s bench/post.lua "$2" \
+        >"$tmp/$1.txt"
+    local rps avg p50 p99
+    rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/$1.txt")
+    avg=$(awk '/^    Latency/ {print $2}' "$tmp/$1.txt")
+    p50=$(awk '/^     50%/ {print $2}' "$tmp/$1.txt")
+    p99=$(awk '/^     99%/ {print $2}' "$tmp/$1.txt")
+    printf '%-28s %10s req/s   avg %-9s p50 %-9s p99 %s\n' "$1" "$rps" "$avg" "$p50" "$p99"
+}
+echo "wrk ${dur}s per run; fake upstream on :$fport, gateway (2 workers) on :$gport"
+run "direct c=1"   "http://127.0.0.1:$fport/openai/v1/chat/completions" fake-openai-key \
+    "{\"model\":\"gpt-4o\",\"messages\":[$msg]}" 1
+run "gateway c=1"  "http://127.0.0.1:$gport/v1/chat/completions" "$key" \
+    "{\"model\":\"gpt-4o\",\"messages\":[$msg]}" 1
+run "direct c=$conns"  "http://127.0.0.1:$fport/openai/v1/chat/completions" fake-openai-key \
+    "{\"model\":\"gpt-4o\",\"messages\":[$msg]}" "$conns"
+run "gateway c=$conns" "http://127.0.0.1:$gport/v1/chat/completions" "$key" \
+    "{\"model\":\"gpt-4o\",\"messages\":[$msg]}" "$conns"
+errs=$(grep -c 'Non-2xx' "$tmp"/*.txt | awk -F: '{s+=$2} END {print s}')
+[ "$errs" = 0 ] || { echo "bench: some runs had non-2xx answers:"; grep -H 'Non-2xx' "$tmp"/*.txt; }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Black-box tests: node --test over tests/e2e against build/llmgw and tests/fake.
+# Prints "e2e: N passed, N failed" last.
+set -u
+cd "$(dirname "$0")/.."
+if [ ! -d tests/e2e ] || ! ls tests/e2e/*.test.js >/dev/null 2>&1; then
+    echo "e2e: no tests"; echo "e2e: 0 passed, 0 failed"; exit 0
+fi
+lock=tests/e2e/package-lock.json
+stamp=tests/e2e/node_modules/.llmgw-lock
+if [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
+    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) || {
+        echo "e2e: npm ci failed"; echo "e2e: 0 passed, 1 failed"; exit 1; }
+    cp "$lock" "$stamp"
+fi
+mkdir -p build/logs
+node --test --test-reporter=tap --test-timeout=60000 tests/e2e/ >build/logs/e2e.tap 2>&1
+rc=$?
+grep -E '^(not ok|# (tests|pass|fail|cancelled|skipped))' build/logs/e2e.tap
+if [ "$rc" -ne 0 ]; then
+    grep -B2 -A30 '^not ok' build/logs/e2e.tap | head -n 150
+fi
+p=$(sed -n 's/^# pass \([0-9]*\)/\1/p' build/logs/e2e.tap | tail -n 1)
+f=$(sed -n 's/^# fail \([0-9]*\)/\1/p' build/logs/e2e.tap | tail -n 1)
+c=$(sed -n 's/^# cancelled \([0-9]*\)/\1/p' build/logs/e2e.tap | tail -n 1)
+f=$(( ${f:-0} + ${c:-0} ))
+if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+echo "e2e: ${p:-0} passed, $f failed"
+[ "$f" -eq 0 ]

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# make test: install what the tests need, build (gcc, plus a clang warnings pass), run the C unit
+# tests under ASan+UBSan and the black-box suite (node --test against build/llmgw and the fake
+# providers), then print one line "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+scripts/deps.sh test || { echo "deps: installation failed"; echo "0 passed, 1 failed"; exit 1; }
+
+pass=0; fail=0
+add_counts() { # $1 = line "..: N passed, M failed"
+    local p f
+    p=$(sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' <<<"$1")
+    f=$(sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' <<<"$1")
+    pass=$((pass + ${p:-0})); fail=$((fail + ${f:-1}))
+}
+
+echo "== build (gcc)"
+if ! make -j"$(nproc)" all; then
+    echo "build failed"; echo "$pass passed, $((fail + 1)) failed"; exit 1
+fi
+echo "== warnings (clang)"
+if ! make --no-print-directory check-clang; then
+    echo "clang reported warnings"; fail=$((fail + 1))
+fi
+
+echo "== unit tests (ASan+UBSan)"
+if ! make -j"$(nproc)" unit-build; then
+    echo "unit test build failed"; fail=$((fail + 1))
+else
+    out=$(scripts/run-unit.sh build/san/test_* 2>&1); echo "$out"
+    add_counts "$(tail -n 1 <<<"$out")"
+fi
+
+echo "== end-to-end tests (node --test, fake providers)"
+out=$(scripts/run-e2e.sh 2>&1); echo "$out"
+add_counts "$(grep -E '^e2e: ' <<<"$out" | tail -n 1)"
+
+echo
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

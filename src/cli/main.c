@@ -1,0 +1,726 @@
+/*
+ * cli/main — the llmgw command: serve, migrate, admin bootstrap, orgs, keys.
+ *
+ * The only place that reads the environment, handles signals and writes to the terminal.
+ * Settings are layered: defaults < config file < environment < flags. Raw API keys are printed
+ * once, as the last line of stdout, and never logged.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "llmgw.h"
+#include "policy/keys.h"
+#include "store/store.h"
+#include "util/mem.h"
+#include "util/util.h"
+
+#define LLMGW_VERSION "0.1.0"
+
+static int die(const char *fmt, const char *a)
+{
+    fprintf(stderr, "llmgw: ");
+    fprintf(stderr, fmt, a);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* ---- logging to stderr ---- */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void log_stderr(void *arg, int level, const char *line)
+{
+    char ts[32];
+    struct timespec now;
+    struct tm tm;
+    (void)arg;
+    (void)level;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    pthread_mutex_lock(&log_mu);
+    fprintf(stderr, "%s.%03ldZ %s\n", ts, now.tv_nsec / 1000000, line);
+    pthread_mutex_unlock(&log_mu);
+}
+
+static void setup_logging(void)
+{
+    const char *lvl = getenv("LLMGW_LOG_LEVEL");
+    int max = LLMGW_LOG_INFO;
+    if (lvl != NULL) {
+        if (strcmp(lvl, "error") == 0)
+            max = LLMGW_LOG_ERROR;
+        else if (strcmp(lvl, "warn") == 0)
+            max = LLMGW_LOG_WARN;
+        else if (strcmp(lvl, "debug") == 0)
+            max = LLMGW_LOG_DEBUG;
+    }
+    llmgw_set_log_handler(log_stderr, NULL, max);
+}
+
+/* ---- configuration layering ---- */
+
+struct env_map {
+    const char *env;
+    const char *setting;
+};
+
+static const struct env_map env_settings[] = {
+    {"LLMGW_LISTEN", "listen"},
+    {"LLMGW_DB", "db"},
+    {"LLMGW_WORKERS", "workers"},
+    {"LLMGW_MODE", "mode"},
+    {"LLMGW_CATALOG", "catalog"},
+    {"ANTHROPIC_API_KEY", "providers.anthropic.api_key"},
+    {"OPENAI_API_KEY", "providers.openai.api_key"},
+    {"GEMINI_API_KEY", "providers.gemini.api_key"},
+    {"XAI_API_KEY", "providers.xai.api_key"},
+    {"PERPLEXITY_API_KEY", "providers.perplexity.api_key"},
+    {"LLMGW_ANTHROPIC_BASE_URL", "providers.anthropic.base_url"},
+    {"LLMGW_OPENAI_BASE_URL", "providers.openai.base_url"},
+    {"LLMGW_GEMINI_BASE_URL", "providers.gemini.base_url"},
+    {"LLMGW_XAI_BASE_URL", "providers.xai.base_url"},
+    {"LLMGW_PERPLEXITY_BASE_URL", "providers.perplexity.base_url"},
+    {"LLMGW_ANTHROPIC_VERSION", "providers.anthropic.api_version"},
+};
+
+/* Build the configuration: defaults, then the file (flag or LLMGW_CONFIG), then the
+ * environment, then flags (pairs of setting name and value). */
+static int build_config(struct llmgw_config **out, const char *config_path, const char **flags,
+                        int nflags)
+{
+    char err[256];
+    struct llmgw_config *cfg = NULL;
+
+    *out = NULL;
+    if (llmgw_config_new(&cfg) != 0)
+        return die("%s", "out of memory");
+    if (config_path == NULL)
+        config_path = getenv("LLMGW_CONFIG");
+    if (config_path != NULL && config_path[0] != '\0' &&
+        llmgw_config_load_file(cfg, config_path, err, sizeof(err)) != 0) {
+        llmgw_config_free(cfg);
+        fprintf(stderr, "llmgw: config %s: %s\n", config_path, err);
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof(env_settings) / sizeof(env_settings[0]); i++) {
+        const char *v = getenv(env_settings[i].env);
+        if (v == NULL || v[0] == '\0')
+            continue;
+        if (llmgw_config_set(cfg, env_settings[i].setting, v, err, sizeof(err)) != 0) {
+            llmgw_config_free(cfg);
+            fprintf(stderr, "llmgw: %s: %s\n", env_settings[i].env, err);
+            return 1;
+        }
+    }
+    for (int i = 0; i + 1 < nflags; i += 2) {
+        if (flags[i + 1] == NULL)
+            continue;
+        if (llmgw_config_set(cfg, flags[i], flags[i + 1], err, sizeof(err)) != 0) {
+            llmgw_config_free(cfg);
+            fprintf(stderr, "llmgw: --%s: %s\n", flags[i], err);
+            return 1;
+        }
+    }
+    *out = cfg;
+    return 0;
+}
+
+/* The store URL for admin commands: --db, else LLMGW_DB, else the config file's, else default. */
+static int open_store(const char *db_flag, const char *config_path, struct gw_store **out)
+{
+    struct gw_config c;
+    struct gw_errbuf eb = {{0}};
+    const char *url = db_flag;
+    int rc;
+
+    *out = NULL;
+    if ((rc = gw_config_init(&c)) != 0)
+        return die("%s", "out of memory");
+    if (config_path == NULL)
+        config_path = getenv("LLMGW_CONFIG");
+    if (url == NULL && config_path != NULL && config_path[0] != '\0' &&
+        gw_config_load_file(&c, config_path, &eb) != 0) {
+        gw_config_cleanup(&c);
+        fprintf(stderr, "llmgw: config %s: %s\n", config_path, eb.msg);
+        return 1;
+    }
+    if (url == NULL)
+        url = getenv("LLMGW_DB");
+    if (url == NULL || url[0] == '\0')
+        url = c.db_url;
+    rc = gw_store_open(url, out, &eb);
+    if (rc == 0)
+        rc = gw_store_migrate(*out, &eb);
+    gw_config_cleanup(&c);
+    if (rc != 0) {
+        gw_store_free(*out);
+        *out = NULL;
+        fprintf(stderr, "llmgw: store: %s\n", eb.msg[0] ? eb.msg : gw_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- key creation (shared by bootstrap, keys create and serve's first start) ---- */
+
+static int create_key(struct gw_store *st, struct gw_key_rec *rec, char *raw, size_t rawsz)
+{
+    unsigned char hash[32];
+    int rc = gw_key_generate(raw, rawsz, hash);
+    if (rc == 0)
+        rc = gw_key_new_id(rec->key_id, sizeof(rec->key_id));
+    if (rc == 0) {
+        memcpy(rec->prefix, raw, GW_KEY_DISPLAY_PREFIX_LEN);
+        rec->prefix[GW_KEY_DISPLAY_PREFIX_LEN] = '\0';
+        rc = gw_store_key_insert(st, rec, hash);
+    }
+    OPENSSL_cleanse(hash, sizeof(hash));
+    return rc;
+}
+
+/* Create the superadmin key if there is none. *created = 1 and raw filled when created. */
+static int bootstrap_superadmin(struct gw_store *st, char *raw, size_t rawsz, int *created)
+{
+    int exists = 0;
+    struct gw_key_rec rec;
+
+    *created = 0;
+    int rc = gw_store_superadmin_exists(st, &exists);
+    if (rc != 0 || exists)
+        return rc;
+    memset(&rec, 0, sizeof(rec));
+    gw_strlcpy(rec.name, "superadmin", sizeof(rec.name));
+    gw_strlcpy(rec.role, "superadmin", sizeof(rec.role));
+    gw_strlcpy(rec.tier, "enterprise", sizeof(rec.tier));
+    rc = create_key(st, &rec, raw, rawsz);
+    if (rc == 0)
+        *created = 1;
+    return rc;
+}
+
+/* ---- commands ---- */
+
+static const char *usage_main =
+    "usage: llmgw <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve              run the gateway\n"
+    "  migrate            create or upgrade the database schema\n"
+    "  admin bootstrap    create the superadmin key if none exists\n"
+    "  orgs create SLUG   create an organization\n"
+    "  keys create|list|revoke   manage API keys\n"
+    "  version            print the version\n"
+    "\n"
+    "Run 'llmgw <command> --help' for a command's options.\n"
+    "Environment: LLMGW_CONFIG, LLMGW_LISTEN, LLMGW_DB, LLMGW_WORKERS, LLMGW_MODE,\n"
+    "LLMGW_LOG_LEVEL, <PROVIDER>_API_KEY and LLMGW_<PROVIDER>_BASE_URL for anthropic, openai,\n"
+    "gemini, xai and perplexity. Flags win over the environment, which wins over the file.\n";
+
+enum { OPT_HELP = 'h', OPT_CONFIG = 1000, OPT_LISTEN, OPT_DB, OPT_WORKERS, OPT_ORG, OPT_NAME,
+       OPT_ROLE, OPT_TIER, OPT_PROVIDERS, OPT_MODELS, OPT_RPH, OPT_DAILY, OPT_MONTHLY };
+
+static const struct option long_opts[] = {
+    {"help", no_argument, NULL, OPT_HELP},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"db", required_argument, NULL, OPT_DB},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"org", required_argument, NULL, OPT_ORG},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"role", required_argument, NULL, OPT_ROLE},
+    {"tier", required_argument, NULL, OPT_TIER},
+    {"providers", required_argument, NULL, OPT_PROVIDERS},
+    {"models", required_argument, NULL, OPT_MODELS},
+    {"rph", required_argument, NULL, OPT_RPH},
+    {"daily-usd", required_argument, NULL, OPT_DAILY},
+    {"monthly-usd", required_argument, NULL, OPT_MONTHLY},
+    {NULL, 0, NULL, 0},
+};
+
+struct opts {
+    const char *config, *listen, *db, *workers, *org, *name, *role, *tier, *providers, *models,
+        *rph, *daily, *monthly;
+    int help;
+    int nargs;
+    char **args;
+};
+
+/* Parse options; only those listed in allowed (a string of OPT_ codes) are accepted. */
+static int parse_opts(int argc, char **argv, const int *allowed, struct opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1) {
+        int ok = ch == OPT_HELP;
+        for (const int *a = allowed; *a != 0; a++)
+            ok |= *a == ch;
+        if (ch == '?' || !ok) {
+            const char *bad = argv[optind - 1];
+            return die("unknown or incomplete option '%s' (try --help)", bad);
+        }
+        switch (ch) {
+        case OPT_HELP: o->help = 1; break;
+        case OPT_CONFIG: o->config = optarg; break;
+        case OPT_LISTEN: o->listen = optarg; break;
+        case OPT_DB: o->db = optarg; break;
+        case OPT_WORKERS: o->workers = optarg; break;
+        case OPT_ORG: o->org = optarg; break;
+        case OPT_NAME: o->name = optarg; break;
+        case OPT_ROLE: o->role = optarg; break;
+        case OPT_TIER: o->tier = optarg; break;
+        case OPT_PROVIDERS: o->providers = optarg; break;
+        case OPT_MODELS: o->models = optarg; break;
+        case OPT_RPH: o->rph = optarg; break;
+        case OPT_DAILY: o->daily = optarg; break;
+        case OPT_MONTHLY: o->monthly = optarg; break;
+        default: break;
+        }
+    }
+    o->nargs = argc - optind;
+    o->args = argv + optind;
+    return 0;
+}
+
+static struct llmgw *serving;
+
+static void *signal_thread(void *arg)
+{
+    sigset_t *set = arg;
+    int sig = 0;
+    while (sigwait(set, &sig) == 0) {
+        if (sig == SIGINT || sig == SIGTERM) {
+            fprintf(stderr, "llmgw: %s received, finishing requests in flight\n",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM");
+            llmgw_stop(serving);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static void print_first_start(const char *raw, const char *host, int port)
+{
+    printf("\nFirst start: created the superadmin API key. It is shown only this once:\n\n");
+    printf("  %s\n\n", raw);
+    printf("Try it (the model's provider needs its API key in the environment, e.g. "
+           "OPENAI_API_KEY):\n\n");
+    printf("  curl -s http://%s:%d/v1/models -H 'Authorization: Bearer %s'\n\n", host, port, raw);
+    printf("  curl -s http://%s:%d/v1/chat/completions -H 'Authorization: Bearer %s' \\\n"
+           "    -H 'Content-Type: application/json' \\\n"
+           "    -d '{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n\n",
+           host, port, raw);
+    fflush(stdout);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_CONFIG, OPT_LISTEN, OPT_DB, OPT_WORKERS, 0};
+    struct opts o;
+    struct llmgw_config *cfg = NULL;
+    struct llmgw *gw = NULL;
+    char err[256];
+
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw serve [--config FILE] [--listen HOST:PORT] [--db URL] [--workers N]\n"
+               "\n"
+               "Run the gateway. Migrates the database at start. On the first start (no\n"
+               "superadmin key yet) it creates one and prints it once, with a curl line.\n"
+               "SIGINT/SIGTERM stop it: listeners close, requests in flight get the grace\n"
+               "period (timeouts.shutdown_grace_ms).\n"
+               "  --config FILE       YAML configuration (also LLMGW_CONFIG)\n"
+               "  --listen HOST:PORT  default 127.0.0.1:8080 (also LLMGW_LISTEN)\n"
+               "  --db URL            sqlite:PATH (default sqlite:./data/llmgw.db) (also LLMGW_DB)\n"
+               "  --workers N         worker threads, default one per core (also LLMGW_WORKERS)\n");
+        return 0;
+    }
+    if (o.nargs > 0)
+        return die("serve takes no arguments ('%s')", o.args[0]);
+    const char *flags[] = {"listen", o.listen, "db", o.db, "workers", o.workers};
+    if (build_config(&cfg, o.config, flags, 6) != 0)
+        return 1;
+
+    /* Block the stop signals in every thread; one thread waits for them. */
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = llmgw_new(cfg, &gw, err, sizeof(err));
+    if (rc != 0) {
+        llmgw_config_free(cfg);
+        fprintf(stderr, "llmgw: cannot start: %s\n", err);
+        return 1;
+    }
+    /* First start: a superadmin key, printed once. */
+    const char *db = o.db ? o.db : getenv("LLMGW_DB");
+    struct gw_store *st = NULL;
+    if (open_store(db, o.config, &st) == 0) {
+        char raw[GW_KEY_RAW_LEN + 1];
+        int created = 0;
+        if (bootstrap_superadmin(st, raw, sizeof(raw), &created) == 0 && created) {
+            char host[128];
+            gw_strlcpy(host, "127.0.0.1", sizeof(host));
+            const char *l = o.listen ? o.listen : getenv("LLMGW_LISTEN");
+            if (l != NULL) {
+                const char *colon = strrchr(l, ':');
+                if (colon != NULL && (size_t)(colon - l) < sizeof(host) && colon != l) {
+                    memcpy(host, l, (size_t)(colon - l));
+                    host[colon - l] = '\0';
+                }
+            }
+            print_first_start(raw, host, llmgw_port(gw));
+        }
+        OPENSSL_cleanse(raw, sizeof(raw));
+        gw_store_free(st);
+    }
+    llmgw_config_free(cfg);
+
+    serving = gw;
+    pthread_t sig_thread;
+    pthread_create(&sig_thread, NULL, signal_thread, &set);
+    rc = llmgw_serve(gw);
+    /* If serve ended on its own (error), release the signal thread. */
+    pthread_cancel(sig_thread);
+    pthread_join(sig_thread, NULL);
+    llmgw_free(gw);
+    if (rc != 0) {
+        fprintf(stderr, "llmgw: serve failed: %s\n", llmgw_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, 0};
+    struct opts o;
+    struct gw_store *st = NULL;
+    int version = 0;
+
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw migrate [--db URL] [--config FILE]\n\n"
+               "Create or upgrade the database schema (serve does this at start too).\n");
+        return 0;
+    }
+    if (open_store(o.db, o.config, &st) != 0)
+        return 1;
+    if (gw_store_schema_version(st, &version) != 0) {
+        gw_store_free(st);
+        return die("%s", "cannot read the schema version");
+    }
+    printf("schema version %d\n", version);
+    gw_store_free(st);
+    return 0;
+}
+
+static int cmd_admin(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, 0};
+    struct opts o;
+    struct gw_store *st = NULL;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        printf("usage: llmgw admin bootstrap [--db URL]\n\n"
+               "Create the superadmin key if none exists and print it once, as the last line.\n");
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "bootstrap") != 0)
+        return die("unknown admin command '%s' (try llmgw admin --help)", argv[1]);
+    if (parse_opts(argc - 1, argv + 1, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw admin bootstrap [--db URL] [--config FILE]\n\n"
+               "Create the superadmin key if none exists; print it once, as the last line.\n");
+        return 0;
+    }
+    if (open_store(o.db, o.config, &st) != 0)
+        return 1;
+    char raw[GW_KEY_RAW_LEN + 1];
+    int created = 0;
+    int rc = bootstrap_superadmin(st, raw, sizeof(raw), &created);
+    gw_store_free(st);
+    if (rc != 0)
+        return die("cannot create the superadmin key: %s", gw_strerror(rc));
+    if (!created) {
+        fprintf(stderr, "llmgw: a superadmin key already exists; nothing created\n");
+        return 1;
+    }
+    printf("superadmin key created; store it now, it is not shown again:\n%s\n", raw);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return 0;
+}
+
+static int valid_slug(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+static int cmd_orgs(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, OPT_NAME, 0};
+    struct opts o;
+    struct gw_store *st = NULL;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        printf("usage: llmgw orgs create SLUG [--name NAME] [--db URL]\n\n"
+               "Create an organization. SLUG: lower-case letters, digits, '-' and '_'.\n");
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "create") != 0)
+        return die("unknown orgs command '%s' (try llmgw orgs --help)", argv[1]);
+    if (parse_opts(argc - 1, argv + 1, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw orgs create SLUG [--name NAME] [--db URL]\n");
+        return 0;
+    }
+    if (o.nargs != 1)
+        return die("%s", "orgs create takes exactly one SLUG");
+    if (!valid_slug(o.args[0]))
+        return die("invalid slug '%s': use 1-63 of a-z, 0-9, '-', '_'", o.args[0]);
+    if (open_store(o.db, o.config, &st) != 0)
+        return 1;
+    int64_t id = 0;
+    int rc = gw_store_org_create(st, o.args[0], o.name ? o.name : o.args[0], &id);
+    gw_store_free(st);
+    if (rc == GW_EEXIST)
+        return die("an organization '%s' already exists", o.args[0]);
+    if (rc != 0)
+        return die("cannot create the organization: %s", gw_strerror(rc));
+    printf("created organization %s\n", o.args[0]);
+    return 0;
+}
+
+static int check_csv(const char *csv, const char *const *allowed_items, char *out, size_t outsz)
+{
+    char tmp[1024];
+    if (gw_strlcpy(tmp, csv, sizeof(tmp)) != 0 || gw_strlcpy(out, csv, outsz) != 0)
+        return -1;
+    char *save = NULL;
+    for (char *t = strtok_r(tmp, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        if (t[0] == '\0' || strlen(t) > 63)
+            return -1;
+        if (allowed_items != NULL) {
+            int ok = 0;
+            for (const char *const *a = allowed_items; *a != NULL; a++)
+                ok |= strcmp(*a, t) == 0;
+            if (!ok)
+                return -1;
+        }
+        for (const char *c = t; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_' || *c == ':'))
+                return -1;
+    }
+    return 0;
+}
+
+static int keys_create(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, OPT_ORG, OPT_NAME, OPT_ROLE, OPT_TIER,
+                                  OPT_PROVIDERS, OPT_MODELS, OPT_RPH, OPT_DAILY, OPT_MONTHLY, 0};
+    static const char *const providers[] = {"anthropic", "openai", "gemini", "xai", "perplexity",
+                                            NULL};
+    struct opts o;
+    struct gw_store *st = NULL;
+    struct gw_key_rec rec;
+    struct gw_org org;
+
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw keys create --org SLUG [--name N] [--role member|org_admin]\n"
+               "       [--tier free|pro|enterprise] [--providers p1,p2] [--models m1,m2]\n"
+               "       [--rph N] [--daily-usd X] [--monthly-usd X] [--db URL]\n\n"
+               "Create an API key. The raw key is printed once, as the last line of stdout.\n"
+               "  --providers  allowlist of providers (anthropic,openai,gemini,xai,perplexity)\n"
+               "  --models     allowlist of catalog model ids\n"
+               "  --rph        requests per hour; --daily-usd/--monthly-usd budgets in USD\n");
+        return 0;
+    }
+    if (o.org == NULL)
+        return die("%s", "--org SLUG is required");
+    memset(&rec, 0, sizeof(rec));
+    gw_strlcpy(rec.name, o.name ? o.name : "", sizeof(rec.name));
+    const char *role = o.role ? o.role : "member";
+    if (strcmp(role, "member") != 0 && strcmp(role, "org_admin") != 0)
+        return die("invalid --role '%s': member or org_admin", role);
+    gw_strlcpy(rec.role, role, sizeof(rec.role));
+    const char *tier = o.tier ? o.tier : "free";
+    if (strcmp(tier, "free") != 0 && strcmp(tier, "pro") != 0 && strcmp(tier, "enterprise") != 0)
+        return die("invalid --tier '%s': free, pro or enterprise", tier);
+    gw_strlcpy(rec.tier, tier, sizeof(rec.tier));
+    if (o.providers && check_csv(o.providers, providers, rec.providers, sizeof(rec.providers)))
+        return die("invalid --providers '%s'", o.providers);
+    if (o.models && check_csv(o.models, NULL, rec.models, sizeof(rec.models)))
+        return die("invalid --models '%s'", o.models);
+    if (o.rph && (gw_parse_i64(o.rph, &rec.rph) != 0 || rec.rph < 0))
+        return die("invalid --rph '%s': a non-negative integer", o.rph);
+    if (o.daily && gw_parse_micros(o.daily, &rec.daily_usd_micros) != 0)
+        return die("invalid --daily-usd '%s': a USD amount like 25 or 2.50", o.daily);
+    if (o.monthly && gw_parse_micros(o.monthly, &rec.monthly_usd_micros) != 0)
+        return die("invalid --monthly-usd '%s': a USD amount like 500", o.monthly);
+    if (open_store(o.db, o.config, &st) != 0)
+        return 1;
+    int rc = gw_store_org_get(st, o.org, &org);
+    if (rc != 0) {
+        gw_store_free(st);
+        return rc == GW_ENOTFOUND ? die("no organization '%s'", o.org)
+                                  : die("cannot read the organization: %s", gw_strerror(rc));
+    }
+    rec.org_id = org.id;
+    char raw[GW_KEY_RAW_LEN + 1];
+    rc = create_key(st, &rec, raw, sizeof(raw));
+    gw_store_free(st);
+    if (rc != 0)
+        return die("cannot create the key: %s", gw_strerror(rc));
+    printf("created key %s (org %s, role %s, tier %s); the raw key is shown only once:\n%s\n",
+           rec.key_id, o.org, rec.role, rec.tier, raw);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return 0;
+}
+
+static int print_key(void *arg, const struct gw_key_rec *k)
+{
+    char when[32];
+    time_t t = (time_t)(k->created_ms / 1000);
+    struct tm tm;
+    (void)arg;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("%-22s %-12s %-10s %-10s %-20s %-8s %s\n", k->key_id, k->prefix, k->role, k->tier,
+           when, k->revoked ? "revoked" : "active", k->name);
+    return 0;
+}
+
+static int keys_list(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, OPT_ORG, 0};
+    struct opts o;
+    struct gw_store *st = NULL;
+    struct gw_org org;
+
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw keys list --org SLUG [--db URL]\n\n"
+               "List an organization's keys (never the raw keys).\n");
+        return 0;
+    }
+    if (o.org == NULL)
+        return die("%s", "--org SLUG is required");
+    if (open_store(o.db, o.config, &st) != 0)
+        return 1;
+    int rc = gw_store_org_get(st, o.org, &org);
+    if (rc == 0) {
+        printf("%-22s %-12s %-10s %-10s %-20s %-8s %s\n", "ID", "PREFIX", "ROLE", "TIER",
+               "CREATED", "STATUS", "NAME");
+        rc = gw_store_key_list(st, org.id, print_key, NULL);
+    }
+    gw_store_free(st);
+    if (rc == GW_ENOTFOUND)
+        return die("no organization '%s'", o.org);
+    if (rc != 0)
+        return die("cannot list keys: %s", gw_strerror(rc));
+    return 0;
+}
+
+static int keys_revoke(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, 0};
+    struct opts o;
+    struct gw_store *st = NULL;
+
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw keys revoke KEY_ID [--db URL]\n\n"
+               "Revoke a key by its id (see keys list). Takes effect on the next request.\n");
+        return 0;
+    }
+    if (o.nargs != 1)
+        return die("%s", "keys revoke takes exactly one KEY_ID");
+    if (open_store(o.db, o.config, &st) != 0)
+        return 1;
+    int rc = gw_store_key_revoke(st, o.args[0]);
+    gw_store_free(st);
+    if (rc == GW_ENOTFOUND)
+        return die("no key '%s'", o.args[0]);
+    if (rc != 0)
+        return die("cannot revoke: %s", gw_strerror(rc));
+    printf("revoked %s\n", o.args[0]);
+    return 0;
+}
+
+static int cmd_keys(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        printf("usage: llmgw keys create --org SLUG [options]   (llmgw keys create --help)\n"
+               "       llmgw keys list --org SLUG\n"
+               "       llmgw keys revoke KEY_ID\n");
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "create") == 0)
+        return keys_create(argc - 1, argv + 1);
+    if (strcmp(argv[1], "list") == 0)
+        return keys_list(argc - 1, argv + 1);
+    if (strcmp(argv[1], "revoke") == 0)
+        return keys_revoke(argc - 1, argv + 1);
+    return die("unknown keys command '%s' (try llmgw keys --help)", argv[1]);
+}
+
+int main(int argc, char **argv)
+{
+    setup_logging();
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("llmgw %s\n", LLMGW_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate(argc - 1, argv + 1);
+    if (strcmp(cmd, "admin") == 0)
+        return cmd_admin(argc - 1, argv + 1);
+    if (strcmp(cmd, "orgs") == 0)
+        return cmd_orgs(argc - 1, argv + 1);
+    if (strcmp(cmd, "keys") == 0)
+        return cmd_keys(argc - 1, argv + 1);
+    fprintf(stderr, "llmgw: unknown command '%s'\n\n%s", cmd, usage_main);
+    return 2;
+}

@@ -1,0 +1,223 @@
+/*
+ * core/endpoints — request routing by method and path, authentication, and the small
+ * endpoints (health, models). Chat requests go to the pipeline.
+ *
+ * Invariant: every answer carries X-Request-Id; a caller's well-formed X-Request-Id is kept.
+ */
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/gw_int.h"
+#include "core/request.h"
+#include "http/reply.h"
+#include "policy/keys.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/util.h"
+
+int gw_provider_configured(const struct gw *gw, const char *provider)
+{
+    for (int i = 0; i < GW_NPROVIDERS; i++) {
+        const struct gw_provider_conf *p = &gw->cfg.providers[i];
+        if (strcmp(p->name, provider) == 0)
+            return p->api_key != NULL && p->api_key[0] != '\0';
+    }
+    return 0;
+}
+
+static int configured_cb(void *arg, const char *provider)
+{
+    return gw_provider_configured(arg, provider);
+}
+
+/* The raw key from X-API-Key or Authorization: Bearer; NULL if neither. */
+static const char *presented_key(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *k = evhttp_find_header(h, "X-API-Key");
+    if (k != NULL)
+        return k;
+    const char *auth = evhttp_find_header(h, "Authorization");
+    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
+        auth += 7;
+        while (*auth == ' ')
+            auth++;
+        return auth;
+    }
+    return NULL;
+}
+
+int gw_authenticate(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
+                    struct gw_key_rec *key)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *raw = presented_key(req);
+    unsigned char hash[32];
+
+    if (raw == NULL || raw[0] == '\0') {
+        gw_reply_error(req, 401, "authentication_error", "missing_api_key",
+                       "an API key is required (X-API-Key or Authorization: Bearer)", request_id,
+                       0);
+        return -1;
+    }
+    if (w->gw->cfg.production && evhttp_find_header(h, "Origin") != NULL) {
+        gw_reply_error(req, 403, "permission_error", "browser_key_forbidden",
+                       "browsers must use subject sessions, not raw API keys", request_id, 0);
+        return -1;
+    }
+    size_t len = strlen(raw);
+    if (!gw_key_is_wellformed(raw, len)) {
+        gw_reply_error(req, 401, "authentication_error", "invalid_api_key",
+                       "the API key is not valid", request_id, 0);
+        return -1;
+    }
+    gw_key_hash(raw, len, hash);
+    int rc = gw_store_key_by_hash(w->store, hash, key);
+    OPENSSL_cleanse(hash, sizeof(hash));
+    if (rc == GW_ENOTFOUND || (rc == 0 && key->revoked)) {
+        gw_reply_error(req, 401, "authentication_error", "invalid_api_key",
+                       "the API key is not valid", request_id, 0);
+        return -1;
+    }
+    if (rc != 0) {
+        GW_LOG_ERROR("auth", "req=%s key lookup failed: %s", request_id, gw_strerror(rc));
+        gw_reply_error(req, 503, "service_unavailable", "store_unavailable",
+                       "the gateway cannot check credentials right now", request_id, 1);
+        return -1;
+    }
+    return 0;
+}
+
+static void handle_models(struct gw_worker *w, struct evhttp_request *req, const char *rid)
+{
+    struct gw_key_rec key;
+
+    if (gw_authenticate(w, req, rid, &key) != 0)
+        return;
+    json_t *list = gw_catalog_to_json(w->gw->catalog, configured_cb, w->gw);
+    if (list == NULL) {
+        gw_reply_error(req, 500, "internal_error", "internal_error", "internal error", rid, 0);
+        return;
+    }
+    gw_reply_json(req, 200, list, rid);
+    json_decref(list);
+}
+
+static void handle(void *wdata, struct evhttp_request *req)
+{
+    struct gw_worker *w = wdata;
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *given = evhttp_find_header(h, "X-Request-Id");
+    char rid[72];
+    char path[256];
+
+    if (given != NULL && gw_request_id_ok(given)) {
+        gw_strlcpy(rid, given, sizeof(rid));
+    } else if (gw_random_id(rid, sizeof(rid), "req_", 12) != 0) {
+        gw_strlcpy(rid, "req_unavailable", sizeof(rid));
+    }
+    const char *uri = evhttp_request_get_uri(req);
+    size_t plen = strcspn(uri, "?#");
+    if (plen >= sizeof(path)) {
+        gw_reply_error(req, 404, "invalid_request_error", "not_found", "no such endpoint", rid, 0);
+        return;
+    }
+    memcpy(path, uri, plen);
+    path[plen] = '\0';
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+
+    if (gw_http_worker_is_draining(w->hw)) {
+        gw_reply_error(req, 503, "service_unavailable", "shutting_down",
+                       "the gateway is shutting down", rid, 1);
+        return;
+    }
+    struct route {
+        const char *path;
+        enum evhttp_cmd_type method;
+        int id;
+    } routes[] = {
+        {"/healthz", EVHTTP_REQ_GET, 0},
+        {"/v1/models", EVHTTP_REQ_GET, 1},
+        {"/v1/chat/completions", EVHTTP_REQ_POST, 2},
+        {"/api/v1/llm/chat", EVHTTP_REQ_POST, 3},
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(path, routes[i].path) != 0)
+            continue;
+        if (m != routes[i].method) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                              routes[i].method == EVHTTP_REQ_GET ? "GET" : "POST");
+            gw_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
+                           "method not allowed on this endpoint", rid, 0);
+            return;
+        }
+        switch (routes[i].id) {
+        case 0: {
+            json_t *ok = json_pack("{s:s}", "status", "ok");
+            gw_reply_json(req, 200, ok, rid);
+            json_decref(ok);
+            return;
+        }
+        case 1:
+            handle_models(w, req, rid);
+            return;
+        case 2:
+            gw_pipeline_chat(w, req, rid, GW_DIALECT_OPENAI);
+            return;
+        default:
+            gw_pipeline_chat(w, req, rid, GW_DIALECT_SIMPLE);
+            return;
+        }
+    }
+    gw_reply_error(req, 404, "invalid_request_error", "not_found", "no such endpoint", rid, 0);
+}
+
+static int worker_init(void *arg, struct gw_http_worker *hw, void **wdata)
+{
+    struct gw *gw = arg;
+    struct gw_worker *w = gw_calloc(1, sizeof(*w));
+    struct gw_errbuf eb = {{0}};
+
+    *wdata = NULL;
+    if (w == NULL)
+        return GW_ENOMEM;
+    w->gw = gw;
+    w->hw = hw;
+    w->upstream = gw_http_worker_upstream(hw);
+    int rc = gw_store_open(gw->cfg.db_url, &w->store, &eb);
+    if (rc != 0) {
+        GW_LOG_ERROR("server", "worker %d cannot open the store: %s", gw_http_worker_index(hw),
+                     eb.msg);
+        gw_free(w);
+        return rc;
+    }
+    *wdata = w;
+    return 0;
+}
+
+static void worker_cleanup(void *arg, void *wdata)
+{
+    struct gw_worker *w = wdata;
+    (void)arg;
+    if (w == NULL)
+        return;
+    gw_pipeline_abort_all(w);
+    gw_store_free(w->store);
+    gw_free(w);
+}
+
+static int inflight(void *wdata) { return ((struct gw_worker *)wdata)->inflight; }
+
+static void abort_all(void *wdata) { gw_pipeline_abort_all(wdata); }
+
+const struct gw_http_app gw_app = {
+    .worker_init = worker_init,
+    .worker_cleanup = worker_cleanup,
+    .handle = handle,
+    .inflight = inflight,
+    .abort_all = abort_all,
+};

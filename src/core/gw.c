@@ -1,0 +1,189 @@
+/*
+ * core/gw — the gateway object and the public embedded API (include/llmgw.h).
+ *
+ * llmgw_new does everything that can fail before serving: load the catalog, open and migrate
+ * the store, recover reservations left by a dead process, bind the sockets.
+ */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/gw_int.h"
+#include "llmgw.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/util.h"
+
+struct llmgw_config {
+    struct gw_config c;
+};
+
+struct llmgw {
+    struct gw gw;
+    struct gw_http_app app;
+};
+
+static void copy_err(char *err, size_t errsz, const char *msg)
+{
+    if (err != NULL && errsz > 0)
+        gw_strlcpy(err, msg, errsz);
+}
+
+int llmgw_config_new(struct llmgw_config **out)
+{
+    struct llmgw_config *c = gw_calloc(1, sizeof(*c));
+    *out = NULL;
+    if (c == NULL)
+        return GW_ENOMEM;
+    int rc = gw_config_init(&c->c);
+    if (rc != 0) {
+        gw_config_cleanup(&c->c);
+        gw_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void llmgw_config_free(struct llmgw_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    gw_config_cleanup(&cfg->c);
+    gw_free(cfg);
+}
+
+int llmgw_config_load_file(struct llmgw_config *cfg, const char *path, char *err, size_t errsz)
+{
+    struct gw_errbuf eb = {{0}};
+    int rc = gw_config_load_file(&cfg->c, path, &eb);
+    if (rc != 0)
+        copy_err(err, errsz, eb.msg[0] ? eb.msg : gw_strerror(rc));
+    return rc;
+}
+
+int llmgw_config_set(struct llmgw_config *cfg, const char *name, const char *value, char *err,
+                     size_t errsz)
+{
+    struct gw_errbuf eb = {{0}};
+    int rc = gw_config_set(&cfg->c, name, value, &eb);
+    if (rc != 0)
+        copy_err(err, errsz, eb.msg[0] ? eb.msg : gw_strerror(rc));
+    return rc;
+}
+
+static char *dup_or_null(const char *s) { return s ? gw_strdup(s) : NULL; }
+
+/* Deep copy of a config (strings duplicated). */
+static int config_copy(struct gw_config *dst, const struct gw_config *src)
+{
+    *dst = *src;
+    dst->listen_host = dup_or_null(src->listen_host);
+    dst->db_url = dup_or_null(src->db_url);
+    dst->catalog_path = dup_or_null(src->catalog_path);
+    int bad = (src->listen_host && !dst->listen_host) || (src->db_url && !dst->db_url) ||
+              (src->catalog_path && !dst->catalog_path);
+    for (int i = 0; i < GW_NPROVIDERS; i++) {
+        const struct gw_provider_conf *s = &src->providers[i];
+        struct gw_provider_conf *d = &dst->providers[i];
+        d->base_url = dup_or_null(s->base_url);
+        d->api_key = dup_or_null(s->api_key);
+        d->api_version = dup_or_null(s->api_version);
+        bad |= (s->base_url && !d->base_url) || (s->api_key && !d->api_key) ||
+               (s->api_version && !d->api_version);
+    }
+    return bad ? GW_ENOMEM : 0;
+}
+
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, size_t errsz)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    struct llmgw *g = NULL;
+    struct gw_store *st = NULL;
+    struct gw_errbuf eb = {{0}};
+    int rc = GW_ENOMEM;
+
+    *out = NULL;
+    pthread_once(&once, curl_init_once);
+    g = gw_calloc(1, sizeof(*g));
+    if (g == NULL)
+        goto out;
+    if ((rc = config_copy(&g->gw.cfg, &cfg->c)) != 0)
+        goto out;
+    struct gw *gw = &g->gw;
+    gw->workers = gw->cfg.workers > 0 ? gw->cfg.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (gw->workers < 1)
+        gw->workers = 1;
+    if ((rc = gw_catalog_load(gw->cfg.catalog_path, &gw->catalog, &eb)) != 0) {
+        char m[300];
+        snprintf(m, sizeof(m), "catalog %s: %s", gw->cfg.catalog_path, eb.msg);
+        gw_strlcpy(eb.msg, m, sizeof(eb.msg));
+        goto out;
+    }
+    if ((rc = gw_store_open(gw->cfg.db_url, &st, &eb)) != 0 ||
+        (rc = gw_store_migrate(st, &eb)) != 0)
+        goto out;
+    int64_t recovered = 0;
+    if ((rc = gw_store_usage_recover(st, &recovered)) != 0) {
+        gw_errbuf_set(&eb, "cannot recover reservations left by an earlier process");
+        goto out;
+    }
+    if (recovered > 0)
+        GW_LOG_WARN("store", "%lld reservation(s) left by an earlier process marked uncertain "
+                    "and charged at their reserved cost", (long long)recovered);
+    g->app = gw_app;
+    g->app.arg = gw;
+    struct gw_http_opts o = {
+        .host = gw->cfg.listen_host,
+        .port = gw->cfg.listen_port,
+        .workers = gw->workers,
+        .max_body = gw->cfg.max_body,
+        .max_headers = 65536,
+        .read_timeout_ms = gw->cfg.header_timeout_ms,
+        .shutdown_grace_ms = gw->cfg.shutdown_grace_ms,
+    };
+    if ((rc = gw_http_server_new(&o, &g->app, &gw->server, &eb)) != 0)
+        goto out;
+    *out = g;
+    g = NULL;
+    rc = 0;
+out:
+    if (rc != 0)
+        copy_err(err, errsz, eb.msg[0] ? eb.msg : gw_strerror(rc));
+    gw_store_free(st);
+    llmgw_free(g);
+    return rc;
+}
+
+int llmgw_serve(struct llmgw *g)
+{
+    GW_LOG_INFO("server", "listening on %s:%d with %d worker(s)", g->gw.cfg.listen_host,
+                gw_http_server_port(g->gw.server), g->gw.workers);
+    return gw_http_server_run(g->gw.server);
+}
+
+void llmgw_stop(struct llmgw *g) { gw_http_server_stop(g->gw.server); }
+
+int llmgw_port(const struct llmgw *g) { return gw_http_server_port(g->gw.server); }
+
+void llmgw_free(struct llmgw *g)
+{
+    if (g == NULL)
+        return;
+    gw_http_server_free(g->gw.server);
+    gw_catalog_free(g->gw.catalog);
+    gw_config_cleanup(&g->gw.cfg);
+    gw_free(g);
+}
+
+void llmgw_set_log_handler(void (*cb)(void *arg, int level, const char *line), void *arg,
+                           int max_level)
+{
+    gw_log_set_handler(cb, arg, max_level);
+}
+
+const char *llmgw_strerror(int err) { return gw_strerror(err); }

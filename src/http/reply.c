@@ -1,0 +1,84 @@
+/* http/reply — JSON answers and error bodies; see reply.h. */
+#include "http/reply.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/mem.h"
+
+const char *gw_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+    }
+}
+
+void gw_reply_headers(struct evhttp_request *req, const char *content_type, const char *request_id)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_remove_header(h, "Content-Type");
+    evhttp_add_header(h, "Content-Type", content_type);
+    if (request_id != NULL && request_id[0] != '\0')
+        evhttp_add_header(h, "X-Request-Id", request_id);
+}
+
+void gw_reply_json(struct evhttp_request *req, int status, const json_t *body,
+                   const char *request_id)
+{
+    struct evbuffer *buf = evbuffer_new();
+    char *s = json_dumps(body, GW_JSON_OUT);
+
+    gw_reply_headers(req, "application/json", request_id);
+    if (buf != NULL && s != NULL) {
+        evbuffer_add(buf, s, strlen(s));
+        evbuffer_add(buf, "\n", 1);
+    }
+    evhttp_send_reply(req, status, gw_http_reason(status), buf);
+    gw_free(s);
+    if (buf != NULL)
+        evbuffer_free(buf);
+}
+
+json_t *gw_error_body(const char *type, const char *code, const char *message,
+                      const char *request_id)
+{
+    return json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "type", type, "code", code, "message",
+                     message, "request_id", request_id ? request_id : "");
+}
+
+void gw_reply_error(struct evhttp_request *req, int status, const char *type, const char *code,
+                    const char *message, const char *request_id, int retry_after_s)
+{
+    json_t *body = gw_error_body(type, code, message, request_id);
+
+    if (retry_after_s > 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%d", retry_after_s);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
+    }
+    if (body == NULL) {
+        gw_reply_headers(req, "application/json", request_id);
+        evhttp_send_reply(req, status, gw_http_reason(status), NULL);
+        return;
+    }
+    gw_reply_json(req, status, body, request_id);
+    json_decref(body);
+}

@@ -1,0 +1,30 @@
+/*
+ * http/reply — the one place that writes JSON answers and errors to a client. Every answer
+ * carries X-Request-Id; error bodies are {"error": {type, code, message, request_id}}.
+ * Messages passed here must be safe for the client: never provider text, URLs or secrets.
+ */
+#ifndef GW_HTTP_REPLY_H
+#define GW_HTTP_REPLY_H
+
+#include <event2/http.h>
+#include <jansson.h>
+
+/* Flags for json_dumps on everything we send: compact, and money printed without float noise. */
+#define GW_JSON_OUT (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+/* Send body (borrowed) with status. */
+void gw_reply_json(struct evhttp_request *req, int status, const json_t *body,
+                   const char *request_id);
+/* Send an error. retry_after_s > 0 adds a Retry-After header. */
+void gw_reply_error(struct evhttp_request *req, int status, const char *type, const char *code,
+                    const char *message, const char *request_id, int retry_after_s);
+/* Build the error object {"error":{...}} (new reference). */
+json_t *gw_error_body(const char *type, const char *code, const char *message,
+                      const char *request_id);
+/* Reason phrase for a status. */
+const char *gw_http_reason(int status);
+/* Add the common headers (X-Request-Id, content type). */
+void gw_reply_headers(struct evhttp_request *req, const char *content_type,
+                      const char *request_id);
+
+#endif

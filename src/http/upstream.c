@@ -1,0 +1,183 @@
+/*
+ * http/upstream — libcurl's multi-socket API on a libevent base.
+ *
+ * curl tells us which sockets to watch (socket_cb) and when to wake it (timer_cb); libevent
+ * tells curl when a socket is ready (on_socket) or the timer fired (on_timeout). After each
+ * action we collect finished transfers and run their callbacks. Per-transfer state lives in a
+ * small struct reached through CURLOPT_PRIVATE.
+ */
+#include "http/upstream.h"
+
+#include "util/log.h"
+#include "util/mem.h"
+
+struct gw_upstream {
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;
+    int running;
+};
+
+struct xfer {
+    gw_upstream_done_cb cb;
+    void *arg;
+};
+
+struct sock_ctx {
+    struct gw_upstream *u;
+    curl_socket_t fd;
+    struct event *ev;
+};
+
+static void check_done(struct gw_upstream *u)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode result = msg->data.result;
+        struct xfer *x = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+        curl_multi_remove_handle(u->multi, easy);
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+        if (x != NULL) {
+            gw_upstream_done_cb cb = x->cb;
+            void *arg = x->arg;
+            gw_free(x);
+            cb(arg, easy, result);
+        }
+    }
+}
+
+static void on_socket(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_upstream *u = arg;
+    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+
+    curl_multi_socket_action(u->multi, fd, flags, &u->running);
+    check_done(u);
+    if (u->running <= 0 && evtimer_pending(u->timer, NULL))
+        evtimer_del(u->timer);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_upstream *u = arg;
+    (void)fd;
+    (void)what;
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &u->running);
+    check_done(u);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *arg)
+{
+    struct gw_upstream *u = arg;
+    (void)multi;
+    if (timeout_ms < 0) {
+        evtimer_del(u->timer);
+        return 0;
+    }
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(u->timer, &tv);
+    return 0;
+}
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *sockp)
+{
+    struct gw_upstream *u = uarg;
+    struct sock_ctx *sc = sockp;
+    (void)easy;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (sc != NULL) {
+            event_free(sc->ev);
+            gw_free(sc);
+            curl_multi_assign(u->multi, fd, NULL);
+        }
+        return 0;
+    }
+    short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
+                         ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
+    if (sc == NULL) {
+        sc = gw_calloc(1, sizeof(*sc));
+        if (sc == NULL)
+            return -1;
+        sc->u = u;
+        sc->fd = fd;
+        curl_multi_assign(u->multi, fd, sc);
+    } else {
+        event_free(sc->ev);
+    }
+    sc->ev = event_new(u->base, fd, kind, on_socket, u);
+    if (sc->ev == NULL || event_add(sc->ev, NULL) != 0) {
+        GW_LOG_ERROR("upstream", "cannot watch socket %d", (int)fd);
+        return -1;
+    }
+    return 0;
+}
+
+int gw_upstream_new(struct event_base *base, struct gw_upstream **out)
+{
+    struct gw_upstream *u = gw_calloc(1, sizeof(*u));
+
+    *out = NULL;
+    if (u == NULL)
+        return GW_ENOMEM;
+    u->base = base;
+    u->multi = curl_multi_init();
+    u->timer = evtimer_new(base, on_timeout, u);
+    if (u->multi == NULL || u->timer == NULL) {
+        gw_upstream_free(u);
+        return GW_ENOMEM;
+    }
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 256L);
+    *out = u;
+    return 0;
+}
+
+void gw_upstream_free(struct gw_upstream *u)
+{
+    if (u == NULL)
+        return;
+    if (u->multi != NULL)
+        curl_multi_cleanup(u->multi);
+    if (u->timer != NULL)
+        event_free(u->timer);
+    gw_free(u);
+}
+
+int gw_upstream_start(struct gw_upstream *u, CURL *easy, gw_upstream_done_cb cb, void *arg)
+{
+    struct xfer *x = gw_malloc(sizeof(*x));
+
+    if (x == NULL)
+        return GW_ENOMEM;
+    x->cb = cb;
+    x->arg = arg;
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+    if (curl_multi_add_handle(u->multi, easy) != CURLM_OK) {
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+        gw_free(x);
+        return GW_EIO;
+    }
+    return 0;
+}
+
+void gw_upstream_cancel(struct gw_upstream *u, CURL *easy)
+{
+    struct xfer *x = NULL;
+
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+    curl_multi_remove_handle(u->multi, easy);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+    gw_free(x);
+}
+
+int gw_upstream_running(const struct gw_upstream *u) { return u->running; }
