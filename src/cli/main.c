@@ -262,7 +262,7 @@ static int parse_opts(int argc, char **argv, const int *allowed, struct opts *o)
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         int ok = ch == OPT_HELP;
         for (const int *a = allowed; *a != 0; a++)
             ok |= *a == ch;

@@ -60,6 +60,7 @@ struct gw_call {
     int got_first_byte;
     int reply_started;              /* stream: client has the 200 and some events */
     int sse_error;                  /* our SSE handling aborted the transfer */
+    int stream_rc;                  /* what the adapter or the SSE parser reported */
     int64_t emitted_chars;          /* stream text relayed, for estimates when usage is lost */
     int64_t input_estimate;
     int64_t t0_us;
@@ -236,7 +237,10 @@ static int emit_chunk(void *arg, json_t *chunk)
 static int on_sse_event(void *arg, const char *event, const char *data, size_t len)
 {
     struct gw_call *c = arg;
-    return c->ops->stream_event(&c->st, event, data, len);
+    int rc = c->ops->stream_event(&c->st, event, data, len);
+    if (rc != 0 && c->stream_rc == 0)
+        c->stream_rc = rc;
+    return rc;
 }
 
 /* End a stream the client already receives: an error event (never a clean finish) or the
@@ -309,7 +313,10 @@ static size_t on_write(char *p, size_t sz, size_t n, void *arg)
     if (c->upstream_status == 0)
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
     if (c->opts.stream && c->upstream_status >= 200 && c->upstream_status < 300) {
-        if (gw_sse_feed(&c->sse, p, len) != 0) {
+        int rc = gw_sse_feed(&c->sse, p, len);
+        if (rc != 0) {
+            if (c->stream_rc == 0)
+                c->stream_rc = rc;
             c->sse_error = 1;
             return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
         }
@@ -386,6 +393,9 @@ static void finish_stream_outcome(struct gw_call *c, CURLcode result)
     if (c->st.failed) {
         code = "upstream_error";
         msg = "the provider reported an error during the stream";
+    } else if (c->stream_rc == GW_EPARSE || c->stream_rc == GW_ETOOBIG) {
+        code = "upstream_bad_response";
+        msg = "the provider sent a stream event the gateway could not read";
     } else if (result == CURLE_OPERATION_TIMEDOUT) {
         code = "upstream_timeout";
         msg = "the provider took too long to finish the stream";

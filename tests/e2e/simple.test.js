@@ -133,7 +133,7 @@ describe('X-Request-Id', () => {
     assert.equal(ok.status, 200, ok.text);
     assert.equal(ok.headers.get('x-request-id'), mine);
     const mine2 = `e2e-err-${Date.now()}`;
-    const bad = await env.request('POST', '/v1/chat/completions', { body: { model: 'nope-1', messages: [] }, headers: { 'x-request-id': mine2 } });
+    const bad = await env.request('POST', '/v1/chat/completions', { body: { model: 'nope-1', messages: [{ role: 'user', content: 'x' }] }, headers: { 'x-request-id': mine2 } });
     assert.equal(bad.status, 404);
     assert.equal(bad.headers.get('x-request-id'), mine2);
     assert.equal(bad.json.error.request_id, mine2);

@@ -1,0 +1,543 @@
+/*
+ * store/sqlite — the SQLite backend of store.h (WAL mode, one connection per thread).
+ *
+ * Invariants: every statement is prepared once per connection and bound per use; no SQL is
+ * built from input. Migrations run under BEGIN IMMEDIATE, so concurrent migrators serialise and
+ * each version is applied once. Key hashes are stored as 64 lower-case hex characters. Text read
+ * back is copied with bounds; a NULL column reads as "" or 0.
+ */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store.h"
+#include "util/mem.h"
+#include "util/util.h"
+
+/* Versioned schema; append only. */
+static const char *const migrations[] = {
+    /* 1: orgs, API keys (hashes only), usage rows */
+    "CREATE TABLE orgs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  slug TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL,"
+    "  created_ms BIGINT NOT NULL);"
+    "CREATE TABLE api_keys ("
+    "  id INTEGER PRIMARY KEY,"
+    "  key_id TEXT NOT NULL UNIQUE,"
+    "  key_hash TEXT NOT NULL UNIQUE,"
+    "  prefix TEXT NOT NULL,"
+    "  org_id BIGINT REFERENCES orgs(id),"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  role TEXT NOT NULL,"
+    "  tier TEXT NOT NULL,"
+    "  providers TEXT NOT NULL DEFAULT '',"
+    "  models TEXT NOT NULL DEFAULT '',"
+    "  rph BIGINT NOT NULL DEFAULT 0,"
+    "  daily_usd_micros BIGINT NOT NULL DEFAULT 0,"
+    "  monthly_usd_micros BIGINT NOT NULL DEFAULT 0,"
+    "  revoked INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL,"
+    "  revoked_ms BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX api_keys_org ON api_keys(org_id, created_ms);"
+    "CREATE TABLE usage ("
+    "  request_id TEXT PRIMARY KEY,"
+    "  org_id BIGINT NOT NULL DEFAULT 0,"
+    "  key_row_id BIGINT NOT NULL DEFAULT 0,"
+    "  provider TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  endpoint TEXT NOT NULL,"
+    "  stream INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL,"
+    "  reserved_micros BIGINT NOT NULL DEFAULT 0,"
+    "  tokens_in BIGINT NOT NULL DEFAULT 0,"
+    "  tokens_out BIGINT NOT NULL DEFAULT 0,"
+    "  cached_tokens BIGINT NOT NULL DEFAULT 0,"
+    "  reasoning_tokens BIGINT NOT NULL DEFAULT 0,"
+    "  cost_micros BIGINT NOT NULL DEFAULT 0,"
+    "  latency_ms BIGINT NOT NULL DEFAULT 0,"
+    "  status INTEGER NOT NULL DEFAULT 0,"
+    "  error_code TEXT NOT NULL DEFAULT '',"
+    "  catalog_version TEXT NOT NULL DEFAULT '',"
+    "  created_ms BIGINT NOT NULL,"
+    "  settled_ms BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX usage_key_time ON usage(key_row_id, created_ms);"
+    "CREATE INDEX usage_org_time ON usage(org_id, created_ms);"
+    "CREATE INDEX usage_state ON usage(state);",
+};
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+enum stmt_id {
+    S_ORG_INSERT,
+    S_ORG_GET,
+    S_KEY_INSERT,
+    S_KEY_BY_HASH,
+    S_KEY_GET,
+    S_KEY_LIST,
+    S_KEY_REVOKE,
+    S_SUPERADMIN,
+    S_USAGE_INSERT,
+    S_USAGE_SETTLE,
+    S_USAGE_GET,
+    S_USAGE_RECOVER,
+    S_COUNT
+};
+
+#define KEY_COLS                                                                                   \
+    "k.id, k.key_id, COALESCE(k.org_id, 0), COALESCE(o.slug, ''), k.name, k.prefix, k.role, "      \
+    "k.tier, k.providers, k.models, k.rph, k.daily_usd_micros, k.monthly_usd_micros, k.revoked, "  \
+    "k.created_ms, k.revoked_ms FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
+
+#define USAGE_COLS                                                                                 \
+    "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
+    "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
+    "error_code, catalog_version, created_ms, settled_ms"
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_ORG_INSERT] = "INSERT INTO orgs(slug, name, created_ms) VALUES (?1, ?2, ?3)",
+    [S_ORG_GET] = "SELECT id, slug, name, created_ms FROM orgs WHERE slug = ?1",
+    [S_KEY_INSERT] = "INSERT INTO api_keys(key_id, key_hash, prefix, org_id, name, role, tier, "
+                     "providers, models, rph, daily_usd_micros, monthly_usd_micros, created_ms) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [S_KEY_BY_HASH] = "SELECT " KEY_COLS "WHERE k.key_hash = ?1",
+    [S_KEY_GET] = "SELECT " KEY_COLS "WHERE k.key_id = ?1",
+    [S_KEY_LIST] = "SELECT " KEY_COLS "WHERE k.org_id = ?1 ORDER BY k.created_ms DESC, k.id DESC",
+    [S_KEY_REVOKE] = "UPDATE api_keys SET revoked = 1, revoked_ms = CASE WHEN revoked = 1 THEN "
+                     "revoked_ms ELSE ?2 END WHERE key_id = ?1",
+    [S_SUPERADMIN] = "SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
+    [S_USAGE_INSERT] = "INSERT INTO usage(" USAGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                       "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+    [S_USAGE_SETTLE] = "UPDATE usage SET state = ?2, tokens_in = ?3, tokens_out = ?4, "
+                       "cached_tokens = ?5, reasoning_tokens = ?6, cost_micros = ?7, "
+                       "latency_ms = ?8, status = ?9, error_code = ?10, settled_ms = ?11 "
+                       "WHERE request_id = ?1",
+    [S_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage WHERE request_id = ?1",
+    [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
+                        "settled_ms = ?1 WHERE state = 'reserved'",
+};
+
+struct gw_store {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[S_COUNT];
+};
+
+static int err_from(struct gw_store *s, int rc, struct gw_errbuf *eb)
+{
+    if (rc == SQLITE_CONSTRAINT)
+        return GW_EEXIST;
+    gw_errbuf_set(eb, "sqlite: %s", sqlite3_errmsg(s->db));
+    return GW_ESTORE;
+}
+
+static sqlite3_stmt *stmt(struct gw_store *s, enum stmt_id id)
+{
+    if (s->stmts[id] == NULL &&
+        sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmts[id],
+                           NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_reset(s->stmts[id]);
+    sqlite3_clear_bindings(s->stmts[id]);
+    return s->stmts[id];
+}
+
+static void col_text(sqlite3_stmt *st, int col, char *dst, size_t dstsz)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    gw_strlcpy(dst, t ? (const char *)t : "", dstsz);
+}
+
+static void bind_text(sqlite3_stmt *st, int idx, const char *v)
+{
+    sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT);
+}
+
+/* mkdir -p of the directory part of path */
+static int make_parent_dirs(const char *path, struct gw_errbuf *eb)
+{
+    char dir[1024];
+    if (gw_strlcpy(dir, path, sizeof(dir)) != 0) {
+        gw_errbuf_set(eb, "database path too long");
+        return GW_EINVAL;
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            goto fail;
+        *p = '/';
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        goto fail;
+    return 0;
+fail:
+    gw_errbuf_set(eb, "cannot create directory %s: %s", dir, strerror(errno));
+    return GW_EIO;
+}
+
+int gw_store_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
+{
+    struct gw_store *s = NULL;
+
+    *out = NULL;
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        gw_errbuf_set(eb, "the PostgreSQL backend is not available in this version; use sqlite:PATH");
+        return GW_EUNSUPP;
+    }
+    if (strncmp(url, "sqlite:", 7) != 0 || url[7] == '\0') {
+        gw_errbuf_set(eb, "unsupported database URL (expected sqlite:PATH)");
+        return GW_EINVAL;
+    }
+    const char *path = url + 7;
+    int rc = make_parent_dirs(path, eb);
+    if (rc != 0)
+        return rc;
+    s = gw_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return GW_ENOMEM;
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                          SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        gw_errbuf_set(eb, "cannot open %s: %s", path,
+                      s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        gw_store_free(s);
+        return GW_ESTORE;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_extended_result_codes(s->db, 0);
+    if (sqlite3_exec(s->db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        gw_errbuf_set(eb, "cannot set up %s: %s", path, sqlite3_errmsg(s->db));
+        gw_store_free(s);
+        return GW_ESTORE;
+    }
+    *out = s;
+    return 0;
+}
+
+void gw_store_free(struct gw_store *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(s->stmts[i]);
+    sqlite3_close_v2(s->db);
+    gw_free(s);
+}
+
+static int read_version(struct gw_store *s, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    *out = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(version), 0) FROM schema_version", -1, &st,
+                           NULL) != SQLITE_OK)
+        return GW_ESTORE;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : GW_ESTORE;
+}
+
+int gw_store_migrate(struct gw_store *s, struct gw_errbuf *eb)
+{
+    int version = 0;
+
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return err_from(s, SQLITE_ERROR, eb);
+    if (sqlite3_exec(s->db,
+                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                     "applied_ms BIGINT NOT NULL)",
+                     NULL, NULL, NULL) != SQLITE_OK ||
+        read_version(s, &version) != 0)
+        goto fail;
+    if (version > NMIGRATIONS) {
+        gw_errbuf_set(eb, "the database schema (version %d) is newer than this gateway (%d)",
+                      version, NMIGRATIONS);
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return GW_ESTORE;
+    }
+    for (int v = version + 1; v <= NMIGRATIONS; v++) {
+        char rec[128];
+        snprintf(rec, sizeof(rec), "INSERT INTO schema_version VALUES (%d, %lld)", v,
+                 (long long)gw_now_ms());
+        if (sqlite3_exec(s->db, migrations[v - 1], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, rec, NULL, NULL, NULL) != SQLITE_OK)
+            goto fail;
+    }
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    return 0;
+fail:
+    gw_errbuf_set(eb, "migration failed: %s", sqlite3_errmsg(s->db));
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return GW_ESTORE;
+}
+
+int gw_store_schema_version(struct gw_store *s, int *out) { return read_version(s, out); }
+
+/* Run a statement that returns no rows. */
+static int exec_done(struct gw_store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    return err_from(s, rc, NULL);
+}
+
+int gw_store_org_create(struct gw_store *s, const char *slug, const char *name, int64_t *id_out)
+{
+    sqlite3_stmt *st = stmt(s, S_ORG_INSERT);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, slug);
+    bind_text(st, 2, name);
+    sqlite3_bind_int64(st, 3, gw_now_ms());
+    int rc = exec_done(s, st);
+    if (rc == 0 && id_out != NULL)
+        *id_out = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+int gw_store_org_get(struct gw_store *s, const char *slug, struct gw_org *out)
+{
+    sqlite3_stmt *st = stmt(s, S_ORG_GET);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, slug);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        out->id = sqlite3_column_int64(st, 0);
+        col_text(st, 1, out->slug, sizeof(out->slug));
+        col_text(st, 2, out->name, sizeof(out->name));
+        out->created_ms = sqlite3_column_int64(st, 3);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
+int gw_store_key_insert(struct gw_store *s, struct gw_key_rec *rec, const unsigned char hash[32])
+{
+    char hex[65];
+    sqlite3_stmt *st = stmt(s, S_KEY_INSERT);
+    if (st == NULL)
+        return GW_ESTORE;
+    gw_hex(hex, hash, 32);
+    rec->created_ms = gw_now_ms();
+    bind_text(st, 1, rec->key_id);
+    bind_text(st, 2, hex);
+    bind_text(st, 3, rec->prefix);
+    if (rec->org_id > 0)
+        sqlite3_bind_int64(st, 4, rec->org_id);
+    else
+        sqlite3_bind_null(st, 4);
+    bind_text(st, 5, rec->name);
+    bind_text(st, 6, rec->role);
+    bind_text(st, 7, rec->tier);
+    bind_text(st, 8, rec->providers);
+    bind_text(st, 9, rec->models);
+    sqlite3_bind_int64(st, 10, rec->rph);
+    sqlite3_bind_int64(st, 11, rec->daily_usd_micros);
+    sqlite3_bind_int64(st, 12, rec->monthly_usd_micros);
+    sqlite3_bind_int64(st, 13, rec->created_ms);
+    int rc = exec_done(s, st);
+    if (rc == 0)
+        rec->id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+static void read_key(sqlite3_stmt *st, struct gw_key_rec *k)
+{
+    memset(k, 0, sizeof(*k));
+    k->id = sqlite3_column_int64(st, 0);
+    col_text(st, 1, k->key_id, sizeof(k->key_id));
+    k->org_id = sqlite3_column_int64(st, 2);
+    col_text(st, 3, k->org_slug, sizeof(k->org_slug));
+    col_text(st, 4, k->name, sizeof(k->name));
+    col_text(st, 5, k->prefix, sizeof(k->prefix));
+    col_text(st, 6, k->role, sizeof(k->role));
+    col_text(st, 7, k->tier, sizeof(k->tier));
+    col_text(st, 8, k->providers, sizeof(k->providers));
+    col_text(st, 9, k->models, sizeof(k->models));
+    k->rph = sqlite3_column_int64(st, 10);
+    k->daily_usd_micros = sqlite3_column_int64(st, 11);
+    k->monthly_usd_micros = sqlite3_column_int64(st, 12);
+    k->revoked = sqlite3_column_int(st, 13) != 0;
+    k->created_ms = sqlite3_column_int64(st, 14);
+    k->revoked_ms = sqlite3_column_int64(st, 15);
+}
+
+static int key_one(struct gw_store *s, enum stmt_id id, const char *arg, struct gw_key_rec *out)
+{
+    sqlite3_stmt *st = stmt(s, id);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, arg);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_key(st, out);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
+int gw_store_key_by_hash(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *out)
+{
+    char hex[65];
+    gw_hex(hex, hash, 32);
+    return key_one(s, S_KEY_BY_HASH, hex, out);
+}
+
+int gw_store_key_get(struct gw_store *s, const char *key_id, struct gw_key_rec *out)
+{
+    return key_one(s, S_KEY_GET, key_id, out);
+}
+
+int gw_store_key_list(struct gw_store *s, int64_t org_id, gw_store_key_cb cb, void *arg)
+{
+    struct gw_key_rec k;
+    sqlite3_stmt *st = stmt(s, S_KEY_LIST);
+    int rc;
+
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, org_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_key(st, &k);
+        if (cb(arg, &k) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+int gw_store_key_revoke(struct gw_store *s, const char *key_id)
+{
+    sqlite3_stmt *st = stmt(s, S_KEY_REVOKE);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, key_id);
+    sqlite3_bind_int64(st, 2, gw_now_ms());
+    int rc = exec_done(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return GW_ENOTFOUND;
+    return rc;
+}
+
+int gw_store_superadmin_exists(struct gw_store *s, int *out)
+{
+    sqlite3_stmt *st = stmt(s, S_SUPERADMIN);
+    if (st == NULL)
+        return GW_ESTORE;
+    int rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+int gw_store_usage_reserve(struct gw_store *s, const struct gw_usage_row *r)
+{
+    sqlite3_stmt *st = stmt(s, S_USAGE_INSERT);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, r->request_id);
+    sqlite3_bind_int64(st, 2, r->org_id);
+    sqlite3_bind_int64(st, 3, r->key_row_id);
+    bind_text(st, 4, r->provider);
+    bind_text(st, 5, r->model);
+    bind_text(st, 6, r->endpoint);
+    sqlite3_bind_int(st, 7, r->stream);
+    bind_text(st, 8, r->state);
+    sqlite3_bind_int64(st, 9, r->reserved_micros);
+    sqlite3_bind_int64(st, 10, r->tokens_in);
+    sqlite3_bind_int64(st, 11, r->tokens_out);
+    sqlite3_bind_int64(st, 12, r->cached_tokens);
+    sqlite3_bind_int64(st, 13, r->reasoning_tokens);
+    sqlite3_bind_int64(st, 14, r->cost_micros);
+    sqlite3_bind_int64(st, 15, r->latency_ms);
+    sqlite3_bind_int(st, 16, r->status);
+    bind_text(st, 17, r->error_code);
+    bind_text(st, 18, r->catalog_version);
+    sqlite3_bind_int64(st, 19, r->created_ms);
+    sqlite3_bind_int64(st, 20, r->settled_ms);
+    return exec_done(s, st);
+}
+
+int gw_store_usage_settle(struct gw_store *s, const struct gw_usage_row *r)
+{
+    sqlite3_stmt *st = stmt(s, S_USAGE_SETTLE);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, r->request_id);
+    bind_text(st, 2, r->state);
+    sqlite3_bind_int64(st, 3, r->tokens_in);
+    sqlite3_bind_int64(st, 4, r->tokens_out);
+    sqlite3_bind_int64(st, 5, r->cached_tokens);
+    sqlite3_bind_int64(st, 6, r->reasoning_tokens);
+    sqlite3_bind_int64(st, 7, r->cost_micros);
+    sqlite3_bind_int64(st, 8, r->latency_ms);
+    sqlite3_bind_int(st, 9, r->status);
+    bind_text(st, 10, r->error_code);
+    sqlite3_bind_int64(st, 11, r->settled_ms);
+    int rc = exec_done(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return GW_ENOTFOUND;
+    return rc;
+}
+
+int gw_store_usage_get(struct gw_store *s, const char *request_id, struct gw_usage_row *out)
+{
+    sqlite3_stmt *st = stmt(s, S_USAGE_GET);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, request_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        col_text(st, 0, out->request_id, sizeof(out->request_id));
+        out->org_id = sqlite3_column_int64(st, 1);
+        out->key_row_id = sqlite3_column_int64(st, 2);
+        col_text(st, 3, out->provider, sizeof(out->provider));
+        col_text(st, 4, out->model, sizeof(out->model));
+        col_text(st, 5, out->endpoint, sizeof(out->endpoint));
+        out->stream = sqlite3_column_int(st, 6);
+        col_text(st, 7, out->state, sizeof(out->state));
+        out->reserved_micros = sqlite3_column_int64(st, 8);
+        out->tokens_in = sqlite3_column_int64(st, 9);
+        out->tokens_out = sqlite3_column_int64(st, 10);
+        out->cached_tokens = sqlite3_column_int64(st, 11);
+        out->reasoning_tokens = sqlite3_column_int64(st, 12);
+        out->cost_micros = sqlite3_column_int64(st, 13);
+        out->latency_ms = sqlite3_column_int64(st, 14);
+        out->status = sqlite3_column_int(st, 15);
+        col_text(st, 16, out->error_code, sizeof(out->error_code));
+        col_text(st, 17, out->catalog_version, sizeof(out->catalog_version));
+        out->created_ms = sqlite3_column_int64(st, 18);
+        out->settled_ms = sqlite3_column_int64(st, 19);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
+int gw_store_usage_recover(struct gw_store *s, int64_t *count)
+{
+    sqlite3_stmt *st = stmt(s, S_USAGE_RECOVER);
+    *count = 0;
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, gw_now_ms());
+    int rc = exec_done(s, st);
+    if (rc == 0)
+        *count = sqlite3_changes(s->db);
+    return rc;
+}
