@@ -29,7 +29,7 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$gport/healthz" >/dev/null && 
 
 msg='{"role":"user","content":"Say hello in five words."}'
 run() { # name url auth body conns
-    BENCH_AUTH=$3 BENCH_BODY=$4 wrk -t2 -c"$5" -d"${dur}s" --latency -s bench/post.lua "$2" \
+    BENCH_AUTH=$3 BENCH_BODY=$4 wrk -t"$(( $5 < 2 ? 1 : 2 ))" -c"$5" -d"${dur}s" --latency -s bench/post.lua "$2" \
         >"$tmp/$1.txt"
     local rps avg p50 p99
     rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/$1.txt")

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store/store.h"
 #include "util/mem.h"
@@ -121,7 +122,23 @@ static const char *const stmt_sql[S_COUNT] = {
 struct gw_store {
     sqlite3 *db;
     sqlite3_stmt *stmts[S_COUNT];
+    int64_t busy_since_us;
 };
+
+/* Another worker holds the write lock for a few microseconds: retry after a short back-off
+ * (SQLite's own handler sleeps 1 ms and more, which shows as tail latency), give up after 5 s. */
+static int on_busy(void *arg, int count)
+{
+    struct gw_store *s = arg;
+    int64_t now = gw_mono_us();
+    if (count == 0)
+        s->busy_since_us = now;
+    if (now - s->busy_since_us > 5000000)
+        return 0;
+    struct timespec ts = {0, count < 10 ? 20000L : count < 100 ? 200000L : 2000000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
 
 static int err_from(struct gw_store *s, int rc, struct gw_errbuf *eb)
 {
@@ -209,7 +226,7 @@ int gw_store_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
         gw_store_free(s);
         return GW_ESTORE;
     }
-    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_busy_handler(s->db, on_busy, s);
     sqlite3_extended_result_codes(s->db, 0);
     if (sqlite3_exec(s->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",

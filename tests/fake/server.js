@@ -701,7 +701,8 @@ const server = http.createServer(async (req, res) => {
     action: null,
     at: Date.now(),
   };
-  requestLog.push(entry);
+  // FAKE_NO_RECORD=1 (the benchmark) keeps memory flat under load.
+  if (!process.env.FAKE_NO_RECORD) requestLog.push(entry);
   // aborted = the client closed the connection before our answer finished.
   res.on('close', () => {
     if (!res.writableFinished) entry.aborted = !entry.closedByFake;
