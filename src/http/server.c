@@ -93,10 +93,15 @@ static int bind_socket(const char *host, int port, evutil_socket_t *out, int *bo
 
 static void init_threads(void) { evthread_use_pthreads(); }
 
+/* Draining and nothing in flight: leave the loop once the last replies are flushed. libevent
+ * writes them from its buffers after the application is done with a request, so give it a
+ * short flush window (bounded) instead of closing connections with data still queued. */
 static void maybe_exit(struct gw_http_worker *w)
 {
-    if (w->draining && w->srv->app.inflight(w->wdata) == 0)
-        event_base_loopexit(w->base, NULL);
+    if (w->draining && w->srv->app.inflight(w->wdata) == 0) {
+        struct timeval flush = {0, 200 * 1000};
+        event_base_loopexit(w->base, &flush);
+    }
 }
 
 static void on_grace(evutil_socket_t fd, short what, void *arg)
