@@ -55,6 +55,11 @@ build/san/libllmgw.a: $(SAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The server itself under ASan+UBSan, for the end-to-end suite.
+build/san/llmgw: $(CLI_SRC:%.c=build/san/obj/%.o) build/san/libllmgw.a
+	@$(if $(V),,echo "  LD san  $@")
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
 build/san/test_%: tests/unit/test_%.c build/san/libllmgw.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  TEST    $@")
@@ -83,7 +88,7 @@ run: deps
 test:
 	@scripts/test.sh
 
-e2e: all
+e2e: all build/san/llmgw
 	@scripts/run-e2e.sh
 
 bench: all

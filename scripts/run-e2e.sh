@@ -14,6 +14,9 @@ if [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
     cp "$lock" "$stamp"
 fi
 mkdir -p build/logs
+# The gateway under test is the ASan+UBSan build (the harness fails on any sanitizer report).
+export LLMGW_E2E_BIN=${LLMGW_E2E_BIN:-build/san/llmgw}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 node --test --test-reporter=tap --test-timeout=60000 tests/e2e/ >build/logs/e2e.tap 2>&1
 rc=$?
 grep -E '^(not ok|# (tests|pass|fail|cancelled|skipped))' build/logs/e2e.tap

@@ -24,7 +24,7 @@ if ! make --no-print-directory check-clang; then
 fi
 
 echo "== unit tests (ASan+UBSan)"
-if ! make -j"$(nproc)" unit-build; then
+if ! make -j"$(nproc)" unit-build build/san/llmgw; then
     echo "unit test build failed"; fail=$((fail + 1))
 else
     out=$(scripts/run-unit.sh build/san/test_* 2>&1); echo "$out"
