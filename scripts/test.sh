@@ -27,7 +27,7 @@ echo "== unit tests (ASan+UBSan)"
 if ! make -j"$(nproc)" unit-build build/san/llmgw; then
     echo "unit test build failed"; fail=$((fail + 1))
 else
-    out=$(scripts/run-unit.sh build/san/test_* 2>&1); echo "$out"
+    out=$(make --no-print-directory unit 2>&1); echo "$out"
     add_counts "$(tail -n 1 <<<"$out")"
 fi
 
