@@ -30,15 +30,16 @@ static int einval(struct gw_errbuf *eb, const char *msg)
 /* "data:<mime>;base64,<data>" → an image block; http(s) URLs → a url source. */
 static json_t *image_block(const char *url, struct gw_errbuf *eb)
 {
+    json_t *mime;
+    const char *data;
+
     if (strncmp(url, "data:", 5) == 0) {
-        const char *semi = strchr(url, ';');
-        if (semi == NULL || strncmp(semi, ";base64,", 8) != 0 || semi == url + 5) {
+        if (gw_data_url_split(url, &mime, &data) != 0) {
             einval(eb, "image data URLs must look like data:<mime>;base64,<data>");
             return NULL;
         }
-        json_t *mime = json_stringn(url + 5, (size_t)(semi - url - 5));
         return json_pack("{s:s,s:{s:s,s:o,s:s}}", "type", "image", "source", "type", "base64",
-                         "media_type", mime, "data", semi + 8);
+                         "media_type", mime, "data", data);
     }
     if (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0)
         return json_pack("{s:s,s:{s:s,s:s}}", "type", "image", "source", "type", "url", "url",
@@ -99,25 +100,6 @@ static json_t *tool_result_content(const json_t *content)
     return blocks;
 }
 
-/* Append blocks to the last message if it has the same role, else start a new message. */
-static int push_turn(json_t *messages, const char *role, json_t *blocks)
-{
-    json_t *last = json_array_get(messages, json_array_size(messages) - 1);
-    if (json_array_size(blocks) == 0) {
-        json_decref(blocks);
-        return 0;
-    }
-    if (last != NULL && strcmp(gw_json_str(last, "role"), role) == 0) {
-        int rc = json_array_extend(json_object_get(last, "content"), blocks);
-        json_decref(blocks);
-        return rc ? GW_ENOMEM : 0;
-    }
-    return json_array_append_new(messages, json_pack("{s:s,s:o}", "role", role, "content",
-                                                     blocks))
-               ? GW_ENOMEM
-               : 0;
-}
-
 static int add_system(json_t *system_blocks, const json_t *content, struct gw_errbuf *eb)
 {
     return content_blocks(content, system_blocks, eb);
@@ -165,11 +147,8 @@ static int translate_messages(const json_t *msgs, json_t *body, struct gw_errbuf
             json_t *tc;
             json_array_foreach(json_object_get(m, "tool_calls"), k, tc) {
                 json_t *fn = json_object_get(tc, "function");
-                const char *args = gw_json_str(fn, "arguments");
-                json_t *input = args && args[0] ? json_loads(args, JSON_REJECT_DUPLICATES, NULL)
-                                                : json_object();
-                if (!json_is_object(input)) {
-                    json_decref(input);
+                json_t *input = gw_tool_call_args(tc);
+                if (input == NULL) {
                     json_decref(blocks);
                     rc = einval(eb, "tool call arguments must be a JSON object");
                     goto out;
@@ -180,7 +159,7 @@ static int translate_messages(const json_t *msgs, json_t *body, struct gw_errbuf
                                                         input));
             }
         }
-        if ((rc = push_turn(messages, role, blocks)) != 0)
+        if ((rc = gw_turn_append(messages, role, "content", blocks)) != 0)
             goto out;
     }
     if (json_array_size(messages) == 0) {

@@ -69,3 +69,45 @@ void gw_upstream_error_default(int status, struct gw_upstream_error *out)
     out->retryable = status == 408 || status == 409 || status == 429 || status >= 500;
 
 }
+
+int gw_turn_append(json_t *turns, const char *role, const char *key, json_t *items)
+{
+    json_t *last = json_array_get(turns, json_array_size(turns) - 1);
+    const char *last_role = gw_json_str(last, "role");
+
+    if (json_array_size(items) == 0) {
+        json_decref(items);
+        return 0;
+    }
+    if (last_role != NULL && strcmp(last_role, role) == 0) {
+        int rc = json_array_extend(json_object_get(last, key), items);
+        json_decref(items);
+        return rc ? GW_ENOMEM : 0;
+    }
+    return json_array_append_new(turns, json_pack("{s:s,s:o}", "role", role, key, items))
+               ? GW_ENOMEM
+               : 0;
+}
+
+int gw_data_url_split(const char *url, json_t **mime, const char **data)
+{
+    const char *semi = strncmp(url, "data:", 5) == 0 ? strchr(url, ';') : NULL;
+
+    *mime = NULL;
+    if (semi == NULL || semi == url + 5 || strncmp(semi, ";base64,", 8) != 0)
+        return GW_EINVAL;
+    *mime = json_stringn(url + 5, (size_t)(semi - url - 5));
+    *data = semi + 8;
+    return *mime != NULL ? 0 : GW_ENOMEM;
+}
+
+json_t *gw_tool_call_args(const json_t *tool_call)
+{
+    const char *args = gw_json_str(json_object_get(tool_call, "function"), "arguments");
+    json_t *v = args && args[0] ? json_loads(args, JSON_REJECT_DUPLICATES, NULL) : json_object();
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}

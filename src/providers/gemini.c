@@ -43,13 +43,14 @@ static int model_id_ok(const char *m)
 
 static json_t *image_part(const char *url, struct gw_errbuf *eb)
 {
-    const char *semi = strncmp(url, "data:", 5) == 0 ? strchr(url, ';') : NULL;
-    if (semi == NULL || strncmp(semi, ";base64,", 8) != 0 || semi == url + 5) {
+    json_t *mime;
+    const char *data;
+
+    if (gw_data_url_split(url, &mime, &data) != 0) {
         einval(eb, "gemini models take images as data: URLs (data:<mime>;base64,<data>)");
         return NULL;
     }
-    return json_pack("{s:{s:o,s:s}}", "inlineData", "mimeType",
-                     json_stringn(url + 5, (size_t)(semi - url - 5)), "data", semi + 8);
+    return json_pack("{s:{s:o,s:s}}", "inlineData", "mimeType", mime, "data", data);
 }
 
 static int content_parts(const json_t *content, json_t *parts, struct gw_errbuf *eb)
@@ -93,23 +94,6 @@ static const char *tool_name_for(const json_t *msgs, size_t upto, const char *id
         }
     }
     return NULL;
-}
-
-static int push_content(json_t *contents, const char *role, json_t *parts)
-{
-    json_t *last = json_array_get(contents, json_array_size(contents) - 1);
-    if (json_array_size(parts) == 0) {
-        json_decref(parts);
-        return 0;
-    }
-    if (last != NULL && strcmp(gw_json_str(last, "role"), role) == 0) {
-        int rc = json_array_extend(json_object_get(last, "parts"), parts);
-        json_decref(parts);
-        return rc ? GW_ENOMEM : 0;
-    }
-    return json_array_append_new(contents, json_pack("{s:s,s:o}", "role", role, "parts", parts))
-               ? GW_ENOMEM
-               : 0;
 }
 
 static json_t *tool_response_value(const json_t *content)
@@ -171,11 +155,8 @@ static int translate_messages(const json_t *msgs, json_t *body, struct gw_errbuf
             json_t *tc;
             json_array_foreach(json_object_get(m, "tool_calls"), k, tc) {
                 json_t *fn = json_object_get(tc, "function");
-                const char *args = gw_json_str(fn, "arguments");
-                json_t *a = args && args[0] ? json_loads(args, JSON_REJECT_DUPLICATES, NULL)
-                                            : json_object();
-                if (!json_is_object(a)) {
-                    json_decref(a);
+                json_t *a = gw_tool_call_args(tc);
+                if (a == NULL) {
                     json_decref(parts);
                     rc = einval(eb, "tool call arguments must be a JSON object");
                     goto out;
@@ -186,7 +167,7 @@ static int translate_messages(const json_t *msgs, json_t *body, struct gw_errbuf
             if (strcmp(role, "assistant") == 0)
                 role = "model";
         }
-        if ((rc = push_content(contents, role, parts)) != 0)
+        if ((rc = gw_turn_append(contents, role, "parts", parts)) != 0)
             goto out;
     }
     if (json_array_size(contents) == 0) {

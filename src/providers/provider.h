@@ -138,6 +138,17 @@ GW_NODISCARD int gw_upstream_req_url(struct gw_upstream_req *r, const char *base
 GW_NODISCARD int gw_upstream_req_body(struct gw_upstream_req *r, const json_t *body);
 /* Free everything in r (wiping header values) and zero it. */
 void gw_upstream_req_cleanup(struct gw_upstream_req *r);
+/* Append items (taken) to the last turn of turns when it has the same role, else append a new
+ * turn {"role": role, key: items}. Empty items are dropped. The APIs that want strictly
+ * alternating roles (Anthropic, Gemini) get consecutive same-role messages merged this way. */
+GW_NODISCARD int gw_turn_append(json_t *turns, const char *role, const char *key, json_t *items);
+/* Split an image "data:<mime>;base64,<data>" URL: *mime is a new JSON string, *data borrowed
+ * from url. GW_EINVAL when url is not of that form. */
+GW_NODISCARD int gw_data_url_split(const char *url, json_t **mime, const char **data);
+/* The arguments of an OpenAI tool call (its function.arguments JSON string; "" means {}) as a
+ * new JSON object, or NULL when they are not a JSON object. */
+json_t *gw_tool_call_args(const json_t *tool_call);
+
 /* Generic error mapping by status alone (used when the body says nothing useful):
  * retryable for 408, 409, 429, 5xx and 529. */
 void gw_upstream_error_default(int status, struct gw_upstream_error *out);
