@@ -1,0 +1,433 @@
+/*
+ * Golden tests for the provider adapters, both ways, from recorded-shape fixtures:
+ *   fixtures/<p>/request_in.json   canonical request   → request_out.json / request_stream_out.json
+ *   fixtures/<p>/response.json     provider answer     → response_out.json (canonical + usage)
+ *   fixtures/<p>/stream.sse        provider stream     → stream_out.json (chunks + usage + end)
+ *   fixtures/errors.json           error bodies        → mapped type / retryable / auth_failed
+ * Any change in translation shows as a diff against the committed goldens. To regenerate after
+ * an intended change: GW_FIXTURES_WRITE=1 build/san/test_providers, then review the diff.
+ * Also: every adapter survives truncated and mutated answers and stream events.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "providers/provider.h"
+#include "util/buf.h"
+#include "util/sse.h"
+
+static const char *const providers[] = {"openai", "anthropic", "gemini", "xai", "perplexity"};
+#define NPROV 5
+
+static int writing(void) { return getenv("GW_FIXTURES_WRITE") != NULL; }
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s", path);
+    struct gw_buf b;
+    gw_buf_init(&b, 1 << 24);
+    char tmp[4096];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+        assert_int_equal(gw_buf_add(&b, tmp, n), 0);
+    fclose(f);
+    *len = b.len;
+    char *s = gw_buf_take(&b);
+    return s ? s : strdup("");
+}
+
+static json_t *load_json(const char *path)
+{
+    json_error_t err;
+    json_t *v = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (v == NULL)
+        fail_msg("%s: %s (line %d)", path, err.text, err.line);
+    return v;
+}
+
+/* Compare got with the golden file (or write it in write mode). Takes got. */
+static void golden(const char *path, json_t *got)
+{
+    if (writing()) {
+        assert_int_equal(json_dump_file(got, path, JSON_INDENT(1) | JSON_SORT_KEYS), 0);
+    } else {
+        json_t *want = load_json(path);
+        if (!json_equal(want, got)) {
+            char *g = json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT);
+            char *w = json_dumps(want, JSON_SORT_KEYS | JSON_COMPACT);
+            print_error("golden mismatch %s\n got: %s\nwant: %s\n", path, g, w);
+            free(g);
+            free(w);
+            json_decref(want);
+            json_decref(got);
+            fail();
+        }
+        json_decref(want);
+    }
+    json_decref(got);
+}
+
+static json_t *usage_json(const struct gw_usage *u)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:b}", "input", (json_int_t)u->input_tokens,
+                     "cached_input", (json_int_t)u->cached_input_tokens, "cache_write",
+                     (json_int_t)u->cache_write_tokens, "output", (json_int_t)u->output_tokens,
+                     "reasoning", (json_int_t)u->reasoning_tokens, "search_requests",
+                     (json_int_t)u->search_requests, "search_context_size",
+                     u->search_context_size, "seen", u->seen);
+}
+
+static const struct gw_provider_cfg *cfg_for(const char *p)
+{
+    static struct gw_provider_cfg c;
+    static char key[64];
+    snprintf(key, sizeof(key), "test-key-%s", p);
+    c = (struct gw_provider_cfg){.base_url = "https://api.example.test",
+                                 .api_key = key,
+                                 .default_max_tokens = 4096};
+    return &c;
+}
+
+static json_t *request_json(const struct gw_upstream_req *r)
+{
+    json_t *headers = json_array();
+    for (int i = 0; i < r->nheaders; i++)
+        json_array_append_new(headers, json_string(r->headers[i]));
+    json_t *body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(body);
+    return json_pack("{s:s,s:o,s:o}", "url", r->url, "headers", headers, "body", body);
+}
+
+static void build_golden(void **state)
+{
+    char path[256];
+    for (int i = 0; i < NPROV; i++) {
+        const char *p = providers[i];
+        const struct gw_provider_ops *ops = gw_provider_find(p);
+        assert_non_null(ops);
+        snprintf(path, sizeof(path), "fixtures/%s/request_in.json", p);
+        json_t *req = load_json(path);
+        for (int stream = 0; stream <= 1; stream++) {
+            struct gw_upstream_req up = {0};
+            struct gw_errbuf eb = {{0}};
+            const char *wire = strcmp(p, "gemini") == 0 ? "gemini-2.5-flash" : "wire-model-1";
+            int rc = ops->build(cfg_for(p), req, wire, stream, &up, &eb);
+            if (rc != 0)
+                fail_msg("%s build: %d %s", p, rc, eb.msg);
+            snprintf(path, sizeof(path), "fixtures/%s/request%s_out.json", p,
+                     stream ? "_stream" : "");
+            golden(path, request_json(&up));
+            gw_upstream_req_cleanup(&up);
+        }
+        json_decref(req);
+    }
+}
+
+static void parse_golden(void **state)
+{
+    char path[256];
+    for (int i = 0; i < NPROV; i++) {
+        const char *p = providers[i];
+        const struct gw_provider_ops *ops = gw_provider_find(p);
+        size_t len;
+        snprintf(path, sizeof(path), "fixtures/%s/response.json", p);
+        char *body = slurp(path, &len);
+        json_t *out = NULL;
+        struct gw_usage u;
+        struct gw_errbuf eb = {{0}};
+        int rc = ops->parse(body, len, &out, &u, &eb);
+        if (rc != 0)
+            fail_msg("%s parse: %d %s", p, rc, eb.msg);
+        json_object_del(out, "created"); /* the adapter's clock */
+        assert_null(json_object_get(out, "usage")); /* the pipeline adds its own */
+        snprintf(path, sizeof(path), "fixtures/%s/response_out.json", p);
+        golden(path, json_pack("{s:o,s:o}", "canonical", out, "usage", usage_json(&u)));
+        free(body);
+    }
+}
+
+/* One stream run: the adapter's state, the adapter, and the chunks it emitted. */
+struct runner {
+    struct gw_stream st;
+    const struct gw_provider_ops *ops;
+    json_t *chunks;
+};
+
+static int collect_chunk(void *arg, json_t *chunk)
+{
+    struct runner *r = arg;
+    return json_array_append(r->chunks, chunk);
+}
+
+static int feed_event(void *arg, const char *event, const char *data, size_t len)
+{
+    struct runner *r = arg;
+    return r->ops->stream_event(&r->st, event, data, len);
+}
+
+/* Run a stream fixture through the SSE parser and the adapter, fed in pieces of `step`. */
+static json_t *run_stream(const struct gw_provider_ops *ops, const char *path, size_t step,
+                          int *rc_out)
+{
+    struct runner r;
+    struct gw_sse sse;
+    size_t len;
+    char *data = slurp(path, &len);
+    int rc = 0;
+
+    memset(&r, 0, sizeof(r));
+    r.ops = ops;
+    r.chunks = json_array();
+    r.st.emit = collect_chunk;
+    r.st.arg = &r;
+    if (ops->stream_init != NULL)
+        assert_int_equal(ops->stream_init(&r.st), 0);
+    gw_sse_init(&sse, 1 << 20, feed_event, &r);
+    for (size_t i = 0; i < len && rc == 0; i += step)
+        rc = gw_sse_feed(&sse, data + i, len - i < step ? len - i : step);
+    *rc_out = rc;
+    json_t *out = json_pack("{s:o,s:o,s:b,s:b,s:s,s:s}", "chunks", r.chunks, "usage",
+                            usage_json(&r.st.usage), "complete", r.st.complete, "failed",
+                            r.st.failed, "finish_reason", r.st.finish_reason, "error_type",
+                            r.st.err.type);
+    gw_sse_cleanup(&sse);
+    if (ops->stream_cleanup != NULL)
+        ops->stream_cleanup(&r.st);
+    free(data);
+    return out;
+}
+
+static void stream_golden_any_split(void **state)
+{
+    char path[256], out_path[256];
+    for (int i = 0; i < NPROV; i++) {
+        const char *p = providers[i];
+        const struct gw_provider_ops *ops = gw_provider_find(p);
+        int rc;
+        snprintf(path, sizeof(path), "fixtures/%s/stream.sse", p);
+        json_t *whole = run_stream(ops, path, 1 << 20, &rc);
+        assert_int_equal(rc, 0);
+        assert_true(json_is_true(json_object_get(whole, "complete")));
+        /* the same chunks and usage whatever the split */
+        for (size_t step = 1; step <= 64; step = step * 2 + 1) {
+            json_t *split = run_stream(ops, path, step, &rc);
+            assert_int_equal(rc, 0);
+            if (!json_equal(whole, split))
+                fail_msg("%s: stream fed %zu bytes at a time differs", p, step);
+            json_decref(split);
+        }
+        snprintf(out_path, sizeof(out_path), "fixtures/%s/stream_out.json", p);
+        golden(out_path, whole);
+    }
+}
+
+static void anthropic_stream_error_event_fails(void **state)
+{
+    int rc;
+    json_t *out = run_stream(gw_provider_find("anthropic"), "fixtures/anthropic/stream_error.sse",
+                             1 << 20, &rc);
+    assert_int_equal(rc, GW_EUPSTREAM);
+    assert_true(json_is_true(json_object_get(out, "failed")));
+    assert_false(json_is_true(json_object_get(out, "complete")));
+    assert_string_equal(json_string_value(json_object_get(out, "error_type")), "overloaded_error");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(out, "usage"), "input")),
+                     12);
+    json_decref(out);
+}
+
+static void errors_map(void **state)
+{
+    json_t *cases = load_json("fixtures/errors.json");
+    size_t i;
+    json_t *c;
+    json_array_foreach(cases, i, c) {
+        const char *p = json_string_value(json_object_get(c, "provider"));
+        const char *body = json_string_value(json_object_get(c, "body"));
+        int status = (int)json_integer_value(json_object_get(c, "status"));
+        struct gw_upstream_error e;
+        gw_provider_find(p)->map_error(status, body, strlen(body), &e);
+        const char *want_type = json_string_value(json_object_get(c, "type"));
+        if (e.status != status || strcmp(e.type, want_type) != 0 ||
+            e.retryable != json_integer_value(json_object_get(c, "retryable")) ||
+            e.auth_failed != json_integer_value(json_object_get(c, "auth_failed")))
+            fail_msg("case %zu (%s %d): got status=%d type=%s retryable=%d auth=%d", i, p, status,
+                     e.status, e.type, e.retryable, e.auth_failed);
+    }
+    json_decref(cases);
+}
+
+static void reasoning_models(void **state)
+{
+    json_t *req = json_pack("{s:s,s:[{s:s,s:s}],s:i,s:f,s:[s],s:f}", "model", "o3", "messages",
+                            "role", "user", "content", "hi", "max_tokens", 100, "temperature",
+                            1.0, "stop", "X", "presence_penalty", 0.5);
+    struct gw_provider_cfg cfg = *cfg_for("openai");
+    struct gw_upstream_req up = {0};
+    struct gw_errbuf eb = {{0}};
+    cfg.reasoning = 1;
+    assert_int_equal(gw_provider_find("openai")->build(&cfg, req, "o3", 0, &up, &eb), 0);
+    json_t *body = json_loadb(up.body, up.body_len, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(body, "max_completion_tokens")), 100);
+    assert_null(json_object_get(body, "max_tokens"));
+    assert_null(json_object_get(body, "temperature")); /* the default 1 is dropped */
+    json_decref(body);
+    gw_upstream_req_cleanup(&up);
+    json_object_set_new(req, "temperature", json_real(0.2));
+    assert_int_equal(gw_provider_find("openai")->build(&cfg, req, "o3", 0, &up, &eb), GW_EINVAL);
+    assert_non_null(strstr(eb.msg, "temperature"));
+    gw_upstream_req_cleanup(&up);
+    /* xAI reasoning models: stop and penalties removed */
+    assert_int_equal(gw_provider_find("xai")->build(&cfg, req, "grok-4-0709", 1, &up, &eb), 0);
+    body = json_loadb(up.body, up.body_len, 0, NULL);
+    assert_null(json_object_get(body, "stop"));
+    assert_null(json_object_get(body, "presence_penalty"));
+    assert_true(json_is_true(json_object_get(json_object_get(body, "stream_options"),
+                                             "include_usage")));
+    json_decref(body);
+    gw_upstream_req_cleanup(&up);
+    json_decref(req);
+}
+
+static void refusals_are_client_errors(void **state)
+{
+    struct gw_upstream_req up = {0};
+    struct gw_errbuf eb = {{0}};
+    json_t *req = load_json("fixtures/openai/request_in.json");
+    /* Perplexity takes no tools */
+    assert_int_equal(gw_provider_find("perplexity")->build(cfg_for("perplexity"), req, "sonar-pro",
+                                                           0, &up, &eb),
+                     GW_EINVAL);
+    gw_upstream_req_cleanup(&up);
+    /* Anthropic: temperature above 1 */
+    json_object_set_new(req, "temperature", json_real(1.5));
+    assert_int_equal(gw_provider_find("anthropic")->build(cfg_for("anthropic"), req, "claude", 0,
+                                                          &up, &eb),
+                     GW_EINVAL);
+    gw_upstream_req_cleanup(&up);
+    /* Gemini: remote image URLs and model ids outside the alphabet */
+    json_object_set_new(req, "temperature", json_real(0.5));
+    assert_int_equal(gw_provider_find("gemini")->build(cfg_for("gemini"), req, "../../x", 0, &up,
+                                                       &eb),
+                     GW_EINVAL);
+    gw_upstream_req_cleanup(&up);
+    json_t *img = json_object_get(json_array_get(json_object_get(json_array_get(
+                                                     json_object_get(req, "messages"), 1),
+                                                                 "content"),
+                                                 1),
+                                  "image_url");
+    json_object_set_new(img, "url", json_string("https://example.test/cat.png"));
+    assert_int_equal(gw_provider_find("gemini")->build(cfg_for("gemini"), req, "gemini-2.5-flash",
+                                                       0, &up, &eb),
+                     GW_EINVAL);
+    gw_upstream_req_cleanup(&up);
+    /* Tool arguments that are not a JSON object */
+    json_t *tc = json_array_get(json_object_get(json_array_get(json_object_get(req, "messages"), 2),
+                                                "tool_calls"),
+                                0);
+    json_object_set_new(json_object_get(tc, "function"), "arguments", json_string("[1,2"));
+    assert_int_equal(gw_provider_find("anthropic")->build(cfg_for("anthropic"), req, "claude", 0,
+                                                          &up, &eb),
+                     GW_EINVAL);
+    gw_upstream_req_cleanup(&up);
+    json_decref(req);
+}
+
+/* Truncations and byte mutations of every answer: an error or a result, never a crash or leak. */
+static void malformed_answers_never_crash(void **state)
+{
+    char path[256];
+    for (int i = 0; i < NPROV; i++) {
+        const struct gw_provider_ops *ops = gw_provider_find(providers[i]);
+        size_t len;
+        snprintf(path, sizeof(path), "fixtures/%s/response.json", providers[i]);
+        char *body = slurp(path, &len);
+        for (size_t cut = 0; cut < len; cut += 7) {
+            json_t *out = NULL;
+            struct gw_usage u;
+            if (ops->parse(body, cut, &out, &u, NULL) == 0)
+                json_decref(out);
+        }
+        static const char subst[] = "\"{}[]:,0 x-1e99";
+        for (size_t pos = 0; pos < len; pos += 3) {
+            char saved = body[pos];
+            body[pos] = subst[pos % (sizeof(subst) - 1)];
+            json_t *out = NULL;
+            struct gw_usage u;
+            if (ops->parse(body, len, &out, &u, NULL) == 0)
+                json_decref(out);
+            body[pos] = saved;
+        }
+        /* wrong types in the places adapters read */
+        static const char *const odd[] = {
+            "[]", "null", "{\"choices\":{}}", "{\"choices\":[1]}", "{\"choices\":[{\"message\":[]}]}",
+            "{\"content\":\"x\"}", "{\"content\":[{\"type\":\"tool_use\",\"input\":[]}]}",
+            "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"args\":1}}]}}]}",
+            "{\"candidates\":{}}", "{\"usage\":{\"prompt_tokens\":-5},\"choices\":[]}",
+            "{\"usageMetadata\":{\"promptTokenCount\":\"9\"},\"candidates\":[]}"};
+        for (size_t k = 0; k < sizeof(odd) / sizeof(odd[0]); k++) {
+            json_t *out = NULL;
+            struct gw_usage u;
+            if (ops->parse(odd[k], strlen(odd[k]), &out, &u, NULL) == 0) {
+                assert_true(u.input_tokens >= 0 && u.output_tokens >= 0);
+                json_decref(out);
+            }
+        }
+        free(body);
+    }
+}
+
+static int drop_chunk(void *arg, json_t *chunk)
+{
+    (void)arg;
+    (void)chunk;
+    return 0;
+}
+
+static void malformed_stream_events_never_crash(void **state)
+{
+    static const char *const events[] = {
+        "", "[", "{}", "[]", "null", "{\"choices\":7}", "{\"choices\":[{\"delta\":5}]}",
+        "{\"type\":\"content_block_start\",\"index\":-1}",
+        "{\"type\":\"content_block_start\",\"index\":99999,\"content_block\":{}}",
+        "{\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"input_json_delta\"}}",
+        "{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":\"x\"}}",
+        "{\"candidates\":[{\"content\":{\"parts\":\"x\"}}]}", "{\"error\":{}}", "{\"error\":\"x\"}"};
+    for (int i = 0; i < NPROV; i++) {
+        const struct gw_provider_ops *ops = gw_provider_find(providers[i]);
+        for (size_t k = 0; k < sizeof(events) / sizeof(events[0]); k++) {
+            struct gw_stream st;
+            memset(&st, 0, sizeof(st));
+            st.emit = drop_chunk;
+            if (ops->stream_init != NULL)
+                assert_int_equal(ops->stream_init(&st), 0);
+            ops->stream_event(&st, "", events[k], strlen(events[k]));
+            ops->stream_event(&st, "content_block_delta", events[k], strlen(events[k]));
+            if (ops->stream_cleanup != NULL)
+                ops->stream_cleanup(&st);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(build_golden),
+        cmocka_unit_test(parse_golden),
+        cmocka_unit_test(stream_golden_any_split),
+        cmocka_unit_test(anthropic_stream_error_event_fails),
+        cmocka_unit_test(errors_map),
+        cmocka_unit_test(reasoning_models),
+        cmocka_unit_test(refusals_are_client_errors),
+        cmocka_unit_test(malformed_answers_never_crash),
+        cmocka_unit_test(malformed_stream_events_never_crash),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
