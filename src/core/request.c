@@ -169,9 +169,8 @@ static int check_tools(const json_t *body, struct gw_errbuf *eb)
     size_t i;
     json_t *t;
 
-    if (tools == NULL || json_is_null(tools))
-        return 0;
-    if (!json_is_array(tools) || json_array_size(tools) > 512)
+    if (tools != NULL && !json_is_null(tools) && (!json_is_array(tools) ||
+                                                   json_array_size(tools) > 512))
         return fail(eb, "'tools' must be an array of at most 512 tools");
     json_array_foreach(tools, i, t) {
         json_t *fn = json_object_get(t, "function");

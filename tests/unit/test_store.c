@@ -1,0 +1,225 @@
+/* Unit tests for the SQLite store: migrations, orgs, keys (hash-only), usage rows, recovery. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "store/store.h"
+#include "util/util.h"
+
+struct fx {
+    char dir[64];
+    char url[128];
+    struct gw_store *s;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/llmgw-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->url, sizeof(f->url), "sqlite:%s/a/b/gw.db", f->dir);
+    struct gw_errbuf eb = {{0}};
+    assert_int_equal(gw_store_open(f->url, &f->s, &eb), 0);
+    assert_int_equal(gw_store_migrate(f->s, &eb), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[128];
+    gw_store_free(f->s);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static void open_creates_directories_and_migrate_is_idempotent(void **state)
+{
+    struct fx *f = *state;
+    char path[128];
+    struct stat st;
+    int v = 0;
+    snprintf(path, sizeof(path), "%s/a/b/gw.db", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(gw_store_schema_version(f->s, &v), 0);
+    assert_true(v >= 1);
+    assert_int_equal(gw_store_migrate(f->s, NULL), 0);
+    int v2 = 0;
+    assert_int_equal(gw_store_schema_version(f->s, &v2), 0);
+    assert_int_equal(v, v2);
+}
+
+static void urls_are_checked(void **state)
+{
+    struct gw_store *s = NULL;
+    struct gw_errbuf eb = {{0}};
+    assert_int_equal(gw_store_open("postgres://u@localhost/x", &s, &eb), GW_EUNSUPP);
+    assert_non_null(strstr(eb.msg, "PostgreSQL"));
+    assert_int_equal(gw_store_open("mysql://x", &s, &eb), GW_EINVAL);
+    assert_int_equal(gw_store_open("sqlite:", &s, &eb), GW_EINVAL);
+    assert_null(s);
+}
+
+static void orgs(void **state)
+{
+    struct fx *f = *state;
+    int64_t id = 0;
+    struct gw_org o;
+    assert_int_equal(gw_store_org_create(f->s, "acme", "Acme Inc", &id), 0);
+    assert_true(id > 0);
+    assert_int_equal(gw_store_org_create(f->s, "acme", "again", NULL), GW_EEXIST);
+    assert_int_equal(gw_store_org_get(f->s, "acme", &o), 0);
+    assert_int_equal(o.id, id);
+    assert_string_equal(o.name, "Acme Inc");
+    assert_int_equal(gw_store_org_get(f->s, "nope", &o), GW_ENOTFOUND);
+}
+
+static int count_keys(void *arg, const struct gw_key_rec *k)
+{
+    char *order = arg;
+    strcat(order, k->name);
+    return 0;
+}
+
+static void keys_by_hash_list_revoke(void **state)
+{
+    struct fx *f = *state;
+    int64_t org = 0;
+    unsigned char h1[32], h2[32];
+    struct gw_key_rec a = {0}, b = {0}, got;
+    assert_int_equal(gw_store_org_create(f->s, "acme", "Acme", &org), 0);
+    gw_sha256(h1, "key-one", 7);
+    gw_sha256(h2, "key-two", 7);
+    strcpy(a.key_id, "key_aaaa");
+    strcpy(a.name, "A");
+    strcpy(a.role, "member");
+    strcpy(a.tier, "pro");
+    strcpy(a.models, "gpt-4o,claude-sonnet-4-6");
+    a.org_id = org;
+    a.daily_usd_micros = 2500000;
+    b = a;
+    strcpy(b.key_id, "key_bbbb");
+    strcpy(b.name, "B");
+    assert_int_equal(gw_store_key_insert(f->s, &a, h1), 0);
+    assert_int_equal(gw_store_key_insert(f->s, &b, h2), 0);
+    assert_int_equal(gw_store_key_insert(f->s, &b, h1), GW_EEXIST); /* same id and hash */
+    assert_int_equal(gw_store_key_by_hash(f->s, h2, &got), 0);
+    assert_string_equal(got.key_id, "key_bbbb");
+    assert_string_equal(got.org_slug, "acme");
+    assert_string_equal(got.models, "gpt-4o,claude-sonnet-4-6");
+    assert_int_equal(got.daily_usd_micros, 2500000);
+    assert_false(got.revoked);
+    unsigned char h3[32];
+    gw_sha256(h3, "key-three", 9);
+    assert_int_equal(gw_store_key_by_hash(f->s, h3, &got), GW_ENOTFOUND);
+    char order[16] = "";
+    assert_int_equal(gw_store_key_list(f->s, org, count_keys, order), 0);
+    assert_string_equal(order, "BA"); /* newest first */
+    assert_int_equal(gw_store_key_revoke(f->s, "key_aaaa"), 0);
+    assert_int_equal(gw_store_key_revoke(f->s, "key_aaaa"), 0); /* twice is fine */
+    assert_int_equal(gw_store_key_revoke(f->s, "key_zzzz"), GW_ENOTFOUND);
+    assert_int_equal(gw_store_key_get(f->s, "key_aaaa", &got), 0);
+    assert_true(got.revoked);
+    assert_true(got.revoked_ms > 0);
+}
+
+static void superadmin_exists(void **state)
+{
+    struct fx *f = *state;
+    int yes = -1;
+    unsigned char h[32];
+    struct gw_key_rec k = {0};
+    assert_int_equal(gw_store_superadmin_exists(f->s, &yes), 0);
+    assert_int_equal(yes, 0);
+    gw_sha256(h, "root", 4);
+    strcpy(k.key_id, "key_root");
+    strcpy(k.role, "superadmin");
+    strcpy(k.tier, "enterprise");
+    assert_int_equal(gw_store_key_insert(f->s, &k, h), 0);
+    assert_int_equal(gw_store_superadmin_exists(f->s, &yes), 0);
+    assert_int_equal(yes, 1);
+    assert_int_equal(gw_store_key_revoke(f->s, "key_root"), 0);
+    assert_int_equal(gw_store_superadmin_exists(f->s, &yes), 0);
+    assert_int_equal(yes, 0);
+}
+
+static void usage_reserve_settle_recover(void **state)
+{
+    struct fx *f = *state;
+    struct gw_usage_row r = {0}, got;
+    strcpy(r.request_id, "req_1");
+    strcpy(r.provider, "openai");
+    strcpy(r.model, "gpt-4o");
+    strcpy(r.endpoint, "chat.completions");
+    strcpy(r.state, "reserved");
+    strcpy(r.catalog_version, "2026-11-24");
+    r.reserved_micros = 9000;
+    r.created_ms = gw_now_ms();
+    assert_int_equal(gw_store_usage_reserve(f->s, &r), 0);
+    assert_int_equal(gw_store_usage_reserve(f->s, &r), GW_EEXIST);
+    struct gw_usage_row r2 = r;
+    strcpy(r2.request_id, "req_2");
+    assert_int_equal(gw_store_usage_reserve(f->s, &r2), 0);
+    r.tokens_in = 120;
+    r.tokens_out = 30;
+    r.cached_tokens = 20;
+    r.cost_micros = 575;
+    r.status = 200;
+    strcpy(r.state, "settled");
+    assert_int_equal(gw_store_usage_settle(f->s, &r), 0);
+    assert_int_equal(gw_store_usage_get(f->s, "req_1", &got), 0);
+    assert_string_equal(got.state, "settled");
+    assert_int_equal(got.cost_micros, 575);
+    assert_int_equal(got.tokens_in, 120);
+    assert_string_equal(got.catalog_version, "2026-11-24");
+    /* a process died with req_2 reserved: recovery charges the worst case */
+    int64_t n = 0;
+    assert_int_equal(gw_store_usage_recover(f->s, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(gw_store_usage_get(f->s, "req_2", &got), 0);
+    assert_string_equal(got.state, "uncertain");
+    assert_int_equal(got.cost_micros, 9000);
+    assert_int_equal(gw_store_usage_get(f->s, "req_1", &got), 0);
+    assert_string_equal(got.state, "settled");
+    assert_int_equal(gw_store_usage_get(f->s, "req_9", &got), GW_ENOTFOUND);
+    struct gw_usage_row missing = r;
+    strcpy(missing.request_id, "req_9");
+    assert_int_equal(gw_store_usage_settle(f->s, &missing), GW_ENOTFOUND);
+}
+
+static void two_connections_share_the_file(void **state)
+{
+    struct fx *f = *state;
+    struct gw_store *other = NULL;
+    struct gw_org o;
+    assert_int_equal(gw_store_open(f->url, &other, NULL), 0);
+    assert_int_equal(gw_store_migrate(other, NULL), 0);
+    assert_int_equal(gw_store_org_create(other, "beta", "Beta", NULL), 0);
+    assert_int_equal(gw_store_org_get(f->s, "beta", &o), 0);
+    gw_store_free(other);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(open_creates_directories_and_migrate_is_idempotent, setup,
+                                        teardown),
+        cmocka_unit_test(urls_are_checked),
+        cmocka_unit_test_setup_teardown(orgs, setup, teardown),
+        cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(superadmin_exists, setup, teardown),
+        cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
