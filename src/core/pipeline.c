@@ -539,7 +539,9 @@ static void call_end(struct gw_call *c)
         reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
     c->row.latency_ms = (gw_mono_us() - c->t0_us) / 1000;
     c->row.settled_ms = gw_now_ms();
-    if (strcmp(c->row.state, "reserved") == 0)
+    if (c->row.state[0] == '\0')
+        gw_strlcpy(c->row.state, "refused", sizeof(c->row.state)); /* never reached a provider */
+    else if (strcmp(c->row.state, "reserved") == 0)
         gw_strlcpy(c->row.state, c->row.status == 200 ? "settled" : "failed",
                    sizeof(c->row.state));
     if (c->row.request_id[0] != '\0' && gw_store_usage_settle(w->store, &c->row) != 0)
