@@ -14,6 +14,7 @@
  */
 #include <curl/curl.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
@@ -34,6 +35,9 @@
 #include "util/util.h"
 
 #define GW_SSE_MAX_EVENT (4u << 20)
+/* A client that reads slower than the provider writes: above this much unsent output the
+ * upstream transfer is paused, and resumed once the client's buffer has drained. */
+#define GW_CLIENT_HIGH_WATER (1u << 20)
 
 struct gw_call {
     struct gw_worker *w;
@@ -61,6 +65,7 @@ struct gw_call {
     int reply_started;              /* stream: client has the 200 and some events */
     int sse_error;                  /* our SSE handling aborted the transfer */
     int stream_rc;                  /* what the adapter or the SSE parser reported */
+    int paused;                     /* upstream paused until the client catches up */
     int64_t emitted_chars;          /* stream text relayed, for estimates when usage is lost */
     int64_t input_estimate;
     int64_t t0_us;
@@ -174,6 +179,25 @@ static void reply_upstream_failure(struct gw_call *c, const struct gw_upstream_e
 
 /* ---- streaming to the client ---- */
 
+/* Bytes queued for the client that the socket has not taken yet. */
+static size_t client_backlog(const struct gw_call *c)
+{
+    struct bufferevent *bev = c->evcon ? evhttp_connection_get_bufferevent(c->evcon) : NULL;
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+/* The client's output buffer drained: let a paused upstream go on. */
+static void on_client_drained(struct evhttp_connection *evcon, void *arg)
+{
+    struct gw_call *c = arg;
+    (void)evcon;
+    if (c->paused && c->easy != NULL) {
+        c->paused = 0;
+        GW_LOG_DEBUG("http", "req=%s client caught up: resuming the upstream transfer", c->rid);
+        curl_easy_pause(c->easy, CURLPAUSE_CONT);
+    }
+}
+
 static int send_sse_data(struct gw_call *c, const char *data, size_t len)
 {
     struct evbuffer *b = evbuffer_new();
@@ -182,7 +206,7 @@ static int send_sse_data(struct gw_call *c, const char *data, size_t len)
     evbuffer_add(b, "data: ", 6);
     evbuffer_add(b, data, len);
     evbuffer_add(b, "\n\n", 2);
-    evhttp_send_reply_chunk(c->req, b);
+    evhttp_send_reply_chunk_with_cb(c->req, b, on_client_drained, c);
     evbuffer_free(b);
     return 0;
 }
@@ -313,6 +337,12 @@ static size_t on_write(char *p, size_t sz, size_t n, void *arg)
     if (c->upstream_status == 0)
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
     if (c->opts.stream && c->upstream_status >= 200 && c->upstream_status < 300) {
+        if (c->reply_started && client_backlog(c) > GW_CLIENT_HIGH_WATER) {
+            /* curl keeps these bytes and hands them over again after the resume */
+            c->paused = 1;
+            GW_LOG_DEBUG("http", "req=%s client is slow: pausing the upstream transfer", c->rid);
+            return CURL_WRITEFUNC_PAUSE;
+        }
         int rc = gw_sse_feed(&c->sse, p, len);
         if (rc != 0) {
             if (c->stream_rc == 0)

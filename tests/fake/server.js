@@ -55,6 +55,8 @@
 //                                            the socket is destroyed
 //     "badjson"                             200 with invalid JSON (stream: an invalid data: line)
 //     "slow"     {ms, events?}              stream with ms between events (~20 content events)
+//     "big"      {repeat?, events?}         stream (openai/xai/perplexity): the echoed text
+//                                            repeated `repeat` times, sent at once in `events` pieces
 //   POST /_control/reset                    clear queues and the request log
 //   GET  /_requests[?provider=P]            [{provider, method, path, query, headers, body,
 //                                             aborted, answered, closedByFake, action, at}]
@@ -625,9 +627,17 @@ async function handleProvider(req, res, r, url, entry, parsed) {
   }
 
   const slow = act === 'slow';
-  const nPieces = slow ? (Number(action.events) || 20) : 3;
+  let nPieces = slow ? (Number(action.events) || 20) : 3;
+  let genBody = body;
+  if (act === 'big' && r.kind === 'chat') {
+    // A large answer, fast: the last user message repeated `repeat` times, in `events` pieces.
+    genBody = JSON.parse(JSON.stringify(body));
+    const last = [...genBody.messages].reverse().find((m) => m.role === 'user' && typeof m.content === 'string');
+    if (last) last.content = last.content.repeat(Number(action.repeat) || 100);
+    nPieces = Number(action.events) || 2000;
+  }
   let frames;
-  if (r.kind === 'chat') frames = openaiStreamFrames(provider, model, body, { nPieces });
+  if (r.kind === 'chat') frames = openaiStreamFrames(provider, model, genBody, { nPieces });
   else if (r.kind === 'messages') frames = anthropicStreamFrames(model, body, { nPieces });
   else frames = geminiStreamFrames(model, body, { nPieces });
 
@@ -655,7 +665,7 @@ function handleControl(req, res, url, raw) {
     let cmd;
     try { cmd = JSON.parse(raw); } catch { return sendJSON(res, 400, { error: 'invalid JSON' }); }
     if (!cmd || !PROVIDERS.includes(cmd.provider)) return sendJSON(res, 400, { error: 'unknown provider' });
-    const known = ['status', 'delay', 'reset', 'hang', 'truncate', 'badjson', 'slow'];
+    const known = ['status', 'delay', 'reset', 'hang', 'truncate', 'badjson', 'slow', 'big'];
     if (!known.includes(cmd.action)) return sendJSON(res, 400, { error: 'unknown action' });
     queues[cmd.provider].push(cmd);
     return sendJSON(res, 200, { ok: true, queued: queues[cmd.provider].length });
