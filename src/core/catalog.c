@@ -179,10 +179,11 @@ static int get_money(const struct vctx *v, const json_t *obj, const char *where,
 static int get_price(const struct vctx *v, const json_t *obj, const char *where,
                      struct gw_price *p)
 {
-    static const char *const keys[] = {"input", "output", "cached_input", "cache_write",
-                                       "above_input_tokens", NULL};
+    static const char *const keys[] = {"input",       "output",         "cached_input",
+                                       "cache_write", "cache_write_1h", "above_input_tokens",
+                                       NULL};
     static const char *const keys_base[] = {"input", "output", "cached_input", "cache_write",
-                                            NULL};
+                                            "cache_write_1h", NULL};
     int rc;
     int is_tier = strcmp(where, "price.") != 0;
 
@@ -195,10 +196,12 @@ static int get_price(const struct vctx *v, const json_t *obj, const char *where,
         return rc;
     p->cached_input = -1;
     p->cache_write = -1;
+    p->cache_write_1h = -1;
     if ((rc = get_money(v, obj, where, "input", &p->input, 1)) != 0 ||
         (rc = get_money(v, obj, where, "output", &p->output, 1)) != 0 ||
         (rc = get_money(v, obj, where, "cached_input", &p->cached_input, 0)) != 0 ||
-        (rc = get_money(v, obj, where, "cache_write", &p->cache_write, 0)) != 0)
+        (rc = get_money(v, obj, where, "cache_write", &p->cache_write, 0)) != 0 ||
+        (rc = get_money(v, obj, where, "cache_write_1h", &p->cache_write_1h, 0)) != 0)
         return rc;
     return 0;
 }
@@ -536,8 +539,8 @@ static int64_t search_fee(const struct gw_model *m, const char size[8])
 int64_t gw_cost_micros(const struct gw_model *m, const struct gw_usage *u)
 {
     const struct gw_price *p;
-    int64_t in, cached, write, out, uncached, reqs;
-    int64_t pin, pcached, pwrite, pout;
+    int64_t in, cached, write, write_1h, out, uncached, reqs;
+    int64_t pin, pcached, pwrite, pwrite_1h, pout;
     __int128 num;
 
     if (m == NULL || u == NULL)
@@ -545,12 +548,16 @@ int64_t gw_cost_micros(const struct gw_model *m, const struct gw_usage *u)
     in = clamp_tokens(u->input_tokens);
     cached = clamp_tokens(u->cached_input_tokens);
     write = clamp_tokens(u->cache_write_tokens);
+    write_1h = clamp_tokens(u->cache_write_1h_tokens);
+    if (write_1h > write)
+        write_1h = write;
     out = clamp_tokens(u->output_tokens);
     reqs = clamp_tokens(u->search_requests);
     p = (m->tier_above > 0 && in > m->tier_above) ? &m->tier_price : &m->price;
     pin = eff_price(p->input, 0);
     pcached = eff_price(p->cached_input, pin);
     pwrite = eff_price(p->cache_write, pin);
+    pwrite_1h = eff_price(p->cache_write_1h, pin * 2);
     pout = eff_price(p->output, 0);
 
     /* cached and written tokens are part of input_tokens; bill the rest at the input price */
@@ -558,7 +565,8 @@ int64_t gw_cost_micros(const struct gw_model *m, const struct gw_usage *u)
     uncached = uncached < 0 ? 0 : uncached - write;
     uncached = uncached < 0 ? 0 : uncached;
 
-    num = (__int128)uncached * pin + (__int128)cached * pcached + (__int128)write * pwrite +
+    num = (__int128)uncached * pin + (__int128)cached * pcached +
+          (__int128)(write - write_1h) * pwrite + (__int128)write_1h * pwrite_1h +
           (__int128)out * pout;
     /* fee per 1000 requests: reqs*fee/1000 micro-USD = reqs*fee*1000 / 1e6, one rounding */
     if (reqs > 0)
@@ -621,7 +629,9 @@ static json_t *price_json(const struct gw_price *p)
     if (set_money(o, "input_per_million", p->input) != 0 ||
         set_money(o, "cached_input_per_million", cached) != 0 ||
         set_money(o, "output_per_million", p->output) != 0 ||
-        (p->cache_write >= 0 && set_money(o, "cache_write_per_million", p->cache_write) != 0)) {
+        (p->cache_write >= 0 && set_money(o, "cache_write_per_million", p->cache_write) != 0) ||
+        (p->cache_write_1h >= 0 &&
+         set_money(o, "cache_write_1h_per_million", p->cache_write_1h) != 0)) {
         json_decref(o);
         return NULL;
     }

@@ -21,7 +21,8 @@ struct gw_price {
     int64_t input;       /* per million input tokens, micro-USD */
     int64_t output;      /* per million output tokens (reasoning included) */
     int64_t cached_input; /* per million cache-read tokens; -1 = same as input */
-    int64_t cache_write; /* per million cache-write tokens; -1 = same as input */
+    int64_t cache_write; /* per million cache-write tokens (5-minute TTL); -1 = same as input */
+    int64_t cache_write_1h; /* per million 1-hour cache-write tokens; -1 = 2 x input */
 };
 
 struct gw_model {

@@ -333,6 +333,11 @@ static void read_usage(const json_t *uj, struct gw_usage *u)
     }
     if (json_is_integer(out))
         u->output_tokens = nonneg(json_integer_value(out));
+    json_t *w1h = json_object_get(json_object_get(uj, "cache_creation"), "ephemeral_1h_input_tokens");
+    if (json_is_integer(w1h))
+        u->cache_write_1h_tokens = nonneg(json_integer_value(w1h));
+    if (u->cache_write_1h_tokens > u->cache_write_tokens)
+        u->cache_write_1h_tokens = u->cache_write_tokens;
 }
 
 static int parse(const char *body, size_t len, json_t **out, struct gw_usage *usage,

@@ -30,6 +30,7 @@ struct gw_usage {
     int64_t input_tokens;        /* every prompt token, including cached and cache-written */
     int64_t cached_input_tokens; /* of input_tokens: read from the provider's prompt cache */
     int64_t cache_write_tokens;  /* of input_tokens: written to the cache (Anthropic) */
+    int64_t cache_write_1h_tokens; /* of cache_write_tokens: with the 1-hour TTL (dearer) */
     int64_t output_tokens;       /* every generated token, including reasoning/thinking */
     int64_t reasoning_tokens;    /* of output_tokens: reasoning/thinking */
     int64_t search_requests;     /* Perplexity: billed web searches (per-request fee) */

@@ -53,7 +53,7 @@ static int from_yaml(const char *yaml, struct gw_catalog **out, struct gw_errbuf
 static void real_catalog_loads(void **state)
 {
     struct gw_catalog *c = load_real();
-    assert_string_equal(gw_catalog_version(c), "2026-11-24");
+    assert_string_equal(gw_catalog_version(c), "2026-11-24.2");
     assert_true(gw_catalog_count(c) >= 18);
     assert_null(gw_catalog_at(c, -1));
     assert_null(gw_catalog_at(c, gw_catalog_count(c)));
@@ -400,6 +400,7 @@ static struct gw_model mk_model(int64_t in, int64_t out, int64_t cached, int64_t
     m.price.output = out;
     m.price.cached_input = cached;
     m.price.cache_write = write;
+    m.price.cache_write_1h = -1;
     return m;
 }
 
@@ -471,6 +472,14 @@ static void cost_anthropic_cache_write(void **state)
     assert_int_equal(gw_cost_micros(haiku, &u), 1);
     u = mk_usage(3, 0, 3, 0);
     assert_int_equal(gw_cost_micros(haiku, &u), 4);
+    /* 1-hour writes cost 2 x input: of the 3000 written, 1000 with the 1-hour TTL:
+     * 5000*3 + 2000*0.30 + 2000*3.75 + 1000*6 + 100*15 = 15000+600+7500+6000+1500 = 30600 */
+    u = mk_usage(10000, 2000, 3000, 100);
+    u.cache_write_1h_tokens = 1000;
+    assert_int_equal(gw_cost_micros(sonnet, &u), 30600);
+    /* more 1-hour writes than writes (bad provider data) is clamped, never negative */
+    u.cache_write_1h_tokens = 999999;
+    assert_int_equal(gw_cost_micros(sonnet, &u), 15000 + 600 + 3000 * 6 + 1500);
     gw_catalog_free(c);
 }
 

@@ -77,9 +77,11 @@ static void golden(const char *path, json_t *got)
 
 static json_t *usage_json(const struct gw_usage *u)
 {
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:b}", "input", (json_int_t)u->input_tokens,
-                     "cached_input", (json_int_t)u->cached_input_tokens, "cache_write",
-                     (json_int_t)u->cache_write_tokens, "output", (json_int_t)u->output_tokens,
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:b}", "input",
+                     (json_int_t)u->input_tokens, "cached_input",
+                     (json_int_t)u->cached_input_tokens, "cache_write",
+                     (json_int_t)u->cache_write_tokens, "cache_write_1h",
+                     (json_int_t)u->cache_write_1h_tokens, "output", (json_int_t)u->output_tokens,
                      "reasoning", (json_int_t)u->reasoning_tokens, "search_requests",
                      (json_int_t)u->search_requests, "search_context_size",
                      u->search_context_size, "seen", u->seen);
