@@ -106,4 +106,6 @@ install: all
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SAN_OBJ:.o=.d)
+SAN_CLI_OBJ := $(CLI_SRC:%.c=build/san/obj/%.o)
+-include $(OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(SAN_CLI_OBJ:.o=.d) \
+    $(UNIT_BIN:=.d)

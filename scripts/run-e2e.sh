@@ -17,7 +17,8 @@ mkdir -p build/logs
 # The gateway under test is the ASan+UBSan build (the harness fails on any sanitizer report).
 export LLMGW_E2E_BIN=${LLMGW_E2E_BIN:-build/san/llmgw}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
-node --test --test-reporter=tap --test-timeout=60000 tests/e2e/ >build/logs/e2e.tap 2>&1
+# Bounded: a hung suite must fail, not stall CI.
+timeout -k 10 900 node --test --test-reporter=tap --test-timeout=60000 tests/e2e/ >build/logs/e2e.tap 2>&1
 rc=$?
 grep -E '^(not ok|# (tests|pass|fail|cancelled|skipped))' build/logs/e2e.tap
 if [ "$rc" -ne 0 ]; then

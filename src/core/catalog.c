@@ -218,6 +218,7 @@ static int load_model(const json_t *j, int index, struct gw_model *m, struct gw_
                                        "default_max_tokens",
                                        "reasoning",
                                        "vision",
+                                       "tools",
                                        "price",
                                        "tiers",
                                        "search_fee_per_1k",
@@ -273,8 +274,11 @@ static int load_model(const json_t *j, int index, struct gw_model *m, struct gw_
     if (m->default_max_tokens > m->max_output_tokens)
         return verr(&v, "default_max_tokens", "exceeds max_output_tokens");
     if ((rc = get_bool(&v, j, "reasoning", &m->reasoning)) != 0 ||
-        (rc = get_bool(&v, j, "vision", &m->vision)) != 0)
+        (rc = get_bool(&v, j, "vision", &m->vision)) != 0 ||
+        (rc = get_bool(&v, j, "tools", &m->tools)) != 0)
         return rc;
+    if (json_object_get(j, "tools") == NULL)
+        m->tools = 1;
 
     if (json_object_get(j, "price") == NULL)
         return verr(&v, "price", "is missing");

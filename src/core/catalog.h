@@ -37,6 +37,7 @@ struct gw_model {
     int64_t default_max_tokens; /* used when the request gives none (Anthropic requires one) */
     int reasoning;             /* o-series/GPT-5 style: max_completion_tokens, no temperature */
     int vision;                /* accepts images */
+    int tools;                 /* accepts tools / function calling (default true) */
     struct gw_price price;
     /* Tiered by prompt length (Gemini 2.5 Pro): when input_tokens > tier_above, tier_price. */
     int64_t tier_above;        /* 0 = no tier */

@@ -61,7 +61,8 @@ static const struct int_setting {
 };
 #define N_INT_SETTINGS (sizeof(int_settings) / sizeof(int_settings[0]))
 
-static const char *const string_settings[] = {"listen", "db", "catalog", "mode", NULL};
+static const char *const string_settings[] = {"listen", "db", "catalog", "routing", "mode",
+                                              NULL};
 
 int gw_config_init(struct gw_config *c)
 {
@@ -79,7 +80,8 @@ int gw_config_init(struct gw_config *c)
     c->max_conns_per_worker = 4096;
     if ((c->listen_host = gw_strdup("127.0.0.1")) == NULL ||
         (c->db_url = gw_strdup("sqlite:./data/llmgw.db")) == NULL ||
-        (c->catalog_path = gw_strdup("catalog/models.yaml")) == NULL)
+        (c->catalog_path = gw_strdup("catalog/models.yaml")) == NULL ||
+        (c->routing_path = gw_strdup("catalog/routing.yaml")) == NULL)
         goto oom;
     for (int i = 0; i < GW_NPROVIDERS; i++) {
         struct gw_provider_conf *p = &c->providers[i];
@@ -103,6 +105,7 @@ void gw_config_cleanup(struct gw_config *c)
     gw_free(c->listen_host);
     gw_free(c->db_url);
     gw_free(c->catalog_path);
+    gw_free(c->routing_path);
     for (int i = 0; i < GW_NPROVIDERS; i++) {
         gw_free(c->providers[i].base_url);
         gw_free_secret(c->providers[i].api_key);
@@ -222,14 +225,14 @@ static int set_db(struct gw_config *c, const char *v, struct gw_errbuf *eb)
     return set_str(&c->db_url, v, n, 0);
 }
 
-static int set_catalog(struct gw_config *c, const char *v, struct gw_errbuf *eb)
+static int set_path(char **field, const char *name, const char *v, struct gw_errbuf *eb)
 {
     size_t n = strlen(v);
     if (n == 0 || n > PATH_MAX_LEN) {
-        gw_errbuf_set(eb, "invalid value for 'catalog': want a file path");
+        gw_errbuf_set(eb, "invalid value for '%s': want a file path", name);
         return GW_EINVAL;
     }
-    return set_str(&c->catalog_path, v, n, 0);
+    return set_str(field, v, n, 0);
 }
 
 static int set_mode(struct gw_config *c, const char *v, struct gw_errbuf *eb)
@@ -326,7 +329,9 @@ int gw_config_set(struct gw_config *c, const char *name, const char *value, stru
     if (strcmp(name, "db") == 0)
         return set_db(c, value, eb);
     if (strcmp(name, "catalog") == 0)
-        return set_catalog(c, value, eb);
+        return set_path(&c->catalog_path, name, value, eb);
+    if (strcmp(name, "routing") == 0)
+        return set_path(&c->routing_path, name, value, eb);
     if (strcmp(name, "mode") == 0)
         return set_mode(c, value, eb);
     for (size_t i = 0; i < N_INT_SETTINGS; i++)
@@ -432,16 +437,17 @@ static int apply_file(struct gw_config *c, json_t *root, struct gw_errbuf *eb)
 }
 
 /* Deep-copy the owned strings of src into a zeroed dst. */
-static int config_copy(struct gw_config *dst, const struct gw_config *src)
+int gw_config_copy(struct gw_config *dst, const struct gw_config *src)
 {
     *dst = *src;
-    dst->listen_host = dst->db_url = dst->catalog_path = NULL;
+    dst->listen_host = dst->db_url = dst->catalog_path = dst->routing_path = NULL;
     for (int i = 0; i < GW_NPROVIDERS; i++)
         dst->providers[i].base_url = dst->providers[i].api_key = dst->providers[i].api_version =
             NULL;
     if ((dst->listen_host = gw_strdup(src->listen_host)) == NULL ||
         (dst->db_url = gw_strdup(src->db_url)) == NULL ||
-        (dst->catalog_path = gw_strdup(src->catalog_path)) == NULL)
+        (dst->catalog_path = gw_strdup(src->catalog_path)) == NULL ||
+        (dst->routing_path = gw_strdup(src->routing_path)) == NULL)
         goto oom;
     for (int i = 0; i < GW_NPROVIDERS; i++) {
         const struct gw_provider_conf *s = &src->providers[i];
@@ -469,7 +475,7 @@ int gw_config_load_file(struct gw_config *c, const char *path, struct gw_errbuf 
     if ((rc = gw_yaml_load_file(path, &root, eb)) != 0)
         return rc;
     /* validate everything on a scratch copy first, so a bad file changes nothing */
-    if ((rc = config_copy(&scratch, c)) != 0)
+    if ((rc = gw_config_copy(&scratch, c)) != 0)
         goto out;
     rc = apply_file(&scratch, root, &tmp);
     gw_config_cleanup(&scratch);

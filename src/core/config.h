@@ -25,6 +25,7 @@ struct gw_config {
     char *db_url;        /* owned, "sqlite:PATH" or "postgres://..." */
     int workers;         /* 0 = number of cores */
     char *catalog_path;  /* owned */
+    char *routing_path;  /* owned: heuristic routing rules (catalog/routing.yaml) */
     int production;      /* LLMGW_MODE=production */
     size_t max_body;     /* inbound body limit, bytes */
     size_t max_upstream_body; /* upstream (non-stream) response limit, bytes */
@@ -42,6 +43,8 @@ struct gw_config {
 GW_NODISCARD int gw_config_init(struct gw_config *c);
 /* Free owned strings (wiping secrets). */
 void gw_config_cleanup(struct gw_config *c);
+/* Deep-copy src into dst (dst is overwritten, not cleaned up first). 0 or GW_ENOMEM. */
+GW_NODISCARD int gw_config_copy(struct gw_config *dst, const struct gw_config *src);
 /* Apply a YAML file over c. Unknown keys are errors (typos must not pass silently). */
 GW_NODISCARD int gw_config_load_file(struct gw_config *c, const char *path, struct gw_errbuf *eb);
 /* Set one setting by its dotted name (e.g. "listen", "db", "workers",

@@ -74,29 +74,6 @@ int llmgw_config_set(struct llmgw_config *cfg, const char *name, const char *val
     return rc;
 }
 
-static char *dup_or_null(const char *s) { return s ? gw_strdup(s) : NULL; }
-
-/* Deep copy of a config (strings duplicated). */
-static int config_copy(struct gw_config *dst, const struct gw_config *src)
-{
-    *dst = *src;
-    dst->listen_host = dup_or_null(src->listen_host);
-    dst->db_url = dup_or_null(src->db_url);
-    dst->catalog_path = dup_or_null(src->catalog_path);
-    int bad = (src->listen_host && !dst->listen_host) || (src->db_url && !dst->db_url) ||
-              (src->catalog_path && !dst->catalog_path);
-    for (int i = 0; i < GW_NPROVIDERS; i++) {
-        const struct gw_provider_conf *s = &src->providers[i];
-        struct gw_provider_conf *d = &dst->providers[i];
-        d->base_url = dup_or_null(s->base_url);
-        d->api_key = dup_or_null(s->api_key);
-        d->api_version = dup_or_null(s->api_version);
-        bad |= (s->base_url && !d->base_url) || (s->api_key && !d->api_key) ||
-               (s->api_version && !d->api_version);
-    }
-    return bad ? GW_ENOMEM : 0;
-}
-
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, size_t errsz)
@@ -112,8 +89,10 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
     g = gw_calloc(1, sizeof(*g));
     if (g == NULL)
         goto out;
-    if ((rc = config_copy(&g->gw.cfg, &cfg->c)) != 0)
+    if ((rc = gw_config_copy(&g->gw.cfg, &cfg->c)) != 0) {
+        memset(&g->gw.cfg, 0, sizeof(g->gw.cfg));
         goto out;
+    }
     struct gw *gw = &g->gw;
     gw->workers = gw->cfg.workers > 0 ? gw->cfg.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (gw->workers < 1)
@@ -121,6 +100,12 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
     if ((rc = gw_catalog_load(gw->cfg.catalog_path, &gw->catalog, &eb)) != 0) {
         char m[300];
         snprintf(m, sizeof(m), "catalog %s: %s", gw->cfg.catalog_path, eb.msg);
+        gw_strlcpy(eb.msg, m, sizeof(eb.msg));
+        goto out;
+    }
+    if ((rc = gw_router_load(gw->cfg.routing_path, gw->catalog, &gw->router, &eb)) != 0) {
+        char m[300];
+        snprintf(m, sizeof(m), "routing rules %s: %s", gw->cfg.routing_path, eb.msg);
         gw_strlcpy(eb.msg, m, sizeof(eb.msg));
         goto out;
     }
@@ -175,6 +160,7 @@ void llmgw_free(struct llmgw *g)
     if (g == NULL)
         return;
     gw_http_server_free(g->gw.server);
+    gw_router_free(g->gw.router);
     gw_catalog_free(g->gw.catalog);
     gw_config_cleanup(&g->gw.cfg);
     gw_free(g);

@@ -16,6 +16,7 @@
 #include "core/catalog.h"
 #include "core/config.h"
 #include "http/server.h"
+#include "route/route.h"
 #include "store/store.h"
 
 struct gw_call;
@@ -23,6 +24,7 @@ struct gw_call;
 struct gw {
     struct gw_config cfg;
     struct gw_catalog *catalog;
+    struct gw_router *router;
     struct gw_http_server *server;
     int workers;
 };

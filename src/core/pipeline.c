@@ -70,6 +70,7 @@ struct gw_call {
     int64_t input_estimate;
     int64_t t0_us;
     char stream_id[96];
+    const char *route_method;       /* "explicit" | "heuristic" */
     int64_t created;
     struct gw_usage_row row;
 };
@@ -382,7 +383,7 @@ static void finish_whole(struct gw_call *c)
         const char *content = gw_json_str(msg, "content");
         json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "content", content ? content : "",
                               "model", c->opts.model, "provider", c->ops->name, "route_method",
-                              "explicit", "request_id", c->rid, "usage",
+                              c->route_method, "request_id", c->rid, "usage",
                               usage_json(c, &c->usage, 1));
         if (r != NULL && c->req != NULL) {
             evhttp_connection_set_closecb(c->evcon, NULL, NULL);
@@ -395,7 +396,7 @@ static void finish_whole(struct gw_call *c)
         json_object_set_new(out, "created", json_integer(c->created));
         json_object_set_new(out, "model", json_string(c->opts.model));
         json_object_set_new(out, "provider", json_string(c->ops->name));
-        json_object_set_new(out, "route_method", json_string("explicit"));
+        json_object_set_new(out, "route_method", json_string(c->route_method));
         json_object_set_new(out, "usage", usage_json(c, &c->usage, 0));
         if (!json_is_string(json_object_get(out, "id")))
             json_object_set_new(out, "id", json_string(c->stream_id));
@@ -576,9 +577,10 @@ static void call_end(struct gw_call *c)
                    sizeof(c->row.state));
     if (c->row.request_id[0] != '\0' && gw_store_usage_settle(w->store, &c->row) != 0)
         GW_LOG_ERROR("store", "req=%s could not settle the usage row", c->rid);
-    GW_LOG_INFO("access", "req=%s key=%s provider=%s model=%s stream=%d status=%d in=%lld "
-                "out=%lld cost_micros=%lld ms=%lld state=%s",
-                c->rid, c->key.key_id, c->ops ? c->ops->name : "-", c->opts.model, c->opts.stream,
+    GW_LOG_INFO("access", "req=%s key=%s route=%s provider=%s model=%s stream=%d status=%d "
+                "in=%lld out=%lld cost_micros=%lld ms=%lld state=%s",
+                c->rid, c->key.key_id, c->route_method ? c->route_method : "-",
+                c->ops ? c->ops->name : "-", c->opts.model, c->opts.stream,
                 c->row.status, (long long)c->row.tokens_in, (long long)c->row.tokens_out,
                 (long long)c->row.cost_micros, (long long)c->row.latency_ms, c->row.state);
     if (c->prev != NULL)
@@ -647,17 +649,52 @@ static int setup_curl(struct gw_call *c)
     return 0;
 }
 
+/* May this call's key use model m, is its provider configured, and does it match a pin? */
+static int model_allowed(void *arg, const struct gw_model *m)
+{
+    struct gw_call *c = arg;
+    return (c->opts.provider[0] == '\0' || strcmp(c->opts.provider, m->provider) == 0) &&
+           gw_provider_configured(c->w->gw, m->provider) &&
+           list_allows(c->key.providers, m->provider) && list_allows(c->key.models, m->id);
+}
+
+/* No model named (or auto_route): the heuristic rules pick one. */
+static int route_auto(struct gw_call *c)
+{
+    struct gw_route_result res;
+    struct gw_route_req q = {
+        .body = c->canon,
+        .input_tokens = c->input_estimate,
+        .max_output_tokens = c->opts.max_tokens,
+        .allowed = model_allowed,
+        .arg = c,
+    };
+    char hdr[320];
+
+    if (gw_route_heuristic(c->w->gw->router, &q, &res) != 0) {
+        reply_error(c, 503, "service_unavailable", "no_provider_available",
+                    "no model this API key may use can serve this request", 0);
+        return -1;
+    }
+    c->model = res.model;
+    c->ops = gw_provider_find(res.model->provider);
+    c->route_method = "heuristic";
+    gw_strlcpy(c->opts.model, res.model->id, sizeof(c->opts.model));
+    snprintf(hdr, sizeof(hdr), "%s; rule=%s; %s", res.model->id, res.rule, res.reason);
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), "X-LLMGW-Route-Reason", hdr);
+    GW_LOG_INFO("route", "req=%s heuristic: %s", c->rid, hdr);
+    return c->ops != NULL ? 0 : GW_BUG(1);
+}
+
 /* Resolve the model and check it may be used. Replies and returns non-zero on refusal. */
-static int route_explicit(struct gw_call *c)
+static int route(struct gw_call *c)
 {
     struct gw *gw = c->w->gw;
     char msg[256];
 
-    if (c->opts.auto_route || c->opts.model[0] == '\0') {
-        reply_error(c, 400, "invalid_request_error", "model_required",
-                    "'model' is required: auto-routing is not available in this version", 0);
-        return -1;
-    }
+    if (c->opts.auto_route || c->opts.model[0] == '\0')
+        return route_auto(c);
+    c->route_method = "explicit";
     c->model = gw_catalog_find(gw->catalog, c->opts.model);
     if (c->model == NULL) {
         snprintf(msg, sizeof(msg), "the model '%.64s' does not exist; GET /v1/models lists them",
@@ -842,9 +879,9 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
                     "conversation_id is not available in this version", 0);
         goto done;
     }
-    if (route_explicit(c) != 0)
-        goto done;
     c->input_estimate = json_len_estimate(c->canon);
+    if (route(c) != 0)
+        goto done;
     if (reserve(c) != 0)
         goto done;
     if (start_upstream(c) != 0)

@@ -232,9 +232,19 @@ const FAKE_USAGE = {
 
 // ------------------------------------------------------------------ gateway
 async function startEnv(opts = {}) {
-  const omit = new Set(opts.omitProviders || []);
   if (!fs.existsSync(BIN)) throw new Error(`${BIN} not built (run make)`);
   const fake = await startFake();
+  try {
+    return await startEnvWith(fake, opts);
+  } catch (e) {
+    // A failed start must not leave the fake running: it would keep the test process alive.
+    await fake.stop().catch(() => {});
+    throw e;
+  }
+}
+
+async function startEnvWith(fake, opts) {
+  const omit = new Set(opts.omitProviders || []);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llmgw-e2e-'));
   const dbPath = path.join(tmp, 'gw.db');
   const db = `sqlite:${dbPath}`;

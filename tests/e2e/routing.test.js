@@ -1,0 +1,85 @@
+// tests/e2e/routing.test.js — heuristic auto-routing through the gateway: the decision, its
+// explanation (X-LLMGW-Route-Reason, route_method, the log), and the caller's limits.
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { startEnv, readSSE } = require('./harness');
+
+const T = { timeout: 20000 };
+let env;
+before(async () => { env = await startEnv(); });
+after(async () => { await env.stop(); });
+
+async function chat(body, key = env.apiKey) {
+  return env.request('POST', '/v1/chat/completions', { body, headers: { authorization: `Bearer ${key}` } });
+}
+
+test('auto_route: a debugging question goes to the code rule (claude-sonnet-4-6) and says why', T, async () => {
+  await env.fake.reset();
+  const r = await chat({ auto_route: true, messages: [{ role: 'user', content: 'Why does this stack trace show a null pointer?' }] });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.route_method, 'heuristic');
+  assert.equal(r.json.provider, 'anthropic');
+  assert.equal(r.json.model, 'claude-sonnet-4-6');
+  const reason = r.headers.get('x-llmgw-route-reason') || '';
+  assert.match(reason, /^claude-sonnet-4-6; rule=code; /);
+  assert.match(reason, /matched 'stack trace'/);
+  const got = await env.fake.requests('anthropic');
+  assert.equal(got.length, 1, 'the fake Anthropic got the call');
+  assert.match(env.log(), /heuristic: claude-sonnet-4-6; rule=code/);
+  assert.match(env.log(), /route=heuristic provider=anthropic model=claude-sonnet-4-6/);
+});
+
+test('no model at all is routed too; a news question goes to Perplexity with citations passed through', T, async () => {
+  const r = await chat({ messages: [{ role: 'user', content: 'What is the latest news on the EU AI Act?' }] });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.route_method, 'heuristic');
+  assert.equal(r.json.model, 'sonar-pro');
+  assert.ok(Array.isArray(r.json.citations), 'citations pass through');
+  assert.ok(r.json.usage.cost_usd > 0);
+});
+
+test('a short greeting goes to a fast cheap model, streamed, with the chosen model in every chunk', T, async () => {
+  const res = await fetch(`${env.baseURL}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${env.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ auto_route: true, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi!' }] }),
+  });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('x-llmgw-route-reason') || '', /^gpt-4o-mini; rule=short_chat/);
+  const { events, done } = await readSSE(res);
+  assert.equal(done, true);
+  for (const e of events.filter((x) => x.json)) assert.equal(e.json.model, 'gpt-4o-mini');
+});
+
+test('the simple endpoint routes when no model is given', T, async () => {
+  const r = await env.request('POST', '/api/v1/llm/chat', { body: { messages: [{ role: 'user', content: 'Summarize: the meeting moved to Friday.' }] } });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.route_method, 'heuristic');
+  assert.equal(r.json.model, 'gemini-2.5-flash');
+  assert.equal(r.json.provider, 'gemini');
+});
+
+test('routing stays within the key\'s allowlist and a provider pin', T, async () => {
+  const openaiOnly = await env.createKey('openai-only', ['--providers', 'openai']);
+  let r = await chat({ auto_route: true, messages: [{ role: 'user', content: 'Fix this Rust compile error' }] }, openaiOnly);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.provider, 'openai');
+  assert.equal(r.json.model, 'gpt-5.4');
+  r = await chat({ auto_route: true, provider: 'gemini', messages: [{ role: 'user', content: 'Fix this Rust compile error' }] });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.provider, 'gemini');
+  assert.equal(r.json.model, 'gemini-2.5-pro');
+});
+
+test('nothing the key may use can serve it → 503 no_provider_available', T, async () => {
+  const sonarOnly = await env.createKey('sonar-only', ['--models', 'sonar-pro']);
+  const r = await chat({
+    auto_route: true,
+    messages: [{ role: 'user', content: 'latest news' }],
+    tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }],
+  }, sonarOnly);
+  assert.equal(r.status, 503, r.text);
+  assert.equal(r.json.error.code, 'no_provider_available');
+});
