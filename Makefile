@@ -91,7 +91,11 @@ test:
 e2e: all build/san/llmgw
 	@scripts/run-e2e.sh
 
-bench: all
+build/bench_route: bench/route.c build/libllmgw.a
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< build/libllmgw.a $(LDLIBS)
+
+bench: all build/bench_route
+	@build/bench_route
 	@bench/run.sh
 
 install: all

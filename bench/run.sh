@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # First benchmark: the gateway's throughput and added latency against the fake upstream.
 # Runs wrk straight at the fake (the baseline hop) and through the gateway (same body, model
-# gpt-4o → the fake's OpenAI route), non-streamed, and prints both and the difference.
+# gpt-4o → the fake's OpenAI route), non-streamed, and prints both and the difference; plus
+# one auto-routed run (heuristic rules pick gpt-4o-mini for the short prompt) to show what
+# routing adds.
 # Usage: bench/run.sh [DURATION_S=5] [CONNECTIONS=32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +45,8 @@ run "direct c=1"   "http://127.0.0.1:$fport/openai/v1/chat/completions" fake-ope
     "{\"model\":\"gpt-4o\",\"messages\":[$msg]}" 1
 run "gateway c=1"  "http://127.0.0.1:$gport/v1/chat/completions" "$key" \
     "{\"model\":\"gpt-4o\",\"messages\":[$msg]}" 1
+run "gateway auto c=1" "http://127.0.0.1:$gport/v1/chat/completions" "$key" \
+    "{\"auto_route\":true,\"messages\":[$msg]}" 1
 run "direct c=$conns"  "http://127.0.0.1:$fport/openai/v1/chat/completions" fake-openai-key \
     "{\"model\":\"gpt-4o\",\"messages\":[$msg]}" "$conns"
 run "gateway c=$conns" "http://127.0.0.1:$gport/v1/chat/completions" "$key" \
