@@ -55,6 +55,7 @@ static const struct int_setting {
     {"timeouts.connect_ms", 1, 86400000, K_INT, offsetof(struct gw_config, connect_timeout_ms)},
     {"timeouts.first_byte_ms", 1, 86400000, K_INT,
      offsetof(struct gw_config, first_byte_timeout_ms)},
+    {"timeouts.idle_ms", 1, 86400000, K_INT, offsetof(struct gw_config, idle_timeout_ms)},
     {"timeouts.total_ms", 1, 86400000, K_INT, offsetof(struct gw_config, total_timeout_ms)},
     {"timeouts.shutdown_grace_ms", 0, 86400000, K_INT,
      offsetof(struct gw_config, shutdown_grace_ms)},
@@ -75,6 +76,7 @@ int gw_config_init(struct gw_config *c)
     c->header_timeout_ms = 10000;
     c->connect_timeout_ms = 5000;
     c->first_byte_timeout_ms = 120000;
+    c->idle_timeout_ms = 120000;
     c->total_timeout_ms = 600000;
     c->shutdown_grace_ms = 10000;
     c->max_conns_per_worker = 4096;

@@ -32,6 +32,7 @@ struct gw_config {
     int header_timeout_ms;    /* absolute deadline to receive request headers+body */
     int connect_timeout_ms;   /* upstream connect */
     int first_byte_timeout_ms;/* upstream time to first byte */
+    int idle_timeout_ms;      /* upstream silence allowed after the first byte */
     int total_timeout_ms;     /* upstream total (streams included) */
     int shutdown_grace_ms;    /* in-flight requests get this long on SIGTERM */
     int max_conns_per_worker;

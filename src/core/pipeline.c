@@ -5,7 +5,7 @@
  *   parse → authenticate → validate → route (catalog) → reserve (usage row) → call upstream →
  *   relay (stream) or translate (whole answer) → settle.
  * Exactly one of these ends a call, each exactly once: the upstream transfer finishes
- * (on_done), the first-byte timer fires (on_ttfb_timeout), the client goes away
+ * (on_done), the first-byte timer fires (on_upstream_timeout), the client goes away
  * (on_client_close) or the worker shuts down (gw_pipeline_abort_all). All of them end in
  * call_end(), which settles the usage row and frees the call.
  *
@@ -58,7 +58,7 @@ struct gw_call {
     struct gw_sse sse;
     struct gw_stream st;
     struct gw_usage usage;          /* non-stream usage */
-    struct event *ttfb_ev;
+    struct event *timer_ev;       /* first byte, then silence between bytes */
     long upstream_status;
     int retry_after_s;
     int got_first_byte;
@@ -306,16 +306,22 @@ static void finish_stream(struct gw_call *c, const char *err_code, const char *e
 
 /* ---- curl callbacks ---- */
 
+/* Upstream bytes arrived: from the first one on, the timer measures silence. */
+static void upstream_alive(struct gw_call *c)
+{
+    int ms = c->w->gw->cfg.idle_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    c->got_first_byte = 1;
+    evtimer_add(c->timer_ev, &tv);
+}
+
 static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 {
     struct gw_call *c = arg;
     size_t len = sz * n;
     static const char ra[] = "retry-after:";
 
-    if (!c->got_first_byte) {
-        c->got_first_byte = 1;
-        evtimer_del(c->ttfb_ev);
-    }
+    upstream_alive(c);
     if (len > sizeof(ra) && strncasecmp(p, ra, sizeof(ra) - 1) == 0) {
         char tmp[16];
         size_t k = len - (sizeof(ra) - 1);
@@ -335,6 +341,7 @@ static size_t on_write(char *p, size_t sz, size_t n, void *arg)
     struct gw_call *c = arg;
     size_t len = sz * n;
 
+    upstream_alive(c);
     if (c->upstream_status == 0)
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
     if (c->opts.stream && c->upstream_status >= 200 && c->upstream_status < 300) {
@@ -460,7 +467,7 @@ static void on_done(void *arg, CURL *easy, CURLcode result)
     struct gw_call *c = arg;
     (void)easy;
 
-    evtimer_del(c->ttfb_ev);
+    evtimer_del(c->timer_ev);
     if (c->upstream_status == 0)
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
     int ok_status = c->upstream_status >= 200 && c->upstream_status < 300;
@@ -500,19 +507,32 @@ static void on_done(void *arg, CURL *easy, CURLcode result)
     call_end(c);
 }
 
-static void on_ttfb_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_upstream_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_call *c = arg;
+    const struct gw_config *cfg = &c->w->gw->cfg;
     (void)fd;
     (void)what;
-    GW_LOG_WARN("upstream", "req=%s provider=%s no answer within %d ms", c->rid, c->ops->name,
-                c->w->gw->cfg.first_byte_timeout_ms);
+    if (c->paused) { /* silence because the client is slow, not the provider */
+        upstream_alive(c);
+        return;
+    }
+    GW_LOG_WARN("upstream", "req=%s provider=%s %s for %d ms", c->rid, c->ops->name,
+                c->got_first_byte ? "silent" : "no answer",
+                c->got_first_byte ? cfg->idle_timeout_ms : cfg->first_byte_timeout_ms);
     gw_upstream_cancel(c->w->upstream, c->easy);
-    /* The request was sent: the provider may be working on it. Charge the reservation. */
-    gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
-    c->row.cost_micros = c->row.reserved_micros;
-    reply_error(c, 504, "upstream_error", "upstream_timeout", "the provider did not answer in time",
-                0);
+    if (c->reply_started) {
+        /* mid-stream: charge what was seen (estimated where not reported) */
+        usage_fill_estimate(c, &c->st.usage);
+        usage_to_row(c, &c->st.usage);
+        finish_stream(c, "upstream_timeout", "the provider stopped sending");
+    } else {
+        /* The request was sent: the provider may be working on it. Charge the reservation. */
+        gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
+        c->row.cost_micros = c->row.reserved_micros;
+        reply_error(c, 504, "upstream_error", "upstream_timeout",
+                    "the provider did not answer in time", 0);
+    }
     call_end(c);
 }
 
@@ -523,7 +543,7 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
     GW_LOG_INFO("http", "req=%s client closed the connection; cancelling the upstream call",
                 c->rid);
     gw_upstream_cancel(c->w->upstream, c->easy);
-    evtimer_del(c->ttfb_ev);
+    evtimer_del(c->timer_ev);
     struct gw_usage u = c->opts.stream ? c->st.usage : c->usage;
     usage_fill_estimate(c, &u);
     usage_to_row(c, &u);
@@ -557,8 +577,8 @@ static void call_free(struct gw_call *c)
     gw_sse_cleanup(&c->sse);
     gw_buf_cleanup(&c->body);
     json_decref(c->canon);
-    if (c->ttfb_ev != NULL)
-        event_free(c->ttfb_ev);
+    if (c->timer_ev != NULL)
+        event_free(c->timer_ev);
     gw_free(c);
 }
 
@@ -599,7 +619,7 @@ void gw_pipeline_abort_all(struct gw_worker *w)
     while (w->calls != NULL) {
         struct gw_call *c = w->calls;
         gw_upstream_cancel(w->upstream, c->easy);
-        evtimer_del(c->ttfb_ev);
+        evtimer_del(c->timer_ev);
         gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
         c->row.cost_micros = c->row.reserved_micros;
         if (c->reply_started)
@@ -786,7 +806,7 @@ static int start_upstream(struct gw_call *c)
     }
     struct timeval tv = {gw->cfg.first_byte_timeout_ms / 1000,
                          (gw->cfg.first_byte_timeout_ms % 1000) * 1000};
-    evtimer_add(c->ttfb_ev, &tv);
+    evtimer_add(c->timer_ev, &tv);
     return 0;
 }
 
@@ -842,8 +862,8 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
         w->calls->prev = c;
     w->calls = c;
     w->inflight++;
-    c->ttfb_ev = evtimer_new(gw_http_worker_base(w->hw), on_ttfb_timeout, c);
-    if (c->ttfb_ev == NULL) {
+    c->timer_ev = evtimer_new(gw_http_worker_base(w->hw), on_upstream_timeout, c);
+    if (c->timer_ev == NULL) {
         reply_error(c, 503, "service_unavailable", "overloaded", "out of memory", 1);
         goto done;
     }

@@ -268,7 +268,8 @@ async function startEnvWith(fake, opts) {
 
   const configPath = path.join(tmp, 'gw.yaml');
   fs.writeFileSync(configPath, [
-    'timeouts: {first_byte_ms: 1500, total_ms: 6000, connect_ms: 1000}',
+    `timeouts: {${Object.entries({ first_byte_ms: 1500, total_ms: 6000, connect_ms: 1000, ...(opts.timeouts || {}) })
+      .map(([k, v]) => `${k}: ${Number(v)}`).join(', ')}}`,
     'limits: {max_body_bytes: 65536}',
     ...(opts.extraConfig ? [opts.extraConfig] : []),
     '',
