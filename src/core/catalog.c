@@ -406,43 +406,16 @@ out:
 
 static int load_json_file(const char *path, json_t **out, struct gw_errbuf *eb)
 {
-    FILE *f;
-    struct stat st;
     char *buf = NULL;
-    size_t n;
-    int rc = GW_EIO;
+    size_t n = 0;
+    int rc = gw_read_file(path, CATALOG_MAX_BYTES, &buf, &n, eb);
 
     *out = NULL;
-    if ((f = fopen(path, "rb")) == NULL) {
-        gw_errbuf_set(eb, "cannot open: %s", strerror(errno));
-        return GW_EIO;
-    }
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        gw_errbuf_set(eb, "not a regular file");
-        goto out;
-    }
-    if (st.st_size > CATALOG_MAX_BYTES) {
-        gw_errbuf_set(eb, "larger than %d bytes", CATALOG_MAX_BYTES);
-        rc = GW_ETOOBIG;
-        goto out;
-    }
-    if ((buf = gw_malloc((size_t)st.st_size + 1)) == NULL) {
-        rc = GW_ENOMEM;
-        goto out;
-    }
-    n = fread(buf, 1, (size_t)st.st_size + 1, f);
-    if (ferror(f) || n > (size_t)st.st_size) {
-        gw_errbuf_set(eb, "read error or file changed while reading");
-        goto out;
-    }
-    if ((*out = gw_json_parse(buf, n, eb)) == NULL) {
+    if (rc != 0)
+        return rc;
+    if ((*out = gw_json_parse(buf, n, eb)) == NULL)
         rc = GW_EPARSE;
-        goto out;
-    }
-    rc = 0;
-out:
     gw_free(buf);
-    fclose(f);
     return rc;
 }
 

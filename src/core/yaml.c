@@ -339,41 +339,14 @@ out:
 
 int gw_yaml_load_file(const char *path, json_t **out, struct gw_errbuf *eb)
 {
-    FILE *f = NULL;
     char *buf = NULL;
     size_t n = 0;
-    struct stat st;
-    int rc = GW_EIO;
+    int rc = gw_read_file(path, GW_YAML_MAX_BYTES, &buf, &n, eb);
 
     *out = NULL;
-    if (path == NULL)
-        return GW_EINVAL;
-    if ((f = fopen(path, "rb")) == NULL) {
-        gw_errbuf_set(eb, "cannot open: %s", strerror(errno));
-        return GW_EIO;
-    }
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        gw_errbuf_set(eb, "not a regular file");
-        goto out;
-    }
-    if (st.st_size > (off_t)GW_YAML_MAX_BYTES) {
-        gw_errbuf_set(eb, "larger than %u bytes", GW_YAML_MAX_BYTES);
-        rc = GW_ETOOBIG;
-        goto out;
-    }
-    /* read one byte more than fstat promised, so a file that grew meanwhile is caught */
-    if ((buf = gw_malloc((size_t)st.st_size + 1)) == NULL) {
-        rc = GW_ENOMEM;
-        goto out;
-    }
-    n = fread(buf, 1, (size_t)st.st_size + 1, f);
-    if (ferror(f) || n > (size_t)st.st_size) {
-        gw_errbuf_set(eb, "read error or file changed while reading");
-        goto out;
-    }
+    if (rc != 0)
+        return rc;
     rc = gw_yaml_load_string(buf, n, out, eb);
-out:
     gw_free(buf);
-    fclose(f);
     return rc;
 }

@@ -1,8 +1,12 @@
 /* util/util — clocks, randomness, encodings and strict parsing. */
 #include "util/util.h"
 
+#include "util/mem.h"
+
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -149,3 +153,49 @@ int gw_strlcpy(char *dst, const char *src, size_t n)
 }
 
 int gw_strcaseeq(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
+
+int gw_read_file(const char *path, size_t max, char **out, size_t *len, struct gw_errbuf *eb)
+{
+    FILE *f;
+    struct stat st;
+    char *buf = NULL;
+    size_t n;
+    int rc = GW_EIO;
+
+    *out = NULL;
+    *len = 0;
+    if (path == NULL)
+        return GW_EINVAL;
+    if ((f = fopen(path, "rb")) == NULL) {
+        gw_errbuf_set(eb, "cannot open: %s", strerror(errno));
+        return GW_EIO;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        gw_errbuf_set(eb, "not a regular file");
+        goto out;
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max) {
+        gw_errbuf_set(eb, "larger than %zu bytes", max);
+        rc = GW_ETOOBIG;
+        goto out;
+    }
+    /* read one byte more than fstat promised, so a file that grew meanwhile is caught */
+    if ((buf = gw_malloc((size_t)st.st_size + 1)) == NULL) {
+        rc = GW_ENOMEM;
+        goto out;
+    }
+    n = fread(buf, 1, (size_t)st.st_size + 1, f);
+    if (ferror(f) || n > (size_t)st.st_size) {
+        gw_errbuf_set(eb, "read error or file changed while reading");
+        goto out;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    buf = NULL;
+    rc = 0;
+out:
+    gw_free(buf);
+    fclose(f);
+    return rc;
+}

@@ -36,6 +36,12 @@ GW_NODISCARD int gw_parse_i64(const char *s, int64_t *out);
  * (2.50 → 2500000) without floating point. At most 6 fraction digits. Returns 0 or GW_EINVAL. */
 GW_NODISCARD int gw_parse_micros(const char *s, int64_t *out);
 
+/* Read a whole regular file of at most max bytes into a new NUL-terminated buffer (*out, freed
+ * with gw_free; *len excludes the NUL). A file that grows while being read is an error.
+ * Returns 0, GW_EIO, GW_ETOOBIG or GW_ENOMEM, with the reason in eb. */
+GW_NODISCARD int gw_read_file(const char *path, size_t max, char **out, size_t *len,
+                              struct gw_errbuf *eb);
+
 /* Copy src into dst (size n), always NUL-terminated. Returns 0, or GW_ETOOBIG if truncated. */
 int gw_strlcpy(char *dst, const char *src, size_t n);
 /* Case-insensitive ASCII equality. */
