@@ -92,12 +92,9 @@ static void reply_error(struct gw_call *c, int status, const char *type, const c
     c->req = NULL;
 }
 
-static int64_t json_len_estimate(const json_t *v)
-{
-    /* Worst-case-ish token estimate for reservation: a token per 3 bytes of the body. */
-    size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT);
-    return (int64_t)(n / 3) + 16;
-}
+/* Worst-case-ish prompt size for routing and the reservation: a token per 3 bytes of the body
+ * as received (no second serialisation of the parsed tree). */
+static int64_t tokens_estimate(size_t body_len) { return (int64_t)(body_len / 3) + 16; }
 
 static int list_allows(const char *csv, const char *item)
 {
@@ -823,6 +820,7 @@ static int parse_body(struct gw_call *c, json_t **out)
         reply_error(c, 413, "invalid_request_error", "request_too_large", msg, 0);
         return -1;
     }
+    c->input_estimate = tokens_estimate(len);
     const char *data = (const char *)evbuffer_pullup(in, -1);
     *out = gw_json_parse(data ? data : "", len, &eb);
     if (*out == NULL) {
@@ -899,7 +897,6 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
                     "conversation_id is not available in this version", 0);
         goto done;
     }
-    c->input_estimate = json_len_estimate(c->canon);
     if (route(c) != 0)
         goto done;
     if (reserve(c) != 0)
