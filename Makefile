@@ -55,6 +55,17 @@ build/san/libllmgw.a: $(SAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The server under ThreadSanitizer, for the threaded end-to-end runs.
+TSAN_OBJ := $(LIB_SRC:%.c=build/tsan/obj/%.o) $(CLI_SRC:%.c=build/tsan/obj/%.o)
+build/tsan/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC tsan $<")
+	$(Q)$(CC) $(BASE_CFLAGS) -O1 -g -fsanitize=thread -c $< -o $@
+
+build/tsan/llmgw: $(TSAN_OBJ)
+	@$(if $(V),,echo "  LD tsan $@")
+	$(Q)$(CC) -fsanitize=thread -o $@ $^ $(LDLIBS)
+
 # The server itself under ASan+UBSan, for the end-to-end suite.
 build/san/llmgw: $(CLI_SRC:%.c=build/san/obj/%.o) build/san/libllmgw.a
 	@$(if $(V),,echo "  LD san  $@")
@@ -112,4 +123,4 @@ clean:
 
 SAN_CLI_OBJ := $(CLI_SRC:%.c=build/san/obj/%.o)
 -include $(OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(SAN_CLI_OBJ:.o=.d) \
-    $(UNIT_BIN:=.d)
+    $(UNIT_BIN:=.d) $(TSAN_OBJ:.o=.d)

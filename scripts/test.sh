@@ -24,7 +24,7 @@ if ! make --no-print-directory check-clang; then
 fi
 
 echo "== unit tests (ASan+UBSan)"
-if ! make -j"$(nproc)" unit-build build/san/llmgw; then
+if ! make -j"$(nproc)" unit-build build/san/llmgw build/tsan/llmgw; then
     echo "unit test build failed"; fail=$((fail + 1))
 else
     out=$(make --no-print-directory unit 2>&1); echo "$out"
@@ -34,6 +34,11 @@ fi
 echo "== end-to-end tests (node --test, fake providers)"
 out=$(scripts/run-e2e.sh 2>&1); echo "$out"
 add_counts "$(grep -E '^e2e: ' <<<"$out" | tail -n 1)"
+
+echo "== threaded end-to-end tests under ThreadSanitizer (2 workers)"
+out=$(scripts/run-e2e.sh tsan build/tsan/llmgw tests/e2e/chat.test.js tests/e2e/streams.test.js \
+      tests/e2e/shutdown.test.js tests/e2e/backpressure.test.js 2>&1); echo "$out"
+add_counts "$(grep -E '^tsan: ' <<<"$out" | tail -n 1)"
 
 echo
 echo "$pass passed, $fail failed"

@@ -367,8 +367,8 @@ async function startEnvWith(fake, opts) {
     }
     await fake.stop();
     if (!process.env.LLMGW_E2E_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
-    // The suite runs the gateway built with ASan+UBSan: any report fails the file.
-    const m = log.match(/(ERROR: (Address|Leak)Sanitizer|runtime error:)[\s\S]{0,3000}/);
+    // The suite runs the gateway built with ASan+UBSan (or TSan): any report fails the file.
+    const m = log.match(/(ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:)[\s\S]{0,3000}/);
     if (m) throw new Error(`sanitizer report in the gateway log:\n${m[0]}`);
   }
 
