@@ -709,6 +709,20 @@ static int route(struct gw_call *c)
     struct gw *gw = c->w->gw;
     char msg[256];
 
+    if (c->opts.provider[0] != '\0') {
+        if (gw_provider_find(c->opts.provider) == NULL) {
+            snprintf(msg, sizeof(msg), "unknown provider '%.16s' (anthropic, openai, gemini, xai, "
+                     "perplexity)", c->opts.provider);
+            reply_error(c, 400, "invalid_request_error", "unknown_provider", msg, 0);
+            return -1;
+        }
+        if (!gw_provider_configured(gw, c->opts.provider)) {
+            snprintf(msg, sizeof(msg), "the provider '%s' is not configured on this gateway",
+                     c->opts.provider);
+            reply_error(c, 400, "invalid_request_error", "provider_not_configured", msg, 0);
+            return -1;
+        }
+    }
     if (c->opts.auto_route || c->opts.model[0] == '\0')
         return route_auto(c);
     c->route_method = "explicit";

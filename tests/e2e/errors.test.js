@@ -352,6 +352,12 @@ describe('misconfigured providers (second gateway: xai without key, wrong gemini
     assert.equal((await env2.fake.requests('xai')).length, 0);
   });
 
+  test('auto_route pinned to the provider without an API key → 400 provider_not_configured', T, async () => {
+    const r = await env2.request('POST', '/v1/chat/completions', { body: { auto_route: true, provider: 'xai', messages: MSG } });
+    checkError(r, 400, 'provider_not_configured', env2);
+    assert.equal((await env2.fake.requests('xai')).length, 0);
+  });
+
   test('a configured provider still works on the same gateway', T, async () => {
     const r = await env2.request('POST', '/v1/chat/completions', { body: { model: 'gpt-4o', messages: MSG } });
     assert.equal(r.status, 200, r.text);

@@ -83,3 +83,11 @@ test('nothing the key may use can serve it → 503 no_provider_available', T, as
   assert.equal(r.status, 503, r.text);
   assert.equal(r.json.error.code, 'no_provider_available');
 });
+
+test('a provider pin that is unknown or not configured is a clear 400, also with auto_route', T, async () => {
+  let r = await chat({ auto_route: true, provider: 'acme-ai', messages: [{ role: 'user', content: 'hi' }] });
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json.error.code, 'unknown_provider');
+  r = await chat({ model: 'gpt-4o', provider: 'acme-ai', messages: [{ role: 'user', content: 'hi' }] });
+  assert.equal(r.json.error.code, 'unknown_provider');
+});
