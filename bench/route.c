@@ -45,9 +45,11 @@ int main(void)
         struct gw_route_req q = {.body = body, .input_tokens = 60, .allowed = allow_all};
         struct gw_route_result res;
         double t0 = now_ns();
-        for (int i = 0; i < iters; i++)
+        for (int i = 0; i < iters; i++) {
+            gw_route_req_init(&q); /* per request, as the pipeline does */
             if (gw_route_heuristic(r, &q, &res) != 0)
                 return 1;
+        }
         double per = (now_ns() - t0) / iters;
         printf("route %-18s -> %-18s %7.0f ns per decision  (\"%.40s\")\n", res.rule,
                res.model->id, per, prompts[p]);

@@ -228,6 +228,7 @@ static int load_model(const json_t *j, int index, struct gw_model *m, struct gw_
     int rc, known = 0;
 
     memset(m, 0, sizeof(*m));
+    m->index = index;
     if (!json_is_object(j)) {
         gw_errbuf_set(eb, "models[%d] must be a mapping", index);
         return GW_EINVAL;

@@ -26,6 +26,7 @@ struct gw_price {
 };
 
 struct gw_model {
+    int index;            /* position in the catalog (0..count-1), for per-model tables */
     char id[64];          /* catalog id clients use, e.g. "claude-sonnet-4-6" */
     char provider[16];    /* "anthropic", "openai", "gemini", "xai", "perplexity" */
     char wire_id[96];     /* what the provider's API takes */

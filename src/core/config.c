@@ -37,7 +37,7 @@ static const struct {
 };
 
 /* Integer settings: name, bounds, and where the value goes. */
-enum int_kind { K_INT, K_SIZE };
+enum int_kind { K_INT, K_SIZE, K_BOOL };
 static const struct int_setting {
     const char *name;
     int64_t min, max;
@@ -52,18 +52,44 @@ static const struct int_setting {
      offsetof(struct gw_config, max_conns_per_worker)},
     {"timeouts.request_read_ms", 1, 86400000, K_INT,
      offsetof(struct gw_config, header_timeout_ms)},
-    {"timeouts.connect_ms", 1, 86400000, K_INT, offsetof(struct gw_config, connect_timeout_ms)},
+    {"timeouts.connect_ms", 1, 86400000, K_INT, offsetof(struct gw_config, timeouts.connect_ms)},
     {"timeouts.first_byte_ms", 1, 86400000, K_INT,
-     offsetof(struct gw_config, first_byte_timeout_ms)},
-    {"timeouts.idle_ms", 1, 86400000, K_INT, offsetof(struct gw_config, idle_timeout_ms)},
-    {"timeouts.total_ms", 1, 86400000, K_INT, offsetof(struct gw_config, total_timeout_ms)},
+     offsetof(struct gw_config, timeouts.first_byte_ms)},
+    {"timeouts.idle_ms", 1, 86400000, K_INT, offsetof(struct gw_config, timeouts.idle_ms)},
+    {"timeouts.total_ms", 1, 86400000, K_INT, offsetof(struct gw_config, timeouts.total_ms)},
     {"timeouts.shutdown_grace_ms", 0, 86400000, K_INT,
      offsetof(struct gw_config, shutdown_grace_ms)},
+    {"fallback.enabled", 0, 1, K_BOOL, offsetof(struct gw_config, fallback.enabled)},
+    {"fallback.max_attempts", 1, 10, K_INT, offsetof(struct gw_config, fallback.max_attempts)},
+    {"fallback.backoff_ms", 0, 60000, K_INT, offsetof(struct gw_config, fallback.backoff_ms)},
+    {"fallback.backoff_max_ms", 0, 600000, K_INT,
+     offsetof(struct gw_config, fallback.backoff_max_ms)},
+    {"fallback.max_retry_after_ms", 0, 600000, K_INT,
+     offsetof(struct gw_config, fallback.max_retry_after_ms)},
+    {"breaker.failure_threshold", 0, 1000, K_INT, offsetof(struct gw_config, breaker.threshold)},
+    {"breaker.cooldown_ms", 1, 3600000, K_INT, offsetof(struct gw_config, breaker.cooldown_ms)},
+    {"router.enabled", 0, 1, K_BOOL, offsetof(struct gw_config, router.enabled)},
+    {"router.timeout_ms", 1, 60000, K_INT, offsetof(struct gw_config, router.timeout_ms)},
+    {"router.max_prompt_chars", 100, 100000, K_INT,
+     offsetof(struct gw_config, router.max_prompt_chars)},
 };
 #define N_INT_SETTINGS (sizeof(int_settings) / sizeof(int_settings[0]))
 
-static const char *const string_settings[] = {"listen", "db", "catalog", "routing", "mode",
-                                              NULL};
+static const char *const string_settings[] = {"listen",  "db",
+                                              "catalog", "routing",
+                                              "mode",    "fallback.retry_uncertain",
+                                              "router.model", NULL};
+
+/* Per-provider timeouts: providers.<name>.timeouts.<field>. */
+static const struct {
+    const char *name;
+    size_t off;
+} provider_timeouts[] = {
+    {"connect_ms", offsetof(struct gw_timeouts, connect_ms)},
+    {"first_byte_ms", offsetof(struct gw_timeouts, first_byte_ms)},
+    {"idle_ms", offsetof(struct gw_timeouts, idle_ms)},
+    {"total_ms", offsetof(struct gw_timeouts, total_ms)},
+};
 
 int gw_config_init(struct gw_config *c)
 {
@@ -74,10 +100,23 @@ int gw_config_init(struct gw_config *c)
     c->max_body = 1u << 20;
     c->max_upstream_body = 16u << 20;
     c->header_timeout_ms = 10000;
-    c->connect_timeout_ms = 5000;
-    c->first_byte_timeout_ms = 120000;
-    c->idle_timeout_ms = 120000;
-    c->total_timeout_ms = 600000;
+    /* LLM answers take minutes; a stalled stream must not */
+    c->timeouts.connect_ms = 5000;
+    c->timeouts.first_byte_ms = 120000;
+    c->timeouts.idle_ms = 120000;
+    c->timeouts.total_ms = 600000;
+    c->fallback.enabled = 1;
+    c->fallback.max_attempts = 3;
+    c->fallback.backoff_ms = 100;
+    c->fallback.backoff_max_ms = 2000;
+    c->fallback.max_retry_after_ms = 5000;
+    c->fallback.retry_uncertain = GW_RETRY_UNCERTAIN_NO_TOOLS;
+    c->breaker.threshold = 5;
+    c->breaker.cooldown_ms = 30000;
+    c->router.enabled = 0;
+    (void)gw_strlcpy(c->router.model, "claude-haiku-4-5", sizeof(c->router.model));
+    c->router.timeout_ms = 2000;
+    c->router.max_prompt_chars = 2000;
     c->shutdown_grace_ms = 10000;
     c->max_conns_per_worker = 4096;
     if ((c->listen_host = gw_strdup("127.0.0.1")) == NULL ||
@@ -124,6 +163,22 @@ struct gw_provider_conf *gw_config_provider(struct gw_config *c, const char *nam
         if (strcmp(c->providers[i].name, name) == 0)
             return &c->providers[i];
     return NULL;
+}
+
+struct gw_timeouts gw_config_timeouts(const struct gw_config *c, const struct gw_provider_conf *p)
+{
+    struct gw_timeouts t = c->timeouts;
+    if (p != NULL) {
+        if (p->timeouts.connect_ms > 0)
+            t.connect_ms = p->timeouts.connect_ms;
+        if (p->timeouts.first_byte_ms > 0)
+            t.first_byte_ms = p->timeouts.first_byte_ms;
+        if (p->timeouts.idle_ms > 0)
+            t.idle_ms = p->timeouts.idle_ms;
+        if (p->timeouts.total_ms > 0)
+            t.total_ms = p->timeouts.total_ms;
+    }
+    return t;
 }
 
 /* Printable ASCII without spaces: what may go into a header or URL verbatim. */
@@ -250,15 +305,46 @@ static int set_mode(struct gw_config *c, const char *v, struct gw_errbuf *eb)
     return 0;
 }
 
+/* Plain decimal digits (no sign, no spaces) within [min, max]. */
+static int parse_bounded(const char *v, int64_t min, int64_t max, int64_t *out)
+{
+    if (v[0] == '\0')
+        return GW_EINVAL;
+    for (const char *p = v; *p != '\0'; p++)
+        if (*p < '0' || *p > '9')
+            return GW_EINVAL;
+    if (gw_parse_i64(v, out) != 0 || *out < min || *out > max)
+        return GW_EINVAL;
+    return 0;
+}
+
+static int set_retry_uncertain(struct gw_config *c, const char *v, struct gw_errbuf *eb)
+{
+    static const char *const names[] = {"never", "without_tools", "always"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(v, names[i]) == 0) {
+            c->fallback.retry_uncertain = i;
+            return 0;
+        }
+    gw_errbuf_set(eb, "invalid value for 'fallback.retry_uncertain': want never, without_tools "
+                      "or always");
+    return GW_EINVAL;
+}
+
 static int set_int(struct gw_config *c, const struct int_setting *s, const char *v,
                    struct gw_errbuf *eb)
 {
     int64_t n;
-    int digits = v[0] != '\0';
-    for (const char *p = v; *p != '\0'; p++)
-        if (*p < '0' || *p > '9')
-            digits = 0;
-    if (!digits || gw_parse_i64(v, &n) != 0 || n < s->min || n > s->max) {
+
+    if (s->kind == K_BOOL) {
+        if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+            gw_errbuf_set(eb, "invalid value for '%s': want true or false", s->name);
+            return GW_EINVAL;
+        }
+        *(int *)(void *)((char *)c + s->off) = strcmp(v, "true") == 0;
+        return 0;
+    }
+    if (parse_bounded(v, s->min, s->max, &n) != 0) {
         gw_errbuf_set(eb, "invalid value for '%s': want an integer from %lld to %lld", s->name,
                       (long long)s->min, (long long)s->max);
         return GW_EINVAL;
@@ -308,6 +394,21 @@ static int set_provider(struct gw_config *c, const char *name, const char *rest,
         }
         return set_str(&p->api_key, v, n, 1);
     }
+    if (strncmp(dot + 1, "timeouts.", 9) == 0) {
+        for (size_t i = 0; i < sizeof(provider_timeouts) / sizeof(provider_timeouts[0]); i++) {
+            if (strcmp(dot + 10, provider_timeouts[i].name) != 0)
+                continue;
+            int64_t val;
+            if (parse_bounded(v, 1, 86400000, &val) != 0) {
+                gw_errbuf_set(eb, "invalid value for '%s': want an integer from 1 to 86400000",
+                              name);
+                return GW_EINVAL;
+            }
+            *(int *)(void *)((char *)&p->timeouts + provider_timeouts[i].off) = (int)val;
+            return 0;
+        }
+        goto unknown;
+    }
     if (strcmp(dot + 1, "api_version") == 0) {
         if (n == 0 || n > VERSION_MAX || !is_token_text(v)) {
             gw_errbuf_set(eb, "invalid value for '%s': want a short version string", name);
@@ -336,6 +437,17 @@ int gw_config_set(struct gw_config *c, const char *name, const char *value, stru
         return set_path(&c->routing_path, name, value, eb);
     if (strcmp(name, "mode") == 0)
         return set_mode(c, value, eb);
+    if (strcmp(name, "fallback.retry_uncertain") == 0)
+        return set_retry_uncertain(c, value, eb);
+    if (strcmp(name, "router.model") == 0) {
+        if (value[0] == '\0' || !is_token_text(value) ||
+            strlen(value) >= sizeof(c->router.model)) {
+            gw_errbuf_set(eb, "invalid value for 'router.model': want a catalog model id");
+            return GW_EINVAL;
+        }
+        (void)gw_strlcpy(c->router.model, value, sizeof(c->router.model));
+        return 0;
+    }
     for (size_t i = 0; i < N_INT_SETTINGS; i++)
         if (strcmp(name, int_settings[i].name) == 0)
             return set_int(c, &int_settings[i], value, eb);
@@ -361,11 +473,23 @@ static int is_scalar_setting(const char *name)
 /* Sections are mappings: limits, timeouts, providers, providers.<known provider>. */
 static int is_section(struct gw_config *c, const char *name)
 {
-    if (strcmp(name, "limits") == 0 || strcmp(name, "timeouts") == 0 ||
-        strcmp(name, "providers") == 0)
-        return 1;
-    return strncmp(name, "providers.", 10) == 0 && strchr(name + 10, '.') == NULL &&
-           gw_config_provider(c, name + 10) != NULL;
+    static const char *const sections[] = {"limits", "timeouts", "providers", "fallback",
+                                           "breaker", "router", NULL};
+    for (int i = 0; sections[i] != NULL; i++)
+        if (strcmp(name, sections[i]) == 0)
+            return 1;
+    if (strncmp(name, "providers.", 10) != 0)
+        return 0;
+    const char *p = name + 10, *dot = strchr(p, '.');
+    char pname[16];
+    if (dot == NULL)
+        return gw_config_provider(c, p) != NULL;
+    /* providers.<name>.timeouts */
+    if ((size_t)(dot - p) >= sizeof(pname) || strcmp(dot + 1, "timeouts") != 0)
+        return 0;
+    memcpy(pname, p, (size_t)(dot - p));
+    pname[dot - p] = '\0';
+    return gw_config_provider(c, pname) != NULL;
 }
 
 static int apply_tree(struct gw_config *c, const char *prefix, json_t *obj, struct gw_errbuf *eb)

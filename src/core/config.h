@@ -8,15 +8,34 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "route/breaker.h"
+#include "route/fallback.h"
 #include "util/err.h"
 
 #define GW_NPROVIDERS 5
+
+/* Upstream timeouts in ms. In a provider's settings 0 means "the global value". */
+struct gw_timeouts {
+    int connect_ms;    /* TCP + TLS connect */
+    int first_byte_ms; /* from the start of the call to the first byte of the answer */
+    int idle_ms;       /* silence allowed between bytes once the answer started */
+    int total_ms;      /* the whole call, streams included */
+};
 
 struct gw_provider_conf {
     char name[16];       /* "anthropic", ... */
     char *base_url;      /* owned; never NULL after gw_config_init */
     char *api_key;       /* owned secret; NULL = not configured */
     char *api_version;   /* owned; Anthropic version header; may be NULL */
+    struct gw_timeouts timeouts; /* per-provider overrides (0 = global) */
+};
+
+/* The LLM router: a small model asked to pick the model for an auto-routed request. */
+struct gw_router_conf {
+    int enabled;
+    char model[64];       /* catalog id; checked against the catalog at start */
+    int timeout_ms;       /* the whole router call; on expiry the heuristic decides */
+    int max_prompt_chars; /* of the request's last user message shown to the router */
 };
 
 struct gw_config {
@@ -30,13 +49,13 @@ struct gw_config {
     size_t max_body;     /* inbound body limit, bytes */
     size_t max_upstream_body; /* upstream (non-stream) response limit, bytes */
     int header_timeout_ms;    /* absolute deadline to receive request headers+body */
-    int connect_timeout_ms;   /* upstream connect */
-    int first_byte_timeout_ms;/* upstream time to first byte */
-    int idle_timeout_ms;      /* upstream silence allowed after the first byte */
-    int total_timeout_ms;     /* upstream total (streams included) */
+    struct gw_timeouts timeouts; /* upstream defaults (every field > 0) */
     int shutdown_grace_ms;    /* in-flight requests get this long on SIGTERM */
     int max_conns_per_worker;
     struct gw_provider_conf providers[GW_NPROVIDERS];
+    struct gw_fallback_conf fallback;
+    struct gw_breaker_conf breaker;
+    struct gw_router_conf router;
 };
 
 /* Fill defaults (127.0.0.1:8080, sqlite:./data/llmgw.db, catalog/models.yaml, providers' public
@@ -54,6 +73,8 @@ GW_NODISCARD int gw_config_set(struct gw_config *c, const char *name, const char
                                struct gw_errbuf *eb);
 /* Provider settings by name, or NULL. */
 struct gw_provider_conf *gw_config_provider(struct gw_config *c, const char *name);
+/* The timeouts that apply to provider p: its own where set, else the global ones. */
+struct gw_timeouts gw_config_timeouts(const struct gw_config *c, const struct gw_provider_conf *p);
 
 /* Parse a YAML document (file) into a new jansson tree. Scalars: plain unquoted true/false →
  * bool, integers → integer, other plain scalars and every quoted scalar → string (so prices like

@@ -109,6 +109,21 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
         gw_strlcpy(eb.msg, m, sizeof(eb.msg));
         goto out;
     }
+    for (int i = 0; i < GW_NPROVIDERS; i++)
+        gw_breaker_init(&gw->breakers[i]);
+    gw->cooldowns = gw_calloc((size_t)gw_catalog_count(gw->catalog) + 1, sizeof(*gw->cooldowns));
+    if (gw->cooldowns == NULL) {
+        rc = GW_ENOMEM;
+        goto out;
+    }
+    if (gw->cfg.router.enabled) {
+        gw->router_model = gw_catalog_find(gw->catalog, gw->cfg.router.model);
+        if (gw->router_model == NULL) {
+            rc = GW_EINVAL;
+            gw_errbuf_set(&eb, "router.model '%s' is not a catalog model", gw->cfg.router.model);
+            goto out;
+        }
+    }
     if ((rc = gw_store_open(gw->cfg.db_url, &st, &eb)) != 0 ||
         (rc = gw_store_migrate(st, &eb)) != 0)
         goto out;
@@ -161,6 +176,7 @@ void llmgw_free(struct llmgw *g)
         return;
     gw_http_server_free(g->gw.server);
     gw_router_free(g->gw.router);
+    gw_free(g->gw.cooldowns);
     gw_catalog_free(g->gw.catalog);
     gw_config_cleanup(&g->gw.cfg);
     gw_free(g);
@@ -173,3 +189,21 @@ void llmgw_set_log_handler(void (*cb)(void *arg, int level, const char *line), v
 }
 
 const char *llmgw_strerror(int err) { return gw_strerror(err); }
+
+json_t *gw_health_breakers(struct gw *gw)
+{
+    json_t *out = json_object();
+    int64_t now = gw_now_ms();
+
+    for (int i = 0; out != NULL && i < GW_NPROVIDERS; i++) {
+        struct gw_breaker_view v;
+        gw_breaker_view(&gw->breakers[i], now, &v);
+        json_object_set_new(out, gw->cfg.providers[i].name,
+                            json_pack("{s:s,s:i,s:I,s:I,s:b}", "state",
+                                      gw_breaker_state_name(v.state), "consecutive_failures",
+                                      v.failures, "retry_in_ms", (json_int_t)v.retry_in_ms,
+                                      "opened", (json_int_t)v.opened, "configured",
+                                      gw_provider_configured(gw, gw->cfg.providers[i].name)));
+    }
+    return out;
+}

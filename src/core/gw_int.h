@@ -27,6 +27,11 @@ struct gw {
     struct gw_router *router;
     struct gw_http_server *server;
     int workers;
+    /* Provider health, shared by every worker (atomics, no lock): a circuit breaker per
+     * provider (same order as cfg.providers) and a Retry-After cool-down per catalog model. */
+    struct gw_breaker breakers[GW_NPROVIDERS];
+    struct gw_cooldown *cooldowns; /* gw_catalog_count entries */
+    const struct gw_model *router_model; /* cfg.router.model in the catalog; NULL when off */
 };
 
 struct gw_worker {
@@ -53,6 +58,11 @@ int gw_authenticate(struct gw_worker *w, struct evhttp_request *req, const char 
                     struct gw_key_rec *key);
 /* Is the provider configured (has a credential)? */
 int gw_provider_configured(const struct gw *gw, const char *provider);
+/* The breaker of a provider (NULL for an unknown name). */
+struct gw_breaker *gw_breaker_of(struct gw *gw, const char *provider);
+/* Health surface (until the admin plane exposes it): the state of every provider's breaker as
+ * a new JSON object {provider: {state, consecutive_failures, retry_in_ms, opened}}. */
+json_t *gw_health_breakers(struct gw *gw);
 
 /* The HTTP application callbacks (endpoints.c). */
 extern const struct gw_http_app gw_app;

@@ -1,86 +1,63 @@
 /*
- * core/pipeline — one chat request from parsed body to settled usage row.
+ * core/pipeline — one chat request from parsed body to settled usage row (see call.h).
  *
- * The call is a small state machine driven by the worker's event loop:
- *   parse → authenticate → validate → route (catalog) → reserve (usage row) → call upstream →
- *   relay (stream) or translate (whole answer) → settle.
- * Exactly one of these ends a call, each exactly once: the upstream transfer finishes
- * (on_done), the first-byte timer fires (on_upstream_timeout), the client goes away
- * (on_client_close) or the worker shuts down (gw_pipeline_abort_all). All of them end in
- * call_end(), which settles the usage row and frees the call.
+ *   parse → authenticate → validate → route (explicit, heuristic or the LLM router) →
+ *   targets (the choice, then its fallbacks) → for each attempt: health check (circuit
+ *   breaker, Retry-After cool-down) → reserve (the usage row) → call upstream (attempt.c) →
+ *   answer, or on a retryable failure before any byte reached the client: back off and try the
+ *   next target → settle.
  *
- * Client-facing errors never carry provider text, upstream URLs or credentials; the server log
- * keeps the provider's own words with the request id.
+ * Every call ends in gw_call_end() exactly once, which settles the usage row and frees it:
+ * after the answer, after the last failure, when the client goes away (on_client_close) or
+ * when the worker shuts down (gw_pipeline_abort_all).
+ *
+ * Usage rows: the request's row (id = request id) is reserved before the first upstream byte
+ * and always describes the latest attempt; when a fallback follows a failed attempt, that
+ * attempt is first archived as its own row ("<id>.<n>", kind "attempt") and the reservation is
+ * re-targeted to the new model. An attempt whose outcome is unknown is charged at its
+ * reservation (state "uncertain").
  */
 #include <curl/curl.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "core/gw_int.h"
-#include "core/request.h"
+#include "core/call.h"
 #include "http/reply.h"
-#include "providers/provider.h"
-#include "util/buf.h"
+#include "http/upstream.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/mem.h"
-#include "util/sse.h"
 #include "util/util.h"
 
-#define GW_SSE_MAX_EVENT (4u << 20)
-/* A client that reads slower than the provider writes: above this much unsent output the
- * upstream transfer is paused, and resumed once the client's buffer has drained. */
-#define GW_CLIENT_HIGH_WATER (1u << 20)
-
-struct gw_call {
-    struct gw_worker *w;
-    struct gw_call *prev, *next;
-    struct evhttp_request *req;     /* NULL once answered */
-    struct evhttp_connection *evcon;
-    char rid[72];
-    enum gw_dialect dialect;
-    struct gw_chat_opts opts;
-    const struct gw_model *model;
-    const struct gw_provider_ops *ops;
-    struct gw_key_rec key;
-    json_t *canon;
-    struct gw_upstream_req up;
-    CURL *easy;
-    struct curl_slist *hdrs;
-    struct gw_buf body;             /* whole upstream answer (non-stream, or an error body) */
-    struct gw_sse sse;
-    struct gw_stream st;
-    struct gw_usage usage;          /* non-stream usage */
-    struct event *timer_ev;       /* first byte, then silence between bytes */
-    long upstream_status;
-    int retry_after_s;
-    int got_first_byte;
-    int reply_started;              /* stream: client has the 200 and some events */
-    int sse_error;                  /* our SSE handling aborted the transfer */
-    int stream_rc;                  /* what the adapter or the SSE parser reported */
-    int paused;                     /* upstream paused until the client catches up */
-    int64_t emitted_chars;          /* stream text relayed, for estimates when usage is lost */
-    int64_t input_estimate;
-    int64_t t0_us;
-    char stream_id[96];
-    const char *route_method;       /* "explicit" | "heuristic" */
-    int64_t created;
-    struct gw_usage_row row;
-};
-
-static void call_end(struct gw_call *c);
+static void next_attempt(struct gw_call *c);
 
 /* ---- small helpers ---- */
 
-static void reply_error(struct gw_call *c, int status, const char *type, const char *code,
-                        const char *msg, int retry_after)
+void gw_call_answer_headers(struct gw_call *c)
+{
+    struct evkeyvalq *h;
+
+    if (c->headers_added || c->req == NULL)
+        return;
+    c->headers_added = 1;
+    h = evhttp_request_get_output_headers(c->req);
+    if (c->route_reason[0] != '\0')
+        evhttp_add_header(h, "X-LLMGW-Route-Reason", c->route_reason);
+    if (c->trail[0] != '\0')
+        evhttp_add_header(h, "X-LLMGW-Fallback", c->trail);
+    if (c->attempts > 1) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", c->attempts);
+        evhttp_add_header(h, "X-LLMGW-Attempts", n);
+    }
+}
+
+void gw_call_reply_error(struct gw_call *c, int status, const char *type, const char *code,
+                         const char *msg, int retry_after)
 {
     c->row.status = status;
     gw_strlcpy(c->row.error_code, code, sizeof(c->row.error_code));
@@ -88,9 +65,12 @@ static void reply_error(struct gw_call *c, int status, const char *type, const c
         return;
     if (c->evcon != NULL)
         evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    gw_call_answer_headers(c);
     gw_reply_error(c->req, status, type, code, msg, c->rid, retry_after);
     c->req = NULL;
 }
+
+#define reply_error gw_call_reply_error
 
 /* Worst-case-ish prompt size for routing and the reservation: a token per 3 bytes of the body
  * as received (no second serialisation of the parsed tree). */
@@ -115,7 +95,7 @@ static int list_allows(const char *csv, const char *item)
     return 0;
 }
 
-static void usage_to_row(struct gw_call *c, const struct gw_usage *u)
+void gw_call_usage_to_row(struct gw_call *c, const struct gw_usage *u)
 {
     c->row.tokens_in = u->input_tokens;
     c->row.tokens_out = u->output_tokens;
@@ -124,8 +104,7 @@ static void usage_to_row(struct gw_call *c, const struct gw_usage *u)
     c->row.cost_micros = gw_cost_micros(c->model, u);
 }
 
-/* The provider did not (fully) report usage: never record zero for work that was done. */
-static void usage_fill_estimate(struct gw_call *c, struct gw_usage *u)
+void gw_call_usage_estimate(struct gw_call *c, struct gw_usage *u)
 {
     if (u->input_tokens == 0)
         u->input_tokens = c->input_estimate;
@@ -134,576 +113,145 @@ static void usage_fill_estimate(struct gw_call *c, struct gw_usage *u)
         u->output_tokens = out_est;
 }
 
-static json_t *usage_json(const struct gw_call *c, const struct gw_usage *u, int simple)
+/* Append "what: why" to the fallback trail (printable, bounded; it goes into a header). */
+static void trail_add(struct gw_call *c, const struct gw_model *m, const char *why)
 {
-    double usd = (double)c->row.cost_micros / 1e6;
-    if (simple)
-        return json_pack("{s:I,s:I,s:f}", "tokens_in", (json_int_t)u->input_tokens, "tokens_out",
-                         (json_int_t)u->output_tokens, "cost_usd", usd);
-    return json_pack("{s:I,s:I,s:I,s:{s:I},s:{s:I},s:f}", "prompt_tokens",
-                     (json_int_t)u->input_tokens, "completion_tokens",
-                     (json_int_t)u->output_tokens, "total_tokens",
-                     (json_int_t)(u->input_tokens + u->output_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)u->cached_input_tokens,
-                     "completion_tokens_details", "reasoning_tokens",
-                     (json_int_t)u->reasoning_tokens, "cost_usd", usd);
-}
-
-/* ---- upstream error mapping (the one place) ---- */
-
-static void reply_upstream_failure(struct gw_call *c, const struct gw_upstream_error *e)
-{
-    char msg[300];
-    gw_log_escape(msg, sizeof(msg), e->message, strlen(e->message));
-    GW_LOG_WARN("upstream", "req=%s provider=%s status=%d type=%s retryable=%d message=\"%s\"",
-                c->rid, c->ops->name, e->status, e->type, e->retryable, msg);
-    if (e->auth_failed) {
-        reply_error(c, 502, "upstream_error", "upstream_auth_failed",
-                    "the provider rejected the gateway's credentials", 0);
-    } else if (e->status == 429) {
-        reply_error(c, 429, "rate_limit_error", "upstream_rate_limited",
-                    "the provider is rate limiting requests; retry later",
-                    e->retry_after_s > 0 ? e->retry_after_s : (c->retry_after_s > 0 ? c->retry_after_s : 1));
-    } else if (e->status >= 400 && e->status < 500 && e->status != 408) {
-        char m[200];
-        snprintf(m, sizeof(m), "the provider rejected the request (%s %d)", c->ops->name,
-                 e->status);
-        reply_error(c, 400, "invalid_request_error", "upstream_rejected_request", m, 0);
-    } else {
-        reply_error(c, 502, "upstream_error", "upstream_error",
-                    "the provider failed to answer; try again", 0);
-    }
-}
-
-/* ---- streaming to the client ---- */
-
-/* Bytes queued for the client that the socket has not taken yet. */
-static size_t client_backlog(const struct gw_call *c)
-{
-    struct bufferevent *bev = c->evcon ? evhttp_connection_get_bufferevent(c->evcon) : NULL;
-    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
-}
-
-/* The client's output buffer drained: let a paused upstream go on. */
-static void on_client_drained(struct evhttp_connection *evcon, void *arg)
-{
-    struct gw_call *c = arg;
-    (void)evcon;
-    if (c->paused && c->easy != NULL) {
-        c->paused = 0;
-        GW_LOG_DEBUG("http", "req=%s client caught up: resuming the upstream transfer", c->rid);
-        curl_easy_pause(c->easy, CURLPAUSE_CONT);
-    }
-}
-
-static int send_sse_data(struct gw_call *c, const char *data, size_t len)
-{
-    struct evbuffer *b = evbuffer_new();
-    if (b == NULL)
-        return GW_ENOMEM;
-    evbuffer_add(b, "data: ", 6);
-    evbuffer_add(b, data, len);
-    evbuffer_add(b, "\n\n", 2);
-    evhttp_send_reply_chunk_with_cb(c->req, b, on_client_drained, c);
-    evbuffer_free(b);
-    return 0;
-}
-
-static void start_stream_reply(struct gw_call *c)
-{
-    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
-    gw_reply_headers(c->req, "text/event-stream", c->rid);
-    evhttp_add_header(h, "Cache-Control", "no-cache");
-    evhttp_add_header(h, "X-Accel-Buffering", "no");
-    evhttp_send_reply_start(c->req, 200, "OK");
-    c->reply_started = 1;
-}
-
-static void count_emitted(struct gw_call *c, json_t *chunk)
-{
-    size_t i;
-    json_t *ch;
-    json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
-        json_t *d = json_object_get(ch, "delta");
-        const char *s = gw_json_str(d, "content");
-        if (s != NULL)
-            c->emitted_chars += (int64_t)strlen(s);
-        s = gw_json_str(d, "reasoning_content");
-        if (s != NULL)
-            c->emitted_chars += (int64_t)strlen(s);
-    }
-}
-
-static int emit_chunk(void *arg, json_t *chunk)
-{
-    struct gw_call *c = arg;
-
-    if (c->req == NULL)
-        return GW_EIO;
-    if (!c->reply_started)
-        start_stream_reply(c);
-    count_emitted(c, chunk);
-    json_object_set_new(chunk, "id", json_string(c->stream_id));
-    json_object_set_new(chunk, "object", json_string("chat.completion.chunk"));
-    json_object_set_new(chunk, "created", json_integer(c->created));
-    json_object_set_new(chunk, "model", json_string(c->opts.model));
-    json_object_del(chunk, "usage");
-    char *s = json_dumps(chunk, GW_JSON_OUT);
-    if (s == NULL)
-        return GW_ENOMEM;
-    int rc = send_sse_data(c, s, strlen(s));
-    gw_free(s);
-    return rc;
-}
-
-static int on_sse_event(void *arg, const char *event, const char *data, size_t len)
-{
-    struct gw_call *c = arg;
-    int rc = c->ops->stream_event(&c->st, event, data, len);
-    if (rc != 0 && c->stream_rc == 0)
-        c->stream_rc = rc;
-    return rc;
-}
-
-/* End a stream the client already receives: an error event (never a clean finish) or the
- * usage chunk and [DONE]. */
-static void finish_stream(struct gw_call *c, const char *err_code, const char *err_msg)
-{
-    if (c->req == NULL)
+    size_t n = strlen(c->trail);
+    if (n + 8 >= sizeof(c->trail))
         return;
-    if (err_code != NULL) {
-        json_t *e = gw_error_body("upstream_error", err_code, err_msg, c->rid);
-        char *s = e ? json_dumps(e, GW_JSON_OUT) : NULL;
-        if (s != NULL)
-            send_sse_data(c, s, strlen(s));
-        gw_free(s);
-        json_decref(e);
-        c->row.status = 502;
-        gw_strlcpy(c->row.error_code, err_code, sizeof(c->row.error_code));
-    } else {
-        if (c->opts.include_usage) {
-            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", c->stream_id, "object",
-                                  "chat.completion.chunk", "created", (json_int_t)c->created,
-                                  "model", c->opts.model, "choices", "usage",
-                                  usage_json(c, &c->st.usage, 0));
-            char *s = u ? json_dumps(u, GW_JSON_OUT) : NULL;
-            if (s != NULL)
-                send_sse_data(c, s, strlen(s));
-            gw_free(s);
-            json_decref(u);
-        }
-        send_sse_data(c, "[DONE]", 6);
-        c->row.status = 200;
-    }
-    if (c->evcon != NULL)
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-    evhttp_send_reply_end(c->req);
-    c->req = NULL;
+    snprintf(c->trail + n, sizeof(c->trail) - n, "%s%s: %s", n > 0 ? ", " : "", m->id, why);
 }
 
-/* ---- curl callbacks ---- */
+/* ---- policy and health ---- */
 
-/* Upstream bytes arrived: from the first one on, the timer measures silence. */
-static void upstream_alive(struct gw_call *c)
+struct gw_breaker *gw_breaker_of(struct gw *gw, const char *provider)
 {
-    int ms = c->w->gw->cfg.idle_timeout_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    c->got_first_byte = 1;
-    evtimer_add(c->timer_ev, &tv);
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *arg)
-{
-    struct gw_call *c = arg;
-    size_t len = sz * n;
-    static const char ra[] = "retry-after:";
-
-    upstream_alive(c);
-    if (len > sizeof(ra) && strncasecmp(p, ra, sizeof(ra) - 1) == 0) {
-        char tmp[16];
-        size_t k = len - (sizeof(ra) - 1);
-        if (k >= sizeof(tmp))
-            k = sizeof(tmp) - 1;
-        memcpy(tmp, p + sizeof(ra) - 1, k);
-        tmp[k] = '\0';
-        long v = strtol(tmp, NULL, 10);
-        if (v > 0 && v < 86400)
-            c->retry_after_s = (int)v;
-    }
-    return len;
-}
-
-static size_t on_write(char *p, size_t sz, size_t n, void *arg)
-{
-    struct gw_call *c = arg;
-    size_t len = sz * n;
-
-    upstream_alive(c);
-    if (c->upstream_status == 0)
-        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
-    if (c->opts.stream && c->upstream_status >= 200 && c->upstream_status < 300) {
-        if (c->reply_started && client_backlog(c) > GW_CLIENT_HIGH_WATER) {
-            /* curl keeps these bytes and hands them over again after the resume */
-            c->paused = 1;
-            GW_LOG_DEBUG("http", "req=%s client is slow: pausing the upstream transfer", c->rid);
-            return CURL_WRITEFUNC_PAUSE;
-        }
-        int rc = gw_sse_feed(&c->sse, p, len);
-        if (rc != 0) {
-            if (c->stream_rc == 0)
-                c->stream_rc = rc;
-            c->sse_error = 1;
-            return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
-        }
-        return len;
-    }
-    if (gw_buf_add(&c->body, p, len) != 0) {
-        c->sse_error = 1;
-        return 0;
-    }
-    return len;
-}
-
-static void finish_whole(struct gw_call *c)
-{
-    struct gw_errbuf eb = {{0}};
-    json_t *out = NULL;
-
-    int rc = c->ops->parse(c->body.data ? c->body.data : "", c->body.len, &out, &c->usage, &eb);
-    if (rc != 0) {
-        GW_LOG_WARN("upstream", "req=%s provider=%s unparseable answer: %s", c->rid, c->ops->name,
-                    eb.msg);
-        reply_error(c, 502, "upstream_error", "upstream_bad_response",
-                    "the provider sent an answer the gateway could not read", 0);
-        return;
-    }
-    if (!c->usage.seen)
-        usage_fill_estimate(c, &c->usage);
-    usage_to_row(c, &c->usage);
-    c->row.status = 200;
-    if (c->dialect == GW_DIALECT_SIMPLE) {
-        json_t *msg = json_object_get(json_array_get(json_object_get(out, "choices"), 0),
-                                      "message");
-        const char *content = gw_json_str(msg, "content");
-        json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "content", content ? content : "",
-                              "model", c->opts.model, "provider", c->ops->name, "route_method",
-                              c->route_method, "request_id", c->rid, "usage",
-                              usage_json(c, &c->usage, 1));
-        if (r != NULL && c->req != NULL) {
-            evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-            gw_reply_json(c->req, 200, r, c->rid);
-            c->req = NULL;
-        }
-        json_decref(r);
-    } else {
-        json_object_set_new(out, "object", json_string("chat.completion"));
-        json_object_set_new(out, "created", json_integer(c->created));
-        json_object_set_new(out, "model", json_string(c->opts.model));
-        json_object_set_new(out, "provider", json_string(c->ops->name));
-        json_object_set_new(out, "route_method", json_string(c->route_method));
-        json_object_set_new(out, "usage", usage_json(c, &c->usage, 0));
-        if (!json_is_string(json_object_get(out, "id")))
-            json_object_set_new(out, "id", json_string(c->stream_id));
-        if (c->req != NULL) {
-            evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-            gw_reply_json(c->req, 200, out, c->rid);
-            c->req = NULL;
-        }
-    }
-    json_decref(out);
-}
-
-static void finish_stream_outcome(struct gw_call *c, CURLcode result)
-{
-    int truncated = gw_sse_finish(&c->sse);
-    struct gw_usage *u = &c->st.usage;
-
-    if (c->st.failed) {
-        char msg[300];
-        gw_log_escape(msg, sizeof(msg), c->st.err.message, strlen(c->st.err.message));
-        GW_LOG_WARN("upstream", "req=%s provider=%s stream error type=%s message=\"%s\"", c->rid,
-                    c->ops->name, c->st.err.type, msg);
-    }
-    const char *code = NULL, *msg = NULL;
-    if (c->st.failed) {
-        code = "upstream_error";
-        msg = "the provider reported an error during the stream";
-    } else if (c->stream_rc == GW_EPARSE || c->stream_rc == GW_ETOOBIG) {
-        code = "upstream_bad_response";
-        msg = "the provider sent a stream event the gateway could not read";
-    } else if (result == CURLE_OPERATION_TIMEDOUT) {
-        code = "upstream_timeout";
-        msg = "the provider took too long to finish the stream";
-    } else if (result != CURLE_OK || !c->st.complete || truncated || c->sse_error) {
-        code = "upstream_stream_interrupted";
-        msg = "the provider's stream ended before it was complete";
-    }
-    if (code != NULL)
-        GW_LOG_WARN("upstream", "req=%s provider=%s stream ended early (%s, curl=%d)", c->rid,
-                    c->ops->name, code, (int)result);
-    if (!u->seen || code != NULL)
-        usage_fill_estimate(c, u);
-    usage_to_row(c, u);
-    if (!c->reply_started) {
-        /* nothing reached the client yet: answer with a plain error */
-        if (code == NULL) {
-            start_stream_reply(c);
-            finish_stream(c, NULL, NULL);
-        } else if (strcmp(code, "upstream_timeout") == 0) {
-            reply_error(c, 504, "upstream_error", code, msg, 0);
-        } else {
-            reply_error(c, 502, "upstream_error", code, msg, 0);
-        }
-        return;
-    }
-    finish_stream(c, code, msg);
-}
-
-static void on_done(void *arg, CURL *easy, CURLcode result)
-{
-    struct gw_call *c = arg;
-    (void)easy;
-
-    evtimer_del(c->timer_ev);
-    if (c->upstream_status == 0)
-        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
-    int ok_status = c->upstream_status >= 200 && c->upstream_status < 300;
-
-    if (ok_status && c->opts.stream) {
-        finish_stream_outcome(c, result);
-    } else if (result != CURLE_OK) {
-        char eb[CURL_ERROR_SIZE + 1];
-        gw_log_escape(eb, sizeof(eb), curl_easy_strerror(result), strlen(curl_easy_strerror(result)));
-        GW_LOG_WARN("upstream", "req=%s provider=%s transfer failed: curl=%d %s", c->rid,
-                    c->ops->name, (int)result, eb);
-        if (result == CURLE_OPERATION_TIMEDOUT)
-            reply_error(c, 504, "upstream_error", "upstream_timeout",
-                        "the provider did not answer in time", 0);
-        else if (c->sse_error && ok_status)
-            reply_error(c, 502, "upstream_error", "upstream_bad_response",
-                        "the provider's answer was too large", 0);
-        else
-            reply_error(c, 502, "upstream_error", "upstream_error",
-                        "the provider could not be reached", 0);
-        /* The request may have been processed: charge the worst case we reserved unless the
-         * connection provably never carried it (connect/resolve failures). */
-        if (result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_HOST) {
-            gw_strlcpy(c->row.state, "failed", sizeof(c->row.state));
-        } else {
-            gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
-            c->row.cost_micros = c->row.reserved_micros;
-        }
-    } else if (ok_status) {
-        finish_whole(c);
-    } else {
-        struct gw_upstream_error e;
-        c->ops->map_error((int)c->upstream_status, c->body.data ? c->body.data : "", c->body.len,
-                          &e);
-        reply_upstream_failure(c, &e);
-    }
-    call_end(c);
-}
-
-static void on_upstream_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    struct gw_call *c = arg;
-    const struct gw_config *cfg = &c->w->gw->cfg;
-    (void)fd;
-    (void)what;
-    if (c->paused) { /* silence because the client is slow, not the provider */
-        upstream_alive(c);
-        return;
-    }
-    GW_LOG_WARN("upstream", "req=%s provider=%s %s for %d ms", c->rid, c->ops->name,
-                c->got_first_byte ? "silent" : "no answer",
-                c->got_first_byte ? cfg->idle_timeout_ms : cfg->first_byte_timeout_ms);
-    gw_upstream_cancel(c->w->upstream, c->easy);
-    if (c->reply_started) {
-        /* mid-stream: charge what was seen (estimated where not reported) */
-        usage_fill_estimate(c, &c->st.usage);
-        usage_to_row(c, &c->st.usage);
-        finish_stream(c, "upstream_timeout", "the provider stopped sending");
-    } else {
-        /* The request was sent: the provider may be working on it. Charge the reservation. */
-        gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
-        c->row.cost_micros = c->row.reserved_micros;
-        reply_error(c, 504, "upstream_error", "upstream_timeout",
-                    "the provider did not answer in time", 0);
-    }
-    call_end(c);
-}
-
-static void on_client_close(struct evhttp_connection *evcon, void *arg)
-{
-    struct gw_call *c = arg;
-    (void)evcon;
-    GW_LOG_INFO("http", "req=%s client closed the connection; cancelling the upstream call",
-                c->rid);
-    gw_upstream_cancel(c->w->upstream, c->easy);
-    evtimer_del(c->timer_ev);
-    struct gw_usage u = c->opts.stream ? c->st.usage : c->usage;
-    usage_fill_estimate(c, &u);
-    usage_to_row(c, &u);
-    gw_strlcpy(c->row.state, "cancelled", sizeof(c->row.state));
-    c->row.status = 499;
-    gw_strlcpy(c->row.error_code, "client_closed", sizeof(c->row.error_code));
-    /* libevent detached the request from the dying connection; finishing it frees it. */
-    c->evcon = NULL;
-    if (c->req != NULL) {
-        if (c->reply_started)
-            evhttp_send_reply_end(c->req);
-        else
-            evhttp_send_reply(c->req, 499, "Client Closed", NULL);
-        c->req = NULL;
-    }
-    call_end(c);
-}
-
-/* ---- call lifecycle ---- */
-
-static void call_free(struct gw_call *c)
-{
-    if (c->easy != NULL)
-        curl_easy_cleanup(c->easy);
-    for (struct curl_slist *l = c->hdrs; l != NULL; l = l->next)
-        OPENSSL_cleanse(l->data, strlen(l->data));
-    curl_slist_free_all(c->hdrs);
-    gw_upstream_req_cleanup(&c->up);
-    if (c->ops != NULL && c->ops->stream_cleanup != NULL)
-        c->ops->stream_cleanup(&c->st);
-    gw_sse_cleanup(&c->sse);
-    gw_buf_cleanup(&c->body);
-    json_decref(c->canon);
-    if (c->timer_ev != NULL)
-        event_free(c->timer_ev);
-    gw_free(c);
-}
-
-static void call_end(struct gw_call *c)
-{
-    struct gw_worker *w = c->w;
-
-    if (c->req != NULL) /* a path forgot to answer: our bug, still answer */
-        reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
-    c->row.latency_ms = (gw_mono_us() - c->t0_us) / 1000;
-    c->row.settled_ms = gw_now_ms();
-    if (c->row.state[0] == '\0')
-        gw_strlcpy(c->row.state, "refused", sizeof(c->row.state)); /* never reached a provider */
-    else if (strcmp(c->row.state, "reserved") == 0)
-        gw_strlcpy(c->row.state, c->row.status == 200 ? "settled" : "failed",
-                   sizeof(c->row.state));
-    if (c->row.request_id[0] != '\0' && gw_store_usage_settle(w->store, &c->row) != 0)
-        GW_LOG_ERROR("store", "req=%s could not settle the usage row", c->rid);
-    GW_LOG_INFO("access", "req=%s key=%s route=%s provider=%s model=%s stream=%d status=%d "
-                "in=%lld out=%lld cost_micros=%lld ms=%lld state=%s",
-                c->rid, c->key.key_id, c->route_method ? c->route_method : "-",
-                c->ops ? c->ops->name : "-", c->opts.model, c->opts.stream,
-                c->row.status, (long long)c->row.tokens_in, (long long)c->row.tokens_out,
-                (long long)c->row.cost_micros, (long long)c->row.latency_ms, c->row.state);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else if (w->calls == c)
-        w->calls = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    w->inflight--;
-    call_free(c);
-    gw_http_worker_request_done(w->hw);
-}
-
-void gw_pipeline_abort_all(struct gw_worker *w)
-{
-    while (w->calls != NULL) {
-        struct gw_call *c = w->calls;
-        gw_upstream_cancel(w->upstream, c->easy);
-        evtimer_del(c->timer_ev);
-        gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
-        c->row.cost_micros = c->row.reserved_micros;
-        if (c->reply_started)
-            finish_stream(c, "shutting_down", "the gateway is shutting down");
-        else
-            reply_error(c, 503, "service_unavailable", "shutting_down",
-                        "the gateway is shutting down", 1);
-        call_end(c);
-    }
-}
-
-static int setup_curl(struct gw_call *c)
-{
-    const struct gw_config *cfg = &c->w->gw->cfg;
-
-    c->easy = curl_easy_init();
-    if (c->easy == NULL)
-        return GW_ENOMEM;
-    for (int i = 0; i < c->up.nheaders; i++) {
-        struct curl_slist *l = curl_slist_append(c->hdrs, c->up.headers[i]);
-        if (l == NULL)
-            return GW_ENOMEM;
-        c->hdrs = l;
-    }
-    struct curl_slist *l = curl_slist_append(c->hdrs, "Expect:");
-    if (l == NULL)
-        return GW_ENOMEM;
-    c->hdrs = l;
-    if (c->opts.stream && (l = curl_slist_append(c->hdrs, "Accept: text/event-stream")) != NULL)
-        c->hdrs = l;
-    CURL *e = c->easy;
-    curl_easy_setopt(e, CURLOPT_URL, c->up.url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->up.body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->up.body_len);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->total_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-    return 0;
+    for (int i = 0; i < GW_NPROVIDERS; i++)
+        if (strcmp(gw->cfg.providers[i].name, provider) == 0)
+            return &gw->breakers[i];
+    return NULL;
 }
 
 /* May this call's key use model m, is its provider configured, and does it match a pin? */
-static int model_allowed(void *arg, const struct gw_model *m)
+static int model_allowed(const struct gw_call *c, const struct gw_model *m)
 {
-    struct gw_call *c = arg;
     return (c->opts.provider[0] == '\0' || strcmp(c->opts.provider, m->provider) == 0) &&
            gw_provider_configured(c->w->gw, m->provider) &&
            list_allows(c->key.providers, m->provider) && list_allows(c->key.models, m->id);
 }
 
-/* No model named (or auto_route): the heuristic rules pick one. */
-static int route_auto(struct gw_call *c)
+/* Time (ms) until m may be called: its provider's breaker and its own Retry-After. */
+static int64_t health_wait(struct gw *gw, const struct gw_model *m, int64_t now)
 {
-    struct gw_route_result res;
-    struct gw_route_req q = {
-        .body = c->canon,
-        .input_tokens = c->input_estimate,
-        .max_output_tokens = c->opts.max_tokens,
-        .allowed = model_allowed,
-        .arg = c,
-    };
-    char hdr[320];
-
-    if (gw_route_heuristic(c->w->gw->router, &q, &res) != 0) {
-        reply_error(c, 503, "service_unavailable", "no_provider_available",
-                    "no model this API key may use can serve this request", 0);
-        return -1;
-    }
-    c->model = res.model;
-    c->ops = gw_provider_find(res.model->provider);
-    c->route_method = "heuristic";
-    gw_strlcpy(c->opts.model, res.model->id, sizeof(c->opts.model));
-    snprintf(hdr, sizeof(hdr), "%s; rule=%s; %s", res.model->id, res.rule, res.reason);
-    evhttp_add_header(evhttp_request_get_output_headers(c->req), "X-LLMGW-Route-Reason", hdr);
-    GW_LOG_INFO("route", "req=%s heuristic: %s", c->rid, hdr);
-    return c->ops != NULL ? 0 : GW_BUG(1);
+    int64_t wait = 0;
+    struct gw_breaker *b = gw_breaker_of(gw, m->provider);
+    if (b != NULL && !gw_breaker_available(b, now, &wait))
+        return wait > 0 ? wait : 1;
+    return gw_cooldown_left(&gw->cooldowns[m->index], now);
 }
 
-/* Resolve the model and check it may be used. Replies and returns non-zero on refusal. */
+/* Routing's view: allowed, and healthy now (an open breaker or a cool-down is skipped). */
+static int model_usable(void *arg, const struct gw_model *m)
+{
+    struct gw_call *c = arg;
+    return model_allowed(c, m) && health_wait(c->w->gw, m, gw_now_ms()) == 0;
+}
+
+static int allowed_cb(void *arg, const struct gw_model *m) { return model_allowed(arg, m); }
+
+/* ---- routing ---- */
+
+static void set_targets(struct gw_call *c, const struct gw_model *first,
+                        const struct gw_route_result *res)
+{
+    const struct gw_config *cfg = &c->w->gw->cfg;
+    c->targets[0] = first;
+    c->ntargets = 1;
+    c->next_target = 0;
+    if (cfg->fallback.enabled && cfg->fallback.max_attempts > 1)
+        c->ntargets += gw_route_fallbacks(c->w->gw->router, &c->rq, first, res, c->targets + 1,
+                                          GW_ROUTE_MAX_TARGETS);
+    gw_strlcpy(c->opts.model, first->id, sizeof(c->opts.model));
+}
+
+/* Nothing the caller may use can serve the request: say whether health or policy is why. */
+static void refuse_unroutable(struct gw_call *c)
+{
+    struct gw_route_result res;
+    struct gw_route_req q = c->rq;
+
+    q.allowed = allowed_cb;
+    if (gw_route_heuristic(c->w->gw->router, &q, &res) == 0) {
+        int64_t wait = health_wait(c->w->gw, res.model, gw_now_ms());
+        reply_error(c, 503, "service_unavailable", "no_provider_available",
+                    "every provider that could serve this request is unavailable right now "
+                    "(circuit open or rate limited); retry later",
+                    (int)((wait + 999) / 1000 > 0 ? (wait + 999) / 1000 : 1));
+        return;
+    }
+    reply_error(c, 503, "service_unavailable", "no_provider_available",
+                "no model this API key may use can serve this request", 0);
+}
+
+void gw_call_routed(struct gw_call *c, const struct gw_model *pick, const char *note)
+{
+    const struct gw_route_result *h = &c->heur;
+
+    if (pick != NULL) {
+        c->route_method = "auto_router";
+        snprintf(c->route_reason, sizeof(c->route_reason), "%s; rule=router; chosen by %s",
+                 pick->id, c->w->gw->router_model->id);
+        /* fallbacks: the heuristic's choice and list, then the pick's own chain */
+        struct gw_route_result alts = *h;
+        if (alts.model != pick && alts.nalts < GW_ROUTE_MAX_TARGETS) {
+            memmove(alts.alts + 1, alts.alts, (size_t)alts.nalts * sizeof(alts.alts[0]));
+            alts.alts[0] = alts.model;
+            alts.nalts++;
+        }
+        set_targets(c, pick, &alts);
+    } else {
+        c->route_method = "heuristic";
+        snprintf(c->route_reason, sizeof(c->route_reason), "%s; rule=%s; %s%s%.120s",
+                 h->model->id, h->rule, h->reason, note ? "; router: " : "", note ? note : "");
+        set_targets(c, h->model, h);
+    }
+    GW_LOG_INFO("route", "req=%s %s: %s", c->rid, c->route_method, c->route_reason);
+    next_attempt(c);
+}
+
+/* No model named (or auto_route): the heuristic rules pick one, or the router model among
+ * the candidates. Returns 0 when decided, 1 when the router's call runs, -1 when refused. */
+static int route_auto(struct gw_call *c)
+{
+    struct gw *gw = c->w->gw;
+    const struct gw_model *cands[GW_ROUTE_MAX_TARGETS];
+
+    if (gw_route_heuristic(gw->router, &c->rq, &c->heur) != 0) {
+        refuse_unroutable(c);
+        return -1;
+    }
+    if (gw->router_model != NULL) {
+        const char *skip;
+        int n = gw_router_candidates(gw->router, &c->rq, cands, GW_ROUTE_MAX_TARGETS);
+        if (n < 2)
+            skip = "one candidate, nothing to choose";
+        else if (!model_allowed(c, gw->router_model)) /* its prompt would go where it may not */
+            skip = "the router model is not allowed for this key";
+        else if (health_wait(gw, gw->router_model, gw_now_ms()) > 0)
+            skip = "the router model is unavailable";
+        else if (gw_router_call_start(c, cands, n) == 0)
+            return 1;
+        else
+            skip = "the router call could not start";
+        gw_call_routed(c, NULL, skip);
+        return 0;
+    }
+    gw_call_routed(c, NULL, NULL);
+    return 0;
+}
+
+/* Resolve the model and check it may be used. Replies and returns -1 on refusal; 1 when the
+ * decision is pending (LLM router); 0 when the attempts have begun. */
 static int route(struct gw_call *c)
 {
     struct gw *gw = c->w->gw;
@@ -726,39 +274,44 @@ static int route(struct gw_call *c)
     if (c->opts.auto_route || c->opts.model[0] == '\0')
         return route_auto(c);
     c->route_method = "explicit";
-    c->model = gw_catalog_find(gw->catalog, c->opts.model);
-    if (c->model == NULL) {
+    const struct gw_model *m = gw_catalog_find(gw->catalog, c->opts.model);
+    if (m == NULL) {
         snprintf(msg, sizeof(msg), "the model '%.64s' does not exist; GET /v1/models lists them",
                  c->opts.model);
         reply_error(c, 404, "invalid_request_error", "model_not_found", msg, 0);
         return -1;
     }
-    if (c->opts.provider[0] != '\0' && strcmp(c->opts.provider, c->model->provider) != 0) {
+    if (c->opts.provider[0] != '\0' && strcmp(c->opts.provider, m->provider) != 0) {
         snprintf(msg, sizeof(msg), "the model '%.64s' is served by '%s', not '%.16s'",
-                 c->opts.model, c->model->provider, c->opts.provider);
+                 c->opts.model, m->provider, c->opts.provider);
         reply_error(c, 400, "invalid_request_error", "provider_mismatch", msg, 0);
         return -1;
     }
-    c->ops = gw_provider_find(c->model->provider);
-    if (c->ops == NULL || !gw_provider_configured(gw, c->model->provider)) {
+    if (gw_provider_find(m->provider) == NULL || !gw_provider_configured(gw, m->provider)) {
         snprintf(msg, sizeof(msg), "the provider '%s' is not configured on this gateway",
-                 c->model->provider);
+                 m->provider);
         reply_error(c, 400, "invalid_request_error", "provider_not_configured", msg, 0);
         return -1;
     }
-    if (!list_allows(c->key.providers, c->model->provider) ||
-        !list_allows(c->key.models, c->model->id)) {
+    if (!list_allows(c->key.providers, m->provider) || !list_allows(c->key.models, m->id)) {
         snprintf(msg, sizeof(msg), "this API key may not use the model '%.64s'", c->opts.model);
         reply_error(c, 403, "permission_error", "model_not_allowed", msg, 0);
         return -1;
     }
+    char asked[sizeof(c->opts.model)];
+    gw_strlcpy(asked, c->opts.model, sizeof(asked));
+    set_targets(c, m, NULL);
+    gw_strlcpy(c->opts.model, asked, sizeof(c->opts.model)); /* answer with the name asked for */
+    next_attempt(c);
     return 0;
 }
 
-static int reserve(struct gw_call *c)
+/* ---- attempts ---- */
+
+static void fill_row(struct gw_call *c)
 {
-    struct gw *gw = c->w->gw;
     struct gw_usage_row *r = &c->row;
+    struct gw *gw = c->w->gw;
 
     gw_strlcpy(r->request_id, c->rid, sizeof(r->request_id));
     r->org_id = c->key.org_id;
@@ -767,23 +320,63 @@ static int reserve(struct gw_call *c)
     gw_strlcpy(r->model, c->model->id, sizeof(r->model));
     gw_strlcpy(r->endpoint, c->dialect == GW_DIALECT_SIMPLE ? "llm.chat" : "chat.completions",
                sizeof(r->endpoint));
+    gw_strlcpy(r->kind, "chat", sizeof(r->kind));
     r->stream = c->opts.stream;
+    r->attempts = c->attempts;
+    gw_strlcpy(r->route_method, c->route_method, sizeof(r->route_method));
     gw_strlcpy(r->state, "reserved", sizeof(r->state));
     int64_t max_out = c->opts.max_tokens > 0 ? c->opts.max_tokens : c->model->max_output_tokens;
     r->reserved_micros = gw_cost_worst_micros(c->model, c->input_estimate, max_out);
+    r->tokens_in = r->tokens_out = r->cached_tokens = r->reasoning_tokens = 0;
+    r->cost_micros = 0;
+    r->status = 0;
+    r->error_code[0] = '\0';
     gw_strlcpy(r->catalog_version, gw_catalog_version(gw->catalog), sizeof(r->catalog_version));
-    r->created_ms = gw_now_ms();
-    if (gw_store_usage_reserve(c->w->store, r) != 0) {
-        GW_LOG_ERROR("store", "req=%s could not reserve the usage row; refusing", c->rid);
-        r->request_id[0] = '\0'; /* nothing to settle */
-        reply_error(c, 503, "service_unavailable", "store_unavailable",
-                    "the gateway cannot record usage right now; try again", 1);
-        return -1;
-    }
-    return 0;
 }
 
-static int start_upstream(struct gw_call *c)
+/* The failed attempt before this one keeps its own row; the request's row moves on. */
+static int archive_attempt(struct gw_call *c)
+{
+    struct gw_usage_row a = c->row;
+
+    snprintf(a.request_id, sizeof(a.request_id), "%.64s.%d", c->rid, (c->attempts - 1) % 100);
+    gw_strlcpy(a.parent_request_id, c->rid, sizeof(a.parent_request_id));
+    gw_strlcpy(a.kind, "attempt", sizeof(a.kind));
+    a.attempts = 1;
+    a.latency_ms = (gw_mono_us() - c->t0_us) / 1000;
+    a.settled_ms = gw_now_ms();
+    return gw_store_usage_reserve(c->w->store, &a);
+}
+
+/* Make the usage row durable for the current target before anything goes upstream. */
+static int reserve(struct gw_call *c)
+{
+    int first = c->row.request_id[0] == '\0';
+    int rc;
+
+    if (!first && (rc = archive_attempt(c)) != 0)
+        goto fail;
+    fill_row(c);
+    if (first) {
+        c->row.created_ms = gw_now_ms();
+        rc = gw_store_usage_reserve(c->w->store, &c->row);
+    } else {
+        rc = gw_store_usage_settle(c->w->store, &c->row); /* re-target, still "reserved" */
+    }
+    if (rc == 0)
+        return 0;
+fail:
+    GW_LOG_ERROR("store", "req=%s could not reserve the usage row; refusing", c->rid);
+    if (first)
+        c->row.request_id[0] = '\0'; /* nothing to settle */
+    reply_error(c, 503, "service_unavailable", "store_unavailable",
+                "the gateway cannot record usage right now; try again", 1);
+    return -1;
+}
+
+/* Build the upstream request for c->model. 0, or GW_EINVAL (eb says why) when this provider
+ * cannot take the request, or another error. */
+static int build(struct gw_call *c, struct gw_errbuf *eb)
 {
     struct gw *gw = c->w->gw;
     struct gw_provider_conf *pc = gw_config_provider(&gw->cfg, c->model->provider);
@@ -794,31 +387,329 @@ static int start_upstream(struct gw_call *c)
         .default_max_tokens = c->model->default_max_tokens,
         .reasoning = c->model->reasoning,
     };
+    c->to = gw_config_timeouts(&gw->cfg, pc);
+    json_object_set_new(c->canon, "model", json_string(c->model->wire_id));
+    return c->ops->build(&pcfg, c->canon, c->model->wire_id, c->opts.stream, &c->up, eb);
+}
+
+static void give_back_pass(struct gw_call *c, int verdict, int ok)
+{
+    struct gw_breaker *b;
+    if (c->pass == GW_PASS_DENIED || c->model == NULL ||
+        (b = gw_breaker_of(c->w->gw, c->model->provider)) == NULL)
+        return;
+    if (verdict) {
+        enum gw_breaker_state before = (enum gw_breaker_state)atomic_load(&b->state);
+        enum gw_breaker_state after =
+            gw_breaker_report(b, &c->w->gw->cfg.breaker, c->pass, ok, gw_now_ms());
+        if (after != before)
+            GW_LOG_WARN("breaker", "req=%s provider=%s circuit %s -> %s", c->rid,
+                        c->model->provider, gw_breaker_state_name(before),
+                        gw_breaker_state_name(after));
+    } else {
+        gw_breaker_abandon(b, c->pass);
+    }
+    c->pass = GW_PASS_DENIED;
+}
+
+/* Begin the attempt on c->model now (the breaker pass is held). */
+static void begin_attempt(struct gw_call *c)
+{
     struct gw_errbuf eb = {{0}};
 
-    json_object_set_new(c->canon, "model", json_string(c->model->wire_id));
-    int rc = c->ops->build(&pcfg, c->canon, c->model->wire_id, c->opts.stream, &c->up, &eb);
+    int rc = build(c, &eb);
     if (rc == GW_EINVAL) {
-        reply_error(c, 400, "invalid_request_error", "invalid_request",
-                    eb.msg[0] ? eb.msg : "the request cannot be sent to this provider", 0);
-        return -1;
+        give_back_pass(c, 0, 0);
+        if (c->next_target == 1) { /* the first choice: the request itself is at fault */
+            reply_error(c, 400, "invalid_request_error", "invalid_request",
+                        eb.msg[0] ? eb.msg : "the request cannot be sent to this provider", 0);
+            gw_call_end(c);
+            return;
+        }
+        trail_add(c, c->model, "cannot take this request");
+        next_attempt(c);
+        return;
+    }
+    c->attempts++;
+    if (c->next_target > 1) { /* not the first choice: say so, and name what serves it */
+        c->route_method = "fallback";
+        gw_strlcpy(c->opts.model, c->model->id, sizeof(c->opts.model));
+    }
+    if (rc == 0 && reserve(c) != 0) {
+        give_back_pass(c, 0, 0);
+        gw_call_end(c);
+        return;
     }
     if (rc == 0)
-        rc = setup_curl(c);
-    if (rc == 0 && c->opts.stream && c->ops->stream_init != NULL)
-        rc = c->ops->stream_init(&c->st);
-    if (rc == 0)
-        rc = gw_upstream_start(c->w->upstream, c->easy, on_done, c);
+        rc = gw_attempt_start(c);
     if (rc != 0) {
         GW_LOG_ERROR("pipeline", "req=%s cannot start the upstream call: %s", c->rid,
                      gw_strerror(rc));
+        give_back_pass(c, 0, 0);
         reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
-        return -1;
+        gw_call_end(c);
     }
-    struct timeval tv = {gw->cfg.first_byte_timeout_ms / 1000,
-                         (gw->cfg.first_byte_timeout_ms % 1000) * 1000};
-    evtimer_add(c->timer_ev, &tv);
-    return 0;
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    begin_attempt(arg);
+}
+
+/* Pick the next target that may be called and begin it (after the backoff), or end the call
+ * with the last failure when nothing is left. */
+static void next_attempt(struct gw_call *c)
+{
+    struct gw *gw = c->w->gw;
+    const struct gw_fallback_conf *fc = &gw->cfg.fallback;
+    int64_t now = gw_now_ms();
+    int64_t soonest = 0;
+    int cooling = 0; /* a target was skipped for its Retry-After */
+    char why[96];
+
+    while (c->next_target < c->ntargets && c->attempts < fc->max_attempts) {
+        const struct gw_model *m = c->targets[c->next_target++];
+        int64_t cool = gw_cooldown_left(&gw->cooldowns[m->index], now);
+        if (cool > fc->max_retry_after_ms || (cool > 0 && c->attempts == 0)) {
+            snprintf(why, sizeof(why), "skipped (rate limited for %lld s)",
+                     (long long)((cool + 999) / 1000));
+            trail_add(c, m, why);
+            soonest = soonest == 0 || cool < soonest ? cool : soonest;
+            cooling = 1;
+            continue;
+        }
+        struct gw_breaker *b = gw_breaker_of(gw, m->provider);
+        int pass = b ? gw_breaker_enter(b, now) : GW_PASS_NORMAL;
+        if (pass == GW_PASS_DENIED) {
+            int64_t wait = 0;
+            (void)gw_breaker_available(b, now, &wait);
+            snprintf(why, sizeof(why), "skipped (%s circuit open)", m->provider);
+            trail_add(c, m, why);
+            soonest = soonest == 0 || wait < soonest ? wait : soonest;
+            continue;
+        }
+        c->model = m;
+        c->ops = gw_provider_find(m->provider);
+        c->pass = pass;
+        int64_t delay = 0;
+        if (c->attempts > 0) {
+            uint32_t rnd = 0;
+            if (gw_random(&rnd, sizeof(rnd)) != 0)
+                rnd = (uint32_t)gw_mono_us();
+            delay = gw_fallback_backoff_ms(fc, c->attempts, rnd);
+            if (cool > delay) /* honour the provider's Retry-After for this model */
+                delay = cool;
+        }
+        if (delay <= 0) {
+            begin_attempt(c);
+            return;
+        }
+        if (c->retry_ev == NULL &&
+            (c->retry_ev = evtimer_new(gw_http_worker_base(c->w->hw), on_retry_timer, c)) ==
+                NULL) {
+            begin_attempt(c);
+            return;
+        }
+        struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+        GW_LOG_INFO("route", "req=%s next target %s in %lld ms", c->rid, m->id,
+                    (long long)delay);
+        evtimer_add(c->retry_ev, &tv);
+        return;
+    }
+    if (c->attempts == 0) {
+        int ra = (int)((soonest + 999) / 1000);
+        if (cooling)
+            reply_error(c, 429, "rate_limit_error", "upstream_rate_limited",
+                        "the provider is rate limiting requests; retry later", ra > 0 ? ra : 1);
+        else
+            reply_error(c, 503, "service_unavailable", "no_provider_available",
+                        "the providers that could serve this request are unavailable right "
+                        "now (circuit open); retry later", ra > 0 ? ra : 1);
+    } else {
+        const struct gw_failure *f = &c->last;
+        reply_error(c, f->status, f->type, f->code, f->msg, f->retry_after_s);
+    }
+    gw_call_end(c);
+}
+
+void gw_call_attempt_failed(struct gw_call *c, const struct gw_failure *f)
+{
+    struct gw *gw = c->w->gw;
+    int64_t now = gw_now_ms();
+    char why[96];
+
+    c->running = 0;
+    give_back_pass(c, 1, !gw_outcome_is_provider_failure(f->outcome));
+    if (f->cooldown_s > 0) /* honour the provider's Retry-After for this model */
+        gw_cooldown_extend(&gw->cooldowns[c->model->index], now + f->cooldown_s * 1000LL);
+    /* what this attempt costs */
+    if (f->outcome == GW_OUT_UNCERTAIN) {
+        gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
+        c->row.cost_micros = c->row.reserved_micros;
+    } else if (f->outcome == GW_OUT_BROKEN) {
+        struct gw_usage u = c->opts.stream ? c->st.usage : c->usage;
+        gw_call_usage_estimate(c, &u);
+        gw_call_usage_to_row(c, &u);
+        gw_strlcpy(c->row.state, "failed", sizeof(c->row.state));
+    } else {
+        gw_strlcpy(c->row.state, "failed", sizeof(c->row.state));
+    }
+    c->row.status = f->upstream_status;
+    gw_strlcpy(c->row.error_code, f->code, sizeof(c->row.error_code));
+    c->last = *f;
+    if (f->msg == f->msgbuf)
+        c->last.msg = c->last.msgbuf;
+    if (f->upstream_status > 0)
+        snprintf(why, sizeof(why), "%s %s (HTTP %d)", c->model->provider,
+                 gw_outcome_name(f->outcome), f->upstream_status);
+    else
+        snprintf(why, sizeof(why), "%s %s", c->model->provider, gw_outcome_name(f->outcome));
+    int retry = gw_fallback_may_retry(&gw->cfg.fallback, f->outcome, c->rq.f.has_tools,
+                                      c->reply_started);
+    GW_LOG_INFO("route", "req=%s attempt %d on %s failed: %s; %s", c->rid, c->attempts,
+                c->model->id, why, retry ? "trying the next target" : "no retry");
+    if (retry && f->skip_provider) { /* its other models would be refused the same way */
+        int k = c->next_target;
+        for (int i = c->next_target; i < c->ntargets; i++)
+            if (strcmp(c->targets[i]->provider, c->model->provider) != 0)
+                c->targets[k++] = c->targets[i];
+        c->ntargets = k;
+    }
+    if (retry && c->next_target < c->ntargets && c->attempts < gw->cfg.fallback.max_attempts) {
+        trail_add(c, c->model, why);
+        gw_attempt_reset(c);
+        next_attempt(c);
+        return;
+    }
+    if (!retry && f->outcome == GW_OUT_UNCERTAIN && c->rq.f.has_tools)
+        GW_LOG_WARN("route", "req=%s not retried: the request offers tools and its outcome on "
+                    "%s is unknown", c->rid, c->model->provider);
+    if (c->attempts > 1)
+        trail_add(c, c->model, why);
+    reply_error(c, f->status, f->type, f->code, c->last.msg, f->retry_after_s);
+    gw_call_end(c);
+}
+
+void gw_call_attempt_done(struct gw_call *c, int provider_ok)
+{
+    c->running = 0;
+    give_back_pass(c, 1, provider_ok);
+    gw_call_end(c);
+}
+
+/* ---- call lifecycle ---- */
+
+static void call_free(struct gw_call *c)
+{
+    gw_attempt_reset(c);
+    gw_sse_cleanup(&c->sse);
+    gw_buf_cleanup(&c->body);
+    json_decref(c->canon);
+    if (c->timer_ev != NULL)
+        event_free(c->timer_ev);
+    if (c->retry_ev != NULL)
+        event_free(c->retry_ev);
+    gw_free(c);
+}
+
+void gw_call_end(struct gw_call *c)
+{
+    struct gw_worker *w = c->w;
+
+    if (c->req != NULL) /* a path forgot to answer: our bug, still answer */
+        reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
+    if (c->router != NULL)
+        gw_router_call_cancel(c);
+    c->row.latency_ms = (gw_mono_us() - c->t0_us) / 1000;
+    c->row.settled_ms = gw_now_ms();
+    c->row.attempts = c->attempts;
+    if (c->route_method != NULL)
+        gw_strlcpy(c->row.route_method, c->route_method, sizeof(c->row.route_method));
+    if (c->row.state[0] == '\0')
+        gw_strlcpy(c->row.state, "refused", sizeof(c->row.state)); /* never reached a provider */
+    else if (strcmp(c->row.state, "reserved") == 0)
+        gw_strlcpy(c->row.state, c->row.status == 200 ? "settled" : "failed",
+                   sizeof(c->row.state));
+    if (c->row.request_id[0] != '\0' && gw_store_usage_settle(w->store, &c->row) != 0)
+        GW_LOG_ERROR("store", "req=%s could not settle the usage row", c->rid);
+    GW_LOG_INFO("access", "req=%s key=%s route=%s provider=%s model=%s stream=%d status=%d "
+                "in=%lld out=%lld cost_micros=%lld ms=%lld state=%s attempts=%d%s%s",
+                c->rid, c->key.key_id, c->route_method ? c->route_method : "-",
+                c->ops ? c->ops->name : "-", c->opts.model, c->opts.stream,
+                c->row.status, (long long)c->row.tokens_in, (long long)c->row.tokens_out,
+                (long long)c->row.cost_micros, (long long)c->row.latency_ms, c->row.state,
+                c->attempts, c->trail[0] ? " fallback=" : "", c->trail);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else if (w->calls == c)
+        w->calls = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    w->inflight--;
+    call_free(c);
+    gw_http_worker_request_done(w->hw);
+}
+
+/* Stop whatever runs for c (router call, transfer, backoff) without callbacks. */
+static void stop_everything(struct gw_call *c)
+{
+    if (c->router != NULL)
+        gw_router_call_cancel(c);
+    gw_attempt_cancel(c);
+    if (c->retry_ev != NULL)
+        evtimer_del(c->retry_ev);
+}
+
+static void on_client_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct gw_call *c = arg;
+    (void)evcon;
+    GW_LOG_INFO("http", "req=%s client closed the connection; cancelling the upstream call",
+                c->rid);
+    int was_running = c->running;
+    stop_everything(c);
+    /* the provider was answering: it is healthy; otherwise no verdict */
+    give_back_pass(c, c->got_first_byte, 1);
+    if (was_running) {
+        struct gw_usage u = c->opts.stream ? c->st.usage : c->usage;
+        gw_call_usage_estimate(c, &u);
+        gw_call_usage_to_row(c, &u);
+        gw_strlcpy(c->row.state, "cancelled", sizeof(c->row.state));
+    } /* else: between attempts the row keeps the last attempt's outcome */
+    c->row.status = 499;
+    gw_strlcpy(c->row.error_code, "client_closed", sizeof(c->row.error_code));
+    /* libevent detached the request from the dying connection; finishing it frees it. */
+    c->evcon = NULL;
+    if (c->req != NULL) {
+        if (c->reply_started)
+            evhttp_send_reply_end(c->req);
+        else
+            evhttp_send_reply(c->req, 499, "Client Closed", NULL);
+        c->req = NULL;
+    }
+    gw_call_end(c);
+}
+
+void gw_pipeline_abort_all(struct gw_worker *w)
+{
+    while (w->calls != NULL) {
+        struct gw_call *c = w->calls;
+        int was_running = c->running;
+        stop_everything(c);
+        give_back_pass(c, 0, 0);
+        if (was_running) {
+            gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
+            c->row.cost_micros = c->row.reserved_micros;
+        }
+        if (c->reply_started)
+            gw_attempt_finish_stream(c, "shutting_down", "the gateway is shutting down");
+        else
+            reply_error(c, 503, "service_unavailable", "shutting_down",
+                        "the gateway is shutting down", 1);
+        gw_call_end(c);
+    }
 }
 
 static int parse_body(struct gw_call *c, json_t **out)
@@ -865,16 +756,12 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
     c->created = gw_now_s();
     gw_strlcpy(c->rid, request_id, sizeof(c->rid));
     snprintf(c->stream_id, sizeof(c->stream_id), "chatcmpl-%s", request_id);
-    gw_buf_init(&c->body, w->gw->cfg.max_upstream_body);
-    gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
-    c->st.emit = emit_chunk;
-    c->st.arg = c;
+    gw_attempt_init(c);
     c->next = w->calls;
     if (w->calls != NULL)
         w->calls->prev = c;
     w->calls = c;
     w->inflight++;
-    c->timer_ev = evtimer_new(gw_http_worker_base(w->hw), on_upstream_timeout, c);
     if (c->timer_ev == NULL) {
         reply_error(c, 503, "service_unavailable", "overloaded", "out of memory", 1);
         goto done;
@@ -911,16 +798,19 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
                     "conversation_id is not available in this version", 0);
         goto done;
     }
-    if (route(c) != 0)
-        goto done;
-    if (reserve(c) != 0)
-        goto done;
-    if (start_upstream(c) != 0)
-        goto done;
-    evhttp_connection_set_closecb(c->evcon, on_client_close, c);
+    c->rq.body = c->canon;
+    c->rq.input_tokens = c->input_estimate;
+    c->rq.max_output_tokens = c->opts.max_tokens;
+    c->rq.allowed = model_usable;
+    c->rq.arg = c;
+    gw_route_req_init(&c->rq);
     json_decref(body);
+    /* from here on the call may wait (router, backoff, upstream): watch the client */
+    evhttp_connection_set_closecb(c->evcon, on_client_close, c);
+    if (route(c) < 0)
+        gw_call_end(c);
     return;
 done:
     json_decref(body);
-    call_end(c);
+    gw_call_end(c);
 }

@@ -8,6 +8,9 @@
  */
 #include "http/upstream.h"
 
+#include <openssl/crypto.h>
+#include <string.h>
+
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -181,3 +184,57 @@ void gw_upstream_cancel(struct gw_upstream *u, CURL *easy)
 }
 
 int gw_upstream_running(const struct gw_upstream *u) { return u->running; }
+
+int gw_upstream_easy_new(const struct gw_easy_opts *o, CURL **easy, struct curl_slist **hdrs)
+{
+    struct curl_slist *h = NULL, *l;
+    CURL *e = curl_easy_init();
+
+    *easy = NULL;
+    *hdrs = NULL;
+    if (e == NULL)
+        return GW_ENOMEM;
+    for (int i = 0; i < o->nheaders; i++) {
+        if ((l = curl_slist_append(h, o->headers[i])) == NULL)
+            goto oom;
+        h = l;
+    }
+    if ((l = curl_slist_append(h, "Expect:")) == NULL)
+        goto oom;
+    h = l;
+    if (o->sse) {
+        if ((l = curl_slist_append(h, "Accept: text/event-stream")) == NULL)
+            goto oom;
+        h = l;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, o->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->total_ms);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, o->on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, o->arg);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, o->on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, o->arg);
+    *easy = e;
+    *hdrs = h;
+    return 0;
+oom:
+    gw_upstream_easy_free(e, h);
+    return GW_ENOMEM;
+}
+
+void gw_upstream_easy_free(CURL *easy, struct curl_slist *hdrs)
+{
+    if (easy != NULL)
+        curl_easy_cleanup(easy);
+    for (struct curl_slist *l = hdrs; l != NULL; l = l->next)
+        OPENSSL_cleanse(l->data, strlen(l->data));
+    curl_slist_free_all(hdrs);
+}

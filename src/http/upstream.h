@@ -36,4 +36,26 @@ void gw_upstream_cancel(struct gw_upstream *u, CURL *easy);
 /* Number of running transfers. */
 int gw_upstream_running(const struct gw_upstream *u);
 
+/* Options of one upstream POST. */
+struct gw_easy_opts {
+    const char *url;           /* borrowed until the transfer ends */
+    const char *const *headers; /* "Name: value" lines, borrowed only during the call */
+    int nheaders;
+    const char *body;          /* borrowed until the transfer ends */
+    size_t body_len;
+    int sse;                   /* ask for text/event-stream */
+    long connect_ms, total_ms;
+    curl_write_callback on_write, on_header;
+    void *arg;                 /* for both callbacks */
+};
+
+/* Make a configured easy handle for o: TLS verification on, redirects off, http(s) only, no
+ * "Expect: 100-continue". *easy and *hdrs are new (free both with gw_upstream_easy_free).
+ * Returns 0 or GW_ENOMEM. */
+GW_NODISCARD int gw_upstream_easy_new(const struct gw_easy_opts *o, CURL **easy,
+                                      struct curl_slist **hdrs);
+/* Free an easy handle made by gw_upstream_easy_new (not running) and its header list, wiping
+ * the header values (they hold credentials). NULLs are fine. */
+void gw_upstream_easy_free(CURL *easy, struct curl_slist *hdrs);
+
 #endif

@@ -16,8 +16,9 @@
 #include "util/util.h"
 
 #define MAX_RULES 64
-#define MAX_PREFER 16
+#define MAX_PREFER GW_ROUTE_MAX_TARGETS
 #define MAX_KEYWORDS 128
+#define USE_MAX 256
 
 enum tri { ANY = -1, NO = 0, YES = 1 };
 
@@ -32,10 +33,19 @@ struct rule {
     int nprefer;
 };
 
+/* Per catalog model (by gw_model.index): its fallback chain and what the rules use it for. */
+struct model_info {
+    const struct gw_model *chain[MAX_PREFER];
+    int nchain;
+    char use[USE_MAX];
+};
+
 struct gw_router {
     struct rule rules[MAX_RULES];
     int nrules;
     struct rule dflt; /* the default list, as a rule with no conditions */
+    int nmodels;
+    struct model_info *info; /* nmodels entries */
 };
 
 void gw_router_free(struct gw_router *r)
@@ -45,6 +55,7 @@ void gw_router_free(struct gw_router *r)
     for (int i = 0; i < r->nrules; i++)
         for (int k = 0; k < r->rules[i].nkeywords; k++)
             gw_free(r->rules[i].keywords[k]);
+    gw_free(r->info);
     gw_free(r);
 }
 
@@ -171,10 +182,81 @@ static int load_rule(const json_t *j, const struct gw_catalog *cat, struct rule 
     return load_prefer(json_object_get(j, "prefer"), cat, r, eb);
 }
 
+/* fallbacks: {model: [model, ...]} — each chain of catalog models, without itself or repeats. */
+static int load_fallbacks(const json_t *fb, const struct gw_catalog *cat, struct gw_router *r,
+                          struct gw_errbuf *eb)
+{
+    const char *key;
+    json_t *list;
+
+    if (fb == NULL)
+        return 0;
+    if (!json_is_object(fb)) {
+        gw_errbuf_set(eb, "fallbacks: expected a mapping of model: [models]");
+        return GW_EINVAL;
+    }
+    json_object_foreach((json_t *)fb, key, list) {
+        const struct gw_model *m = gw_catalog_find(cat, key);
+        size_t i;
+        json_t *v;
+        if (m == NULL) {
+            gw_errbuf_set(eb, "fallbacks: '%.64s' is not a catalog model", key);
+            return GW_EINVAL;
+        }
+        struct model_info *mi = &r->info[m->index];
+        if (mi->nchain > 0) {
+            gw_errbuf_set(eb, "fallbacks: '%.64s' has two chains (an id and an alias?)", key);
+            return GW_EINVAL;
+        }
+        if (!json_is_array(list) || json_array_size(list) > MAX_PREFER) {
+            gw_errbuf_set(eb, "fallbacks: '%.64s' must list at most %d models", key, MAX_PREFER);
+            return GW_EINVAL;
+        }
+        json_array_foreach(list, i, v) {
+            const struct gw_model *t =
+                json_is_string(v) ? gw_catalog_find(cat, json_string_value(v)) : NULL;
+            if (t == NULL) {
+                gw_errbuf_set(eb, "fallbacks: '%.64s': '%.64s' is not a catalog model", key,
+                              json_is_string(v) ? json_string_value(v) : "?");
+                return GW_EINVAL;
+            }
+            int dup = t == m;
+            for (int k = 0; k < mi->nchain; k++)
+                dup |= mi->chain[k] == t;
+            if (dup) {
+                gw_errbuf_set(eb, "fallbacks: '%.64s' lists '%.64s' twice or itself", key,
+                              t->id);
+                return GW_EINVAL;
+            }
+            mi->chain[mi->nchain++] = t;
+        }
+    }
+    return 0;
+}
+
+/* What each model is used for, from the reasons of the rules that list it (for the router). */
+static void describe_models(struct gw_router *r)
+{
+    for (int i = 0; i <= r->nrules; i++) {
+        const struct rule *ru = i < r->nrules ? &r->rules[i] : &r->dflt;
+        const char *what = i < r->nrules ? ru->reason : "general requests";
+        for (int k = 0; k < ru->nprefer; k++) {
+            char *use = r->info[ru->prefer[k]->index].use;
+            size_t n = strlen(use);
+            if (strstr(use, what) != NULL)
+                continue;
+            snprintf(use + n, USE_MAX - n, "%s%s", n > 0 ? "; " : "", what);
+        }
+    }
+}
+
 int gw_router_from_json(const json_t *root, const struct gw_catalog *cat, struct gw_router **out,
                         struct gw_errbuf *eb)
 {
+    static const char *const top_keys[] = {"version", "default", "rules", "fallbacks"};
     struct gw_router *r = gw_calloc(1, sizeof(*r));
+    const char *key;
+    json_t *val;
     int rc;
 
     *out = NULL;
@@ -185,6 +267,23 @@ int gw_router_from_json(const json_t *root, const struct gw_catalog *cat, struct
         gw_router_free(r);
         gw_errbuf_set(eb, "routing rules: expected {version, default: [...], rules: [...]}");
         return GW_EINVAL;
+    }
+    json_object_foreach((json_t *)root, key, val) {
+        int ok = 0;
+        for (size_t i = 0; i < sizeof(top_keys) / sizeof(top_keys[0]); i++)
+            ok |= strcmp(key, top_keys[i]) == 0;
+        if (!ok) {
+            gw_errbuf_set(eb, "routing rules: unknown key '%.64s' (version, default, rules, "
+                              "fallbacks)", key);
+            gw_router_free(r);
+            return GW_EINVAL;
+        }
+    }
+    r->nmodels = gw_catalog_count(cat);
+    r->info = gw_calloc((size_t)(r->nmodels > 0 ? r->nmodels : 1), sizeof(*r->info));
+    if (r->info == NULL) {
+        gw_router_free(r);
+        return GW_ENOMEM;
     }
     if (json_array_size(rules) > MAX_RULES) {
         gw_router_free(r);
@@ -210,10 +309,12 @@ int gw_router_from_json(const json_t *root, const struct gw_catalog *cat, struct
     gw_strlcpy(r->dflt.reason, "no rule matched; the default choice", sizeof(r->dflt.reason));
     r->dflt.has_images = r->dflt.has_tools = ANY;
     r->dflt.min_input = r->dflt.max_input = -1;
-    if ((rc = load_prefer(json_object_get(root, "default"), cat, &r->dflt, eb)) != 0) {
+    if ((rc = load_prefer(json_object_get(root, "default"), cat, &r->dflt, eb)) != 0 ||
+        (rc = load_fallbacks(json_object_get(root, "fallbacks"), cat, r, eb)) != 0) {
         gw_router_free(r);
         return rc;
     }
+    describe_models(r);
     *out = r;
     return 0;
 }
@@ -232,24 +333,15 @@ int gw_router_load(const char *path, const struct gw_catalog *cat, struct gw_rou
 
 /* ---- matching ---- */
 
-#define MAX_PARTS 16
-
-/* What the rules look at; the text parts are borrowed from the request. */
-struct features {
-    const char *parts[MAX_PARTS]; /* text of the last user message */
-    int nparts;
-    int has_images;
-    int has_tools;
-};
-
-static void extract(const json_t *body, struct features *f)
+void gw_route_req_init(struct gw_route_req *q)
 {
-    json_t *msgs = json_object_get(body, "messages");
+    struct gw_route_features *f = &q->f;
+    json_t *msgs = json_object_get(q->body, "messages");
     size_t i, k;
     json_t *m, *part;
 
     memset(f, 0, sizeof(*f));
-    f->has_tools = json_array_size(json_object_get(body, "tools")) > 0;
+    f->has_tools = json_array_size(json_object_get(q->body, "tools")) > 0;
     json_array_foreach(msgs, i, m) {
         json_array_foreach(json_object_get(m, "content"), k, part) {
             const char *type = gw_json_str(part, "type");
@@ -267,7 +359,7 @@ static void extract(const json_t *body, struct features *f)
             f->parts[f->nparts++] = json_string_value(content);
         json_array_foreach(content, k, part) {
             const char *t = gw_json_str(part, "text");
-            if (t != NULL && f->nparts < MAX_PARTS)
+            if (t != NULL && f->nparts < GW_ROUTE_MAX_PARTS)
                 f->parts[f->nparts++] = t;
         }
         break;
@@ -277,7 +369,7 @@ static void extract(const json_t *body, struct features *f)
 static int is_word(char c) { return isalnum((unsigned char)c) || c == '_'; }
 
 /* The first keyword found as a whole word or phrase (case-insensitive), or NULL. */
-static const char *find_keyword(const struct rule *r, const struct features *f)
+static const char *find_keyword(const struct rule *r, const struct gw_route_features *f)
 {
     for (int i = 0; i < r->nkeywords; i++) {
         const char *kw = r->keywords[i];
@@ -295,30 +387,29 @@ static const char *find_keyword(const struct rule *r, const struct features *f)
     return NULL;
 }
 
-static int eligible(const struct gw_model *m, const struct gw_route_req *q,
-                    const struct features *f)
+int gw_route_fits(const struct gw_route_req *q, const struct gw_model *m)
 {
     int64_t out = q->max_output_tokens > 0 ? q->max_output_tokens : 1024;
-    if (f->has_images && !m->vision)
+    if (q->f.has_images && !m->vision)
         return 0;
-    if (f->has_tools && !m->tools)
+    if (q->f.has_tools && !m->tools)
         return 0;
     if (q->input_tokens + out > m->context_window)
         return 0;
     return q->allowed == NULL || q->allowed(q->arg, m);
 }
 
-static const struct gw_model *first_eligible(const struct rule *r, const struct gw_route_req *q,
-                                             const struct features *f)
+/* The index in r's list of the first eligible model, or -1. */
+static int first_eligible(const struct rule *r, const struct gw_route_req *q)
 {
     for (int i = 0; i < r->nprefer; i++)
-        if (eligible(r->prefer[i], q, f))
-            return r->prefer[i];
-    return NULL;
+        if (gw_route_fits(q, r->prefer[i]))
+            return i;
+    return -1;
 }
 
 static int conditions_hold(const struct rule *r, const struct gw_route_req *q,
-                           const struct features *f, const char **matched)
+                           const struct gw_route_features *f, const char **matched)
 {
     *matched = NULL;
     if (r->has_images != ANY && (int)r->has_images != f->has_images)
@@ -337,30 +428,85 @@ static int conditions_hold(const struct rule *r, const struct gw_route_req *q,
 int gw_route_heuristic(const struct gw_router *r, const struct gw_route_req *q,
                        struct gw_route_result *out)
 {
-    struct features f;
-    const struct gw_model *m = NULL;
     const struct rule *won = NULL;
     const char *kw = NULL;
+    int at = -1;
 
     memset(out, 0, sizeof(*out));
-    extract(q->body, &f);
-    for (int i = 0; i < r->nrules && m == NULL; i++) {
-        if (!conditions_hold(&r->rules[i], q, &f, &kw))
+    for (int i = 0; i < r->nrules && at < 0; i++) {
+        if (!conditions_hold(&r->rules[i], q, &q->f, &kw))
             continue;
-        if ((m = first_eligible(&r->rules[i], q, &f)) != NULL)
+        if ((at = first_eligible(&r->rules[i], q)) >= 0)
             won = &r->rules[i];
     }
-    if (m == NULL && (m = first_eligible(&r->dflt, q, &f)) != NULL) {
+    if (at < 0 && (at = first_eligible(&r->dflt, q)) >= 0) {
         won = &r->dflt;
         kw = NULL;
     }
-    if (m == NULL)
+    if (at < 0)
         return GW_ENOTFOUND;
-    out->model = m;
+    out->model = won->prefer[at];
+    for (int i = at + 1; i < won->nprefer; i++)
+        if (gw_route_fits(q, won->prefer[i]))
+            out->alts[out->nalts++] = won->prefer[i];
     gw_strlcpy(out->rule, won->name, sizeof(out->rule));
     if (kw != NULL)
         snprintf(out->reason, sizeof(out->reason), "%s (matched '%s')", won->reason, kw);
     else
         gw_strlcpy(out->reason, won->reason, sizeof(out->reason));
     return 0;
+}
+
+const struct gw_model *const *gw_router_chain(const struct gw_router *r, const struct gw_model *m,
+                                              int *n)
+{
+    if (m->index < 0 || m->index >= r->nmodels) {
+        *n = 0;
+        return NULL;
+    }
+    *n = r->info[m->index].nchain;
+    return r->info[m->index].chain;
+}
+
+static int add_target(const struct gw_route_req *q, const struct gw_model *first,
+                      const struct gw_model *m, const struct gw_model **out, int n, int max)
+{
+    if (n >= max || m == first || !gw_route_fits(q, m))
+        return n;
+    for (int i = 0; i < n; i++)
+        if (out[i] == m)
+            return n;
+    out[n] = m;
+    return n + 1;
+}
+
+int gw_route_fallbacks(const struct gw_router *r, const struct gw_route_req *q,
+                       const struct gw_model *first, const struct gw_route_result *res,
+                       const struct gw_model **out, int max)
+{
+    int n = 0, nchain = 0;
+
+    for (int i = 0; res != NULL && i < res->nalts; i++)
+        n = add_target(q, first, res->alts[i], out, n, max);
+    const struct gw_model *const *chain = gw_router_chain(r, first, &nchain);
+    for (int i = 0; i < nchain; i++)
+        n = add_target(q, first, chain[i], out, n, max);
+    return n;
+}
+
+int gw_router_candidates(const struct gw_router *r, const struct gw_route_req *q,
+                         const struct gw_model **out, int max)
+{
+    int n = 0;
+    for (int i = 0; i <= r->nrules; i++) {
+        const struct rule *ru = i < r->nrules ? &r->rules[i] : &r->dflt;
+        for (int k = 0; k < ru->nprefer; k++)
+            n = add_target(q, NULL, ru->prefer[k], out, n, max);
+    }
+    return n;
+}
+
+const char *gw_router_model_use(const struct gw_router *r, const struct gw_model *m)
+{
+    return m->index >= 0 && m->index < r->nmodels ? r->info[m->index].use : "";
 }

@@ -67,6 +67,12 @@ static const char *const migrations[] = {
     "CREATE INDEX usage_key_time ON usage(key_row_id, created_ms);"
     "CREATE INDEX usage_org_time ON usage(org_id, created_ms);"
     "CREATE INDEX usage_state ON usage(state);",
+    /* 2: fallback attempts and router calls get their own rows, linked to the request */
+    "ALTER TABLE usage ADD COLUMN parent_request_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE usage ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat';"
+    "ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE usage ADD COLUMN route_method TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX usage_parent ON usage(parent_request_id) WHERE parent_request_id <> '';",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -94,7 +100,8 @@ enum stmt_id {
 #define USAGE_COLS                                                                                 \
     "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
     "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
-    "error_code, catalog_version, created_ms, settled_ms"
+    "error_code, catalog_version, created_ms, settled_ms, parent_request_id, kind, attempts, "    \
+    "route_method"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_ORG_INSERT] = "INSERT INTO orgs(slug, name, created_ms) VALUES (?1, ?2, ?3)",
@@ -109,11 +116,13 @@ static const char *const stmt_sql[S_COUNT] = {
                      "revoked_ms ELSE ?2 END WHERE key_id = ?1",
     [S_SUPERADMIN] = "SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
     [S_USAGE_INSERT] = "INSERT INTO usage(" USAGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                       "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                       "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
+                       "?23, ?24)",
     [S_USAGE_SETTLE] = "UPDATE usage SET state = ?2, tokens_in = ?3, tokens_out = ?4, "
                        "cached_tokens = ?5, reasoning_tokens = ?6, cost_micros = ?7, "
-                       "latency_ms = ?8, status = ?9, error_code = ?10, settled_ms = ?11 "
-                       "WHERE request_id = ?1",
+                       "latency_ms = ?8, status = ?9, error_code = ?10, settled_ms = ?11, "
+                       "provider = ?12, model = ?13, reserved_micros = ?14, attempts = ?15, "
+                       "route_method = ?16 WHERE request_id = ?1",
     [S_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage WHERE request_id = ?1",
     [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
                         "settled_ms = ?1 WHERE state = 'reserved'",
@@ -487,6 +496,10 @@ int gw_store_usage_reserve(struct gw_store *s, const struct gw_usage_row *r)
     bind_text(st, 18, r->catalog_version);
     sqlite3_bind_int64(st, 19, r->created_ms);
     sqlite3_bind_int64(st, 20, r->settled_ms);
+    bind_text(st, 21, r->parent_request_id);
+    bind_text(st, 22, r->kind[0] ? r->kind : "chat");
+    sqlite3_bind_int(st, 23, r->attempts > 0 ? r->attempts : 1);
+    bind_text(st, 24, r->route_method);
     return exec_done(s, st);
 }
 
@@ -506,6 +519,11 @@ int gw_store_usage_settle(struct gw_store *s, const struct gw_usage_row *r)
     sqlite3_bind_int(st, 9, r->status);
     bind_text(st, 10, r->error_code);
     sqlite3_bind_int64(st, 11, r->settled_ms);
+    bind_text(st, 12, r->provider);
+    bind_text(st, 13, r->model);
+    sqlite3_bind_int64(st, 14, r->reserved_micros);
+    sqlite3_bind_int(st, 15, r->attempts > 0 ? r->attempts : 1);
+    bind_text(st, 16, r->route_method);
     int rc = exec_done(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         return GW_ENOTFOUND;
@@ -541,6 +559,10 @@ int gw_store_usage_get(struct gw_store *s, const char *request_id, struct gw_usa
         col_text(st, 17, out->catalog_version, sizeof(out->catalog_version));
         out->created_ms = sqlite3_column_int64(st, 18);
         out->settled_ms = sqlite3_column_int64(st, 19);
+        col_text(st, 20, out->parent_request_id, sizeof(out->parent_request_id));
+        col_text(st, 21, out->kind, sizeof(out->kind));
+        out->attempts = sqlite3_column_int(st, 22);
+        col_text(st, 23, out->route_method, sizeof(out->route_method));
     }
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;

@@ -46,9 +46,18 @@ struct gw_key_rec {
     int64_t revoked_ms;
 };
 
-/* A usage row; created at reservation (state "reserved") and settled after the call. */
+/* A usage row; created at reservation (state "reserved") and settled after the call.
+ * kind "chat": the request itself (request_id = the X-Request-Id); it describes the attempt
+ * that served it (or the last one tried). kind "attempt": an earlier upstream attempt that
+ * failed and was followed by a fallback; kind "router": the LLM router's own call. Both carry
+ * the request's id in parent_request_id and ids of the form "<request id>.<suffix>". */
+#define GW_USAGE_ID_MAX 80
 struct gw_usage_row {
-    char request_id[64];
+    char request_id[GW_USAGE_ID_MAX];
+    char parent_request_id[GW_USAGE_ID_MAX]; /* "" for kind "chat" */
+    char kind[12];           /* "chat" | "attempt" | "router" */
+    int attempts;            /* upstream attempts made for the request (chat rows) */
+    char route_method[16];   /* "explicit" | "heuristic" | "auto_router" | "fallback" */
     int64_t org_id;          /* 0 for the superadmin */
     int64_t key_row_id;      /* gw_key_rec.id */
     char provider[16];
@@ -98,8 +107,10 @@ GW_NODISCARD int gw_store_key_revoke(struct gw_store *s, const char *key_id);
 /* Does an unrevoked superadmin key exist? *out = 0/1. */
 GW_NODISCARD int gw_store_superadmin_exists(struct gw_store *s, int *out);
 
-/* Usage. reserve inserts the row (state "reserved"); settle updates it by request_id with the
- * final tokens, cost, latency, status, error code and state. */
+/* Usage. reserve inserts the row (any state: a finished attempt row is inserted settled);
+ * settle updates it by request_id with provider, model, reserved cost, the final tokens, cost,
+ * latency, status, error code, attempts, route method and state (a fallback re-targets the
+ * reservation this way, keeping state "reserved"). */
 GW_NODISCARD int gw_store_usage_reserve(struct gw_store *s, const struct gw_usage_row *row);
 GW_NODISCARD int gw_store_usage_settle(struct gw_store *s, const struct gw_usage_row *row);
 GW_NODISCARD int gw_store_usage_get(struct gw_store *s, const char *request_id,

@@ -4,14 +4,18 @@
 
 const { describe, test, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
-const { startEnv, FAKE_KEYS, LEAK_MARKER, REQUEST_ID_RE, assertNoSecrets } = require('./harness');
+const { startEnv, FAKE_KEYS, LEAK_MARKER, REQUEST_ID_RE, assertNoSecrets, sleep } = require('./harness');
 
 const T = { timeout: 20000 };
 const MSG = [{ role: 'user', content: 'hi' }];
 
 let env;
 
-before(async () => { env = await startEnv(); }, { timeout: 60000 });
+// Fallback off: these tests check how one provider failure is answered when nothing else is
+// tried (fallback.test.js covers what happens when another target may serve).
+const NO_FALLBACK = 'fallback: {enabled: false}';
+
+before(async () => { env = await startEnv({ extraConfig: NO_FALLBACK }); }, { timeout: 60000 });
 after(async () => { if (env) await env.stop(); }, { timeout: 20000 });
 beforeEach(async () => { if (env) await env.fake.reset(); }, { timeout: 10000 });
 
@@ -227,12 +231,21 @@ describe('upstream failures (non-stream)', () => {
   });
 
   test('openai upstream 429 → 429 upstream_rate_limited with a Retry-After header, sanitized', T, async () => {
-    await scriptAll('openai', 'status', { status: 429 });
+    await env.fake.next('openai', 'status', { status: 429, headers: { 'retry-after': '1' } });
     const r = await chat({ model: 'gpt-4o', messages: MSG });
     checkError(r, 429, 'upstream_rate_limited');
     const ra = r.headers.get('retry-after');
-    assert.ok(ra && /^\d+$/.test(ra), `Retry-After header in seconds (got ${ra})`);
+    assert.equal(ra, '1', 'the provider\'s Retry-After is passed on');
     checkSanitized(r);
+    // honoured: until it has passed the model is not called again
+    const again = await chat({ model: 'gpt-4o', messages: MSG });
+    checkError(again, 429, 'upstream_rate_limited');
+    assert.match(again.headers.get('retry-after') || '', /^[12]$/);
+    assert.equal((await env.fake.requests('openai')).length, 1, 'no call during the Retry-After');
+    await sleep(1100);
+    const later = await chat({ model: 'gpt-4o', messages: MSG });
+    assert.equal(later.status, 200, later.text);
+    assert.equal((await env.fake.requests('openai')).length, 2);
   });
 
   test('anthropic upstream 429 without retry-after → 429 upstream_rate_limited still with Retry-After', T, async () => {
@@ -294,13 +307,19 @@ describe('upstream failures (non-stream)', () => {
     assert.equal(r.json.choices[0].message.content, 'echo: hi');
   });
 
-  test('openai upstream resets the connection → 502 with an upstream_* code, sanitized', T, async () => {
-    await scriptAll('openai', 'reset');
+  test('openai resets the connection after the request was sent → 502 uncertain_upstream_state, charged at the reservation, sent once', T, async () => {
+    // warm a connection first, so curl would reuse it (and, left alone, resend on a fresh one)
+    assert.equal((await chat({ model: 'gpt-4o', messages: MSG })).status, 200);
+    await env.fake.clear();
+    await env.fake.next('openai', 'reset');
     const r = await chat({ model: 'gpt-4o', messages: MSG });
-    const err = checkError(r, 502);
-    assert.match(err.code, /^upstream_/);
+    checkError(r, 502, 'uncertain_upstream_state');
     checkSanitized(r);
-    await rowNotReserved(r.headers.get('x-request-id'));
+    const row = await rowNotReserved(r.headers.get('x-request-id'));
+    assert.equal(row.state, 'uncertain');
+    assert.ok(row.reserved_micros > 0);
+    assert.equal(row.cost_micros, row.reserved_micros, 'an unknown outcome is charged at its reservation');
+    assert.equal((await env.fake.requests('openai')).length, 1, 'the request went upstream exactly once');
   });
 
   test('openai upstream ends the body mid-JSON (truncate) → 502 upstream_bad_response or upstream_error', T, async () => {
@@ -340,6 +359,7 @@ describe('misconfigured providers (second gateway: xai without key, wrong gemini
   let env2;
   before(async () => {
     env2 = await startEnv({
+      extraConfig: NO_FALLBACK,
       omitProviders: ['xai'],
       env: { GEMINI_API_KEY: 'wrong-gemini-key-e2e', ANTHROPIC_API_KEY: 'wrong-anthropic-key-e2e' },
     });

@@ -11,7 +11,9 @@ const T = { timeout: 20000 };
 
 let env;
 
-before(async () => { env = await startEnv(); }, { timeout: 60000 });
+// Fallback off: a failure before the first byte is answered as is (fallback.test.js covers
+// fallback, and that nothing is retried once a byte reached the client).
+before(async () => { env = await startEnv({ extraConfig: 'fallback: {enabled: false}' }); }, { timeout: 60000 });
 after(async () => { if (env) await env.stop(); }, { timeout: 20000 });
 beforeEach(async () => { if (env) await env.fake.reset(); }, { timeout: 10000 });
 

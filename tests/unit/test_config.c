@@ -232,9 +232,9 @@ static void config_defaults(void **state)
     assert_int_equal(c.max_body, 1 << 20);
     assert_int_equal(c.max_upstream_body, 16 << 20);
     assert_int_equal(c.header_timeout_ms, 10000);
-    assert_int_equal(c.connect_timeout_ms, 5000);
-    assert_int_equal(c.first_byte_timeout_ms, 120000);
-    assert_int_equal(c.total_timeout_ms, 600000);
+    assert_int_equal(c.timeouts.connect_ms, 5000);
+    assert_int_equal(c.timeouts.first_byte_ms, 120000);
+    assert_int_equal(c.timeouts.total_ms, 600000);
     assert_int_equal(c.shutdown_grace_ms, 10000);
     assert_int_equal(c.max_conns_per_worker, 4096);
 
@@ -349,9 +349,9 @@ static void config_set_numbers(void **state)
     set_ok(&c, "timeouts.total_ms", "4000");
     set_ok(&c, "timeouts.shutdown_grace_ms", "0");
     assert_int_equal(c.header_timeout_ms, 1000);
-    assert_int_equal(c.connect_timeout_ms, 2000);
-    assert_int_equal(c.first_byte_timeout_ms, 3000);
-    assert_int_equal(c.total_timeout_ms, 4000);
+    assert_int_equal(c.timeouts.connect_ms, 2000);
+    assert_int_equal(c.timeouts.first_byte_ms, 3000);
+    assert_int_equal(c.timeouts.total_ms, 4000);
     assert_int_equal(c.shutdown_grace_ms, 0);
     set_bad(&c, "timeouts.connect_ms", "0");
     set_bad(&c, "timeouts.total_ms", "99999999999");
@@ -431,6 +431,70 @@ static void config_unknown_setting(void **state)
     gw_config_cleanup(&c);
 }
 
+static void config_resilience_settings(void **state)
+{
+    struct gw_config c;
+    struct gw_errbuf eb = {{0}};
+    char path[64];
+    assert_int_equal(gw_config_init(&c), 0);
+    /* defaults */
+    assert_int_equal(c.fallback.enabled, 1);
+    assert_int_equal(c.fallback.max_attempts, 3);
+    assert_int_equal(c.fallback.retry_uncertain, GW_RETRY_UNCERTAIN_NO_TOOLS);
+    assert_int_equal(c.breaker.threshold, 5);
+    assert_int_equal(c.breaker.cooldown_ms, 30000);
+    assert_int_equal(c.router.enabled, 0);
+    assert_string_equal(c.router.model, "claude-haiku-4-5");
+    assert_int_equal(c.timeouts.idle_ms, 120000);
+    struct gw_timeouts t = gw_config_timeouts(&c, gw_config_provider(&c, "openai"));
+    assert_int_equal(t.first_byte_ms, 120000);
+    set_bad(&c, "fallback.enabled", "yes");
+    set_bad(&c, "fallback.max_attempts", "0");
+    set_bad(&c, "fallback.max_attempts", "11");
+    set_bad(&c, "fallback.retry_uncertain", "sometimes");
+    set_bad(&c, "router.model", "has space");
+    set_bad(&c, "router.timeout_ms", "0");
+    set_bad(&c, "providers.openai.timeouts.first_byte_ms", "-1");
+    set_bad(&c, "providers.openai.timeouts.lunch_ms", "5");
+    set_bad(&c, "providers.acme.timeouts.idle_ms", "5");
+    set_ok(&c, "fallback.retry_uncertain", "never");
+    assert_int_equal(c.fallback.retry_uncertain, GW_RETRY_UNCERTAIN_NEVER);
+    write_tmp(path, sizeof(path),
+              "fallback: {enabled: false, max_attempts: 5, backoff_ms: 50, backoff_max_ms: 800,\n"
+              "           max_retry_after_ms: 3000, retry_uncertain: always}\n"
+              "breaker: {failure_threshold: 2, cooldown_ms: 1500}\n"
+              "router: {enabled: true, model: gemini-2.0-flash, timeout_ms: 900,\n"
+              "         max_prompt_chars: 500}\n"
+              "timeouts: {idle_ms: 7000}\n"
+              "providers:\n"
+              "  gemini:\n"
+              "    timeouts: {first_byte_ms: 30000, total_ms: 90000}\n");
+    int rc = gw_config_load_file(&c, path, &eb);
+    unlink(path);
+    if (rc != 0)
+        fail_msg("load failed: %s", eb.msg);
+    assert_int_equal(c.fallback.enabled, 0);
+    assert_int_equal(c.fallback.max_attempts, 5);
+    assert_int_equal(c.fallback.backoff_ms, 50);
+    assert_int_equal(c.fallback.backoff_max_ms, 800);
+    assert_int_equal(c.fallback.max_retry_after_ms, 3000);
+    assert_int_equal(c.fallback.retry_uncertain, GW_RETRY_UNCERTAIN_ALWAYS);
+    assert_int_equal(c.breaker.threshold, 2);
+    assert_int_equal(c.breaker.cooldown_ms, 1500);
+    assert_int_equal(c.router.enabled, 1);
+    assert_string_equal(c.router.model, "gemini-2.0-flash");
+    assert_int_equal(c.router.timeout_ms, 900);
+    assert_int_equal(c.router.max_prompt_chars, 500);
+    t = gw_config_timeouts(&c, gw_config_provider(&c, "gemini"));
+    assert_int_equal(t.first_byte_ms, 30000);
+    assert_int_equal(t.total_ms, 90000);
+    assert_int_equal(t.idle_ms, 7000);   /* the global value */
+    assert_int_equal(t.connect_ms, 5000);
+    t = gw_config_timeouts(&c, gw_config_provider(&c, "openai"));
+    assert_int_equal(t.first_byte_ms, 120000);
+    gw_config_cleanup(&c);
+}
+
 static void config_load_full_file(void **state)
 {
     char path[64];
@@ -468,9 +532,9 @@ static void config_load_full_file(void **state)
     assert_int_equal(c.max_body, 2097152);
     assert_int_equal(c.max_conns_per_worker, 512);
     assert_int_equal(c.header_timeout_ms, 5000);
-    assert_int_equal(c.connect_timeout_ms, 1000);
-    assert_int_equal(c.first_byte_timeout_ms, 60000);
-    assert_int_equal(c.total_timeout_ms, 300000);
+    assert_int_equal(c.timeouts.connect_ms, 1000);
+    assert_int_equal(c.timeouts.first_byte_ms, 60000);
+    assert_int_equal(c.timeouts.total_ms, 300000);
     assert_int_equal(c.shutdown_grace_ms, 2000);
     assert_string_equal(c.providers[1].base_url, "http://127.0.0.1:8999");
     assert_string_equal(c.providers[1].api_key, "sk-test");
@@ -558,6 +622,7 @@ int main(void)
         cmocka_unit_test(config_set_strings),
         cmocka_unit_test(config_set_providers),
         cmocka_unit_test(config_unknown_setting),
+        cmocka_unit_test(config_resilience_settings),
         cmocka_unit_test(config_load_full_file),
         cmocka_unit_test(config_load_rejects),
         cmocka_unit_test(config_load_empty_and_missing),

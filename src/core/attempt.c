@@ -1,0 +1,601 @@
+/*
+ * core/attempt — one upstream attempt of a chat call: the transfer, its timers, and relaying
+ * the answer (streamed event by event, or translated whole).
+ *
+ * An attempt ends exactly once: on_done (curl finished), on_timer (no first byte, or silence
+ * after it), or gw_attempt_cancel (the pipeline ends it). Before the first byte reaches the
+ * client, every failure is classified (route/fallback.h) and handed to gw_call_attempt_failed,
+ * which decides whether another target is tried; after it, the stream ends with an SSE error
+ * event and nothing is retried.
+ *
+ * Client-facing errors never carry provider text, upstream URLs or credentials; the server log
+ * keeps the provider's own words with the request id.
+ */
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/call.h"
+#include "http/reply.h"
+#include "http/upstream.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/util.h"
+
+#define GW_SSE_MAX_EVENT (4u << 20)
+/* A client that reads slower than the provider writes: above this much unsent output the
+ * upstream transfer is paused, and resumed once the client's buffer has drained. */
+#define GW_CLIENT_HIGH_WATER (1u << 20)
+
+static int on_sse_event(void *arg, const char *event, const char *data, size_t len);
+static int emit_chunk(void *arg, json_t *chunk);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+void gw_attempt_init(struct gw_call *c)
+{
+    gw_buf_init(&c->body, c->w->gw->cfg.max_upstream_body);
+    gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
+    c->st.emit = emit_chunk;
+    c->st.arg = c;
+    c->timer_ev = evtimer_new(gw_http_worker_base(c->w->hw), on_timer, c);
+}
+
+void gw_attempt_reset(struct gw_call *c)
+{
+    gw_upstream_easy_free(c->easy, c->hdrs);
+    c->easy = NULL;
+    c->hdrs = NULL;
+    gw_upstream_req_cleanup(&c->up);
+    if (c->ops != NULL && c->ops->stream_cleanup != NULL)
+        c->ops->stream_cleanup(&c->st);
+    memset(&c->st, 0, sizeof(c->st));
+    c->st.emit = emit_chunk;
+    c->st.arg = c;
+    gw_sse_cleanup(&c->sse);
+    gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
+    gw_buf_reset(&c->body);
+    memset(&c->usage, 0, sizeof(c->usage));
+    c->upstream_status = 0;
+    c->retry_after_s = 0;
+    c->got_first_byte = 0;
+    c->sse_error = 0;
+    c->stream_rc = 0;
+    c->paused = 0;
+    c->sends = 0;
+    c->emitted_chars = 0;
+}
+
+void gw_attempt_cancel(struct gw_call *c)
+{
+    if (c->running) {
+        gw_upstream_cancel(c->w->upstream, c->easy);
+        c->running = 0;
+    }
+    if (c->timer_ev != NULL)
+        evtimer_del(c->timer_ev);
+}
+
+json_t *gw_call_usage_json(const struct gw_call *c, const struct gw_usage *u, int simple)
+{
+    double usd = (double)c->row.cost_micros / 1e6;
+    if (simple)
+        return json_pack("{s:I,s:I,s:f}", "tokens_in", (json_int_t)u->input_tokens, "tokens_out",
+                         (json_int_t)u->output_tokens, "cost_usd", usd);
+    return json_pack("{s:I,s:I,s:I,s:{s:I},s:{s:I},s:f}", "prompt_tokens",
+                     (json_int_t)u->input_tokens, "completion_tokens",
+                     (json_int_t)u->output_tokens, "total_tokens",
+                     (json_int_t)(u->input_tokens + u->output_tokens), "prompt_tokens_details",
+                     "cached_tokens", (json_int_t)u->cached_input_tokens,
+                     "completion_tokens_details", "reasoning_tokens",
+                     (json_int_t)u->reasoning_tokens, "cost_usd", usd);
+}
+
+/* ---- failures ---- */
+
+static void fail_set(struct gw_failure *f, enum gw_outcome o, int status, const char *type,
+                     const char *code, const char *msg)
+{
+    memset(f, 0, sizeof(*f));
+    f->outcome = o;
+    f->status = status;
+    f->type = type;
+    f->code = code;
+    f->msg = msg;
+}
+
+/* A non-2xx answer: the one place where provider errors are mapped for the client. */
+static void fail_from_status(struct gw_call *c, struct gw_failure *f)
+{
+    struct gw_upstream_error e;
+    char msg[300];
+
+    c->ops->map_error((int)c->upstream_status, c->body.data ? c->body.data : "", c->body.len,
+                      &e);
+    gw_log_escape(msg, sizeof(msg), e.message, strlen(e.message));
+    GW_LOG_WARN("upstream", "req=%s provider=%s model=%s status=%d type=%s retryable=%d "
+                "message=\"%s\"", c->rid, c->ops->name, c->model->id, e.status, e.type,
+                e.retryable, msg);
+    enum gw_outcome o = gw_outcome_of_status(e.status, e.auth_failed);
+    int ra = e.retry_after_s > 0 ? e.retry_after_s : c->retry_after_s; /* the provider's */
+    if (o == GW_OUT_AUTH) {
+        fail_set(f, o, 502, "upstream_error", "upstream_auth_failed",
+                 "the provider rejected the gateway's credentials");
+        f->skip_provider = 1;
+    } else if (o == GW_OUT_RATE_LIMITED) {
+        fail_set(f, o, 429, "rate_limit_error", "upstream_rate_limited",
+                 "the provider is rate limiting requests; retry later");
+        f->retry_after_s = ra > 0 ? ra : 1;
+        f->skip_provider = !e.retryable; /* e.g. OpenAI insufficient_quota */
+    } else if (o == GW_OUT_REJECTED) {
+        fail_set(f, o, 400, "invalid_request_error", "upstream_rejected_request", NULL);
+        snprintf(f->msgbuf, sizeof(f->msgbuf), "the provider rejected the request (%s %d)",
+                 c->ops->name, e.status);
+        f->msg = f->msgbuf;
+    } else {
+        fail_set(f, o, 502, "upstream_error", "upstream_error",
+                 "the provider failed to answer; try again");
+        f->retry_after_s = ra;
+    }
+    f->cooldown_s = ra;
+    f->upstream_status = e.status;
+}
+
+/* Was the request's body handed over in full (it may then have been executed)? */
+static int request_sent(struct gw_call *c)
+{
+    curl_off_t up = 0;
+    if (c->sends > 1)
+        return 1; /* curl found the connection dead after sending: see on_prereq */
+    curl_easy_getinfo(c->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    return up >= (curl_off_t)c->up.body_len;
+}
+
+/* A transfer failure before any answer byte: was the request provably never executed? */
+static void fail_from_transport(struct gw_call *c, CURLcode result, struct gw_failure *f)
+{
+    int ok_status = c->upstream_status >= 200 && c->upstream_status < 300;
+    const char *why = curl_easy_strerror(result);
+    char eb[CURL_ERROR_SIZE + 1];
+
+    gw_log_escape(eb, sizeof(eb), why, strlen(why));
+    GW_LOG_WARN("upstream", "req=%s provider=%s model=%s transfer failed: curl=%d %s (sent=%d)",
+                c->rid, c->ops->name, c->model->id, (int)result, eb, c->sends);
+    switch (result) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+        fail_set(f, GW_OUT_UNSENT, 502, "upstream_error", "upstream_error",
+                 "the provider could not be reached");
+        return;
+    default:
+        break;
+    }
+    if (c->got_first_byte && ok_status) {
+        if (result == CURLE_OPERATION_TIMEDOUT)
+            fail_set(f, GW_OUT_BROKEN, 504, "upstream_error", "upstream_timeout",
+                     "the provider did not finish its answer in time");
+        else if (c->sse_error)
+            fail_set(f, GW_OUT_BROKEN, 502, "upstream_error", "upstream_bad_response",
+                     "the provider's answer was too large");
+        else
+            fail_set(f, GW_OUT_BROKEN, 502, "upstream_error", "upstream_bad_response",
+                     "the provider's answer was cut short");
+        return;
+    }
+    if (c->got_first_byte) { /* an error status whose body was lost: it did not do the work */
+        fail_set(f, GW_OUT_UNAVAILABLE, 502, "upstream_error", "upstream_error",
+                 "the provider failed to answer; try again");
+        f->upstream_status = (int)c->upstream_status;
+        return;
+    }
+    long connect_us = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+    if (connect_us == 0 || !request_sent(c)) {
+        fail_set(f, GW_OUT_UNSENT, result == CURLE_OPERATION_TIMEDOUT ? 504 : 502,
+                 "upstream_error", result == CURLE_OPERATION_TIMEDOUT ? "upstream_timeout"
+                                                                      : "upstream_error",
+                 "the provider could not be reached");
+        return;
+    }
+    if (result == CURLE_OPERATION_TIMEDOUT)
+        fail_set(f, GW_OUT_UNCERTAIN, 504, "upstream_error", "upstream_timeout",
+                 "the provider did not answer in time");
+    else
+        fail_set(f, GW_OUT_UNCERTAIN, 502, "upstream_error", "uncertain_upstream_state",
+                 "the connection to the provider was lost after the request was sent; it may "
+                 "or may not have been processed");
+}
+
+/* ---- streaming to the client ---- */
+
+/* Bytes queued for the client that the socket has not taken yet. */
+static size_t client_backlog(const struct gw_call *c)
+{
+    struct bufferevent *bev = c->evcon ? evhttp_connection_get_bufferevent(c->evcon) : NULL;
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+/* The client's output buffer drained: let a paused upstream go on. */
+static void on_client_drained(struct evhttp_connection *evcon, void *arg)
+{
+    struct gw_call *c = arg;
+    (void)evcon;
+    if (c->paused && c->easy != NULL) {
+        c->paused = 0;
+        GW_LOG_DEBUG("http", "req=%s client caught up: resuming the upstream transfer", c->rid);
+        curl_easy_pause(c->easy, CURLPAUSE_CONT);
+    }
+}
+
+static int send_sse_data(struct gw_call *c, const char *data, size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL)
+        return GW_ENOMEM;
+    evbuffer_add(b, "data: ", 6);
+    evbuffer_add(b, data, len);
+    evbuffer_add(b, "\n\n", 2);
+    evhttp_send_reply_chunk_with_cb(c->req, b, on_client_drained, c);
+    evbuffer_free(b);
+    return 0;
+}
+
+static void start_stream_reply(struct gw_call *c)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    gw_call_answer_headers(c);
+    gw_reply_headers(c->req, "text/event-stream", c->rid);
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    evhttp_send_reply_start(c->req, 200, "OK");
+    c->reply_started = 1;
+}
+
+static void count_emitted(struct gw_call *c, json_t *chunk)
+{
+    size_t i;
+    json_t *ch;
+    json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
+        json_t *d = json_object_get(ch, "delta");
+        const char *s = gw_json_str(d, "content");
+        if (s != NULL)
+            c->emitted_chars += (int64_t)strlen(s);
+        s = gw_json_str(d, "reasoning_content");
+        if (s != NULL)
+            c->emitted_chars += (int64_t)strlen(s);
+    }
+}
+
+static int emit_chunk(void *arg, json_t *chunk)
+{
+    struct gw_call *c = arg;
+
+    if (c->req == NULL)
+        return GW_EIO;
+    if (!c->reply_started)
+        start_stream_reply(c);
+    count_emitted(c, chunk);
+    json_object_set_new(chunk, "id", json_string(c->stream_id));
+    json_object_set_new(chunk, "object", json_string("chat.completion.chunk"));
+    json_object_set_new(chunk, "created", json_integer(c->created));
+    json_object_set_new(chunk, "model", json_string(c->opts.model));
+    json_object_del(chunk, "usage");
+    char *s = json_dumps(chunk, GW_JSON_OUT);
+    if (s == NULL)
+        return GW_ENOMEM;
+    int rc = send_sse_data(c, s, strlen(s));
+    gw_free(s);
+    return rc;
+}
+
+static int on_sse_event(void *arg, const char *event, const char *data, size_t len)
+{
+    struct gw_call *c = arg;
+    int rc = c->ops->stream_event(&c->st, event, data, len);
+    if (rc != 0 && c->stream_rc == 0)
+        c->stream_rc = rc;
+    return rc;
+}
+
+void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const char *err_msg)
+{
+    if (c->req == NULL)
+        return;
+    if (err_code != NULL) {
+        json_t *e = gw_error_body("upstream_error", err_code, err_msg, c->rid);
+        char *s = e ? json_dumps(e, GW_JSON_OUT) : NULL;
+        if (s != NULL)
+            send_sse_data(c, s, strlen(s));
+        gw_free(s);
+        json_decref(e);
+        c->row.status = 502;
+        gw_strlcpy(c->row.error_code, err_code, sizeof(c->row.error_code));
+    } else {
+        if (c->opts.include_usage) {
+            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", c->stream_id, "object",
+                                  "chat.completion.chunk", "created", (json_int_t)c->created,
+                                  "model", c->opts.model, "choices", "usage",
+                                  gw_call_usage_json(c, &c->st.usage, 0));
+            char *s = u ? json_dumps(u, GW_JSON_OUT) : NULL;
+            if (s != NULL)
+                send_sse_data(c, s, strlen(s));
+            gw_free(s);
+            json_decref(u);
+        }
+        send_sse_data(c, "[DONE]", 6);
+        c->row.status = 200;
+    }
+    if (c->evcon != NULL)
+        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    evhttp_send_reply_end(c->req);
+    c->req = NULL;
+}
+
+/* ---- curl callbacks ---- */
+
+/* Upstream bytes arrived: from the first one on, the timer measures silence. */
+static void upstream_alive(struct gw_call *c)
+{
+    int ms = c->to.idle_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    c->got_first_byte = 1;
+    evtimer_add(c->timer_ev, &tv);
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+    struct gw_call *c = arg;
+    size_t len = sz * n;
+    static const char ra[] = "retry-after:";
+
+    upstream_alive(c);
+    if (len > sizeof(ra) && strncasecmp(p, ra, sizeof(ra) - 1) == 0) {
+        char tmp[16];
+        size_t k = len - (sizeof(ra) - 1);
+        if (k >= sizeof(tmp))
+            k = sizeof(tmp) - 1;
+        memcpy(tmp, p + sizeof(ra) - 1, k);
+        tmp[k] = '\0';
+        long v = strtol(tmp, NULL, 10);
+        if (v > 0 && v < 86400)
+            c->retry_after_s = (int)v;
+    }
+    return len;
+}
+
+static size_t on_write(char *p, size_t sz, size_t n, void *arg)
+{
+    struct gw_call *c = arg;
+    size_t len = sz * n;
+
+    upstream_alive(c);
+    if (c->upstream_status == 0)
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
+    if (c->opts.stream && c->upstream_status >= 200 && c->upstream_status < 300) {
+        if (c->reply_started && client_backlog(c) > GW_CLIENT_HIGH_WATER) {
+            /* curl keeps these bytes and hands them over again after the resume */
+            c->paused = 1;
+            GW_LOG_DEBUG("http", "req=%s client is slow: pausing the upstream transfer", c->rid);
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        int rc = gw_sse_feed(&c->sse, p, len);
+        if (rc != 0) {
+            if (c->stream_rc == 0)
+                c->stream_rc = rc;
+            c->sse_error = 1;
+            return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+        }
+        return len;
+    }
+    if (gw_buf_add(&c->body, p, len) != 0) {
+        c->sse_error = 1;
+        return 0;
+    }
+    return len;
+}
+
+/* curl is about to send the request on a connection. A second time means it found a reused
+ * connection dead after sending and wants to send it again by itself: the first copy may have
+ * been executed, so the pipeline decides instead (the attempt ends as uncertain). */
+static int on_prereq(void *arg, char *remote_ip, char *local_ip, int remote_port, int local_port)
+{
+    struct gw_call *c = arg;
+    (void)remote_ip;
+    (void)local_ip;
+    (void)remote_port;
+    (void)local_port;
+    return ++c->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+
+static void finish_whole(struct gw_call *c)
+{
+    struct gw_errbuf eb = {{0}};
+    json_t *out = NULL;
+
+    int rc = c->ops->parse(c->body.data ? c->body.data : "", c->body.len, &out, &c->usage, &eb);
+    if (rc != 0) {
+        struct gw_failure f;
+        GW_LOG_WARN("upstream", "req=%s provider=%s unparseable answer: %s", c->rid, c->ops->name,
+                    eb.msg);
+        fail_set(&f, GW_OUT_BROKEN, 502, "upstream_error", "upstream_bad_response",
+                 "the provider sent an answer the gateway could not read");
+        f.upstream_status = (int)c->upstream_status;
+        gw_call_attempt_failed(c, &f);
+        return;
+    }
+    if (!c->usage.seen)
+        gw_call_usage_estimate(c, &c->usage);
+    gw_call_usage_to_row(c, &c->usage);
+    c->row.status = 200;
+    json_t *r = out;
+    if (c->dialect == GW_DIALECT_SIMPLE) {
+        json_t *msg = json_object_get(json_array_get(json_object_get(out, "choices"), 0),
+                                      "message");
+        const char *content = gw_json_str(msg, "content");
+        r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "content", content ? content : "", "model",
+                      c->opts.model, "provider", c->ops->name, "route_method", c->route_method,
+                      "request_id", c->rid, "usage", gw_call_usage_json(c, &c->usage, 1));
+    } else {
+        json_object_set_new(out, "object", json_string("chat.completion"));
+        json_object_set_new(out, "created", json_integer(c->created));
+        json_object_set_new(out, "model", json_string(c->opts.model));
+        json_object_set_new(out, "provider", json_string(c->ops->name));
+        json_object_set_new(out, "route_method", json_string(c->route_method));
+        json_object_set_new(out, "usage", gw_call_usage_json(c, &c->usage, 0));
+        if (!json_is_string(json_object_get(out, "id")))
+            json_object_set_new(out, "id", json_string(c->stream_id));
+        json_incref(out);
+    }
+    if (r != NULL && c->req != NULL) {
+        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+        gw_call_answer_headers(c);
+        gw_reply_json(c->req, 200, r, c->rid);
+        c->req = NULL;
+    }
+    json_decref(r);
+    json_decref(out);
+    gw_call_attempt_done(c, 1);
+}
+
+static void finish_stream_outcome(struct gw_call *c, CURLcode result)
+{
+    int truncated = gw_sse_finish(&c->sse);
+    struct gw_usage *u = &c->st.usage;
+    struct gw_failure f;
+
+    if (c->st.failed) {
+        char msg[300];
+        gw_log_escape(msg, sizeof(msg), c->st.err.message, strlen(c->st.err.message));
+        GW_LOG_WARN("upstream", "req=%s provider=%s stream error type=%s message=\"%s\"", c->rid,
+                    c->ops->name, c->st.err.type, msg);
+    }
+    memset(&f, 0, sizeof(f));
+    if (c->st.failed)
+        fail_set(&f, c->st.err.retryable ? GW_OUT_UNAVAILABLE : GW_OUT_BROKEN, 502,
+                 "upstream_error", "upstream_error",
+                 "the provider reported an error during the stream");
+    else if (c->stream_rc == GW_EPARSE || c->stream_rc == GW_ETOOBIG)
+        fail_set(&f, GW_OUT_BROKEN, 502, "upstream_error", "upstream_bad_response",
+                 "the provider sent a stream event the gateway could not read");
+    else if (result == CURLE_OPERATION_TIMEDOUT)
+        fail_set(&f, GW_OUT_BROKEN, 504, "upstream_error", "upstream_timeout",
+                 "the provider took too long to finish the stream");
+    else if (result != CURLE_OK || !c->st.complete || truncated || c->sse_error)
+        fail_set(&f, GW_OUT_BROKEN, 502, "upstream_error", "upstream_stream_interrupted",
+                 "the provider's stream ended before it was complete");
+    if (f.code != NULL)
+        GW_LOG_WARN("upstream", "req=%s provider=%s stream ended early (%s, curl=%d)", c->rid,
+                    c->ops->name, f.code, (int)result);
+    if (!u->seen || f.code != NULL)
+        gw_call_usage_estimate(c, u);
+    gw_call_usage_to_row(c, u);
+    if (!c->reply_started) {
+        if (f.code != NULL) { /* nothing reached the client yet: another target may serve */
+            f.upstream_status = (int)c->upstream_status;
+            gw_call_attempt_failed(c, &f);
+            return;
+        }
+        start_stream_reply(c);
+    }
+    gw_attempt_finish_stream(c, f.code, f.msg);
+    gw_call_attempt_done(c, f.code == NULL);
+}
+
+static void on_done(void *arg, CURL *easy, CURLcode result)
+{
+    struct gw_call *c = arg;
+    struct gw_failure f;
+    (void)easy;
+
+    c->running = 0;
+    evtimer_del(c->timer_ev);
+    if (c->upstream_status == 0)
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
+    int ok_status = c->upstream_status >= 200 && c->upstream_status < 300;
+
+    if (ok_status && c->opts.stream) {
+        finish_stream_outcome(c, result);
+    } else if (result != CURLE_OK) {
+        fail_from_transport(c, result, &f);
+        gw_call_attempt_failed(c, &f);
+    } else if (ok_status) {
+        finish_whole(c);
+    } else {
+        fail_from_status(c, &f);
+        gw_call_attempt_failed(c, &f);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_call *c = arg;
+    struct gw_failure f;
+    (void)fd;
+    (void)what;
+    if (c->paused) { /* silence because the client is slow, not the provider */
+        upstream_alive(c);
+        return;
+    }
+    GW_LOG_WARN("upstream", "req=%s provider=%s model=%s %s for %d ms", c->rid, c->ops->name,
+                c->model->id, c->got_first_byte ? "silent" : "no answer",
+                c->got_first_byte ? c->to.idle_ms : c->to.first_byte_ms);
+    gw_attempt_cancel(c);
+    if (c->reply_started) {
+        /* mid-stream: charge what was seen (estimated where not reported) */
+        gw_call_usage_estimate(c, &c->st.usage);
+        gw_call_usage_to_row(c, &c->st.usage);
+        gw_attempt_finish_stream(c, "upstream_timeout", "the provider stopped sending");
+        gw_call_attempt_done(c, 0);
+        return;
+    }
+    if (c->got_first_byte)
+        fail_set(&f, GW_OUT_BROKEN, 504, "upstream_error", "upstream_timeout",
+                 "the provider stopped sending");
+    else if (!request_sent(c))
+        fail_set(&f, GW_OUT_UNSENT, 504, "upstream_error", "upstream_timeout",
+                 "the provider did not answer in time");
+    else /* the request was sent: the provider may be working on it */
+        fail_set(&f, GW_OUT_UNCERTAIN, 504, "upstream_error", "upstream_timeout",
+                 "the provider did not answer in time");
+    f.upstream_status = (int)c->upstream_status;
+    gw_call_attempt_failed(c, &f);
+}
+
+int gw_attempt_start(struct gw_call *c)
+{
+    struct gw_easy_opts o = {
+        .url = c->up.url,
+        .headers = (const char *const *)c->up.headers,
+        .nheaders = c->up.nheaders,
+        .body = c->up.body,
+        .body_len = c->up.body_len,
+        .sse = c->opts.stream,
+        .connect_ms = c->to.connect_ms,
+        .total_ms = c->to.total_ms,
+        .on_write = on_write,
+        .on_header = on_header,
+        .arg = c,
+    };
+    int rc = gw_upstream_easy_new(&o, &c->easy, &c->hdrs);
+    if (rc != 0)
+        return rc;
+    curl_easy_setopt(c->easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(c->easy, CURLOPT_PREREQDATA, c);
+    if (c->opts.stream && c->ops->stream_init != NULL &&
+        (rc = c->ops->stream_init(&c->st)) != 0)
+        return rc;
+    if ((rc = gw_upstream_start(c->w->upstream, c->easy, on_done, c)) != 0)
+        return rc;
+    c->running = 1;
+    struct timeval tv = {c->to.first_byte_ms / 1000, (c->to.first_byte_ms % 1000) * 1000};
+    evtimer_add(c->timer_ev, &tv);
+    return 0;
+}

@@ -1,0 +1,145 @@
+/*
+ * core/call — one chat request in flight, shared by the pipeline's files (internal).
+ *
+ *   pipeline.c    entry, routing, the list of targets, attempts and fallback, settlement
+ *   attempt.c     one upstream attempt: the transfer, its timers, relaying the answer
+ *   router_call.c the LLM router's own upstream call
+ *
+ * A call lives on one worker thread. It has a list of targets (the first choice, then its
+ * fallbacks) and makes at most cfg.fallback.max_attempts upstream attempts, one at a time. An
+ * attempt ends in exactly one of: an answer the client gets (success, or a failure after the
+ * first byte reached the client), or gw_call_attempt_failed() with a struct gw_failure — which
+ * either starts the next attempt or answers the client with that failure.
+ */
+#ifndef GW_CORE_CALL_H
+#define GW_CORE_CALL_H
+
+#include <curl/curl.h>
+#include <event2/http.h>
+
+#include "core/gw_int.h"
+#include "core/request.h"
+#include "providers/provider.h"
+#include "route/fallback.h"
+#include "route/route.h"
+#include "util/buf.h"
+#include "util/sse.h"
+
+#define GW_TRAIL_MAX 320
+
+/* How an attempt failed and what the client is told if it is the last word. The strings are
+ * static or point into msgbuf; all of them are safe for the client. */
+struct gw_failure {
+    enum gw_outcome outcome;
+    int status;        /* HTTP status for the client */
+    const char *type;  /* error.type */
+    const char *code;  /* error.code */
+    const char *msg;   /* error.message */
+    char msgbuf[160];
+    int retry_after_s; /* > 0: Retry-After for the client */
+    int cooldown_s;    /* > 0: the provider's own Retry-After: the model rests that long */
+    int upstream_status; /* what the provider answered (0: no answer) */
+    int skip_provider; /* the provider will refuse every model (credential, quota): skip it */
+};
+
+struct gw_router_call;
+
+struct gw_call {
+    struct gw_worker *w;
+    struct gw_call *prev, *next;
+    struct evhttp_request *req;     /* NULL once answered */
+    struct evhttp_connection *evcon;
+    char rid[72];
+    enum gw_dialect dialect;
+    struct gw_chat_opts opts;
+    struct gw_key_rec key;
+    json_t *canon;
+    struct gw_route_req rq;         /* the routing view of canon */
+    int64_t input_estimate;
+    int64_t t0_us;
+    int64_t created;
+    char stream_id[96];
+    const char *route_method;       /* "explicit" | "heuristic" | "auto_router" | "fallback" */
+    int headers_added;              /* the X-LLMGW-* answer headers are set */
+
+    /* routing and fallback */
+    char route_reason[512];         /* X-LLMGW-Route-Reason ("" for explicit requests) */
+    struct gw_route_result heur;    /* the heuristic's decision (auto-routed requests) */
+    struct gw_router_call *router;  /* the LLM router's call, while it runs */
+    const struct gw_model *targets[GW_ROUTE_MAX_TARGETS + 1];
+    int ntargets;
+    int next_target;                /* index of the next target to try */
+    int attempts;                   /* attempts begun */
+    char trail[GW_TRAIL_MAX];       /* what failed or was skipped, for X-LLMGW-Fallback */
+    struct gw_failure last;         /* the last attempt's failure */
+    struct event *retry_ev;         /* backoff between attempts */
+
+    /* the current attempt */
+    const struct gw_model *model;
+    const struct gw_provider_ops *ops;
+    struct gw_timeouts to;          /* this provider's timeouts */
+    int pass;                       /* circuit breaker pass (enum gw_breaker_pass) */
+    int running;                    /* the transfer is in the worker's curl multi */
+    struct gw_upstream_req up;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    struct gw_buf body;             /* whole upstream answer (non-stream, or an error body) */
+    struct gw_sse sse;
+    struct gw_stream st;
+    struct gw_usage usage;          /* non-stream usage */
+    struct event *timer_ev;         /* first byte, then silence between bytes */
+    long upstream_status;
+    int retry_after_s;
+    int got_first_byte;
+    int reply_started;              /* stream: client has the 200 and some events */
+    int sse_error;                  /* our SSE handling aborted the transfer */
+    int stream_rc;                  /* what the adapter or the SSE parser reported */
+    int paused;                     /* upstream paused until the client catches up */
+    int sends;                      /* times curl was about to send this attempt's request */
+    int64_t emitted_chars;          /* stream text relayed, for estimates when usage is lost */
+    struct gw_usage_row row;        /* the request's usage row, describing this attempt */
+};
+
+/* ---- pipeline.c ---- */
+/* Answer the client with an error (once; later calls only record status and code). */
+void gw_call_reply_error(struct gw_call *c, int status, const char *type, const char *code,
+                         const char *msg, int retry_after);
+/* Set the X-LLMGW-* headers of the answer (once, before the first byte of any answer). */
+void gw_call_answer_headers(struct gw_call *c);
+/* The current attempt failed before any byte reached the client: try the next target or
+ * answer with f. Ends the call when nothing is left. */
+void gw_call_attempt_failed(struct gw_call *c, const struct gw_failure *f);
+/* The current attempt ended with the client answered (ok: the provider behaved). */
+void gw_call_attempt_done(struct gw_call *c, int provider_ok);
+/* The routing decision is made (after the LLM router, or at once): start the attempts. */
+void gw_call_routed(struct gw_call *c, const struct gw_model *router_pick, const char *note);
+/* Settle the usage row, log, free the call. */
+void gw_call_end(struct gw_call *c);
+/* Usage → row tokens and cost for the current model. */
+void gw_call_usage_to_row(struct gw_call *c, const struct gw_usage *u);
+/* The provider did not (fully) report usage: never record zero for work that was done. */
+void gw_call_usage_estimate(struct gw_call *c, struct gw_usage *u);
+
+/* ---- attempt.c ---- */
+/* Start the current attempt's transfer (c->model, c->ops, c->up built). 0 or an error. */
+GW_NODISCARD int gw_attempt_start(struct gw_call *c);
+/* Stop the transfer and its timer without any callback (client gone, shutdown). */
+void gw_attempt_cancel(struct gw_call *c);
+/* Free the attempt's transfer state and make it ready for the next attempt. */
+void gw_attempt_reset(struct gw_call *c);
+/* Initialise the per-attempt parts of a new call. */
+void gw_attempt_init(struct gw_call *c);
+/* Relay-side: end a stream the client already receives (error event, or usage + [DONE]). */
+void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const char *err_msg);
+/* JSON usage object for the client (simple: the simple endpoint's shape). New reference. */
+json_t *gw_call_usage_json(const struct gw_call *c, const struct gw_usage *u, int simple);
+
+/* ---- router_call.c ---- */
+/* Ask the router model (gw->router_model) to choose among cands; when it has answered, failed
+ * or timed out, gw_call_routed() runs from the event loop. Returns 0 when the call started. */
+GW_NODISCARD int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands,
+                                      int n);
+/* Stop the router's call without a callback; its usage row is settled as cancelled. */
+void gw_router_call_cancel(struct gw_call *c);
+
+#endif
