@@ -61,9 +61,10 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
     int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 
     curl_multi_socket_action(u->multi, fd, flags, &u->running);
+    /* No "nothing running: drop the timer" shortcut here: a done callback may start a new
+     * transfer (the LLM router's answer starts the real call), and curl has just armed the
+     * timer for it. curl clears the timer itself (timer_cb with -1) when it needs none. */
     check_done(u);
-    if (u->running <= 0 && evtimer_pending(u->timer, NULL))
-        evtimer_del(u->timer);
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)

@@ -57,6 +57,8 @@
 //     "slow"     {ms, events?}              stream with ms between events (~20 content events)
 //     "big"      {repeat?, events?}         stream (openai/xai/perplexity): the echoed text
 //                                            repeated `repeat` times, sent at once in `events` pieces
+//     "reply"    {content, ms?}             answer normally (after ms), but with this text
+//                                            (e.g. a router model's choice)
 //   POST /_control/reset                    clear queues and the request log
 //   GET  /_requests[?provider=P]            [{provider, method, path, query, headers, body,
 //                                             aborted, answered, closedByFake, action, at}]
@@ -186,8 +188,12 @@ function firstToolName(provider, body) {
   return tools[0] && tools[0].function && tools[0].function.name ? tools[0].function.name : null;
 }
 
+// Scripted answer texts ("reply" action), by request body.
+const REPLY = new WeakMap();
+
 // Decide the answer: {kind: "text", text} or {kind: "tool", name, args}
 function decideAnswer(provider, body) {
+  if (REPLY.has(body)) return { kind: 'text', text: REPLY.get(body) };
   const u = lastUser(provider, body);
   const tool = firstToolName(provider, body);
   if (tool && !u.toolResult) return { kind: 'tool', name: tool, args: { city: 'Paris' } };
@@ -603,6 +609,11 @@ async function handleProvider(req, res, r, url, entry, parsed) {
       await sleep(Number(action.ms) || 0);
       if (res.destroyed) return;
       break;
+    case 'reply':
+      REPLY.set(body, String(action.content));
+      await sleep(Number(action.ms) || 0);
+      if (res.destroyed) return;
+      break;
     default:
       break;
   }
@@ -665,7 +676,7 @@ function handleControl(req, res, url, raw) {
     let cmd;
     try { cmd = JSON.parse(raw); } catch { return sendJSON(res, 400, { error: 'invalid JSON' }); }
     if (!cmd || !PROVIDERS.includes(cmd.provider)) return sendJSON(res, 400, { error: 'unknown provider' });
-    const known = ['status', 'delay', 'reset', 'hang', 'truncate', 'badjson', 'slow', 'big'];
+    const known = ['status', 'delay', 'reset', 'hang', 'truncate', 'badjson', 'slow', 'big', 'reply'];
     if (!known.includes(cmd.action)) return sendJSON(res, 400, { error: 'unknown action' });
     queues[cmd.provider].push(cmd);
     return sendJSON(res, 200, { ok: true, queued: queues[cmd.provider].length });
