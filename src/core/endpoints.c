@@ -107,6 +107,39 @@ static void handle_models(struct gw_worker *w, struct evhttp_request *req, const
     json_decref(list);
 }
 
+/* GET /admin/v1/health (superadmin): the health of every provider as the gateway sees it. The
+ * admin plane (its other routes, metrics) comes later; this is its first piece. */
+static void handle_health(struct gw_worker *w, struct evhttp_request *req, const char *rid)
+{
+    struct gw_key_rec key;
+    const char *name;
+    json_t *p;
+
+    if (gw_authenticate(w, req, rid, &key) != 0)
+        return;
+    if (strcmp(key.role, "superadmin") != 0) {
+        gw_reply_error(req, 403, "permission_error", "superadmin_only",
+                       "only the superadmin key may read the gateway's health", rid, 0);
+        return;
+    }
+    json_t *providers = gw_health_breakers(w->gw);
+    int degraded = 0;
+    json_object_foreach(providers, name, p) {
+        const char *st = json_string_value(json_object_get(p, "state"));
+        degraded |= json_is_true(json_object_get(p, "configured")) && st != NULL &&
+                    strcmp(st, "closed") != 0;
+    }
+    json_t *out = providers ? json_pack("{s:s,s:o}", "status", degraded ? "degraded" : "ok",
+                                        "providers", providers)
+                            : NULL;
+    if (out == NULL) {
+        gw_reply_error(req, 500, "internal_error", "internal_error", "internal error", rid, 0);
+        return;
+    }
+    gw_reply_json(req, 200, out, rid);
+    json_decref(out);
+}
+
 static void handle(void *wdata, struct evhttp_request *req)
 {
     struct gw_worker *w = wdata;
@@ -144,6 +177,7 @@ static void handle(void *wdata, struct evhttp_request *req)
         {"/v1/models", EVHTTP_REQ_GET, 1},
         {"/v1/chat/completions", EVHTTP_REQ_POST, 2},
         {"/api/v1/llm/chat", EVHTTP_REQ_POST, 3},
+        {"/admin/v1/health", EVHTTP_REQ_GET, 4},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -167,6 +201,9 @@ static void handle(void *wdata, struct evhttp_request *req)
             return;
         case 2:
             gw_pipeline_chat(w, req, rid, GW_DIALECT_OPENAI);
+            return;
+        case 4:
+            handle_health(w, req, rid);
             return;
         default:
             gw_pipeline_chat(w, req, rid, GW_DIALECT_SIMPLE);

@@ -60,8 +60,8 @@ int gw_authenticate(struct gw_worker *w, struct evhttp_request *req, const char 
 int gw_provider_configured(const struct gw *gw, const char *provider);
 /* The breaker of a provider (NULL for an unknown name). */
 struct gw_breaker *gw_breaker_of(struct gw *gw, const char *provider);
-/* Health surface (until the admin plane exposes it): the state of every provider's breaker as
- * a new JSON object {provider: {state, consecutive_failures, retry_in_ms, opened}}. */
+/* The state of every provider's breaker as a new JSON object {provider: {state,
+ * consecutive_failures, retry_in_ms, opened, configured}} (GET /admin/v1/health). */
 json_t *gw_health_breakers(struct gw *gw);
 
 /* The HTTP application callbacks (endpoints.c). */

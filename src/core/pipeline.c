@@ -28,6 +28,7 @@
 #include "core/call.h"
 #include "http/reply.h"
 #include "http/upstream.h"
+#include "policy/budget.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -219,6 +220,24 @@ void gw_call_routed(struct gw_call *c, const struct gw_model *pick, const char *
     next_attempt(c);
 }
 
+/* Budget-aware routing: when the key's budget window is nearly spent, prefer a cheaper model
+ * (route/route.h gw_route_budget). Returns 1 when it changed the heuristic's choice. */
+static int budget_aware(struct gw_call *c)
+{
+    struct gw *gw = c->w->gw;
+    struct gw_budget_view b;
+
+    if (gw_router_budget_percent(gw->router) == 0 ||
+        (c->key.daily_usd_micros <= 0 && c->key.monthly_usd_micros <= 0))
+        return 0;
+    if (gw_budget_view(c->w->store, &c->key, gw_now_ms(), &b) != 0) {
+        GW_LOG_WARN("route", "req=%s cannot read the key's spending; routing without it", c->rid);
+        return 0;
+    }
+    return b.active && gw_route_budget(gw->router, &c->rq, b.percent_spent, b.remaining_micros,
+                                       b.window, &c->heur);
+}
+
 /* No model named (or auto_route): the heuristic rules pick one, or the router model among
  * the candidates. Returns 0 when decided, 1 when the router's call runs, -1 when refused. */
 static int route_auto(struct gw_call *c)
@@ -229,6 +248,10 @@ static int route_auto(struct gw_call *c)
     if (gw_route_heuristic(gw->router, &c->rq, &c->heur) != 0) {
         refuse_unroutable(c);
         return -1;
+    }
+    if (budget_aware(c)) { /* nearly spent: the cheap choice, without paying for a router */
+        gw_call_routed(c, NULL, NULL);
+        return 0;
     }
     if (gw->router_model != NULL) {
         const char *skip;

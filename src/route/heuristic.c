@@ -46,6 +46,7 @@ struct gw_router {
     struct rule dflt; /* the default list, as a rule with no conditions */
     int nmodels;
     struct model_info *info; /* nmodels entries */
+    int budget_percent;      /* budget-aware routing from this share of a window; 0 = off */
 };
 
 void gw_router_free(struct gw_router *r)
@@ -234,6 +235,29 @@ static int load_fallbacks(const json_t *fb, const struct gw_catalog *cat, struct
     return 0;
 }
 
+/* budget: {prefer_cheaper_above_percent: N} (default 80; 0 turns it off) */
+static int load_budget(const json_t *b, struct gw_router *r, struct gw_errbuf *eb)
+{
+    const char *key;
+    json_t *v;
+
+    r->budget_percent = 80;
+    if (b == NULL)
+        return 0;
+    if (!json_is_object(b))
+        goto bad;
+    json_object_foreach((json_t *)b, key, v) {
+        if (strcmp(key, "prefer_cheaper_above_percent") != 0 || !json_is_integer(v) ||
+            json_integer_value(v) < 0 || json_integer_value(v) > 100)
+            goto bad;
+        r->budget_percent = (int)json_integer_value(v);
+    }
+    return 0;
+bad:
+    gw_errbuf_set(eb, "budget: expected {prefer_cheaper_above_percent: 0..100}");
+    return GW_EINVAL;
+}
+
 /* What each model is used for, from the reasons of the rules that list it (for the router). */
 static void describe_models(struct gw_router *r)
 {
@@ -253,7 +277,7 @@ static void describe_models(struct gw_router *r)
 int gw_router_from_json(const json_t *root, const struct gw_catalog *cat, struct gw_router **out,
                         struct gw_errbuf *eb)
 {
-    static const char *const top_keys[] = {"version", "default", "rules", "fallbacks"};
+    static const char *const top_keys[] = {"version", "default", "rules", "fallbacks", "budget"};
     struct gw_router *r = gw_calloc(1, sizeof(*r));
     const char *key;
     json_t *val;
@@ -274,7 +298,7 @@ int gw_router_from_json(const json_t *root, const struct gw_catalog *cat, struct
             ok |= strcmp(key, top_keys[i]) == 0;
         if (!ok) {
             gw_errbuf_set(eb, "routing rules: unknown key '%.64s' (version, default, rules, "
-                              "fallbacks)", key);
+                              "fallbacks, budget)", key);
             gw_router_free(r);
             return GW_EINVAL;
         }
@@ -310,7 +334,8 @@ int gw_router_from_json(const json_t *root, const struct gw_catalog *cat, struct
     r->dflt.has_images = r->dflt.has_tools = ANY;
     r->dflt.min_input = r->dflt.max_input = -1;
     if ((rc = load_prefer(json_object_get(root, "default"), cat, &r->dflt, eb)) != 0 ||
-        (rc = load_fallbacks(json_object_get(root, "fallbacks"), cat, r, eb)) != 0) {
+        (rc = load_fallbacks(json_object_get(root, "fallbacks"), cat, r, eb)) != 0 ||
+        (rc = load_budget(json_object_get(root, "budget"), r, eb)) != 0) {
         gw_router_free(r);
         return rc;
     }
@@ -509,4 +534,63 @@ int gw_router_candidates(const struct gw_router *r, const struct gw_route_req *q
 const char *gw_router_model_use(const struct gw_router *r, const struct gw_model *m)
 {
     return m->index >= 0 && m->index < r->nmodels ? r->info[m->index].use : "";
+}
+
+int gw_router_budget_percent(const struct gw_router *r) { return r->budget_percent; }
+
+/* This request's worst case on m: the prompt estimate in, the asked output (or 1024) out. */
+static int64_t request_cost(const struct gw_route_req *q, const struct gw_model *m)
+{
+    int64_t out = q->max_output_tokens > 0 ? q->max_output_tokens : 1024;
+    if (out > m->max_output_tokens && m->max_output_tokens > 0)
+        out = m->max_output_tokens;
+    return gw_cost_worst_micros(m, q->input_tokens, out);
+}
+
+/* Sort models by this request's cost, cheapest first (insertion sort: a handful of models). */
+static void sort_by_cost(const struct gw_route_req *q, const struct gw_model **m, int n)
+{
+    for (int i = 1; i < n; i++) {
+        const struct gw_model *x = m[i];
+        int64_t cx = request_cost(q, x);
+        int k = i;
+        for (; k > 0 && request_cost(q, m[k - 1]) > cx; k--)
+            m[k] = m[k - 1];
+        m[k] = x;
+    }
+}
+
+int gw_route_budget(const struct gw_router *r, const struct gw_route_req *q, int percent_spent,
+                    int64_t remaining_micros, const char *window, struct gw_route_result *res)
+{
+    const struct gw_model *list[GW_ROUTE_MAX_TARGETS + 1];
+    const struct gw_model *was = res->model;
+    const char *which = "the cheapest of the rule's models";
+    int n = 0;
+
+    if (r->budget_percent == 0 || percent_spent < r->budget_percent || was == NULL)
+        return 0;
+    list[n++] = was;
+    for (int i = 0; i < res->nalts && n < GW_ROUTE_MAX_TARGETS; i++)
+        list[n++] = res->alts[i];
+    sort_by_cost(q, list, n);
+    if (request_cost(q, list[0]) > remaining_micros) {
+        /* not even that fits in what is left: the cheapest of everything the caller may use */
+        n = gw_router_candidates(r, q, list, GW_ROUTE_MAX_TARGETS);
+        if (n == 0)
+            return 0;
+        sort_by_cost(q, list, n);
+        which = "the cheapest allowed model";
+    }
+    if (list[0] == was) /* already the cheapest: nothing changes */
+        return 0;
+    res->model = list[0];
+    res->nalts = 0;
+    for (int i = 1; i < n && res->nalts < GW_ROUTE_MAX_TARGETS; i++)
+        res->alts[res->nalts++] = list[i];
+    char reason[sizeof(res->reason)];
+    snprintf(reason, sizeof(reason), "%d%% of the %s budget spent: %s instead of %s",
+             percent_spent, window, which, was->id);
+    gw_strlcpy(res->reason, reason, sizeof(res->reason));
+    return 1;
 }

@@ -70,6 +70,17 @@ int gw_route_fits(const struct gw_route_req *q, const struct gw_model *m);
 GW_NODISCARD int gw_route_heuristic(const struct gw_router *r, const struct gw_route_req *q,
                                     struct gw_route_result *out);
 
+/* Budget-aware routing. When the caller has spent at least the routing file's
+ * budget.prefer_cheaper_above_percent of a budget window (percent_spent), the cheapest eligible
+ * model of the route's list (res->model and res->alts) replaces the choice — or, when even
+ * that would not fit in remaining_micros, the cheapest eligible candidate of all rules. The
+ * cost compared is the worst case of this request on each model. Returns 1 when it changed
+ * res (model, alts by cost, reason), 0 when not. */
+int gw_route_budget(const struct gw_router *r, const struct gw_route_req *q, int percent_spent,
+                    int64_t remaining_micros, const char *window, struct gw_route_result *res);
+/* The share of a budget window (percent) from which gw_route_budget acts; 0 = never. */
+int gw_router_budget_percent(const struct gw_router *r);
+
 /* The fallback targets after `first`, in order: the rest of the route's list (res; NULL for an
  * explicit model), then first's own chain from the routing file's `fallbacks`. Each model at
  * most once, never `first`, each fitting q (gw_route_fits). Returns the number written to out

@@ -89,6 +89,7 @@ enum stmt_id {
     S_USAGE_SETTLE,
     S_USAGE_GET,
     S_USAGE_RECOVER,
+    S_USAGE_SPENT,
     S_COUNT
 };
 
@@ -124,6 +125,9 @@ static const char *const stmt_sql[S_COUNT] = {
                        "provider = ?12, model = ?13, reserved_micros = ?14, attempts = ?15, "
                        "route_method = ?16 WHERE request_id = ?1",
     [S_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage WHERE request_id = ?1",
+    [S_USAGE_SPENT] = "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros "
+                      "ELSE cost_micros END), 0) FROM usage WHERE key_row_id = ?1 AND "
+                      "created_ms >= ?2",
     [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
                         "settled_ms = ?1 WHERE state = 'reserved'",
 };
@@ -566,6 +570,22 @@ int gw_store_usage_get(struct gw_store *s, const char *request_id, struct gw_usa
     }
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
+int gw_store_usage_spent(struct gw_store *s, int64_t key_row_id, int64_t since_ms,
+                         int64_t *micros)
+{
+    sqlite3_stmt *st = stmt(s, S_USAGE_SPENT);
+    *micros = 0;
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, key_row_id);
+    sqlite3_bind_int64(st, 2, since_ms);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *micros = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : GW_ESTORE;
 }
 
 int gw_store_usage_recover(struct gw_store *s, int64_t *count)

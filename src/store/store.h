@@ -115,6 +115,10 @@ GW_NODISCARD int gw_store_usage_reserve(struct gw_store *s, const struct gw_usag
 GW_NODISCARD int gw_store_usage_settle(struct gw_store *s, const struct gw_usage_row *row);
 GW_NODISCARD int gw_store_usage_get(struct gw_store *s, const char *request_id,
                                     struct gw_usage_row *out);
+/* What a key has spent since since_ms (rows created from then on): settled costs, plus the
+ * reservations of calls still in flight at their reserved worst case. */
+GW_NODISCARD int gw_store_usage_spent(struct gw_store *s, int64_t key_row_id, int64_t since_ms,
+                                      int64_t *micros);
 /* Mark rows still "reserved" (left by a dead process) as "uncertain" charged at their reserved
  * cost. Returns the number of rows changed in *count. */
 GW_NODISCARD int gw_store_usage_recover(struct gw_store *s, int64_t *count);

@@ -45,6 +45,19 @@ test('opens after 2 consecutive failures, skips xai while open, probes once afte
   assert.equal(r.json.provider, 'openai');
   assert.match(r.headers.get('x-llmgw-fallback') || '', /grok-3: skipped \(xai circuit open\)/);
   assert.equal(await xaiCalls(), 2, 'an open breaker sends nothing');
+  // the health surface shows it (superadmin only)
+  const root = env.superadminKey();
+  assert.ok(root, 'serve printed the superadmin key on its first start');
+  const health = await env.request('GET', '/admin/v1/health', { headers: { authorization: `Bearer ${root}` } });
+  assert.equal(health.status, 200, health.text);
+  assert.equal(health.json.status, 'degraded');
+  assert.equal(health.json.providers.xai.state, 'open');
+  assert.equal(health.json.providers.xai.opened, 1);
+  assert.ok(health.json.providers.xai.retry_in_ms > 0 && health.json.providers.xai.retry_in_ms <= COOLDOWN);
+  assert.equal(health.json.providers.openai.state, 'closed');
+  const member = await env.request('GET', '/admin/v1/health');
+  assert.equal(member.status, 403);
+  assert.equal(member.json.error.code, 'superadmin_only');
   // auto-routing skips it too: a request only xai could serve is refused with Retry-After
   const xaiKey = await env.createKey('xai-only', ['--providers', 'xai']);
   const refused = await env.request('POST', '/v1/chat/completions', {
@@ -79,6 +92,10 @@ test('opens after 2 consecutive failures, skips xai while open, probes once afte
   assert.equal(r.json.provider, 'xai');
   assert.equal(r.json.route_method, 'explicit');
   assert.equal(await xaiCalls(), 5);
+  const after = await env.request('GET', '/admin/v1/health', { headers: { authorization: `Bearer ${root}` } });
+  assert.equal(after.json.status, 'ok');
+  assert.equal(after.json.providers.xai.state, 'closed');
+  assert.equal(after.json.providers.xai.opened, 2);
 });
 
 test('failures that are the caller\'s (400) or rate limits (429) do not open the breaker', T, async () => {

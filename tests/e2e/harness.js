@@ -6,7 +6,7 @@
 //   after(async () => { await env.stop(); });
 //
 // env: { baseURL, apiKey, port, tmp, db, dbPath, fake: {url, next, requests, reset, clear},
-//        log(), createKey(name), revokeKey(keyId), listKeys(), usageRow(id), waitUsage(id, opts),
+//        log(), superadminKey(), createKey(name), revokeKey(keyId), listKeys(), usageRow(id), waitUsage(id, opts),
 //        client(opts) (official openai client), request(method, path, opts), stop() }
 'use strict';
 
@@ -383,6 +383,8 @@ async function startEnvWith(fake, opts) {
     fake,
     gw,
     log: () => log,
+    // The superadmin key serve created and printed on its first start.
+    superadminKey: () => (/shown only this once:\s+(llmgw_[A-Za-z0-9_-]+)/.exec(log) || [])[1],
     exitInfo: () => exitInfo,
     cli,
     createKey,

@@ -91,3 +91,44 @@ test('a provider pin that is unknown or not configured is a clear 400, also with
   r = await chat({ model: 'gpt-4o', provider: 'acme-ai', messages: [{ role: 'user', content: 'hi' }] });
   assert.equal(r.json.error.code, 'unknown_provider');
 });
+
+test('budget-aware: a key that has spent most of its daily budget is routed to the cheapest allowed model', T, async () => {
+  const key = await env.createKey('nearly-spent', ['--daily-usd', '0.001']); // 1000 micro-USD
+  const ask = { auto_route: true, messages: [{ role: 'user', content: 'Fix this Rust compile error' }] };
+  let r = await chat(ask, key);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.model, 'claude-sonnet-4-6'); // 918 micro-USD: 91% of the budget
+  r = await chat(ask, key);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.route_method, 'heuristic');
+  assert.equal(r.json.model, 'gemini-2.0-flash', 'nothing of the code rule fits in 82 micro-USD');
+  assert.match(r.headers.get('x-llmgw-route-reason') || '',
+    /^gemini-2\.0-flash; rule=code; 91% of the daily budget spent: the cheapest allowed model instead of claude-sonnet-4-6$/);
+  // an explicit model is what the caller asked for, budget or not
+  r = await chat({ model: 'claude-sonnet-4-6', messages: [{ role: 'user', content: 'hi' }] }, key);
+  assert.equal(r.json.model, 'claude-sonnet-4-6');
+});
+
+test('budget-aware: below the threshold the choice is the rule\'s; above it the cheapest of the rule\'s list', T, async () => {
+  const fs = require('node:fs');
+  const path = require('node:path');
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'llmgw-routing-'));
+  const file = path.join(dir, 'routing.yaml');
+  fs.writeFileSync(file, fs.readFileSync(path.join(__dirname, '..', '..', 'catalog', 'routing.yaml'), 'utf8')
+    .replace(/budget: \{prefer_cheaper_above_percent: \d+\}/, 'budget: {prefer_cheaper_above_percent: 1}'));
+  const env2 = await startEnv({ extraConfig: `routing: "${file}"` });
+  try {
+    const key = await env2.createKey('budgeted', ['--daily-usd', '0.05']); // 50000 micro-USD
+    const ask = { auto_route: true, messages: [{ role: 'user', content: 'Fix this Rust compile error' }] };
+    const h = { authorization: `Bearer ${key}` };
+    let r = await env2.request('POST', '/v1/chat/completions', { body: ask, headers: h });
+    assert.equal(r.json.model, 'claude-sonnet-4-6', '0% spent: the rule\'s first choice');
+    r = await env2.request('POST', '/v1/chat/completions', { body: ask, headers: h });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.model, 'gpt-4.1', 'the cheapest model of the code rule for this request');
+    assert.match(r.headers.get('x-llmgw-route-reason') || '', /1% of the daily budget spent: the cheapest of the rule's models instead of claude-sonnet-4-6/);
+  } finally {
+    await env2.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -131,6 +131,8 @@ static void bad_rule_files_are_refused(void **state)
         {"default: [gpt-4o]\nfallbacks: {gpt-4o: [gpt-4o]}\n", "itself"},
         {"default: [gpt-4o]\nfallbacks: {gpt-4o: [o3, o3]}\n", "twice"},
         {"default: [gpt-4o]\nfallbacks: {gpt-4o: o3}\n", "at most"},
+        {"default: [gpt-4o]\nbudget: {prefer_cheaper_above_percent: 101}\n", "0..100"},
+        {"default: [gpt-4o]\nbudget: {above: 5}\n", "0..100"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *root = NULL;
@@ -314,6 +316,43 @@ static void router_candidates_prompt_and_pick(void **state)
     json_decref(body);
 }
 
+static void budget_prefers_cheaper_models(void **state)
+{
+    struct fixture *f = *state;
+    json_t *body = user_body("Fix this Rust compile error", 0, 0);
+    struct gw_route_req q = {.body = body, .input_tokens = 45, .allowed = allow_all};
+    struct gw_route_result res;
+    gw_route_req_init(&q);
+    assert_int_equal(gw_router_budget_percent(f->r), 80);
+    assert_int_equal(gw_route_heuristic(f->r, &q, &res), 0);
+    assert_string_equal(res.model->id, "claude-sonnet-4-6");
+    /* below the threshold: unchanged */
+    assert_int_equal(gw_route_budget(f->r, &q, 79, 1000000, "daily", &res), 0);
+    assert_string_equal(res.model->id, "claude-sonnet-4-6");
+    /* above, with room: the cheapest of the rule's list for this request, alts by cost */
+    assert_int_equal(gw_route_budget(f->r, &q, 85, 1000000, "daily", &res), 1);
+    assert_string_equal(res.model->id, "gpt-4.1");
+    assert_string_equal(res.alts[0]->id, "gemini-2.5-pro");
+    assert_non_null(strstr(res.reason, "85% of the daily budget spent"));
+    assert_non_null(strstr(res.reason, "instead of claude-sonnet-4-6"));
+    /* nothing of the rule fits: the cheapest allowed model of all */
+    assert_int_equal(gw_route_heuristic(f->r, &q, &res), 0);
+    assert_int_equal(gw_route_budget(f->r, &q, 99, 100, "monthly", &res), 1);
+    assert_string_equal(res.model->id, "gemini-2.0-flash");
+    assert_non_null(strstr(res.reason, "the cheapest allowed model"));
+    /* already the cheapest: unchanged */
+    json_decref(body);
+    body = user_body("hi", 0, 0);
+    q.body = body;
+    gw_route_req_init(&q);
+    assert_int_equal(gw_route_heuristic(f->r, &q, &res), 0);
+    assert_string_equal(res.model->id, "gpt-4o-mini");
+    assert_int_equal(gw_route_budget(f->r, &q, 90, 1000000, "daily", &res), 1);
+    assert_string_equal(res.model->id, "gemini-2.0-flash"); /* the short_chat list's cheapest */
+    assert_int_equal(gw_route_budget(f->r, &q, 90, 1000000, "daily", &res), 0);
+    json_decref(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +362,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(fallbacks_follow_route_then_chain_and_fit_the_request,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(router_candidates_prompt_and_pick, setup, teardown),
+        cmocka_unit_test_setup_teardown(budget_prefers_cheaper_models, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

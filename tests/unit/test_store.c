@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "policy/budget.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -197,6 +198,99 @@ static void usage_reserve_settle_recover(void **state)
     assert_int_equal(gw_store_usage_settle(f->s, &missing), GW_ENOTFOUND);
 }
 
+static void usage_attempt_rows_retarget_and_spent(void **state)
+{
+    struct fx *f = *state;
+    struct gw_usage_row r = {0}, a, got;
+    int64_t now = 1796000000000, spent = -1;
+    strcpy(r.request_id, "req_f");
+    strcpy(r.provider, "openai");
+    strcpy(r.model, "gpt-4o");
+    strcpy(r.endpoint, "chat.completions");
+    strcpy(r.state, "reserved");
+    strcpy(r.route_method, "explicit");
+    r.key_row_id = 7;
+    r.reserved_micros = 5000;
+    r.created_ms = now;
+    assert_int_equal(gw_store_usage_reserve(f->s, &r), 0);
+    /* the first attempt failed: archived as its own row, linked to the request */
+    a = r;
+    strcpy(a.request_id, "req_f.1");
+    strcpy(a.parent_request_id, "req_f");
+    strcpy(a.kind, "attempt");
+    strcpy(a.state, "uncertain");
+    a.cost_micros = 5000;
+    assert_int_equal(gw_store_usage_reserve(f->s, &a), 0);
+    /* the reservation moves to the fallback target */
+    strcpy(r.provider, "anthropic");
+    strcpy(r.model, "claude-sonnet-4-6");
+    strcpy(r.route_method, "fallback");
+    r.reserved_micros = 7000;
+    r.attempts = 2;
+    assert_int_equal(gw_store_usage_settle(f->s, &r), 0);
+    assert_int_equal(gw_store_usage_get(f->s, "req_f", &got), 0);
+    assert_string_equal(got.provider, "anthropic");
+    assert_string_equal(got.model, "claude-sonnet-4-6");
+    assert_string_equal(got.route_method, "fallback");
+    assert_string_equal(got.kind, "chat");
+    assert_int_equal(got.attempts, 2);
+    assert_int_equal(got.reserved_micros, 7000);
+    assert_int_equal(gw_store_usage_get(f->s, "req_f.1", &got), 0);
+    assert_string_equal(got.parent_request_id, "req_f");
+    assert_string_equal(got.kind, "attempt");
+    /* spent: the uncertain attempt's charge + the reservation still in flight */
+    assert_int_equal(gw_store_usage_spent(f->s, 7, now - 1000, &spent), 0);
+    assert_int_equal(spent, 12000);
+    strcpy(r.state, "settled");
+    r.cost_micros = 918;
+    assert_int_equal(gw_store_usage_settle(f->s, &r), 0);
+    assert_int_equal(gw_store_usage_spent(f->s, 7, now - 1000, &spent), 0);
+    assert_int_equal(spent, 5918);
+    assert_int_equal(gw_store_usage_spent(f->s, 7, now + 1, &spent), 0);
+    assert_int_equal(spent, 0);
+    assert_int_equal(gw_store_usage_spent(f->s, 8, 0, &spent), 0);
+    assert_int_equal(spent, 0);
+}
+
+static void budget_windows(void **state)
+{
+    struct fx *f = *state;
+    /* 2026-12-01T06:59:32Z */
+    int64_t now = 1796108372000;
+    assert_int_equal(gw_utc_day_start(now), 1796083200000);   /* 2026-12-01T00:00Z */
+    assert_int_equal(gw_utc_month_start(now), 1796083200000); /* the 1st */
+    assert_int_equal(gw_utc_month_start(now + 15 * 86400000LL), 1796083200000);
+    assert_int_equal(gw_utc_month_start(now - 86400000LL), 1793491200000); /* 2026-11-01 */
+    struct gw_key_rec k = {.id = 3, .daily_usd_micros = 1000, .monthly_usd_micros = 100000};
+    struct gw_usage_row r = {0};
+    strcpy(r.request_id, "req_b");
+    strcpy(r.provider, "openai");
+    strcpy(r.model, "gpt-4o");
+    strcpy(r.endpoint, "chat.completions");
+    strcpy(r.state, "settled");
+    r.key_row_id = 3;
+    r.cost_micros = 900;
+    r.created_ms = now - 1000;
+    assert_int_equal(gw_store_usage_reserve(f->s, &r), 0);
+    strcpy(r.request_id, "req_b_old"); /* last month: counts for neither window */
+    r.created_ms = now - 40 * 86400000LL;
+    assert_int_equal(gw_store_usage_reserve(f->s, &r), 0);
+    struct gw_budget_view b;
+    assert_int_equal(gw_budget_view(f->s, &k, now, &b), 0);
+    assert_true(b.active);
+    assert_string_equal(b.window, "daily"); /* 100 left of 1000 beats 99100 of 100000 */
+    assert_int_equal(b.spent_micros, 900);
+    assert_int_equal(b.remaining_micros, 100);
+    assert_int_equal(b.percent_spent, 90);
+    k.daily_usd_micros = 0;
+    assert_int_equal(gw_budget_view(f->s, &k, now, &b), 0);
+    assert_string_equal(b.window, "monthly");
+    assert_int_equal(b.percent_spent, 0);
+    k.monthly_usd_micros = 0;
+    assert_int_equal(gw_budget_view(f->s, &k, now, &b), 0);
+    assert_false(b.active);
+}
+
 static void two_connections_share_the_file(void **state)
 {
     struct fx *f = *state;
@@ -219,6 +313,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(superadmin_exists, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup, teardown),
+        cmocka_unit_test_setup_teardown(budget_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
