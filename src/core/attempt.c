@@ -43,6 +43,7 @@ void gw_attempt_init(struct gw_call *c)
     gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
     c->st.emit = emit_chunk;
     c->st.arg = c;
+    c->retry_after_ms = -1;
     c->timer_ev = evtimer_new(gw_http_worker_base(c->w->hw), on_timer, c);
 }
 
@@ -62,7 +63,7 @@ void gw_attempt_reset(struct gw_call *c)
     gw_buf_reset(&c->body);
     memset(&c->usage, 0, sizeof(c->usage));
     c->upstream_status = 0;
-    c->retry_after_s = 0;
+    c->retry_after_ms = -1;
     c->got_first_byte = 0;
     c->sse_error = 0;
     c->stream_rc = 0;
@@ -122,7 +123,9 @@ static void fail_from_status(struct gw_call *c, struct gw_failure *f)
                 "message=\"%s\"", c->rid, c->ops->name, c->model->id, e.status, e.type,
                 e.retryable, msg);
     enum gw_outcome o = gw_outcome_of_status(e.status, e.auth_failed);
-    int ra = e.retry_after_s > 0 ? e.retry_after_s : c->retry_after_s; /* the provider's */
+    /* the provider's Retry-After: its header, else where its body says it */
+    int64_t ra_ms = c->retry_after_ms >= 0 ? c->retry_after_ms : e.retry_after_s * 1000LL;
+    int ra = (int)((ra_ms + 999) / 1000);
     if (o == GW_OUT_AUTH) {
         fail_set(f, o, 502, "upstream_error", "upstream_auth_failed",
                  "the provider rejected the gateway's credentials");
@@ -142,7 +145,7 @@ static void fail_from_status(struct gw_call *c, struct gw_failure *f)
                  "the provider failed to answer; try again");
         f->retry_after_s = ra;
     }
-    f->cooldown_s = ra;
+    f->cooldown_ms = ra_ms;
     f->upstream_status = e.status;
 }
 
@@ -354,20 +357,11 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 {
     struct gw_call *c = arg;
     size_t len = sz * n;
-    static const char ra[] = "retry-after:";
 
     upstream_alive(c);
-    if (len > sizeof(ra) && strncasecmp(p, ra, sizeof(ra) - 1) == 0) {
-        char tmp[16];
-        size_t k = len - (sizeof(ra) - 1);
-        if (k >= sizeof(tmp))
-            k = sizeof(tmp) - 1;
-        memcpy(tmp, p + sizeof(ra) - 1, k);
-        tmp[k] = '\0';
-        long v = strtol(tmp, NULL, 10);
-        if (v > 0 && v < 86400)
-            c->retry_after_s = (int)v;
-    }
+    int64_t ra = gw_upstream_retry_after_ms(p, len, gw_now_ms());
+    if (ra >= 0 && (c->retry_after_ms < 0 || strncasecmp(p, "retry-after-ms", 14) == 0))
+        c->retry_after_ms = ra; /* the finer retry-after-ms wins */
     return len;
 }
 

@@ -37,7 +37,7 @@ struct gw_failure {
     const char *msg;   /* error.message */
     char msgbuf[160];
     int retry_after_s; /* > 0: Retry-After for the client */
-    int cooldown_s;    /* > 0: the provider's own Retry-After: the model rests that long */
+    int64_t cooldown_ms; /* > 0: the provider's own Retry-After: the model rests that long */
     int upstream_status; /* what the provider answered (0: no answer) */
     int skip_provider; /* the provider will refuse every model (credential, quota): skip it */
 };
@@ -89,7 +89,7 @@ struct gw_call {
     struct gw_usage usage;          /* non-stream usage */
     struct event *timer_ev;         /* first byte, then silence between bytes */
     long upstream_status;
-    int retry_after_s;
+    int64_t retry_after_ms;         /* the provider's Retry-After header (-1: none) */
     int got_first_byte;
     int reply_started;              /* stream: client has the 200 and some events */
     int sse_error;                  /* our SSE handling aborted the transfer */

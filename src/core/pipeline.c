@@ -565,8 +565,8 @@ void gw_call_attempt_failed(struct gw_call *c, const struct gw_failure *f)
 
     c->running = 0;
     give_back_pass(c, 1, !gw_outcome_is_provider_failure(f->outcome));
-    if (f->cooldown_s > 0) /* honour the provider's Retry-After for this model */
-        gw_cooldown_extend(&gw->cooldowns[c->model->index], now + f->cooldown_s * 1000LL);
+    if (f->cooldown_ms > 0) /* honour the provider's Retry-After for this model */
+        gw_cooldown_extend(&gw->cooldowns[c->model->index], now + f->cooldown_ms);
     /* what this attempt costs */
     if (f->outcome == GW_OUT_UNCERTAIN) {
         gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));

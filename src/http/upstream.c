@@ -9,7 +9,9 @@
 #include "http/upstream.h"
 
 #include <openssl/crypto.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util/log.h"
 #include "util/mem.h"
@@ -185,6 +187,52 @@ void gw_upstream_cancel(struct gw_upstream *u, CURL *easy)
 }
 
 int gw_upstream_running(const struct gw_upstream *u) { return u->running; }
+
+int64_t gw_upstream_retry_after_ms(const char *line, size_t len, int64_t now_ms)
+{
+    static const char ra[] = "retry-after:", ra_ms[] = "retry-after-ms:";
+    const int64_t day_ms = 86400000;
+    char v[64];
+    size_t skip;
+    int ms;
+
+    if (len > sizeof(ra_ms) - 1 && strncasecmp(line, ra_ms, sizeof(ra_ms) - 1) == 0) {
+        skip = sizeof(ra_ms) - 1;
+        ms = 1;
+    } else if (len > sizeof(ra) - 1 && strncasecmp(line, ra, sizeof(ra) - 1) == 0) {
+        skip = sizeof(ra) - 1;
+        ms = 0;
+    } else {
+        return -1;
+    }
+    line += skip;
+    len -= skip;
+    while (len > 0 && (*line == ' ' || *line == '\t')) {
+        line++;
+        len--;
+    }
+    while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n' || line[len - 1] == ' '))
+        len--;
+    if (len == 0 || len >= sizeof(v))
+        return -1;
+    memcpy(v, line, len);
+    v[len] = '\0';
+    int digits = 1;
+    for (size_t i = 0; i < len; i++)
+        digits &= v[i] >= '0' && v[i] <= '9';
+    if (digits) {
+        int64_t n = len > 12 ? day_ms : strtoll(v, NULL, 10);
+        n = ms ? n : n * 1000;
+        return n < day_ms ? n : day_ms;
+    }
+    if (ms)
+        return -1;
+    time_t when = curl_getdate(v, NULL);
+    if (when < 0)
+        return -1;
+    int64_t d = (int64_t)when * 1000 - now_ms;
+    return d < 0 ? 0 : d < day_ms ? d : day_ms;
+}
 
 int gw_upstream_easy_new(const struct gw_easy_opts *o, CURL **easy, struct curl_slist **hdrs)
 {

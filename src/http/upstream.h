@@ -14,6 +14,7 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <stdint.h>
 
 #include "util/err.h"
 
@@ -35,6 +36,11 @@ GW_NODISCARD int gw_upstream_start(struct gw_upstream *u, CURL *easy, gw_upstrea
 void gw_upstream_cancel(struct gw_upstream *u, CURL *easy);
 /* Number of running transfers. */
 int gw_upstream_running(const struct gw_upstream *u);
+
+/* If the header line (as curl hands it over: "Name: value\r\n") is a Retry-After —
+ * "retry-after: <seconds>" or "<HTTP-date>", or OpenAI's "retry-after-ms: <ms>" — return the
+ * delay it asks for in ms (at most a day; a date in the past gives 0); otherwise -1. */
+int64_t gw_upstream_retry_after_ms(const char *line, size_t len, int64_t now_ms);
 
 /* Options of one upstream POST. */
 struct gw_easy_opts {

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 
+#include "http/upstream.h"
 #include "route/breaker.h"
 #include "route/fallback.h"
 
@@ -215,6 +216,25 @@ static void backoff_is_jittered_and_capped(void **state)
     assert_int_equal(gw_fallback_backoff_ms(&cf, 3, 12345), 0);
 }
 
+static void retry_after_headers(void **state)
+{
+    int64_t now = 1445412480000; /* Wed, 21 Oct 2015 07:28:00 GMT */
+    assert_int_equal(gw_upstream_retry_after_ms("Retry-After: 2\r\n", 16, now), 2000);
+    assert_int_equal(gw_upstream_retry_after_ms("retry-after:0\r\n", 15, now), 0);
+    assert_int_equal(gw_upstream_retry_after_ms("retry-after-ms: 250\r\n", 21, now), 250);
+    assert_int_equal(gw_upstream_retry_after_ms("Retry-After: Wed, 21 Oct 2015 07:28:30 GMT\r\n",
+                                                44, now), 30000);
+    assert_int_equal(gw_upstream_retry_after_ms("Retry-After: Tue, 20 Oct 2015 07:28:00 GMT\r\n",
+                                                44, now), 0); /* in the past */
+    assert_int_equal(gw_upstream_retry_after_ms("Retry-After: 99999999999999\r\n", 29, now),
+                     86400000); /* capped at a day */
+    assert_int_equal(gw_upstream_retry_after_ms("Retry-After: soon\r\n", 19, now), -1);
+    assert_int_equal(gw_upstream_retry_after_ms("Retry-After: -5\r\n", 17, now), -1);
+    assert_int_equal(gw_upstream_retry_after_ms("retry-after-ms: 1.5\r\n", 21, now), -1);
+    assert_int_equal(gw_upstream_retry_after_ms("Content-Type: text/plain\r\n", 26, now), -1);
+    assert_int_equal(gw_upstream_retry_after_ms("Retry-After:\r\n", 14, now), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +247,7 @@ int main(void)
         cmocka_unit_test(retry_decision_table),
         cmocka_unit_test(outcomes_by_status),
         cmocka_unit_test(backoff_is_jittered_and_capped),
+        cmocka_unit_test(retry_after_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
