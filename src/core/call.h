@@ -61,6 +61,7 @@ struct gw_call {
     char stream_id[96];
     const char *route_method;       /* "explicit" | "heuristic" | "auto_router" | "fallback" */
     int headers_added;              /* the X-LLMGW-* answer headers are set */
+    int64_t route_now_ms;           /* the clock routing decides by (read once) */
 
     /* routing and fallback */
     char route_reason[512];         /* X-LLMGW-Route-Reason ("" for explicit requests) */

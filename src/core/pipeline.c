@@ -155,7 +155,7 @@ static int64_t health_wait(struct gw *gw, const struct gw_model *m, int64_t now)
 static int model_usable(void *arg, const struct gw_model *m)
 {
     struct gw_call *c = arg;
-    return model_allowed(c, m) && health_wait(c->w->gw, m, gw_now_ms()) == 0;
+    return model_allowed(c, m) && health_wait(c->w->gw, m, c->route_now_ms) == 0;
 }
 
 static int allowed_cb(void *arg, const struct gw_model *m) { return model_allowed(arg, m); }
@@ -183,7 +183,7 @@ static void refuse_unroutable(struct gw_call *c)
 
     q.allowed = allowed_cb;
     if (gw_route_heuristic(c->w->gw->router, &q, &res) == 0) {
-        int64_t wait = health_wait(c->w->gw, res.model, gw_now_ms());
+        int64_t wait = health_wait(c->w->gw, res.model, c->route_now_ms);
         reply_error(c, 503, "service_unavailable", "no_provider_available",
                     "every provider that could serve this request is unavailable right now "
                     "(circuit open or rate limited); retry later",
@@ -260,7 +260,7 @@ static int route_auto(struct gw_call *c)
             skip = "one candidate, nothing to choose";
         else if (!model_allowed(c, gw->router_model)) /* its prompt would go where it may not */
             skip = "the router model is not allowed for this key";
-        else if (health_wait(gw, gw->router_model, gw_now_ms()) > 0)
+        else if (health_wait(gw, gw->router_model, c->route_now_ms) > 0)
             skip = "the router model is unavailable";
         else if (gw_router_call_start(c, cands, n) == 0)
             return 1;
@@ -826,6 +826,7 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
     c->rq.max_output_tokens = c->opts.max_tokens;
     c->rq.allowed = model_usable;
     c->rq.arg = c;
+    c->route_now_ms = gw_now_ms();
     gw_route_req_init(&c->rq);
     json_decref(body);
     /* from here on the call may wait (router, backoff, upstream): watch the client */
