@@ -22,7 +22,9 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 OBJ      := $(LIB_SRC:%.c=build/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=build/obj/%.o)
 SAN_OBJ  := $(LIB_SRC:%.c=build/san/obj/%.o)
-SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# Test builds (sanitized) also get the test hooks: a clock tests can move (GW_TEST_HOOKS).
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+             -DGW_TEST_HOOKS
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/san/%)
 
 .PHONY: all run test unit unit-build check-clang e2e bench fuzz install clean deps
@@ -60,7 +62,7 @@ TSAN_OBJ := $(LIB_SRC:%.c=build/tsan/obj/%.o) $(CLI_SRC:%.c=build/tsan/obj/%.o)
 build/tsan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC tsan $<")
-	$(Q)$(CC) $(BASE_CFLAGS) -O1 -g -fsanitize=thread -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) -O1 -g -fsanitize=thread -DGW_TEST_HOOKS -c $< -o $@
 
 build/tsan/llmgw: $(TSAN_OBJ)
 	@$(if $(V),,echo "  LD tsan $@")

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,8 +218,9 @@ static const char *usage_main =
     "  serve              run the gateway\n"
     "  migrate            create or upgrade the database schema\n"
     "  admin bootstrap    create the superadmin key if none exists\n"
-    "  orgs create SLUG   create an organization\n"
-    "  keys create|list|revoke   manage API keys\n"
+    "  orgs create|update|show SLUG   organizations and their policy\n"
+    "  keys create|update|list|revoke   manage API keys\n"
+    "  usage              list usage rows and their totals\n"
     "  version            print the version\n"
     "\n"
     "Run 'llmgw <command> --help' for a command's options.\n"
@@ -227,7 +229,8 @@ static const char *usage_main =
     "gemini, xai and perplexity. Flags win over the environment, which wins over the file.\n";
 
 enum { OPT_HELP = 'h', OPT_CONFIG = 1000, OPT_LISTEN, OPT_DB, OPT_WORKERS, OPT_ORG, OPT_NAME,
-       OPT_ROLE, OPT_TIER, OPT_PROVIDERS, OPT_MODELS, OPT_RPH, OPT_DAILY, OPT_MONTHLY };
+       OPT_ROLE, OPT_TIER, OPT_PROVIDERS, OPT_MODELS, OPT_RPH, OPT_DAILY, OPT_MONTHLY, OPT_TPH,
+       OPT_CONC, OPT_MAXREQ, OPT_KEY, OPT_MODEL, OPT_FROM, OPT_TO, OPT_FORMAT };
 
 static const struct option long_opts[] = {
     {"help", no_argument, NULL, OPT_HELP},
@@ -244,12 +247,20 @@ static const struct option long_opts[] = {
     {"rph", required_argument, NULL, OPT_RPH},
     {"daily-usd", required_argument, NULL, OPT_DAILY},
     {"monthly-usd", required_argument, NULL, OPT_MONTHLY},
+    {"tph", required_argument, NULL, OPT_TPH},
+    {"max-concurrent", required_argument, NULL, OPT_CONC},
+    {"max-request-usd", required_argument, NULL, OPT_MAXREQ},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"model", required_argument, NULL, OPT_MODEL},
+    {"from", required_argument, NULL, OPT_FROM},
+    {"to", required_argument, NULL, OPT_TO},
+    {"format", required_argument, NULL, OPT_FORMAT},
     {NULL, 0, NULL, 0},
 };
 
 struct opts {
     const char *config, *listen, *db, *workers, *org, *name, *role, *tier, *providers, *models,
-        *rph, *daily, *monthly;
+        *rph, *daily, *monthly, *tph, *conc, *maxreq, *key, *model, *from, *to, *format;
     int help;
     int nargs;
     char **args;
@@ -285,6 +296,14 @@ static int parse_opts(int argc, char **argv, const int *allowed, struct opts *o)
         case OPT_RPH: o->rph = optarg; break;
         case OPT_DAILY: o->daily = optarg; break;
         case OPT_MONTHLY: o->monthly = optarg; break;
+        case OPT_TPH: o->tph = optarg; break;
+        case OPT_CONC: o->conc = optarg; break;
+        case OPT_MAXREQ: o->maxreq = optarg; break;
+        case OPT_KEY: o->key = optarg; break;
+        case OPT_MODEL: o->model = optarg; break;
+        case OPT_FROM: o->from = optarg; break;
+        case OPT_TO: o->to = optarg; break;
+        case OPT_FORMAT: o->format = optarg; break;
         default: break;
         }
     }
@@ -353,6 +372,12 @@ static int cmd_serve(int argc, char **argv)
     if (build_config(&cfg, o.config, flags, 6) != 0)
         return 1;
 
+    /* Every connection is a descriptor: use all the process may have. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     /* Block the stop signals in every thread; one thread waits for them. */
     static sigset_t set;
     sigemptyset(&set);
@@ -481,42 +506,6 @@ static int valid_slug(const char *s)
     return 1;
 }
 
-static int cmd_orgs(int argc, char **argv)
-{
-    static const int allowed[] = {OPT_DB, OPT_CONFIG, OPT_NAME, 0};
-    struct opts o;
-    struct gw_store *st = NULL;
-
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        printf("usage: llmgw orgs create SLUG [--name NAME] [--db URL]\n\n"
-               "Create an organization. SLUG: lower-case letters, digits, '-' and '_'.\n");
-        return argc < 2 ? 2 : 0;
-    }
-    if (strcmp(argv[1], "create") != 0)
-        return die("unknown orgs command '%s' (try llmgw orgs --help)", argv[1]);
-    if (parse_opts(argc - 1, argv + 1, allowed, &o) != 0)
-        return 2;
-    if (o.help) {
-        printf("usage: llmgw orgs create SLUG [--name NAME] [--db URL]\n");
-        return 0;
-    }
-    if (o.nargs != 1)
-        return die("%s", "orgs create takes exactly one SLUG");
-    if (!valid_slug(o.args[0]))
-        return die("invalid slug '%s': use 1-63 of a-z, 0-9, '-', '_'", o.args[0]);
-    if (open_store(o.db, o.config, &st) != 0)
-        return 1;
-    int64_t id = 0;
-    int rc = gw_store_org_create(st, o.args[0], o.name ? o.name : o.args[0], &id);
-    gw_store_free(st);
-    if (rc == GW_EEXIST)
-        return die("an organization '%s' already exists", o.args[0]);
-    if (rc != 0)
-        return die("cannot create the organization: %s", gw_strerror(rc));
-    printf("created organization %s\n", o.args[0]);
-    return 0;
-}
-
 static int check_csv(const char *csv, const char *const *allowed_items, char *out, size_t outsz)
 {
     char tmp[1024];
@@ -541,12 +530,168 @@ static int check_csv(const char *csv, const char *const *allowed_items, char *ou
     return 0;
 }
 
+static const char *const provider_names[] = {"anthropic", "openai", "gemini", "xai",
+                                              "perplexity", NULL};
+
+/* Apply the policy flags given (allowlists and limits) onto providers/models/limits; flags not
+ * given leave the value as it is. "" clears an allowlist (all allowed); 0 clears a limit. */
+static int policy_flags(const struct opts *o, char *providers, size_t psz, char *models,
+                        size_t msz, struct gw_limit_set *l)
+{
+    if (o->providers && check_csv(o->providers, provider_names, providers, psz))
+        return die("invalid --providers '%s' (anthropic,openai,gemini,xai,perplexity)",
+                   o->providers);
+    if (o->models && check_csv(o->models, NULL, models, msz))
+        return die("invalid --models '%s'", o->models);
+    const struct {
+        const char *v, *flag;
+        int usd;
+        int64_t *dst;
+    } f[] = {
+        {o->rph, "--rph", 0, &l->rph},
+        {o->tph, "--tph", 0, &l->tph},
+        {o->conc, "--max-concurrent", 0, &l->max_concurrent},
+        {o->daily, "--daily-usd", 1, &l->daily_usd_micros},
+        {o->monthly, "--monthly-usd", 1, &l->monthly_usd_micros},
+        {o->maxreq, "--max-request-usd", 1, &l->max_request_usd_micros},
+    };
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        if (f[i].v == NULL)
+            continue;
+        int64_t v = -1;
+        int bad = f[i].usd ? gw_parse_micros(f[i].v, &v) != 0
+                           : gw_parse_i64(f[i].v, &v) != 0 || v < 0;
+        if (bad) {
+            fprintf(stderr, "llmgw: invalid %s '%s': %s\n", f[i].flag, f[i].v,
+                    f[i].usd ? "a USD amount like 25 or 2.50" : "a non-negative integer");
+            return 1;
+        }
+        *f[i].dst = v;
+    }
+    return 0;
+}
+
+static const char *policy_usage =
+    "  --providers p1,p2     allowlist of providers (\"\" = all)\n"
+    "  --models m1,m2        allowlist of catalog model ids (\"\" = all)\n"
+    "  --rph N               requests per hour (sliding window)\n"
+    "  --tph N               tokens per hour, prompt + output (sliding window)\n"
+    "  --max-concurrent N    requests in flight at once\n"
+    "  --daily-usd X         USD budget per day (budgets.daily_reset_hour_utc)\n"
+    "  --monthly-usd X       USD budget per month (budgets.monthly_reset_day)\n"
+    "  --max-request-usd X   the most one request may cost in the worst case\n"
+    "  0 removes a limit (on a key: back to its tier's default).\n";
+
+static void print_limits(const char *who, const struct gw_limit_set *l)
+{
+    printf("%s requests_per_hour=%lld tokens_per_hour=%lld max_concurrent=%lld "
+           "daily_usd=%lld.%06lld monthly_usd=%lld.%06lld max_request_usd=%lld.%06lld\n",
+           who, (long long)l->rph, (long long)l->tph, (long long)l->max_concurrent,
+           (long long)(l->daily_usd_micros / 1000000), (long long)(l->daily_usd_micros % 1000000),
+           (long long)(l->monthly_usd_micros / 1000000),
+           (long long)(l->monthly_usd_micros % 1000000),
+           (long long)(l->max_request_usd_micros / 1000000),
+           (long long)(l->max_request_usd_micros % 1000000));
+}
+
+static int cmd_orgs(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB,  OPT_CONFIG, OPT_NAME,  OPT_PROVIDERS, OPT_MODELS,
+                                  OPT_RPH, OPT_TPH,    OPT_CONC,  OPT_DAILY,     OPT_MONTHLY,
+                                  OPT_MAXREQ, 0};
+    struct opts o;
+    struct gw_store *st = NULL;
+    struct gw_org org;
+    const char *sub = argc >= 2 ? argv[1] : "";
+
+    if (argc < 2 || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        printf("usage: llmgw orgs create SLUG [--name NAME] [policy options] [--db URL]\n"
+               "       llmgw orgs update SLUG [policy options] [--db URL]\n"
+               "       llmgw orgs show SLUG [--db URL]\n\n"
+               "Organizations and their policy. SLUG: lower-case letters, digits, '-', '_'.\n"
+               "The effective policy of a key is its org's allowlists intersected with its own;\n"
+               "org limits count all of the org's keys together.\n%s", policy_usage);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(sub, "create") != 0 && strcmp(sub, "update") != 0 && strcmp(sub, "show") != 0)
+        return die("unknown orgs command '%s' (try llmgw orgs --help)", sub);
+    if (parse_opts(argc - 1, argv + 1, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw orgs %s SLUG [options] [--db URL]\n%s", sub, policy_usage);
+        return 0;
+    }
+    if (o.nargs != 1)
+        return die("orgs %s takes exactly one SLUG", sub);
+    if (!valid_slug(o.args[0]))
+        return die("invalid slug '%s': use 1-63 of a-z, 0-9, '-', '_'", o.args[0]);
+    if (open_store(o.db, o.config, &st) != 0)
+        return 1;
+    int rc = 0;
+    if (strcmp(sub, "create") == 0) {
+        memset(&org, 0, sizeof(org));
+        if (policy_flags(&o, org.providers, sizeof(org.providers), org.models,
+                         sizeof(org.models), &org.limits) != 0) {
+            gw_store_free(st);
+            return 1;
+        }
+        rc = gw_store_org_create(st, o.args[0], o.name ? o.name : o.args[0], &org.id);
+        gw_strlcpy(org.slug, o.args[0], sizeof(org.slug));
+        if (rc == 0)
+            rc = gw_store_org_set_policy(st, &org);
+        gw_store_free(st);
+        if (rc == GW_EEXIST)
+            return die("an organization '%s' already exists", o.args[0]);
+        if (rc != 0)
+            return die("cannot create the organization: %s", gw_strerror(rc));
+        printf("created organization %s\n", o.args[0]);
+        return 0;
+    }
+    rc = gw_store_org_get(st, o.args[0], &org);
+    if (rc == 0 && strcmp(sub, "update") == 0) {
+        if (policy_flags(&o, org.providers, sizeof(org.providers), org.models,
+                         sizeof(org.models), &org.limits) != 0) {
+            gw_store_free(st);
+            return 1;
+        }
+        rc = gw_store_org_set_policy(st, &org);
+    }
+    gw_store_free(st);
+    if (rc == GW_ENOTFOUND)
+        return die("no organization '%s'", o.args[0]);
+    if (rc != 0)
+        return die("cannot read or change the organization: %s", gw_strerror(rc));
+    printf("organization %s (%s)\nproviders=%s\nmodels=%s\n", org.slug, org.name,
+           org.providers[0] ? org.providers : "(all)", org.models[0] ? org.models : "(all)");
+    print_limits("limits", &org.limits);
+    return 0;
+}
+
+/* Is tier one of the configured tiers (free, pro, enterprise by default)? */
+static int tier_known(const char *tier, const char *config_path)
+{
+    struct gw_config c;
+    struct gw_errbuf eb = {{0}};
+    if (gw_config_init(&c) != 0)
+        return 0;
+    if (config_path == NULL)
+        config_path = getenv("LLMGW_CONFIG");
+    if (config_path != NULL && config_path[0] != '\0' &&
+        gw_config_load_file(&c, config_path, &eb) != 0) {
+        fprintf(stderr, "llmgw: config %s: %s\n", config_path, eb.msg);
+        gw_config_cleanup(&c);
+        return 0;
+    }
+    int ok = gw_config_tier(&c, tier) != NULL;
+    gw_config_cleanup(&c);
+    return ok;
+}
+
 static int keys_create(int argc, char **argv)
 {
-    static const int allowed[] = {OPT_DB, OPT_CONFIG, OPT_ORG, OPT_NAME, OPT_ROLE, OPT_TIER,
-                                  OPT_PROVIDERS, OPT_MODELS, OPT_RPH, OPT_DAILY, OPT_MONTHLY, 0};
-    static const char *const providers[] = {"anthropic", "openai", "gemini", "xai", "perplexity",
-                                            NULL};
+    static const int allowed[] = {OPT_DB,     OPT_CONFIG,  OPT_ORG, OPT_NAME,  OPT_ROLE,
+                                  OPT_TIER,   OPT_PROVIDERS, OPT_MODELS, OPT_RPH, OPT_DAILY,
+                                  OPT_MONTHLY, OPT_TPH,    OPT_CONC, OPT_MAXREQ, 0};
     struct opts o;
     struct gw_store *st = NULL;
     struct gw_key_rec rec;
@@ -556,12 +701,10 @@ static int keys_create(int argc, char **argv)
         return 2;
     if (o.help) {
         printf("usage: llmgw keys create --org SLUG [--name N] [--role member|org_admin]\n"
-               "       [--tier free|pro|enterprise] [--providers p1,p2] [--models m1,m2]\n"
-               "       [--rph N] [--daily-usd X] [--monthly-usd X] [--db URL]\n\n"
+               "       [--tier free|pro|enterprise] [policy options] [--db URL]\n\n"
                "Create an API key. The raw key is printed once, as the last line of stdout.\n"
-               "  --providers  allowlist of providers (anthropic,openai,gemini,xai,perplexity)\n"
-               "  --models     allowlist of catalog model ids\n"
-               "  --rph        requests per hour; --daily-usd/--monthly-usd budgets in USD\n");
+               "Its limits default to its tier's (tiers.* in the config); options override them.\n"
+               "%s", policy_usage);
         return 0;
     }
     if (o.org == NULL)
@@ -573,19 +716,13 @@ static int keys_create(int argc, char **argv)
         return die("invalid --role '%s': member or org_admin", role);
     gw_strlcpy(rec.role, role, sizeof(rec.role));
     const char *tier = o.tier ? o.tier : "free";
-    if (strcmp(tier, "free") != 0 && strcmp(tier, "pro") != 0 && strcmp(tier, "enterprise") != 0)
-        return die("invalid --tier '%s': free, pro or enterprise", tier);
+    if (strlen(tier) >= sizeof(rec.tier) || !tier_known(tier, o.config))
+        return die("unknown --tier '%s' (free, pro, enterprise, or one of the config's tiers)",
+                   tier);
     gw_strlcpy(rec.tier, tier, sizeof(rec.tier));
-    if (o.providers && check_csv(o.providers, providers, rec.providers, sizeof(rec.providers)))
-        return die("invalid --providers '%s'", o.providers);
-    if (o.models && check_csv(o.models, NULL, rec.models, sizeof(rec.models)))
-        return die("invalid --models '%s'", o.models);
-    if (o.rph && (gw_parse_i64(o.rph, &rec.rph) != 0 || rec.rph < 0))
-        return die("invalid --rph '%s': a non-negative integer", o.rph);
-    if (o.daily && gw_parse_micros(o.daily, &rec.daily_usd_micros) != 0)
-        return die("invalid --daily-usd '%s': a USD amount like 25 or 2.50", o.daily);
-    if (o.monthly && gw_parse_micros(o.monthly, &rec.monthly_usd_micros) != 0)
-        return die("invalid --monthly-usd '%s': a USD amount like 500", o.monthly);
+    if (policy_flags(&o, rec.providers, sizeof(rec.providers), rec.models, sizeof(rec.models),
+                     &rec.limits) != 0)
+        return 1;
     if (open_store(o.db, o.config, &st) != 0)
         return 1;
     int rc = gw_store_org_get(st, o.org, &org);
@@ -678,10 +815,163 @@ static int keys_revoke(int argc, char **argv)
     return 0;
 }
 
+static int keys_update(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB,  OPT_CONFIG, OPT_TIER, OPT_PROVIDERS, OPT_MODELS,
+                                  OPT_RPH, OPT_TPH,    OPT_CONC, OPT_DAILY,     OPT_MONTHLY,
+                                  OPT_MAXREQ, 0};
+    struct opts o;
+    struct gw_store *st = NULL;
+    struct gw_key_rec rec;
+
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw keys update KEY_ID [--tier T] [policy options] [--db URL]\n\n"
+               "Change a key's tier, allowlists or limits; options not given stay as they are.\n"
+               "Takes effect on the key's next request, on every worker.\n%s", policy_usage);
+        return 0;
+    }
+    if (o.nargs != 1)
+        return die("%s", "keys update takes exactly one KEY_ID");
+    if (o.tier && (strlen(o.tier) >= sizeof(rec.tier) || !tier_known(o.tier, o.config)))
+        return die("unknown --tier '%s'", o.tier);
+    if (open_store(o.db, o.config, &st) != 0)
+        return 1;
+    int rc = gw_store_key_get(st, o.args[0], &rec);
+    if (rc == 0) {
+        if (o.tier)
+            gw_strlcpy(rec.tier, o.tier, sizeof(rec.tier));
+        if (policy_flags(&o, rec.providers, sizeof(rec.providers), rec.models,
+                         sizeof(rec.models), &rec.limits) != 0) {
+            gw_store_free(st);
+            return 1;
+        }
+        rc = gw_store_key_set_policy(st, &rec);
+    }
+    gw_store_free(st);
+    if (rc == GW_ENOTFOUND)
+        return die("no key '%s'", o.args[0]);
+    if (rc != 0)
+        return die("cannot update the key: %s", gw_strerror(rc));
+    printf("key %s (tier %s)\nproviders=%s\nmodels=%s\n", rec.key_id, rec.tier,
+           rec.providers[0] ? rec.providers : "(all)", rec.models[0] ? rec.models : "(all)");
+    print_limits("limits", &rec.limits);
+    return 0;
+}
+
+/* A time for --from/--to: unix milliseconds, or YYYY-MM-DD[THH:MM[:SS]][Z] (UTC). */
+static int parse_when(const char *s, int64_t *out)
+{
+    struct tm tm;
+    const char *end;
+    if (gw_parse_i64(s, out) == 0 && *out >= 0)
+        return 0;
+    memset(&tm, 0, sizeof(tm));
+    if ((end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL &&
+        (end = strptime(s, "%Y-%m-%dT%H:%M", &tm)) == NULL &&
+        (end = strptime(s, "%Y-%m-%d", &tm)) == NULL)
+        return -1;
+    if (*end == 'Z')
+        end++;
+    if (*end != '\0')
+        return -1;
+    *out = (int64_t)timegm(&tm) * 1000;
+    return 0;
+}
+
+static int print_row(void *arg, const struct gw_usage_row *r)
+{
+    const char *format = arg;
+    if (strcmp(format, "jsonl") == 0) {
+        printf("{\"request_id\":\"%s\",\"parent_request_id\":\"%s\",\"kind\":\"%s\","
+               "\"org_id\":%lld,\"key_row_id\":%lld,\"provider\":\"%s\",\"model\":\"%s\","
+               "\"state\":\"%s\",\"status\":%d,\"tokens_in\":%lld,\"tokens_out\":%lld,"
+               "\"reserved_micros\":%lld,\"cost_micros\":%lld,\"created_ms\":%lld}\n",
+               r->request_id, r->parent_request_id, r->kind, (long long)r->org_id,
+               (long long)r->key_row_id, r->provider, r->model, r->state, r->status,
+               (long long)r->tokens_in, (long long)r->tokens_out, (long long)r->reserved_micros,
+               (long long)r->cost_micros, (long long)r->created_ms);
+    } else {
+        printf("%-40s %-8s %-10s %-24s %-9s %4d %8lld %8lld %12lld\n", r->request_id, r->kind,
+               r->provider, r->model, r->state, r->status, (long long)r->tokens_in,
+               (long long)r->tokens_out, (long long)r->cost_micros);
+    }
+    return 0;
+}
+
+static int cmd_usage(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB,   OPT_CONFIG, OPT_ORG, OPT_KEY,    OPT_MODEL,
+                                  OPT_FROM, OPT_TO,     OPT_FORMAT, 0};
+    struct opts o;
+    struct gw_store *st = NULL;
+    struct gw_usage_filter f;
+    struct gw_usage_totals t;
+
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw usage [--org SLUG] [--key KEY_ID] [--model ID] [--from T] [--to T]\n"
+               "       [--format table|jsonl|totals] [--db URL]\n\n"
+               "List usage rows (oldest first) and, last, their totals. T: unix ms or\n"
+               "YYYY-MM-DD[THH:MM[:SS]] (UTC); --to is exclusive. The totals line is\n"
+               "'totals rows=N requests=N tokens_in=N tokens_out=N cost_micros=N'; in-flight\n"
+               "rows count at their reservation.\n");
+        return 0;
+    }
+    const char *format = o.format ? o.format : "table";
+    if (strcmp(format, "table") != 0 && strcmp(format, "jsonl") != 0 &&
+        strcmp(format, "totals") != 0)
+        return die("invalid --format '%s': table, jsonl or totals", format);
+    memset(&f, 0, sizeof(f));
+    if (o.from && parse_when(o.from, &f.from_ms) != 0)
+        return die("invalid --from '%s'", o.from);
+    if (o.to && parse_when(o.to, &f.to_ms) != 0)
+        return die("invalid --to '%s'", o.to);
+    if (o.model && gw_strlcpy(f.model, o.model, sizeof(f.model)) != 0)
+        return die("invalid --model '%s'", o.model);
+    if (open_store(o.db, o.config, &st) != 0)
+        return 1;
+    int rc = 0;
+    if (o.org) {
+        struct gw_org org;
+        if ((rc = gw_store_org_get(st, o.org, &org)) == 0)
+            f.org_id = org.id;
+        else if (rc == GW_ENOTFOUND) {
+            gw_store_free(st);
+            return die("no organization '%s'", o.org);
+        }
+    }
+    if (rc == 0 && o.key) {
+        struct gw_key_rec k;
+        if ((rc = gw_store_key_get(st, o.key, &k)) == 0)
+            f.key_row_id = k.id;
+        else if (rc == GW_ENOTFOUND) {
+            gw_store_free(st);
+            return die("no key '%s'", o.key);
+        }
+    }
+    if (rc == 0 && strcmp(format, "table") == 0)
+        printf("%-40s %-8s %-10s %-24s %-9s %4s %8s %8s %12s\n", "REQUEST", "KIND", "PROVIDER",
+               "MODEL", "STATE", "HTTP", "IN", "OUT", "COST_MICROS");
+    if (rc == 0)
+        rc = gw_store_usage_list(st, &f, strcmp(format, "totals") == 0 ? NULL : print_row,
+                                 (void *)format, &t);
+    gw_store_free(st);
+    if (rc != 0)
+        return die("cannot read usage: %s", gw_strerror(rc));
+    printf("totals rows=%lld requests=%lld tokens_in=%lld tokens_out=%lld cost_micros=%lld\n",
+           (long long)t.rows, (long long)t.requests, (long long)t.tokens_in,
+           (long long)t.tokens_out, (long long)t.cost_micros);
+    return 0;
+}
+
 static int cmd_keys(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         printf("usage: llmgw keys create --org SLUG [options]   (llmgw keys create --help)\n"
+               "       llmgw keys update KEY_ID [options]       (llmgw keys update --help)\n"
                "       llmgw keys list --org SLUG\n"
                "       llmgw keys revoke KEY_ID\n");
         return argc < 2 ? 2 : 0;
@@ -690,6 +980,8 @@ static int cmd_keys(int argc, char **argv)
         return keys_create(argc - 1, argv + 1);
     if (strcmp(argv[1], "list") == 0)
         return keys_list(argc - 1, argv + 1);
+    if (strcmp(argv[1], "update") == 0)
+        return keys_update(argc - 1, argv + 1);
     if (strcmp(argv[1], "revoke") == 0)
         return keys_revoke(argc - 1, argv + 1);
     return die("unknown keys command '%s' (try llmgw keys --help)", argv[1]);
@@ -721,6 +1013,8 @@ int main(int argc, char **argv)
         return cmd_orgs(argc - 1, argv + 1);
     if (strcmp(cmd, "keys") == 0)
         return cmd_keys(argc - 1, argv + 1);
+    if (strcmp(cmd, "usage") == 0)
+        return cmd_usage(argc - 1, argv + 1);
     fprintf(stderr, "llmgw: unknown command '%s'\n\n%s", cmd, usage_main);
     return 2;
 }

@@ -70,6 +70,7 @@ void gw_attempt_reset(struct gw_call *c)
     c->paused = 0;
     c->sends = 0;
     c->emitted_chars = 0;
+    c->over_reservation = 0;
 }
 
 void gw_attempt_cancel(struct gw_call *c)
@@ -283,9 +284,18 @@ static int emit_chunk(void *arg, json_t *chunk)
 
     if (c->req == NULL)
         return GW_EIO;
+    count_emitted(c, chunk);
+    if (c->capped && c->max_out > 0) {
+        /* the provider went past the output it was asked for and we reserved: stop there
+         * (counting at least a token per 8 characters relayed) */
+        int64_t out = c->st.usage.output_tokens, est = (c->emitted_chars + 7) / 8;
+        if ((est > out ? est : out) > c->max_out) {
+            c->over_reservation = 1;
+            return GW_ETOOBIG;
+        }
+    }
     if (!c->reply_started)
         start_stream_reply(c);
-    count_emitted(c, chunk);
     json_object_set_new(chunk, "id", json_string(c->stream_id));
     json_object_set_new(chunk, "object", json_string("chat.completion.chunk"));
     json_object_set_new(chunk, "created", json_integer(c->created));
@@ -472,6 +482,23 @@ static void finish_stream_outcome(struct gw_call *c, CURLcode result)
                     c->ops->name, c->st.err.type, msg);
     }
     memset(&f, 0, sizeof(f));
+    if (c->over_reservation) {
+        GW_LOG_WARN("upstream", "req=%s provider=%s model=%s sent more than the %lld output "
+                    "tokens asked for and reserved; cut off", c->rid, c->ops->name,
+                    c->model->id, (long long)c->max_out);
+        /* what was relayed is what the reservation covers: charge that */
+        if (u->input_tokens == 0)
+            u->input_tokens = c->input_estimate;
+        if (u->output_tokens < c->max_out)
+            u->output_tokens = c->max_out;
+        gw_call_usage_to_row(c, u);
+        if (!c->reply_started)
+            start_stream_reply(c);
+        gw_attempt_finish_stream(c, "reservation_exceeded",
+                                 "the answer reached the output reserved for it and was cut off");
+        gw_call_attempt_done(c, 1);
+        return;
+    }
     if (c->st.failed)
         fail_set(&f, c->st.err.retryable ? GW_OUT_UNAVAILABLE : GW_OUT_BROKEN, 502,
                  "upstream_error", "upstream_error",

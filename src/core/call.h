@@ -19,6 +19,7 @@
 
 #include "core/gw_int.h"
 #include "core/request.h"
+#include "policy/limits.h"
 #include "providers/provider.h"
 #include "route/fallback.h"
 #include "route/route.h"
@@ -53,6 +54,13 @@ struct gw_call {
     enum gw_dialect dialect;
     struct gw_chat_opts opts;
     struct gw_key_rec key;
+    const struct gw_tier *tier;     /* the key's tier (NULL: unknown name, no defaults) */
+    struct gw_limit_set limits;     /* the key's effective limits: its own, else the tier's */
+    int capped;                     /* a token or USD limit applies: requests without max_tokens
+                                     * get the capped default sent and reserved */
+    struct gw_hold hold;            /* what the request holds in the limits */
+    int64_t charged_usd;            /* cost of earlier (archived) attempts, micro-USD */
+    int64_t charged_tokens;         /* and their tokens */
     json_t *canon;
     struct gw_route_req rq;         /* the routing view of canon */
     int64_t input_estimate;
@@ -98,6 +106,8 @@ struct gw_call {
     int paused;                     /* upstream paused until the client catches up */
     int sends;                      /* times curl was about to send this attempt's request */
     int64_t emitted_chars;          /* stream text relayed, for estimates when usage is lost */
+    int64_t max_out;                /* output tokens sent as the cap and reserved */
+    int over_reservation;           /* the stream was cut: it reached its reserved output */
     struct gw_usage_row row;        /* the request's usage row, describing this attempt */
 };
 
@@ -120,6 +130,8 @@ void gw_call_end(struct gw_call *c);
 void gw_call_usage_to_row(struct gw_call *c, const struct gw_usage *u);
 /* The provider did not (fully) report usage: never record zero for work that was done. */
 void gw_call_usage_estimate(struct gw_call *c, struct gw_usage *u);
+/* The limits request for c (key and org scopes, effective limits, now), amounts left 0. */
+struct gw_limit_req gw_call_limit_req(struct gw_call *c);
 
 /* ---- attempt.c ---- */
 /* Start the current attempt's transfer (c->model, c->ops, c->up built). 0 or an error. */

@@ -72,6 +72,24 @@ static const struct int_setting {
     {"router.timeout_ms", 1, 60000, K_INT, offsetof(struct gw_config, router.timeout_ms)},
     {"router.max_prompt_chars", 100, 100000, K_INT,
      offsetof(struct gw_config, router.max_prompt_chars)},
+    {"budgets.daily_reset_hour_utc", 0, 23, K_INT, offsetof(struct gw_config, budgets.reset_hour)},
+    {"budgets.monthly_reset_day", 1, 28, K_INT, offsetof(struct gw_config, budgets.reset_day)},
+};
+
+/* Tier fields: tiers.<name>.<field>. USD amounts are decimal strings. */
+enum tier_kind { T_COUNT, T_USD };
+static const struct {
+    const char *name;
+    enum tier_kind kind;
+    size_t off;
+} tier_fields[] = {
+    {"requests_per_hour", T_COUNT, offsetof(struct gw_tier, limits.rph)},
+    {"tokens_per_hour", T_COUNT, offsetof(struct gw_tier, limits.tph)},
+    {"max_concurrent", T_COUNT, offsetof(struct gw_tier, limits.max_concurrent)},
+    {"daily_usd", T_USD, offsetof(struct gw_tier, limits.daily_usd_micros)},
+    {"monthly_usd", T_USD, offsetof(struct gw_tier, limits.monthly_usd_micros)},
+    {"max_request_usd", T_USD, offsetof(struct gw_tier, limits.max_request_usd_micros)},
+    {"max_output_tokens", T_COUNT, offsetof(struct gw_tier, max_output_tokens)},
 };
 #define N_INT_SETTINGS (sizeof(int_settings) / sizeof(int_settings[0]))
 
@@ -117,6 +135,19 @@ int gw_config_init(struct gw_config *c)
     (void)gw_strlcpy(c->router.model, "claude-haiku-4-5", sizeof(c->router.model));
     c->router.timeout_ms = 2000;
     c->router.max_prompt_chars = 2000;
+    /* Tiers: no limits unless configured (limits are the operator's policy); the output cap
+     * keeps the worst case of a request without max_tokens from refusing it needlessly. */
+    static const struct {
+        const char *name;
+        int64_t cap;
+    } tiers[] = {{"free", 4096}, {"pro", 16384}, {"enterprise", 0}};
+    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
+        (void)gw_strlcpy(c->tiers[i].name, tiers[i].name, sizeof(c->tiers[i].name));
+        c->tiers[i].max_output_tokens = tiers[i].cap;
+    }
+    c->ntiers = 3;
+    c->budgets.reset_hour = 0;
+    c->budgets.reset_day = 1;
     c->shutdown_grace_ms = 10000;
     c->max_conns_per_worker = 4096;
     if ((c->listen_host = gw_strdup("127.0.0.1")) == NULL ||
@@ -162,6 +193,14 @@ struct gw_provider_conf *gw_config_provider(struct gw_config *c, const char *nam
     for (int i = 0; i < GW_NPROVIDERS; i++)
         if (strcmp(c->providers[i].name, name) == 0)
             return &c->providers[i];
+    return NULL;
+}
+
+const struct gw_tier *gw_config_tier(const struct gw_config *c, const char *name)
+{
+    for (int i = 0; name != NULL && i < c->ntiers; i++)
+        if (strcmp(c->tiers[i].name, name) == 0)
+            return &c->tiers[i];
     return NULL;
 }
 
@@ -356,6 +395,57 @@ static int set_int(struct gw_config *c, const struct int_setting *s, const char 
     return 0;
 }
 
+/* tiers.<name>.<field>: a new name adds a tier. */
+static int set_tier(struct gw_config *c, const char *name, const char *rest, const char *v,
+                    struct gw_errbuf *eb)
+{
+    const char *dot = strchr(rest, '.');
+    char tname[16];
+    size_t n = dot ? (size_t)(dot - rest) : 0;
+
+    if (dot == NULL || n == 0 || n >= sizeof(tname)) {
+        gw_errbuf_set(eb, "unknown setting '%s' (tiers.<name>.<field>)", name);
+        return GW_EINVAL;
+    }
+    memcpy(tname, rest, n);
+    tname[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (!((tname[i] >= 'a' && tname[i] <= 'z') || (tname[i] >= '0' && tname[i] <= '9') ||
+              tname[i] == '_' || tname[i] == '-')) {
+            gw_errbuf_set(eb, "invalid tier name '%s': a-z, 0-9, '_', '-'", tname);
+            return GW_EINVAL;
+        }
+    for (size_t f = 0; f < sizeof(tier_fields) / sizeof(tier_fields[0]); f++) {
+        if (strcmp(dot + 1, tier_fields[f].name) != 0)
+            continue;
+        int64_t val;
+        int bad = tier_fields[f].kind == T_USD ? gw_parse_micros(v, &val) != 0
+                                               : parse_bounded(v, 0, INT64_MAX / 4, &val) != 0;
+        if (bad) {
+            gw_errbuf_set(eb, "invalid value for '%s': want %s", name,
+                          tier_fields[f].kind == T_USD ? "a USD amount like 25 or 2.50"
+                                                       : "a non-negative integer");
+            return GW_EINVAL;
+        }
+        struct gw_tier *t = (struct gw_tier *)gw_config_tier(c, tname);
+        if (t == NULL) {
+            if (c->ntiers == GW_MAX_TIERS) {
+                gw_errbuf_set(eb, "at most %d tiers", GW_MAX_TIERS);
+                return GW_EINVAL;
+            }
+            t = &c->tiers[c->ntiers++];
+            memset(t, 0, sizeof(*t));
+            (void)gw_strlcpy(t->name, tname, sizeof(t->name));
+        }
+        *(int64_t *)(void *)((char *)t + tier_fields[f].off) = val;
+        return 0;
+    }
+    gw_errbuf_set(eb, "unknown setting '%s' (requests_per_hour, tokens_per_hour, "
+                      "max_concurrent, daily_usd, monthly_usd, max_request_usd, "
+                      "max_output_tokens)", name);
+    return GW_EINVAL;
+}
+
 static int set_provider(struct gw_config *c, const char *name, const char *rest, const char *v,
                         struct gw_errbuf *eb)
 {
@@ -453,6 +543,8 @@ int gw_config_set(struct gw_config *c, const char *name, const char *value, stru
             return set_int(c, &int_settings[i], value, eb);
     if (strncmp(name, "providers.", 10) == 0)
         return set_provider(c, name, name + 10, value, eb);
+    if (strncmp(name, "tiers.", 6) == 0)
+        return set_tier(c, name, name + 6, value, eb);
     gw_errbuf_set(eb, "unknown setting '%s'", name);
     return GW_EINVAL;
 }
@@ -474,10 +566,12 @@ static int is_scalar_setting(const char *name)
 static int is_section(struct gw_config *c, const char *name)
 {
     static const char *const sections[] = {"limits", "timeouts", "providers", "fallback",
-                                           "breaker", "router", NULL};
+                                           "breaker", "router", "tiers", "budgets", NULL};
     for (int i = 0; sections[i] != NULL; i++)
         if (strcmp(name, sections[i]) == 0)
             return 1;
+    if (strncmp(name, "tiers.", 6) == 0 && strchr(name + 6, '.') == NULL && name[6] != '\0')
+        return 1; /* tiers.<name> */
     if (strncmp(name, "providers.", 10) != 0)
         return 0;
     const char *p = name + 10, *dot = strchr(p, '.');

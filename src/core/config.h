@@ -8,8 +8,10 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "policy/budget.h"
 #include "route/breaker.h"
 #include "route/fallback.h"
+#include "store/store.h"
 #include "util/err.h"
 
 #define GW_NPROVIDERS 5
@@ -28,6 +30,16 @@ struct gw_provider_conf {
     char *api_key;       /* owned secret; NULL = not configured */
     char *api_version;   /* owned; Anthropic version header; may be NULL */
     struct gw_timeouts timeouts; /* per-provider overrides (0 = global) */
+};
+
+#define GW_MAX_TIERS 8
+
+/* A tier: the default limits of the keys on it (a key's own limits override them) and the
+ * output cap used for the worst case of requests that give no max_tokens. */
+struct gw_tier {
+    char name[16];
+    struct gw_limit_set limits; /* 0 = no limit */
+    int64_t max_output_tokens;  /* 0 = the model's own maximum */
 };
 
 /* The LLM router: a small model asked to pick the model for an auto-routed request. */
@@ -56,6 +68,9 @@ struct gw_config {
     struct gw_fallback_conf fallback;
     struct gw_breaker_conf breaker;
     struct gw_router_conf router;
+    struct gw_tier tiers[GW_MAX_TIERS];
+    int ntiers;
+    struct gw_budget_windows budgets; /* when budget days and months start */
 };
 
 /* Fill defaults (127.0.0.1:8080, sqlite:./data/llmgw.db, catalog/models.yaml, providers' public
@@ -73,6 +88,8 @@ GW_NODISCARD int gw_config_set(struct gw_config *c, const char *name, const char
                                struct gw_errbuf *eb);
 /* Provider settings by name, or NULL. */
 struct gw_provider_conf *gw_config_provider(struct gw_config *c, const char *name);
+/* A tier by name, or NULL. */
+const struct gw_tier *gw_config_tier(const struct gw_config *c, const char *name);
 /* The timeouts that apply to provider p: its own where set, else the global ones. */
 struct gw_timeouts gw_config_timeouts(const struct gw_config *c, const struct gw_provider_conf *p);
 

@@ -140,6 +140,29 @@ static void handle_health(struct gw_worker *w, struct evhttp_request *req, const
     json_decref(out);
 }
 
+#ifdef GW_TEST_HOOKS
+/* POST /__test/clock {"advance_ms": N} — test builds only: move the gateway's wall clock. */
+static void handle_test_clock(struct evhttp_request *req, const char *rid)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *data = (const char *)evbuffer_pullup(in, -1);
+    json_t *b = data ? json_loadb(data, len, 0, NULL) : NULL;
+    json_t *ms = json_object_get(b, "advance_ms");
+    if (!json_is_integer(ms) || json_integer_value(ms) < 0) {
+        json_decref(b);
+        gw_reply_error(req, 400, "invalid_request_error", "invalid_request",
+                       "want {\"advance_ms\": N >= 0}", rid, 0);
+        return;
+    }
+    int64_t total = gw_test_clock_advance(json_integer_value(ms));
+    json_decref(b);
+    json_t *out = json_pack("{s:I}", "offset_ms", (json_int_t)total);
+    gw_reply_json(req, 200, out, rid);
+    json_decref(out);
+}
+#endif
+
 static void handle(void *wdata, struct evhttp_request *req)
 {
     struct gw_worker *w = wdata;
@@ -178,6 +201,9 @@ static void handle(void *wdata, struct evhttp_request *req)
         {"/v1/chat/completions", EVHTTP_REQ_POST, 2},
         {"/api/v1/llm/chat", EVHTTP_REQ_POST, 3},
         {"/admin/v1/health", EVHTTP_REQ_GET, 4},
+#ifdef GW_TEST_HOOKS
+        {"/__test/clock", EVHTTP_REQ_POST, 5},
+#endif
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -205,6 +231,11 @@ static void handle(void *wdata, struct evhttp_request *req)
         case 4:
             handle_health(w, req, rid);
             return;
+#ifdef GW_TEST_HOOKS
+        case 5:
+            handle_test_clock(req, rid);
+            return;
+#endif
         default:
             gw_pipeline_chat(w, req, rid, GW_DIALECT_SIMPLE);
             return;

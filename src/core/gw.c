@@ -111,6 +111,8 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
     }
     for (int i = 0; i < GW_NPROVIDERS; i++)
         gw_breaker_init(&gw->breakers[i]);
+    if ((rc = gw_limits_new(&gw->cfg.budgets, &gw->limits)) != 0)
+        goto out;
     gw->cooldowns = gw_calloc((size_t)gw_catalog_count(gw->catalog) + 1, sizeof(*gw->cooldowns));
     if (gw->cooldowns == NULL) {
         rc = GW_ENOMEM;
@@ -177,6 +179,7 @@ void llmgw_free(struct llmgw *g)
     gw_http_server_free(g->gw.server);
     gw_router_free(g->gw.router);
     gw_free(g->gw.cooldowns);
+    gw_limits_free(g->gw.limits);
     gw_catalog_free(g->gw.catalog);
     gw_config_cleanup(&g->gw.cfg);
     gw_free(g);

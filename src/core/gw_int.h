@@ -16,6 +16,7 @@
 #include "core/catalog.h"
 #include "core/config.h"
 #include "http/server.h"
+#include "policy/limits.h"
 #include "route/route.h"
 #include "store/store.h"
 
@@ -32,6 +33,7 @@ struct gw {
     struct gw_breaker breakers[GW_NPROVIDERS];
     struct gw_cooldown *cooldowns; /* gw_catalog_count entries */
     const struct gw_model *router_model; /* cfg.router.model in the catalog; NULL when off */
+    struct gw_limits *limits;            /* admission against every key's and org's limits */
 };
 
 struct gw_worker {

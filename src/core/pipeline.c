@@ -28,7 +28,7 @@
 #include "core/call.h"
 #include "http/reply.h"
 #include "http/upstream.h"
-#include "policy/budget.h"
+#include "policy/limits.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -133,12 +133,112 @@ struct gw_breaker *gw_breaker_of(struct gw *gw, const char *provider)
     return NULL;
 }
 
+/* The effective policy is the intersection of the org's and the key's allowlists: an org can
+ * tighten, a key never widen. */
+static int policy_allows(const struct gw_call *c, const struct gw_model *m)
+{
+    return list_allows(c->key.providers, m->provider) && list_allows(c->key.models, m->id) &&
+           list_allows(c->key.org_providers, m->provider) &&
+           list_allows(c->key.org_models, m->id);
+}
+
 /* May this call's key use model m, is its provider configured, and does it match a pin? */
 static int model_allowed(const struct gw_call *c, const struct gw_model *m)
 {
     return (c->opts.provider[0] == '\0' || strcmp(c->opts.provider, m->provider) == 0) &&
-           gw_provider_configured(c->w->gw, m->provider) &&
-           list_allows(c->key.providers, m->provider) && list_allows(c->key.models, m->id);
+           gw_provider_configured(c->w->gw, m->provider) && policy_allows(c, m);
+}
+
+struct gw_limit_req gw_call_limit_req(struct gw_call *c)
+{
+    struct gw_limit_req q = {
+        .key_id = c->key.id,
+        .org_id = c->key.org_id,
+        .key = &c->limits,
+        .org = c->key.org_id > 0 ? &c->key.org_limits : NULL,
+        .now_ms = gw_now_ms(),
+        .store = c->w->store,
+    };
+    return q;
+}
+
+/* The key's limits: its own where set, else its tier's defaults. */
+static void effective_limits(struct gw_call *c)
+{
+    const struct gw_limit_set *k = &c->key.limits;
+    const struct gw_limit_set *t = c->tier ? &c->tier->limits : NULL;
+    struct gw_limit_set *e = &c->limits;
+#define PICK(f) e->f = k->f > 0 ? k->f : t ? t->f : 0
+    PICK(rph);
+    PICK(tph);
+    PICK(max_concurrent);
+    PICK(daily_usd_micros);
+    PICK(monthly_usd_micros);
+    PICK(max_request_usd_micros);
+#undef PICK
+    const struct gw_limit_set *o = &c->key.org_limits;
+    c->capped = e->tph > 0 || e->daily_usd_micros > 0 || e->monthly_usd_micros > 0 ||
+                e->max_request_usd_micros > 0 || o->tph > 0 || o->daily_usd_micros > 0 ||
+                o->monthly_usd_micros > 0 || o->max_request_usd_micros > 0;
+}
+
+/* Output tokens for an attempt on m: the request's max_tokens (at most the model's); without
+ * one, when a token or USD limit applies, the model's default_max_tokens or the tier's cap if
+ * lower -- sent to the provider and reserved, so the worst case holds -- else the model's. */
+static int64_t attempt_max_out(const struct gw_call *c, const struct gw_model *m)
+{
+    int64_t cap = m->max_output_tokens > 0 ? m->max_output_tokens : 4096;
+    if (c->opts.max_tokens > 0)
+        return c->opts.max_tokens < cap ? c->opts.max_tokens : cap;
+    if (!c->capped)
+        return cap;
+    int64_t d = m->default_max_tokens > 0 ? m->default_max_tokens : cap;
+    if (c->tier != NULL && c->tier->max_output_tokens > 0 && c->tier->max_output_tokens < d)
+        d = c->tier->max_output_tokens;
+    return d;
+}
+
+/* 429 for a limit that said no: which one, and when to retry. */
+static void reply_limit(struct gw_call *c, const struct gw_refusal *why)
+{
+    char msg[256];
+    int64_t v = why->limit_value;
+    int ra = why->retry_after_ms < 0 ? 0 : (int)((why->retry_after_ms + 999) / 1000);
+    const char *who = strcmp(why->scope, "org") == 0 ? "the organization's" : "this API key's";
+
+    if (strstr(why->limit, "usd") != NULL)
+        snprintf(msg, sizeof(msg), "%s %s limit of $%lld.%06lld %s", who, why->limit,
+                 (long long)(v / 1000000), (long long)(v % 1000000),
+                 why->retry_after_ms < 0 ? "is smaller than this request's worst-case cost; "
+                                           "lower max_tokens"
+                                         : "is reached; retry later");
+    else
+        snprintf(msg, sizeof(msg), "%s %s limit of %lld is reached; retry later", who,
+                 why->limit, (long long)v);
+    c->row.status = 429;
+    gw_strlcpy(c->row.error_code, why->code, sizeof(c->row.error_code));
+    GW_LOG_INFO("limits", "req=%s key=%s refused: %s %s (limit %lld, retry in %d s)", c->rid,
+                c->key.key_id, why->scope, why->limit, (long long)v, ra);
+    if (c->req == NULL)
+        return;
+    json_t *body = gw_error_body("rate_limit_error", why->code, msg, c->rid);
+    json_object_set_new(json_object_get(body, "error"), "limit",
+                        json_pack("{s:s,s:s,s:I}", "scope", why->scope, "name", why->limit,
+                                  "value", (json_int_t)v));
+    if (c->evcon != NULL)
+        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    gw_call_answer_headers(c);
+    if (ra > 0) {
+        char b[24];
+        snprintf(b, sizeof(b), "%d", ra);
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", b);
+    }
+    if (body != NULL)
+        gw_reply_json(c->req, 429, body, c->rid);
+    else
+        gw_reply_error(c->req, 429, "rate_limit_error", why->code, msg, c->rid, ra);
+    json_decref(body);
+    c->req = NULL;
 }
 
 /* Time (ms) until m may be called: its provider's breaker and its own Retry-After. */
@@ -228,9 +328,10 @@ static int budget_aware(struct gw_call *c)
     struct gw_budget_view b;
 
     if (gw_router_budget_percent(gw->router) == 0 ||
-        (c->key.daily_usd_micros <= 0 && c->key.monthly_usd_micros <= 0))
+        (c->limits.daily_usd_micros <= 0 && c->limits.monthly_usd_micros <= 0))
         return 0;
-    if (gw_budget_view(c->w->store, &c->key, gw_now_ms(), &b) != 0) {
+    struct gw_limit_req q = gw_call_limit_req(c);
+    if (gw_limits_view(gw->limits, &q, &b) != 0) {
         GW_LOG_WARN("route", "req=%s cannot read the key's spending; routing without it", c->rid);
         return 0;
     }
@@ -255,6 +356,7 @@ static int route_auto(struct gw_call *c)
     }
     if (gw->router_model != NULL) {
         const char *skip;
+        int rc;
         int n = gw_router_candidates(gw->router, &c->rq, cands, GW_ROUTE_MAX_TARGETS);
         if (n < 2)
             skip = "one candidate, nothing to choose";
@@ -262,10 +364,11 @@ static int route_auto(struct gw_call *c)
             skip = "the router model is not allowed for this key";
         else if (health_wait(gw, gw->router_model, c->route_now_ms) > 0)
             skip = "the router model is unavailable";
-        else if (gw_router_call_start(c, cands, n) == 0)
+        else if ((rc = gw_router_call_start(c, cands, n)) == 0)
             return 1;
         else
-            skip = "the router call could not start";
+            skip = rc == GW_ELIMIT ? "the router call does not fit the key's limits"
+                                   : "the router call could not start";
         gw_call_routed(c, NULL, skip);
         return 0;
     }
@@ -293,6 +396,13 @@ static int route(struct gw_call *c)
             reply_error(c, 400, "invalid_request_error", "provider_not_configured", msg, 0);
             return -1;
         }
+        if (!list_allows(c->key.providers, c->opts.provider) ||
+            !list_allows(c->key.org_providers, c->opts.provider)) {
+            snprintf(msg, sizeof(msg), "this API key may not use the provider '%s'",
+                     c->opts.provider);
+            reply_error(c, 403, "permission_error", "provider_not_allowed", msg, 0);
+            return -1;
+        }
     }
     if (c->opts.auto_route || c->opts.model[0] == '\0')
         return route_auto(c);
@@ -316,8 +426,10 @@ static int route(struct gw_call *c)
         reply_error(c, 400, "invalid_request_error", "provider_not_configured", msg, 0);
         return -1;
     }
-    if (!list_allows(c->key.providers, m->provider) || !list_allows(c->key.models, m->id)) {
-        snprintf(msg, sizeof(msg), "this API key may not use the model '%.64s'", c->opts.model);
+    if (!policy_allows(c, m)) {
+        int org = list_allows(c->key.providers, m->provider) && list_allows(c->key.models, m->id);
+        snprintf(msg, sizeof(msg), "%s may not use the model '%.64s'",
+                 org ? "this API key's organization" : "this API key", c->opts.model);
         reply_error(c, 403, "permission_error", "model_not_allowed", msg, 0);
         return -1;
     }
@@ -348,8 +460,7 @@ static void fill_row(struct gw_call *c)
     r->attempts = c->attempts;
     gw_strlcpy(r->route_method, c->route_method, sizeof(r->route_method));
     gw_strlcpy(r->state, "reserved", sizeof(r->state));
-    int64_t max_out = c->opts.max_tokens > 0 ? c->opts.max_tokens : c->model->max_output_tokens;
-    r->reserved_micros = gw_cost_worst_micros(c->model, c->input_estimate, max_out);
+    r->reserved_micros = gw_cost_worst_micros(c->model, c->input_estimate, c->max_out);
     r->tokens_in = r->tokens_out = r->cached_tokens = r->reasoning_tokens = 0;
     r->cost_micros = 0;
     r->status = 0;
@@ -371,17 +482,48 @@ static int archive_attempt(struct gw_call *c)
     return gw_store_usage_reserve(c->w->store, &a);
 }
 
-/* Make the usage row durable for the current target before anything goes upstream. */
+/* Hold the current target's worst case in every limit, then make the usage row durable --
+ * both before anything goes upstream. Returns 0; GW_ELIMIT when a limit refuses (the first
+ * attempt answered 429; a fallback target is skipped instead); another error when the call
+ * was answered (503) and must end. */
 static int reserve(struct gw_call *c)
 {
-    int first = c->row.request_id[0] == '\0';
+    struct gw *gw = c->w->gw;
+    struct gw_refusal why;
+    int first = !c->hold.active;
     int rc;
 
-    if (!first && (rc = archive_attempt(c)) != 0)
-        goto fail;
+    /* what this request may cost in all: earlier attempts, the last one, this one's worst */
+    int64_t prev_usd = first ? 0 : c->row.cost_micros;
+    int64_t prev_tokens = first ? 0 : c->row.tokens_in + c->row.tokens_out;
+    struct gw_limit_req q = gw_call_limit_req(c);
+    q.usd = c->charged_usd + prev_usd +
+            gw_cost_worst_micros(c->model, c->input_estimate, c->max_out);
+    q.tokens = c->charged_tokens + prev_tokens + c->input_estimate + c->max_out;
+    q.request = 1;
+    rc = first ? gw_limits_admit(gw->limits, &q, &c->hold, &why)
+               : gw_limits_rehold(gw->limits, &c->hold, &q, &why);
+    if (rc == GW_ELIMIT) {
+        if (first)
+            reply_limit(c, &why);
+        return GW_ELIMIT;
+    }
+    if (rc != 0) {
+        GW_LOG_ERROR("limits", "req=%s cannot check the limits (%s); refusing", c->rid,
+                     gw_strerror(rc));
+        reply_error(c, 503, "service_unavailable", "store_unavailable",
+                    "the gateway cannot check usage limits right now; try again", 1);
+        return rc;
+    }
+    if (!first) {
+        if ((rc = archive_attempt(c)) != 0)
+            goto fail;
+        c->charged_usd += prev_usd;
+        c->charged_tokens += prev_tokens;
+    }
     fill_row(c);
     if (first) {
-        c->row.created_ms = gw_now_ms();
+        c->row.created_ms = q.now_ms;
         rc = gw_store_usage_reserve(c->w->store, &c->row);
     } else {
         rc = gw_store_usage_settle(c->w->store, &c->row); /* re-target, still "reserved" */
@@ -390,11 +532,13 @@ static int reserve(struct gw_call *c)
         return 0;
 fail:
     GW_LOG_ERROR("store", "req=%s could not reserve the usage row; refusing", c->rid);
-    if (first)
+    if (first) {
         c->row.request_id[0] = '\0'; /* nothing to settle */
+        gw_limits_settle(gw->limits, &c->hold, 0, 0);
+    }
     reply_error(c, 503, "service_unavailable", "store_unavailable",
                 "the gateway cannot record usage right now; try again", 1);
-    return -1;
+    return GW_ESTORE;
 }
 
 /* Build the upstream request for c->model. 0, or GW_EINVAL (eb says why) when this provider
@@ -411,7 +555,10 @@ static int build(struct gw_call *c, struct gw_errbuf *eb)
         .reasoning = c->model->reasoning,
     };
     c->to = gw_config_timeouts(&gw->cfg, pc);
+    c->max_out = attempt_max_out(c, c->model);
     json_object_set_new(c->canon, "model", json_string(c->model->wire_id));
+    if (c->opts.max_tokens == 0 && c->capped) /* what is reserved is what may be generated */
+        json_object_set_new(c->canon, "max_tokens", json_integer(c->max_out));
     return c->ops->build(&pcfg, c->canon, c->model->wire_id, c->opts.stream, &c->up, eb);
 }
 
@@ -458,8 +605,14 @@ static void begin_attempt(struct gw_call *c)
         c->route_method = "fallback";
         gw_strlcpy(c->opts.model, c->model->id, sizeof(c->opts.model));
     }
-    if (rc == 0 && reserve(c) != 0) {
+    if (rc == 0 && (rc = reserve(c)) != 0) {
         give_back_pass(c, 0, 0);
+        if (rc == GW_ELIMIT && c->attempts > 1) { /* this fallback does not fit: the next */
+            c->attempts--;
+            trail_add(c, c->model, "skipped (over a limit)");
+            next_attempt(c);
+            return;
+        }
         gw_call_end(c);
         return;
     }
@@ -657,6 +810,9 @@ void gw_call_end(struct gw_call *c)
                    sizeof(c->row.state));
     if (c->row.request_id[0] != '\0' && gw_store_usage_settle(w->store, &c->row) != 0)
         GW_LOG_ERROR("store", "req=%s could not settle the usage row", c->rid);
+    /* the limits keep what it really cost; the rest of the worst case is refunded */
+    gw_limits_settle(w->gw->limits, &c->hold, c->charged_usd + c->row.cost_micros,
+                     c->charged_tokens + c->row.tokens_in + c->row.tokens_out);
     GW_LOG_INFO("access", "req=%s key=%s route=%s provider=%s model=%s stream=%d status=%d "
                 "in=%lld out=%lld cost_micros=%lld ms=%lld state=%s attempts=%d%s%s",
                 c->rid, c->key.key_id, c->route_method ? c->route_method : "-",
@@ -821,6 +977,8 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
                     "conversation_id is not available in this version", 0);
         goto done;
     }
+    c->tier = gw_config_tier(&w->gw->cfg, c->key.tier);
+    effective_limits(c);
     c->rq.body = c->canon;
     c->rq.input_tokens = c->input_estimate;
     c->rq.max_output_tokens = c->opts.max_tokens;

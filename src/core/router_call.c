@@ -39,6 +39,7 @@ struct gw_router_call {
     struct gw_buf body;
     int64_t t0_us;
     struct gw_usage_row row;
+    struct gw_hold hold; /* the router call's own usage in the key's and org's limits */
 };
 
 static size_t on_write(char *p, size_t sz, size_t n, void *arg)
@@ -73,6 +74,8 @@ static void settle(struct gw_router_call *rc, const char *state, int status, con
     rc->row.settled_ms = gw_now_ms();
     if (gw_store_usage_settle(c->w->store, &rc->row) != 0)
         GW_LOG_ERROR("store", "req=%s could not settle the router's usage row", c->rid);
+    gw_limits_settle(c->w->gw->limits, &rc->hold, rc->row.cost_micros,
+                     rc->row.tokens_in + rc->row.tokens_out);
 }
 
 static void verdict(struct gw_router_call *rc, int ok)
@@ -206,9 +209,18 @@ int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands,
     r->reserved_micros =
         gw_cost_worst_micros(m, (int64_t)rc->up.body_len / 3 + 16, ROUTER_MAX_OUTPUT);
     gw_strlcpy(r->catalog_version, gw_catalog_version(gw->catalog), sizeof(r->catalog_version));
-    r->created_ms = gw_now_ms();
-    if ((err = gw_store_usage_reserve(c->w->store, r)) != 0)
+    struct gw_limit_req q = gw_call_limit_req(c);
+    struct gw_refusal why;
+    q.usd = r->reserved_micros;
+    q.tokens = (int64_t)rc->up.body_len / 3 + 16 + ROUTER_MAX_OUTPUT;
+    q.request = 0; /* part of the request, not one more */
+    if ((err = gw_limits_admit(gw->limits, &q, &rc->hold, &why)) != 0)
         goto fail;
+    r->created_ms = q.now_ms;
+    if ((err = gw_store_usage_reserve(c->w->store, r)) != 0) {
+        gw_limits_settle(gw->limits, &rc->hold, 0, 0);
+        goto fail;
+    }
 
     struct gw_breaker *b = gw_breaker_of(gw, m->provider);
     rc->pass = b ? gw_breaker_enter(b, gw_now_ms()) : GW_PASS_NORMAL;

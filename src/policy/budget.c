@@ -3,57 +3,53 @@
  */
 #include "policy/budget.h"
 
-#include <string.h>
 #include <time.h>
 
-int64_t gw_utc_day_start(int64_t now_ms)
+#define DAY_MS 86400000LL
+#define HOUR_MS 3600000LL
+
+int64_t gw_budget_day_start(const struct gw_budget_windows *w, int64_t now_ms)
 {
-    int64_t day = 86400000;
-    return now_ms - ((now_ms % day) + day) % day;
+    int64_t shifted = now_ms - w->reset_hour * HOUR_MS;
+    int64_t day = shifted - ((shifted % DAY_MS) + DAY_MS) % DAY_MS;
+    return day + w->reset_hour * HOUR_MS;
 }
 
-int64_t gw_utc_month_start(int64_t now_ms)
+int64_t gw_budget_next_day(const struct gw_budget_windows *w, int64_t now_ms)
+{
+    return gw_budget_day_start(w, now_ms) + DAY_MS;
+}
+
+/* The reset instant of the month (year, mon) as unix ms. */
+static int64_t month_reset(const struct gw_budget_windows *w, int year, int mon)
+{
+    struct tm tm = {0};
+    tm.tm_year = year + mon / 12;
+    tm.tm_mon = mon % 12;
+    tm.tm_mday = w->reset_day;
+    tm.tm_hour = w->reset_hour;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+int64_t gw_budget_month_start(const struct gw_budget_windows *w, int64_t now_ms)
 {
     time_t t = (time_t)(now_ms / 1000);
     struct tm tm;
     if (gmtime_r(&t, &tm) == NULL)
-        return gw_utc_day_start(now_ms);
-    tm.tm_mday = 1;
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    return (int64_t)timegm(&tm) * 1000;
+        return gw_budget_day_start(w, now_ms);
+    int64_t start = month_reset(w, tm.tm_year, tm.tm_mon);
+    if (start > now_ms) /* before this month's reset: the window began last month */
+        start = tm.tm_mon == 0 ? month_reset(w, tm.tm_year - 1, 11)
+                               : month_reset(w, tm.tm_year, tm.tm_mon - 1);
+    return start;
 }
 
-static void consider(struct gw_budget_view *out, const char *window, int64_t limit,
-                     int64_t spent)
+int64_t gw_budget_next_month(const struct gw_budget_windows *w, int64_t now_ms)
 {
-    int64_t left = limit > spent ? limit - spent : 0;
-    if (out->active && left >= out->remaining_micros)
-        return;
-    out->active = 1;
-    out->window = window;
-    out->limit_micros = limit;
-    out->spent_micros = spent;
-    out->remaining_micros = left;
-    int64_t pct = spent / limit * 100 + (spent % limit) * 100 / limit;
-    out->percent_spent = (int)(pct > 100000 ? 100000 : pct);
-}
-
-int gw_budget_view(struct gw_store *s, const struct gw_key_rec *k, int64_t now_ms,
-                   struct gw_budget_view *out)
-{
-    int64_t spent;
-    int rc;
-
-    memset(out, 0, sizeof(*out));
-    if (k->daily_usd_micros > 0) {
-        if ((rc = gw_store_usage_spent(s, k->id, gw_utc_day_start(now_ms), &spent)) != 0)
-            return rc;
-        consider(out, "daily", k->daily_usd_micros, spent);
-    }
-    if (k->monthly_usd_micros > 0) {
-        if ((rc = gw_store_usage_spent(s, k->id, gw_utc_month_start(now_ms), &spent)) != 0)
-            return rc;
-        consider(out, "monthly", k->monthly_usd_micros, spent);
-    }
-    return 0;
+    int64_t start = gw_budget_month_start(w, now_ms);
+    time_t t = (time_t)(start / 1000);
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL)
+        return start + 31 * DAY_MS;
+    return month_reset(w, tm.tm_year, tm.tm_mon + 1);
 }

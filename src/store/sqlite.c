@@ -73,6 +73,20 @@ static const char *const migrations[] = {
     "ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;"
     "ALTER TABLE usage ADD COLUMN route_method TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX usage_parent ON usage(parent_request_id) WHERE parent_request_id <> '';",
+    /* 3: governance — org policy (allowlists, org-wide limits) and the rest of the key limits */
+    "ALTER TABLE orgs ADD COLUMN providers TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE orgs ADD COLUMN models TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE orgs ADD COLUMN rph BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN tph BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN max_concurrent BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN daily_usd_micros BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN monthly_usd_micros BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN max_request_usd_micros BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN tph BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN max_concurrent BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN max_request_usd_micros BIGINT NOT NULL DEFAULT 0;"
+    "CREATE INDEX usage_model_time ON usage(model, created_ms);"
+    "CREATE INDEX usage_time ON usage(created_ms);",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -90,13 +104,27 @@ enum stmt_id {
     S_USAGE_GET,
     S_USAGE_RECOVER,
     S_USAGE_SPENT,
+    S_USAGE_SPENT_ORG,
+    S_USAGE_RECENT,
+    S_USAGE_RECENT_ORG,
+    S_USAGE_LIST,
+    S_ORG_SET,
+    S_KEY_SET,
     S_COUNT
 };
 
+#define LIMIT_COLS(t)                                                                              \
+    t ".rph, " t ".tph, " t ".max_concurrent, " t ".daily_usd_micros, " t ".monthly_usd_micros, "  \
+    t ".max_request_usd_micros"
 #define KEY_COLS                                                                                   \
     "k.id, k.key_id, COALESCE(k.org_id, 0), COALESCE(o.slug, ''), k.name, k.prefix, k.role, "      \
-    "k.tier, k.providers, k.models, k.rph, k.daily_usd_micros, k.monthly_usd_micros, k.revoked, "  \
-    "k.created_ms, k.revoked_ms FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
+    "k.tier, k.providers, k.models, k.revoked, k.created_ms, k.revoked_ms, " LIMIT_COLS("k") ", "  \
+    "COALESCE(o.providers, ''), COALESCE(o.models, ''), "                                          \
+    "COALESCE(o.rph, 0), COALESCE(o.tph, 0), COALESCE(o.max_concurrent, 0), "                      \
+    "COALESCE(o.daily_usd_micros, 0), COALESCE(o.monthly_usd_micros, 0), "                         \
+    "COALESCE(o.max_request_usd_micros, 0) "                                                       \
+    "FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
+#define ORG_COLS "id, slug, name, created_ms, providers, models, " LIMIT_COLS("orgs")
 
 #define USAGE_COLS                                                                                 \
     "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
@@ -106,10 +134,18 @@ enum stmt_id {
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_ORG_INSERT] = "INSERT INTO orgs(slug, name, created_ms) VALUES (?1, ?2, ?3)",
-    [S_ORG_GET] = "SELECT id, slug, name, created_ms FROM orgs WHERE slug = ?1",
+    [S_ORG_GET] = "SELECT " ORG_COLS " FROM orgs WHERE slug = ?1",
+    [S_ORG_SET] = "UPDATE orgs SET providers = ?2, models = ?3, rph = ?4, tph = ?5, "
+                  "max_concurrent = ?6, daily_usd_micros = ?7, monthly_usd_micros = ?8, "
+                  "max_request_usd_micros = ?9 WHERE slug = ?1",
     [S_KEY_INSERT] = "INSERT INTO api_keys(key_id, key_hash, prefix, org_id, name, role, tier, "
-                     "providers, models, rph, daily_usd_micros, monthly_usd_micros, created_ms) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                     "providers, models, rph, daily_usd_micros, monthly_usd_micros, created_ms, "
+                     "tph, max_concurrent, max_request_usd_micros) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+                     "?16)",
+    [S_KEY_SET] = "UPDATE api_keys SET tier = ?2, providers = ?3, models = ?4, rph = ?5, "
+                  "tph = ?6, max_concurrent = ?7, daily_usd_micros = ?8, "
+                  "monthly_usd_micros = ?9, max_request_usd_micros = ?10 WHERE key_id = ?1",
     [S_KEY_BY_HASH] = "SELECT " KEY_COLS "WHERE k.key_hash = ?1",
     [S_KEY_GET] = "SELECT " KEY_COLS "WHERE k.key_id = ?1",
     [S_KEY_LIST] = "SELECT " KEY_COLS "WHERE k.org_id = ?1 ORDER BY k.created_ms DESC, k.id DESC",
@@ -125,9 +161,18 @@ static const char *const stmt_sql[S_COUNT] = {
                        "provider = ?12, model = ?13, reserved_micros = ?14, attempts = ?15, "
                        "route_method = ?16 WHERE request_id = ?1",
     [S_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage WHERE request_id = ?1",
-    [S_USAGE_SPENT] = "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros "
-                      "ELSE cost_micros END), 0) FROM usage WHERE key_row_id = ?1 AND "
-                      "created_ms >= ?2",
+#define SPENT_SQL                                                                                  \
+    "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros ELSE cost_micros "      \
+    "END), 0) FROM usage WHERE "
+    [S_USAGE_SPENT] = SPENT_SQL "key_row_id = ?1 AND created_ms >= ?2",
+    [S_USAGE_SPENT_ORG] = SPENT_SQL "org_id = ?1 AND created_ms >= ?2",
+#define RECENT_SQL "SELECT created_ms, kind = 'chat', tokens_in + tokens_out FROM usage WHERE "
+    [S_USAGE_RECENT] = RECENT_SQL "key_row_id = ?1 AND created_ms >= ?2 ORDER BY created_ms",
+    [S_USAGE_RECENT_ORG] = RECENT_SQL "org_id = ?1 AND created_ms >= ?2 ORDER BY created_ms",
+    [S_USAGE_LIST] = "SELECT " USAGE_COLS " FROM usage WHERE (?1 = 0 OR org_id = ?1) AND "
+                     "(?2 = 0 OR key_row_id = ?2) AND (?3 = '' OR model = ?3) AND "
+                     "created_ms >= ?4 AND (?5 = 0 OR created_ms < ?5) "
+                     "ORDER BY created_ms, request_id",
     [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
                         "settled_ms = ?1 WHERE state = 'reserved'",
 };
@@ -181,6 +226,17 @@ static void col_text(sqlite3_stmt *st, int col, char *dst, size_t dstsz)
 static void bind_text(sqlite3_stmt *st, int idx, const char *v)
 {
     sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT);
+}
+
+/* Read six limit columns from index first on. */
+static void read_limits(sqlite3_stmt *st, int first, struct gw_limit_set *l)
+{
+    l->rph = sqlite3_column_int64(st, first);
+    l->tph = sqlite3_column_int64(st, first + 1);
+    l->max_concurrent = sqlite3_column_int64(st, first + 2);
+    l->daily_usd_micros = sqlite3_column_int64(st, first + 3);
+    l->monthly_usd_micros = sqlite3_column_int64(st, first + 4);
+    l->max_request_usd_micros = sqlite3_column_int64(st, first + 5);
 }
 
 /* mkdir -p of the directory part of path */
@@ -350,9 +406,59 @@ int gw_store_org_get(struct gw_store *s, const char *slug, struct gw_org *out)
         col_text(st, 1, out->slug, sizeof(out->slug));
         col_text(st, 2, out->name, sizeof(out->name));
         out->created_ms = sqlite3_column_int64(st, 3);
+        col_text(st, 4, out->providers, sizeof(out->providers));
+        col_text(st, 5, out->models, sizeof(out->models));
+        read_limits(st, 6, &out->limits);
     }
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
+/* Bind the six limits from column index first on. */
+static void bind_limits(sqlite3_stmt *st, int first, const struct gw_limit_set *l)
+{
+    sqlite3_bind_int64(st, first, l->rph);
+    sqlite3_bind_int64(st, first + 1, l->tph);
+    sqlite3_bind_int64(st, first + 2, l->max_concurrent);
+    sqlite3_bind_int64(st, first + 3, l->daily_usd_micros);
+    sqlite3_bind_int64(st, first + 4, l->monthly_usd_micros);
+    sqlite3_bind_int64(st, first + 5, l->max_request_usd_micros);
+}
+
+int gw_store_org_set_policy(struct gw_store *s, const struct gw_org *o)
+{
+    sqlite3_stmt *st = stmt(s, S_ORG_SET);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, o->slug);
+    bind_text(st, 2, o->providers);
+    bind_text(st, 3, o->models);
+    bind_limits(st, 4, &o->limits);
+    int rc = exec_done(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return GW_ENOTFOUND;
+    return rc;
+}
+
+int gw_store_key_set_policy(struct gw_store *s, const struct gw_key_rec *rec)
+{
+    sqlite3_stmt *st = stmt(s, S_KEY_SET);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, rec->key_id);
+    bind_text(st, 2, rec->tier);
+    bind_text(st, 3, rec->providers);
+    bind_text(st, 4, rec->models);
+    sqlite3_bind_int64(st, 5, rec->limits.rph);
+    sqlite3_bind_int64(st, 6, rec->limits.tph);
+    sqlite3_bind_int64(st, 7, rec->limits.max_concurrent);
+    sqlite3_bind_int64(st, 8, rec->limits.daily_usd_micros);
+    sqlite3_bind_int64(st, 9, rec->limits.monthly_usd_micros);
+    sqlite3_bind_int64(st, 10, rec->limits.max_request_usd_micros);
+    int rc = exec_done(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return GW_ENOTFOUND;
+    return rc;
 }
 
 int gw_store_key_insert(struct gw_store *s, struct gw_key_rec *rec, const unsigned char hash[32])
@@ -375,10 +481,13 @@ int gw_store_key_insert(struct gw_store *s, struct gw_key_rec *rec, const unsign
     bind_text(st, 7, rec->tier);
     bind_text(st, 8, rec->providers);
     bind_text(st, 9, rec->models);
-    sqlite3_bind_int64(st, 10, rec->rph);
-    sqlite3_bind_int64(st, 11, rec->daily_usd_micros);
-    sqlite3_bind_int64(st, 12, rec->monthly_usd_micros);
+    sqlite3_bind_int64(st, 10, rec->limits.rph);
+    sqlite3_bind_int64(st, 11, rec->limits.daily_usd_micros);
+    sqlite3_bind_int64(st, 12, rec->limits.monthly_usd_micros);
     sqlite3_bind_int64(st, 13, rec->created_ms);
+    sqlite3_bind_int64(st, 14, rec->limits.tph);
+    sqlite3_bind_int64(st, 15, rec->limits.max_concurrent);
+    sqlite3_bind_int64(st, 16, rec->limits.max_request_usd_micros);
     int rc = exec_done(s, st);
     if (rc == 0)
         rec->id = sqlite3_last_insert_rowid(s->db);
@@ -398,12 +507,13 @@ static void read_key(sqlite3_stmt *st, struct gw_key_rec *k)
     col_text(st, 7, k->tier, sizeof(k->tier));
     col_text(st, 8, k->providers, sizeof(k->providers));
     col_text(st, 9, k->models, sizeof(k->models));
-    k->rph = sqlite3_column_int64(st, 10);
-    k->daily_usd_micros = sqlite3_column_int64(st, 11);
-    k->monthly_usd_micros = sqlite3_column_int64(st, 12);
-    k->revoked = sqlite3_column_int(st, 13) != 0;
-    k->created_ms = sqlite3_column_int64(st, 14);
-    k->revoked_ms = sqlite3_column_int64(st, 15);
+    k->revoked = sqlite3_column_int(st, 10) != 0;
+    k->created_ms = sqlite3_column_int64(st, 11);
+    k->revoked_ms = sqlite3_column_int64(st, 12);
+    read_limits(st, 13, &k->limits);
+    col_text(st, 19, k->org_providers, sizeof(k->org_providers));
+    col_text(st, 20, k->org_models, sizeof(k->org_models));
+    read_limits(st, 21, &k->org_limits);
 }
 
 static int key_one(struct gw_store *s, enum stmt_id id, const char *arg, struct gw_key_rec *out)
@@ -534,6 +644,35 @@ int gw_store_usage_settle(struct gw_store *s, const struct gw_usage_row *r)
     return rc;
 }
 
+static void read_usage(sqlite3_stmt *st, struct gw_usage_row *out)
+{
+    memset(out, 0, sizeof(*out));
+    col_text(st, 0, out->request_id, sizeof(out->request_id));
+    out->org_id = sqlite3_column_int64(st, 1);
+    out->key_row_id = sqlite3_column_int64(st, 2);
+    col_text(st, 3, out->provider, sizeof(out->provider));
+    col_text(st, 4, out->model, sizeof(out->model));
+    col_text(st, 5, out->endpoint, sizeof(out->endpoint));
+    out->stream = sqlite3_column_int(st, 6);
+    col_text(st, 7, out->state, sizeof(out->state));
+    out->reserved_micros = sqlite3_column_int64(st, 8);
+    out->tokens_in = sqlite3_column_int64(st, 9);
+    out->tokens_out = sqlite3_column_int64(st, 10);
+    out->cached_tokens = sqlite3_column_int64(st, 11);
+    out->reasoning_tokens = sqlite3_column_int64(st, 12);
+    out->cost_micros = sqlite3_column_int64(st, 13);
+    out->latency_ms = sqlite3_column_int64(st, 14);
+    out->status = sqlite3_column_int(st, 15);
+    col_text(st, 16, out->error_code, sizeof(out->error_code));
+    col_text(st, 17, out->catalog_version, sizeof(out->catalog_version));
+    out->created_ms = sqlite3_column_int64(st, 18);
+    out->settled_ms = sqlite3_column_int64(st, 19);
+    col_text(st, 20, out->parent_request_id, sizeof(out->parent_request_id));
+    col_text(st, 21, out->kind, sizeof(out->kind));
+    out->attempts = sqlite3_column_int(st, 22);
+    col_text(st, 23, out->route_method, sizeof(out->route_method));
+}
+
 int gw_store_usage_get(struct gw_store *s, const char *request_id, struct gw_usage_row *out)
 {
     sqlite3_stmt *st = stmt(s, S_USAGE_GET);
@@ -541,51 +680,79 @@ int gw_store_usage_get(struct gw_store *s, const char *request_id, struct gw_usa
         return GW_ESTORE;
     bind_text(st, 1, request_id);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof(*out));
-        col_text(st, 0, out->request_id, sizeof(out->request_id));
-        out->org_id = sqlite3_column_int64(st, 1);
-        out->key_row_id = sqlite3_column_int64(st, 2);
-        col_text(st, 3, out->provider, sizeof(out->provider));
-        col_text(st, 4, out->model, sizeof(out->model));
-        col_text(st, 5, out->endpoint, sizeof(out->endpoint));
-        out->stream = sqlite3_column_int(st, 6);
-        col_text(st, 7, out->state, sizeof(out->state));
-        out->reserved_micros = sqlite3_column_int64(st, 8);
-        out->tokens_in = sqlite3_column_int64(st, 9);
-        out->tokens_out = sqlite3_column_int64(st, 10);
-        out->cached_tokens = sqlite3_column_int64(st, 11);
-        out->reasoning_tokens = sqlite3_column_int64(st, 12);
-        out->cost_micros = sqlite3_column_int64(st, 13);
-        out->latency_ms = sqlite3_column_int64(st, 14);
-        out->status = sqlite3_column_int(st, 15);
-        col_text(st, 16, out->error_code, sizeof(out->error_code));
-        col_text(st, 17, out->catalog_version, sizeof(out->catalog_version));
-        out->created_ms = sqlite3_column_int64(st, 18);
-        out->settled_ms = sqlite3_column_int64(st, 19);
-        col_text(st, 20, out->parent_request_id, sizeof(out->parent_request_id));
-        col_text(st, 21, out->kind, sizeof(out->kind));
-        out->attempts = sqlite3_column_int(st, 22);
-        col_text(st, 23, out->route_method, sizeof(out->route_method));
-    }
+    if (rc == SQLITE_ROW)
+        read_usage(st, out);
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
 }
 
-int gw_store_usage_spent(struct gw_store *s, int64_t key_row_id, int64_t since_ms,
+int gw_store_usage_list(struct gw_store *s, const struct gw_usage_filter *f,
+                        gw_store_usage_cb cb, void *arg, struct gw_usage_totals *totals)
+{
+    struct gw_usage_totals t = {0};
+    struct gw_usage_row row;
+    sqlite3_stmt *st = stmt(s, S_USAGE_LIST);
+    int rc;
+
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, f->org_id);
+    sqlite3_bind_int64(st, 2, f->key_row_id);
+    bind_text(st, 3, f->model);
+    sqlite3_bind_int64(st, 4, f->from_ms);
+    sqlite3_bind_int64(st, 5, f->to_ms);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_usage(st, &row);
+        t.rows++;
+        t.requests += strcmp(row.kind, "chat") == 0;
+        t.tokens_in += row.tokens_in;
+        t.tokens_out += row.tokens_out;
+        t.cost_micros += strcmp(row.state, "reserved") == 0 ? row.reserved_micros
+                                                            : row.cost_micros;
+        if (cb != NULL && cb(arg, &row) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    if (totals != NULL)
+        *totals = t;
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+int gw_store_usage_spent(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_ms,
                          int64_t *micros)
 {
-    sqlite3_stmt *st = stmt(s, S_USAGE_SPENT);
+    sqlite3_stmt *st = stmt(s, scope == GW_SCOPE_ORG ? S_USAGE_SPENT_ORG : S_USAGE_SPENT);
     *micros = 0;
     if (st == NULL)
         return GW_ESTORE;
-    sqlite3_bind_int64(st, 1, key_row_id);
+    sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, since_ms);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         *micros = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : GW_ESTORE;
+}
+
+int gw_store_usage_recent(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_ms,
+                          gw_store_recent_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt(s, scope == GW_SCOPE_ORG ? S_USAGE_RECENT_ORG : S_USAGE_RECENT);
+    int rc;
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, since_ms);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int(st, 1),
+               sqlite3_column_int64(st, 2)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
 int gw_store_usage_recover(struct gw_store *s, int64_t *count)

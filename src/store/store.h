@@ -19,11 +19,26 @@
 
 struct gw_store;
 
+/* Limits of one scope (a key or an org). 0 = none; on a key, 0 = its tier's default. */
+struct gw_limit_set {
+    int64_t rph;                    /* requests per hour (sliding window) */
+    int64_t tph;                    /* tokens per hour (sliding window), prompt + output */
+    int64_t max_concurrent;         /* requests in flight at once */
+    int64_t daily_usd_micros;       /* USD budget per day (UTC calendar day, see budgets.*) */
+    int64_t monthly_usd_micros;     /* USD budget per month */
+    int64_t max_request_usd_micros; /* the worst case of one request */
+};
+
+/* An org and its policy: allowlists (comma-separated; "" = all) and org-wide limits, counted
+ * over all of its keys together. */
 struct gw_org {
     int64_t id;
     char slug[64];
     char name[128];
     int64_t created_ms;
+    char providers[256];
+    char models[1024];
+    struct gw_limit_set limits;
 };
 
 /* Roles: "superadmin" (bootstrap key, no org), "org_admin", "member". */
@@ -38,12 +53,14 @@ struct gw_key_rec {
     char tier[16];           /* "free" | "pro" | "enterprise" */
     char providers[256];     /* comma-separated allowlist; "" = all */
     char models[1024];       /* comma-separated allowlist; "" = all */
-    int64_t rph;             /* requests per hour; 0 = no key-level limit */
-    int64_t daily_usd_micros;   /* 0 = no limit */
-    int64_t monthly_usd_micros; /* 0 = no limit */
+    struct gw_limit_set limits; /* overrides of the tier's defaults (0 = the tier's) */
     int revoked;
     int64_t created_ms;
     int64_t revoked_ms;
+    /* filled on reads: the key's org's policy (empty for the superadmin) */
+    char org_providers[256];
+    char org_models[1024];
+    struct gw_limit_set org_limits;
 };
 
 /* A usage row; created at reservation (state "reserved") and settled after the call.
@@ -90,6 +107,8 @@ GW_NODISCARD int gw_store_schema_version(struct gw_store *s, int *out);
 GW_NODISCARD int gw_store_org_create(struct gw_store *s, const char *slug, const char *name,
                                      int64_t *id_out);
 GW_NODISCARD int gw_store_org_get(struct gw_store *s, const char *slug, struct gw_org *out);
+/* Replace the org's policy (providers, models, limits) by slug. GW_ENOTFOUND if unknown. */
+GW_NODISCARD int gw_store_org_set_policy(struct gw_store *s, const struct gw_org *o);
 
 /* Keys. insert: fills rec->id and rec->created_ms; key_id must be unique (GW_EEXIST). */
 GW_NODISCARD int gw_store_key_insert(struct gw_store *s, struct gw_key_rec *rec,
@@ -102,6 +121,8 @@ GW_NODISCARD int gw_store_key_get(struct gw_store *s, const char *key_id, struct
 typedef int (*gw_store_key_cb)(void *arg, const struct gw_key_rec *rec);
 GW_NODISCARD int gw_store_key_list(struct gw_store *s, int64_t org_id, gw_store_key_cb cb,
                                    void *arg);
+/* Replace a key's tier, allowlists and limits (by rec->key_id). GW_ENOTFOUND if unknown. */
+GW_NODISCARD int gw_store_key_set_policy(struct gw_store *s, const struct gw_key_rec *rec);
 /* Revoke by public id. GW_ENOTFOUND if unknown; revoking twice is not an error. */
 GW_NODISCARD int gw_store_key_revoke(struct gw_store *s, const char *key_id);
 /* Does an unrevoked superadmin key exist? *out = 0/1. */
@@ -115,10 +136,36 @@ GW_NODISCARD int gw_store_usage_reserve(struct gw_store *s, const struct gw_usag
 GW_NODISCARD int gw_store_usage_settle(struct gw_store *s, const struct gw_usage_row *row);
 GW_NODISCARD int gw_store_usage_get(struct gw_store *s, const char *request_id,
                                     struct gw_usage_row *out);
-/* What a key has spent since since_ms (rows created from then on): settled costs, plus the
- * reservations of calls still in flight at their reserved worst case. */
-GW_NODISCARD int gw_store_usage_spent(struct gw_store *s, int64_t key_row_id, int64_t since_ms,
-                                      int64_t *micros);
+/* Scopes usage is counted in. */
+enum gw_scope { GW_SCOPE_KEY = 0, GW_SCOPE_ORG = 1 };
+/* What a key (by row id) or an org has spent since since_ms (rows created from then on, every
+ * kind): settled costs, plus reservations still in flight at their reserved worst case. */
+GW_NODISCARD int gw_store_usage_spent(struct gw_store *s, enum gw_scope scope, int64_t id,
+                                      int64_t since_ms, int64_t *micros);
+/* Call cb for each usage row of the scope created since since_ms, oldest first: its time,
+ * whether it is a request (kind "chat") and its tokens (in + out). cb returns non-zero to
+ * stop. */
+typedef int (*gw_store_recent_cb)(void *arg, int64_t created_ms, int is_request, int64_t tokens);
+GW_NODISCARD int gw_store_usage_recent(struct gw_store *s, enum gw_scope scope, int64_t id,
+                                       int64_t since_ms, gw_store_recent_cb cb, void *arg);
+
+/* Usage history. Every field of the filter is optional (0 / ""). */
+struct gw_usage_filter {
+    int64_t org_id;
+    int64_t key_row_id;
+    char model[64];
+    int64_t from_ms, to_ms; /* created_ms in [from, to) */
+};
+struct gw_usage_totals {
+    int64_t rows, requests;  /* every row / kind "chat" rows */
+    int64_t tokens_in, tokens_out, cost_micros;
+};
+/* Call cb for each matching row, oldest first; then fill *totals (may be NULL) — the totals
+ * are the sums over exactly the rows handed to cb. */
+typedef int (*gw_store_usage_cb)(void *arg, const struct gw_usage_row *row);
+GW_NODISCARD int gw_store_usage_list(struct gw_store *s, const struct gw_usage_filter *f,
+                                     gw_store_usage_cb cb, void *arg,
+                                     struct gw_usage_totals *totals);
 /* Mark rows still "reserved" (left by a dead process) as "uncertain" charged at their reserved
  * cost. Returns the number of rows changed in *count. */
 GW_NODISCARD int gw_store_usage_recover(struct gw_store *s, int64_t *count);

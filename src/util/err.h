@@ -27,6 +27,7 @@ enum gw_err {
     GW_EUPSTREAM = -9,  /* the provider answered with an error */
     GW_EUNSUPP = -10,   /* feature not supported by this provider/backend */
     GW_EINTERNAL = -11, /* our bug */
+    GW_ELIMIT = -12,    /* a limit or budget refused it */
 };
 
 /* Return a static description of a gw_err code. */

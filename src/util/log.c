@@ -93,6 +93,7 @@ const char *gw_strerror(int err)
     case GW_EUPSTREAM: return "upstream error";
     case GW_EUNSUPP: return "not supported";
     case GW_EINTERNAL: return "internal error";
+    case GW_ELIMIT: return "limit reached";
     default: return "unknown error";
     }
 }

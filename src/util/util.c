@@ -11,19 +11,33 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#ifdef GW_TEST_HOOKS
+/* Test builds only: the wall clock can be moved forward (POST /__test/clock). */
+static _Atomic int64_t clock_offset_ms;
+
+int64_t gw_test_clock_advance(int64_t ms)
+{
+    return atomic_fetch_add(&clock_offset_ms, ms) + ms;
+}
+#define CLOCK_OFFSET_MS atomic_load_explicit(&clock_offset_ms, memory_order_relaxed)
+#else
+#define CLOCK_OFFSET_MS 0
+#endif
+
 int64_t gw_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + CLOCK_OFFSET_MS;
 }
 
-int64_t gw_now_s(void) { return (int64_t)time(NULL); }
+int64_t gw_now_s(void) { return gw_now_ms() / 1000; }
 
 int64_t gw_mono_us(void)
 {

@@ -13,6 +13,11 @@
 /* Wall clock in milliseconds / seconds since the epoch. */
 int64_t gw_now_ms(void);
 int64_t gw_now_s(void);
+#ifdef GW_TEST_HOOKS
+/* Test builds only: move the wall clock forward by ms (for sliding windows, budget resets).
+ * Returns the total offset. */
+int64_t gw_test_clock_advance(int64_t ms);
+#endif
 /* Monotonic clock in microseconds. */
 int64_t gw_mono_us(void);
 

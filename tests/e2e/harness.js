@@ -283,32 +283,52 @@ async function startEnvWith(fake, opts) {
     env[`LLMGW_${up}_BASE_URL`] = `${fake.url}/${p}`;
   }
   Object.assign(env, opts.env || {});
-  const gw = spawn(BIN, ['serve', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--db', db, '--workers', '2'],
-    { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  gw.stdout.on('data', (d) => { log += d; });
-  gw.stderr.on('data', (d) => { log += d; });
-  let exitInfo = null;
-  const exited = new Promise((resolve) => gw.once('exit', (code, signal) => { exitInfo = { code, signal }; resolve(exitInfo); }));
-
   const baseURL = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    if (exitInfo) {
-      await fake.stop();
-      throw new Error(`llmgw serve exited early (${JSON.stringify(exitInfo)}); log:\n${log}`);
+  let gw = null;
+  let log = '';
+  let exitInfo = null;
+  let exited = null;
+
+  // Start `llmgw serve` on this env's port, config and database; resolves once /healthz is 200.
+  async function launch() {
+    gw = spawn(BIN, ['serve', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--db', db, '--workers', '2'],
+      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    exitInfo = null;
+    const child = gw;
+    child.stdout.on('data', (d) => { log += d; });
+    child.stderr.on('data', (d) => { log += d; });
+    exited = new Promise((resolve) => child.once('exit', (code, signal) => { exitInfo = { code, signal }; resolve(exitInfo); }));
+    const deadline = Date.now() + 10000;
+    for (;;) {
+      if (exitInfo) throw new Error(`llmgw serve exited early (${JSON.stringify(exitInfo)}); log:\n${log}`);
+      try {
+        const r = await fetch(`${baseURL}/healthz`, { signal: AbortSignal.timeout(1000) });
+        await r.arrayBuffer();
+        if (r.status === 200) break;
+      } catch { /* not yet */ }
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`llmgw serve did not answer /healthz 200 within 10 s; log:\n${log}`);
+      }
+      await sleep(100);
     }
-    try {
-      const r = await fetch(`${baseURL}/healthz`, { signal: AbortSignal.timeout(1000) });
-      await r.arrayBuffer();
-      if (r.status === 200) break;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) {
-      gw.kill('SIGKILL');
-      await fake.stop();
-      throw new Error(`llmgw serve did not answer /healthz 200 within 10 s; log:\n${log}`);
-    }
-    await sleep(100);
+  }
+  try {
+    await launch();
+  } catch (e) {
+    await fake.stop();
+    throw e;
+  }
+
+  // kill -9 the gateway (a crash), then start it again on the same database.
+  async function crash() {
+    if (exitInfo) return;
+    gw.kill('SIGKILL');
+    await withTimeout(exited, 5000, 'llmgw kill -9');
+  }
+  async function restart() {
+    await crash();
+    await launch();
   }
 
   async function usageRow(requestId) {
@@ -355,6 +375,21 @@ async function startEnvWith(fake, opts) {
     return new Ctor({ baseURL: `${baseURL}/v1`, apiKey: o.apiKey || apiKey, maxRetries: 0, timeout: o.timeout || 8000 });
   }
 
+  // Test builds only: move the gateway's wall clock forward (sliding windows, budget resets).
+  async function advanceClock(ms) {
+    const r = await request('POST', '/__test/clock', { body: { advance_ms: ms }, auth: false });
+    if (r.status !== 200) throw new Error(`the clock hook needs a test build (${r.status}): ${r.text}`);
+    return r.json.offset_ms;
+  }
+
+  // `llmgw usage ... --format totals` → {rows, requests, tokens_in, tokens_out, cost_micros}
+  async function usageTotals(args = []) {
+    const { stdout } = await cli(['usage', ...args, '--format', 'totals', '--db', db]);
+    const m = /totals (.*)$/m.exec(stdout);
+    if (!m) throw new Error(`no totals line: ${stdout}`);
+    return Object.fromEntries(m[1].split(' ').map((kv) => { const [k, v] = kv.split('='); return [k, Number(v)]; }));
+  }
+
   async function stop() {
     if (!exitInfo) {
       gw.kill('SIGTERM');
@@ -381,8 +416,17 @@ async function startEnvWith(fake, opts) {
     dbPath,
     configPath,
     fake,
-    gw,
+    get gw() { return gw; },
     log: () => log,
+    crash,
+    restart,
+    advanceClock,
+    usageTotals,
+    keyId: async (name) => {
+      const out = (await cli(['keys', 'list', '--org', 'acme', '--db', db])).stdout;
+      const line = out.split('\n').find((l) => l.trim().split(/\s+/).pop() === name);
+      return line ? line.trim().split(/\s+/)[0] : null;
+    },
     // The superadmin key serve created and printed on its first start.
     superadminKey: () => (/shown only this once:\s+(llmgw_[A-Za-z0-9_-]+)/.exec(log) || [])[1],
     exitInfo: () => exitInfo,

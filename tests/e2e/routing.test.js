@@ -94,7 +94,8 @@ test('a provider pin that is unknown or not configured is a clear 400, also with
 
 test('budget-aware: a key that has spent most of its daily budget is routed to the cheapest allowed model', T, async () => {
   const key = await env.createKey('nearly-spent', ['--daily-usd', '0.001']); // 1000 micro-USD
-  const ask = { auto_route: true, messages: [{ role: 'user', content: 'Fix this Rust compile error' }] };
+  // max_tokens keeps the worst case (~435 micro-USD on sonnet) inside the budget
+  const ask = { auto_route: true, max_tokens: 20, messages: [{ role: 'user', content: 'Fix this Rust compile error' }] };
   let r = await chat(ask, key);
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.model, 'claude-sonnet-4-6'); // 918 micro-USD: 91% of the budget
@@ -104,9 +105,10 @@ test('budget-aware: a key that has spent most of its daily budget is routed to t
   assert.equal(r.json.model, 'gemini-2.0-flash', 'nothing of the code rule fits in 82 micro-USD');
   assert.match(r.headers.get('x-llmgw-route-reason') || '',
     /^gemini-2\.0-flash; rule=code; 91% of the daily budget spent: the cheapest allowed model instead of claude-sonnet-4-6$/);
-  // an explicit model is what the caller asked for, budget or not
-  r = await chat({ model: 'claude-sonnet-4-6', messages: [{ role: 'user', content: 'hi' }] }, key);
-  assert.equal(r.json.model, 'claude-sonnet-4-6');
+  // an explicit model is what the caller asked for: it does not fit what is left → 429
+  r = await chat({ model: 'claude-sonnet-4-6', max_tokens: 20, messages: [{ role: 'user', content: 'hi' }] }, key);
+  assert.equal(r.status, 429, r.text);
+  assert.equal(r.json.error.code, 'daily_budget_exceeded');
 });
 
 test('budget-aware: below the threshold the choice is the rule\'s; above it the cheapest of the rule\'s list', T, async () => {
@@ -119,7 +121,7 @@ test('budget-aware: below the threshold the choice is the rule\'s; above it the 
   const env2 = await startEnv({ extraConfig: `routing: "${file}"` });
   try {
     const key = await env2.createKey('budgeted', ['--daily-usd', '0.05']); // 50000 micro-USD
-    const ask = { auto_route: true, messages: [{ role: 'user', content: 'Fix this Rust compile error' }] };
+    const ask = { auto_route: true, max_tokens: 100, messages: [{ role: 'user', content: 'Fix this Rust compile error' }] };
     const h = { authorization: `Bearer ${key}` };
     let r = await env2.request('POST', '/v1/chat/completions', { body: ask, headers: h });
     assert.equal(r.json.model, 'claude-sonnet-4-6', '0% spent: the rule\'s first choice');

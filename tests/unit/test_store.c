@@ -107,7 +107,7 @@ static void keys_by_hash_list_revoke(void **state)
     strcpy(a.tier, "pro");
     strcpy(a.models, "gpt-4o,claude-sonnet-4-6");
     a.org_id = org;
-    a.daily_usd_micros = 2500000;
+    a.limits.daily_usd_micros = 2500000;
     b = a;
     strcpy(b.key_id, "key_bbbb");
     strcpy(b.name, "B");
@@ -118,7 +118,7 @@ static void keys_by_hash_list_revoke(void **state)
     assert_string_equal(got.key_id, "key_bbbb");
     assert_string_equal(got.org_slug, "acme");
     assert_string_equal(got.models, "gpt-4o,claude-sonnet-4-6");
-    assert_int_equal(got.daily_usd_micros, 2500000);
+    assert_int_equal(got.limits.daily_usd_micros, 2500000);
     assert_false(got.revoked);
     unsigned char h3[32];
     gw_sha256(h3, "key-three", 9);
@@ -239,56 +239,38 @@ static void usage_attempt_rows_retarget_and_spent(void **state)
     assert_string_equal(got.parent_request_id, "req_f");
     assert_string_equal(got.kind, "attempt");
     /* spent: the uncertain attempt's charge + the reservation still in flight */
-    assert_int_equal(gw_store_usage_spent(f->s, 7, now - 1000, &spent), 0);
+    assert_int_equal(gw_store_usage_spent(f->s, GW_SCOPE_KEY, 7, now - 1000, &spent), 0);
     assert_int_equal(spent, 12000);
     strcpy(r.state, "settled");
     r.cost_micros = 918;
     assert_int_equal(gw_store_usage_settle(f->s, &r), 0);
-    assert_int_equal(gw_store_usage_spent(f->s, 7, now - 1000, &spent), 0);
+    assert_int_equal(gw_store_usage_spent(f->s, GW_SCOPE_KEY, 7, now - 1000, &spent), 0);
     assert_int_equal(spent, 5918);
-    assert_int_equal(gw_store_usage_spent(f->s, 7, now + 1, &spent), 0);
+    assert_int_equal(gw_store_usage_spent(f->s, GW_SCOPE_KEY, 7, now + 1, &spent), 0);
     assert_int_equal(spent, 0);
-    assert_int_equal(gw_store_usage_spent(f->s, 8, 0, &spent), 0);
+    assert_int_equal(gw_store_usage_spent(f->s, GW_SCOPE_KEY, 8, 0, &spent), 0);
     assert_int_equal(spent, 0);
 }
 
 static void budget_windows(void **state)
 {
-    struct fx *f = *state;
     /* 2026-12-01T06:59:32Z */
     int64_t now = 1796108372000;
-    assert_int_equal(gw_utc_day_start(now), 1796083200000);   /* 2026-12-01T00:00Z */
-    assert_int_equal(gw_utc_month_start(now), 1796083200000); /* the 1st */
-    assert_int_equal(gw_utc_month_start(now + 15 * 86400000LL), 1796083200000);
-    assert_int_equal(gw_utc_month_start(now - 86400000LL), 1793491200000); /* 2026-11-01 */
-    struct gw_key_rec k = {.id = 3, .daily_usd_micros = 1000, .monthly_usd_micros = 100000};
-    struct gw_usage_row r = {0};
-    strcpy(r.request_id, "req_b");
-    strcpy(r.provider, "openai");
-    strcpy(r.model, "gpt-4o");
-    strcpy(r.endpoint, "chat.completions");
-    strcpy(r.state, "settled");
-    r.key_row_id = 3;
-    r.cost_micros = 900;
-    r.created_ms = now - 1000;
-    assert_int_equal(gw_store_usage_reserve(f->s, &r), 0);
-    strcpy(r.request_id, "req_b_old"); /* last month: counts for neither window */
-    r.created_ms = now - 40 * 86400000LL;
-    assert_int_equal(gw_store_usage_reserve(f->s, &r), 0);
-    struct gw_budget_view b;
-    assert_int_equal(gw_budget_view(f->s, &k, now, &b), 0);
-    assert_true(b.active);
-    assert_string_equal(b.window, "daily"); /* 100 left of 1000 beats 99100 of 100000 */
-    assert_int_equal(b.spent_micros, 900);
-    assert_int_equal(b.remaining_micros, 100);
-    assert_int_equal(b.percent_spent, 90);
-    k.daily_usd_micros = 0;
-    assert_int_equal(gw_budget_view(f->s, &k, now, &b), 0);
-    assert_string_equal(b.window, "monthly");
-    assert_int_equal(b.percent_spent, 0);
-    k.monthly_usd_micros = 0;
-    assert_int_equal(gw_budget_view(f->s, &k, now, &b), 0);
-    assert_false(b.active);
+    struct gw_budget_windows utc = {.reset_hour = 0, .reset_day = 1};
+    assert_int_equal(gw_budget_day_start(&utc, now), 1796083200000);   /* 2026-12-01T00:00Z */
+    assert_int_equal(gw_budget_next_day(&utc, now), 1796169600000);
+    assert_int_equal(gw_budget_month_start(&utc, now), 1796083200000); /* the 1st */
+    assert_int_equal(gw_budget_month_start(&utc, now + 15 * 86400000LL), 1796083200000);
+    assert_int_equal(gw_budget_month_start(&utc, now - 86400000LL), 1793491200000); /* Nov 1 */
+    assert_int_equal(gw_budget_next_month(&utc, now), 1798761600000);  /* 2027-01-01 */
+    /* resets at 08:00 UTC on the 15th */
+    struct gw_budget_windows w = {.reset_hour = 8, .reset_day = 15};
+    assert_int_equal(gw_budget_day_start(&w, now), 1796083200000 - 16 * 3600000LL);
+    assert_int_equal(gw_budget_next_day(&w, now), 1796083200000 + 8 * 3600000LL);
+    /* before Dec 15 08:00 the month began on Nov 15 08:00 */
+    assert_int_equal(gw_budget_month_start(&w, now), 1794729600000);
+    assert_int_equal(gw_budget_next_month(&w, now), 1797321600000);
+    (void)state;
 }
 
 static void two_connections_share_the_file(void **state)
