@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "store/store.h"
+#include "store/store_int.h"
 #include "util/mem.h"
 #include "util/util.h"
 
@@ -177,7 +177,8 @@ static const char *const stmt_sql[S_COUNT] = {
                         "settled_ms = ?1 WHERE state = 'reserved'",
 };
 
-struct gw_store {
+struct sq {
+    struct gw_store base; /* first: a struct gw_store * is a struct sq * */
     sqlite3 *db;
     sqlite3_stmt *stmts[S_COUNT];
     int64_t busy_since_us;
@@ -187,7 +188,7 @@ struct gw_store {
  * (SQLite's own handler sleeps 1 ms and more, which shows as tail latency), give up after 5 s. */
 static int on_busy(void *arg, int count)
 {
-    struct gw_store *s = arg;
+    struct sq *s = arg;
     int64_t now = gw_mono_us();
     if (count == 0)
         s->busy_since_us = now;
@@ -198,7 +199,7 @@ static int on_busy(void *arg, int count)
     return 1;
 }
 
-static int err_from(struct gw_store *s, int rc, struct gw_errbuf *eb)
+static int err_from(struct sq *s, int rc, struct gw_errbuf *eb)
 {
     if (rc == SQLITE_CONSTRAINT)
         return GW_EEXIST;
@@ -206,7 +207,7 @@ static int err_from(struct gw_store *s, int rc, struct gw_errbuf *eb)
     return GW_ESTORE;
 }
 
-static sqlite3_stmt *stmt(struct gw_store *s, enum stmt_id id)
+static sqlite3_stmt *stmt(struct sq *s, enum stmt_id id)
 {
     if (s->stmts[id] == NULL &&
         sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmts[id],
@@ -267,15 +268,14 @@ fail:
     return GW_EIO;
 }
 
-int gw_store_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
+static const struct gw_store_ops sqlite_ops;
+static void sq_free(struct gw_store *base);
+
+int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
 {
-    struct gw_store *s = NULL;
+    struct sq *s = NULL;
 
     *out = NULL;
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
-        gw_errbuf_set(eb, "the PostgreSQL backend is not available in this version; use sqlite:PATH");
-        return GW_EUNSUPP;
-    }
     if (strncmp(url, "sqlite:", 7) != 0 || url[7] == '\0') {
         gw_errbuf_set(eb, "unsupported database URL (expected sqlite:PATH)");
         return GW_EINVAL;
@@ -287,12 +287,13 @@ int gw_store_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
     s = gw_calloc(1, sizeof(*s));
     if (s == NULL)
         return GW_ENOMEM;
+    s->base.ops = &sqlite_ops;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                           SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         gw_errbuf_set(eb, "cannot open %s: %s", path,
                       s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        gw_store_free(s);
+        sq_free(&s->base);
         return GW_ESTORE;
     }
     sqlite3_busy_handler(s->db, on_busy, s);
@@ -301,15 +302,16 @@ int gw_store_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
                      NULL, NULL, NULL) != SQLITE_OK) {
         gw_errbuf_set(eb, "cannot set up %s: %s", path, sqlite3_errmsg(s->db));
-        gw_store_free(s);
+        sq_free(&s->base);
         return GW_ESTORE;
     }
-    *out = s;
+    *out = &s->base;
     return 0;
 }
 
-void gw_store_free(struct gw_store *s)
+static void sq_free(struct gw_store *base)
 {
+    struct sq *s = (struct sq *)base;
     if (s == NULL)
         return;
     for (int i = 0; i < S_COUNT; i++)
@@ -318,7 +320,7 @@ void gw_store_free(struct gw_store *s)
     gw_free(s);
 }
 
-static int read_version(struct gw_store *s, int *out)
+static int read_version(struct sq *s, int *out)
 {
     sqlite3_stmt *st = NULL;
     *out = 0;
@@ -332,8 +334,9 @@ static int read_version(struct gw_store *s, int *out)
     return rc == SQLITE_ROW ? 0 : GW_ESTORE;
 }
 
-int gw_store_migrate(struct gw_store *s, struct gw_errbuf *eb)
+static int sq_migrate(struct gw_store *base, struct gw_errbuf *eb)
 {
+    struct sq *s = (struct sq *)base;
     int version = 0;
 
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
@@ -367,10 +370,13 @@ fail:
     return GW_ESTORE;
 }
 
-int gw_store_schema_version(struct gw_store *s, int *out) { return read_version(s, out); }
+static int sq_schema_version(struct gw_store *base, int *out)
+{
+    return read_version((struct sq *)base, out);
+}
 
 /* Run a statement that returns no rows. */
-static int exec_done(struct gw_store *s, sqlite3_stmt *st)
+static int exec_done(struct sq *s, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -379,8 +385,9 @@ static int exec_done(struct gw_store *s, sqlite3_stmt *st)
     return err_from(s, rc, NULL);
 }
 
-int gw_store_org_create(struct gw_store *s, const char *slug, const char *name, int64_t *id_out)
+static int sq_org_create(struct gw_store *base, const char *slug, const char *name, int64_t *id_out)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_ORG_INSERT);
     if (st == NULL)
         return GW_ESTORE;
@@ -393,8 +400,9 @@ int gw_store_org_create(struct gw_store *s, const char *slug, const char *name, 
     return rc;
 }
 
-int gw_store_org_get(struct gw_store *s, const char *slug, struct gw_org *out)
+static int sq_org_get(struct gw_store *base, const char *slug, struct gw_org *out)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_ORG_GET);
     if (st == NULL)
         return GW_ESTORE;
@@ -425,8 +433,9 @@ static void bind_limits(sqlite3_stmt *st, int first, const struct gw_limit_set *
     sqlite3_bind_int64(st, first + 5, l->max_request_usd_micros);
 }
 
-int gw_store_org_set_policy(struct gw_store *s, const struct gw_org *o)
+static int sq_org_set_policy(struct gw_store *base, const struct gw_org *o)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_ORG_SET);
     if (st == NULL)
         return GW_ESTORE;
@@ -440,8 +449,9 @@ int gw_store_org_set_policy(struct gw_store *s, const struct gw_org *o)
     return rc;
 }
 
-int gw_store_key_set_policy(struct gw_store *s, const struct gw_key_rec *rec)
+static int sq_key_set_policy(struct gw_store *base, const struct gw_key_rec *rec)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_KEY_SET);
     if (st == NULL)
         return GW_ESTORE;
@@ -461,8 +471,9 @@ int gw_store_key_set_policy(struct gw_store *s, const struct gw_key_rec *rec)
     return rc;
 }
 
-int gw_store_key_insert(struct gw_store *s, struct gw_key_rec *rec, const unsigned char hash[32])
+static int sq_key_insert(struct gw_store *base, struct gw_key_rec *rec, const unsigned char hash[32])
 {
+    struct sq *s = (struct sq *)base;
     char hex[65];
     sqlite3_stmt *st = stmt(s, S_KEY_INSERT);
     if (st == NULL)
@@ -516,7 +527,7 @@ static void read_key(sqlite3_stmt *st, struct gw_key_rec *k)
     read_limits(st, 21, &k->org_limits);
 }
 
-static int key_one(struct gw_store *s, enum stmt_id id, const char *arg, struct gw_key_rec *out)
+static int key_one(struct sq *s, enum stmt_id id, const char *arg, struct gw_key_rec *out)
 {
     sqlite3_stmt *st = stmt(s, id);
     if (st == NULL)
@@ -529,20 +540,23 @@ static int key_one(struct gw_store *s, enum stmt_id id, const char *arg, struct 
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
 }
 
-int gw_store_key_by_hash(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *out)
+static int sq_key_by_hash(struct gw_store *base, const unsigned char hash[32], struct gw_key_rec *out)
 {
+    struct sq *s = (struct sq *)base;
     char hex[65];
     gw_hex(hex, hash, 32);
     return key_one(s, S_KEY_BY_HASH, hex, out);
 }
 
-int gw_store_key_get(struct gw_store *s, const char *key_id, struct gw_key_rec *out)
+static int sq_key_get(struct gw_store *base, const char *key_id, struct gw_key_rec *out)
 {
+    struct sq *s = (struct sq *)base;
     return key_one(s, S_KEY_GET, key_id, out);
 }
 
-int gw_store_key_list(struct gw_store *s, int64_t org_id, gw_store_key_cb cb, void *arg)
+static int sq_key_list(struct gw_store *base, int64_t org_id, gw_store_key_cb cb, void *arg)
 {
+    struct sq *s = (struct sq *)base;
     struct gw_key_rec k;
     sqlite3_stmt *st = stmt(s, S_KEY_LIST);
     int rc;
@@ -561,8 +575,9 @@ int gw_store_key_list(struct gw_store *s, int64_t org_id, gw_store_key_cb cb, vo
     return rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
-int gw_store_key_revoke(struct gw_store *s, const char *key_id)
+static int sq_key_revoke(struct gw_store *base, const char *key_id)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_KEY_REVOKE);
     if (st == NULL)
         return GW_ESTORE;
@@ -574,8 +589,9 @@ int gw_store_key_revoke(struct gw_store *s, const char *key_id)
     return rc;
 }
 
-int gw_store_superadmin_exists(struct gw_store *s, int *out)
+static int sq_superadmin_exists(struct gw_store *base, int *out)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_SUPERADMIN);
     if (st == NULL)
         return GW_ESTORE;
@@ -585,8 +601,9 @@ int gw_store_superadmin_exists(struct gw_store *s, int *out)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
-int gw_store_usage_reserve(struct gw_store *s, const struct gw_usage_row *r)
+static int sq_usage_reserve(struct gw_store *base, const struct gw_usage_row *r)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_USAGE_INSERT);
     if (st == NULL)
         return GW_ESTORE;
@@ -617,8 +634,9 @@ int gw_store_usage_reserve(struct gw_store *s, const struct gw_usage_row *r)
     return exec_done(s, st);
 }
 
-int gw_store_usage_settle(struct gw_store *s, const struct gw_usage_row *r)
+static int sq_usage_settle(struct gw_store *base, const struct gw_usage_row *r)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_USAGE_SETTLE);
     if (st == NULL)
         return GW_ESTORE;
@@ -673,8 +691,9 @@ static void read_usage(sqlite3_stmt *st, struct gw_usage_row *out)
     col_text(st, 23, out->route_method, sizeof(out->route_method));
 }
 
-int gw_store_usage_get(struct gw_store *s, const char *request_id, struct gw_usage_row *out)
+static int sq_usage_get(struct gw_store *base, const char *request_id, struct gw_usage_row *out)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_USAGE_GET);
     if (st == NULL)
         return GW_ESTORE;
@@ -686,9 +705,10 @@ int gw_store_usage_get(struct gw_store *s, const char *request_id, struct gw_usa
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
 }
 
-int gw_store_usage_list(struct gw_store *s, const struct gw_usage_filter *f,
+static int sq_usage_list(struct gw_store *base, const struct gw_usage_filter *f,
                         gw_store_usage_cb cb, void *arg, struct gw_usage_totals *totals)
 {
+    struct sq *s = (struct sq *)base;
     struct gw_usage_totals t = {0};
     struct gw_usage_row row;
     sqlite3_stmt *st = stmt(s, S_USAGE_LIST);
@@ -720,9 +740,10 @@ int gw_store_usage_list(struct gw_store *s, const struct gw_usage_filter *f,
     return rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
-int gw_store_usage_spent(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_ms,
+static int sq_usage_spent(struct gw_store *base, enum gw_scope scope, int64_t id, int64_t since_ms,
                          int64_t *micros)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, scope == GW_SCOPE_ORG ? S_USAGE_SPENT_ORG : S_USAGE_SPENT);
     *micros = 0;
     if (st == NULL)
@@ -736,9 +757,10 @@ int gw_store_usage_spent(struct gw_store *s, enum gw_scope scope, int64_t id, in
     return rc == SQLITE_ROW ? 0 : GW_ESTORE;
 }
 
-int gw_store_usage_recent(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_ms,
+static int sq_usage_recent(struct gw_store *base, enum gw_scope scope, int64_t id, int64_t since_ms,
                           gw_store_recent_cb cb, void *arg)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, scope == GW_SCOPE_ORG ? S_USAGE_RECENT_ORG : S_USAGE_RECENT);
     int rc;
     if (st == NULL)
@@ -755,8 +777,9 @@ int gw_store_usage_recent(struct gw_store *s, enum gw_scope scope, int64_t id, i
     return rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
-int gw_store_usage_recover(struct gw_store *s, int64_t *count)
+static int sq_usage_recover(struct gw_store *base, int64_t *count)
 {
+    struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_USAGE_RECOVER);
     *count = 0;
     if (st == NULL)
@@ -767,3 +790,27 @@ int gw_store_usage_recover(struct gw_store *s, int64_t *count)
         *count = sqlite3_changes(s->db);
     return rc;
 }
+
+static const struct gw_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .free = sq_free,
+    .migrate = sq_migrate,
+    .schema_version = sq_schema_version,
+    .org_create = sq_org_create,
+    .org_get = sq_org_get,
+    .org_set_policy = sq_org_set_policy,
+    .key_insert = sq_key_insert,
+    .key_by_hash = sq_key_by_hash,
+    .key_get = sq_key_get,
+    .key_list = sq_key_list,
+    .key_set_policy = sq_key_set_policy,
+    .key_revoke = sq_key_revoke,
+    .superadmin_exists = sq_superadmin_exists,
+    .usage_reserve = sq_usage_reserve,
+    .usage_settle = sq_usage_settle,
+    .usage_get = sq_usage_get,
+    .usage_spent = sq_usage_spent,
+    .usage_recent = sq_usage_recent,
+    .usage_list = sq_usage_list,
+    .usage_recover = sq_usage_recover,
+};

@@ -98,6 +98,8 @@ struct gw_usage_row {
  * *out is new. Detail in eb. */
 GW_NODISCARD int gw_store_open(const char *url, struct gw_store **out, struct gw_errbuf *eb);
 void gw_store_free(struct gw_store *s);
+/* "sqlite" or "postgres". */
+const char *gw_store_backend(const struct gw_store *s);
 /* Apply pending migrations. Safe to run concurrently from several processes. */
 GW_NODISCARD int gw_store_migrate(struct gw_store *s, struct gw_errbuf *eb);
 /* Current schema version (0 when empty). */

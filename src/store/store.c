@@ -1,0 +1,124 @@
+/*
+ * store/store — the public store interface, dispatched to the backend the URL names.
+ */
+#include <string.h>
+
+#include "store/store_int.h"
+
+int gw_store_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
+{
+    *out = NULL;
+    if (url == NULL) {
+        gw_errbuf_set(eb, "no database URL");
+        return GW_EINVAL;
+    }
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return gw_postgres_open(url, out, eb);
+    if (strncmp(url, "sqlite:", 7) == 0)
+        return gw_sqlite_open(url, out, eb);
+    gw_errbuf_set(eb, "unsupported database URL (expected sqlite:PATH or postgres://...)");
+    return GW_EINVAL;
+}
+
+const char *gw_store_backend(const struct gw_store *s) { return s->ops->name; }
+
+void gw_store_free(struct gw_store *s)
+{
+    if (s != NULL)
+        s->ops->free(s);
+}
+
+int gw_store_migrate(struct gw_store *s, struct gw_errbuf *eb) { return s->ops->migrate(s, eb); }
+
+int gw_store_schema_version(struct gw_store *s, int *out)
+{
+    return s->ops->schema_version(s, out);
+}
+
+int gw_store_org_create(struct gw_store *s, const char *slug, const char *name, int64_t *id_out)
+{
+    return s->ops->org_create(s, slug, name, id_out);
+}
+
+int gw_store_org_get(struct gw_store *s, const char *slug, struct gw_org *out)
+{
+    return s->ops->org_get(s, slug, out);
+}
+
+int gw_store_org_set_policy(struct gw_store *s, const struct gw_org *o)
+{
+    return s->ops->org_set_policy(s, o);
+}
+
+int gw_store_key_insert(struct gw_store *s, struct gw_key_rec *rec, const unsigned char hash[32])
+{
+    return s->ops->key_insert(s, rec, hash);
+}
+
+int gw_store_key_by_hash(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *out)
+{
+    return s->ops->key_by_hash(s, hash, out);
+}
+
+int gw_store_key_get(struct gw_store *s, const char *key_id, struct gw_key_rec *out)
+{
+    return s->ops->key_get(s, key_id, out);
+}
+
+int gw_store_key_list(struct gw_store *s, int64_t org_id, gw_store_key_cb cb, void *arg)
+{
+    return s->ops->key_list(s, org_id, cb, arg);
+}
+
+int gw_store_key_set_policy(struct gw_store *s, const struct gw_key_rec *rec)
+{
+    return s->ops->key_set_policy(s, rec);
+}
+
+int gw_store_key_revoke(struct gw_store *s, const char *key_id)
+{
+    return s->ops->key_revoke(s, key_id);
+}
+
+int gw_store_superadmin_exists(struct gw_store *s, int *out)
+{
+    return s->ops->superadmin_exists(s, out);
+}
+
+int gw_store_usage_reserve(struct gw_store *s, const struct gw_usage_row *row)
+{
+    return s->ops->usage_reserve(s, row);
+}
+
+int gw_store_usage_settle(struct gw_store *s, const struct gw_usage_row *row)
+{
+    return s->ops->usage_settle(s, row);
+}
+
+int gw_store_usage_get(struct gw_store *s, const char *request_id, struct gw_usage_row *out)
+{
+    return s->ops->usage_get(s, request_id, out);
+}
+
+int gw_store_usage_spent(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_ms,
+                         int64_t *micros)
+{
+    return s->ops->usage_spent(s, scope, id, since_ms, micros);
+}
+
+int gw_store_usage_recent(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_ms,
+                          gw_store_recent_cb cb, void *arg)
+{
+    return s->ops->usage_recent(s, scope, id, since_ms, cb, arg);
+}
+
+int gw_store_usage_list(struct gw_store *s, const struct gw_usage_filter *f,
+                        gw_store_usage_cb cb, void *arg, struct gw_usage_totals *totals)
+{
+    return s->ops->usage_list(s, f, cb, arg, totals);
+}
+
+int gw_store_usage_recover(struct gw_store *s, int64_t *count)
+{
+    return s->ops->usage_recover(s, count);
+}

@@ -1,0 +1,48 @@
+/*
+ * store/store_int — what a store backend implements (internal to src/store/).
+ *
+ * A backend's connection struct begins with struct gw_store, whose ops table the public
+ * functions of store.h dispatch through (store.c). Every op has the contract of the public
+ * function of the same name.
+ */
+#ifndef GW_STORE_STORE_INT_H
+#define GW_STORE_STORE_INT_H
+
+#include "store/store.h"
+
+struct gw_store_ops {
+    const char *name; /* "sqlite" | "postgres" */
+    void (*free)(struct gw_store *s);
+    int (*migrate)(struct gw_store *s, struct gw_errbuf *eb);
+    int (*schema_version)(struct gw_store *s, int *out);
+    int (*org_create)(struct gw_store *s, const char *slug, const char *name, int64_t *id_out);
+    int (*org_get)(struct gw_store *s, const char *slug, struct gw_org *out);
+    int (*org_set_policy)(struct gw_store *s, const struct gw_org *o);
+    int (*key_insert)(struct gw_store *s, struct gw_key_rec *rec, const unsigned char hash[32]);
+    int (*key_by_hash)(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *out);
+    int (*key_get)(struct gw_store *s, const char *key_id, struct gw_key_rec *out);
+    int (*key_list)(struct gw_store *s, int64_t org_id, gw_store_key_cb cb, void *arg);
+    int (*key_set_policy)(struct gw_store *s, const struct gw_key_rec *rec);
+    int (*key_revoke)(struct gw_store *s, const char *key_id);
+    int (*superadmin_exists)(struct gw_store *s, int *out);
+    int (*usage_reserve)(struct gw_store *s, const struct gw_usage_row *row);
+    int (*usage_settle)(struct gw_store *s, const struct gw_usage_row *row);
+    int (*usage_get)(struct gw_store *s, const char *request_id, struct gw_usage_row *out);
+    int (*usage_spent)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_ms,
+                       int64_t *micros);
+    int (*usage_recent)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_ms,
+                        gw_store_recent_cb cb, void *arg);
+    int (*usage_list)(struct gw_store *s, const struct gw_usage_filter *f, gw_store_usage_cb cb,
+                      void *arg, struct gw_usage_totals *totals);
+    int (*usage_recover)(struct gw_store *s, int64_t *count);
+};
+
+struct gw_store {
+    const struct gw_store_ops *ops;
+};
+
+/* Backends. */
+GW_NODISCARD int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb);
+GW_NODISCARD int gw_postgres_open(const char *url, struct gw_store **out, struct gw_errbuf *eb);
+
+#endif
