@@ -7,6 +7,24 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh test || { echo "deps: installation failed"; echo "0 passed, 1 failed"; exit 1; }
 
 pass=0; fail=0
+
+# A throwaway PostgreSQL for the store suite and the multi-node tests, stopped at the end.
+pgdir=$(mktemp -d /tmp/llmgw-pg-XXXXXX); chmod 755 "$pgdir"
+cleanup_pg() { scripts/pg.sh stop "$pgdir"; rm -rf "$pgdir"; }
+trap cleanup_pg EXIT
+export LLMGW_TEST_PG_URL=""
+for try in 1 2 3 4 5; do
+    port=$(( 20000 + (RANDOM % 20000) ))
+    if url=$(scripts/pg.sh start "$pgdir/$try" "$port" 2>"$pgdir/start.log"); then
+        LLMGW_TEST_PG_URL=$url; pgdir_used="$pgdir/$try"; break
+    fi
+done
+if [ -n "$LLMGW_TEST_PG_URL" ]; then
+    cleanup_pg() { scripts/pg.sh stop "$pgdir_used"; rm -rf "$pgdir"; }
+    echo "== PostgreSQL for the tests: $LLMGW_TEST_PG_URL"
+else
+    echo "PostgreSQL could not start:"; cat "$pgdir/start.log"; fail=$((fail + 1))
+fi
 add_counts() { # $1 = line "..: N passed, M failed"
     local p f
     p=$(sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' <<<"$1")

@@ -74,6 +74,7 @@ static const struct int_setting {
      offsetof(struct gw_config, router.max_prompt_chars)},
     {"budgets.daily_reset_hour_utc", 0, 23, K_INT, offsetof(struct gw_config, budgets.reset_hour)},
     {"budgets.monthly_reset_day", 1, 28, K_INT, offsetof(struct gw_config, budgets.reset_day)},
+    {"db_pool", 1, 256, K_INT, offsetof(struct gw_config, db_pool)},
 };
 
 /* Tier fields: tiers.<name>.<field>. USD amounts are decimal strings. */
@@ -96,7 +97,7 @@ static const struct {
 static const char *const string_settings[] = {"listen",  "db",
                                               "catalog", "routing",
                                               "mode",    "fallback.retry_uncertain",
-                                              "router.model", NULL};
+                                              "router.model", "node_id", NULL};
 
 /* Per-provider timeouts: providers.<name>.timeouts.<field>. */
 static const struct {
@@ -148,6 +149,7 @@ int gw_config_init(struct gw_config *c)
     c->ntiers = 3;
     c->budgets.reset_hour = 0;
     c->budgets.reset_day = 1;
+    c->db_pool = 8;
     c->shutdown_grace_ms = 10000;
     c->max_conns_per_worker = 4096;
     if ((c->listen_host = gw_strdup("127.0.0.1")) == NULL ||
@@ -529,6 +531,15 @@ int gw_config_set(struct gw_config *c, const char *name, const char *value, stru
         return set_mode(c, value, eb);
     if (strcmp(name, "fallback.retry_uncertain") == 0)
         return set_retry_uncertain(c, value, eb);
+    if (strcmp(name, "node_id") == 0) {
+        if (value[0] == '\0' || !is_token_text(value) || strlen(value) >= sizeof(c->node_id)) {
+            gw_errbuf_set(eb, "invalid value for 'node_id': a name of 1 to 63 printable "
+                              "characters without spaces");
+            return GW_EINVAL;
+        }
+        (void)gw_strlcpy(c->node_id, value, sizeof(c->node_id));
+        return 0;
+    }
     if (strcmp(name, "router.model") == 0) {
         if (value[0] == '\0' || !is_token_text(value) ||
             strlen(value) >= sizeof(c->router.model)) {

@@ -71,6 +71,8 @@ struct gw_config {
     struct gw_tier tiers[GW_MAX_TIERS];
     int ntiers;
     struct gw_budget_windows budgets; /* when budget days and months start */
+    char node_id[64];    /* this gateway node's name in the shared store; "" = host:port */
+    int db_pool;         /* PostgreSQL connections per gateway (their own threads) */
 };
 
 /* Fill defaults (127.0.0.1:8080, sqlite:./data/llmgw.db, catalog/models.yaml, providers' public

@@ -129,8 +129,18 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
     if ((rc = gw_store_open(gw->cfg.db_url, &st, &eb)) != 0 ||
         (rc = gw_store_migrate(st, &eb)) != 0)
         goto out;
+    if (gw->cfg.node_id[0] == '\0') { /* default node name: host:port */
+        char host[48] = "localhost";
+        (void)gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        snprintf(gw->cfg.node_id, sizeof(gw->cfg.node_id), "%.40s:%d", host,
+                 gw->cfg.listen_port);
+    }
+    /* SQLite: this process is the only writer, so every reservation left is a dead one's; a
+     * shared store: only this node's own */
+    int shared = strcmp(gw_store_backend(st), "sqlite") != 0;
     int64_t recovered = 0;
-    if ((rc = gw_store_usage_recover(st, &recovered)) != 0) {
+    if ((rc = gw_store_usage_recover(st, shared ? gw->cfg.node_id : "", &recovered)) != 0) {
         gw_errbuf_set(&eb, "cannot recover reservations left by an earlier process");
         goto out;
     }

@@ -466,6 +466,7 @@ static void fill_row(struct gw_call *c)
     r->status = 0;
     r->error_code[0] = '\0';
     gw_strlcpy(r->catalog_version, gw_catalog_version(gw->catalog), sizeof(r->catalog_version));
+    gw_strlcpy(r->node, gw->cfg.node_id, sizeof(r->node));
 }
 
 /* The failed attempt before this one keeps its own row; the request's row moves on. */

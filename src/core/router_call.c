@@ -209,6 +209,7 @@ int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands,
     r->reserved_micros =
         gw_cost_worst_micros(m, (int64_t)rc->up.body_len / 3 + 16, ROUTER_MAX_OUTPUT);
     gw_strlcpy(r->catalog_version, gw_catalog_version(gw->catalog), sizeof(r->catalog_version));
+    gw_strlcpy(r->node, gw->cfg.node_id, sizeof(r->node));
     struct gw_limit_req q = gw_call_limit_req(c);
     struct gw_refusal why;
     q.usd = r->reserved_micros;

@@ -1,10 +1,740 @@
-/* store/postgres — placeholder while the backend is written: refuses clearly. */
+/*
+ * store/postgres — the PostgreSQL backend of store.h (libpq), for several gateway nodes on one
+ * database.
+ *
+ * Invariants:
+ * - One struct pg is one connection, used by one thread at a time. Statements are prepared
+ *   once per connection (lazily) and every value goes as a parameter; no SQL is built from
+ *   input. A broken connection is reset once and the statement retried when it was never
+ *   sent.
+ * - The schema is schema.c's, with auto-numbered ids as BIGSERIAL. Migrations run in one
+ *   transaction under a fixed advisory lock, so concurrent migrators serialise.
+ * - Text read back is copied with bounds; numbers are parsed strictly; a NULL reads as "" / 0.
+ */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "store/store_int.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/util.h"
+
+#define MIGRATE_LOCK 7406190 /* pg_advisory_xact_lock key of migrations */
+#define MAX_PARAMS 26
+
+enum stmt_id {
+    P_ORG_INSERT,
+    P_ORG_GET,
+    P_ORG_SET,
+    P_KEY_INSERT,
+    P_KEY_BY_HASH,
+    P_KEY_GET,
+    P_KEY_LIST,
+    P_KEY_SET,
+    P_KEY_REVOKE,
+    P_SUPERADMIN,
+    P_USAGE_INSERT,
+    P_USAGE_SETTLE,
+    P_USAGE_GET,
+    P_USAGE_SPENT,
+    P_USAGE_SPENT_ORG,
+    P_USAGE_RECENT,
+    P_USAGE_RECENT_ORG,
+    P_USAGE_LIST,
+    P_USAGE_RECOVER,
+    P_COUNT
+};
+
+#define LIMIT_COLS(t)                                                                              \
+    t ".rph, " t ".tph, " t ".max_concurrent, " t ".daily_usd_micros, " t ".monthly_usd_micros, "  \
+    t ".max_request_usd_micros"
+#define KEY_COLS                                                                                   \
+    "k.id, k.key_id, COALESCE(k.org_id, 0), COALESCE(o.slug, ''), k.name, k.prefix, k.role, "      \
+    "k.tier, k.providers, k.models, k.revoked, k.created_ms, k.revoked_ms, " LIMIT_COLS("k") ", "  \
+    "COALESCE(o.providers, ''), COALESCE(o.models, ''), "                                          \
+    "COALESCE(o.rph, 0), COALESCE(o.tph, 0), COALESCE(o.max_concurrent, 0), "                      \
+    "COALESCE(o.daily_usd_micros, 0), COALESCE(o.monthly_usd_micros, 0), "                         \
+    "COALESCE(o.max_request_usd_micros, 0) "                                                       \
+    "FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
+#define ORG_COLS "id, slug, name, created_ms, providers, models, " LIMIT_COLS("orgs")
+#define USAGE_COLS                                                                                 \
+    "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
+    "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
+    "error_code, catalog_version, created_ms, settled_ms, parent_request_id, kind, attempts, "    \
+    "route_method, node"
+#define SPENT_SQL                                                                                  \
+    "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros ELSE cost_micros "      \
+    "END), 0) FROM usage WHERE "
+#define RECENT_SQL                                                                                 \
+    "SELECT created_ms, (kind = 'chat')::int, tokens_in + tokens_out FROM usage WHERE "
+
+static const struct {
+    const char *sql;
+    int nparams;
+} stmts[P_COUNT] = {
+    [P_ORG_INSERT] = {"INSERT INTO orgs(slug, name, created_ms) VALUES ($1, $2, $3) RETURNING id",
+                      3},
+    [P_ORG_GET] = {"SELECT " ORG_COLS " FROM orgs WHERE slug = $1", 1},
+    [P_ORG_SET] = {"UPDATE orgs SET providers = $2, models = $3, rph = $4, tph = $5, "
+                   "max_concurrent = $6, daily_usd_micros = $7, monthly_usd_micros = $8, "
+                   "max_request_usd_micros = $9 WHERE slug = $1",
+                   9},
+    [P_KEY_INSERT] = {"INSERT INTO api_keys(key_id, key_hash, prefix, org_id, name, role, tier, "
+                      "providers, models, rph, daily_usd_micros, monthly_usd_micros, created_ms, "
+                      "tph, max_concurrent, max_request_usd_micros) VALUES ($1, $2, $3, "
+                      "NULLIF($4::bigint, 0), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+                      "$16) RETURNING id",
+                      16},
+    [P_KEY_BY_HASH] = {"SELECT " KEY_COLS "WHERE k.key_hash = $1", 1},
+    [P_KEY_GET] = {"SELECT " KEY_COLS "WHERE k.key_id = $1", 1},
+    [P_KEY_LIST] = {"SELECT " KEY_COLS "WHERE k.org_id = $1 ORDER BY k.created_ms DESC, k.id DESC",
+                    1},
+    [P_KEY_SET] = {"UPDATE api_keys SET tier = $2, providers = $3, models = $4, rph = $5, "
+                   "tph = $6, max_concurrent = $7, daily_usd_micros = $8, "
+                   "monthly_usd_micros = $9, max_request_usd_micros = $10 WHERE key_id = $1",
+                   10},
+    [P_KEY_REVOKE] = {"UPDATE api_keys SET revoked_ms = CASE WHEN revoked = 1 THEN revoked_ms "
+                      "ELSE $2 END, revoked = 1 WHERE key_id = $1",
+                      2},
+    [P_SUPERADMIN] = {"SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
+                      0},
+    [P_USAGE_INSERT] = {"INSERT INTO usage(" USAGE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+                        "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, "
+                        "$23, $24, $25)",
+                        25},
+    [P_USAGE_SETTLE] = {"UPDATE usage SET state = $2, tokens_in = $3, tokens_out = $4, "
+                        "cached_tokens = $5, reasoning_tokens = $6, cost_micros = $7, "
+                        "latency_ms = $8, status = $9, error_code = $10, settled_ms = $11, "
+                        "provider = $12, model = $13, reserved_micros = $14, attempts = $15, "
+                        "route_method = $16 WHERE request_id = $1",
+                        16},
+    [P_USAGE_GET] = {"SELECT " USAGE_COLS " FROM usage WHERE request_id = $1", 1},
+    [P_USAGE_SPENT] = {SPENT_SQL "key_row_id = $1 AND created_ms >= $2", 2},
+    [P_USAGE_SPENT_ORG] = {SPENT_SQL "org_id = $1 AND created_ms >= $2", 2},
+    [P_USAGE_RECENT] = {RECENT_SQL "key_row_id = $1 AND created_ms >= $2 ORDER BY created_ms", 2},
+    [P_USAGE_RECENT_ORG] = {RECENT_SQL "org_id = $1 AND created_ms >= $2 ORDER BY created_ms", 2},
+    [P_USAGE_LIST] = {"SELECT " USAGE_COLS " FROM usage WHERE ($1::bigint = 0 OR org_id = $1) "
+                      "AND ($2::bigint = 0 OR key_row_id = $2) AND ($3 = '' OR model = $3) AND "
+                      "created_ms >= $4 AND ($5::bigint = 0 OR created_ms < $5) "
+                      "ORDER BY created_ms, request_id",
+                      5},
+    [P_USAGE_RECOVER] = {"UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
+                         "settled_ms = $1 WHERE state = 'reserved' AND ($2 = '' OR node = $2)",
+                         2},
+};
+
+struct pg {
+    struct gw_store base; /* first: a struct gw_store * is a struct pg * */
+    PGconn *conn;
+    unsigned char prepared[P_COUNT];
+};
+
+/* Parameters as text (libpq's text format). */
+struct params {
+    const char *v[MAX_PARAMS];
+    char num[MAX_PARAMS][24];
+    int n;
+};
+
+static void p_text(struct params *p, const char *s) { p->v[p->n++] = s; }
+
+static void p_i64(struct params *p, int64_t x)
+{
+    snprintf(p->num[p->n], sizeof(p->num[0]), "%lld", (long long)x);
+    p->v[p->n] = p->num[p->n];
+    p->n++;
+}
+
+static int is_unique_violation(const PGresult *r)
+{
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return st != NULL && strcmp(st, "23505") == 0;
+}
+
+/* Run prepared statement id; *res (may be NULL) gets the result to PQclear. Returns 0,
+ * GW_EEXIST (unique violation) or GW_ESTORE. */
+static int run(struct pg *s, enum stmt_id id, const struct params *p, PGresult **res)
+{
+    char name[16];
+    PGresult *r = NULL;
+
+    if (res != NULL)
+        *res = NULL;
+    snprintf(name, sizeof(name), "s%d", (int)id);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (PQstatus(s->conn) != CONNECTION_OK) {
+            PQreset(s->conn); /* the server restarted or the network broke: reconnect once */
+            memset(s->prepared, 0, sizeof(s->prepared));
+            if (PQstatus(s->conn) != CONNECTION_OK)
+                return GW_ESTORE;
+        }
+        if (!s->prepared[id]) {
+            r = PQprepare(s->conn, name, stmts[id].sql, stmts[id].nparams, NULL);
+            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
+            if (!ok) {
+                if (PQstatus(s->conn) != CONNECTION_OK)
+                    continue;
+                return GW_ESTORE;
+            }
+            s->prepared[id] = 1;
+        }
+        r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (res != NULL)
+                *res = r;
+            else
+                PQclear(r);
+            return 0;
+        }
+        int rc = is_unique_violation(r) ? GW_EEXIST : GW_ESTORE;
+        PQclear(r);
+        if (rc == GW_ESTORE && PQstatus(s->conn) != CONNECTION_OK && attempt == 0)
+            continue; /* lost on the way: the statement did not run */
+        return rc;
+    }
+    return GW_ESTORE;
+}
+
+static int64_t col_i64(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return 0;
+    return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static void col_text(const PGresult *r, int row, int col, char *dst, size_t dstsz)
+{
+    gw_strlcpy(dst, PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col), dstsz);
+}
+
+static void read_limits(const PGresult *r, int row, int first, struct gw_limit_set *l)
+{
+    l->rph = col_i64(r, row, first);
+    l->tph = col_i64(r, row, first + 1);
+    l->max_concurrent = col_i64(r, row, first + 2);
+    l->daily_usd_micros = col_i64(r, row, first + 3);
+    l->monthly_usd_micros = col_i64(r, row, first + 4);
+    l->max_request_usd_micros = col_i64(r, row, first + 5);
+}
+
+static void p_limits(struct params *p, const struct gw_limit_set *l)
+{
+    p_i64(p, l->rph);
+    p_i64(p, l->tph);
+    p_i64(p, l->max_concurrent);
+    p_i64(p, l->daily_usd_micros);
+    p_i64(p, l->monthly_usd_micros);
+    p_i64(p, l->max_request_usd_micros);
+}
+
+/* ---- connection and schema ---- */
+
+static const struct gw_store_ops postgres_ops;
+
+static void pg_free(struct gw_store *base)
+{
+    struct pg *s = (struct pg *)base;
+    if (s == NULL)
+        return;
+    PQfinish(s->conn);
+    gw_free(s);
+}
 
 int gw_postgres_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
 {
-    (void)url;
+    struct pg *s = gw_calloc(1, sizeof(*s));
     *out = NULL;
-    gw_errbuf_set(eb, "the PostgreSQL backend is not available in this version; use sqlite:PATH");
-    return GW_EUNSUPP;
+    if (s == NULL)
+        return GW_ENOMEM;
+    s->base.ops = &postgres_ops;
+    s->conn = PQconnectdb(url);
+    if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
+        char msg[200];
+        /* libpq's message never holds the password */
+        gw_log_escape(msg, sizeof(msg), s->conn ? PQerrorMessage(s->conn) : "out of memory",
+                      strlen(s->conn ? PQerrorMessage(s->conn) : "out of memory"));
+        gw_errbuf_set(eb, "cannot connect to PostgreSQL: %s", msg);
+        pg_free(&s->base);
+        return GW_ESTORE;
+    }
+    PGresult *r = PQexec(s->conn, "SET client_min_messages = warning");
+    PQclear(r);
+    *out = &s->base;
+    return 0;
 }
+
+static int exec_simple(struct pg *s, const char *sql)
+{
+    PGresult *r = PQexec(s->conn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    PQclear(r);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : GW_ESTORE;
+}
+
+static int read_version(struct pg *s, int *out)
+{
+    PGresult *r = PQexec(s->conn, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    *out = ok ? (int)col_i64(r, 0, 0) : 0;
+    PQclear(r);
+    return ok ? 0 : GW_ESTORE;
+}
+
+/* schema.c's SQL with PostgreSQL's auto-numbered ids. */
+static char *pg_dialect(const char *sql)
+{
+    static const char from[] = "INTEGER PRIMARY KEY", to[] = "BIGSERIAL PRIMARY KEY";
+    size_t n = strlen(sql), count = 0;
+    for (const char *p = strstr(sql, from); p != NULL; p = strstr(p + 1, from))
+        count++;
+    char *out = gw_malloc(n + count * (sizeof(to) - sizeof(from)) + 1);
+    if (out == NULL)
+        return NULL;
+    char *w = out;
+    for (const char *p = sql; *p != '\0';) {
+        if (strncmp(p, from, sizeof(from) - 1) == 0) {
+            memcpy(w, to, sizeof(to) - 1);
+            w += sizeof(to) - 1;
+            p += sizeof(from) - 1;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+static int pg_migrate(struct gw_store *base, struct gw_errbuf *eb)
+{
+    struct pg *s = (struct pg *)base;
+    char sql[160];
+    int version = 0;
+
+    snprintf(sql, sizeof(sql), "BEGIN; SELECT pg_advisory_xact_lock(%d)", MIGRATE_LOCK);
+    if (exec_simple(s, sql) != 0 ||
+        exec_simple(s, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                       "applied_ms BIGINT NOT NULL)") != 0 ||
+        read_version(s, &version) != 0)
+        goto fail;
+    if (version > gw_schema_count) {
+        gw_errbuf_set(eb, "the database schema (version %d) is newer than this gateway (%d)",
+                      version, gw_schema_count);
+        (void)exec_simple(s, "ROLLBACK");
+        return GW_ESTORE;
+    }
+    for (int v = version + 1; v <= gw_schema_count; v++) {
+        char *m = pg_dialect(gw_schema_migrations[v - 1]);
+        int rc = m ? exec_simple(s, m) : GW_ENOMEM;
+        gw_free(m);
+        snprintf(sql, sizeof(sql), "INSERT INTO schema_version VALUES (%d, %lld)", v,
+                 (long long)gw_now_ms());
+        if (rc != 0 || exec_simple(s, sql) != 0)
+            goto fail;
+    }
+    if (exec_simple(s, "COMMIT") != 0)
+        goto fail;
+    return 0;
+fail:;
+    char msg[200];
+    gw_log_escape(msg, sizeof(msg), PQerrorMessage(s->conn), strlen(PQerrorMessage(s->conn)));
+    gw_errbuf_set(eb, "migration failed: %s", msg);
+    (void)exec_simple(s, "ROLLBACK");
+    return GW_ESTORE;
+}
+
+static int pg_schema_version(struct gw_store *base, int *out)
+{
+    return read_version((struct pg *)base, out);
+}
+
+/* ---- orgs and keys ---- */
+
+static int pg_org_create(struct gw_store *base, const char *slug, const char *name,
+                         int64_t *id_out)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_text(&p, slug);
+    p_text(&p, name);
+    p_i64(&p, gw_now_ms());
+    int rc = run((struct pg *)base, P_ORG_INSERT, &p, &r);
+    if (rc == 0 && id_out != NULL)
+        *id_out = col_i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_org_get(struct gw_store *base, const char *slug, struct gw_org *out)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_text(&p, slug);
+    int rc = run((struct pg *)base, P_ORG_GET, &p, &r);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = GW_ENOTFOUND;
+    if (rc == 0) {
+        memset(out, 0, sizeof(*out));
+        out->id = col_i64(r, 0, 0);
+        col_text(r, 0, 1, out->slug, sizeof(out->slug));
+        col_text(r, 0, 2, out->name, sizeof(out->name));
+        out->created_ms = col_i64(r, 0, 3);
+        col_text(r, 0, 4, out->providers, sizeof(out->providers));
+        col_text(r, 0, 5, out->models, sizeof(out->models));
+        read_limits(r, 0, 6, &out->limits);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* An UPDATE that must have changed one row. */
+static int run_update(struct pg *s, enum stmt_id id, const struct params *p)
+{
+    PGresult *r;
+    int rc = run(s, id, p, &r);
+    if (rc == 0 && strcmp(PQcmdTuples(r), "0") == 0)
+        rc = GW_ENOTFOUND;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_org_set_policy(struct gw_store *base, const struct gw_org *o)
+{
+    struct params p = {0};
+    p_text(&p, o->slug);
+    p_text(&p, o->providers);
+    p_text(&p, o->models);
+    p_limits(&p, &o->limits);
+    return run_update((struct pg *)base, P_ORG_SET, &p);
+}
+
+static int pg_key_insert(struct gw_store *base, struct gw_key_rec *rec,
+                         const unsigned char hash[32])
+{
+    struct params p = {0};
+    char hex[65];
+    PGresult *r;
+    gw_hex(hex, hash, 32);
+    rec->created_ms = gw_now_ms();
+    p_text(&p, rec->key_id);
+    p_text(&p, hex);
+    p_text(&p, rec->prefix);
+    p_i64(&p, rec->org_id);
+    p_text(&p, rec->name);
+    p_text(&p, rec->role);
+    p_text(&p, rec->tier);
+    p_text(&p, rec->providers);
+    p_text(&p, rec->models);
+    p_i64(&p, rec->limits.rph);
+    p_i64(&p, rec->limits.daily_usd_micros);
+    p_i64(&p, rec->limits.monthly_usd_micros);
+    p_i64(&p, rec->created_ms);
+    p_i64(&p, rec->limits.tph);
+    p_i64(&p, rec->limits.max_concurrent);
+    p_i64(&p, rec->limits.max_request_usd_micros);
+    int rc = run((struct pg *)base, P_KEY_INSERT, &p, &r);
+    if (rc == 0)
+        rec->id = col_i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+static void read_key(const PGresult *r, int row, struct gw_key_rec *k)
+{
+    memset(k, 0, sizeof(*k));
+    k->id = col_i64(r, row, 0);
+    col_text(r, row, 1, k->key_id, sizeof(k->key_id));
+    k->org_id = col_i64(r, row, 2);
+    col_text(r, row, 3, k->org_slug, sizeof(k->org_slug));
+    col_text(r, row, 4, k->name, sizeof(k->name));
+    col_text(r, row, 5, k->prefix, sizeof(k->prefix));
+    col_text(r, row, 6, k->role, sizeof(k->role));
+    col_text(r, row, 7, k->tier, sizeof(k->tier));
+    col_text(r, row, 8, k->providers, sizeof(k->providers));
+    col_text(r, row, 9, k->models, sizeof(k->models));
+    k->revoked = col_i64(r, row, 10) != 0;
+    k->created_ms = col_i64(r, row, 11);
+    k->revoked_ms = col_i64(r, row, 12);
+    read_limits(r, row, 13, &k->limits);
+    col_text(r, row, 19, k->org_providers, sizeof(k->org_providers));
+    col_text(r, row, 20, k->org_models, sizeof(k->org_models));
+    read_limits(r, row, 21, &k->org_limits);
+}
+
+static int key_one(struct pg *s, enum stmt_id id, const char *arg, struct gw_key_rec *out)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_text(&p, arg);
+    int rc = run(s, id, &p, &r);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = GW_ENOTFOUND;
+    if (rc == 0)
+        read_key(r, 0, out);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_key_by_hash(struct gw_store *base, const unsigned char hash[32],
+                          struct gw_key_rec *out)
+{
+    char hex[65];
+    gw_hex(hex, hash, 32);
+    return key_one((struct pg *)base, P_KEY_BY_HASH, hex, out);
+}
+
+static int pg_key_get(struct gw_store *base, const char *key_id, struct gw_key_rec *out)
+{
+    return key_one((struct pg *)base, P_KEY_GET, key_id, out);
+}
+
+static int pg_key_list(struct gw_store *base, int64_t org_id, gw_store_key_cb cb, void *arg)
+{
+    struct params p = {0};
+    struct gw_key_rec k;
+    PGresult *r;
+    p_i64(&p, org_id);
+    int rc = run((struct pg *)base, P_KEY_LIST, &p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        read_key(r, i, &k);
+        if (cb(arg, &k) != 0)
+            break;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_key_set_policy(struct gw_store *base, const struct gw_key_rec *rec)
+{
+    struct params p = {0};
+    p_text(&p, rec->key_id);
+    p_text(&p, rec->tier);
+    p_text(&p, rec->providers);
+    p_text(&p, rec->models);
+    p_limits(&p, &rec->limits);
+    return run_update((struct pg *)base, P_KEY_SET, &p);
+}
+
+static int pg_key_revoke(struct gw_store *base, const char *key_id)
+{
+    struct params p = {0};
+    p_text(&p, key_id);
+    p_i64(&p, gw_now_ms());
+    return run_update((struct pg *)base, P_KEY_REVOKE, &p);
+}
+
+static int pg_superadmin_exists(struct gw_store *base, int *out)
+{
+    PGresult *r;
+    int rc = run((struct pg *)base, P_SUPERADMIN, NULL, &r);
+    *out = rc == 0 && PQntuples(r) > 0;
+    PQclear(r);
+    return rc;
+}
+
+/* ---- usage ---- */
+
+static void p_row(struct params *p, const struct gw_usage_row *r)
+{
+    p_text(p, r->request_id);
+    p_i64(p, r->org_id);
+    p_i64(p, r->key_row_id);
+    p_text(p, r->provider);
+    p_text(p, r->model);
+    p_text(p, r->endpoint);
+    p_i64(p, r->stream);
+    p_text(p, r->state);
+    p_i64(p, r->reserved_micros);
+    p_i64(p, r->tokens_in);
+    p_i64(p, r->tokens_out);
+    p_i64(p, r->cached_tokens);
+    p_i64(p, r->reasoning_tokens);
+    p_i64(p, r->cost_micros);
+    p_i64(p, r->latency_ms);
+    p_i64(p, r->status);
+    p_text(p, r->error_code);
+    p_text(p, r->catalog_version);
+    p_i64(p, r->created_ms);
+    p_i64(p, r->settled_ms);
+    p_text(p, r->parent_request_id);
+    p_text(p, r->kind[0] ? r->kind : "chat");
+    p_i64(p, r->attempts > 0 ? r->attempts : 1);
+    p_text(p, r->route_method);
+    p_text(p, r->node);
+}
+
+static int pg_usage_reserve(struct gw_store *base, const struct gw_usage_row *row)
+{
+    struct params p = {0};
+    p_row(&p, row);
+    return run((struct pg *)base, P_USAGE_INSERT, &p, NULL);
+}
+
+static int pg_usage_settle(struct gw_store *base, const struct gw_usage_row *r)
+{
+    struct params p = {0};
+    p_text(&p, r->request_id);
+    p_text(&p, r->state);
+    p_i64(&p, r->tokens_in);
+    p_i64(&p, r->tokens_out);
+    p_i64(&p, r->cached_tokens);
+    p_i64(&p, r->reasoning_tokens);
+    p_i64(&p, r->cost_micros);
+    p_i64(&p, r->latency_ms);
+    p_i64(&p, r->status);
+    p_text(&p, r->error_code);
+    p_i64(&p, r->settled_ms);
+    p_text(&p, r->provider);
+    p_text(&p, r->model);
+    p_i64(&p, r->reserved_micros);
+    p_i64(&p, r->attempts > 0 ? r->attempts : 1);
+    p_text(&p, r->route_method);
+    return run_update((struct pg *)base, P_USAGE_SETTLE, &p);
+}
+
+static void read_usage(const PGresult *r, int i, struct gw_usage_row *out)
+{
+    memset(out, 0, sizeof(*out));
+    col_text(r, i, 0, out->request_id, sizeof(out->request_id));
+    out->org_id = col_i64(r, i, 1);
+    out->key_row_id = col_i64(r, i, 2);
+    col_text(r, i, 3, out->provider, sizeof(out->provider));
+    col_text(r, i, 4, out->model, sizeof(out->model));
+    col_text(r, i, 5, out->endpoint, sizeof(out->endpoint));
+    out->stream = (int)col_i64(r, i, 6);
+    col_text(r, i, 7, out->state, sizeof(out->state));
+    out->reserved_micros = col_i64(r, i, 8);
+    out->tokens_in = col_i64(r, i, 9);
+    out->tokens_out = col_i64(r, i, 10);
+    out->cached_tokens = col_i64(r, i, 11);
+    out->reasoning_tokens = col_i64(r, i, 12);
+    out->cost_micros = col_i64(r, i, 13);
+    out->latency_ms = col_i64(r, i, 14);
+    out->status = (int)col_i64(r, i, 15);
+    col_text(r, i, 16, out->error_code, sizeof(out->error_code));
+    col_text(r, i, 17, out->catalog_version, sizeof(out->catalog_version));
+    out->created_ms = col_i64(r, i, 18);
+    out->settled_ms = col_i64(r, i, 19);
+    col_text(r, i, 20, out->parent_request_id, sizeof(out->parent_request_id));
+    col_text(r, i, 21, out->kind, sizeof(out->kind));
+    out->attempts = (int)col_i64(r, i, 22);
+    col_text(r, i, 23, out->route_method, sizeof(out->route_method));
+    col_text(r, i, 24, out->node, sizeof(out->node));
+}
+
+static int pg_usage_get(struct gw_store *base, const char *request_id, struct gw_usage_row *out)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_text(&p, request_id);
+    int rc = run((struct pg *)base, P_USAGE_GET, &p, &r);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = GW_ENOTFOUND;
+    if (rc == 0)
+        read_usage(r, 0, out);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_usage_spent(struct gw_store *base, enum gw_scope scope, int64_t id,
+                          int64_t since_ms, int64_t *micros)
+{
+    struct params p = {0};
+    PGresult *r;
+    *micros = 0;
+    p_i64(&p, id);
+    p_i64(&p, since_ms);
+    int rc = run((struct pg *)base, scope == GW_SCOPE_ORG ? P_USAGE_SPENT_ORG : P_USAGE_SPENT, &p,
+                 &r);
+    if (rc == 0 && PQntuples(r) == 1)
+        *micros = col_i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_usage_recent(struct gw_store *base, enum gw_scope scope, int64_t id,
+                           int64_t since_ms, gw_store_recent_cb cb, void *arg)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, id);
+    p_i64(&p, since_ms);
+    int rc = run((struct pg *)base, scope == GW_SCOPE_ORG ? P_USAGE_RECENT_ORG : P_USAGE_RECENT,
+                 &p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++)
+        if (cb(arg, col_i64(r, i, 0), (int)col_i64(r, i, 1), col_i64(r, i, 2)) != 0)
+            break;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_usage_list(struct gw_store *base, const struct gw_usage_filter *f,
+                         gw_store_usage_cb cb, void *arg, struct gw_usage_totals *totals)
+{
+    struct params p = {0};
+    struct gw_usage_totals t = {0};
+    struct gw_usage_row row;
+    PGresult *r;
+    p_i64(&p, f->org_id);
+    p_i64(&p, f->key_row_id);
+    p_text(&p, f->model);
+    p_i64(&p, f->from_ms);
+    p_i64(&p, f->to_ms);
+    int rc = run((struct pg *)base, P_USAGE_LIST, &p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        read_usage(r, i, &row);
+        t.rows++;
+        t.requests += strcmp(row.kind, "chat") == 0;
+        t.tokens_in += row.tokens_in;
+        t.tokens_out += row.tokens_out;
+        t.cost_micros += strcmp(row.state, "reserved") == 0 ? row.reserved_micros
+                                                            : row.cost_micros;
+        if (cb != NULL && cb(arg, &row) != 0)
+            break;
+    }
+    PQclear(r);
+    if (totals != NULL)
+        *totals = t;
+    return rc;
+}
+
+static int pg_usage_recover(struct gw_store *base, const char *node, int64_t *count)
+{
+    struct params p = {0};
+    PGresult *r;
+    *count = 0;
+    p_i64(&p, gw_now_ms());
+    p_text(&p, node);
+    int rc = run((struct pg *)base, P_USAGE_RECOVER, &p, &r);
+    if (rc == 0)
+        *count = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return rc;
+}
+
+static const struct gw_store_ops postgres_ops = {
+    .name = "postgres",
+    .free = pg_free,
+    .migrate = pg_migrate,
+    .schema_version = pg_schema_version,
+    .org_create = pg_org_create,
+    .org_get = pg_org_get,
+    .org_set_policy = pg_org_set_policy,
+    .key_insert = pg_key_insert,
+    .key_by_hash = pg_key_by_hash,
+    .key_get = pg_key_get,
+    .key_list = pg_key_list,
+    .key_set_policy = pg_key_set_policy,
+    .key_revoke = pg_key_revoke,
+    .superadmin_exists = pg_superadmin_exists,
+    .usage_reserve = pg_usage_reserve,
+    .usage_settle = pg_usage_settle,
+    .usage_get = pg_usage_get,
+    .usage_spent = pg_usage_spent,
+    .usage_recent = pg_usage_recent,
+    .usage_list = pg_usage_list,
+    .usage_recover = pg_usage_recover,
+};

@@ -17,78 +17,7 @@
 #include "util/mem.h"
 #include "util/util.h"
 
-/* Versioned schema; append only. */
-static const char *const migrations[] = {
-    /* 1: orgs, API keys (hashes only), usage rows */
-    "CREATE TABLE orgs ("
-    "  id INTEGER PRIMARY KEY,"
-    "  slug TEXT NOT NULL UNIQUE,"
-    "  name TEXT NOT NULL,"
-    "  created_ms BIGINT NOT NULL);"
-    "CREATE TABLE api_keys ("
-    "  id INTEGER PRIMARY KEY,"
-    "  key_id TEXT NOT NULL UNIQUE,"
-    "  key_hash TEXT NOT NULL UNIQUE,"
-    "  prefix TEXT NOT NULL,"
-    "  org_id BIGINT REFERENCES orgs(id),"
-    "  name TEXT NOT NULL DEFAULT '',"
-    "  role TEXT NOT NULL,"
-    "  tier TEXT NOT NULL,"
-    "  providers TEXT NOT NULL DEFAULT '',"
-    "  models TEXT NOT NULL DEFAULT '',"
-    "  rph BIGINT NOT NULL DEFAULT 0,"
-    "  daily_usd_micros BIGINT NOT NULL DEFAULT 0,"
-    "  monthly_usd_micros BIGINT NOT NULL DEFAULT 0,"
-    "  revoked INTEGER NOT NULL DEFAULT 0,"
-    "  created_ms BIGINT NOT NULL,"
-    "  revoked_ms BIGINT NOT NULL DEFAULT 0);"
-    "CREATE INDEX api_keys_org ON api_keys(org_id, created_ms);"
-    "CREATE TABLE usage ("
-    "  request_id TEXT PRIMARY KEY,"
-    "  org_id BIGINT NOT NULL DEFAULT 0,"
-    "  key_row_id BIGINT NOT NULL DEFAULT 0,"
-    "  provider TEXT NOT NULL,"
-    "  model TEXT NOT NULL,"
-    "  endpoint TEXT NOT NULL,"
-    "  stream INTEGER NOT NULL DEFAULT 0,"
-    "  state TEXT NOT NULL,"
-    "  reserved_micros BIGINT NOT NULL DEFAULT 0,"
-    "  tokens_in BIGINT NOT NULL DEFAULT 0,"
-    "  tokens_out BIGINT NOT NULL DEFAULT 0,"
-    "  cached_tokens BIGINT NOT NULL DEFAULT 0,"
-    "  reasoning_tokens BIGINT NOT NULL DEFAULT 0,"
-    "  cost_micros BIGINT NOT NULL DEFAULT 0,"
-    "  latency_ms BIGINT NOT NULL DEFAULT 0,"
-    "  status INTEGER NOT NULL DEFAULT 0,"
-    "  error_code TEXT NOT NULL DEFAULT '',"
-    "  catalog_version TEXT NOT NULL DEFAULT '',"
-    "  created_ms BIGINT NOT NULL,"
-    "  settled_ms BIGINT NOT NULL DEFAULT 0);"
-    "CREATE INDEX usage_key_time ON usage(key_row_id, created_ms);"
-    "CREATE INDEX usage_org_time ON usage(org_id, created_ms);"
-    "CREATE INDEX usage_state ON usage(state);",
-    /* 2: fallback attempts and router calls get their own rows, linked to the request */
-    "ALTER TABLE usage ADD COLUMN parent_request_id TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE usage ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat';"
-    "ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;"
-    "ALTER TABLE usage ADD COLUMN route_method TEXT NOT NULL DEFAULT '';"
-    "CREATE INDEX usage_parent ON usage(parent_request_id) WHERE parent_request_id <> '';",
-    /* 3: governance — org policy (allowlists, org-wide limits) and the rest of the key limits */
-    "ALTER TABLE orgs ADD COLUMN providers TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE orgs ADD COLUMN models TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE orgs ADD COLUMN rph BIGINT NOT NULL DEFAULT 0;"
-    "ALTER TABLE orgs ADD COLUMN tph BIGINT NOT NULL DEFAULT 0;"
-    "ALTER TABLE orgs ADD COLUMN max_concurrent BIGINT NOT NULL DEFAULT 0;"
-    "ALTER TABLE orgs ADD COLUMN daily_usd_micros BIGINT NOT NULL DEFAULT 0;"
-    "ALTER TABLE orgs ADD COLUMN monthly_usd_micros BIGINT NOT NULL DEFAULT 0;"
-    "ALTER TABLE orgs ADD COLUMN max_request_usd_micros BIGINT NOT NULL DEFAULT 0;"
-    "ALTER TABLE api_keys ADD COLUMN tph BIGINT NOT NULL DEFAULT 0;"
-    "ALTER TABLE api_keys ADD COLUMN max_concurrent BIGINT NOT NULL DEFAULT 0;"
-    "ALTER TABLE api_keys ADD COLUMN max_request_usd_micros BIGINT NOT NULL DEFAULT 0;"
-    "CREATE INDEX usage_model_time ON usage(model, created_ms);"
-    "CREATE INDEX usage_time ON usage(created_ms);",
-};
-#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
 
 enum stmt_id {
     S_ORG_INSERT,
@@ -130,7 +59,7 @@ enum stmt_id {
     "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
     "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
     "error_code, catalog_version, created_ms, settled_ms, parent_request_id, kind, attempts, "    \
-    "route_method"
+    "route_method, node"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_ORG_INSERT] = "INSERT INTO orgs(slug, name, created_ms) VALUES (?1, ?2, ?3)",
@@ -154,7 +83,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUPERADMIN] = "SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
     [S_USAGE_INSERT] = "INSERT INTO usage(" USAGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
-                       "?23, ?24)",
+                       "?23, ?24, ?25)",
     [S_USAGE_SETTLE] = "UPDATE usage SET state = ?2, tokens_in = ?3, tokens_out = ?4, "
                        "cached_tokens = ?5, reasoning_tokens = ?6, cost_micros = ?7, "
                        "latency_ms = ?8, status = ?9, error_code = ?10, settled_ms = ?11, "
@@ -174,7 +103,7 @@ static const char *const stmt_sql[S_COUNT] = {
                      "created_ms >= ?4 AND (?5 = 0 OR created_ms < ?5) "
                      "ORDER BY created_ms, request_id",
     [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
-                        "settled_ms = ?1 WHERE state = 'reserved'",
+                        "settled_ms = ?1 WHERE state = 'reserved' AND (?2 = '' OR node = ?2)",
 };
 
 struct sq {
@@ -347,17 +276,17 @@ static int sq_migrate(struct gw_store *base, struct gw_errbuf *eb)
                      NULL, NULL, NULL) != SQLITE_OK ||
         read_version(s, &version) != 0)
         goto fail;
-    if (version > NMIGRATIONS) {
+    if (version > gw_schema_count) {
         gw_errbuf_set(eb, "the database schema (version %d) is newer than this gateway (%d)",
-                      version, NMIGRATIONS);
+                      version, gw_schema_count);
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return GW_ESTORE;
     }
-    for (int v = version + 1; v <= NMIGRATIONS; v++) {
+    for (int v = version + 1; v <= gw_schema_count; v++) {
         char rec[128];
         snprintf(rec, sizeof(rec), "INSERT INTO schema_version VALUES (%d, %lld)", v,
                  (long long)gw_now_ms());
-        if (sqlite3_exec(s->db, migrations[v - 1], NULL, NULL, NULL) != SQLITE_OK ||
+        if (sqlite3_exec(s->db, gw_schema_migrations[v - 1], NULL, NULL, NULL) != SQLITE_OK ||
             sqlite3_exec(s->db, rec, NULL, NULL, NULL) != SQLITE_OK)
             goto fail;
     }
@@ -631,6 +560,7 @@ static int sq_usage_reserve(struct gw_store *base, const struct gw_usage_row *r)
     bind_text(st, 22, r->kind[0] ? r->kind : "chat");
     sqlite3_bind_int(st, 23, r->attempts > 0 ? r->attempts : 1);
     bind_text(st, 24, r->route_method);
+    bind_text(st, 25, r->node);
     return exec_done(s, st);
 }
 
@@ -689,6 +619,7 @@ static void read_usage(sqlite3_stmt *st, struct gw_usage_row *out)
     col_text(st, 21, out->kind, sizeof(out->kind));
     out->attempts = sqlite3_column_int(st, 22);
     col_text(st, 23, out->route_method, sizeof(out->route_method));
+    col_text(st, 24, out->node, sizeof(out->node));
 }
 
 static int sq_usage_get(struct gw_store *base, const char *request_id, struct gw_usage_row *out)
@@ -777,7 +708,7 @@ static int sq_usage_recent(struct gw_store *base, enum gw_scope scope, int64_t i
     return rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
-static int sq_usage_recover(struct gw_store *base, int64_t *count)
+static int sq_usage_recover(struct gw_store *base, const char *node, int64_t *count)
 {
     struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = stmt(s, S_USAGE_RECOVER);
@@ -785,6 +716,7 @@ static int sq_usage_recover(struct gw_store *base, int64_t *count)
     if (st == NULL)
         return GW_ESTORE;
     sqlite3_bind_int64(st, 1, gw_now_ms());
+    bind_text(st, 2, node);
     int rc = exec_done(s, st);
     if (rc == 0)
         *count = sqlite3_changes(s->db);

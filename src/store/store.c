@@ -118,7 +118,7 @@ int gw_store_usage_list(struct gw_store *s, const struct gw_usage_filter *f,
     return s->ops->usage_list(s, f, cb, arg, totals);
 }
 
-int gw_store_usage_recover(struct gw_store *s, int64_t *count)
+int gw_store_usage_recover(struct gw_store *s, const char *node, int64_t *count)
 {
-    return s->ops->usage_recover(s, count);
+    return s->ops->usage_recover(s, node ? node : "", count);
 }

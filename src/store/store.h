@@ -75,6 +75,7 @@ struct gw_usage_row {
     char kind[12];           /* "chat" | "attempt" | "router" */
     int attempts;            /* upstream attempts made for the request (chat rows) */
     char route_method[16];   /* "explicit" | "heuristic" | "auto_router" | "fallback" */
+    char node[64];           /* the gateway node that made the reservation */
     int64_t org_id;          /* 0 for the superadmin */
     int64_t key_row_id;      /* gw_key_rec.id */
     char provider[16];
@@ -168,8 +169,8 @@ typedef int (*gw_store_usage_cb)(void *arg, const struct gw_usage_row *row);
 GW_NODISCARD int gw_store_usage_list(struct gw_store *s, const struct gw_usage_filter *f,
                                      gw_store_usage_cb cb, void *arg,
                                      struct gw_usage_totals *totals);
-/* Mark rows still "reserved" (left by a dead process) as "uncertain" charged at their reserved
- * cost. Returns the number of rows changed in *count. */
-GW_NODISCARD int gw_store_usage_recover(struct gw_store *s, int64_t *count);
+/* Mark rows still "reserved" by node (left by its dead process; "" = by any node) as
+ * "uncertain" charged at their reserved cost. Returns the number of rows changed in *count. */
+GW_NODISCARD int gw_store_usage_recover(struct gw_store *s, const char *node, int64_t *count);
 
 #endif

@@ -34,12 +34,16 @@ struct gw_store_ops {
                         gw_store_recent_cb cb, void *arg);
     int (*usage_list)(struct gw_store *s, const struct gw_usage_filter *f, gw_store_usage_cb cb,
                       void *arg, struct gw_usage_totals *totals);
-    int (*usage_recover)(struct gw_store *s, int64_t *count);
+    int (*usage_recover)(struct gw_store *s, const char *node, int64_t *count);
 };
 
 struct gw_store {
     const struct gw_store_ops *ops;
 };
+
+/* The versioned schema (schema.c): migration v is gw_schema_migrations[v - 1]. */
+extern const char *const gw_schema_migrations[];
+extern const int gw_schema_count;
 
 /* Backends. */
 GW_NODISCARD int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb);

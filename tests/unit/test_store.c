@@ -1,4 +1,6 @@
-/* Unit tests for the SQLite store: migrations, orgs, keys (hash-only), usage rows, recovery. */
+/* The store's test suite, run against both backends: SQLite, and PostgreSQL when
+ * LLMGW_TEST_PG_URL names a server (make test starts one; each test gets its own schema).
+ * Migrations, orgs and policy, keys (hash-only), usage rows, attempts, spend, recovery. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 
 #include "policy/budget.h"
 #include "store/store.h"
@@ -16,7 +20,8 @@
 
 struct fx {
     char dir[64];
-    char url[128];
+    char url[512];
+    char schema[40]; /* PostgreSQL: this test's schema */
     struct gw_store *s;
 };
 
@@ -44,6 +49,65 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Run one SQL command on the PostgreSQL server of the tests. */
+static int pg_admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(getenv("LLMGW_TEST_PG_URL"));
+    int ok = PQstatus(c) == CONNECTION_OK;
+    if (ok) {
+        PGresult *r = PQexec(c, sql);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            fprintf(stderr, "pg_admin: %s", PQerrorMessage(c));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return ok ? 0 : -1;
+}
+
+static int setup_pg(void **state)
+{
+    static int n;
+    struct fx *f = calloc(1, sizeof(*f));
+    const char *base = getenv("LLMGW_TEST_PG_URL");
+    char sql[96];
+    snprintf(f->schema, sizeof(f->schema), "t%d_%d", (int)getpid(), ++n);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", f->schema);
+    if (pg_admin(sql) != 0)
+        return -1;
+    snprintf(f->url, sizeof(f->url), "%s%soptions=-csearch_path%%3D%s", base,
+             strchr(base, '?') ? "&" : "?", f->schema);
+    struct gw_errbuf eb = {{0}};
+    if (gw_store_open(f->url, &f->s, &eb) != 0 || gw_store_migrate(f->s, &eb) != 0) {
+        fprintf(stderr, "setup_pg: %s\n", eb.msg);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown_pg(void **state)
+{
+    struct fx *f = *state;
+    char sql[96];
+    gw_store_free(f->s);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", f->schema);
+    int rc = pg_admin(sql);
+    free(f);
+    return rc;
+}
+
+static void migrate_is_idempotent(void **state)
+{
+    struct fx *f = *state;
+    int v = 0, v2 = 0;
+    assert_int_equal(gw_store_schema_version(f->s, &v), 0);
+    assert_true(v >= 4);
+    assert_int_equal(gw_store_migrate(f->s, NULL), 0);
+    assert_int_equal(gw_store_schema_version(f->s, &v2), 0);
+    assert_int_equal(v, v2);
+}
+
 static void open_creates_directories_and_migrate_is_idempotent(void **state)
 {
     struct fx *f = *state;
@@ -64,8 +128,9 @@ static void urls_are_checked(void **state)
 {
     struct gw_store *s = NULL;
     struct gw_errbuf eb = {{0}};
-    assert_int_equal(gw_store_open("postgres://u@localhost/x", &s, &eb), GW_EUNSUPP);
-    assert_non_null(strstr(eb.msg, "PostgreSQL"));
+    assert_int_equal(gw_store_open("postgres://u@127.0.0.1:1/x?connect_timeout=2", &s, &eb),
+                     GW_ESTORE);
+    assert_non_null(strstr(eb.msg, "cannot connect to PostgreSQL"));
     assert_int_equal(gw_store_open("mysql://x", &s, &eb), GW_EINVAL);
     assert_int_equal(gw_store_open("sqlite:", &s, &eb), GW_EINVAL);
     assert_null(s);
@@ -185,7 +250,7 @@ static void usage_reserve_settle_recover(void **state)
     assert_string_equal(got.catalog_version, "2026-11-24");
     /* a process died with req_2 reserved: recovery charges the worst case */
     int64_t n = 0;
-    assert_int_equal(gw_store_usage_recover(f->s, &n), 0);
+    assert_int_equal(gw_store_usage_recover(f->s, "", &n), 0);
     assert_int_equal(n, 1);
     assert_int_equal(gw_store_usage_get(f->s, "req_2", &got), 0);
     assert_string_equal(got.state, "uncertain");
@@ -287,7 +352,7 @@ static void two_connections_share_the_file(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest sqlite_tests[] = {
         cmocka_unit_test_setup_teardown(open_creates_directories_and_migrate_is_idempotent, setup,
                                         teardown),
         cmocka_unit_test(urls_are_checked),
@@ -299,5 +364,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(budget_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test_setup_teardown(migrate_is_idempotent, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(orgs, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(superadmin_exists, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup_pg,
+                                        teardown_pg),
+        cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup_pg, teardown_pg),
+    };
+    int failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
+    if (getenv("LLMGW_TEST_PG_URL") == NULL || getenv("LLMGW_TEST_PG_URL")[0] == '\0') {
+        printf("[ SKIPPED  ] postgres: LLMGW_TEST_PG_URL is not set\n");
+        return failed;
+    }
+    return failed + cmocka_run_group_tests_name("postgres", pg_tests, NULL, NULL);
 }

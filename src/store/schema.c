@@ -1,0 +1,84 @@
+/*
+ * store/schema — the versioned schema, one list for every backend; append only.
+ *
+ * Written in the SQL both SQLite and PostgreSQL take. The one difference, the type of an
+ * auto-numbered id ("INTEGER PRIMARY KEY" here), a backend rewrites (postgres.c: BIGSERIAL).
+ */
+#include "store/store_int.h"
+
+const char *const gw_schema_migrations[] = {
+    /* 1: orgs, API keys (hashes only), usage rows */
+    "CREATE TABLE orgs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  slug TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL,"
+    "  created_ms BIGINT NOT NULL);"
+    "CREATE TABLE api_keys ("
+    "  id INTEGER PRIMARY KEY,"
+    "  key_id TEXT NOT NULL UNIQUE,"
+    "  key_hash TEXT NOT NULL UNIQUE,"
+    "  prefix TEXT NOT NULL,"
+    "  org_id BIGINT REFERENCES orgs(id),"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  role TEXT NOT NULL,"
+    "  tier TEXT NOT NULL,"
+    "  providers TEXT NOT NULL DEFAULT '',"
+    "  models TEXT NOT NULL DEFAULT '',"
+    "  rph BIGINT NOT NULL DEFAULT 0,"
+    "  daily_usd_micros BIGINT NOT NULL DEFAULT 0,"
+    "  monthly_usd_micros BIGINT NOT NULL DEFAULT 0,"
+    "  revoked INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL,"
+    "  revoked_ms BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX api_keys_org ON api_keys(org_id, created_ms);"
+    "CREATE TABLE usage ("
+    "  request_id TEXT PRIMARY KEY,"
+    "  org_id BIGINT NOT NULL DEFAULT 0,"
+    "  key_row_id BIGINT NOT NULL DEFAULT 0,"
+    "  provider TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  endpoint TEXT NOT NULL,"
+    "  stream INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL,"
+    "  reserved_micros BIGINT NOT NULL DEFAULT 0,"
+    "  tokens_in BIGINT NOT NULL DEFAULT 0,"
+    "  tokens_out BIGINT NOT NULL DEFAULT 0,"
+    "  cached_tokens BIGINT NOT NULL DEFAULT 0,"
+    "  reasoning_tokens BIGINT NOT NULL DEFAULT 0,"
+    "  cost_micros BIGINT NOT NULL DEFAULT 0,"
+    "  latency_ms BIGINT NOT NULL DEFAULT 0,"
+    "  status INTEGER NOT NULL DEFAULT 0,"
+    "  error_code TEXT NOT NULL DEFAULT '',"
+    "  catalog_version TEXT NOT NULL DEFAULT '',"
+    "  created_ms BIGINT NOT NULL,"
+    "  settled_ms BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX usage_key_time ON usage(key_row_id, created_ms);"
+    "CREATE INDEX usage_org_time ON usage(org_id, created_ms);"
+    "CREATE INDEX usage_state ON usage(state);",
+    /* 2: fallback attempts and router calls get their own rows, linked to the request */
+    "ALTER TABLE usage ADD COLUMN parent_request_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE usage ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat';"
+    "ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE usage ADD COLUMN route_method TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX usage_parent ON usage(parent_request_id) WHERE parent_request_id <> '';",
+    /* 3: governance — org policy (allowlists, org-wide limits) and the rest of the key limits */
+    "ALTER TABLE orgs ADD COLUMN providers TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE orgs ADD COLUMN models TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE orgs ADD COLUMN rph BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN tph BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN max_concurrent BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN daily_usd_micros BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN monthly_usd_micros BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN max_request_usd_micros BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN tph BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN max_concurrent BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN max_request_usd_micros BIGINT NOT NULL DEFAULT 0;"
+    "CREATE INDEX usage_model_time ON usage(model, created_ms);"
+    "CREATE INDEX usage_time ON usage(created_ms);",
+    /* 4: several gateway nodes on one database: which node holds a reservation, and fast
+     * counts of what is in flight */
+    "ALTER TABLE usage ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX usage_inflight_key ON usage(key_row_id) WHERE state = 'reserved';"
+    "CREATE INDEX usage_inflight_org ON usage(org_id) WHERE state = 'reserved';",
+};
+const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));
