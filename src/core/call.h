@@ -19,7 +19,9 @@
 
 #include "core/gw_int.h"
 #include "core/request.h"
+#include "policy/ledger.h"
 #include "policy/limits.h"
+#include "store/jobs.h"
 #include "providers/provider.h"
 #include "route/fallback.h"
 #include "route/route.h"
@@ -58,9 +60,23 @@ struct gw_call {
     struct gw_limit_set limits;     /* the key's effective limits: its own, else the tier's */
     int capped;                     /* a token or USD limit applies: requests without max_tokens
                                      * get the capped default sent and reserved */
-    struct gw_hold hold;            /* what the request holds in the limits */
+    struct gw_hold hold;            /* in-memory limits: what the request holds */
+    int64_t held_usd, held_tokens;  /* what the request holds in the limits (either kind) */
     int64_t charged_usd;            /* cost of earlier (archived) attempts, micro-USD */
     int64_t charged_tokens;         /* and their tokens */
+    struct gw_budget_view budget;   /* the key's tightest budget window, read with the key */
+
+    /* store work in flight: at most one at a time (store/jobs.h) */
+    struct gw_store_job job;
+    void (*job_run)(struct gw_call *c, struct gw_store *s); /* on a store thread */
+    void (*job_done)(struct gw_call *c);                    /* then on the worker */
+    int job_pending;
+    int job_rc;
+    unsigned char key_hash[32];     /* the presented key, hashed, until it is looked up */
+    json_t *parsed;                 /* the parsed body, until the key is known */
+    struct gw_admission adm;        /* an admission in flight */
+    struct gw_usage_row adm_row;    /* the row it writes */
+    struct gw_usage_row adm_archive;/* and the failed attempt's row it keeps (fallback) */
     json_t *canon;
     struct gw_route_req rq;         /* the routing view of canon */
     int64_t input_estimate;
@@ -132,6 +148,15 @@ void gw_call_usage_to_row(struct gw_call *c, const struct gw_usage *u);
 void gw_call_usage_estimate(struct gw_call *c, struct gw_usage *u);
 /* The limits request for c (key and org scopes, effective limits, now), amounts left 0. */
 struct gw_limit_req gw_call_limit_req(struct gw_call *c);
+/* Hand store work to the worker's executor: run(c, s) with a store connection, then done(c) on
+ * the worker. The call stays alive meanwhile: the client leaving or shutdown answer it (c->req
+ * becomes NULL) and done sees that. One job at a time per call. */
+void gw_call_submit(struct gw_call *c, void (*run)(struct gw_call *c, struct gw_store *s),
+                    void (*done)(struct gw_call *c));
+/* Write a finished usage row and settle its hold, off the request path (the row and the hold
+ * are copied; nothing of c is kept). */
+void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw_usage_row *row,
+                        int64_t usd, int64_t tokens);
 
 /* ---- attempt.c ---- */
 /* Start the current attempt's transfer (c->model, c->ops, c->up built). 0 or an error. */

@@ -15,6 +15,7 @@
 #include "core/request.h"
 #include "http/reply.h"
 #include "policy/keys.h"
+#include "store/jobs.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/util.h"
@@ -51,12 +52,11 @@ static const char *presented_key(struct evhttp_request *req)
     return NULL;
 }
 
-int gw_authenticate(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
-                    struct gw_key_rec *key)
+int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
+                  unsigned char hash[32])
 {
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
     const char *raw = presented_key(req);
-    unsigned char hash[32];
 
     if (raw == NULL || raw[0] == '\0') {
         gw_reply_error(req, 401, "authentication_error", "missing_api_key",
@@ -76,9 +76,20 @@ int gw_authenticate(struct gw_worker *w, struct evhttp_request *req, const char 
         return -1;
     }
     gw_key_hash(raw, len, hash);
-    int rc = gw_store_key_by_hash(w->store, hash, key);
-    OPENSSL_cleanse(hash, sizeof(hash));
-    if (rc == GW_ENOTFOUND || (rc == 0 && key->revoked)) {
+    return 0;
+}
+
+int gw_auth_lookup(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *key)
+{
+    int rc = gw_store_key_by_hash(s, hash, key);
+    return rc == 0 && key->revoked ? GW_ENOTFOUND : rc;
+}
+
+int gw_auth_end(struct evhttp_request *req, const char *request_id, int rc,
+                const struct gw_key_rec *key)
+{
+    (void)key;
+    if (rc == GW_ENOTFOUND) {
         gw_reply_error(req, 401, "authentication_error", "invalid_api_key",
                        "the API key is not valid", request_id, 0);
         return -1;
@@ -92,51 +103,97 @@ int gw_authenticate(struct gw_worker *w, struct evhttp_request *req, const char 
     return 0;
 }
 
-static void handle_models(struct gw_worker *w, struct evhttp_request *req, const char *rid)
-{
+/* A small authenticated endpoint (models, health): the key lookup runs as store work, then the
+ * handler answers. If the client left meanwhile, libevent has detached the request and the
+ * answer only frees it. */
+struct authed {
+    struct gw_store_job job;
+    struct gw_worker *w;
+    struct evhttp_request *req;
+    char rid[72];
+    unsigned char hash[32];
+    int rc;
     struct gw_key_rec key;
+    void (*then)(struct authed *a);
+};
 
-    if (gw_authenticate(w, req, rid, &key) != 0)
-        return;
-    json_t *list = gw_catalog_to_json(w->gw->catalog, configured_cb, w->gw);
-    if (list == NULL) {
-        gw_reply_error(req, 500, "internal_error", "internal_error", "internal error", rid, 0);
+static void authed_run(struct gw_store_job *j, struct gw_store *s)
+{
+    struct authed *a = (struct authed *)j;
+    a->rc = gw_auth_lookup(s, a->hash, &a->key);
+}
+
+static void authed_done(struct gw_store_job *j)
+{
+    struct authed *a = (struct authed *)j;
+    OPENSSL_cleanse(a->hash, sizeof(a->hash));
+    if (gw_auth_end(a->req, a->rid, a->rc, &a->key) == 0)
+        a->then(a);
+    gw_free(a);
+}
+
+static void with_key(struct gw_worker *w, struct evhttp_request *req, const char *rid,
+                     void (*then)(struct authed *a))
+{
+    struct authed *a = gw_calloc(1, sizeof(*a));
+    if (a == NULL) {
+        gw_reply_error(req, 503, "service_unavailable", "overloaded", "out of memory", rid, 1);
         return;
     }
-    gw_reply_json(req, 200, list, rid);
+    if (gw_auth_begin(w, req, rid, a->hash) != 0) {
+        gw_free(a);
+        return;
+    }
+    a->w = w;
+    a->req = req;
+    a->then = then;
+    gw_strlcpy(a->rid, rid, sizeof(a->rid));
+    a->job.run = authed_run;
+    a->job.done = authed_done;
+    gw_store_submit(w->exec, &a->job);
+}
+
+static void models_then(struct authed *a)
+{
+    json_t *list = gw_catalog_to_json(a->w->gw->catalog, configured_cb, a->w->gw);
+    if (list == NULL) {
+        gw_reply_error(a->req, 500, "internal_error", "internal_error", "internal error", a->rid,
+                       0);
+        return;
+    }
+    gw_reply_json(a->req, 200, list, a->rid);
     json_decref(list);
 }
 
 /* GET /admin/v1/health (superadmin): the health of every provider as the gateway sees it. The
  * admin plane (its other routes, metrics) comes later; this is its first piece. */
-static void handle_health(struct gw_worker *w, struct evhttp_request *req, const char *rid)
+static void health_then(struct authed *a)
 {
-    struct gw_key_rec key;
     const char *name;
     json_t *p;
 
-    if (gw_authenticate(w, req, rid, &key) != 0)
-        return;
-    if (strcmp(key.role, "superadmin") != 0) {
-        gw_reply_error(req, 403, "permission_error", "superadmin_only",
-                       "only the superadmin key may read the gateway's health", rid, 0);
+    if (strcmp(a->key.role, "superadmin") != 0) {
+        gw_reply_error(a->req, 403, "permission_error", "superadmin_only",
+                       "only the superadmin key may read the gateway's health", a->rid, 0);
         return;
     }
-    json_t *providers = gw_health_breakers(w->gw);
+    json_t *providers = gw_health_breakers(a->w->gw);
     int degraded = 0;
     json_object_foreach(providers, name, p) {
         const char *st = json_string_value(json_object_get(p, "state"));
         degraded |= json_is_true(json_object_get(p, "configured")) && st != NULL &&
                     strcmp(st, "closed") != 0;
     }
-    json_t *out = providers ? json_pack("{s:s,s:o}", "status", degraded ? "degraded" : "ok",
-                                        "providers", providers)
+    json_t *out = providers ? json_pack("{s:s,s:s,s:o}", "status", degraded ? "degraded" : "ok",
+                                        "store", gw_store_backend_name(a->w->gw), "providers",
+                                        providers)
                             : NULL;
     if (out == NULL) {
-        gw_reply_error(req, 500, "internal_error", "internal_error", "internal error", rid, 0);
+        gw_reply_error(a->req, 500, "internal_error", "internal_error", "internal error", a->rid,
+                       0);
         return;
     }
-    gw_reply_json(req, 200, out, rid);
+    gw_reply_json(a->req, 200, out, a->rid);
     json_decref(out);
 }
 
@@ -223,13 +280,13 @@ static void handle(void *wdata, struct evhttp_request *req)
             return;
         }
         case 1:
-            handle_models(w, req, rid);
+            with_key(w, req, rid, models_then);
             return;
         case 2:
             gw_pipeline_chat(w, req, rid, GW_DIALECT_OPENAI);
             return;
         case 4:
-            handle_health(w, req, rid);
+            with_key(w, req, rid, health_then);
             return;
 #ifdef GW_TEST_HOOKS
         case 5:
@@ -249,6 +306,7 @@ static int worker_init(void *arg, struct gw_http_worker *hw, void **wdata)
     struct gw *gw = arg;
     struct gw_worker *w = gw_calloc(1, sizeof(*w));
     struct gw_errbuf eb = {{0}};
+    int rc = 0;
 
     *wdata = NULL;
     if (w == NULL)
@@ -256,10 +314,15 @@ static int worker_init(void *arg, struct gw_http_worker *hw, void **wdata)
     w->gw = gw;
     w->hw = hw;
     w->upstream = gw_http_worker_upstream(hw);
-    int rc = gw_store_open(gw->cfg.db_url, &w->store, &eb);
-    if (rc != 0) {
+    /* SQLite: the worker's own connection, used inline; a shared store: the pool's threads */
+    if (gw->pool == NULL && (rc = gw_store_open(gw->cfg.db_url, &w->store, &eb)) != 0) {
         GW_LOG_ERROR("server", "worker %d cannot open the store: %s", gw_http_worker_index(hw),
                      eb.msg);
+        gw_free(w);
+        return rc;
+    }
+    if ((rc = gw_store_exec_new(gw_http_worker_base(hw), w->store, gw->pool, &w->exec)) != 0) {
+        gw_store_free(w->store);
         gw_free(w);
         return rc;
     }
@@ -274,6 +337,9 @@ static void worker_cleanup(void *arg, void *wdata)
     if (w == NULL)
         return;
     gw_pipeline_abort_all(w);
+    /* store work still running finishes; its calls end, and their rows are written */
+    gw_store_exec_drain(w->exec);
+    gw_store_exec_free(w->exec);
     gw_store_free(w->store);
     gw_free(w);
 }

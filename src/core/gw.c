@@ -111,8 +111,6 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
     }
     for (int i = 0; i < GW_NPROVIDERS; i++)
         gw_breaker_init(&gw->breakers[i]);
-    if ((rc = gw_limits_new(&gw->cfg.budgets, &gw->limits)) != 0)
-        goto out;
     gw->cooldowns = gw_calloc((size_t)gw_catalog_count(gw->catalog) + 1, sizeof(*gw->cooldowns));
     if (gw->cooldowns == NULL) {
         rc = GW_ENOMEM;
@@ -147,6 +145,15 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
     if (recovered > 0)
         GW_LOG_WARN("store", "%lld reservation(s) left by an earlier process marked uncertain "
                     "and charged at their reserved cost", (long long)recovered);
+    /* SQLite: the limits are counted in memory, the workers use their own connections inline;
+     * a shared store decides the limits itself, reached through a pool of store threads */
+    gw->ledger.windows = gw->cfg.budgets;
+    if (!shared)
+        rc = gw_limits_new(&gw->cfg.budgets, &gw->ledger.limits);
+    else
+        rc = gw_store_pool_new(gw->cfg.db_url, gw->cfg.db_pool, &gw->pool, &eb);
+    if (rc != 0)
+        goto out;
     g->app = gw_app;
     g->app.arg = gw;
     struct gw_http_opts o = {
@@ -189,7 +196,8 @@ void llmgw_free(struct llmgw *g)
     gw_http_server_free(g->gw.server);
     gw_router_free(g->gw.router);
     gw_free(g->gw.cooldowns);
-    gw_limits_free(g->gw.limits);
+    gw_store_pool_free(g->gw.pool);
+    gw_limits_free(g->gw.ledger.limits);
     gw_catalog_free(g->gw.catalog);
     gw_config_cleanup(&g->gw.cfg);
     gw_free(g);
@@ -220,3 +228,5 @@ json_t *gw_health_breakers(struct gw *gw)
     }
     return out;
 }
+
+const char *gw_store_backend_name(const struct gw *gw) { return gw->pool ? "postgres" : "sqlite"; }

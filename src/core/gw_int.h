@@ -16,7 +16,8 @@
 #include "core/catalog.h"
 #include "core/config.h"
 #include "http/server.h"
-#include "policy/limits.h"
+#include "policy/ledger.h"
+#include "store/jobs.h"
 #include "route/route.h"
 #include "store/store.h"
 
@@ -33,14 +34,16 @@ struct gw {
     struct gw_breaker breakers[GW_NPROVIDERS];
     struct gw_cooldown *cooldowns; /* gw_catalog_count entries */
     const struct gw_model *router_model; /* cfg.router.model in the catalog; NULL when off */
-    struct gw_limits *limits;            /* admission against every key's and org's limits */
+    struct gw_ledger ledger;             /* admission against every key's and org's limits */
+    struct gw_store_pool *pool;          /* PostgreSQL: the store threads; NULL for SQLite */
 };
 
 struct gw_worker {
     struct gw *gw;
     struct gw_http_worker *hw;
     struct gw_upstream *upstream;
-    struct gw_store *store;
+    struct gw_store *store;          /* SQLite: the worker's own connection (inline jobs) */
+    struct gw_store_exec *exec;      /* where the worker's store work runs */
     struct gw_call *calls; /* in flight, doubly linked */
     int inflight;
 };
@@ -54,12 +57,19 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
 /* End every call in flight now (shutdown grace period over). */
 void gw_pipeline_abort_all(struct gw_worker *w);
 
-/* Authenticate req from X-API-Key / Authorization: Bearer. On failure replies itself and
- * returns non-zero. */
-int gw_authenticate(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
-                    struct gw_key_rec *key);
+/* Authentication, in three steps around the store lookup (which runs as store work):
+ * begin checks the presented key (X-API-Key / Authorization: Bearer) without the store and
+ * hashes it — on failure it replies and returns non-zero; lookup finds the key (any thread);
+ * end replies 401/503 and returns non-zero unless lookup found a live key. */
+int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
+                  unsigned char hash[32]);
+int gw_auth_lookup(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *key);
+int gw_auth_end(struct evhttp_request *req, const char *request_id, int rc,
+                const struct gw_key_rec *key);
 /* Is the provider configured (has a credential)? */
 int gw_provider_configured(const struct gw *gw, const char *provider);
+/* "sqlite" or "postgres": the store behind the gateway. */
+const char *gw_store_backend_name(const struct gw *gw);
 /* The breaker of a provider (NULL for an unknown name). */
 struct gw_breaker *gw_breaker_of(struct gw *gw, const char *provider);
 /* The state of every provider's breaker as a new JSON object {provider: {state,

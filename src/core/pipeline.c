@@ -19,6 +19,8 @@
  */
 #include <curl/curl.h>
 #include <event2/buffer.h>
+#include <openssl/crypto.h>
+#include <stddef.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
@@ -35,6 +37,7 @@
 #include "util/util.h"
 
 static void next_attempt(struct gw_call *c);
+static void give_back_pass(struct gw_call *c, int verdict, int ok);
 
 /* ---- small helpers ---- */
 
@@ -324,19 +327,9 @@ void gw_call_routed(struct gw_call *c, const struct gw_model *pick, const char *
  * (route/route.h gw_route_budget). Returns 1 when it changed the heuristic's choice. */
 static int budget_aware(struct gw_call *c)
 {
-    struct gw *gw = c->w->gw;
-    struct gw_budget_view b;
-
-    if (gw_router_budget_percent(gw->router) == 0 ||
-        (c->limits.daily_usd_micros <= 0 && c->limits.monthly_usd_micros <= 0))
-        return 0;
-    struct gw_limit_req q = gw_call_limit_req(c);
-    if (gw_limits_view(gw->limits, &q, &b) != 0) {
-        GW_LOG_WARN("route", "req=%s cannot read the key's spending; routing without it", c->rid);
-        return 0;
-    }
-    return b.active && gw_route_budget(gw->router, &c->rq, b.percent_spent, b.remaining_micros,
-                                       b.window, &c->heur);
+    struct gw_budget_view *b = &c->budget;
+    return b->active && gw_route_budget(c->w->gw->router, &c->rq, b->percent_spent,
+                                        b->remaining_micros, b->window, &c->heur);
 }
 
 /* No model named (or auto_route): the heuristic rules pick one, or the router model among
@@ -443,11 +436,12 @@ static int route(struct gw_call *c)
 
 /* ---- attempts ---- */
 
-static void fill_row(struct gw_call *c)
+/* The request's row as it is reserved for the current target. */
+static void fill_row(struct gw_call *c, struct gw_usage_row *r)
 {
-    struct gw_usage_row *r = &c->row;
     struct gw *gw = c->w->gw;
 
+    memset(r, 0, sizeof(*r));
     gw_strlcpy(r->request_id, c->rid, sizeof(r->request_id));
     r->org_id = c->key.org_id;
     r->key_row_id = c->key.id;
@@ -461,85 +455,104 @@ static void fill_row(struct gw_call *c)
     gw_strlcpy(r->route_method, c->route_method, sizeof(r->route_method));
     gw_strlcpy(r->state, "reserved", sizeof(r->state));
     r->reserved_micros = gw_cost_worst_micros(c->model, c->input_estimate, c->max_out);
-    r->tokens_in = r->tokens_out = r->cached_tokens = r->reasoning_tokens = 0;
-    r->cost_micros = 0;
-    r->status = 0;
-    r->error_code[0] = '\0';
+    r->reserved_tokens = c->input_estimate + c->max_out;
     gw_strlcpy(r->catalog_version, gw_catalog_version(gw->catalog), sizeof(r->catalog_version));
     gw_strlcpy(r->node, gw->cfg.node_id, sizeof(r->node));
+    r->created_ms = c->row.request_id[0] != '\0' ? c->row.created_ms : gw_now_ms();
 }
 
-/* The failed attempt before this one keeps its own row; the request's row moves on. */
-static int archive_attempt(struct gw_call *c)
+static void admit_run(struct gw_call *c, struct gw_store *s)
 {
-    struct gw_usage_row a = c->row;
-
-    snprintf(a.request_id, sizeof(a.request_id), "%.64s.%d", c->rid, (c->attempts - 1) % 100);
-    gw_strlcpy(a.parent_request_id, c->rid, sizeof(a.parent_request_id));
-    gw_strlcpy(a.kind, "attempt", sizeof(a.kind));
-    a.attempts = 1;
-    a.latency_ms = (gw_mono_us() - c->t0_us) / 1000;
-    a.settled_ms = gw_now_ms();
-    return gw_store_usage_reserve(c->w->store, &a);
+    gw_ledger_admit(&c->w->gw->ledger, s, &c->adm);
 }
 
-/* Hold the current target's worst case in every limit, then make the usage row durable --
- * both before anything goes upstream. Returns 0; GW_ELIMIT when a limit refuses (the first
- * attempt answered 429; a fallback target is skipped instead); another error when the call
- * was answered (503) and must end. */
-static int reserve(struct gw_call *c)
+static void on_admitted(struct gw_call *c);
+
+/* Hold the current target's worst case in every limit and make the usage row durable, both
+ * before anything goes upstream (store work: on_admitted continues). For a fallback, the failed
+ * attempt before keeps its own row and the request's row moves on to the new target. */
+static void reserve(struct gw_call *c)
 {
-    struct gw *gw = c->w->gw;
-    struct gw_refusal why;
-    int first = !c->hold.active;
-    int rc;
+    struct gw_admission *a = &c->adm;
+    int first = c->row.request_id[0] == '\0';
 
     /* what this request may cost in all: earlier attempts, the last one, this one's worst */
     int64_t prev_usd = first ? 0 : c->row.cost_micros;
     int64_t prev_tokens = first ? 0 : c->row.tokens_in + c->row.tokens_out;
-    struct gw_limit_req q = gw_call_limit_req(c);
-    q.usd = c->charged_usd + prev_usd +
-            gw_cost_worst_micros(c->model, c->input_estimate, c->max_out);
-    q.tokens = c->charged_tokens + prev_tokens + c->input_estimate + c->max_out;
-    q.request = 1;
-    rc = first ? gw_limits_admit(gw->limits, &q, &c->hold, &why)
-               : gw_limits_rehold(gw->limits, &c->hold, &q, &why);
-    if (rc == GW_ELIMIT) {
-        if (first)
-            reply_limit(c, &why);
-        return GW_ELIMIT;
-    }
-    if (rc != 0) {
-        GW_LOG_ERROR("limits", "req=%s cannot check the limits (%s); refusing", c->rid,
-                     gw_strerror(rc));
-        reply_error(c, 503, "service_unavailable", "store_unavailable",
-                    "the gateway cannot check usage limits right now; try again", 1);
-        return rc;
-    }
+    memset(a, 0, sizeof(*a));
+    fill_row(c, &c->adm_row);
+    a->q = gw_call_limit_req(c);
+    a->q.usd = c->charged_usd + prev_usd + c->adm_row.reserved_micros;
+    a->q.tokens = c->charged_tokens + prev_tokens + c->adm_row.reserved_tokens;
+    a->q.request = 1;
+    a->first = first;
+    a->hold = &c->hold;
+    a->held_usd = c->held_usd;
+    a->held_tokens = c->held_tokens;
+    a->row = &c->adm_row;
     if (!first) {
-        if ((rc = archive_attempt(c)) != 0)
-            goto fail;
-        c->charged_usd += prev_usd;
-        c->charged_tokens += prev_tokens;
+        struct gw_usage_row *ar = &c->adm_archive;
+        *ar = c->row;
+        snprintf(ar->request_id, sizeof(ar->request_id), "%.64s.%d", c->rid,
+                 (c->attempts - 1) % 100);
+        gw_strlcpy(ar->parent_request_id, c->rid, sizeof(ar->parent_request_id));
+        gw_strlcpy(ar->kind, "attempt", sizeof(ar->kind));
+        ar->attempts = 1;
+        ar->latency_ms = (gw_mono_us() - c->t0_us) / 1000;
+        ar->settled_ms = gw_now_ms();
+        a->archive = ar;
     }
-    fill_row(c);
-    if (first) {
-        c->row.created_ms = q.now_ms;
-        rc = gw_store_usage_reserve(c->w->store, &c->row);
-    } else {
-        rc = gw_store_usage_settle(c->w->store, &c->row); /* re-target, still "reserved" */
+    gw_call_submit(c, admit_run, on_admitted);
+}
+
+static void start_attempt(struct gw_call *c);
+
+static void on_admitted(struct gw_call *c)
+{
+    struct gw_admission *a = &c->adm;
+
+    if (c->req == NULL) { /* the client left (or shutdown) while the store decided */
+        if (a->rc == 0) {
+            c->row = c->adm_row;
+            c->held_usd = a->q.usd;
+            c->held_tokens = a->q.tokens;
+            gw_strlcpy(c->row.state, "cancelled", sizeof(c->row.state));
+        }
+        give_back_pass(c, 0, 0);
+        gw_call_end(c);
+        return;
     }
-    if (rc == 0)
-        return 0;
-fail:
-    GW_LOG_ERROR("store", "req=%s could not reserve the usage row; refusing", c->rid);
-    if (first) {
-        c->row.request_id[0] = '\0'; /* nothing to settle */
-        gw_limits_settle(gw->limits, &c->hold, 0, 0);
+    if (a->rc == GW_ELIMIT) {
+        give_back_pass(c, 0, 0);
+        if (!a->first) { /* this fallback does not fit: the next target */
+            c->attempts--;
+            trail_add(c, c->model, "skipped (over a limit)");
+            next_attempt(c);
+            return;
+        }
+        reply_limit(c, &a->why);
+        gw_call_end(c);
+        return;
     }
-    reply_error(c, 503, "service_unavailable", "store_unavailable",
-                "the gateway cannot record usage right now; try again", 1);
-    return GW_ESTORE;
+    if (a->rc != 0) {
+        GW_LOG_ERROR("store", "req=%s could not reserve (%s); refusing", c->rid,
+                     gw_strerror(a->rc));
+        give_back_pass(c, 0, 0);
+        reply_error(c, 503, "service_unavailable", "store_unavailable",
+                    "the gateway cannot record usage right now; try again", 1);
+        if (!a->first) /* the row keeps the last attempt's outcome; the hold its new total */
+            c->held_usd = a->q.usd, c->held_tokens = a->q.tokens;
+        gw_call_end(c);
+        return;
+    }
+    if (!a->first) {
+        c->charged_usd += c->row.cost_micros;
+        c->charged_tokens += c->row.tokens_in + c->row.tokens_out;
+    }
+    c->row = c->adm_row;
+    c->held_usd = a->q.usd;
+    c->held_tokens = a->q.tokens;
+    start_attempt(c);
 }
 
 /* Build the upstream request for c->model. 0, or GW_EINVAL (eb says why) when this provider
@@ -583,7 +596,7 @@ static void give_back_pass(struct gw_call *c, int verdict, int ok)
     c->pass = GW_PASS_DENIED;
 }
 
-/* Begin the attempt on c->model now (the breaker pass is held). */
+/* Begin the attempt on c->model now (the breaker pass is held): build, then reserve. */
 static void begin_attempt(struct gw_call *c)
 {
     struct gw_errbuf eb = {{0}};
@@ -601,24 +614,26 @@ static void begin_attempt(struct gw_call *c)
         next_attempt(c);
         return;
     }
+    if (rc != 0) {
+        GW_LOG_ERROR("pipeline", "req=%s cannot build the upstream call: %s", c->rid,
+                     gw_strerror(rc));
+        give_back_pass(c, 0, 0);
+        reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
+        gw_call_end(c);
+        return;
+    }
     c->attempts++;
     if (c->next_target > 1) { /* not the first choice: say so, and name what serves it */
         c->route_method = "fallback";
         gw_strlcpy(c->opts.model, c->model->id, sizeof(c->opts.model));
     }
-    if (rc == 0 && (rc = reserve(c)) != 0) {
-        give_back_pass(c, 0, 0);
-        if (rc == GW_ELIMIT && c->attempts > 1) { /* this fallback does not fit: the next */
-            c->attempts--;
-            trail_add(c, c->model, "skipped (over a limit)");
-            next_attempt(c);
-            return;
-        }
-        gw_call_end(c);
-        return;
-    }
-    if (rc == 0)
-        rc = gw_attempt_start(c);
+    reserve(c);
+}
+
+/* Reserved: send it. */
+static void start_attempt(struct gw_call *c)
+{
+    int rc = gw_attempt_start(c);
     if (rc != 0) {
         GW_LOG_ERROR("pipeline", "req=%s cannot start the upstream call: %s", c->rid,
                      gw_strerror(rc));
@@ -780,6 +795,7 @@ void gw_call_attempt_done(struct gw_call *c, int provider_ok)
 
 static void call_free(struct gw_call *c)
 {
+    json_decref(c->parsed);
     gw_attempt_reset(c);
     gw_sse_cleanup(&c->sse);
     gw_buf_cleanup(&c->body);
@@ -790,6 +806,81 @@ static void call_free(struct gw_call *c)
         event_free(c->retry_ev);
     gw_free(c);
 }
+
+/* ---- store work ---- */
+
+static void job_run(struct gw_store_job *j, struct gw_store *s)
+{
+    struct gw_call *c = (struct gw_call *)((char *)j - offsetof(struct gw_call, job));
+    c->job_run(c, s);
+}
+
+static void job_done(struct gw_store_job *j)
+{
+    struct gw_call *c = (struct gw_call *)((char *)j - offsetof(struct gw_call, job));
+    c->job_pending = 0;
+    c->job_done(c);
+}
+
+void gw_call_submit(struct gw_call *c, void (*run)(struct gw_call *c, struct gw_store *s),
+                    void (*done)(struct gw_call *c))
+{
+    c->job_run = run;
+    c->job_done = done;
+    c->job.run = job_run;
+    c->job.done = job_done;
+    c->job_pending = 1;
+    gw_store_submit(c->w->exec, &c->job);
+}
+
+/* A finished row on its way to the store; it owns copies of all it needs. */
+struct settle_job {
+    struct gw_store_job job;
+    const struct gw_ledger *ledger;
+    struct gw_hold hold;
+    struct gw_usage_row row;
+    int64_t usd, tokens;
+    int rc;
+};
+
+static void settle_run(struct gw_store_job *j, struct gw_store *s)
+{
+    struct settle_job *sj = (struct settle_job *)j;
+    sj->rc = gw_ledger_settle(sj->ledger, s, &sj->hold, &sj->row, sj->usd, sj->tokens);
+}
+
+static void settle_done(struct gw_store_job *j)
+{
+    struct settle_job *sj = (struct settle_job *)j;
+    if (sj->rc != 0)
+        GW_LOG_ERROR("store", "req=%s could not settle the usage row: %s", sj->row.request_id,
+                     gw_strerror(sj->rc));
+    gw_free(sj);
+}
+
+void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw_usage_row *row,
+                        int64_t usd, int64_t tokens)
+{
+    struct settle_job *sj = gw_calloc(1, sizeof(*sj));
+    if (sj == NULL) { /* out of memory: write it here rather than lose it */
+        GW_LOG_ERROR("store", "req=%s out of memory settling; the row stays as reserved",
+                     row->request_id);
+        return;
+    }
+    sj->ledger = &c->w->gw->ledger;
+    if (hold != NULL) {
+        sj->hold = *hold;
+        memset(hold, 0, sizeof(*hold)); /* transferred */
+    }
+    sj->row = *row;
+    sj->usd = usd;
+    sj->tokens = tokens;
+    sj->job.run = settle_run;
+    sj->job.done = settle_done;
+    gw_store_submit(c->w->exec, &sj->job);
+}
+
+/* ---- call lifecycle ---- */
 
 void gw_call_end(struct gw_call *c)
 {
@@ -809,11 +900,11 @@ void gw_call_end(struct gw_call *c)
     else if (strcmp(c->row.state, "reserved") == 0)
         gw_strlcpy(c->row.state, c->row.status == 200 ? "settled" : "failed",
                    sizeof(c->row.state));
-    if (c->row.request_id[0] != '\0' && gw_store_usage_settle(w->store, &c->row) != 0)
-        GW_LOG_ERROR("store", "req=%s could not settle the usage row", c->rid);
-    /* the limits keep what it really cost; the rest of the worst case is refunded */
-    gw_limits_settle(w->gw->limits, &c->hold, c->charged_usd + c->row.cost_micros,
-                     c->charged_tokens + c->row.tokens_in + c->row.tokens_out);
+    /* the row gets its final state; the limits keep what it really cost, the rest of the worst
+     * case is refunded */
+    if (c->row.request_id[0] != '\0' || c->hold.active)
+        gw_call_settle_row(c, &c->hold, &c->row, c->charged_usd + c->row.cost_micros,
+                           c->charged_tokens + c->row.tokens_in + c->row.tokens_out);
     GW_LOG_INFO("access", "req=%s key=%s route=%s provider=%s model=%s stream=%d status=%d "
                 "in=%lld out=%lld cost_micros=%lld ms=%lld state=%s attempts=%d%s%s",
                 c->rid, c->key.key_id, c->route_method ? c->route_method : "-",
@@ -851,7 +942,8 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
     int was_running = c->running;
     stop_everything(c);
     /* the provider was answering: it is healthy; otherwise no verdict */
-    give_back_pass(c, c->got_first_byte, 1);
+    if (!c->job_pending)
+        give_back_pass(c, c->got_first_byte, 1);
     if (was_running) {
         struct gw_usage u = c->opts.stream ? c->st.usage : c->usage;
         gw_call_usage_estimate(c, &u);
@@ -869,16 +961,18 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
             evhttp_send_reply(c->req, 499, "Client Closed", NULL);
         c->req = NULL;
     }
+    if (c->job_pending)
+        return; /* the store work's done sees the call answered and ends it */
     gw_call_end(c);
 }
 
 void gw_pipeline_abort_all(struct gw_worker *w)
 {
-    while (w->calls != NULL) {
-        struct gw_call *c = w->calls;
+    struct gw_call *next;
+    for (struct gw_call *c = w->calls; c != NULL; c = next) {
+        next = c->next;
         int was_running = c->running;
         stop_everything(c);
-        give_back_pass(c, 0, 0);
         if (was_running) {
             gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
             c->row.cost_micros = c->row.reserved_micros;
@@ -888,6 +982,9 @@ void gw_pipeline_abort_all(struct gw_worker *w)
         else
             reply_error(c, 503, "service_unavailable", "shutting_down",
                         "the gateway is shutting down", 1);
+        if (c->job_pending)
+            continue; /* ends when its store work is done */
+        give_back_pass(c, 0, 0);
         gw_call_end(c);
     }
 }
@@ -916,12 +1013,78 @@ static int parse_body(struct gw_call *c, json_t **out)
     return 0;
 }
 
+/* Store work: find the key, and (with a budget) how much of it is spent. */
+static void auth_run(struct gw_call *c, struct gw_store *s)
+{
+    c->job_rc = gw_auth_lookup(s, c->key_hash, &c->key);
+    if (c->job_rc != 0)
+        return;
+    c->tier = gw_config_tier(&c->w->gw->cfg, c->key.tier);
+    effective_limits(c);
+    if ((c->limits.daily_usd_micros > 0 || c->limits.monthly_usd_micros > 0) &&
+        gw_router_budget_percent(c->w->gw->router) > 0) {
+        struct gw_limit_req q = gw_call_limit_req(c);
+        if (gw_ledger_view(&c->w->gw->ledger, s, &q, &c->budget) != 0)
+            memset(&c->budget, 0, sizeof(c->budget)); /* routed without it */
+    }
+}
+
+/* The key is known: validate, route, and go. */
+static void on_authed(struct gw_call *c)
+{
+    struct gw_errbuf eb = {{0}};
+    json_t *body = c->parsed;
+
+    c->parsed = NULL;
+    OPENSSL_cleanse(c->key_hash, sizeof(c->key_hash));
+    if (c->req == NULL) /* the client left meanwhile */
+        goto done;
+    if (gw_auth_end(c->req, c->rid, c->job_rc, &c->key) != 0) {
+        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+        c->req = NULL; /* answered */
+        goto done;
+    }
+    if (c->dialect == GW_DIALECT_SIMPLE) {
+        if (gw_simple_to_chat(body, &c->canon, &eb) != 0) {
+            reply_error(c, 400, "invalid_request_error", "invalid_request", eb.msg, 0);
+            goto done;
+        }
+    } else {
+        c->canon = json_incref(body);
+    }
+    if (gw_chat_validate(c->canon, &c->opts, &eb) != 0) {
+        reply_error(c, 400, "invalid_request_error", "invalid_request", eb.msg, 0);
+        goto done;
+    }
+    if (c->dialect == GW_DIALECT_SIMPLE)
+        c->opts.stream = 0;
+    if (c->opts.conversation_id[0] != '\0') {
+        reply_error(c, 400, "invalid_request_error", "unsupported_parameter",
+                    "conversation_id is not available in this version", 0);
+        goto done;
+    }
+    effective_limits(c); /* again: capping depends on the request's max_tokens too */
+    c->rq.body = c->canon;
+    c->rq.input_tokens = c->input_estimate;
+    c->rq.max_output_tokens = c->opts.max_tokens;
+    c->rq.allowed = model_usable;
+    c->rq.arg = c;
+    c->route_now_ms = gw_now_ms();
+    gw_route_req_init(&c->rq);
+    json_decref(body);
+    if (route(c) < 0)
+        gw_call_end(c);
+    return;
+done:
+    json_decref(body);
+    gw_call_end(c);
+}
+
 void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
                       enum gw_dialect dialect)
 {
     struct gw_call *c = gw_calloc(1, sizeof(*c));
     json_t *body = NULL;
-    struct gw_errbuf eb = {{0}};
 
     if (c == NULL) {
         gw_reply_error(req, 503, "service_unavailable", "overloaded", "out of memory", request_id,
@@ -955,43 +1118,14 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
                     "Idempotency-Key is not supported by this version of the gateway", 0);
         goto done;
     }
-    if (gw_authenticate(w, c->req, c->rid, &c->key) != 0) {
+    if (gw_auth_begin(w, c->req, c->rid, c->key_hash) != 0) {
         c->req = NULL; /* answered */
         goto done;
     }
-    if (dialect == GW_DIALECT_SIMPLE) {
-        if (gw_simple_to_chat(body, &c->canon, &eb) != 0) {
-            reply_error(c, 400, "invalid_request_error", "invalid_request", eb.msg, 0);
-            goto done;
-        }
-    } else {
-        c->canon = json_incref(body);
-    }
-    if (gw_chat_validate(c->canon, &c->opts, &eb) != 0) {
-        reply_error(c, 400, "invalid_request_error", "invalid_request", eb.msg, 0);
-        goto done;
-    }
-    if (dialect == GW_DIALECT_SIMPLE)
-        c->opts.stream = 0;
-    if (c->opts.conversation_id[0] != '\0') {
-        reply_error(c, 400, "invalid_request_error", "unsupported_parameter",
-                    "conversation_id is not available in this version", 0);
-        goto done;
-    }
-    c->tier = gw_config_tier(&w->gw->cfg, c->key.tier);
-    effective_limits(c);
-    c->rq.body = c->canon;
-    c->rq.input_tokens = c->input_estimate;
-    c->rq.max_output_tokens = c->opts.max_tokens;
-    c->rq.allowed = model_usable;
-    c->rq.arg = c;
-    c->route_now_ms = gw_now_ms();
-    gw_route_req_init(&c->rq);
-    json_decref(body);
-    /* from here on the call may wait (router, backoff, upstream): watch the client */
+    c->parsed = body;
+    /* from here on the call waits (store, router, backoff, upstream): watch the client */
     evhttp_connection_set_closecb(c->evcon, on_client_close, c);
-    if (route(c) < 0)
-        gw_call_end(c);
+    gw_call_submit(c, auth_run, on_authed);
     return;
 done:
     json_decref(body);

@@ -40,6 +40,7 @@ struct gw_router_call {
     int64_t t0_us;
     struct gw_usage_row row;
     struct gw_hold hold; /* the router call's own usage in the key's and org's limits */
+    int admitting;       /* its admission is store work in flight (the call's job) */
 };
 
 static size_t on_write(char *p, size_t sz, size_t n, void *arg)
@@ -66,16 +67,13 @@ static void router_free(struct gw_router_call *rc)
 
 static void settle(struct gw_router_call *rc, const char *state, int status, const char *code)
 {
-    struct gw_call *c = rc->c;
     gw_strlcpy(rc->row.state, state, sizeof(rc->row.state));
     rc->row.status = status;
     gw_strlcpy(rc->row.error_code, code, sizeof(rc->row.error_code));
     rc->row.latency_ms = (gw_mono_us() - rc->t0_us) / 1000;
     rc->row.settled_ms = gw_now_ms();
-    if (gw_store_usage_settle(c->w->store, &rc->row) != 0)
-        GW_LOG_ERROR("store", "req=%s could not settle the router's usage row", c->rid);
-    gw_limits_settle(c->w->gw->limits, &rc->hold, rc->row.cost_micros,
-                     rc->row.tokens_in + rc->row.tokens_out);
+    gw_call_settle_row(rc->c, &rc->hold, &rc->row, rc->row.cost_micros,
+                       rc->row.tokens_in + rc->row.tokens_out);
 }
 
 static void verdict(struct gw_router_call *rc, int ok)
@@ -158,6 +156,73 @@ static void on_done(void *arg, CURL *easy, CURLcode result)
     gw_call_routed(c, pick, pick ? NULL : note);
 }
 
+static void router_admit_run(struct gw_call *c, struct gw_store *s)
+{
+    gw_ledger_admit(&c->w->gw->ledger, s, &c->adm);
+}
+
+/* Admitted (or not): send the question, or let the heuristic decide. */
+static void router_admitted(struct gw_call *c)
+{
+    struct gw *gw = c->w->gw;
+    struct gw_router_call *rc = c->router;
+    int err = c->adm.rc;
+
+    rc->admitting = 0;
+    if (c->req == NULL) { /* the client left meanwhile: nothing was sent */
+        if (err == 0)
+            settle(rc, "cancelled", 499, "client_closed");
+        c->router = NULL;
+        router_free(rc);
+        gw_call_end(c);
+        return;
+    }
+    if (err != 0) {
+        c->router = NULL;
+        router_free(rc);
+        gw_call_routed(c, NULL, err == GW_ELIMIT ? "the router call does not fit the key's limits"
+                                                 : "the router call could not be recorded");
+        return;
+    }
+    struct gw_breaker *b = gw_breaker_of(gw, rc->model->provider);
+    struct gw_provider_conf *pc = gw_config_provider(&gw->cfg, rc->model->provider);
+    rc->pass = b ? gw_breaker_enter(b, gw_now_ms()) : GW_PASS_NORMAL;
+    if (rc->pass == GW_PASS_DENIED) {
+        settle(rc, "refused", 0, "router_unavailable");
+        c->router = NULL;
+        router_free(rc);
+        gw_call_routed(c, NULL, "the router model is unavailable");
+        return;
+    }
+    struct gw_timeouts to = gw_config_timeouts(&gw->cfg, pc);
+    int total = gw->cfg.router.timeout_ms;
+    struct gw_easy_opts o = {
+        .url = rc->up.url,
+        .headers = (const char *const *)rc->up.headers,
+        .nheaders = rc->up.nheaders,
+        .body = rc->up.body,
+        .body_len = rc->up.body_len,
+        .connect_ms = to.connect_ms < total ? to.connect_ms : total,
+        .total_ms = total,
+        .on_write = on_write,
+        .on_header = on_header,
+        .arg = rc,
+    };
+    if (gw_upstream_easy_new(&o, &rc->easy, &rc->hdrs) != 0 ||
+        gw_upstream_start(c->w->upstream, rc->easy, on_done, rc) != 0) {
+        gw_breaker_abandon(b, rc->pass); /* nothing was sent: no verdict on the provider */
+        rc->pass = GW_PASS_DENIED;
+        settle(rc, "refused", 0, "internal_error");
+        c->router = NULL;
+        router_free(rc);
+        gw_call_routed(c, NULL, "the router call could not start");
+        return;
+    }
+    rc->running = 1;
+    GW_LOG_DEBUG("route", "req=%s asking %s to choose among %d models", c->rid, rc->model->id,
+                 rc->n);
+}
+
 int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands, int n)
 {
     struct gw *gw = c->w->gw;
@@ -192,8 +257,9 @@ int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands,
     };
     if ((err = rc->ops->build(&pcfg, req, m->wire_id, 0, &rc->up, &eb)) != 0)
         goto fail;
+    json_decref(req);
 
-    /* its own usage row, durable before anything goes upstream */
+    /* its own usage row and its share of the limits, durable before anything goes upstream */
     struct gw_usage_row *r = &rc->row;
     snprintf(r->request_id, sizeof(r->request_id), "%s.router", c->rid);
     gw_strlcpy(r->parent_request_id, c->rid, sizeof(r->parent_request_id));
@@ -206,55 +272,24 @@ int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands,
     gw_strlcpy(r->model, m->id, sizeof(r->model));
     gw_strlcpy(r->endpoint, "router", sizeof(r->endpoint));
     gw_strlcpy(r->state, "reserved", sizeof(r->state));
+    r->reserved_tokens = (int64_t)rc->up.body_len / 3 + 16 + ROUTER_MAX_OUTPUT;
     r->reserved_micros =
         gw_cost_worst_micros(m, (int64_t)rc->up.body_len / 3 + 16, ROUTER_MAX_OUTPUT);
     gw_strlcpy(r->catalog_version, gw_catalog_version(gw->catalog), sizeof(r->catalog_version));
     gw_strlcpy(r->node, gw->cfg.node_id, sizeof(r->node));
-    struct gw_limit_req q = gw_call_limit_req(c);
-    struct gw_refusal why;
-    q.usd = r->reserved_micros;
-    q.tokens = (int64_t)rc->up.body_len / 3 + 16 + ROUTER_MAX_OUTPUT;
-    q.request = 0; /* part of the request, not one more */
-    if ((err = gw_limits_admit(gw->limits, &q, &rc->hold, &why)) != 0)
-        goto fail;
-    r->created_ms = q.now_ms;
-    if ((err = gw_store_usage_reserve(c->w->store, r)) != 0) {
-        gw_limits_settle(gw->limits, &rc->hold, 0, 0);
-        goto fail;
-    }
-
-    struct gw_breaker *b = gw_breaker_of(gw, m->provider);
-    rc->pass = b ? gw_breaker_enter(b, gw_now_ms()) : GW_PASS_NORMAL;
-    if (rc->pass == GW_PASS_DENIED) {
-        settle(rc, "refused", 0, "router_unavailable");
-        err = GW_EUNSUPP;
-        goto fail;
-    }
-    struct gw_timeouts to = gw_config_timeouts(&gw->cfg, pc);
-    int total = gw->cfg.router.timeout_ms;
-    struct gw_easy_opts o = {
-        .url = rc->up.url,
-        .headers = (const char *const *)rc->up.headers,
-        .nheaders = rc->up.nheaders,
-        .body = rc->up.body,
-        .body_len = rc->up.body_len,
-        .connect_ms = to.connect_ms < total ? to.connect_ms : total,
-        .total_ms = total,
-        .on_write = on_write,
-        .on_header = on_header,
-        .arg = rc,
-    };
-    if ((err = gw_upstream_easy_new(&o, &rc->easy, &rc->hdrs)) != 0 ||
-        (err = gw_upstream_start(c->w->upstream, rc->easy, on_done, rc)) != 0) {
-        gw_breaker_abandon(b, rc->pass); /* nothing was sent: no verdict on the provider */
-        rc->pass = GW_PASS_DENIED;
-        settle(rc, "refused", 0, "internal_error");
-        goto fail;
-    }
-    rc->running = 1;
-    json_decref(req);
+    struct gw_admission *a = &c->adm;
+    memset(a, 0, sizeof(*a));
+    a->q = gw_call_limit_req(c);
+    a->q.usd = r->reserved_micros;
+    a->q.tokens = r->reserved_tokens;
+    a->q.request = 0; /* part of the request, not one more */
+    a->first = 1;
+    a->hold = &rc->hold;
+    a->row = r;
+    r->created_ms = a->q.now_ms;
     c->router = rc;
-    GW_LOG_DEBUG("route", "req=%s asking %s to choose among %d models", c->rid, m->id, rc->n);
+    rc->admitting = 1;
+    gw_call_submit(c, router_admit_run, router_admitted);
     return 0;
 fail:
     json_decref(req);
@@ -265,7 +300,7 @@ fail:
 void gw_router_call_cancel(struct gw_call *c)
 {
     struct gw_router_call *rc = c->router;
-    if (rc == NULL)
+    if (rc == NULL || rc->admitting) /* its admission's done cleans up */
         return;
     if (rc->running)
         gw_upstream_cancel(c->w->upstream, rc->easy);

@@ -220,8 +220,6 @@ static int64_t wait_until_fits(struct gw_limit_scope *sc, int tokens, int64_t ad
                                int64_t now)
 {
     int64_t total = tokens ? sc->tokens : sc->requests;
-    if (add > limit)
-        return -1;
     for (int i = 0; i < sc->n; i++) {
         struct slot *s = ring_at(sc, i);
         total -= tokens ? s->tokens : s->requests;
@@ -302,41 +300,56 @@ static int refuse(struct gw_refusal *why, const char *scope, const char *limit, 
     return GW_ELIMIT;
 }
 
-/* Would adding (requests, tokens, usd) to sc break one of its limits? */
-static int check(struct gw_limits *l, struct gw_limit_scope *sc, const struct gw_limit_set *lim,
-                 const char *scope, int64_t requests, int64_t tokens, int64_t usd, int64_t now,
-                 struct gw_refusal *why)
+int gw_limits_check(const struct gw_budget_windows *w, const struct gw_scope_usage *u,
+                    const struct gw_limit_set *lim, const char *scope, int64_t requests,
+                    int64_t tokens, int64_t usd, int64_t now, gw_limits_wait_fn wait,
+                    void *warg, struct gw_refusal *why)
 {
     if (lim == NULL)
         return 0;
     if (lim->max_request_usd_micros > 0 && requests > 0 && usd > lim->max_request_usd_micros)
         return refuse(why, scope, "max_request_usd", "request_cost_limit_exceeded",
                       lim->max_request_usd_micros, -1);
-    if (lim->max_concurrent > 0 && requests > 0 && sc->inflight + 1 > lim->max_concurrent)
+    if (lim->max_concurrent > 0 && requests > 0 && u->inflight + 1 > lim->max_concurrent)
         return refuse(why, scope, "max_concurrent", "concurrency_limit_exceeded",
                       lim->max_concurrent, 1000);
-    if (lim->rph > 0 && requests > 0 && sc->requests + 1 > lim->rph)
+    if (lim->rph > 0 && requests > 0 && u->requests + 1 > lim->rph)
         return refuse(why, scope, "requests_per_hour", "requests_per_hour_exceeded", lim->rph,
-                      wait_until_fits(sc, 0, 1, lim->rph, now));
-    if (lim->tph > 0 && tokens > 0 && sc->tokens + tokens > lim->tph)
+                      wait(warg, 0, 1, lim->rph, now));
+    if (lim->tph > 0 && tokens > 0 && u->tokens + tokens > lim->tph)
         return refuse(why, scope, "tokens_per_hour", "tokens_per_hour_exceeded", lim->tph,
-                      wait_until_fits(sc, 1, tokens, lim->tph, now));
+                      tokens > lim->tph ? -1 : wait(warg, 1, tokens, lim->tph, now));
     /* a budget blocked only by worst cases still in flight frees up soon; else at the reset */
-    if (lim->daily_usd_micros > 0 && usd > 0 && sc->day_spent + usd > lim->daily_usd_micros)
+    if (lim->daily_usd_micros > 0 && usd > 0 && u->day_spent + usd > lim->daily_usd_micros)
         return refuse(why, scope, "daily_usd", "daily_budget_exceeded", lim->daily_usd_micros,
                       usd > lim->daily_usd_micros ? -1
-                      : sc->day_spent - sc->held_usd + usd <= lim->daily_usd_micros
+                      : u->day_spent - u->held_usd + usd <= lim->daily_usd_micros
                           ? 1000
-                          : gw_budget_next_day(&l->w, now) - now);
+                          : gw_budget_next_day(w, now) - now);
     if (lim->monthly_usd_micros > 0 && usd > 0 &&
-        sc->month_spent + usd > lim->monthly_usd_micros)
+        u->month_spent + usd > lim->monthly_usd_micros)
         return refuse(why, scope, "monthly_usd", "monthly_budget_exceeded",
                       lim->monthly_usd_micros,
                       usd > lim->monthly_usd_micros ? -1
-                      : sc->month_spent - sc->held_usd + usd <= lim->monthly_usd_micros
+                      : u->month_spent - u->held_usd + usd <= lim->monthly_usd_micros
                           ? 1000
-                          : gw_budget_next_month(&l->w, now) - now);
+                          : gw_budget_next_month(w, now) - now);
     return 0;
+}
+
+static int64_t ring_wait(void *arg, int tokens, int64_t add, int64_t limit, int64_t now)
+{
+    return wait_until_fits(arg, tokens, add, limit, now);
+}
+
+/* Would adding (requests, tokens, usd) to sc break one of its limits? */
+static int check(struct gw_limits *l, struct gw_limit_scope *sc, const struct gw_limit_set *lim,
+                 const char *scope, int64_t requests, int64_t tokens, int64_t usd, int64_t now,
+                 struct gw_refusal *why)
+{
+    struct gw_scope_usage u = {sc->requests, sc->tokens, sc->inflight, sc->held_usd,
+                               sc->day_spent, sc->month_spent};
+    return gw_limits_check(&l->w, &u, lim, scope, requests, tokens, usd, now, ring_wait, sc, why);
 }
 
 static void lock2(struct stripe *a, struct stripe *b)
@@ -496,11 +509,21 @@ int gw_limits_view(struct gw_limits *l, const struct gw_limit_req *q, struct gw_
     if ((rc = load(l, key, GW_SCOPE_KEY, q)) != 0)
         goto out;
     roll(l, key, q->now_ms);
+    gw_budget_view_of(q->key, key->day_spent, key->month_spent, out);
+out:
+    pthread_mutex_unlock(&sk->mu);
+    return rc;
+}
+
+void gw_budget_view_of(const struct gw_limit_set *key, int64_t day_spent, int64_t month_spent,
+                       struct gw_budget_view *out)
+{
     const struct {
         const char *name;
         int64_t limit, spent;
-    } w[2] = {{"daily", q->key->daily_usd_micros, key->day_spent},
-              {"monthly", q->key->monthly_usd_micros, key->month_spent}};
+    } w[2] = {{"daily", key->daily_usd_micros, day_spent},
+              {"monthly", key->monthly_usd_micros, month_spent}};
+    memset(out, 0, sizeof(*out));
     for (int i = 0; i < 2; i++) {
         if (w[i].limit <= 0)
             continue;
@@ -511,7 +534,4 @@ int gw_limits_view(struct gw_limits *l, const struct gw_limit_req *q, struct gw_
         *out = (struct gw_budget_view){1, w[i].name, w[i].limit, w[i].spent, left,
                                        (int)(pct > 100000 ? 100000 : pct)};
     }
-out:
-    pthread_mutex_unlock(&sk->mu);
-    return rc;
 }

@@ -76,6 +76,19 @@ struct gw_budget_view {
     int percent_spent;
 };
 
+/* How long until enough of a sliding window has left it that counted - freed + add <= limit
+ * (tokens: the token window, else the request window); ms. */
+typedef int64_t (*gw_limits_wait_fn)(void *arg, int tokens, int64_t add, int64_t limit,
+                                     int64_t now);
+/* The checks themselves, over a scope's usage u: would adding (requests, tokens, usd) break one
+ * of lim's limits? 0, or GW_ELIMIT with why filled. Shared by the in-memory limits and the
+ * store-side ones of a shared store. */
+GW_NODISCARD int gw_limits_check(const struct gw_budget_windows *w,
+                                 const struct gw_scope_usage *u, const struct gw_limit_set *lim,
+                                 const char *scope, int64_t requests, int64_t tokens,
+                                 int64_t usd, int64_t now, gw_limits_wait_fn wait, void *warg,
+                                 struct gw_refusal *why);
+
 GW_NODISCARD int gw_limits_new(const struct gw_budget_windows *w, struct gw_limits **out);
 void gw_limits_free(struct gw_limits *l);
 
@@ -91,6 +104,9 @@ GW_NODISCARD int gw_limits_rehold(struct gw_limits *l, struct gw_hold *h,
 /* The request is over: its windows keep what it really cost (usd, tokens), the rest is
  * refunded, and it leaves the in-flight count. A no-op on an inactive hold. */
 void gw_limits_settle(struct gw_limits *l, struct gw_hold *h, int64_t usd, int64_t tokens);
+/* The tightest of a key's daily and monthly windows given what it spent in each. */
+void gw_budget_view_of(const struct gw_limit_set *key, int64_t day_spent, int64_t month_spent,
+                       struct gw_budget_view *out);
 /* The key's tightest USD window now (out->active = 0 when it has no budget). */
 GW_NODISCARD int gw_limits_view(struct gw_limits *l, const struct gw_limit_req *q,
                                 struct gw_budget_view *out);

@@ -22,7 +22,7 @@
 #include "util/util.h"
 
 #define MIGRATE_LOCK 7406190 /* pg_advisory_xact_lock key of migrations */
-#define MAX_PARAMS 26
+#define MAX_PARAMS 28
 
 enum stmt_id {
     P_ORG_INSERT,
@@ -44,6 +44,11 @@ enum stmt_id {
     P_USAGE_RECENT_ORG,
     P_USAGE_LIST,
     P_USAGE_RECOVER,
+    P_LOCK,
+    P_SNAPSHOT,
+    P_SNAPSHOT_ORG,
+    P_NTH,
+    P_NTH_ORG,
     P_COUNT
 };
 
@@ -63,17 +68,35 @@ enum stmt_id {
     "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
     "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
     "error_code, catalog_version, created_ms, settled_ms, parent_request_id, kind, attempts, "    \
-    "route_method, node"
+    "route_method, node, reserved_tokens"
 #define SPENT_SQL                                                                                  \
     "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros ELSE cost_micros "      \
     "END), 0) FROM usage WHERE "
 #define RECENT_SQL                                                                                 \
     "SELECT created_ms, (kind = 'chat')::int, tokens_in + tokens_out FROM usage WHERE "
 
+#define SNAPSHOT_SQL(col)                                                                          \
+    "SELECT (SELECT count(*) FROM usage WHERE " col " = $1 AND kind = 'chat' AND "                \
+    "created_ms > $2), "                                                                           \
+    "(SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_tokens ELSE tokens_in + "    \
+    "tokens_out END), 0) FROM usage WHERE " col " = $1 AND created_ms > $2), "                    \
+    "(SELECT count(*) FROM usage WHERE " col " = $1 AND state = 'reserved' AND kind = 'chat'), "  \
+    "(SELECT COALESCE(SUM(reserved_micros), 0) FROM usage WHERE " col " = $1 AND "               \
+    "state = 'reserved'), "                                                                        \
+    "(" SPENT_SQL col " = $1 AND created_ms >= $3), (" SPENT_SQL col " = $1 AND created_ms >= $4)"
+#define NTH_SQL(col)                                                                               \
+    "SELECT created_ms FROM usage WHERE " col " = $1 AND kind = 'chat' AND created_ms > $2 "      \
+    "ORDER BY created_ms LIMIT 1 OFFSET $3"
+
 static const struct {
     const char *sql;
     int nparams;
 } stmts[P_COUNT] = {
+    [P_LOCK] = {"SELECT pg_advisory_xact_lock($1)", 1},
+    [P_SNAPSHOT] = {SNAPSHOT_SQL("key_row_id"), 4},
+    [P_SNAPSHOT_ORG] = {SNAPSHOT_SQL("org_id"), 4},
+    [P_NTH] = {NTH_SQL("key_row_id"), 3},
+    [P_NTH_ORG] = {NTH_SQL("org_id"), 3},
     [P_ORG_INSERT] = {"INSERT INTO orgs(slug, name, created_ms) VALUES ($1, $2, $3) RETURNING id",
                       3},
     [P_ORG_GET] = {"SELECT " ORG_COLS " FROM orgs WHERE slug = $1", 1},
@@ -102,14 +125,14 @@ static const struct {
                       0},
     [P_USAGE_INSERT] = {"INSERT INTO usage(" USAGE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
                         "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, "
-                        "$23, $24, $25)",
-                        25},
+                        "$23, $24, $25, $26)",
+                        26},
     [P_USAGE_SETTLE] = {"UPDATE usage SET state = $2, tokens_in = $3, tokens_out = $4, "
                         "cached_tokens = $5, reasoning_tokens = $6, cost_micros = $7, "
                         "latency_ms = $8, status = $9, error_code = $10, settled_ms = $11, "
                         "provider = $12, model = $13, reserved_micros = $14, attempts = $15, "
-                        "route_method = $16 WHERE request_id = $1",
-                        16},
+                        "route_method = $16, reserved_tokens = $17 WHERE request_id = $1",
+                        17},
     [P_USAGE_GET] = {"SELECT " USAGE_COLS " FROM usage WHERE request_id = $1", 1},
     [P_USAGE_SPENT] = {SPENT_SQL "key_row_id = $1 AND created_ms >= $2", 2},
     [P_USAGE_SPENT_ORG] = {SPENT_SQL "org_id = $1 AND created_ms >= $2", 2},
@@ -129,6 +152,7 @@ struct pg {
     struct gw_store base; /* first: a struct gw_store * is a struct pg * */
     PGconn *conn;
     unsigned char prepared[P_COUNT];
+    int in_tx; /* inside BEGIN..COMMIT: a lost connection fails, never reconnects */
 };
 
 /* Parameters as text (libpq's text format). */
@@ -164,6 +188,8 @@ static int run(struct pg *s, enum stmt_id id, const struct params *p, PGresult *
         *res = NULL;
     snprintf(name, sizeof(name), "s%d", (int)id);
     for (int attempt = 0; attempt < 2; attempt++) {
+        if (PQstatus(s->conn) != CONNECTION_OK && s->in_tx)
+            return GW_ESTORE; /* the transaction is gone with the connection */
         if (PQstatus(s->conn) != CONNECTION_OK) {
             PQreset(s->conn); /* the server restarted or the network broke: reconnect once */
             memset(s->prepared, 0, sizeof(s->prepared));
@@ -192,7 +218,7 @@ static int run(struct pg *s, enum stmt_id id, const struct params *p, PGresult *
         }
         int rc = is_unique_violation(r) ? GW_EEXIST : GW_ESTORE;
         PQclear(r);
-        if (rc == GW_ESTORE && PQstatus(s->conn) != CONNECTION_OK && attempt == 0)
+        if (rc == GW_ESTORE && PQstatus(s->conn) != CONNECTION_OK && attempt == 0 && !s->in_tx)
             continue; /* lost on the way: the statement did not run */
         return rc;
     }
@@ -564,6 +590,7 @@ static void p_row(struct params *p, const struct gw_usage_row *r)
     p_i64(p, r->attempts > 0 ? r->attempts : 1);
     p_text(p, r->route_method);
     p_text(p, r->node);
+    p_i64(p, r->reserved_tokens);
 }
 
 static int pg_usage_reserve(struct gw_store *base, const struct gw_usage_row *row)
@@ -592,6 +619,7 @@ static int pg_usage_settle(struct gw_store *base, const struct gw_usage_row *r)
     p_i64(&p, r->reserved_micros);
     p_i64(&p, r->attempts > 0 ? r->attempts : 1);
     p_text(&p, r->route_method);
+    p_i64(&p, r->reserved_tokens);
     return run_update((struct pg *)base, P_USAGE_SETTLE, &p);
 }
 
@@ -623,6 +651,7 @@ static void read_usage(const PGresult *r, int i, struct gw_usage_row *out)
     out->attempts = (int)col_i64(r, i, 22);
     col_text(r, i, 23, out->route_method, sizeof(out->route_method));
     col_text(r, i, 24, out->node, sizeof(out->node));
+    out->reserved_tokens = col_i64(r, i, 25);
 }
 
 static int pg_usage_get(struct gw_store *base, const char *request_id, struct gw_usage_row *out)
@@ -715,6 +744,71 @@ static int pg_usage_recover(struct gw_store *base, const char *node, int64_t *co
     return rc;
 }
 
+static int pg_tx(struct gw_store *base, const char *what)
+{
+    struct pg *s = (struct pg *)base;
+    int begin = strcmp(what, "BEGIN") == 0;
+    if (begin && PQstatus(s->conn) != CONNECTION_OK) {
+        PQreset(s->conn); /* a transaction may start on a fresh connection */
+        memset(s->prepared, 0, sizeof(s->prepared));
+    }
+    int rc = exec_simple(s, what);
+    s->in_tx = begin && rc == 0;
+    return rc;
+}
+
+/* One advisory lock per scope, held to the end of the transaction: keys and orgs in their own
+ * halves of the lock space. */
+static int pg_lock_scope(struct gw_store *base, enum gw_scope scope, int64_t id)
+{
+    struct params p = {0};
+    p_i64(&p, id * 2 + (scope == GW_SCOPE_ORG ? 1 : 0));
+    return run((struct pg *)base, P_LOCK, &p, NULL);
+}
+
+static int pg_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t id,
+                             int64_t hour_start, int64_t day_start, int64_t month_start,
+                             struct gw_scope_usage *out)
+{
+    struct params p = {0};
+    PGresult *r;
+    memset(out, 0, sizeof(*out));
+    p_i64(&p, id);
+    p_i64(&p, hour_start);
+    p_i64(&p, day_start);
+    p_i64(&p, month_start);
+    int rc = run((struct pg *)base, scope == GW_SCOPE_ORG ? P_SNAPSHOT_ORG : P_SNAPSHOT, &p, &r);
+    if (rc == 0 && PQntuples(r) == 1) {
+        out->requests = col_i64(r, 0, 0);
+        out->tokens = col_i64(r, 0, 1);
+        out->inflight = col_i64(r, 0, 2);
+        out->held_usd = col_i64(r, 0, 3);
+        out->day_spent = col_i64(r, 0, 4);
+        out->month_spent = col_i64(r, 0, 5);
+    } else if (rc == 0) {
+        rc = GW_ESTORE;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_usage_nth_request(struct gw_store *base, enum gw_scope scope, int64_t id,
+                                int64_t hour_start, int64_t skip, int64_t *out)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, id);
+    p_i64(&p, hour_start);
+    p_i64(&p, skip);
+    int rc = run((struct pg *)base, scope == GW_SCOPE_ORG ? P_NTH_ORG : P_NTH, &p, &r);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = GW_ENOTFOUND;
+    if (rc == 0)
+        *out = col_i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
 static const struct gw_store_ops postgres_ops = {
     .name = "postgres",
     .free = pg_free,
@@ -737,4 +831,8 @@ static const struct gw_store_ops postgres_ops = {
     .usage_recent = pg_usage_recent,
     .usage_list = pg_usage_list,
     .usage_recover = pg_usage_recover,
+    .tx = pg_tx,
+    .lock_scope = pg_lock_scope,
+    .usage_snapshot = pg_usage_snapshot,
+    .usage_nth_request = pg_usage_nth_request,
 };

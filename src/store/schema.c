@@ -80,5 +80,7 @@ const char *const gw_schema_migrations[] = {
     "ALTER TABLE usage ADD COLUMN node TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX usage_inflight_key ON usage(key_row_id) WHERE state = 'reserved';"
     "CREATE INDEX usage_inflight_org ON usage(org_id) WHERE state = 'reserved';",
+    /* 5: the tokens a reservation holds (the store-side limits count them while in flight) */
+    "ALTER TABLE usage ADD COLUMN reserved_tokens BIGINT NOT NULL DEFAULT 0;",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

@@ -39,6 +39,10 @@ enum stmt_id {
     S_USAGE_LIST,
     S_ORG_SET,
     S_KEY_SET,
+    S_SNAPSHOT,
+    S_SNAPSHOT_ORG,
+    S_NTH,
+    S_NTH_ORG,
     S_COUNT
 };
 
@@ -59,7 +63,7 @@ enum stmt_id {
     "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
     "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
     "error_code, catalog_version, created_ms, settled_ms, parent_request_id, kind, attempts, "    \
-    "route_method, node"
+    "route_method, node, reserved_tokens"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_ORG_INSERT] = "INSERT INTO orgs(slug, name, created_ms) VALUES (?1, ?2, ?3)",
@@ -83,12 +87,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUPERADMIN] = "SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
     [S_USAGE_INSERT] = "INSERT INTO usage(" USAGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
-                       "?23, ?24, ?25)",
+                       "?23, ?24, ?25, ?26)",
     [S_USAGE_SETTLE] = "UPDATE usage SET state = ?2, tokens_in = ?3, tokens_out = ?4, "
                        "cached_tokens = ?5, reasoning_tokens = ?6, cost_micros = ?7, "
                        "latency_ms = ?8, status = ?9, error_code = ?10, settled_ms = ?11, "
                        "provider = ?12, model = ?13, reserved_micros = ?14, attempts = ?15, "
-                       "route_method = ?16 WHERE request_id = ?1",
+                       "route_method = ?16, reserved_tokens = ?17 WHERE request_id = ?1",
     [S_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage WHERE request_id = ?1",
 #define SPENT_SQL                                                                                  \
     "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros ELSE cost_micros "      \
@@ -102,6 +106,22 @@ static const char *const stmt_sql[S_COUNT] = {
                      "(?2 = 0 OR key_row_id = ?2) AND (?3 = '' OR model = ?3) AND "
                      "created_ms >= ?4 AND (?5 = 0 OR created_ms < ?5) "
                      "ORDER BY created_ms, request_id",
+#define SNAPSHOT_SQL(col)                                                                          \
+    "SELECT (SELECT count(*) FROM usage WHERE " col " = ?1 AND kind = 'chat' AND "                \
+    "created_ms > ?2), "                                                                           \
+    "(SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_tokens ELSE tokens_in + "    \
+    "tokens_out END), 0) FROM usage WHERE " col " = ?1 AND created_ms > ?2), "                    \
+    "(SELECT count(*) FROM usage WHERE " col " = ?1 AND state = 'reserved' AND kind = 'chat'), "  \
+    "(SELECT COALESCE(SUM(reserved_micros), 0) FROM usage WHERE " col " = ?1 AND "               \
+    "state = 'reserved'), "                                                                        \
+    "(" SPENT_SQL col " = ?1 AND created_ms >= ?3), (" SPENT_SQL col " = ?1 AND created_ms >= ?4)"
+    [S_SNAPSHOT] = SNAPSHOT_SQL("key_row_id"),
+    [S_SNAPSHOT_ORG] = SNAPSHOT_SQL("org_id"),
+#define NTH_SQL(col)                                                                               \
+    "SELECT created_ms FROM usage WHERE " col " = ?1 AND kind = 'chat' AND created_ms > ?2 "      \
+    "ORDER BY created_ms LIMIT 1 OFFSET ?3"
+    [S_NTH] = NTH_SQL("key_row_id"),
+    [S_NTH_ORG] = NTH_SQL("org_id"),
     [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
                         "settled_ms = ?1 WHERE state = 'reserved' AND (?2 = '' OR node = ?2)",
 };
@@ -561,6 +581,7 @@ static int sq_usage_reserve(struct gw_store *base, const struct gw_usage_row *r)
     sqlite3_bind_int(st, 23, r->attempts > 0 ? r->attempts : 1);
     bind_text(st, 24, r->route_method);
     bind_text(st, 25, r->node);
+    sqlite3_bind_int64(st, 26, r->reserved_tokens);
     return exec_done(s, st);
 }
 
@@ -586,6 +607,7 @@ static int sq_usage_settle(struct gw_store *base, const struct gw_usage_row *r)
     sqlite3_bind_int64(st, 14, r->reserved_micros);
     sqlite3_bind_int(st, 15, r->attempts > 0 ? r->attempts : 1);
     bind_text(st, 16, r->route_method);
+    sqlite3_bind_int64(st, 17, r->reserved_tokens);
     int rc = exec_done(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         return GW_ENOTFOUND;
@@ -620,6 +642,7 @@ static void read_usage(sqlite3_stmt *st, struct gw_usage_row *out)
     out->attempts = sqlite3_column_int(st, 22);
     col_text(st, 23, out->route_method, sizeof(out->route_method));
     col_text(st, 24, out->node, sizeof(out->node));
+    out->reserved_tokens = sqlite3_column_int64(st, 25);
 }
 
 static int sq_usage_get(struct gw_store *base, const char *request_id, struct gw_usage_row *out)
@@ -723,6 +746,65 @@ static int sq_usage_recover(struct gw_store *base, const char *node, int64_t *co
     return rc;
 }
 
+static int sq_tx(struct gw_store *base, const char *what)
+{
+    struct sq *s = (struct sq *)base;
+    /* IMMEDIATE: the one writer lock is taken at BEGIN, so the transaction serialises */
+    const char *sql = strcmp(what, "BEGIN") == 0 ? "BEGIN IMMEDIATE" : what;
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : GW_ESTORE;
+}
+
+static int sq_lock_scope(struct gw_store *base, enum gw_scope scope, int64_t id)
+{
+    (void)base; /* BEGIN IMMEDIATE already serialises every writer */
+    (void)scope;
+    (void)id;
+    return 0;
+}
+
+static int sq_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t id,
+                             int64_t hour_start, int64_t day_start, int64_t month_start,
+                             struct gw_scope_usage *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, scope == GW_SCOPE_ORG ? S_SNAPSHOT_ORG : S_SNAPSHOT);
+    memset(out, 0, sizeof(*out));
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, hour_start);
+    sqlite3_bind_int64(st, 3, day_start);
+    sqlite3_bind_int64(st, 4, month_start);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->requests = sqlite3_column_int64(st, 0);
+        out->tokens = sqlite3_column_int64(st, 1);
+        out->inflight = sqlite3_column_int64(st, 2);
+        out->held_usd = sqlite3_column_int64(st, 3);
+        out->day_spent = sqlite3_column_int64(st, 4);
+        out->month_spent = sqlite3_column_int64(st, 5);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : GW_ESTORE;
+}
+
+static int sq_usage_nth_request(struct gw_store *base, enum gw_scope scope, int64_t id,
+                                int64_t hour_start, int64_t skip, int64_t *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, scope == GW_SCOPE_ORG ? S_NTH_ORG : S_NTH);
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, hour_start);
+    sqlite3_bind_int64(st, 3, skip);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
 static const struct gw_store_ops sqlite_ops = {
     .name = "sqlite",
     .free = sq_free,
@@ -745,4 +827,8 @@ static const struct gw_store_ops sqlite_ops = {
     .usage_recent = sq_usage_recent,
     .usage_list = sq_usage_list,
     .usage_recover = sq_usage_recover,
+    .tx = sq_tx,
+    .lock_scope = sq_lock_scope,
+    .usage_snapshot = sq_usage_snapshot,
+    .usage_nth_request = sq_usage_nth_request,
 };

@@ -122,3 +122,25 @@ int gw_store_usage_recover(struct gw_store *s, const char *node, int64_t *count)
 {
     return s->ops->usage_recover(s, node ? node : "", count);
 }
+
+int gw_store_tx_begin(struct gw_store *s) { return s->ops->tx(s, "BEGIN"); }
+int gw_store_tx_commit(struct gw_store *s) { return s->ops->tx(s, "COMMIT"); }
+void gw_store_tx_rollback(struct gw_store *s) { (void)s->ops->tx(s, "ROLLBACK"); }
+
+int gw_store_lock_scope(struct gw_store *s, enum gw_scope scope, int64_t id)
+{
+    return s->ops->lock_scope(s, scope, id);
+}
+
+int gw_store_usage_snapshot(struct gw_store *s, enum gw_scope scope, int64_t id,
+                            int64_t hour_start, int64_t day_start, int64_t month_start,
+                            struct gw_scope_usage *out)
+{
+    return s->ops->usage_snapshot(s, scope, id, hour_start, day_start, month_start, out);
+}
+
+int gw_store_usage_nth_request(struct gw_store *s, enum gw_scope scope, int64_t id,
+                               int64_t hour_start, int64_t skip, int64_t *out)
+{
+    return s->ops->usage_nth_request(s, scope, id, hour_start, skip, out);
+}

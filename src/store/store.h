@@ -84,6 +84,7 @@ struct gw_usage_row {
     int stream;
     char state[16];          /* "reserved" | "settled" | "failed" | "uncertain" */
     int64_t reserved_micros; /* worst-case cost reserved */
+    int64_t reserved_tokens; /* worst-case tokens (prompt estimate + output cap) reserved */
     int64_t tokens_in, tokens_out, cached_tokens, reasoning_tokens;
     int64_t cost_micros;     /* actual cost once settled */
     int64_t latency_ms;
@@ -151,6 +152,30 @@ GW_NODISCARD int gw_store_usage_spent(struct gw_store *s, enum gw_scope scope, i
 typedef int (*gw_store_recent_cb)(void *arg, int64_t created_ms, int is_request, int64_t tokens);
 GW_NODISCARD int gw_store_usage_recent(struct gw_store *s, enum gw_scope scope, int64_t id,
                                        int64_t since_ms, gw_store_recent_cb cb, void *arg);
+
+/* A scope's usage as limits see it, read inside a transaction (the store-side limits of a
+ * shared store; the SQLite deployment keeps these in memory instead). */
+struct gw_scope_usage {
+    int64_t requests;    /* kind "chat" rows created after hour_start */
+    int64_t tokens;      /* their tokens (reserved ones at their reserved tokens), every kind */
+    int64_t inflight;    /* kind "chat" rows still reserved */
+    int64_t held_usd;    /* reserved rows' worst cases */
+    int64_t day_spent;   /* cost of rows since the budget day began (reserved at worst case) */
+    int64_t month_spent; /* and since the budget month began */
+};
+/* Transactions (READ COMMITTED) and per-scope advisory locks held to their end; used by the
+ * store-side admission. lock_scope: take org before key. */
+GW_NODISCARD int gw_store_tx_begin(struct gw_store *s);
+GW_NODISCARD int gw_store_tx_commit(struct gw_store *s);
+void gw_store_tx_rollback(struct gw_store *s);
+GW_NODISCARD int gw_store_lock_scope(struct gw_store *s, enum gw_scope scope, int64_t id);
+GW_NODISCARD int gw_store_usage_snapshot(struct gw_store *s, enum gw_scope scope, int64_t id,
+                                         int64_t hour_start, int64_t day_start,
+                                         int64_t month_start, struct gw_scope_usage *out);
+/* The created_ms of the (skip+1)-th oldest request (kind "chat") of the scope after
+ * hour_start (for Retry-After); GW_ENOTFOUND when there is none. */
+GW_NODISCARD int gw_store_usage_nth_request(struct gw_store *s, enum gw_scope scope, int64_t id,
+                                            int64_t hour_start, int64_t skip, int64_t *out);
 
 /* Usage history. Every field of the filter is optional (0 / ""). */
 struct gw_usage_filter {

@@ -35,6 +35,12 @@ struct gw_store_ops {
     int (*usage_list)(struct gw_store *s, const struct gw_usage_filter *f, gw_store_usage_cb cb,
                       void *arg, struct gw_usage_totals *totals);
     int (*usage_recover)(struct gw_store *s, const char *node, int64_t *count);
+    int (*tx)(struct gw_store *s, const char *what); /* "BEGIN", "COMMIT", "ROLLBACK" */
+    int (*lock_scope)(struct gw_store *s, enum gw_scope scope, int64_t id);
+    int (*usage_snapshot)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t hour_start,
+                          int64_t day_start, int64_t month_start, struct gw_scope_usage *out);
+    int (*usage_nth_request)(struct gw_store *s, enum gw_scope scope, int64_t id,
+                             int64_t hour_start, int64_t skip, int64_t *out);
 };
 
 struct gw_store {

@@ -19,6 +19,8 @@ before(async () => {
   // minutes on) sees a daily budget reset
   const resetHour = (new Date().getUTCHours() + 12) % 24;
   env = await startEnv({
+    // LLMGW_E2E_PG=1: the same suite on PostgreSQL (the store decides the limits)
+    postgres: process.env.LLMGW_E2E_PG === '1',
     extraConfig: `fallback: {enabled: false}\nbreaker: {failure_threshold: 0}\nbudgets: {daily_reset_hour_utc: ${resetHour}}`,
     timeouts: { first_byte_ms: 8000, total_ms: 20000 },
   });
@@ -95,7 +97,7 @@ describe('budgets cannot be exceeded', () => {
     const key = await env.createKey('hundred', ['--daily-usd', usd(100 * w)]);
     await env.fake.reset();
     // the admitted ones answer slowly, so all 1,000 are in flight together (no refunds yet)
-    for (let i = 0; i < 100; i++) await env.fake.next('openai', 'delay', { ms: 1200 });
+    for (let i = 0; i < 100; i++) await env.fake.next('openai', 'delay', { ms: 3000 });
     const rs = await Promise.all(Array.from({ length: 1000 }, () => chat(key)));
     const n = countStatuses(rs);
     assert.deepEqual(n, { 200: 100, 429: 900 }, JSON.stringify(n));

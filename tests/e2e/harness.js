@@ -247,7 +247,26 @@ async function startEnvWith(fake, opts) {
   const omit = new Set(opts.omitProviders || []);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llmgw-e2e-'));
   const dbPath = path.join(tmp, 'gw.db');
-  const db = `sqlite:${dbPath}`;
+  // opts.postgres: a schema of its own on the tests' PostgreSQL (make test starts one)
+  let db = `sqlite:${dbPath}`;
+  let pgSchema = null;
+  if (opts.postgres) {
+    const base = process.env.LLMGW_TEST_PG_URL;
+    if (!base) throw new Error('LLMGW_TEST_PG_URL is not set (make test starts PostgreSQL)');
+    pgSchema = `e2e_${process.pid}_${Math.floor(Math.random() * 1e9)}`;
+    await run('psql', [base, '-q', '-c', `CREATE SCHEMA ${pgSchema}`], { timeoutMs: 10000 });
+    db = `${base}${base.includes('?') ? '&' : '?'}options=-csearch_path%3D${pgSchema}`;
+  }
+  // One row as an object, from whichever store.
+  async function queryRows(where) {
+    if (pgSchema) {
+      const { stdout } = await run('psql', [db, '-At', '-c',
+        `SELECT COALESCE(json_agg(u), '[]') FROM usage u WHERE ${where}`], { timeoutMs: 5000 });
+      return JSON.parse(stdout.trim() || '[]');
+    }
+    const { stdout } = await run('sqlite3', ['-json', dbPath, `select * from usage where ${where}`], { timeoutMs: 5000 });
+    return stdout.trim() ? JSON.parse(stdout) : [];
+  }
   const cliEnv = { ...process.env };
   for (const p of PROVIDERS) {
     delete cliEnv[`${p.toUpperCase()}_API_KEY`];
@@ -289,30 +308,44 @@ async function startEnvWith(fake, opts) {
   let exitInfo = null;
   let exited = null;
 
-  // Start `llmgw serve` on this env's port, config and database; resolves once /healthz is 200.
-  async function launch() {
-    gw = spawn(BIN, ['serve', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--db', db, '--workers', '2'],
+  // Spawn `llmgw serve` on port with this env's config and database; resolves once /healthz
+  // answers 200. onLog gets its output; returns {child, exited (a promise), exitInfo()}.
+  async function spawnGateway(p, onLog) {
+    const child = spawn(BIN, ['serve', '--config', configPath, '--listen', `127.0.0.1:${p}`, '--db', db, '--workers', '2'],
       { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    exitInfo = null;
-    const child = gw;
-    child.stdout.on('data', (d) => { log += d; });
-    child.stderr.on('data', (d) => { log += d; });
-    exited = new Promise((resolve) => child.once('exit', (code, signal) => { exitInfo = { code, signal }; resolve(exitInfo); }));
+    let info = null;
+    child.stdout.on('data', onLog);
+    child.stderr.on('data', onLog);
+    const done = new Promise((resolve) => child.once('exit', (code, signal) => { info = { code, signal }; resolve(info); }));
     const deadline = Date.now() + 10000;
     for (;;) {
-      if (exitInfo) throw new Error(`llmgw serve exited early (${JSON.stringify(exitInfo)}); log:\n${log}`);
+      if (info) throw new Error(`llmgw serve exited early (${JSON.stringify(info)})`);
       try {
-        const r = await fetch(`${baseURL}/healthz`, { signal: AbortSignal.timeout(1000) });
+        const r = await fetch(`http://127.0.0.1:${p}/healthz`, { signal: AbortSignal.timeout(1000) });
         await r.arrayBuffer();
         if (r.status === 200) break;
       } catch { /* not yet */ }
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
-        throw new Error(`llmgw serve did not answer /healthz 200 within 10 s; log:\n${log}`);
+        throw new Error('llmgw serve did not answer /healthz 200 within 10 s');
       }
       await sleep(100);
     }
+    return { child, exited: done, exitInfo: () => info };
   }
+
+  async function launch() {
+    try {
+      const g = await spawnGateway(port, (d) => { log += d; });
+      gw = g.child;
+      exited = g.exited.then((i) => { exitInfo = i; return i; });
+      exitInfo = null;
+    } catch (e) {
+      e.message += `; log:\n${log}`;
+      throw e;
+    }
+  }
+
   try {
     await launch();
   } catch (e) {
@@ -335,8 +368,7 @@ async function startEnvWith(fake, opts) {
     if (typeof requestId !== 'string' || !REQUEST_ID_RE.test(requestId)) {
       throw new Error(`refusing to query with request id ${JSON.stringify(requestId)}`);
     }
-    const { stdout } = await run('sqlite3', ['-json', dbPath, `select * from usage where request_id='${requestId}'`], { timeoutMs: 5000 });
-    const rows = stdout.trim() ? JSON.parse(stdout) : [];
+    const rows = await queryRows(`request_id='${requestId}'`);
     return rows[0] || null;
   }
 
@@ -353,7 +385,7 @@ async function startEnvWith(fake, opts) {
   }
 
   // Plain HTTP helper: returns {status, headers, text, json}.
-  async function request(method, p, { headers = {}, body, rawBody, auth = true, timeoutMs = 8000 } = {}) {
+  async function request(method, p, { headers = {}, body, rawBody, auth = true, timeoutMs = 8000, base = baseURL } = {}) {
     const h = { ...headers };
     if (auth && !Object.keys(h).some((k) => ['authorization', 'x-api-key'].includes(k.toLowerCase()))) {
       h.authorization = `Bearer ${apiKey}`;
@@ -362,7 +394,7 @@ async function startEnvWith(fake, opts) {
     if (rawBody !== undefined) b = rawBody;
     else if (body !== undefined) b = JSON.stringify(body);
     if (b !== undefined && !Object.keys(h).some((k) => k.toLowerCase() === 'content-type')) h['content-type'] = 'application/json';
-    const res = await fetch(baseURL + p, { method, headers: h, body: b, signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(base + p, { method, headers: h, body: b, signal: AbortSignal.timeout(timeoutMs) });
     const text = await res.text();
     let json = null;
     try { json = JSON.parse(text); } catch { /* not JSON */ }
@@ -390,7 +422,38 @@ async function startEnvWith(fake, opts) {
     return Object.fromEntries(m[1].split(' ').map((kv) => { const [k, v] = kv.split('='); return [k, Number(v)]; }));
   }
 
+  // Another gateway node on the same database, config and fake (its own port and node id).
+  const nodes = [];
+  async function startNode() {
+    const nport = await freePort();
+    const nbase = `http://127.0.0.1:${nport}`;
+    let nlog = '';
+    const g = await spawnGateway(nport, (d) => { nlog += d; }).catch((e) => {
+      e.message += `; log:\n${nlog}`;
+      throw e;
+    });
+    const node = {
+      baseURL: nbase,
+      log: () => nlog,
+      request: (method, p, o = {}) => request(method, p, { ...o, base: nbase }),
+      crash: async () => {
+        if (!g.exitInfo()) { g.child.kill('SIGKILL'); await withTimeout(g.exited, 5000, 'node kill'); }
+      },
+      stop: async () => {
+        if (!g.exitInfo()) {
+          g.child.kill('SIGTERM');
+          await withTimeout(g.exited, 8000, 'node stop').catch(() => g.child.kill('SIGKILL'));
+        }
+        const m = nlog.match(/(ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:)[\s\S]{0,3000}/);
+        if (m) throw new Error(`sanitizer report in a node's log:\n${m[0]}`);
+      },
+    };
+    nodes.push(node);
+    return node;
+  }
+
   async function stop() {
+    for (const n of nodes) await n.stop();
     if (!exitInfo) {
       gw.kill('SIGTERM');
       try {
@@ -401,6 +464,10 @@ async function startEnvWith(fake, opts) {
       }
     }
     await fake.stop();
+    if (pgSchema) {
+      await run('psql', [process.env.LLMGW_TEST_PG_URL, '-q', '-c', `DROP SCHEMA ${pgSchema} CASCADE`], { timeoutMs: 10000 })
+        .catch(() => {});
+    }
     if (!process.env.LLMGW_E2E_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
     // The suite runs the gateway built with ASan+UBSan (or TSan): any report fails the file.
     const m = log.match(/(ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:)[\s\S]{0,3000}/);
@@ -420,6 +487,8 @@ async function startEnvWith(fake, opts) {
     log: () => log,
     crash,
     restart,
+    startNode,
+    queryRows,
     advanceClock,
     usageTotals,
     keyId: async (name) => {

@@ -1,0 +1,53 @@
+/*
+ * policy/ledger — the governed write path: admit a request against every limit of its key and
+ * org and make its usage row durable, in one step; settle it; read a key's budget.
+ *
+ * Two implementations behind one interface, chosen by the store:
+ * - SQLite (one gateway process): the in-memory limits (policy/limits.h) decide, then the row
+ *   is written; a failed write gives the hold back.
+ * - PostgreSQL (several nodes): the database decides. One READ COMMITTED transaction takes the
+ *   org's and the key's advisory locks (in that order), reads their usage from the rows, checks
+ *   it with the same gw_limits_check, writes the row(s) and commits; the locks end with it and
+ *   are never held across a provider call. Settling needs no lock: a row's cost only goes down
+ *   from its reservation.
+ *
+ * Every function here does store I/O and runs where store work runs (store/jobs.h: inline for
+ * SQLite, a pool thread for PostgreSQL).
+ */
+#ifndef GW_POLICY_LEDGER_H
+#define GW_POLICY_LEDGER_H
+
+#include "policy/limits.h"
+#include "store/store.h"
+
+struct gw_ledger {
+    struct gw_limits *limits; /* in-memory limits; NULL: the store decides (shared store) */
+    struct gw_budget_windows windows;
+};
+
+/* One admission: the first attempt's (archive NULL, first 1) or a fallback's (first 0). */
+struct gw_admission {
+    struct gw_limit_req q;           /* scopes, limits, q.usd / q.tokens: the request's new
+                                      * total to hold; q.store is set by the ledger */
+    int first;
+    struct gw_hold *hold;            /* in-memory limits: the request's hold */
+    int64_t held_usd, held_tokens;   /* fallback: what the request holds until now */
+    const struct gw_usage_row *row;  /* the request's row: inserted (first) or re-targeted */
+    const struct gw_usage_row *archive; /* fallback: the failed attempt's own row, inserted */
+    /* out */
+    int rc;                          /* 0, GW_ELIMIT (why), GW_ESTORE, GW_ENOMEM */
+    struct gw_refusal why;
+};
+
+/* Admit and write (see above). Sets a->rc. */
+void gw_ledger_admit(const struct gw_ledger *l, struct gw_store *s, struct gw_admission *a);
+/* The request is over: write its row (final state and cost) and settle its hold to what it
+ * cost in all (usd, tokens: every attempt). Returns the store's result. */
+GW_NODISCARD int gw_ledger_settle(const struct gw_ledger *l, struct gw_store *s,
+                                  struct gw_hold *hold, const struct gw_usage_row *row,
+                                  int64_t usd, int64_t tokens);
+/* The key's tightest USD budget window now (out->active = 0 when it has none). */
+GW_NODISCARD int gw_ledger_view(const struct gw_ledger *l, struct gw_store *s,
+                                const struct gw_limit_req *q, struct gw_budget_view *out);
+
+#endif

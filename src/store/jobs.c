@@ -1,0 +1,213 @@
+/*
+ * store/jobs — see jobs.h.
+ *
+ * The pool: a FIFO of jobs (linked through the jobs themselves, so submitting allocates
+ * nothing) under one mutex and condition variable, served by N threads with a connection
+ * each. A finished job goes onto its executor's done list (the executor's own mutex) and the
+ * executor's event is activated, which libevent allows from another thread
+ * (evthread_use_pthreads, done by the HTTP server before any base exists). The executor's
+ * callback runs the done function of every finished job.
+ */
+#include "store/jobs.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "util/mem.h"
+
+struct gw_store_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct gw_store_job *head, *tail; /* queued */
+    int stopping;
+    int nthreads, nconns;
+    pthread_t *threads;
+    struct gw_store **conns;
+};
+
+struct gw_store_exec {
+    struct event_base *base;
+    struct gw_store *store;     /* inline */
+    struct gw_store_pool *pool; /* pooled */
+    struct event *ev;
+    pthread_mutex_t mu;
+    struct gw_store_job *done_head; /* run, done not yet called */
+    _Atomic int pending;
+};
+
+static void finish(struct gw_store_job *j)
+{
+    struct gw_store_exec *x = j->x;
+    pthread_mutex_lock(&x->mu);
+    j->next = x->done_head;
+    x->done_head = j;
+    pthread_mutex_unlock(&x->mu);
+    event_active(x->ev, EV_READ, 0);
+}
+
+/* ---- the pool ---- */
+
+struct thread_arg {
+    struct gw_store_pool *p;
+    struct gw_store *conn;
+};
+
+static void *pool_main(void *arg)
+{
+    struct thread_arg ta = *(struct thread_arg *)arg;
+    struct gw_store_pool *p = ta.p;
+    gw_free(arg);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->head == NULL && !p->stopping)
+            pthread_cond_wait(&p->cv, &p->mu);
+        struct gw_store_job *j = p->head;
+        if (j == NULL) { /* stopping, and nothing left */
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        p->head = j->next;
+        if (p->head == NULL)
+            p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        j->run(j, ta.conn);
+        finish(j);
+    }
+}
+
+int gw_store_pool_new(const char *url, int n, struct gw_store_pool **out, struct gw_errbuf *eb)
+{
+    struct gw_store_pool *p = gw_calloc(1, sizeof(*p));
+    int rc = GW_ENOMEM;
+
+    *out = NULL;
+    if (p == NULL)
+        return GW_ENOMEM;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = gw_calloc((size_t)n, sizeof(*p->threads));
+    p->conns = gw_calloc((size_t)n, sizeof(*p->conns));
+    if (p->threads == NULL || p->conns == NULL)
+        goto fail;
+    for (; p->nconns < n; p->nconns++)
+        if ((rc = gw_store_open(url, &p->conns[p->nconns], eb)) != 0)
+            goto fail;
+    for (int i = 0; i < n; i++) {
+        struct thread_arg *ta = gw_malloc(sizeof(*ta));
+        if (ta == NULL) {
+            rc = GW_ENOMEM;
+            goto fail;
+        }
+        *ta = (struct thread_arg){p, p->conns[i]};
+        if (pthread_create(&p->threads[i], NULL, pool_main, ta) != 0) {
+            gw_free(ta);
+            rc = GW_EIO;
+            goto fail;
+        }
+        p->nthreads++;
+    }
+    *out = p;
+    return 0;
+fail:
+    gw_store_pool_free(p);
+    return rc;
+}
+
+void gw_store_pool_free(struct gw_store_pool *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    for (int i = 0; i < p->nconns; i++)
+        gw_store_free(p->conns[i]);
+    gw_free(p->threads);
+    gw_free(p->conns);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    gw_free(p);
+}
+
+/* ---- executors ---- */
+
+static void on_done_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_store_exec *x = arg;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&x->mu);
+    struct gw_store_job *j = x->done_head;
+    x->done_head = NULL;
+    pthread_mutex_unlock(&x->mu);
+    while (j != NULL) {
+        struct gw_store_job *next = j->next;
+        atomic_fetch_sub(&x->pending, 1);
+        j->done(j); /* may free j */
+        j = next;
+    }
+}
+
+int gw_store_exec_new(struct event_base *base, struct gw_store *store,
+                      struct gw_store_pool *pool, struct gw_store_exec **out)
+{
+    *out = NULL;
+    if (store == NULL && pool == NULL)
+        return GW_EINVAL;
+    struct gw_store_exec *x = gw_calloc(1, sizeof(*x));
+    if (x == NULL)
+        return GW_ENOMEM;
+    x->base = base;
+    x->store = store;
+    x->pool = pool;
+    pthread_mutex_init(&x->mu, NULL);
+    if ((x->ev = event_new(base, -1, 0, on_done_event, x)) == NULL) {
+        gw_store_exec_free(x);
+        return GW_ENOMEM;
+    }
+    *out = x;
+    return 0;
+}
+
+int gw_store_exec_pending(const struct gw_store_exec *x) { return atomic_load(&x->pending); }
+
+void gw_store_exec_drain(struct gw_store_exec *x)
+{
+    while (atomic_load(&x->pending) > 0)
+        event_base_loop(x->base, EVLOOP_ONCE);
+}
+
+void gw_store_exec_free(struct gw_store_exec *x)
+{
+    if (x == NULL)
+        return;
+    if (x->ev != NULL)
+        event_free(x->ev);
+    pthread_mutex_destroy(&x->mu);
+    gw_free(x);
+}
+
+void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
+{
+    j->x = x;
+    j->next = NULL;
+    atomic_fetch_add(&x->pending, 1);
+    if (x->pool == NULL) {
+        j->run(j, x->store);
+        finish(j);
+        return;
+    }
+    struct gw_store_pool *p = x->pool;
+    pthread_mutex_lock(&p->mu);
+    if (p->tail != NULL)
+        p->tail->next = j;
+    else
+        p->head = j;
+    p->tail = j;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
