@@ -596,6 +596,16 @@ static void give_back_pass(struct gw_call *c, int verdict, int ok)
     c->pass = GW_PASS_DENIED;
 }
 
+/* The attempt cannot even be made (out of memory, our bug): 500, and the call ends. */
+static void fail_internal(struct gw_call *c, const char *what, int rc)
+{
+    GW_LOG_ERROR("pipeline", "req=%s cannot %s the upstream call: %s", c->rid, what,
+                 gw_strerror(rc));
+    give_back_pass(c, 0, 0);
+    reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
+    gw_call_end(c);
+}
+
 /* Begin the attempt on c->model now (the breaker pass is held): build, then reserve. */
 static void begin_attempt(struct gw_call *c)
 {
@@ -615,11 +625,7 @@ static void begin_attempt(struct gw_call *c)
         return;
     }
     if (rc != 0) {
-        GW_LOG_ERROR("pipeline", "req=%s cannot build the upstream call: %s", c->rid,
-                     gw_strerror(rc));
-        give_back_pass(c, 0, 0);
-        reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
-        gw_call_end(c);
+        fail_internal(c, "build", rc);
         return;
     }
     c->attempts++;
@@ -634,13 +640,8 @@ static void begin_attempt(struct gw_call *c)
 static void start_attempt(struct gw_call *c)
 {
     int rc = gw_attempt_start(c);
-    if (rc != 0) {
-        GW_LOG_ERROR("pipeline", "req=%s cannot start the upstream call: %s", c->rid,
-                     gw_strerror(rc));
-        give_back_pass(c, 0, 0);
-        reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
-        gw_call_end(c);
-    }
+    if (rc != 0)
+        fail_internal(c, "start", rc);
 }
 
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
