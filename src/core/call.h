@@ -153,10 +153,10 @@ struct gw_limit_req gw_call_limit_req(struct gw_call *c);
  * becomes NULL) and done sees that. One job at a time per call. */
 void gw_call_submit(struct gw_call *c, void (*run)(struct gw_call *c, struct gw_store *s),
                     void (*done)(struct gw_call *c));
-/* Write a finished usage row and settle its hold, off the request path (the row and the hold
- * are copied; nothing of c is kept). */
+/* Write a finished usage row and settle what it holds (hold in memory; held_usd in the
+ * store) to what it cost, off the request path (copies are taken; nothing of c is kept). */
 void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw_usage_row *row,
-                        int64_t usd, int64_t tokens);
+                        int64_t usd, int64_t tokens, int64_t held_usd, int64_t held_tokens);
 
 /* ---- attempt.c ---- */
 /* Start the current attempt's transfer (c->model, c->ops, c->up built). 0 or an error. */

@@ -511,11 +511,15 @@ static void on_admitted(struct gw_call *c)
 {
     struct gw_admission *a = &c->adm;
 
+    c->held_usd = a->now_held_usd;
+    c->held_tokens = a->now_held_tokens;
     if (c->req == NULL) { /* the client left (or shutdown) while the store decided */
         if (a->rc == 0) {
+            if (!a->first) {
+                c->charged_usd += c->row.cost_micros;
+                c->charged_tokens += c->row.tokens_in + c->row.tokens_out;
+            }
             c->row = c->adm_row;
-            c->held_usd = a->q.usd;
-            c->held_tokens = a->q.tokens;
             gw_strlcpy(c->row.state, "cancelled", sizeof(c->row.state));
         }
         give_back_pass(c, 0, 0);
@@ -540,9 +544,7 @@ static void on_admitted(struct gw_call *c)
         give_back_pass(c, 0, 0);
         reply_error(c, 503, "service_unavailable", "store_unavailable",
                     "the gateway cannot record usage right now; try again", 1);
-        if (!a->first) /* the row keeps the last attempt's outcome; the hold its new total */
-            c->held_usd = a->q.usd, c->held_tokens = a->q.tokens;
-        gw_call_end(c);
+        gw_call_end(c); /* the row keeps the last attempt's outcome */
         return;
     }
     if (!a->first) {
@@ -550,8 +552,6 @@ static void on_admitted(struct gw_call *c)
         c->charged_tokens += c->row.tokens_in + c->row.tokens_out;
     }
     c->row = c->adm_row;
-    c->held_usd = a->q.usd;
-    c->held_tokens = a->q.tokens;
     start_attempt(c);
 }
 
@@ -840,14 +840,16 @@ struct settle_job {
     const struct gw_ledger *ledger;
     struct gw_hold hold;
     struct gw_usage_row row;
-    int64_t usd, tokens;
+    int64_t usd, tokens, held_usd, held_tokens;
+    struct gw_limit_req q; /* scopes only */
     int rc;
 };
 
 static void settle_run(struct gw_store_job *j, struct gw_store *s)
 {
     struct settle_job *sj = (struct settle_job *)j;
-    sj->rc = gw_ledger_settle(sj->ledger, s, &sj->hold, &sj->row, sj->usd, sj->tokens);
+    sj->rc = gw_ledger_settle(sj->ledger, s, &sj->hold, &sj->row, sj->usd, sj->tokens, &sj->q,
+                              sj->held_usd, sj->held_tokens);
 }
 
 static void settle_done(struct gw_store_job *j)
@@ -860,7 +862,7 @@ static void settle_done(struct gw_store_job *j)
 }
 
 void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw_usage_row *row,
-                        int64_t usd, int64_t tokens)
+                        int64_t usd, int64_t tokens, int64_t held_usd, int64_t held_tokens)
 {
     struct settle_job *sj = gw_calloc(1, sizeof(*sj));
     if (sj == NULL) { /* out of memory: write it here rather than lose it */
@@ -876,6 +878,10 @@ void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw
     sj->row = *row;
     sj->usd = usd;
     sj->tokens = tokens;
+    sj->held_usd = held_usd;
+    sj->held_tokens = held_tokens;
+    sj->q.key_id = c->key.id;
+    sj->q.org_id = c->key.org_id;
     sj->job.run = settle_run;
     sj->job.done = settle_done;
     gw_store_submit(c->w->exec, &sj->job);
@@ -905,7 +911,8 @@ void gw_call_end(struct gw_call *c)
      * case is refunded */
     if (c->row.request_id[0] != '\0' || c->hold.active)
         gw_call_settle_row(c, &c->hold, &c->row, c->charged_usd + c->row.cost_micros,
-                           c->charged_tokens + c->row.tokens_in + c->row.tokens_out);
+                           c->charged_tokens + c->row.tokens_in + c->row.tokens_out,
+                           c->held_usd, c->held_tokens);
     GW_LOG_INFO("access", "req=%s key=%s route=%s provider=%s model=%s stream=%d status=%d "
                 "in=%lld out=%lld cost_micros=%lld ms=%lld state=%s attempts=%d%s%s",
                 c->rid, c->key.key_id, c->route_method ? c->route_method : "-",

@@ -73,7 +73,8 @@ static void settle(struct gw_router_call *rc, const char *state, int status, con
     rc->row.latency_ms = (gw_mono_us() - rc->t0_us) / 1000;
     rc->row.settled_ms = gw_now_ms();
     gw_call_settle_row(rc->c, &rc->hold, &rc->row, rc->row.cost_micros,
-                       rc->row.tokens_in + rc->row.tokens_out);
+                       rc->row.tokens_in + rc->row.tokens_out, rc->row.reserved_micros,
+                       rc->row.reserved_tokens);
 }
 
 static void verdict(struct gw_router_call *rc, int ok)

@@ -1,9 +1,18 @@
 /*
  * policy/ledger — see ledger.h.
+ *
+ * The store-side limits read counters, not rows: the spend of each budget day and month
+ * (usage_totals) and the requests and tokens of each second of the sliding hour (usage_rate),
+ * both changed in the same transactions as the rows they summarise; what is in flight is
+ * counted from the reserved rows (a partial index keeps that small). The hour has one-second
+ * buckets and, like the in-memory one, rounds against the caller: an admission counts until 60
+ * minutes after the end of its second.
  */
 #include "policy/ledger.h"
 
 #include <string.h>
+
+#define HOUR_S (GW_LIMIT_WINDOW_MS / 1000)
 
 /* ---- in-memory limits (SQLite) ---- */
 
@@ -14,36 +23,57 @@ static void memory_admit(const struct gw_ledger *l, struct gw_store *s, struct g
                      : gw_limits_rehold(l->limits, a->hold, &a->q, &a->why);
     if (a->rc != 0)
         return;
+    if (!a->first) { /* held now, even if the write below fails: more, never less */
+        a->now_held_usd = a->q.usd;
+        a->now_held_tokens = a->q.tokens;
+    }
     if (a->first) {
         if ((a->rc = gw_store_usage_reserve(s, a->row)) != 0)
             gw_limits_settle(l->limits, a->hold, 0, 0); /* not written: nothing is held */
+        else
+            a->now_held_usd = a->q.usd, a->now_held_tokens = a->q.tokens;
         return;
     }
     if ((a->rc = gw_store_usage_reserve(s, a->archive)) == 0)
         a->rc = gw_store_usage_settle(s, a->row);
-    /* on a failed write the hold stays at the new total: more, never less, than it may cost */
 }
 
 /* ---- store-side limits (a shared store) ---- */
 
-struct nth {
+/* The first second still in the sliding hour at now. */
+static int64_t hour_second(int64_t now) { return (now - GW_LIMIT_WINDOW_MS) / 1000; }
+
+struct waiter {
+    int tokens;
+    int64_t counted, add, limit, now;
+    int64_t wait;
+};
+
+static int walk_bucket(void *arg, int64_t second, int64_t requests, int64_t tokens)
+{
+    struct waiter *w = arg;
+    w->counted -= w->tokens ? tokens : requests;
+    if (w->counted + w->add > w->limit)
+        return 0;
+    w->wait = (second + 1) * 1000 + GW_LIMIT_WINDOW_MS - w->now;
+    return 1;
+}
+
+struct wait_arg {
     struct gw_store *s;
     enum gw_scope scope;
-    int64_t id, hour_start;
+    int64_t id;
     const struct gw_scope_usage *u;
 };
 
-/* When the oldest requests that must leave the hour for this one to fit will have left it. */
+/* When enough of the hour's buckets, oldest first, will have left it for this one to fit. */
 static int64_t store_wait(void *arg, int tokens, int64_t add, int64_t limit, int64_t now)
 {
-    struct nth *n = arg;
-    int64_t skip = tokens ? 0 : n->u->requests + add - limit - 1, at = 0;
-    if (skip < 0)
-        skip = 0;
-    if (gw_store_usage_nth_request(n->s, n->scope, n->id, n->hour_start, skip, &at) != 0)
+    struct wait_arg *a = arg;
+    struct waiter w = {tokens, tokens ? a->u->tokens : a->u->requests, add, limit, now, 1000};
+    if (gw_store_rate_list(a->s, a->scope, a->id, hour_second(now), walk_bucket, &w) != 0)
         return 1000;
-    int64_t w = at + GW_LIMIT_WINDOW_MS - now + 1;
-    return w > 0 ? w : 1;
+    return w.wait > 0 ? w.wait : 1;
 }
 
 static int scope_check(const struct gw_ledger *l, struct gw_store *s, enum gw_scope scope,
@@ -51,14 +81,22 @@ static int scope_check(const struct gw_ledger *l, struct gw_store *s, enum gw_sc
                        int64_t tokens, int64_t usd, int64_t now, struct gw_refusal *why)
 {
     struct gw_scope_usage u;
-    int64_t hour = now - GW_LIMIT_WINDOW_MS;
-    int rc = gw_store_usage_snapshot(s, scope, id, hour, gw_budget_day_start(&l->windows, now),
-                                     gw_budget_month_start(&l->windows, now), &u);
+    if (lim == NULL)
+        return 0;
+    /* read only what the limits that are set need */
+    int want = (lim->rph > 0 || lim->tph > 0 ? GW_SNAP_HOUR : 0) |
+               (lim->max_concurrent > 0 ? GW_SNAP_INFLIGHT : 0) |
+               (lim->daily_usd_micros > 0 || lim->monthly_usd_micros > 0 ? GW_SNAP_BUDGET : 0);
+    if (want == 0)
+        return 0;
+    int rc = gw_store_usage_snapshot(s, scope, id, hour_second(now),
+                                     gw_budget_day_start(&l->windows, now),
+                                     gw_budget_month_start(&l->windows, now), want, &u);
     if (rc != 0)
         return rc;
-    struct nth n = {s, scope, id, hour, &u};
+    struct wait_arg w = {s, scope, id, &u};
     return gw_limits_check(&l->windows, &u, lim, scope == GW_SCOPE_ORG ? "org" : "key",
-                           requests, tokens, usd, now, store_wait, &n, why);
+                           requests, tokens, usd, now, store_wait, &w, why);
 }
 
 /* The per-request maximum applies to the whole request, fallbacks included. */
@@ -75,6 +113,25 @@ static int max_request(const struct gw_limit_set *lim, const char *scope, int64_
     return GW_ELIMIT;
 }
 
+/* The counters' change for a request created at created_ms. */
+static struct gw_counters_delta delta(const struct gw_ledger *l, const struct gw_limit_req *q,
+                                      int64_t created_ms, int64_t usd, int64_t requests,
+                                      int64_t tokens, int64_t prune_before)
+{
+    struct gw_counters_delta d = {
+        .key_id = q->key_id,
+        .org_id = q->org_id,
+        .day_start = gw_budget_day_start(&l->windows, created_ms),
+        .month_start = gw_budget_month_start(&l->windows, created_ms),
+        .usd = usd,
+        .second = created_ms / 1000,
+        .requests = requests,
+        .tokens = tokens,
+        .prune_before = prune_before,
+    };
+    return d;
+}
+
 static void store_admit(const struct gw_ledger *l, struct gw_store *s, struct gw_admission *a)
 {
     const struct gw_limit_req *q = &a->q;
@@ -83,30 +140,32 @@ static void store_admit(const struct gw_ledger *l, struct gw_store *s, struct gw
     int64_t usd = a->first ? q->usd : q->usd - a->held_usd;
     int rc;
 
-    if (tokens < 0)
-        tokens = 0;
-    if (usd < 0)
-        usd = 0;
     if ((rc = gw_store_tx_begin(s)) != 0) {
         a->rc = rc;
         return;
     }
+    /* the limits check only what grows */
+    int64_t ctok = tokens > 0 ? tokens : 0, cusd = usd > 0 ? usd : 0;
     if ((q->org_id > 0 && (rc = gw_store_lock_scope(s, GW_SCOPE_ORG, q->org_id)) != 0) ||
         (rc = gw_store_lock_scope(s, GW_SCOPE_KEY, q->key_id)) != 0 ||
         (rc = max_request(q->key, "key", q->usd, &a->why)) != 0 ||
         (q->org_id > 0 && (rc = max_request(q->org, "org", q->usd, &a->why)) != 0) ||
-        (rc = scope_check(l, s, GW_SCOPE_KEY, q->key_id, q->key, requests, tokens, usd,
+        (rc = scope_check(l, s, GW_SCOPE_KEY, q->key_id, q->key, requests, ctok, cusd,
                           q->now_ms, &a->why)) != 0 ||
         (q->org_id > 0 && (rc = scope_check(l, s, GW_SCOPE_ORG, q->org_id, q->org, requests,
-                                            tokens, usd, q->now_ms, &a->why)) != 0))
+                                            ctok, cusd, q->now_ms, &a->why)) != 0))
         goto fail;
     if (a->first)
         rc = gw_store_usage_reserve(s, a->row);
     else if ((rc = gw_store_usage_reserve(s, a->archive)) == 0)
         rc = gw_store_usage_settle(s, a->row);
-    if (rc != 0 || (rc = gw_store_tx_commit(s)) != 0)
+    struct gw_counters_delta d = delta(l, q, a->row->created_ms, usd, requests, tokens,
+                                       hour_second(q->now_ms) - 1);
+    if (rc != 0 || (rc = gw_store_counters_add(s, &d)) != 0 || (rc = gw_store_tx_commit(s)) != 0)
         goto fail;
     a->rc = 0;
+    a->now_held_usd = q->usd;
+    a->now_held_tokens = q->tokens;
     return;
 fail:
     gw_store_tx_rollback(s);
@@ -118,6 +177,8 @@ fail:
 void gw_ledger_admit(const struct gw_ledger *l, struct gw_store *s, struct gw_admission *a)
 {
     memset(&a->why, 0, sizeof(a->why));
+    a->now_held_usd = a->first ? 0 : a->held_usd;
+    a->now_held_tokens = a->first ? 0 : a->held_tokens;
     if (l->limits != NULL)
         memory_admit(l, s, a);
     else
@@ -125,12 +186,20 @@ void gw_ledger_admit(const struct gw_ledger *l, struct gw_store *s, struct gw_ad
 }
 
 int gw_ledger_settle(const struct gw_ledger *l, struct gw_store *s, struct gw_hold *hold,
-                     const struct gw_usage_row *row, int64_t usd, int64_t tokens)
+                     const struct gw_usage_row *row, int64_t usd, int64_t tokens,
+                     const struct gw_limit_req *q, int64_t held_usd, int64_t held_tokens)
 {
-    int rc = row->request_id[0] != '\0' ? gw_store_usage_settle(s, row) : 0;
-    if (l->limits != NULL)
+    if (l->limits != NULL) { /* the counters are in memory: the row is only the record */
+        int rc = row->request_id[0] != '\0' ? gw_store_usage_settle(s, row) : 0;
         gw_limits_settle(l->limits, hold, usd, tokens);
-    return rc;
+        return rc;
+    }
+    if (row->request_id[0] == '\0')
+        return 0;
+    /* the counters move from what was held to what it cost, with the row */
+    struct gw_counters_delta d =
+        delta(l, q, row->created_ms, usd - held_usd, 0, tokens - held_tokens, 0);
+    return gw_store_usage_settle_counted(s, row, &d);
 }
 
 int gw_ledger_view(const struct gw_ledger *l, struct gw_store *s, const struct gw_limit_req *q,
@@ -145,9 +214,9 @@ int gw_ledger_view(const struct gw_ledger *l, struct gw_store *s, const struct g
         return 0;
     struct gw_scope_usage u;
     int64_t now = q->now_ms;
-    int rc = gw_store_usage_snapshot(s, GW_SCOPE_KEY, q->key_id, now - GW_LIMIT_WINDOW_MS,
+    int rc = gw_store_usage_snapshot(s, GW_SCOPE_KEY, q->key_id, hour_second(now),
                                      gw_budget_day_start(&l->windows, now),
-                                     gw_budget_month_start(&l->windows, now), &u);
+                                     gw_budget_month_start(&l->windows, now), GW_SNAP_BUDGET, &u);
     if (rc != 0)
         return rc;
     gw_budget_view_of(q->key, u.day_spent, u.month_spent, out);

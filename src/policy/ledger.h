@@ -37,15 +37,19 @@ struct gw_admission {
     /* out */
     int rc;                          /* 0, GW_ELIMIT (why), GW_ESTORE, GW_ENOMEM */
     struct gw_refusal why;
+    int64_t now_held_usd, now_held_tokens; /* what the request holds afterwards, whatever rc */
 };
 
 /* Admit and write (see above). Sets a->rc. */
 void gw_ledger_admit(const struct gw_ledger *l, struct gw_store *s, struct gw_admission *a);
-/* The request is over: write its row (final state and cost) and settle its hold to what it
- * cost in all (usd, tokens: every attempt). Returns the store's result. */
+/* The request is over: write its row (final state and cost) and settle what it holds to what
+ * it cost in all (usd, tokens: every attempt). In memory that is hold; in the store the
+ * counters of the key and org of q move from held_usd / held_tokens to usd / tokens. Returns
+ * the store's result. */
 GW_NODISCARD int gw_ledger_settle(const struct gw_ledger *l, struct gw_store *s,
                                   struct gw_hold *hold, const struct gw_usage_row *row,
-                                  int64_t usd, int64_t tokens);
+                                  int64_t usd, int64_t tokens, const struct gw_limit_req *q,
+                                  int64_t held_usd, int64_t held_tokens);
 /* The key's tightest USD budget window now (out->active = 0 when it has none). */
 GW_NODISCARD int gw_ledger_view(const struct gw_ledger *l, struct gw_store *s,
                                 const struct gw_limit_req *q, struct gw_budget_view *out);

@@ -47,8 +47,8 @@ enum stmt_id {
     P_LOCK,
     P_SNAPSHOT,
     P_SNAPSHOT_ORG,
-    P_NTH,
-    P_NTH_ORG,
+    P_COUNTERS_ADD,
+    P_RATE_LIST,
     P_COUNT
 };
 
@@ -75,28 +75,48 @@ enum stmt_id {
 #define RECENT_SQL                                                                                 \
     "SELECT created_ms, (kind = 'chat')::int, tokens_in + tokens_out FROM usage WHERE "
 
-#define SNAPSHOT_SQL(col)                                                                          \
-    "SELECT (SELECT count(*) FROM usage WHERE " col " = $1 AND kind = 'chat' AND "                \
-    "created_ms > $2), "                                                                           \
-    "(SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_tokens ELSE tokens_in + "    \
-    "tokens_out END), 0) FROM usage WHERE " col " = $1 AND created_ms > $2), "                    \
-    "(SELECT count(*) FROM usage WHERE " col " = $1 AND state = 'reserved' AND kind = 'chat'), "  \
-    "(SELECT COALESCE(SUM(reserved_micros), 0) FROM usage WHERE " col " = $1 AND "               \
-    "state = 'reserved'), "                                                                        \
-    "(" SPENT_SQL col " = $1 AND created_ms >= $3), (" SPENT_SQL col " = $1 AND created_ms >= $4)"
-#define NTH_SQL(col)                                                                               \
-    "SELECT created_ms FROM usage WHERE " col " = $1 AND kind = 'chat' AND created_ms > $2 "      \
-    "ORDER BY created_ms LIMIT 1 OFFSET $3"
-
+#define SNAPSHOT_SQL(col, scope)                                                                   \
+    "SELECT CASE WHEN $5 & 1 <> 0 THEN (SELECT COALESCE(SUM(requests), 0) FROM usage_rate WHERE " \
+    "scope = " scope " AND id = $1 AND second >= $2) ELSE 0 END, "                                 \
+    "CASE WHEN $5 & 1 <> 0 THEN (SELECT COALESCE(SUM(tokens), 0) FROM usage_rate WHERE "          \
+    "scope = " scope " AND id = $1 AND second >= $2) ELSE 0 END, "                                 \
+    "CASE WHEN $5 & 2 <> 0 THEN (SELECT count(*) FROM usage WHERE " col " = $1 AND "              \
+    "state = 'reserved' AND kind = 'chat') ELSE 0 END, "                                           \
+    "CASE WHEN $5 & 4 <> 0 THEN (SELECT COALESCE(SUM(reserved_micros), 0) FROM usage WHERE " col  \
+    " = $1 AND state = 'reserved') ELSE 0 END, "                                                   \
+    "CASE WHEN $5 & 4 <> 0 THEN (SELECT COALESCE(SUM(spent_micros), 0) FROM usage_totals WHERE "  \
+    "scope = " scope " AND id = $1 AND period = 'd' AND window_start = $3) ELSE 0 END, "          \
+    "CASE WHEN $5 & 4 <> 0 THEN (SELECT COALESCE(SUM(spent_micros), 0) FROM usage_totals WHERE "  \
+    "scope = " scope " AND id = $1 AND period = 'm' AND window_start = $4) ELSE 0 END"
 static const struct {
     const char *sql;
     int nparams;
 } stmts[P_COUNT] = {
     [P_LOCK] = {"SELECT pg_advisory_xact_lock($1)", 1},
-    [P_SNAPSHOT] = {SNAPSHOT_SQL("key_row_id"), 4},
-    [P_SNAPSHOT_ORG] = {SNAPSHOT_SQL("org_id"), 4},
-    [P_NTH] = {NTH_SQL("key_row_id"), 3},
-    [P_NTH_ORG] = {NTH_SQL("org_id"), 3},
+    [P_SNAPSHOT] = {SNAPSHOT_SQL("key_row_id", "0"), 5},
+    [P_SNAPSHOT_ORG] = {SNAPSHOT_SQL("org_id", "1"), 5},
+    /* every counter of the key and (when $2 > 0) the org in one statement: the spend of
+     * the day and the month, the hour bucket, and the buckets that left the hour */
+    [P_COUNTERS_ADD] = {"WITH t AS (INSERT INTO usage_totals(scope, id, period, window_start, "
+                        "spent_micros) SELECT * FROM (VALUES (0, $1::bigint, 'd', $3::bigint, "
+                        "$5::bigint), (0, $1, 'm', $4, $5), (1, $2, 'd', $3, $5), (1, $2, 'm', $4, "
+                        "$5)) v WHERE v.column2 > 0 AND v.column5 <> 0 ON CONFLICT (scope, id, "
+                        "period, window_start) DO UPDATE SET spent_micros = "
+                        "usage_totals.spent_micros + excluded.spent_micros RETURNING 1), "
+                        "r AS (INSERT INTO usage_rate(scope, id, second, requests, tokens) "
+                        "SELECT * FROM (VALUES (0, $1::bigint, $6::bigint, $7::bigint, "
+                        "$8::bigint), (1, $2, $6, $7, $8)) v WHERE v.column2 > 0 AND "
+                        "(v.column4 <> 0 OR v.column5 <> 0) ON CONFLICT (scope, id, second) DO "
+                        "UPDATE SET requests = usage_rate.requests + excluded.requests, "
+                        "tokens = usage_rate.tokens + excluded.tokens RETURNING 1), "
+                        "p AS (DELETE FROM usage_rate WHERE $9::bigint > 0 AND second < $9 AND "
+                        "((scope = 0 AND id = $1) OR (scope = 1 AND id = $2)) RETURNING 1) "
+                        "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM r), "
+                        "(SELECT count(*) FROM p)",
+                        9},
+    [P_RATE_LIST] = {"SELECT second, requests, tokens FROM usage_rate WHERE scope = $1 AND "
+                     "id = $2 AND second >= $3 ORDER BY second",
+                     3},
     [P_ORG_INSERT] = {"INSERT INTO orgs(slug, name, created_ms) VALUES ($1, $2, $3) RETURNING id",
                       3},
     [P_ORG_GET] = {"SELECT " ORG_COLS " FROM orgs WHERE slug = $1", 1},
@@ -767,7 +787,7 @@ static int pg_lock_scope(struct gw_store *base, enum gw_scope scope, int64_t id)
 }
 
 static int pg_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t id,
-                             int64_t hour_start, int64_t day_start, int64_t month_start,
+                             int64_t hour_start, int64_t day_start, int64_t month_start, int want,
                              struct gw_scope_usage *out)
 {
     struct params p = {0};
@@ -777,6 +797,7 @@ static int pg_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t
     p_i64(&p, hour_start);
     p_i64(&p, day_start);
     p_i64(&p, month_start);
+    p_i64(&p, want);
     int rc = run((struct pg *)base, scope == GW_SCOPE_ORG ? P_SNAPSHOT_ORG : P_SNAPSHOT, &p, &r);
     if (rc == 0 && PQntuples(r) == 1) {
         out->requests = col_i64(r, 0, 0);
@@ -792,19 +813,33 @@ static int pg_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t
     return rc;
 }
 
-static int pg_usage_nth_request(struct gw_store *base, enum gw_scope scope, int64_t id,
-                                int64_t hour_start, int64_t skip, int64_t *out)
+static int pg_counters_add(struct gw_store *base, const struct gw_counters_delta *d)
+{
+    struct params p = {0};
+    p_i64(&p, d->key_id);
+    p_i64(&p, d->org_id);
+    p_i64(&p, d->day_start);
+    p_i64(&p, d->month_start);
+    p_i64(&p, d->usd);
+    p_i64(&p, d->second);
+    p_i64(&p, d->requests);
+    p_i64(&p, d->tokens);
+    p_i64(&p, d->prune_before);
+    return run((struct pg *)base, P_COUNTERS_ADD, &p, NULL);
+}
+
+static int pg_rate_list(struct gw_store *base, enum gw_scope scope, int64_t id,
+                        int64_t since_second, gw_store_rate_cb cb, void *arg)
 {
     struct params p = {0};
     PGresult *r;
+    p_i64(&p, scope == GW_SCOPE_ORG ? 1 : 0);
     p_i64(&p, id);
-    p_i64(&p, hour_start);
-    p_i64(&p, skip);
-    int rc = run((struct pg *)base, scope == GW_SCOPE_ORG ? P_NTH_ORG : P_NTH, &p, &r);
-    if (rc == 0 && PQntuples(r) == 0)
-        rc = GW_ENOTFOUND;
-    if (rc == 0)
-        *out = col_i64(r, 0, 0);
+    p_i64(&p, since_second);
+    int rc = run((struct pg *)base, P_RATE_LIST, &p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++)
+        if (cb(arg, col_i64(r, i, 0), col_i64(r, i, 1), col_i64(r, i, 2)) != 0)
+            break;
     PQclear(r);
     return rc;
 }
@@ -834,5 +869,6 @@ static const struct gw_store_ops postgres_ops = {
     .tx = pg_tx,
     .lock_scope = pg_lock_scope,
     .usage_snapshot = pg_usage_snapshot,
-    .usage_nth_request = pg_usage_nth_request,
+    .counters_add = pg_counters_add,
+    .rate_list = pg_rate_list,
 };

@@ -82,5 +82,23 @@ const char *const gw_schema_migrations[] = {
     "CREATE INDEX usage_inflight_org ON usage(org_id) WHERE state = 'reserved';",
     /* 5: the tokens a reservation holds (the store-side limits count them while in flight) */
     "ALTER TABLE usage ADD COLUMN reserved_tokens BIGINT NOT NULL DEFAULT 0;",
+    /* 6: counters kept with the rows by the store-side limits, so that a check reads a few
+     * rows instead of summing many: what each key and org has spent per budget day ('d') and
+     * month ('m') */
+    "CREATE TABLE usage_totals ("
+    "  scope INTEGER NOT NULL,"
+    "  id BIGINT NOT NULL,"
+    "  period TEXT NOT NULL,"
+    "  window_start BIGINT NOT NULL,"
+    "  spent_micros BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (scope, id, period, window_start));"
+    /* and the requests and tokens admitted in each second, for the sliding hour */
+    "CREATE TABLE usage_rate ("
+    "  scope INTEGER NOT NULL,"
+    "  id BIGINT NOT NULL,"
+    "  second BIGINT NOT NULL,"
+    "  requests BIGINT NOT NULL DEFAULT 0,"
+    "  tokens BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (scope, id, second));",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

@@ -41,8 +41,10 @@ enum stmt_id {
     S_KEY_SET,
     S_SNAPSHOT,
     S_SNAPSHOT_ORG,
-    S_NTH,
-    S_NTH_ORG,
+    S_TOTALS_ADD,
+    S_RATE_ADD,
+    S_RATE_PRUNE,
+    S_RATE_LIST,
     S_COUNT
 };
 
@@ -106,22 +108,30 @@ static const char *const stmt_sql[S_COUNT] = {
                      "(?2 = 0 OR key_row_id = ?2) AND (?3 = '' OR model = ?3) AND "
                      "created_ms >= ?4 AND (?5 = 0 OR created_ms < ?5) "
                      "ORDER BY created_ms, request_id",
-#define SNAPSHOT_SQL(col)                                                                          \
-    "SELECT (SELECT count(*) FROM usage WHERE " col " = ?1 AND kind = 'chat' AND "                \
-    "created_ms > ?2), "                                                                           \
-    "(SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_tokens ELSE tokens_in + "    \
-    "tokens_out END), 0) FROM usage WHERE " col " = ?1 AND created_ms > ?2), "                    \
-    "(SELECT count(*) FROM usage WHERE " col " = ?1 AND state = 'reserved' AND kind = 'chat'), "  \
-    "(SELECT COALESCE(SUM(reserved_micros), 0) FROM usage WHERE " col " = ?1 AND "               \
-    "state = 'reserved'), "                                                                        \
-    "(" SPENT_SQL col " = ?1 AND created_ms >= ?3), (" SPENT_SQL col " = ?1 AND created_ms >= ?4)"
-    [S_SNAPSHOT] = SNAPSHOT_SQL("key_row_id"),
-    [S_SNAPSHOT_ORG] = SNAPSHOT_SQL("org_id"),
-#define NTH_SQL(col)                                                                               \
-    "SELECT created_ms FROM usage WHERE " col " = ?1 AND kind = 'chat' AND created_ms > ?2 "      \
-    "ORDER BY created_ms LIMIT 1 OFFSET ?3"
-    [S_NTH] = NTH_SQL("key_row_id"),
-    [S_NTH_ORG] = NTH_SQL("org_id"),
+#define SNAPSHOT_SQL(col, scope)                                                                   \
+    "SELECT CASE WHEN ?5 & 1 THEN (SELECT COALESCE(SUM(requests), 0) FROM usage_rate WHERE "      \
+    "scope = " scope " AND id = ?1 AND second >= ?2) ELSE 0 END, "                                 \
+    "CASE WHEN ?5 & 1 THEN (SELECT COALESCE(SUM(tokens), 0) FROM usage_rate WHERE "               \
+    "scope = " scope " AND id = ?1 AND second >= ?2) ELSE 0 END, "                                 \
+    "CASE WHEN ?5 & 2 THEN (SELECT count(*) FROM usage WHERE " col " = ?1 AND "                   \
+    "state = 'reserved' AND kind = 'chat') ELSE 0 END, "                                           \
+    "CASE WHEN ?5 & 4 THEN (SELECT COALESCE(SUM(reserved_micros), 0) FROM usage WHERE " col       \
+    " = ?1 AND state = 'reserved') ELSE 0 END, "                                                   \
+    "CASE WHEN ?5 & 4 THEN (SELECT COALESCE(SUM(spent_micros), 0) FROM usage_totals WHERE "       \
+    "scope = " scope " AND id = ?1 AND period = 'd' AND window_start = ?3) ELSE 0 END, "          \
+    "CASE WHEN ?5 & 4 THEN (SELECT COALESCE(SUM(spent_micros), 0) FROM usage_totals WHERE "       \
+    "scope = " scope " AND id = ?1 AND period = 'm' AND window_start = ?4) ELSE 0 END"
+    [S_SNAPSHOT] = SNAPSHOT_SQL("key_row_id", "0"),
+    [S_SNAPSHOT_ORG] = SNAPSHOT_SQL("org_id", "1"),
+    [S_TOTALS_ADD] = "INSERT INTO usage_totals(scope, id, period, window_start, spent_micros) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (scope, id, period, window_start) "
+                     "DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
+    [S_RATE_ADD] = "INSERT INTO usage_rate(scope, id, second, requests, tokens) VALUES (?1, ?2, "
+                   "?3, ?4, ?5) ON CONFLICT (scope, id, second) DO UPDATE SET requests = "
+                   "requests + excluded.requests, tokens = tokens + excluded.tokens",
+    [S_RATE_PRUNE] = "DELETE FROM usage_rate WHERE scope = ?1 AND id = ?2 AND second < ?3",
+    [S_RATE_LIST] = "SELECT second, requests, tokens FROM usage_rate WHERE scope = ?1 AND "
+                    "id = ?2 AND second >= ?3 ORDER BY second",
     [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
                         "settled_ms = ?1 WHERE state = 'reserved' AND (?2 = '' OR node = ?2)",
 };
@@ -763,7 +773,7 @@ static int sq_lock_scope(struct gw_store *base, enum gw_scope scope, int64_t id)
 }
 
 static int sq_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t id,
-                             int64_t hour_start, int64_t day_start, int64_t month_start,
+                             int64_t hour_start, int64_t day_start, int64_t month_start, int want,
                              struct gw_scope_usage *out)
 {
     struct sq *s = (struct sq *)base;
@@ -775,6 +785,7 @@ static int sq_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t
     sqlite3_bind_int64(st, 2, hour_start);
     sqlite3_bind_int64(st, 3, day_start);
     sqlite3_bind_int64(st, 4, month_start);
+    sqlite3_bind_int(st, 5, want);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         out->requests = sqlite3_column_int64(st, 0);
@@ -788,21 +799,70 @@ static int sq_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t
     return rc == SQLITE_ROW ? 0 : GW_ESTORE;
 }
 
-static int sq_usage_nth_request(struct gw_store *base, enum gw_scope scope, int64_t id,
-                                int64_t hour_start, int64_t skip, int64_t *out)
+static int sq_counters_add(struct gw_store *base, const struct gw_counters_delta *d)
 {
     struct sq *s = (struct sq *)base;
-    sqlite3_stmt *st = stmt(s, scope == GW_SCOPE_ORG ? S_NTH_ORG : S_NTH);
+    const struct {
+        int scope;
+        int64_t id;
+        const char *period;
+        int64_t start;
+    } rows[4] = {{0, d->key_id, "d", d->day_start}, {0, d->key_id, "m", d->month_start},
+                 {1, d->org_id, "d", d->day_start}, {1, d->org_id, "m", d->month_start}};
+    int n = d->org_id > 0 ? 4 : 2, rc;
+    for (int i = 0; i < n && d->usd != 0; i++) {
+        sqlite3_stmt *st = stmt(s, S_TOTALS_ADD);
+        if (st == NULL)
+            return GW_ESTORE;
+        sqlite3_bind_int(st, 1, rows[i].scope);
+        sqlite3_bind_int64(st, 2, rows[i].id);
+        bind_text(st, 3, rows[i].period);
+        sqlite3_bind_int64(st, 4, rows[i].start);
+        sqlite3_bind_int64(st, 5, d->usd);
+        if ((rc = exec_done(s, st)) != 0)
+            return rc;
+    }
+    for (int i = 0; i < n; i += 2) {
+        sqlite3_stmt *st;
+        if ((d->requests != 0 || d->tokens != 0) && (st = stmt(s, S_RATE_ADD)) != NULL) {
+            sqlite3_bind_int(st, 1, rows[i].scope);
+            sqlite3_bind_int64(st, 2, rows[i].id);
+            sqlite3_bind_int64(st, 3, d->second);
+            sqlite3_bind_int64(st, 4, d->requests);
+            sqlite3_bind_int64(st, 5, d->tokens);
+            if ((rc = exec_done(s, st)) != 0)
+                return rc;
+        }
+        if (d->prune_before > 0 && (st = stmt(s, S_RATE_PRUNE)) != NULL) {
+            sqlite3_bind_int(st, 1, rows[i].scope);
+            sqlite3_bind_int64(st, 2, rows[i].id);
+            sqlite3_bind_int64(st, 3, d->prune_before);
+            if ((rc = exec_done(s, st)) != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int sq_rate_list(struct gw_store *base, enum gw_scope scope, int64_t id,
+                        int64_t since_second, gw_store_rate_cb cb, void *arg)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_RATE_LIST);
+    int rc;
     if (st == NULL)
         return GW_ESTORE;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, hour_start);
-    sqlite3_bind_int64(st, 3, skip);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
+    sqlite3_bind_int(st, 1, scope == GW_SCOPE_ORG ? 1 : 0);
+    sqlite3_bind_int64(st, 2, id);
+    sqlite3_bind_int64(st, 3, since_second);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+               sqlite3_column_int64(st, 2)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
 static const struct gw_store_ops sqlite_ops = {
@@ -830,5 +890,6 @@ static const struct gw_store_ops sqlite_ops = {
     .tx = sq_tx,
     .lock_scope = sq_lock_scope,
     .usage_snapshot = sq_usage_snapshot,
-    .usage_nth_request = sq_usage_nth_request,
+    .counters_add = sq_counters_add,
+    .rate_list = sq_rate_list,
 };

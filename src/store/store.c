@@ -133,14 +133,33 @@ int gw_store_lock_scope(struct gw_store *s, enum gw_scope scope, int64_t id)
 }
 
 int gw_store_usage_snapshot(struct gw_store *s, enum gw_scope scope, int64_t id,
-                            int64_t hour_start, int64_t day_start, int64_t month_start,
+                            int64_t hour_start, int64_t day_start, int64_t month_start, int want,
                             struct gw_scope_usage *out)
 {
-    return s->ops->usage_snapshot(s, scope, id, hour_start, day_start, month_start, out);
+    return s->ops->usage_snapshot(s, scope, id, hour_start, day_start, month_start, want, out);
 }
 
-int gw_store_usage_nth_request(struct gw_store *s, enum gw_scope scope, int64_t id,
-                               int64_t hour_start, int64_t skip, int64_t *out)
+int gw_store_counters_add(struct gw_store *s, const struct gw_counters_delta *d)
 {
-    return s->ops->usage_nth_request(s, scope, id, hour_start, skip, out);
+    return s->ops->counters_add(s, d);
+}
+
+int gw_store_usage_settle_counted(struct gw_store *s, const struct gw_usage_row *row,
+                                  const struct gw_counters_delta *d)
+{
+    int rc = gw_store_tx_begin(s);
+    if (rc != 0)
+        return rc;
+    if ((rc = gw_store_usage_settle(s, row)) != 0 || (rc = gw_store_counters_add(s, d)) != 0 ||
+        (rc = gw_store_tx_commit(s)) != 0) {
+        gw_store_tx_rollback(s);
+        return rc;
+    }
+    return 0;
+}
+
+int gw_store_rate_list(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_second,
+                       gw_store_rate_cb cb, void *arg)
+{
+    return s->ops->rate_list(s, scope, id, since_second, cb, arg);
 }

@@ -156,8 +156,8 @@ GW_NODISCARD int gw_store_usage_recent(struct gw_store *s, enum gw_scope scope, 
 /* A scope's usage as limits see it, read inside a transaction (the store-side limits of a
  * shared store; the SQLite deployment keeps these in memory instead). */
 struct gw_scope_usage {
-    int64_t requests;    /* kind "chat" rows created after hour_start */
-    int64_t tokens;      /* their tokens (reserved ones at their reserved tokens), every kind */
+    int64_t requests;    /* requests admitted in the hour buckets from hour_start on */
+    int64_t tokens;      /* and the tokens they hold or used */
     int64_t inflight;    /* kind "chat" rows still reserved */
     int64_t held_usd;    /* reserved rows' worst cases */
     int64_t day_spent;   /* cost of rows since the budget day began (reserved at worst case) */
@@ -169,13 +169,35 @@ GW_NODISCARD int gw_store_tx_begin(struct gw_store *s);
 GW_NODISCARD int gw_store_tx_commit(struct gw_store *s);
 void gw_store_tx_rollback(struct gw_store *s);
 GW_NODISCARD int gw_store_lock_scope(struct gw_store *s, enum gw_scope scope, int64_t id);
+/* What the snapshot must read (the rest reads as 0): the sliding hour (usage_rate buckets from
+ * the second hour_start on), what is in flight, the budget windows (usage_totals). */
+enum { GW_SNAP_HOUR = 1, GW_SNAP_INFLIGHT = 2, GW_SNAP_BUDGET = 4 };
 GW_NODISCARD int gw_store_usage_snapshot(struct gw_store *s, enum gw_scope scope, int64_t id,
                                          int64_t hour_start, int64_t day_start,
-                                         int64_t month_start, struct gw_scope_usage *out);
-/* The created_ms of the (skip+1)-th oldest request (kind "chat") of the scope after
- * hour_start (for Retry-After); GW_ENOTFOUND when there is none. */
-GW_NODISCARD int gw_store_usage_nth_request(struct gw_store *s, enum gw_scope scope, int64_t id,
-                                            int64_t hour_start, int64_t skip, int64_t *out);
+                                         int64_t month_start, int want,
+                                         struct gw_scope_usage *out);
+/* A change to the counters of a key and (org_id > 0) its org: usd to the spend of the budget
+ * day and month starting at day_start and month_start (usage_totals); requests and tokens to
+ * the sliding hour's bucket of `second` (usage_rate). prune_before > 0 also drops hour buckets
+ * older than that second. */
+struct gw_counters_delta {
+    int64_t key_id, org_id;
+    int64_t day_start, month_start;
+    int64_t usd;
+    int64_t second;
+    int64_t requests, tokens;
+    int64_t prune_before;
+};
+GW_NODISCARD int gw_store_counters_add(struct gw_store *s, const struct gw_counters_delta *d);
+/* gw_store_usage_settle and gw_store_counters_add in one atomic step. */
+GW_NODISCARD int gw_store_usage_settle_counted(struct gw_store *s,
+                                               const struct gw_usage_row *row,
+                                               const struct gw_counters_delta *d);
+/* The scope's hour buckets from since_second on, oldest first: cb(arg, second, requests,
+ * tokens); cb returns non-zero to stop. */
+typedef int (*gw_store_rate_cb)(void *arg, int64_t second, int64_t requests, int64_t tokens);
+GW_NODISCARD int gw_store_rate_list(struct gw_store *s, enum gw_scope scope, int64_t id,
+                                    int64_t since_second, gw_store_rate_cb cb, void *arg);
 
 /* Usage history. Every field of the filter is optional (0 / ""). */
 struct gw_usage_filter {

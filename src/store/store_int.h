@@ -38,9 +38,12 @@ struct gw_store_ops {
     int (*tx)(struct gw_store *s, const char *what); /* "BEGIN", "COMMIT", "ROLLBACK" */
     int (*lock_scope)(struct gw_store *s, enum gw_scope scope, int64_t id);
     int (*usage_snapshot)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t hour_start,
-                          int64_t day_start, int64_t month_start, struct gw_scope_usage *out);
-    int (*usage_nth_request)(struct gw_store *s, enum gw_scope scope, int64_t id,
-                             int64_t hour_start, int64_t skip, int64_t *out);
+                          int64_t day_start, int64_t month_start, int want,
+                          struct gw_scope_usage *out);
+    int (*counters_add)(struct gw_store *s, const struct gw_counters_delta *d);
+    int (*rate_list)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_second,
+                     gw_store_rate_cb cb, void *arg);
+
 };
 
 struct gw_store {
