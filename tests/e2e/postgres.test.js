@@ -130,3 +130,23 @@ test('kill -9 of one node: its in-flight reservations become uncertain when it r
   assert.equal(rows.filter((r) => r.state === 'settled').length, 6);
   assert.equal(rows.filter((r) => r.state === 'reserved').length, 0);
 });
+
+test('fail closed: when the store cannot record the reservation, 503 and nothing goes upstream', T, async () => {
+  const key = await env.createKey('closed');
+  assert.equal((await chat(key)).status, 200);
+  await env.fake.clear();
+  // the counters' table disappears: keys still resolve, reservations cannot be written
+  const { execFileSync } = require('node:child_process');
+  execFileSync('psql', [env.db, '-q', '-c', 'ALTER TABLE usage_rate RENAME TO usage_rate_gone']);
+  try {
+    for (const node of [null, nodeB]) {
+      const r = await chat(key, BODY, node);
+      assert.equal(r.status, 503, r.text);
+      assert.equal(r.json.error.code, 'store_unavailable');
+    }
+    assert.equal((await env.fake.requests()).length, 0, 'no provider call without a reservation');
+  } finally {
+    execFileSync('psql', [env.db, '-q', '-c', 'ALTER TABLE usage_rate_gone RENAME TO usage_rate']);
+  }
+  assert.equal((await chat(key)).status, 200, 'and it serves again once the store answers');
+});
