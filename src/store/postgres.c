@@ -49,6 +49,12 @@ enum stmt_id {
     P_SNAPSHOT_ORG,
     P_COUNTERS_ADD,
     P_RATE_LIST,
+    P_IDEM_CLAIM,
+    P_IDEM_GET,
+    P_IDEM_COMPLETE,
+    P_IDEM_RELEASE,
+    P_IDEM_RECOVER,
+    P_IDEM_PURGE,
     P_COUNT
 };
 
@@ -114,6 +120,32 @@ static const struct {
                         "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM r), "
                         "(SELECT count(*) FROM p)",
                         9},
+    [P_IDEM_CLAIM] = {"INSERT INTO idempotency(caller, endpoint, idem_key, fingerprint, state, "
+                      "request_id, node, created_ms, expires_ms) VALUES ($1, $2, $3, $4, "
+                      "'in_flight', $5, $6, $7, $8) ON CONFLICT (caller, endpoint, idem_key) DO "
+                      "UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight', "
+                      "request_id = excluded.request_id, node = excluded.node, status = 0, "
+                      "headers = '', body = '', created_ms = excluded.created_ms, "
+                      "completed_ms = 0, expires_ms = excluded.expires_ms "
+                      "WHERE idempotency.expires_ms < $9 RETURNING request_id",
+                      9},
+    [P_IDEM_GET] = {"SELECT fingerprint, state, request_id, node, status, headers, body, "
+                    "created_ms, completed_ms, expires_ms FROM idempotency WHERE caller = $1 AND "
+                    "endpoint = $2 AND idem_key = $3",
+                    3},
+    [P_IDEM_COMPLETE] = {"UPDATE idempotency SET state = $5, status = $6, headers = $7, body = $8, "
+                         "completed_ms = $9 WHERE caller = $1 AND endpoint = $2 AND "
+                         "idem_key = $3 AND request_id = $4",
+                         9},
+    [P_IDEM_RELEASE] = {"DELETE FROM idempotency WHERE caller = $1 AND endpoint = $2 AND "
+                        "idem_key = $3 AND request_id = $4",
+                        4},
+    [P_IDEM_RECOVER] = {"UPDATE idempotency SET state = 'uncertain', completed_ms = $1 WHERE "
+                        "state = 'in_flight' AND ($2 = '' OR node = $2)",
+                        2},
+    [P_IDEM_PURGE] = {"DELETE FROM idempotency WHERE ctid IN (SELECT ctid FROM idempotency WHERE "
+                      "expires_ms < $1 LIMIT $2)",
+                      2},
     [P_RATE_LIST] = {"SELECT second, requests, tokens FROM usage_rate WHERE scope = $1 AND "
                      "id = $2 AND second >= $3 ORDER BY second",
                      3},
@@ -750,18 +782,14 @@ static int pg_usage_list(struct gw_store *base, const struct gw_usage_filter *f,
     return rc;
 }
 
+static int run_count(struct pg *s, enum stmt_id id, const struct params *p, int64_t *count);
+
 static int pg_usage_recover(struct gw_store *base, const char *node, int64_t *count)
 {
     struct params p = {0};
-    PGresult *r;
-    *count = 0;
     p_i64(&p, gw_now_ms());
     p_text(&p, node);
-    int rc = run((struct pg *)base, P_USAGE_RECOVER, &p, &r);
-    if (rc == 0)
-        *count = strtoll(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-    return rc;
+    return run_count((struct pg *)base, P_USAGE_RECOVER, &p, count);
 }
 
 static int pg_tx(struct gw_store *base, const char *what)
@@ -844,6 +872,125 @@ static int pg_rate_list(struct gw_store *base, enum gw_scope scope, int64_t id,
     return rc;
 }
 
+static char *col_dup(const PGresult *r, int row, int col, size_t *len)
+{
+    size_t n = PQgetisnull(r, row, col) ? 0 : (size_t)PQgetlength(r, row, col);
+    char *d = gw_malloc(n + 1);
+    if (d != NULL) {
+        if (n > 0)
+            memcpy(d, PQgetvalue(r, row, col), n);
+        d[n] = '\0';
+    }
+    if (len != NULL)
+        *len = d ? n : 0;
+    return d;
+}
+
+static void p_idem_pk(struct params *p, const struct gw_idem_rec *r)
+{
+    p_text(p, r->caller);
+    p_text(p, r->endpoint);
+    p_text(p, r->key);
+}
+
+static int pg_idem_claim(struct gw_store *base, const struct gw_idem_rec *rec, int64_t now_ms,
+                         int *claimed, struct gw_idem_rec *existing)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_idem_pk(&p, rec);
+    p_text(&p, rec->fingerprint);
+    p_text(&p, rec->request_id);
+    p_text(&p, rec->node);
+    p_i64(&p, rec->created_ms);
+    p_i64(&p, rec->expires_ms);
+    p_i64(&p, now_ms);
+    int rc = run((struct pg *)base, P_IDEM_CLAIM, &p, &r);
+    if (rc == 0)
+        *claimed = PQntuples(r) > 0;
+    PQclear(r);
+    if (rc != 0 || *claimed)
+        return rc;
+    struct params g = {0};
+    p_idem_pk(&g, rec);
+    if ((rc = run((struct pg *)base, P_IDEM_GET, &g, &r)) != 0)
+        return rc;
+    if (PQntuples(r) == 0) { /* purged in between: the caller may simply try again */
+        PQclear(r);
+        return GW_ENOTFOUND;
+    }
+    struct gw_idem_rec *e = existing;
+    *e = (struct gw_idem_rec){0};
+    gw_strlcpy(e->caller, rec->caller, sizeof(e->caller));
+    gw_strlcpy(e->endpoint, rec->endpoint, sizeof(e->endpoint));
+    gw_strlcpy(e->key, rec->key, sizeof(e->key));
+    col_text(r, 0, 0, e->fingerprint, sizeof(e->fingerprint));
+    col_text(r, 0, 1, e->state, sizeof(e->state));
+    col_text(r, 0, 2, e->request_id, sizeof(e->request_id));
+    col_text(r, 0, 3, e->node, sizeof(e->node));
+    e->status = (int)col_i64(r, 0, 4);
+    e->headers = col_dup(r, 0, 5, NULL);
+    e->body = col_dup(r, 0, 6, &e->body_len);
+    e->created_ms = col_i64(r, 0, 7);
+    e->completed_ms = col_i64(r, 0, 8);
+    e->expires_ms = col_i64(r, 0, 9);
+    PQclear(r);
+    if (e->headers == NULL || e->body == NULL) {
+        gw_idem_rec_cleanup(e);
+        return GW_ENOMEM;
+    }
+    return 0;
+}
+
+static int pg_idem_complete(struct gw_store *base, const struct gw_idem_rec *rec)
+{
+    struct params p = {0};
+    p_idem_pk(&p, rec);
+    p_text(&p, rec->request_id);
+    p_text(&p, rec->state);
+    p_i64(&p, rec->status);
+    p_text(&p, rec->headers ? rec->headers : "");
+    p_text(&p, rec->body ? rec->body : "");
+    p_i64(&p, rec->completed_ms);
+    return run_update((struct pg *)base, P_IDEM_COMPLETE, &p);
+}
+
+static int pg_idem_release(struct gw_store *base, const struct gw_idem_rec *rec)
+{
+    struct params p = {0};
+    p_idem_pk(&p, rec);
+    p_text(&p, rec->request_id);
+    return run_update((struct pg *)base, P_IDEM_RELEASE, &p);
+}
+
+/* An UPDATE/DELETE and how many rows it changed. */
+static int run_count(struct pg *s, enum stmt_id id, const struct params *p, int64_t *count)
+{
+    PGresult *r;
+    *count = 0;
+    int rc = run(s, id, p, &r);
+    if (rc == 0)
+        *count = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_idem_recover(struct gw_store *base, const char *node, int64_t *count)
+{
+    struct params p = {0};
+    p_i64(&p, gw_now_ms());
+    p_text(&p, node);
+    return run_count((struct pg *)base, P_IDEM_RECOVER, &p, count);
+}
+
+static int pg_idem_purge(struct gw_store *base, int64_t now_ms, int limit, int64_t *count)
+{
+    struct params p = {0};
+    p_i64(&p, now_ms);
+    p_i64(&p, limit);
+    return run_count((struct pg *)base, P_IDEM_PURGE, &p, count);
+}
+
 static const struct gw_store_ops postgres_ops = {
     .name = "postgres",
     .free = pg_free,
@@ -871,4 +1018,9 @@ static const struct gw_store_ops postgres_ops = {
     .usage_snapshot = pg_usage_snapshot,
     .counters_add = pg_counters_add,
     .rate_list = pg_rate_list,
+    .idem_claim = pg_idem_claim,
+    .idem_complete = pg_idem_complete,
+    .idem_release = pg_idem_release,
+    .idem_recover = pg_idem_recover,
+    .idem_purge = pg_idem_purge,
 };

@@ -100,5 +100,23 @@ const char *const gw_schema_migrations[] = {
     "  requests BIGINT NOT NULL DEFAULT 0,"
     "  tokens BIGINT NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (scope, id, second));",
+    /* 7: idempotency keys — one claim per caller, endpoint and key; the stored answer */
+    "CREATE TABLE idempotency ("
+    "  caller TEXT NOT NULL,"
+    "  endpoint TEXT NOT NULL,"
+    "  idem_key TEXT NOT NULL,"
+    "  fingerprint TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  request_id TEXT NOT NULL,"
+    "  node TEXT NOT NULL DEFAULT '',"
+    "  status INTEGER NOT NULL DEFAULT 0,"
+    "  headers TEXT NOT NULL DEFAULT '',"
+    "  body TEXT NOT NULL DEFAULT '',"
+    "  created_ms BIGINT NOT NULL,"
+    "  completed_ms BIGINT NOT NULL DEFAULT 0,"
+    "  expires_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (caller, endpoint, idem_key));"
+    "CREATE INDEX idempotency_expires ON idempotency(expires_ms);"
+    "CREATE INDEX idempotency_in_flight ON idempotency(node) WHERE state = 'in_flight';",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

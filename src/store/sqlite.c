@@ -45,6 +45,12 @@ enum stmt_id {
     S_RATE_ADD,
     S_RATE_PRUNE,
     S_RATE_LIST,
+    S_IDEM_CLAIM,
+    S_IDEM_GET,
+    S_IDEM_COMPLETE,
+    S_IDEM_RELEASE,
+    S_IDEM_RECOVER,
+    S_IDEM_PURGE,
     S_COUNT
 };
 
@@ -130,6 +136,26 @@ static const char *const stmt_sql[S_COUNT] = {
                    "?3, ?4, ?5) ON CONFLICT (scope, id, second) DO UPDATE SET requests = "
                    "requests + excluded.requests, tokens = tokens + excluded.tokens",
     [S_RATE_PRUNE] = "DELETE FROM usage_rate WHERE scope = ?1 AND id = ?2 AND second < ?3",
+    [S_IDEM_CLAIM] = "INSERT INTO idempotency(caller, endpoint, idem_key, fingerprint, state, "
+                     "request_id, node, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, "
+                     "'in_flight', ?5, ?6, ?7, ?8) ON CONFLICT (caller, endpoint, idem_key) DO "
+                     "UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight', "
+                     "request_id = excluded.request_id, node = excluded.node, status = 0, "
+                     "headers = '', body = '', created_ms = excluded.created_ms, "
+                     "completed_ms = 0, expires_ms = excluded.expires_ms "
+                     "WHERE idempotency.expires_ms < ?9 RETURNING request_id",
+    [S_IDEM_GET] = "SELECT fingerprint, state, request_id, node, status, headers, body, "
+                   "created_ms, completed_ms, expires_ms FROM idempotency WHERE caller = ?1 AND "
+                   "endpoint = ?2 AND idem_key = ?3",
+    [S_IDEM_COMPLETE] = "UPDATE idempotency SET state = ?5, status = ?6, headers = ?7, body = ?8, "
+                        "completed_ms = ?9 WHERE caller = ?1 AND endpoint = ?2 AND idem_key = ?3 "
+                        "AND request_id = ?4",
+    [S_IDEM_RELEASE] = "DELETE FROM idempotency WHERE caller = ?1 AND endpoint = ?2 AND "
+                       "idem_key = ?3 AND request_id = ?4",
+    [S_IDEM_RECOVER] = "UPDATE idempotency SET state = 'uncertain', completed_ms = ?1 WHERE "
+                       "state = 'in_flight' AND (?2 = '' OR node = ?2)",
+    [S_IDEM_PURGE] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency WHERE "
+                     "expires_ms < ?1 LIMIT ?2)",
     [S_RATE_LIST] = "SELECT second, requests, tokens FROM usage_rate WHERE scope = ?1 AND "
                     "id = ?2 AND second >= ?3 ORDER BY second",
     [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
@@ -865,6 +891,145 @@ static int sq_rate_list(struct gw_store *base, enum gw_scope scope, int64_t id,
     return rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
+static void bind_idem_pk(sqlite3_stmt *st, const struct gw_idem_rec *r)
+{
+    bind_text(st, 1, r->caller);
+    bind_text(st, 2, r->endpoint);
+    bind_text(st, 3, r->key);
+}
+
+/* A copy of column col as a new NUL-terminated string (and its length). */
+static char *col_dup(sqlite3_stmt *st, int col, size_t *len)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    char *d = gw_malloc(n + 1);
+    if (d != NULL) {
+        if (n > 0)
+            memcpy(d, t, n);
+        d[n] = '\0';
+    }
+    if (len != NULL)
+        *len = d ? n : 0;
+    return d;
+}
+
+static int sq_idem_claim(struct gw_store *base, const struct gw_idem_rec *rec, int64_t now_ms,
+                         int *claimed, struct gw_idem_rec *existing)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_IDEM_CLAIM);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_idem_pk(st, rec);
+    bind_text(st, 4, rec->fingerprint);
+    bind_text(st, 5, rec->request_id);
+    bind_text(st, 6, rec->node);
+    sqlite3_bind_int64(st, 7, rec->created_ms);
+    sqlite3_bind_int64(st, 8, rec->expires_ms);
+    sqlite3_bind_int64(st, 9, now_ms);
+    int rc = sqlite3_step(st);
+    *claimed = rc == SQLITE_ROW;
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return err_from(s, rc, NULL);
+    if (*claimed)
+        return 0;
+    /* the record that stands: read it (same connection, so the claim above could not race) */
+    if ((st = stmt(s, S_IDEM_GET)) == NULL)
+        return GW_ESTORE;
+    bind_idem_pk(st, rec);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        struct gw_idem_rec *e = existing;
+        *e = (struct gw_idem_rec){0};
+        gw_strlcpy(e->caller, rec->caller, sizeof(e->caller));
+        gw_strlcpy(e->endpoint, rec->endpoint, sizeof(e->endpoint));
+        gw_strlcpy(e->key, rec->key, sizeof(e->key));
+        col_text(st, 0, e->fingerprint, sizeof(e->fingerprint));
+        col_text(st, 1, e->state, sizeof(e->state));
+        col_text(st, 2, e->request_id, sizeof(e->request_id));
+        col_text(st, 3, e->node, sizeof(e->node));
+        e->status = sqlite3_column_int(st, 4);
+        e->headers = col_dup(st, 5, NULL);
+        e->body = col_dup(st, 6, &e->body_len);
+        e->created_ms = sqlite3_column_int64(st, 7);
+        e->completed_ms = sqlite3_column_int64(st, 8);
+        e->expires_ms = sqlite3_column_int64(st, 9);
+        if (e->headers == NULL || e->body == NULL)
+            rc = SQLITE_NOMEM;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_NOMEM) {
+        gw_idem_rec_cleanup(existing);
+        return GW_ENOMEM;
+    }
+    /* SQLITE_DONE: purged between the two statements; the caller may simply try again */
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
+static int idem_change(struct sq *s, enum stmt_id id, const struct gw_idem_rec *r)
+{
+    sqlite3_stmt *st = stmt(s, id);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_idem_pk(st, r);
+    bind_text(st, 4, r->request_id);
+    if (id == S_IDEM_COMPLETE) {
+        bind_text(st, 5, r->state);
+        sqlite3_bind_int(st, 6, r->status);
+        bind_text(st, 7, r->headers ? r->headers : "");
+        sqlite3_bind_text(st, 8, r->body ? r->body : "", (int)r->body_len, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 9, r->completed_ms);
+    }
+    int rc = exec_done(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return GW_ENOTFOUND;
+    return rc;
+}
+
+static int sq_idem_complete(struct gw_store *base, const struct gw_idem_rec *rec)
+{
+    return idem_change((struct sq *)base, S_IDEM_COMPLETE, rec);
+}
+
+static int sq_idem_release(struct gw_store *base, const struct gw_idem_rec *rec)
+{
+    return idem_change((struct sq *)base, S_IDEM_RELEASE, rec);
+}
+
+static int sq_idem_recover(struct gw_store *base, const char *node, int64_t *count)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_IDEM_RECOVER);
+    *count = 0;
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, gw_now_ms());
+    bind_text(st, 2, node);
+    int rc = exec_done(s, st);
+    if (rc == 0)
+        *count = sqlite3_changes(s->db);
+    return rc;
+}
+
+static int sq_idem_purge(struct gw_store *base, int64_t now_ms, int limit, int64_t *count)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_IDEM_PURGE);
+    *count = 0;
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int(st, 2, limit);
+    int rc = exec_done(s, st);
+    if (rc == 0)
+        *count = sqlite3_changes(s->db);
+    return rc;
+}
+
 static const struct gw_store_ops sqlite_ops = {
     .name = "sqlite",
     .free = sq_free,
@@ -892,4 +1057,9 @@ static const struct gw_store_ops sqlite_ops = {
     .usage_snapshot = sq_usage_snapshot,
     .counters_add = sq_counters_add,
     .rate_list = sq_rate_list,
+    .idem_claim = sq_idem_claim,
+    .idem_complete = sq_idem_complete,
+    .idem_release = sq_idem_release,
+    .idem_recover = sq_idem_recover,
+    .idem_purge = sq_idem_purge,
 };

@@ -1,7 +1,10 @@
 /*
  * store/store — the public store interface, dispatched to the backend the URL names.
  */
+#include <openssl/crypto.h>
 #include <string.h>
+
+#include "util/mem.h"
 
 #include "store/store_int.h"
 
@@ -162,4 +165,44 @@ int gw_store_rate_list(struct gw_store *s, enum gw_scope scope, int64_t id, int6
                        gw_store_rate_cb cb, void *arg)
 {
     return s->ops->rate_list(s, scope, id, since_second, cb, arg);
+}
+
+void gw_idem_rec_cleanup(struct gw_idem_rec *r)
+{
+    if (r == NULL)
+        return;
+    gw_free(r->headers);
+    if (r->body != NULL) /* answers can hold prompts' echoes: wipe before freeing */
+        OPENSSL_cleanse(r->body, r->body_len);
+    gw_free(r->body);
+    r->headers = r->body = NULL;
+    r->body_len = 0;
+}
+
+int gw_store_idem_claim(struct gw_store *s, const struct gw_idem_rec *rec, int64_t now_ms,
+                        int *claimed, struct gw_idem_rec *existing)
+{
+    *claimed = 0;
+    memset(existing, 0, sizeof(*existing));
+    return s->ops->idem_claim(s, rec, now_ms, claimed, existing);
+}
+
+int gw_store_idem_complete(struct gw_store *s, const struct gw_idem_rec *rec)
+{
+    return s->ops->idem_complete(s, rec);
+}
+
+int gw_store_idem_release(struct gw_store *s, const struct gw_idem_rec *rec)
+{
+    return s->ops->idem_release(s, rec);
+}
+
+int gw_store_idem_recover(struct gw_store *s, const char *node, int64_t *count)
+{
+    return s->ops->idem_recover(s, node ? node : "", count);
+}
+
+int gw_store_idem_purge(struct gw_store *s, int64_t now_ms, int limit, int64_t *count)
+{
+    return s->ops->idem_purge(s, now_ms, limit, count);
 }

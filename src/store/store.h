@@ -199,6 +199,41 @@ typedef int (*gw_store_rate_cb)(void *arg, int64_t second, int64_t requests, int
 GW_NODISCARD int gw_store_rate_list(struct gw_store *s, enum gw_scope scope, int64_t id,
                                     int64_t since_second, gw_store_rate_cb cb, void *arg);
 
+/* An idempotency record: the claim of (caller, endpoint, key) and, once done, the answer. */
+#define GW_IDEM_KEY_MAX 255
+struct gw_idem_rec {
+    char caller[48];          /* "key:<row id>" (or a session subject later) */
+    char endpoint[32];
+    char key[GW_IDEM_KEY_MAX + 1];
+    char fingerprint[65];     /* hex SHA-256 of the request body's bytes */
+    char state[16];           /* "in_flight" | "done" | "uncertain" | "too_large" */
+    char request_id[80];      /* the request that executes it */
+    char node[64];
+    int status;               /* done: the HTTP status answered */
+    char *headers;            /* done: "Name: value\n" lines worth replaying; owned */
+    char *body;               /* done: the bytes answered (a whole SSE stream for streams); owned */
+    size_t body_len;
+    int64_t created_ms, completed_ms, expires_ms;
+};
+/* Free the owned strings of r (NULL-safe) and zero them. */
+void gw_idem_rec_cleanup(struct gw_idem_rec *r);
+/* Claim rec's (caller, endpoint, key) for rec->request_id, atomically: a new claim, or one
+ * replacing an expired record (expires_ms < now). *claimed = 1 then; else *claimed = 0 and
+ * *existing holds the record that stands (owned strings: gw_idem_rec_cleanup). */
+GW_NODISCARD int gw_store_idem_claim(struct gw_store *s, const struct gw_idem_rec *rec,
+                                     int64_t now_ms, int *claimed, struct gw_idem_rec *existing);
+/* Store the outcome of our claim (state, status, headers, body, completed_ms), matched by
+ * request_id. GW_ENOTFOUND if the claim is not ours (any more). */
+GW_NODISCARD int gw_store_idem_complete(struct gw_store *s, const struct gw_idem_rec *rec);
+/* Give our claim up (the request was refused before anything was sent): a retry runs. */
+GW_NODISCARD int gw_store_idem_release(struct gw_store *s, const struct gw_idem_rec *rec);
+/* Claims still in flight for node (left by its dead process; "" = any node's) become
+ * "uncertain": a retry gets 502 uncertain_upstream_state, never a second execution. */
+GW_NODISCARD int gw_store_idem_recover(struct gw_store *s, const char *node, int64_t *count);
+/* Delete up to limit records that expired before now. *count = how many. */
+GW_NODISCARD int gw_store_idem_purge(struct gw_store *s, int64_t now_ms, int limit,
+                                     int64_t *count);
+
 /* Usage history. Every field of the filter is optional (0 / ""). */
 struct gw_usage_filter {
     int64_t org_id;

@@ -43,6 +43,12 @@ struct gw_store_ops {
     int (*counters_add)(struct gw_store *s, const struct gw_counters_delta *d);
     int (*rate_list)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_second,
                      gw_store_rate_cb cb, void *arg);
+    int (*idem_claim)(struct gw_store *s, const struct gw_idem_rec *rec, int64_t now_ms,
+                      int *claimed, struct gw_idem_rec *existing);
+    int (*idem_complete)(struct gw_store *s, const struct gw_idem_rec *rec);
+    int (*idem_release)(struct gw_store *s, const struct gw_idem_rec *rec);
+    int (*idem_recover)(struct gw_store *s, const char *node, int64_t *count);
+    int (*idem_purge)(struct gw_store *s, int64_t now_ms, int limit, int64_t *count);
 
 };
 

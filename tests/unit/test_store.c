@@ -338,6 +338,82 @@ static void budget_windows(void **state)
     (void)state;
 }
 
+static void idempotency_records(void **state)
+{
+    struct fx *f = *state;
+    struct gw_idem_rec r = {0}, e;
+    int claimed = -1;
+    gw_strlcpy(r.caller, "key:7", sizeof(r.caller));
+    gw_strlcpy(r.endpoint, "chat.completions", sizeof(r.endpoint));
+    gw_strlcpy(r.key, "k-1", sizeof(r.key));
+    gw_strlcpy(r.fingerprint, "aa", sizeof(r.fingerprint));
+    gw_strlcpy(r.request_id, "req_a", sizeof(r.request_id));
+    gw_strlcpy(r.node, "n1", sizeof(r.node));
+    r.created_ms = 1000;
+    r.expires_ms = 100000;
+    assert_int_equal(gw_store_idem_claim(f->s, &r, 1000, &claimed, &e), 0);
+    assert_int_equal(claimed, 1);
+    /* a second claim sees the first, in flight */
+    struct gw_idem_rec r2 = r;
+    gw_strlcpy(r2.request_id, "req_b", sizeof(r2.request_id));
+    gw_strlcpy(r2.fingerprint, "bb", sizeof(r2.fingerprint));
+    assert_int_equal(gw_store_idem_claim(f->s, &r2, 2000, &claimed, &e), 0);
+    assert_int_equal(claimed, 0);
+    assert_string_equal(e.state, "in_flight");
+    assert_string_equal(e.request_id, "req_a");
+    assert_string_equal(e.fingerprint, "aa");
+    gw_idem_rec_cleanup(&e);
+    /* only the claimant completes it */
+    struct gw_idem_rec done = r;
+    gw_strlcpy(done.state, "done", sizeof(done.state));
+    done.status = 200;
+    done.headers = "Content-Type: application/json\n";
+    done.body = "{\"x\":1}\n";
+    done.body_len = strlen(done.body);
+    done.completed_ms = 3000;
+    assert_int_equal(gw_store_idem_complete(f->s, &r2), GW_ENOTFOUND);
+    assert_int_equal(gw_store_idem_complete(f->s, &done), 0);
+    assert_int_equal(gw_store_idem_claim(f->s, &r2, 4000, &claimed, &e), 0);
+    assert_int_equal(claimed, 0);
+    assert_string_equal(e.state, "done");
+    assert_int_equal(e.status, 200);
+    assert_string_equal(e.headers, "Content-Type: application/json\n");
+    assert_int_equal(e.body_len, strlen("{\"x\":1}\n"));
+    assert_memory_equal(e.body, "{\"x\":1}\n", e.body_len);
+    gw_idem_rec_cleanup(&e);
+    /* another caller, same key: its own */
+    struct gw_idem_rec other = r2;
+    gw_strlcpy(other.caller, "key:8", sizeof(other.caller));
+    assert_int_equal(gw_store_idem_claim(f->s, &other, 4000, &claimed, &e), 0);
+    assert_int_equal(claimed, 1);
+    /* released: a retry claims it again */
+    assert_int_equal(gw_store_idem_release(f->s, &other), 0);
+    assert_int_equal(gw_store_idem_claim(f->s, &other, 4100, &claimed, &e), 0);
+    assert_int_equal(claimed, 1);
+    /* a dead node's claims become uncertain; another node's stay */
+    struct gw_idem_rec n2 = other;
+    gw_strlcpy(n2.key, "k-2", sizeof(n2.key));
+    gw_strlcpy(n2.node, "n2", sizeof(n2.node));
+    assert_int_equal(gw_store_idem_claim(f->s, &n2, 4200, &claimed, &e), 0);
+    int64_t count = 0;
+    assert_int_equal(gw_store_idem_recover(f->s, "n1", &count), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(gw_store_idem_claim(f->s, &other, 4300, &claimed, &e), 0);
+    assert_int_equal(claimed, 0);
+    assert_string_equal(e.state, "uncertain");
+    gw_idem_rec_cleanup(&e);
+    /* expired: purged, or replaced by a new claim */
+    struct gw_idem_rec late = r2;
+    late.created_ms = 200000;
+    late.expires_ms = 300000;
+    assert_int_equal(gw_store_idem_claim(f->s, &late, 200000, &claimed, &e), 0);
+    assert_int_equal(claimed, 1);
+    assert_int_equal(gw_store_idem_purge(f->s, 250000, 100, &count), 0);
+    assert_int_equal(count, 2); /* key:8 k-1 and k-2 expired at 100000 */
+    assert_int_equal(gw_store_idem_purge(f->s, 250000, 100, &count), 0);
+    assert_int_equal(count, 0);
+}
+
 static void two_connections_share_the_file(void **state)
 {
     struct fx *f = *state;
@@ -362,6 +438,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(idempotency_records, setup, teardown),
         cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup, teardown),
     };
     const struct CMUnitTest pg_tests[] = {
@@ -372,6 +449,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup_pg,
                                         teardown_pg),
+        cmocka_unit_test_setup_teardown(idempotency_records, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup_pg, teardown_pg),
     };
     int failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
