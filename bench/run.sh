@@ -3,7 +3,8 @@
 # Runs wrk straight at the fake (the baseline hop) and through the gateway (same body, model
 # gpt-4o → the fake's OpenAI route), non-streamed, and prints both and the difference; plus
 # one auto-routed run (heuristic rules pick gpt-4o-mini for the short prompt) to show what
-# routing adds.
+# routing adds; then idempotency: 10,000 keyed requests stored (BENCH_IDEM_N), replays of
+# random ones (no provider call) against a plain request's overhead, and a record's size.
 # Usage: bench/run.sh [DURATION_S=5] [CONNECTIONS=32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,9 +31,9 @@ gw_pid=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$gport/healthz" >/dev/null && break; sleep 0.1; done
 
 msg='{"role":"user","content":"Say hello in five words."}'
-run() { # name url auth body conns
-    BENCH_AUTH=$3 BENCH_BODY=$4 wrk -t"$(( $5 < 2 ? 1 : 2 ))" -c"$5" -d"${dur}s" --latency -s bench/post.lua "$2" \
-        >"$tmp/$1.txt"
+run() { # name url auth body conns [wrk script]
+    BENCH_AUTH=$3 BENCH_BODY=$4 wrk -t"$(( $5 < 2 ? 1 : 2 ))" -c"$5" -d"${dur}s" --latency \
+        -s "${6:-bench/post.lua}" "$2" >"$tmp/$1.txt"
     local rps avg p50 p99
     rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/$1.txt")
     avg=$(awk '/^    Latency/ {print $2}' "$tmp/$1.txt")
@@ -53,3 +54,31 @@ run "gateway c=$conns" "http://127.0.0.1:$gport/v1/chat/completions" "$key" \
     "{\"model\":\"gpt-4o\",\"messages\":[$msg]}" "$conns"
 errs=$( (grep -c 'Non-2xx' "$tmp"/*.txt || true) | awk -F: '{s+=$2} END {print s}')
 [ "$errs" = 0 ] || { echo "bench: some runs had non-2xx answers:"; grep -H 'Non-2xx' "$tmp"/*.txt; }
+
+p50_us() { # the p50 of a run, in microseconds
+    awk '/^     50%/ { v = $2; u = v; gsub(/[0-9.]/, "", u); gsub(/[a-z]/, "", v);
+        print (u == "ms" ? v * 1000 : u == "s" ? v * 1000000 : v) }' "$tmp/$1.txt"
+}
+
+seed=${BENCH_IDEM_N:-10000}
+body="{\"model\":\"gpt-4o\",\"messages\":[$msg]}"
+BENCH_AUTH=$key BENCH_BODY=$body BENCH_N=$seed wrk -t1 -c16 -d300s \
+    -s bench/idem_seed.lua "http://127.0.0.1:$gport/v1/chat/completions" >"$tmp/seed.txt"
+stored=$(sqlite3 "$tmp/gw.db" "SELECT COUNT(*) FROM idempotency WHERE state = 'done'")
+echo "idempotency: $stored keyed answers stored"
+export BENCH_KEYS=$(( stored * 9 / 10 ))
+run "replay c=1" "http://127.0.0.1:$gport/v1/chat/completions" "$key" "$body" 1 bench/idem_replay.lua
+run "replay c=$conns" "http://127.0.0.1:$gport/v1/chat/completions" "$key" "$body" "$conns" \
+    bench/idem_replay.lua
+over=$(( $(printf '%.0f' "$(p50_us "gateway c=1")") - $(printf '%.0f' "$(p50_us "direct c=1")") ))
+rep=$(printf '%.0f' "$(p50_us "replay c=1")")
+echo "p50 at c=1: a plain request's gateway overhead ${over} us (gateway - direct); a replay ${rep} us" \
+     "($(awk -v r="$rep" -v o="$over" 'BEGIN { printf "%.2f", (o > 0 ? r / o : 0) }')x)"
+sqlite3 "$tmp/gw.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+sqlite3 "$tmp/gw.db" "SELECT 'storage per record: ' || ((SELECT SUM(pgsize) FROM dbstat WHERE name
+    IN ('idempotency', 'idempotency_expires', 'idempotency_in_flight') OR name LIKE
+    'sqlite_autoindex_idempotency%') / COUNT(*)) || ' bytes on disk (table and indexes), ' ||
+    (CAST(AVG(LENGTH(body) + LENGTH(headers)) AS INTEGER)) || ' of them the stored answer' FROM
+    idempotency"
+errs=$( (grep -c 'Non-2xx' "$tmp"/replay*.txt || true) | awk -F: '{s+=$2} END {print s}')
+[ "$errs" = 0 ] || { echo "bench: some replays had non-2xx answers:"; grep -H 'Non-2xx' "$tmp"/replay*.txt; }

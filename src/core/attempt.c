@@ -247,6 +247,11 @@ static int send_sse_data(struct gw_call *c, const char *data, size_t len)
     evbuffer_add(b, "data: ", 6);
     evbuffer_add(b, data, len);
     evbuffer_add(b, "\n\n", 2);
+    if (c->idem != NULL) { /* kept for a replay of this key */
+        gw_idem_capture_body(c, "data: ", 6);
+        gw_idem_capture_body(c, data, len);
+        gw_idem_capture_body(c, "\n\n", 2);
+    }
     evhttp_send_reply_chunk_with_cb(c->req, b, on_client_drained, c);
     evbuffer_free(b);
     return 0;
@@ -259,6 +264,7 @@ static void start_stream_reply(struct gw_call *c)
     gw_reply_headers(c->req, "text/event-stream", c->rid);
     evhttp_add_header(h, "Cache-Control", "no-cache");
     evhttp_add_header(h, "X-Accel-Buffering", "no");
+    gw_idem_capture_head(c, 200, "text/event-stream");
     evhttp_send_reply_start(c->req, 200, "OK");
     c->reply_started = 1;
 }
@@ -346,6 +352,7 @@ void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const cha
         send_sse_data(c, "[DONE]", 6);
         c->row.status = 200;
     }
+    gw_idem_capture_done(c);
     if (c->evcon != NULL)
         evhttp_connection_set_closecb(c->evcon, NULL, NULL);
     evhttp_send_reply_end(c->req);
@@ -458,12 +465,8 @@ static void finish_whole(struct gw_call *c)
             json_object_set_new(out, "id", json_string(c->stream_id));
         json_incref(out);
     }
-    if (r != NULL && c->req != NULL) {
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-        gw_call_answer_headers(c);
-        gw_reply_json(c->req, 200, r, c->rid);
-        c->req = NULL;
-    }
+    if (r != NULL)
+        gw_call_send_json(c, 200, r, 0);
     json_decref(r);
     json_decref(out);
     gw_call_attempt_done(c, 1);

@@ -46,6 +46,7 @@ struct gw_failure {
 };
 
 struct gw_router_call;
+struct gw_idem;
 
 struct gw_call {
     struct gw_worker *w;
@@ -65,6 +66,7 @@ struct gw_call {
     int64_t charged_usd;            /* cost of earlier (archived) attempts, micro-USD */
     int64_t charged_tokens;         /* and their tokens */
     struct gw_budget_view budget;   /* the key's tightest budget window, read with the key */
+    struct gw_idem *idem;           /* the request's Idempotency-Key (NULL: none) */
 
     /* store work in flight: at most one at a time (store/jobs.h) */
     struct gw_store_job job;
@@ -128,6 +130,9 @@ struct gw_call {
 };
 
 /* ---- pipeline.c ---- */
+/* Answer the client with JSON (once): the X-LLMGW-* headers, Retry-After when > 0; the bytes
+ * are kept for a replay when the request has an Idempotency-Key. */
+void gw_call_send_json(struct gw_call *c, int status, const json_t *body, int retry_after);
 /* Answer the client with an error (once; later calls only record status and code). */
 void gw_call_reply_error(struct gw_call *c, int status, const char *type, const char *code,
                          const char *msg, int retry_after);
@@ -171,6 +176,28 @@ void gw_attempt_init(struct gw_call *c);
 void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const char *err_msg);
 /* JSON usage object for the client (simple: the simple endpoint's shape). New reference. */
 json_t *gw_call_usage_json(const struct gw_call *c, const struct gw_usage *u, int simple);
+
+/* ---- idem.c ---- */
+/* The request's Idempotency-Key header: none (0), taken with a fingerprint of the body's bytes
+ * (1: c->idem is set), or malformed (-1: answered 400). */
+int gw_idem_begin(struct gw_call *c, const char *body, size_t len);
+/* Claim the key (store work); when the claim is ours cont(c) goes on, else the record that
+ * stands answers (replay, 409, 422, 502) and the call ends. */
+void gw_idem_claim(struct gw_call *c, void (*cont)(struct gw_call *c));
+/* What the client gets, kept for replay: the head (status, content type, the kept headers
+ * already set on c->req), body bytes, and that the answer is whole. No-ops without a claim. */
+void gw_idem_capture_head(struct gw_call *c, int status, const char *content_type);
+void gw_idem_capture_body(struct gw_call *c, const void *p, size_t n);
+void gw_idem_capture_done(struct gw_call *c);
+/* An attempt ended in outcome o (before any byte reached the client). */
+void gw_idem_attempt_outcome(struct gw_call *c, enum gw_outcome o);
+/* The call is cut short (client gone, shutdown): call before the transfer is stopped. */
+void gw_idem_interrupted(struct gw_call *c);
+/* The call ends: keep the answer, quarantine the key, or give it back; frees c->idem. */
+void gw_idem_end(struct gw_call *c);
+/* Worker 0 deletes expired records in the background. */
+GW_NODISCARD int gw_idem_purger_start(struct gw_worker *w);
+void gw_idem_purger_stop(struct gw_worker *w);
 
 /* ---- router_call.c ---- */
 /* Ask the router model (gw->router_model) to choose among cands; when it has answered, failed

@@ -75,6 +75,11 @@ static const struct int_setting {
     {"budgets.daily_reset_hour_utc", 0, 23, K_INT, offsetof(struct gw_config, budgets.reset_hour)},
     {"budgets.monthly_reset_day", 1, 28, K_INT, offsetof(struct gw_config, budgets.reset_day)},
     {"db_pool", 1, 256, K_INT, offsetof(struct gw_config, db_pool)},
+    {"idempotency.retention_days", 1, 3650, K_INT, offsetof(struct gw_config, idem.retention_days)},
+    {"idempotency.max_response_bytes", 1024, 1LL << 30, K_SIZE,
+     offsetof(struct gw_config, idem.max_response_bytes)},
+    {"idempotency.purge_interval_ms", 10, 86400000, K_INT,
+     offsetof(struct gw_config, idem.purge_interval_ms)},
 };
 
 /* Tier fields: tiers.<name>.<field>. USD amounts are decimal strings. */
@@ -150,6 +155,9 @@ int gw_config_init(struct gw_config *c)
     c->budgets.reset_hour = 0;
     c->budgets.reset_day = 1;
     c->db_pool = 8;
+    c->idem.retention_days = 30;
+    c->idem.max_response_bytes = 4u << 20;
+    c->idem.purge_interval_ms = 60000;
     c->shutdown_grace_ms = 10000;
     c->max_conns_per_worker = 4096;
     if ((c->listen_host = gw_strdup("127.0.0.1")) == NULL ||
@@ -577,7 +585,8 @@ static int is_scalar_setting(const char *name)
 static int is_section(struct gw_config *c, const char *name)
 {
     static const char *const sections[] = {"limits", "timeouts", "providers", "fallback",
-                                           "breaker", "router", "tiers", "budgets", NULL};
+                                           "breaker", "router", "tiers", "budgets",
+                                           "idempotency", NULL};
     for (int i = 0; sections[i] != NULL; i++)
         if (strcmp(name, sections[i]) == 0)
             return 1;

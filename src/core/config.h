@@ -50,6 +50,13 @@ struct gw_router_conf {
     int max_prompt_chars; /* of the request's last user message shown to the router */
 };
 
+/* Idempotency-Key records (core/idem.c). */
+struct gw_idem_conf {
+    int retention_days;        /* a completed answer is replayable this long */
+    size_t max_response_bytes; /* a larger answer is not kept (the key still cannot re-run) */
+    int purge_interval_ms;     /* how often expired records are deleted */
+};
+
 struct gw_config {
     char *listen_host;   /* owned */
     int listen_port;
@@ -73,6 +80,7 @@ struct gw_config {
     struct gw_budget_windows budgets; /* when budget days and months start */
     char node_id[64];    /* this gateway node's name in the shared store; "" = host:port */
     int db_pool;         /* PostgreSQL connections per gateway (their own threads) */
+    struct gw_idem_conf idem;
 };
 
 /* Fill defaults (127.0.0.1:8080, sqlite:./data/llmgw.db, catalog/models.yaml, providers' public

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/call.h"
 #include "core/gw_int.h"
 #include "core/request.h"
 #include "http/reply.h"
@@ -184,10 +185,19 @@ static void health_then(struct authed *a)
         degraded |= json_is_true(json_object_get(p, "configured")) && st != NULL &&
                     strcmp(st, "closed") != 0;
     }
-    json_t *out = providers ? json_pack("{s:s,s:s,s:o}", "status", degraded ? "degraded" : "ok",
-                                        "store", gw_store_backend_name(a->w->gw), "providers",
-                                        providers)
-                            : NULL;
+    struct gw *gw = a->w->gw;
+    json_t *idem = json_pack("{s:i,s:I,s:I,s:I}", "retention_days", gw->cfg.idem.retention_days,
+                             "purged", (json_int_t)atomic_load(&gw->idem_purged),
+                             "last_purge_ms", (json_int_t)atomic_load(&gw->idem_last_purge_ms),
+                             "recovered_at_start", (json_int_t)gw->idem_recovered);
+    json_t *out = NULL;
+    if (providers != NULL && idem != NULL) /* json_pack takes both references, even on error */
+        out = json_pack("{s:s,s:s,s:o,s:o}", "status", degraded ? "degraded" : "ok", "store",
+                        gw_store_backend_name(gw), "providers", providers, "idempotency", idem);
+    else {
+        json_decref(providers);
+        json_decref(idem);
+    }
     if (out == NULL) {
         gw_reply_error(a->req, 500, "internal_error", "internal_error", "internal error", a->rid,
                        0);
@@ -326,6 +336,12 @@ static int worker_init(void *arg, struct gw_http_worker *hw, void **wdata)
         gw_free(w);
         return rc;
     }
+    if (gw_http_worker_index(hw) == 0 && (rc = gw_idem_purger_start(w)) != 0) {
+        gw_store_exec_free(w->exec);
+        gw_store_free(w->store);
+        gw_free(w);
+        return rc;
+    }
     *wdata = w;
     return 0;
 }
@@ -336,6 +352,7 @@ static void worker_cleanup(void *arg, void *wdata)
     (void)arg;
     if (w == NULL)
         return;
+    gw_idem_purger_stop(w);
     gw_pipeline_abort_all(w);
     /* store work still running finishes; its calls end, and their rows are written */
     gw_store_exec_drain(w->exec);

@@ -145,6 +145,15 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
     if (recovered > 0)
         GW_LOG_WARN("store", "%lld reservation(s) left by an earlier process marked uncertain "
                     "and charged at their reserved cost", (long long)recovered);
+    /* and its idempotency claims: a retry gets 502 uncertain_upstream_state, not 409 forever */
+    if ((rc = gw_store_idem_recover(st, shared ? gw->cfg.node_id : "", &gw->idem_recovered)) !=
+        0) {
+        gw_errbuf_set(&eb, "cannot recover idempotency keys left by an earlier process");
+        goto out;
+    }
+    if (gw->idem_recovered > 0)
+        GW_LOG_WARN("store", "%lld idempotency key(s) left in flight by an earlier process "
+                    "marked uncertain", (long long)gw->idem_recovered);
     /* SQLite: the limits are counted in memory, the workers use their own connections inline;
      * a shared store decides the limits itself, reached through a pool of store threads */
     gw->ledger.windows = gw->cfg.budgets;

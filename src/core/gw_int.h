@@ -12,6 +12,7 @@
 #define GW_CORE_GW_INT_H
 
 #include <event2/http.h>
+#include <stdatomic.h>
 
 #include "core/catalog.h"
 #include "core/config.h"
@@ -22,6 +23,7 @@
 #include "store/store.h"
 
 struct gw_call;
+struct gw_idem_purger;
 
 struct gw {
     struct gw_config cfg;
@@ -36,6 +38,10 @@ struct gw {
     const struct gw_model *router_model; /* cfg.router.model in the catalog; NULL when off */
     struct gw_ledger ledger;             /* admission against every key's and org's limits */
     struct gw_store_pool *pool;          /* PostgreSQL: the store threads; NULL for SQLite */
+    /* idempotency records: deleted as expired, and found in flight at start-up */
+    atomic_llong idem_purged;
+    atomic_llong idem_last_purge_ms;
+    int64_t idem_recovered;
 };
 
 struct gw_worker {
@@ -45,6 +51,7 @@ struct gw_worker {
     struct gw_store *store;          /* SQLite: the worker's own connection (inline jobs) */
     struct gw_store_exec *exec;      /* where the worker's store work runs */
     struct gw_call *calls; /* in flight, doubly linked */
+    struct gw_idem_purger *purger;   /* worker 0: expired idempotency records */
     int inflight;
 };
 

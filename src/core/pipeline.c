@@ -60,6 +60,30 @@ void gw_call_answer_headers(struct gw_call *c)
     }
 }
 
+void gw_call_send_json(struct gw_call *c, int status, const json_t *body, int retry_after)
+{
+    if (c->req == NULL)
+        return;
+    if (c->evcon != NULL)
+        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    gw_call_answer_headers(c);
+    if (retry_after > 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%d", retry_after);
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", ra);
+    }
+    char *s = body != NULL ? json_dumps(body, GW_JSON_OUT) : NULL;
+    if (c->idem != NULL && s != NULL) { /* kept for a replay of this key */
+        gw_idem_capture_head(c, status, "application/json");
+        gw_idem_capture_body(c, s, strlen(s));
+        gw_idem_capture_body(c, "\n", 1);
+        gw_idem_capture_done(c);
+    }
+    gw_reply_json_text(c->req, status, s, c->rid);
+    gw_free(s);
+    c->req = NULL;
+}
+
 void gw_call_reply_error(struct gw_call *c, int status, const char *type, const char *code,
                          const char *msg, int retry_after)
 {
@@ -67,11 +91,9 @@ void gw_call_reply_error(struct gw_call *c, int status, const char *type, const 
     gw_strlcpy(c->row.error_code, code, sizeof(c->row.error_code));
     if (c->req == NULL)
         return;
-    if (c->evcon != NULL)
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-    gw_call_answer_headers(c);
-    gw_reply_error(c->req, status, type, code, msg, c->rid, retry_after);
-    c->req = NULL;
+    json_t *body = gw_error_body(type, code, msg, c->rid);
+    gw_call_send_json(c, status, body, retry_after);
+    json_decref(body);
 }
 
 #define reply_error gw_call_reply_error
@@ -225,23 +247,15 @@ static void reply_limit(struct gw_call *c, const struct gw_refusal *why)
     if (c->req == NULL)
         return;
     json_t *body = gw_error_body("rate_limit_error", why->code, msg, c->rid);
+    if (body == NULL) {
+        reply_error(c, 429, "rate_limit_error", why->code, msg, ra);
+        return;
+    }
     json_object_set_new(json_object_get(body, "error"), "limit",
                         json_pack("{s:s,s:s,s:I}", "scope", why->scope, "name", why->limit,
                                   "value", (json_int_t)v));
-    if (c->evcon != NULL)
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-    gw_call_answer_headers(c);
-    if (ra > 0) {
-        char b[24];
-        snprintf(b, sizeof(b), "%d", ra);
-        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", b);
-    }
-    if (body != NULL)
-        gw_reply_json(c->req, 429, body, c->rid);
-    else
-        gw_reply_error(c->req, 429, "rate_limit_error", why->code, msg, c->rid, ra);
+    gw_call_send_json(c, 429, body, ra);
     json_decref(body);
-    c->req = NULL;
 }
 
 /* Time (ms) until m may be called: its provider's breaker and its own Retry-After. */
@@ -735,6 +749,7 @@ void gw_call_attempt_failed(struct gw_call *c, const struct gw_failure *f)
 
     c->running = 0;
     give_back_pass(c, 1, !gw_outcome_is_provider_failure(f->outcome));
+    gw_idem_attempt_outcome(c, f->outcome);
     if (f->cooldown_ms > 0) /* honour the provider's Retry-After for this model */
         gw_cooldown_extend(&gw->cooldowns[c->model->index], now + f->cooldown_ms);
     /* what this attempt costs */
@@ -897,6 +912,7 @@ void gw_call_end(struct gw_call *c)
         reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
     if (c->router != NULL)
         gw_router_call_cancel(c);
+    gw_idem_end(c); /* the answer kept, the key quarantined, or given back */
     c->row.latency_ms = (gw_mono_us() - c->t0_us) / 1000;
     c->row.settled_ms = gw_now_ms();
     c->row.attempts = c->attempts;
@@ -948,6 +964,7 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
     GW_LOG_INFO("http", "req=%s client closed the connection; cancelling the upstream call",
                 c->rid);
     int was_running = c->running;
+    gw_idem_interrupted(c);
     stop_everything(c);
     /* the provider was answering: it is healthy; otherwise no verdict */
     if (!c->job_pending)
@@ -980,6 +997,7 @@ void gw_pipeline_abort_all(struct gw_worker *w)
     for (struct gw_call *c = w->calls; c != NULL; c = next) {
         next = c->next;
         int was_running = c->running;
+        gw_idem_interrupted(c);
         stop_everything(c);
         if (was_running) {
             gw_strlcpy(c->row.state, "uncertain", sizeof(c->row.state));
@@ -1037,7 +1055,22 @@ static void auth_run(struct gw_call *c, struct gw_store *s)
     }
 }
 
-/* The key is known: validate, route, and go. */
+/* Validated (and the Idempotency-Key claimed): route, and go. */
+static void go_route(struct gw_call *c)
+{
+    effective_limits(c); /* again: capping depends on the request's max_tokens too */
+    c->rq.body = c->canon;
+    c->rq.input_tokens = c->input_estimate;
+    c->rq.max_output_tokens = c->opts.max_tokens;
+    c->rq.allowed = model_usable;
+    c->rq.arg = c;
+    c->route_now_ms = gw_now_ms();
+    gw_route_req_init(&c->rq);
+    if (route(c) < 0)
+        gw_call_end(c);
+}
+
+/* The key is known: validate, then claim the Idempotency-Key or route at once. */
 static void on_authed(struct gw_call *c)
 {
     struct gw_errbuf eb = {{0}};
@@ -1071,17 +1104,11 @@ static void on_authed(struct gw_call *c)
                     "conversation_id is not available in this version", 0);
         goto done;
     }
-    effective_limits(c); /* again: capping depends on the request's max_tokens too */
-    c->rq.body = c->canon;
-    c->rq.input_tokens = c->input_estimate;
-    c->rq.max_output_tokens = c->opts.max_tokens;
-    c->rq.allowed = model_usable;
-    c->rq.arg = c;
-    c->route_now_ms = gw_now_ms();
-    gw_route_req_init(&c->rq);
     json_decref(body);
-    if (route(c) < 0)
-        gw_call_end(c);
+    if (c->idem != NULL)
+        gw_idem_claim(c, go_route);
+    else
+        go_route(c);
     return;
 done:
     json_decref(body);
@@ -1120,12 +1147,10 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
 
     if (parse_body(c, &body) != 0)
         goto done;
-    if (evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key") != NULL) {
-        /* Refuse rather than ignore: a client relying on the key would risk double execution. */
-        reply_error(c, 400, "invalid_request_error", "idempotency_not_supported",
-                    "Idempotency-Key is not supported by this version of the gateway", 0);
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    const char *data = (const char *)evbuffer_pullup(in, -1); /* the bytes just parsed */
+    if (gw_idem_begin(c, data ? data : "", evbuffer_get_length(in)) < 0)
         goto done;
-    }
     if (gw_auth_begin(w, c->req, c->rid, c->key_hash) != 0) {
         c->req = NULL; /* answered */
         goto done;

@@ -40,21 +40,27 @@ void gw_reply_headers(struct evhttp_request *req, const char *content_type, cons
         evhttp_add_header(h, "X-Request-Id", request_id);
 }
 
-void gw_reply_json(struct evhttp_request *req, int status, const json_t *body,
-                   const char *request_id)
+void gw_reply_json_text(struct evhttp_request *req, int status, const char *text,
+                        const char *request_id)
 {
     struct evbuffer *buf = evbuffer_new();
-    char *s = json_dumps(body, GW_JSON_OUT);
 
     gw_reply_headers(req, "application/json", request_id);
-    if (buf != NULL && s != NULL) {
-        evbuffer_add(buf, s, strlen(s));
+    if (buf != NULL && text != NULL) {
+        evbuffer_add(buf, text, strlen(text));
         evbuffer_add(buf, "\n", 1);
     }
     evhttp_send_reply(req, status, gw_http_reason(status), buf);
-    gw_free(s);
     if (buf != NULL)
         evbuffer_free(buf);
+}
+
+void gw_reply_json(struct evhttp_request *req, int status, const json_t *body,
+                   const char *request_id)
+{
+    char *s = json_dumps(body, GW_JSON_OUT);
+    gw_reply_json_text(req, status, s, request_id);
+    gw_free(s);
 }
 
 json_t *gw_error_body(const char *type, const char *code, const char *message,
