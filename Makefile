@@ -114,6 +114,7 @@ bench: all build/bench_route build/bench_reserve
 	@build/bench_route
 	@bench/reserve.sh
 	@bench/run.sh
+	@bench/compare.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

@@ -155,9 +155,10 @@ void gw_call_usage_estimate(struct gw_call *c, struct gw_usage *u);
 struct gw_limit_req gw_call_limit_req(struct gw_call *c);
 /* Hand store work to the worker's executor: run(c, s) with a store connection, then done(c) on
  * the worker. The call stays alive meanwhile: the client leaving or shutdown answer it (c->req
- * becomes NULL) and done sees that. One job at a time per call. */
-void gw_call_submit(struct gw_call *c, void (*run)(struct gw_call *c, struct gw_store *s),
-                    void (*done)(struct gw_call *c));
+ * becomes NULL) and done sees that. One job at a time per call. writes: run changes the store
+ * (SQLite batches it; done must then check c->job.batch_rc, store/jobs.h). */
+void gw_call_submit(struct gw_call *c, int writes,
+                    void (*run)(struct gw_call *c, struct gw_store *s), void (*done)(struct gw_call *c));
 /* Write a finished usage row and settle what it holds (hold in memory; held_usd in the
  * store) to what it cost, off the request path (copies are taken; nothing of c is kept). */
 void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw_usage_row *row,

@@ -230,6 +230,20 @@ static void handle_test_clock(struct evhttp_request *req, const char *rid)
 }
 #endif
 
+/* "req_" + the time in ms (12 hex digits) + 12 random hex digits: unique, and in time order,
+ * so the usage rows' key grows at its end instead of touching a random page per row. */
+static void new_request_id(char *out, size_t n)
+{
+    unsigned char r[6];
+    char hex[13];
+    if (gw_random(r, sizeof(r)) != 0) {
+        gw_strlcpy(out, "req_unavailable", n);
+        return;
+    }
+    gw_hex(hex, r, sizeof(r));
+    snprintf(out, n, "req_%012llx%s", (unsigned long long)gw_now_ms() & 0xffffffffffffULL, hex);
+}
+
 static void handle(void *wdata, struct evhttp_request *req)
 {
     struct gw_worker *w = wdata;
@@ -240,8 +254,8 @@ static void handle(void *wdata, struct evhttp_request *req)
 
     if (given != NULL && gw_request_id_ok(given)) {
         gw_strlcpy(rid, given, sizeof(rid));
-    } else if (gw_random_id(rid, sizeof(rid), "req_", 12) != 0) {
-        gw_strlcpy(rid, "req_unavailable", sizeof(rid));
+    } else {
+        new_request_id(rid, sizeof(rid));
     }
     const char *uri = evhttp_request_get_uri(req);
     size_t plen = strcspn(uri, "?#");
@@ -325,7 +339,7 @@ static int worker_init(void *arg, struct gw_http_worker *hw, void **wdata)
     w->hw = hw;
     w->upstream = gw_http_worker_upstream(hw);
     /* SQLite: the worker's own connection, used inline; a shared store: the pool's threads */
-    if (gw->pool == NULL && (rc = gw_store_open(gw->cfg.db_url, &w->store, &eb)) != 0) {
+    if (gw->ledger.limits != NULL && (rc = gw_store_open(gw->cfg.db_url, &w->store, &eb)) != 0) {
         GW_LOG_ERROR("server", "worker %d cannot open the store: %s", gw_http_worker_index(hw),
                      eb.msg);
         gw_free(w);

@@ -157,10 +157,12 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
     /* SQLite: the limits are counted in memory, the workers use their own connections inline;
      * a shared store decides the limits itself, reached through a pool of store threads */
     gw->ledger.windows = gw->cfg.budgets;
-    if (!shared)
-        rc = gw_limits_new(&gw->cfg.budgets, &gw->ledger.limits);
-    else
-        rc = gw_store_pool_new(gw->cfg.db_url, gw->cfg.db_pool, &gw->pool, &eb);
+    if (!shared && (rc = gw_limits_new(&gw->cfg.budgets, &gw->ledger.limits)) != 0)
+        goto out;
+    /* SQLite: one writer thread commits every worker's writes in batches; a shared store:
+     * db_pool threads, each with its own connection, run all store work */
+    rc = shared ? gw_store_pool_new(gw->cfg.db_url, gw->cfg.db_pool, 0, &gw->pool, &eb)
+                : gw_store_pool_new(gw->cfg.db_url, 1, 1, &gw->pool, &eb);
     if (rc != 0)
         goto out;
     g->app = gw_app;
@@ -238,4 +240,7 @@ json_t *gw_health_breakers(struct gw *gw)
     return out;
 }
 
-const char *gw_store_backend_name(const struct gw *gw) { return gw->pool ? "postgres" : "sqlite"; }
+const char *gw_store_backend_name(const struct gw *gw)
+{
+    return gw->ledger.limits != NULL ? "sqlite" : "postgres";
+}

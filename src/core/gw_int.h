@@ -37,7 +37,7 @@ struct gw {
     struct gw_cooldown *cooldowns; /* gw_catalog_count entries */
     const struct gw_model *router_model; /* cfg.router.model in the catalog; NULL when off */
     struct gw_ledger ledger;             /* admission against every key's and org's limits */
-    struct gw_store_pool *pool;          /* PostgreSQL: the store threads; NULL for SQLite */
+    struct gw_store_pool *pool;          /* store threads: PostgreSQL's, or SQLite's writer */
     /* idempotency records: deleted as expired, and found in flight at start-up */
     atomic_llong idem_purged;
     atomic_llong idem_last_purge_ms;
@@ -48,7 +48,7 @@ struct gw_worker {
     struct gw *gw;
     struct gw_http_worker *hw;
     struct gw_upstream *upstream;
-    struct gw_store *store;          /* SQLite: the worker's own connection (inline jobs) */
+    struct gw_store *store;          /* SQLite: the worker's own connection (inline reads) */
     struct gw_store_exec *exec;      /* where the worker's store work runs */
     struct gw_call *calls; /* in flight, doubly linked */
     struct gw_idem_purger *purger;   /* worker 0: expired idempotency records */

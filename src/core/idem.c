@@ -264,6 +264,11 @@ static void claim_done(struct gw_call *c)
 {
     struct gw_idem *i = c->idem;
 
+    if (c->job.batch_rc != 0) { /* the claim's write was lost: it is not ours */
+        i->claim_rc = c->job.batch_rc;
+        i->claimed = 0;
+        gw_idem_rec_cleanup(&i->found);
+    }
     if (i->claim_rc != 0) {
         GW_LOG_ERROR("store", "req=%s cannot claim the idempotency key: %s", c->rid,
                      gw_strerror(i->claim_rc));
@@ -303,7 +308,7 @@ void gw_idem_claim(struct gw_call *c, void (*cont)(struct gw_call *c))
     r->created_ms = gw_now_ms();
     r->expires_ms = r->created_ms + (int64_t)gw->cfg.idem.retention_days * 86400000;
     i->cont = cont;
-    gw_call_submit(c, claim_run, claim_done);
+    gw_call_submit(c, 1, claim_run, claim_done);
 }
 
 /* ---- what the client gets ---- */
@@ -390,6 +395,8 @@ static void end_run(struct gw_store_job *j, struct gw_store *s)
 static void end_done(struct gw_store_job *j)
 {
     struct idem_end_job *e = (struct idem_end_job *)j;
+    if (j->batch_rc != 0)
+        e->rc = j->batch_rc;
     if (e->rc != 0)
         GW_LOG_ERROR("store", "req=%s cannot %s the idempotency record: %s (it stays in flight "
                      "until this node restarts)", e->rec.request_id,
@@ -448,6 +455,7 @@ void gw_idem_end(struct gw_call *c)
                 e->release ? "nothing was executed" : e->rec.state);
     e->job.run = end_run;
     e->job.done = end_done;
+    e->job.writes = 1;
     gw_store_submit(c->w->exec, &e->job);
     idem_free(i);
 }
@@ -482,6 +490,8 @@ static void purge_done(struct gw_store_job *j)
     struct gw *gw = p->w->gw;
 
     p->pending = 0;
+    if (j->batch_rc != 0)
+        p->rc = j->batch_rc;
     if (p->stopping) {
         gw_free(p);
         return;
@@ -509,6 +519,7 @@ static void on_purge_timer(evutil_socket_t fd, short what, void *arg)
     p->pending = 1;
     p->job.run = purge_run;
     p->job.done = purge_done;
+    p->job.writes = 1;
     gw_store_submit(p->w->exec, &p->job);
 }
 

@@ -516,7 +516,7 @@ static void reserve(struct gw_call *c)
         ar->settled_ms = gw_now_ms();
         a->archive = ar;
     }
-    gw_call_submit(c, admit_run, on_admitted);
+    gw_call_submit(c, 1, admit_run, on_admitted);
 }
 
 static void start_attempt(struct gw_call *c);
@@ -525,6 +525,8 @@ static void on_admitted(struct gw_call *c)
 {
     struct gw_admission *a = &c->adm;
 
+    if (c->job.batch_rc != 0) /* the row's write was lost */
+        gw_ledger_abandon(&c->w->gw->ledger, a, GW_ESTORE);
     c->held_usd = a->now_held_usd;
     c->held_tokens = a->now_held_tokens;
     if (c->req == NULL) { /* the client left (or shutdown) while the store decided */
@@ -838,9 +840,10 @@ static void job_done(struct gw_store_job *j)
     c->job_done(c);
 }
 
-void gw_call_submit(struct gw_call *c, void (*run)(struct gw_call *c, struct gw_store *s),
-                    void (*done)(struct gw_call *c))
+void gw_call_submit(struct gw_call *c, int writes,
+                    void (*run)(struct gw_call *c, struct gw_store *s), void (*done)(struct gw_call *c))
 {
+    c->job.writes = writes;
     c->job_run = run;
     c->job_done = done;
     c->job.run = job_run;
@@ -870,6 +873,8 @@ static void settle_run(struct gw_store_job *j, struct gw_store *s)
 static void settle_done(struct gw_store_job *j)
 {
     struct settle_job *sj = (struct settle_job *)j;
+    if (j->batch_rc != 0)
+        sj->rc = j->batch_rc;
     if (sj->rc != 0)
         GW_LOG_ERROR("store", "req=%s could not settle the usage row: %s", sj->row.request_id,
                      gw_strerror(sj->rc));
@@ -899,6 +904,7 @@ void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw
     sj->q.org_id = c->key.org_id;
     sj->job.run = settle_run;
     sj->job.done = settle_done;
+    sj->job.writes = 1;
     gw_store_submit(c->w->exec, &sj->job);
 }
 
@@ -1158,7 +1164,7 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
     c->parsed = body;
     /* from here on the call waits (store, router, backoff, upstream): watch the client */
     evhttp_connection_set_closecb(c->evcon, on_client_close, c);
-    gw_call_submit(c, auth_run, on_authed);
+    gw_call_submit(c, 0, auth_run, on_authed);
     return;
 done:
     json_decref(body);

@@ -167,6 +167,8 @@ static void router_admitted(struct gw_call *c)
 {
     struct gw *gw = c->w->gw;
     struct gw_router_call *rc = c->router;
+    if (c->job.batch_rc != 0) /* the row's write was lost */
+        gw_ledger_abandon(&gw->ledger, &c->adm, GW_ESTORE);
     int err = c->adm.rc;
 
     rc->admitting = 0;
@@ -290,7 +292,7 @@ int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands,
     r->created_ms = a->q.now_ms;
     c->router = rc;
     rc->admitting = 1;
-    gw_call_submit(c, router_admit_run, router_admitted);
+    gw_call_submit(c, 1, router_admit_run, router_admitted);
     return 0;
 fail:
     json_decref(req);

@@ -185,6 +185,17 @@ void gw_ledger_admit(const struct gw_ledger *l, struct gw_store *s, struct gw_ad
         store_admit(l, s, a);
 }
 
+void gw_ledger_abandon(const struct gw_ledger *l, struct gw_admission *a, int rc)
+{
+    if (a->rc == GW_ELIMIT) /* refused: it wrote nothing */
+        return;
+    if (a->first && l->limits != NULL) {
+        gw_limits_settle(l->limits, a->hold, 0, 0);
+        a->now_held_usd = a->now_held_tokens = 0;
+    } /* a fallback's hold stays as it was raised: more, never less */
+    a->rc = rc;
+}
+
 int gw_ledger_settle(const struct gw_ledger *l, struct gw_store *s, struct gw_hold *hold,
                      const struct gw_usage_row *row, int64_t usd, int64_t tokens,
                      const struct gw_limit_req *q, int64_t held_usd, int64_t held_tokens)

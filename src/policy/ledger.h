@@ -42,6 +42,9 @@ struct gw_admission {
 
 /* Admit and write (see above). Sets a->rc. */
 void gw_ledger_admit(const struct gw_ledger *l, struct gw_store *s, struct gw_admission *a);
+/* The admission's writes were lost after it ran (its batch's transaction failed; store/jobs.h):
+ * give back what a first admission holds in memory, and fail it with rc. Runs on the worker. */
+void gw_ledger_abandon(const struct gw_ledger *l, struct gw_admission *a, int rc);
 /* The request is over: write its row (final state and cost) and settle what it holds to what
  * it cost in all (usd, tokens: every attempt). In memory that is hold; in the store the
  * counters of the key and org of q move from held_usd / held_tokens to usd / tokens. Returns

@@ -3,7 +3,8 @@
  *
  * The pool: a FIFO of jobs (linked through the jobs themselves, so submitting allocates
  * nothing) under one mutex and condition variable, served by N threads with a connection
- * each. A finished job goes onto its executor's done list (the executor's own mutex) and the
+ * each. A batch pool's thread takes the whole queue at once and runs it inside BEGIN ...
+ * COMMIT; a failed BEGIN or COMMIT is every job's batch_rc. A finished job goes onto its executor's done list (the executor's own mutex) and the
  * executor's event is activated, which libevent allows from another thread
  * (evthread_use_pthreads, done by the HTTP server before any base exists). The executor's
  * callback runs the done function of every finished job.
@@ -21,6 +22,7 @@ struct gw_store_pool {
     pthread_cond_t cv;
     struct gw_store_job *head, *tail; /* queued */
     int stopping;
+    int batch;
     int nthreads, nconns;
     pthread_t *threads;
     struct gw_store **conns;
@@ -28,8 +30,8 @@ struct gw_store_pool {
 
 struct gw_store_exec {
     struct event_base *base;
-    struct gw_store *store;     /* inline */
-    struct gw_store_pool *pool; /* pooled */
+    struct gw_store *store;     /* reads, inline */
+    struct gw_store_pool *pool; /* writes (and reads without store) */
     struct event *ev;
     pthread_mutex_t mu;
     struct gw_store_job *done_head; /* run, done not yet called */
@@ -53,6 +55,33 @@ struct thread_arg {
     struct gw_store *conn;
 };
 
+/* Run the jobs from j on in transactions: as many as one transaction holds. When SQLite ends
+ * the transaction by itself while a job runs (disk full, I/O error), that job and those before
+ * it in the batch fail with it, and the rest, not run yet, start a new one. */
+static void run_batch(struct gw_store_job *j, struct gw_store *conn)
+{
+    while (j != NULL) {
+        struct gw_store_job *k = j, *rest = NULL;
+        int rc = gw_store_tx_begin(conn);
+        for (; rc == 0 && k != NULL; k = k->next) {
+            k->run(k, conn);
+            if (!gw_store_in_tx(conn)) {
+                rc = GW_ESTORE;
+                rest = k->next;
+                break;
+            }
+        }
+        if (rc == 0 && (rc = gw_store_tx_commit(conn)) != 0)
+            gw_store_tx_rollback(conn);
+        while (j != rest) {
+            struct gw_store_job *next = j->next;
+            j->batch_rc = rc;
+            finish(j);
+            j = next;
+        }
+    }
+}
+
 static void *pool_main(void *arg)
 {
     struct thread_arg ta = *(struct thread_arg *)arg;
@@ -67,6 +96,12 @@ static void *pool_main(void *arg)
             pthread_mutex_unlock(&p->mu);
             return NULL;
         }
+        if (p->batch) { /* the whole queue, in one transaction */
+            p->head = p->tail = NULL;
+            pthread_mutex_unlock(&p->mu);
+            run_batch(j, ta.conn);
+            continue;
+        }
         p->head = j->next;
         if (p->head == NULL)
             p->tail = NULL;
@@ -76,7 +111,8 @@ static void *pool_main(void *arg)
     }
 }
 
-int gw_store_pool_new(const char *url, int n, struct gw_store_pool **out, struct gw_errbuf *eb)
+int gw_store_pool_new(const char *url, int n, int batch, struct gw_store_pool **out,
+                      struct gw_errbuf *eb)
 {
     struct gw_store_pool *p = gw_calloc(1, sizeof(*p));
     int rc = GW_ENOMEM;
@@ -84,6 +120,7 @@ int gw_store_pool_new(const char *url, int n, struct gw_store_pool **out, struct
     *out = NULL;
     if (p == NULL)
         return GW_ENOMEM;
+    p->batch = batch;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->threads = gw_calloc((size_t)n, sizeof(*p->threads));
@@ -195,8 +232,9 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
 {
     j->x = x;
     j->next = NULL;
+    j->batch_rc = 0;
     atomic_fetch_add(&x->pending, 1);
-    if (x->pool == NULL) {
+    if (x->pool == NULL || (x->store != NULL && !j->writes)) {
         j->run(j, x->store);
         finish(j);
         return;

@@ -3,15 +3,20 @@
  *
  * A job has a run function (does the store work, given a connection) and a done function (runs
  * afterwards on the submitting worker's event loop). Each worker has an executor:
- * - inline (SQLite: calls take microseconds): run happens at once on the worker's thread with
- *   the worker's own connection; done follows from the event loop;
- * - pooled (PostgreSQL): run happens on one of a few pool threads, each with its own
- *   connection; done is handed back to the worker's loop.
+ * - SQLite: reads run inline at once on the worker's thread with the worker's own connection
+ *   (calls take microseconds; WAL readers never wait for the writer); writes go to one writer
+ *   thread (a pool of one in batch mode), which runs every write queued, from all workers, in
+ *   one transaction (group commit: each page is written once per batch, not once per row);
+ * - PostgreSQL: every job runs on one of a few pool threads, each with its own connection.
+ * done is handed back to the worker's loop in every case.
  *
  * Invariants:
  * - done runs exactly once per submitted job, on the worker's thread, never from inside
  *   gw_store_submit; jobs of one worker finish in no particular order.
  * - A job's memory belongs to the submitter until its done has started.
+ * - A batched write's batch_rc is the result of its transaction: non-zero means what the job
+ *   wrote is lost (or, if BEGIN failed, that run never ran), and done must treat the job as
+ *   failed whatever run reported.
  * - Before a worker frees its executor it drains it: every submitted job has run and its done
  *   has been called.
  */
@@ -33,18 +38,23 @@ typedef void (*gw_store_job_done)(struct gw_store_job *j);
 struct gw_store_job {
     gw_store_job_run run;
     gw_store_job_done done;
+    int writes;                /* set by the submitter: the job changes the store */
+    int batch_rc;              /* set by the executor: 0, or its batch's transaction failed */
     struct gw_store_job *next; /* private: queue and done-list link */
     struct gw_store_exec *x;   /* private: the executor it was submitted to */
 };
 
-/* n threads, each with its own connection to url (opened now: errors show at start-up). */
-GW_NODISCARD int gw_store_pool_new(const char *url, int n, struct gw_store_pool **out,
+/* n threads, each with its own connection to url (opened now: errors show at start-up).
+ * batch: each thread runs all the jobs queued when it wakes in one transaction (SQLite's
+ * writer: n = 1). */
+GW_NODISCARD int gw_store_pool_new(const char *url, int n, int batch, struct gw_store_pool **out,
                                    struct gw_errbuf *eb);
 /* Stop the threads after the queue has emptied. Executors using it must be drained first. */
 void gw_store_pool_free(struct gw_store_pool *p);
 
-/* An executor for the worker whose loop is base: pooled when pool is not NULL, else inline on
- * store (borrowed, the worker's connection). */
+/* An executor for the worker whose loop is base. store (borrowed, the worker's connection, may
+ * be NULL): reads run inline on it; pool (may be NULL): writes run there, and reads too when
+ * store is NULL. At least one is given. */
 GW_NODISCARD int gw_store_exec_new(struct event_base *base, struct gw_store *store,
                                    struct gw_store_pool *pool, struct gw_store_exec **out);
 /* Run the worker's loop until every submitted job is done (for shutdown). */

@@ -792,6 +792,11 @@ static int pg_usage_recover(struct gw_store *base, const char *node, int64_t *co
     return run_count((struct pg *)base, P_USAGE_RECOVER, &p, count);
 }
 
+static int pg_in_tx(struct gw_store *base)
+{
+    return PQtransactionStatus(((struct pg *)base)->conn) != PQTRANS_IDLE;
+}
+
 static int pg_tx(struct gw_store *base, const char *what)
 {
     struct pg *s = (struct pg *)base;
@@ -1014,6 +1019,7 @@ static const struct gw_store_ops postgres_ops = {
     .usage_list = pg_usage_list,
     .usage_recover = pg_usage_recover,
     .tx = pg_tx,
+    .in_tx = pg_in_tx,
     .lock_scope = pg_lock_scope,
     .usage_snapshot = pg_usage_snapshot,
     .counters_add = pg_counters_add,

@@ -790,6 +790,11 @@ static int sq_tx(struct gw_store *base, const char *what)
     return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : GW_ESTORE;
 }
 
+static int sq_in_tx(struct gw_store *base)
+{
+    return !sqlite3_get_autocommit(((struct sq *)base)->db);
+}
+
 static int sq_lock_scope(struct gw_store *base, enum gw_scope scope, int64_t id)
 {
     (void)base; /* BEGIN IMMEDIATE already serialises every writer */
@@ -1053,6 +1058,7 @@ static const struct gw_store_ops sqlite_ops = {
     .usage_list = sq_usage_list,
     .usage_recover = sq_usage_recover,
     .tx = sq_tx,
+    .in_tx = sq_in_tx,
     .lock_scope = sq_lock_scope,
     .usage_snapshot = sq_usage_snapshot,
     .counters_add = sq_counters_add,

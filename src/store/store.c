@@ -129,6 +129,7 @@ int gw_store_usage_recover(struct gw_store *s, const char *node, int64_t *count)
 int gw_store_tx_begin(struct gw_store *s) { return s->ops->tx(s, "BEGIN"); }
 int gw_store_tx_commit(struct gw_store *s) { return s->ops->tx(s, "COMMIT"); }
 void gw_store_tx_rollback(struct gw_store *s) { (void)s->ops->tx(s, "ROLLBACK"); }
+int gw_store_in_tx(struct gw_store *s) { return s->ops->in_tx(s); }
 
 int gw_store_lock_scope(struct gw_store *s, enum gw_scope scope, int64_t id)
 {

@@ -36,6 +36,7 @@ struct gw_store_ops {
                       void *arg, struct gw_usage_totals *totals);
     int (*usage_recover)(struct gw_store *s, const char *node, int64_t *count);
     int (*tx)(struct gw_store *s, const char *what); /* "BEGIN", "COMMIT", "ROLLBACK" */
+    int (*in_tx)(struct gw_store *s);                /* a transaction is open */
     int (*lock_scope)(struct gw_store *s, enum gw_scope scope, int64_t id);
     int (*usage_snapshot)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t hour_start,
                           int64_t day_start, int64_t month_start, int want,

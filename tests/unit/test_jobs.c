@@ -1,0 +1,212 @@
+/* Store work executors (store/jobs.h) on SQLite: reads inline on the worker's connection,
+ * writes on the one writer thread, batched in one transaction; a batch whose transaction fails
+ * reports it to every job that ran in it, and what they wrote is gone; the jobs not run yet get
+ * a new transaction. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
+
+#include "store/jobs.h"
+#include "store/store.h"
+
+struct fx {
+    char dir[64];
+    char url[128];
+    struct gw_store *s; /* the "worker's" connection */
+    struct gw_store_pool *writer;
+    struct event_base *base;
+    struct gw_store_exec *x;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    struct gw_errbuf eb = {{0}};
+    strcpy(f->dir, "/tmp/llmgw-jobs-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->url, sizeof(f->url), "sqlite:%s/gw.db", f->dir);
+    assert_int_equal(gw_store_open(f->url, &f->s, &eb), 0);
+    assert_int_equal(gw_store_migrate(f->s, &eb), 0);
+    assert_int_equal(gw_store_pool_new(f->url, 1, 1, &f->writer, &eb), 0);
+    assert_non_null(f->base = event_base_new());
+    assert_int_equal(gw_store_exec_new(f->base, f->s, f->writer, &f->x), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[128];
+    gw_store_exec_drain(f->x);
+    gw_store_exec_free(f->x);
+    gw_store_pool_free(f->writer);
+    event_base_free(f->base);
+    gw_store_free(f->s);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+enum action { CREATE_ORG, ROLL_BACK, WAIT_GATE };
+
+struct tjob {
+    struct gw_store_job job;
+    enum action act;
+    char slug[32];
+    pthread_t ran_on;
+    int run_rc;
+    int done;
+    int batch_rc;
+};
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_open, gate_waiting;
+
+static void t_run(struct gw_store_job *j, struct gw_store *s)
+{
+    struct tjob *t = (struct tjob *)j;
+    t->ran_on = pthread_self();
+    if (t->act == CREATE_ORG) {
+        t->run_rc = gw_store_org_create(s, t->slug, t->slug, NULL);
+    } else if (t->act == ROLL_BACK) { /* as SQLite does itself after some errors */
+        gw_store_tx_rollback(s);
+    } else {
+        pthread_mutex_lock(&gate_mu);
+        gate_waiting = 1;
+        pthread_cond_broadcast(&gate_cv);
+        while (!gate_open)
+            pthread_cond_wait(&gate_cv, &gate_mu);
+        pthread_mutex_unlock(&gate_mu);
+    }
+}
+
+static void t_done(struct gw_store_job *j)
+{
+    struct tjob *t = (struct tjob *)j;
+    t->done++;
+    t->batch_rc = j->batch_rc;
+}
+
+static void submit(struct fx *f, struct tjob *t, enum action act, const char *slug, int writes)
+{
+    memset(t, 0, sizeof(*t));
+    t->act = act;
+    snprintf(t->slug, sizeof(t->slug), "%s", slug);
+    t->job.run = t_run;
+    t->job.done = t_done;
+    t->job.writes = writes;
+    gw_store_submit(f->x, &t->job);
+}
+
+static int org_exists(struct fx *f, const char *slug)
+{
+    struct gw_org o;
+    return gw_store_org_get(f->s, slug, &o) == 0;
+}
+
+static void reads_inline_writes_on_the_writer(void **state)
+{
+    struct fx *f = *state;
+    struct tjob r, w;
+    submit(f, &r, CREATE_ORG, "inline", 0);
+    assert_true(pthread_equal(r.ran_on, pthread_self()));
+    assert_int_equal(r.done, 0); /* done comes from the loop, never from submit */
+    submit(f, &w, CREATE_ORG, "written", 1);
+    gw_store_exec_drain(f->x);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(w.done, 1);
+    assert_false(pthread_equal(w.ran_on, pthread_self()));
+    assert_int_equal(w.run_rc, 0);
+    assert_int_equal(w.batch_rc, 0);
+    assert_true(org_exists(f, "written"));
+}
+
+static void open_gate(void)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_open = 1;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+/* Hold the writer in a first batch while more writes queue: they form the next batch. */
+static void hold_writer(struct fx *f, struct tjob *gate)
+{
+    gate_open = gate_waiting = 0;
+    submit(f, gate, WAIT_GATE, "", 1);
+    pthread_mutex_lock(&gate_mu);
+    while (!gate_waiting)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static void queued_writes_commit_together(void **state)
+{
+    struct fx *f = *state;
+    struct tjob gate, t[20];
+    hold_writer(f, &gate);
+    for (int i = 0; i < 20; i++) {
+        char slug[16];
+        snprintf(slug, sizeof(slug), "org-%d", i);
+        submit(f, &t[i], CREATE_ORG, slug, 1);
+    }
+    open_gate();
+    gw_store_exec_drain(f->x);
+    for (int i = 0; i < 20; i++) {
+        char slug[16];
+        snprintf(slug, sizeof(slug), "org-%d", i);
+        assert_int_equal(t[i].done, 1);
+        assert_int_equal(t[i].batch_rc, 0);
+        assert_true(org_exists(f, slug));
+    }
+}
+
+static void a_failed_batch_fails_every_job_in_it(void **state)
+{
+    struct fx *f = *state;
+    struct tjob gate, a, b, c, later;
+    hold_writer(f, &gate);
+    submit(f, &a, CREATE_ORG, "lost-a", 1);
+    submit(f, &b, ROLL_BACK, "", 1);
+    submit(f, &c, CREATE_ORG, "lost-c", 1);
+    open_gate();
+    gw_store_exec_drain(f->x);
+    assert_int_equal(gate.batch_rc, 0);
+    assert_int_equal(a.run_rc, 0); /* run said yes ... */
+    assert_int_not_equal(a.batch_rc, 0); /* ... and the batch says its write is lost */
+    assert_int_not_equal(b.batch_rc, 0);
+    assert_false(org_exists(f, "lost-a"));
+    /* c had not run yet: it went into a new transaction */
+    assert_int_equal(c.batch_rc, 0);
+    assert_int_equal(c.run_rc, 0);
+    assert_true(org_exists(f, "lost-c"));
+    /* the writer goes on with the next batch */
+    submit(f, &later, CREATE_ORG, "later", 1);
+    gw_store_exec_drain(f->x);
+    assert_int_equal(later.batch_rc, 0);
+    assert_true(org_exists(f, "later"));
+}
+
+int main(void)
+{
+    evthread_use_pthreads();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(reads_inline_writes_on_the_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(queued_writes_commit_together, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failed_batch_fails_every_job_in_it, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("jobs", tests, NULL, NULL);
+}
