@@ -4,7 +4,7 @@ set -euo pipefail
 want=(build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev libssl-dev
       libsqlite3-dev libyaml-dev libpq-dev ca-certificates)
 if [ "${1:-build}" = test ]; then
-    want+=(libcmocka-dev nodejs npm curl clang sqlite3 postgresql)
+    want+=(libcmocka-dev nodejs npm curl clang sqlite3 postgresql valgrind)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -67,6 +67,9 @@ out=$(scripts/run-e2e.sh tsan build/tsan/llmgw tests/e2e/chat.test.js tests/e2e/
 echo "$out"
 add_counts "$(grep -E '^tsan: ' <<<"$out" | tail -n 1)"
 
+echo "== instructions per request (callgrind, release build) against bench/icount.txt"
+if bench/icount.sh; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+
 echo
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
