@@ -784,12 +784,19 @@ static int pg_usage_list(struct gw_store *base, const struct gw_usage_filter *f,
 
 static int run_count(struct pg *s, enum stmt_id id, const struct params *p, int64_t *count);
 
-static int pg_usage_recover(struct gw_store *base, const char *node, int64_t *count)
+/* What a dead process of node ("" = any node) left in flight becomes uncertain: the
+ * reservations (P_USAGE_RECOVER) or the idempotency claims (P_IDEM_RECOVER). */
+static int recover(struct gw_store *base, enum stmt_id id, const char *node, int64_t *count)
 {
     struct params p = {0};
     p_i64(&p, gw_now_ms());
     p_text(&p, node);
-    return run_count((struct pg *)base, P_USAGE_RECOVER, &p, count);
+    return run_count((struct pg *)base, id, &p, count);
+}
+
+static int pg_usage_recover(struct gw_store *base, const char *node, int64_t *count)
+{
+    return recover(base, P_USAGE_RECOVER, node, count);
 }
 
 static int pg_in_tx(struct gw_store *base)
@@ -982,10 +989,7 @@ static int run_count(struct pg *s, enum stmt_id id, const struct params *p, int6
 
 static int pg_idem_recover(struct gw_store *base, const char *node, int64_t *count)
 {
-    struct params p = {0};
-    p_i64(&p, gw_now_ms());
-    p_text(&p, node);
-    return run_count((struct pg *)base, P_IDEM_RECOVER, &p, count);
+    return recover(base, P_IDEM_RECOVER, node, count);
 }
 
 static int pg_idem_purge(struct gw_store *base, int64_t now_ms, int limit, int64_t *count)

@@ -767,19 +767,30 @@ static int sq_usage_recent(struct gw_store *base, enum gw_scope scope, int64_t i
     return rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
-static int sq_usage_recover(struct gw_store *base, const char *node, int64_t *count)
+/* Run the bound st to its end; *count = the rows it changed. */
+static int exec_counted(struct sq *s, sqlite3_stmt *st, int64_t *count)
 {
-    struct sq *s = (struct sq *)base;
-    sqlite3_stmt *st = stmt(s, S_USAGE_RECOVER);
+    int rc = exec_done(s, st);
+    *count = rc == 0 ? sqlite3_changes(s->db) : 0;
+    return rc;
+}
+
+/* What a dead process of node ("" = any node) left in flight becomes uncertain: the
+ * reservations (S_USAGE_RECOVER) or the idempotency claims (S_IDEM_RECOVER). */
+static int recover(struct sq *s, enum stmt_id id, const char *node, int64_t *count)
+{
+    sqlite3_stmt *st = stmt(s, id);
     *count = 0;
     if (st == NULL)
         return GW_ESTORE;
     sqlite3_bind_int64(st, 1, gw_now_ms());
     bind_text(st, 2, node);
-    int rc = exec_done(s, st);
-    if (rc == 0)
-        *count = sqlite3_changes(s->db);
-    return rc;
+    return exec_counted(s, st, count);
+}
+
+static int sq_usage_recover(struct gw_store *base, const char *node, int64_t *count)
+{
+    return recover((struct sq *)base, S_USAGE_RECOVER, node, count);
 }
 
 static int sq_tx(struct gw_store *base, const char *what)
@@ -1007,17 +1018,7 @@ static int sq_idem_release(struct gw_store *base, const struct gw_idem_rec *rec)
 
 static int sq_idem_recover(struct gw_store *base, const char *node, int64_t *count)
 {
-    struct sq *s = (struct sq *)base;
-    sqlite3_stmt *st = stmt(s, S_IDEM_RECOVER);
-    *count = 0;
-    if (st == NULL)
-        return GW_ESTORE;
-    sqlite3_bind_int64(st, 1, gw_now_ms());
-    bind_text(st, 2, node);
-    int rc = exec_done(s, st);
-    if (rc == 0)
-        *count = sqlite3_changes(s->db);
-    return rc;
+    return recover((struct sq *)base, S_IDEM_RECOVER, node, count);
 }
 
 static int sq_idem_purge(struct gw_store *base, int64_t now_ms, int limit, int64_t *count)
@@ -1029,10 +1030,7 @@ static int sq_idem_purge(struct gw_store *base, int64_t now_ms, int limit, int64
         return GW_ESTORE;
     sqlite3_bind_int64(st, 1, now_ms);
     sqlite3_bind_int(st, 2, limit);
-    int rc = exec_done(s, st);
-    if (rc == 0)
-        *count = sqlite3_changes(s->db);
-    return rc;
+    return exec_counted(s, st, count);
 }
 
 static const struct gw_store_ops sqlite_ops = {

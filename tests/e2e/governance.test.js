@@ -273,11 +273,17 @@ describe('crashes', () => {
       assert.match(env.log(), /reservation\(s\) left by an earlier process marked uncertain|listening/);
     }
     assert.ok(ok.length > 0, 'some requests were answered before the crashes');
+    // settlement is group-committed just after the answer (DESIGN.md step 10): a crash in that
+    // instant leaves the row uncertain at its whole reservation, never missing, never less
+    let settled = 0;
     for (const rid of ok) {
       const row = await env.usageRow(rid);
       assert.ok(row, `answered ${rid} has a usage row`);
-      assert.equal(row.state, 'settled');
+      assert.ok(row.state === 'settled' || (row.state === 'uncertain' && row.cost_micros === row.reserved_micros),
+        `answered ${rid}: ${row.state} ${row.cost_micros}/${row.reserved_micros}`);
+      if (row.state === 'settled') settled++;
     }
+    assert.ok(settled >= ok.length - 5, `answered rows are settled (${settled} of ${ok.length})`);
     const t = await env.usageTotals(['--key', keyId]);
     assert.ok(t.cost_micros <= budget, `spend ${t.cost_micros} never above the budget ${budget}`);
     const { stdout } = await env.cli(['usage', '--key', keyId, '--format', 'jsonl', '--db', env.db]);

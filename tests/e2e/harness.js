@@ -414,8 +414,14 @@ async function startEnvWith(fake, opts) {
     return r.json.offset_ms;
   }
 
-  // `llmgw usage ... --format totals` → {rows, requests, tokens_in, tokens_out, cost_micros}
+  // `llmgw usage ... --format totals` → {rows, requests, tokens_in, tokens_out, cost_micros}.
+  // Rows are settled just after their answers (a store thread writes them, in batches), so
+  // first wait (up to 3 s) until no row is still "reserved".
   async function usageTotals(args = []) {
+    for (let end = Date.now() + 3000; Date.now() < end;) {
+      if ((await queryRows("state = 'reserved'")).length === 0) break;
+      await sleep(50);
+    }
     const { stdout } = await cli(['usage', ...args, '--format', 'totals', '--db', db]);
     const m = /totals (.*)$/m.exec(stdout);
     if (!m) throw new Error(`no totals line: ${stdout}`);
