@@ -58,26 +58,6 @@ enum stmt_id {
     P_COUNT
 };
 
-#define LIMIT_COLS(t)                                                                              \
-    t ".rph, " t ".tph, " t ".max_concurrent, " t ".daily_usd_micros, " t ".monthly_usd_micros, "  \
-    t ".max_request_usd_micros"
-#define KEY_COLS                                                                                   \
-    "k.id, k.key_id, COALESCE(k.org_id, 0), COALESCE(o.slug, ''), k.name, k.prefix, k.role, "      \
-    "k.tier, k.providers, k.models, k.revoked, k.created_ms, k.revoked_ms, " LIMIT_COLS("k") ", "  \
-    "COALESCE(o.providers, ''), COALESCE(o.models, ''), "                                          \
-    "COALESCE(o.rph, 0), COALESCE(o.tph, 0), COALESCE(o.max_concurrent, 0), "                      \
-    "COALESCE(o.daily_usd_micros, 0), COALESCE(o.monthly_usd_micros, 0), "                         \
-    "COALESCE(o.max_request_usd_micros, 0) "                                                       \
-    "FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
-#define ORG_COLS "id, slug, name, created_ms, providers, models, " LIMIT_COLS("orgs")
-#define USAGE_COLS                                                                                 \
-    "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
-    "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
-    "error_code, catalog_version, created_ms, settled_ms, parent_request_id, kind, attempts, "    \
-    "route_method, node, reserved_tokens"
-#define SPENT_SQL                                                                                  \
-    "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros ELSE cost_micros "      \
-    "END), 0) FROM usage WHERE "
 #define RECENT_SQL                                                                                 \
     "SELECT created_ms, (kind = 'chat')::int, tokens_in + tokens_out FROM usage WHERE "
 

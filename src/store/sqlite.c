@@ -54,25 +54,6 @@ enum stmt_id {
     S_COUNT
 };
 
-#define LIMIT_COLS(t)                                                                              \
-    t ".rph, " t ".tph, " t ".max_concurrent, " t ".daily_usd_micros, " t ".monthly_usd_micros, "  \
-    t ".max_request_usd_micros"
-#define KEY_COLS                                                                                   \
-    "k.id, k.key_id, COALESCE(k.org_id, 0), COALESCE(o.slug, ''), k.name, k.prefix, k.role, "      \
-    "k.tier, k.providers, k.models, k.revoked, k.created_ms, k.revoked_ms, " LIMIT_COLS("k") ", "  \
-    "COALESCE(o.providers, ''), COALESCE(o.models, ''), "                                          \
-    "COALESCE(o.rph, 0), COALESCE(o.tph, 0), COALESCE(o.max_concurrent, 0), "                      \
-    "COALESCE(o.daily_usd_micros, 0), COALESCE(o.monthly_usd_micros, 0), "                         \
-    "COALESCE(o.max_request_usd_micros, 0) "                                                       \
-    "FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
-#define ORG_COLS "id, slug, name, created_ms, providers, models, " LIMIT_COLS("orgs")
-
-#define USAGE_COLS                                                                                 \
-    "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
-    "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
-    "error_code, catalog_version, created_ms, settled_ms, parent_request_id, kind, attempts, "    \
-    "route_method, node, reserved_tokens"
-
 static const char *const stmt_sql[S_COUNT] = {
     [S_ORG_INSERT] = "INSERT INTO orgs(slug, name, created_ms) VALUES (?1, ?2, ?3)",
     [S_ORG_GET] = "SELECT " ORG_COLS " FROM orgs WHERE slug = ?1",
@@ -102,9 +83,6 @@ static const char *const stmt_sql[S_COUNT] = {
                        "provider = ?12, model = ?13, reserved_micros = ?14, attempts = ?15, "
                        "route_method = ?16, reserved_tokens = ?17 WHERE request_id = ?1",
     [S_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage WHERE request_id = ?1",
-#define SPENT_SQL                                                                                  \
-    "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros ELSE cost_micros "      \
-    "END), 0) FROM usage WHERE "
     [S_USAGE_SPENT] = SPENT_SQL "key_row_id = ?1 AND created_ms >= ?2",
     [S_USAGE_SPENT_ORG] = SPENT_SQL "org_id = ?1 AND created_ms >= ?2",
 #define RECENT_SQL "SELECT created_ms, kind = 'chat', tokens_in + tokens_out FROM usage WHERE "
