@@ -14,6 +14,7 @@
 # Usage: bench/compare.sh [SECONDS=4]   (BENCH_SKIP_PORTKEY=1 leaves Portkey out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 dur=${1:-4}
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -106,10 +107,6 @@ sse_body="{\"model\":\"gpt-4o\",\"stream\":true,\"messages\":[$msg]}"
 gw_sse_body="{\"model\":\"grok-3\",\"stream\":true,\"messages\":[$msg]}"
 pk_headers=$'x-portkey-provider: openai\nAuthorization: Bearer sk-bench'
 
-to_us() { # "690.00us" | "3.17ms" | "1.44s" -> microseconds
-    awk -v v="$1" 'BEGIN { n = v + 0; u = v; gsub(/[0-9.]/, "", u);
-        printf "%.0f", u == "ms" ? n * 1000 : u == "s" ? n * 1000000 : u == "m" ? n * 60000000 : n }'
-}
 results=$tmp/results
 : >"$results"
 run() { # name mode conns url body [auth] [headers]
@@ -119,8 +116,8 @@ run() { # name mode conns url body [auth] [headers]
         -s bench/post.lua "$4" >"$out" 2>&1 || true
     local rps p50 p99 errs
     rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$out")
-    p50=$(to_us "$(awk '/^     50%/ {print $2}' "$out")")
-    p99=$(to_us "$(awk '/^     99%/ {print $2}' "$out")")
+    p50=$(wrk_p50_us "$out")
+    p99=$(wrk_p99_us "$out")
     errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
     echo "$1 $2 $3 ${rps:-0} ${p50:-0} ${p99:-0} $errs" >>"$results"
 }

@@ -8,6 +8,7 @@
 # Usage: bench/run.sh [DURATION_S=5] [CONNECTIONS=32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 dur=${1:-5}; conns=${2:-32}
 command -v wrk >/dev/null || { echo "bench: installing wrk" >&2; apt-get install -y -qq wrk >/dev/null; }
 tmp=$(mktemp -d)
@@ -55,11 +56,6 @@ run "gateway c=$conns" "http://127.0.0.1:$gport/v1/chat/completions" "$key" \
 errs=$( (grep -c 'Non-2xx' "$tmp"/*.txt || true) | awk -F: '{s+=$2} END {print s}')
 [ "$errs" = 0 ] || { echo "bench: some runs had non-2xx answers:"; grep -H 'Non-2xx' "$tmp"/*.txt; }
 
-p50_us() { # the p50 of a run, in microseconds
-    awk '/^     50%/ { v = $2; u = v; gsub(/[0-9.]/, "", u); gsub(/[a-z]/, "", v);
-        print (u == "ms" ? v * 1000 : u == "s" ? v * 1000000 : v) }' "$tmp/$1.txt"
-}
-
 seed=${BENCH_IDEM_N:-10000}
 body="{\"model\":\"gpt-4o\",\"messages\":[$msg]}"
 BENCH_AUTH=$key BENCH_BODY=$body BENCH_N=$seed wrk -t1 -c16 -d300s \
@@ -70,8 +66,8 @@ export BENCH_KEYS=$(( stored * 9 / 10 ))
 run "replay c=1" "http://127.0.0.1:$gport/v1/chat/completions" "$key" "$body" 1 bench/idem_replay.lua
 run "replay c=$conns" "http://127.0.0.1:$gport/v1/chat/completions" "$key" "$body" "$conns" \
     bench/idem_replay.lua
-over=$(( $(printf '%.0f' "$(p50_us "gateway c=1")") - $(printf '%.0f' "$(p50_us "direct c=1")") ))
-rep=$(printf '%.0f' "$(p50_us "replay c=1")")
+over=$(( $(wrk_p50_us "$tmp/gateway c=1.txt") - $(wrk_p50_us "$tmp/direct c=1.txt") ))
+rep=$(wrk_p50_us "$tmp/replay c=1.txt")
 echo "p50 at c=1: a plain request's gateway overhead ${over} us (gateway - direct); a replay ${rep} us" \
      "($(awk -v r="$rep" -v o="$over" 'BEGIN { printf "%.2f", (o > 0 ? r / o : 0) }')x)"
 sqlite3 "$tmp/gw.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null

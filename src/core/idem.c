@@ -199,10 +199,7 @@ static void replay(struct gw_call *c, const struct gw_idem_rec *f)
         evhttp_add_header(h, "Content-Type", "application/json");
     evhttp_add_header(h, "X-Request-Id", c->rid);
     evhttp_add_header(h, "Idempotent-Replayed", "true");
-    int rid_ok = f->request_id[0] != '\0';
-    for (const char *q = f->request_id; *q != '\0'; q++)
-        rid_ok &= *q > 0x20 && *q < 0x7f;
-    if (rid_ok)
+    if (gw_request_id_ok(f->request_id))
         evhttp_add_header(h, "X-LLMGW-Original-Request-Id", f->request_id);
     struct evbuffer *b = evbuffer_new();
     if (b != NULL)

@@ -67,11 +67,7 @@ void gw_call_send_json(struct gw_call *c, int status, const json_t *body, int re
     if (c->evcon != NULL)
         evhttp_connection_set_closecb(c->evcon, NULL, NULL);
     gw_call_answer_headers(c);
-    if (retry_after > 0) {
-        char ra[24];
-        snprintf(ra, sizeof(ra), "%d", retry_after);
-        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", ra);
-    }
+    gw_reply_retry_after(c->req, retry_after);
     char *s = body != NULL ? json_dumps(body, GW_JSON_OUT) : NULL;
     if (c->idem != NULL && s != NULL) { /* kept for a replay of this key */
         gw_idem_capture_head(c, status, "application/json");

@@ -70,16 +70,21 @@ json_t *gw_error_body(const char *type, const char *code, const char *message,
                      message, "request_id", request_id ? request_id : "");
 }
 
+void gw_reply_retry_after(struct evhttp_request *req, int seconds)
+{
+    if (seconds <= 0)
+        return;
+    char ra[24];
+    snprintf(ra, sizeof(ra), "%d", seconds);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
+}
+
 void gw_reply_error(struct evhttp_request *req, int status, const char *type, const char *code,
                     const char *message, const char *request_id, int retry_after_s)
 {
     json_t *body = gw_error_body(type, code, message, request_id);
 
-    if (retry_after_s > 0) {
-        char ra[24];
-        snprintf(ra, sizeof(ra), "%d", retry_after_s);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
-    }
+    gw_reply_retry_after(req, retry_after_s);
     if (body == NULL) {
         gw_reply_headers(req, "application/json", request_id);
         evhttp_send_reply(req, status, gw_http_reason(status), NULL);
