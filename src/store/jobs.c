@@ -128,7 +128,8 @@ int gw_store_pool_new(const char *url, int n, int batch, struct gw_store_pool **
     if (p->threads == NULL || p->conns == NULL)
         goto fail;
     for (; p->nconns < n; p->nconns++)
-        if ((rc = gw_store_open(url, &p->conns[p->nconns], eb)) != 0)
+        if ((rc = gw_store_open(url, &p->conns[p->nconns], eb)) != 0 ||
+            (batch && (rc = gw_store_writer_mode(p->conns[p->nconns])) != 0))
             goto fail;
     for (int i = 0; i < n; i++) {
         struct thread_arg *ta = gw_malloc(sizeof(*ta));

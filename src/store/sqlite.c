@@ -7,6 +7,7 @@
  * back is copied with bounds; a NULL column reads as "" or 0.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 
 #include "store/store_int.h"
+#include "util/log.h"
 #include "util/mem.h"
 #include "util/util.h"
 
@@ -140,11 +142,14 @@ static const char *const stmt_sql[S_COUNT] = {
                         "settled_ms = ?1 WHERE state = 'reserved' AND (?2 = '' OR node = ?2)",
 };
 
+struct sq_ckpt;
+
 struct sq {
     struct gw_store base; /* first: a struct gw_store * is a struct sq * */
     sqlite3 *db;
     sqlite3_stmt *stmts[S_COUNT];
     int64_t busy_since_us;
+    struct sq_ckpt *ckpt; /* writer mode: the thread that checkpoints the WAL */
 };
 
 /* Another worker holds the write lock for a few microseconds: retry after a short back-off
@@ -272,11 +277,118 @@ int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
     return 0;
 }
 
+/* ---- writer mode: WAL checkpoints off the writer's thread ---- */
+
+#define SQ_CKPT_PAGES 1000 /* SQLite's own autocheckpoint threshold */
+
+struct sq_ckpt {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pending, stop;
+    struct sq *conn; /* a connection of its own (a PASSIVE checkpoint never blocks writers) */
+};
+
+/* After each commit on the writer: wake the checkpointer once the WAL is long. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct sq_ckpt *k = arg;
+    (void)db;
+    (void)name;
+    if (pages >= SQ_CKPT_PAGES) {
+        pthread_mutex_lock(&k->mu);
+        k->pending = 1;
+        pthread_cond_signal(&k->cv);
+        pthread_mutex_unlock(&k->mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    struct sq_ckpt *k = arg;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        while (!k->pending && !k->stop)
+            pthread_cond_wait(&k->cv, &k->mu);
+        if (k->stop)
+            break;
+        k->pending = 0;
+        pthread_mutex_unlock(&k->mu);
+        /* the bulk without blocking anyone; then the few pages written meanwhile with writers
+         * held back (a busy writer never lets a passive checkpoint finish, and only a finished
+         * one lets the WAL start over instead of growing) */
+        int rc = sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                           NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL,
+                                           NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            GW_LOG_WARN("store", "WAL checkpoint failed: %s", sqlite3_errmsg(k->conn->db));
+        pthread_mutex_lock(&k->mu);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+static void ckpt_stop(struct sq_ckpt *k)
+{
+    pthread_mutex_lock(&k->mu);
+    k->stop = 1;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->thread, NULL);
+    sq_free(&k->conn->base);
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+    gw_free(k);
+}
+
+static int sq_writer_mode(struct gw_store *base)
+{
+    struct sq *s = (struct sq *)base;
+    struct gw_store *other = NULL;
+    const char *path = sqlite3_db_filename(s->db, "main");
+    char url[4096];
+
+    if (s->ckpt != NULL)
+        return 0;
+    if (path == NULL || path[0] == '\0') /* in memory: no WAL */
+        return 0;
+    if (snprintf(url, sizeof(url), "sqlite:%s", path) >= (int)sizeof(url))
+        return GW_ETOOBIG;
+    struct sq_ckpt *k = gw_calloc(1, sizeof(*k));
+    if (k == NULL)
+        return GW_ENOMEM;
+    int rc = gw_sqlite_open(url, &other, NULL);
+    if (rc != 0) {
+        gw_free(k);
+        return rc;
+    }
+    k->conn = (struct sq *)other;
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    if (pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {
+        sq_free(other);
+        pthread_cond_destroy(&k->cv);
+        pthread_mutex_destroy(&k->mu);
+        gw_free(k);
+        return GW_EIO;
+    }
+    s->ckpt = k;
+    sqlite3_wal_hook(s->db, on_wal_commit, k); /* replaces the automatic checkpoint */
+    return 0;
+}
+
 static void sq_free(struct gw_store *base)
 {
     struct sq *s = (struct sq *)base;
     if (s == NULL)
         return;
+    if (s->ckpt != NULL) {
+        sqlite3_wal_hook(s->db, NULL, NULL);
+        ckpt_stop(s->ckpt);
+    }
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(s->stmts[i]);
     sqlite3_close_v2(s->db);
@@ -1013,6 +1125,7 @@ static int sq_idem_purge(struct gw_store *base, int64_t now_ms, int limit, int64
 
 static const struct gw_store_ops sqlite_ops = {
     .name = "sqlite",
+    .writer_mode = sq_writer_mode,
     .free = sq_free,
     .migrate = sq_migrate,
     .schema_version = sq_schema_version,

@@ -131,6 +131,11 @@ int gw_store_tx_commit(struct gw_store *s) { return s->ops->tx(s, "COMMIT"); }
 void gw_store_tx_rollback(struct gw_store *s) { (void)s->ops->tx(s, "ROLLBACK"); }
 int gw_store_in_tx(struct gw_store *s) { return s->ops->in_tx(s); }
 
+int gw_store_writer_mode(struct gw_store *s)
+{
+    return s->ops->writer_mode != NULL ? s->ops->writer_mode(s) : 0;
+}
+
 int gw_store_lock_scope(struct gw_store *s, enum gw_scope scope, int64_t id)
 {
     return s->ops->lock_scope(s, scope, id);

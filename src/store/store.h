@@ -170,6 +170,10 @@ GW_NODISCARD int gw_store_tx_commit(struct gw_store *s);
 void gw_store_tx_rollback(struct gw_store *s);
 /* Is a transaction open? (SQLite ends one by itself after some errors: disk full, I/O.) */
 int gw_store_in_tx(struct gw_store *s);
+/* This connection is the process's busy writer: on SQLite its commits no longer checkpoint the
+ * WAL themselves (a checkpoint syncs the disk, which would stall every queued write); a thread
+ * of its own does, once the WAL passes 1000 pages. A no-op where it does not apply. */
+GW_NODISCARD int gw_store_writer_mode(struct gw_store *s);
 GW_NODISCARD int gw_store_lock_scope(struct gw_store *s, enum gw_scope scope, int64_t id);
 /* What the snapshot must read (the rest reads as 0): the sliding hour (usage_rate buckets from
  * the second hour_start on), what is in flight, the budget windows (usage_totals). */

@@ -59,6 +59,7 @@ struct gw_store_ops {
     int (*usage_recover)(struct gw_store *s, const char *node, int64_t *count);
     int (*tx)(struct gw_store *s, const char *what); /* "BEGIN", "COMMIT", "ROLLBACK" */
     int (*in_tx)(struct gw_store *s);                /* a transaction is open */
+    int (*writer_mode)(struct gw_store *s);          /* optional: see gw_store_writer_mode */
     int (*lock_scope)(struct gw_store *s, enum gw_scope scope, int64_t id);
     int (*usage_snapshot)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t hour_start,
                           int64_t day_start, int64_t month_start, int want,
