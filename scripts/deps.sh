@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages llmgw needs, only those missing. Usage: deps.sh build|test
 set -euo pipefail
-want=(build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev libssl-dev
-      libsqlite3-dev libyaml-dev libpq-dev ca-certificates)
+want=(build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev libyajl-dev
+      libssl-dev libsqlite3-dev libyaml-dev libpq-dev ca-certificates)
 if [ "${1:-build}" = test ]; then
     want+=(libcmocka-dev nodejs npm curl clang sqlite3 postgresql valgrind)
 fi

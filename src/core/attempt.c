@@ -26,6 +26,7 @@
 #include "util/json.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/splice.h"
 #include "util/util.h"
 
 #define GW_SSE_MAX_EVENT (4u << 20)
@@ -35,13 +36,16 @@
 
 static int on_sse_event(void *arg, const char *event, const char *data, size_t len);
 static int emit_chunk(void *arg, json_t *chunk);
+static int emit_raw_chunk(void *arg, const char *data, const struct gw_scan *scan);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 
 void gw_attempt_init(struct gw_call *c)
 {
     gw_buf_init(&c->body, c->w->gw->cfg.max_upstream_body);
+    gw_buf_init(&c->out, c->w->gw->cfg.max_upstream_body + 4096);
     gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
     c->st.emit = emit_chunk;
+    c->st.emit_raw = emit_raw_chunk;
     c->st.arg = c;
     c->retry_after_ms = -1;
     c->timer_ev = evtimer_new(gw_http_worker_base(c->w->hw), on_timer, c);
@@ -57,6 +61,7 @@ void gw_attempt_reset(struct gw_call *c)
         c->ops->stream_cleanup(&c->st);
     memset(&c->st, 0, sizeof(c->st));
     c->st.emit = emit_chunk;
+    c->st.emit_raw = emit_raw_chunk;
     c->st.arg = c;
     gw_sse_cleanup(&c->sse);
     gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
@@ -83,19 +88,10 @@ void gw_attempt_cancel(struct gw_call *c)
         evtimer_del(c->timer_ev);
 }
 
-json_t *gw_call_usage_json(const struct gw_call *c, const struct gw_usage *u, int simple)
+json_t *gw_call_usage_json(const struct gw_call *c, const struct gw_usage *u)
 {
-    double usd = (double)c->row.cost_micros / 1e6;
-    if (simple)
-        return json_pack("{s:I,s:I,s:f}", "tokens_in", (json_int_t)u->input_tokens, "tokens_out",
-                         (json_int_t)u->output_tokens, "cost_usd", usd);
-    return json_pack("{s:I,s:I,s:I,s:{s:I},s:{s:I},s:f}", "prompt_tokens",
-                     (json_int_t)u->input_tokens, "completion_tokens",
-                     (json_int_t)u->output_tokens, "total_tokens",
-                     (json_int_t)(u->input_tokens + u->output_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)u->cached_input_tokens,
-                     "completion_tokens_details", "reasoning_tokens",
-                     (json_int_t)u->reasoning_tokens, "cost_usd", usd);
+    return json_pack("{s:I,s:I,s:f}", "tokens_in", (json_int_t)u->input_tokens, "tokens_out",
+                     (json_int_t)u->output_tokens, "cost_usd", (double)c->row.cost_micros / 1e6);
 }
 
 /* ---- failures ---- */
@@ -227,6 +223,18 @@ static size_t client_backlog(const struct gw_call *c)
     return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
 }
 
+int gw_call_usage_text(const struct gw_call *c, const struct gw_usage *u, struct gw_buf *out)
+{
+    char usd[32];
+    gw_json_real_text(usd, sizeof(usd), (double)c->row.cost_micros / 1e6);
+    return gw_buf_printf(out, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
+                         "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld},"
+                         "\"completion_tokens_details\":{\"reasoning_tokens\":%lld},"
+                         "\"cost_usd\":%s}", (long long)u->input_tokens,
+                         (long long)u->output_tokens, (long long)(u->input_tokens + u->output_tokens),
+                         (long long)u->cached_input_tokens, (long long)u->reasoning_tokens, usd);
+}
+
 /* The client's output buffer drained: let a paused upstream go on. */
 static void on_client_drained(struct evhttp_connection *evcon, void *arg)
 {
@@ -284,6 +292,19 @@ static void count_emitted(struct gw_call *c, json_t *chunk)
     }
 }
 
+/* The provider went past the output it was asked for and we reserved: stop there (counting at
+ * least a token per 8 characters relayed). */
+static int over_reservation(struct gw_call *c)
+{
+    if (!c->capped || c->max_out <= 0)
+        return 0;
+    int64_t out = c->st.usage.output_tokens, est = (c->emitted_chars + 7) / 8;
+    if ((est > out ? est : out) <= c->max_out)
+        return 0;
+    c->over_reservation = 1;
+    return GW_ETOOBIG;
+}
+
 static int emit_chunk(void *arg, json_t *chunk)
 {
     struct gw_call *c = arg;
@@ -291,15 +312,8 @@ static int emit_chunk(void *arg, json_t *chunk)
     if (c->req == NULL)
         return GW_EIO;
     count_emitted(c, chunk);
-    if (c->capped && c->max_out > 0) {
-        /* the provider went past the output it was asked for and we reserved: stop there
-         * (counting at least a token per 8 characters relayed) */
-        int64_t out = c->st.usage.output_tokens, est = (c->emitted_chars + 7) / 8;
-        if ((est > out ? est : out) > c->max_out) {
-            c->over_reservation = 1;
-            return GW_ETOOBIG;
-        }
-    }
+    if (over_reservation(c))
+        return GW_ETOOBIG;
     if (!c->reply_started)
         start_stream_reply(c);
     json_object_set_new(chunk, "id", json_string(c->stream_id));
@@ -313,6 +327,41 @@ static int emit_chunk(void *arg, json_t *chunk)
     int rc = send_sse_data(c, s, strlen(s));
     gw_free(s);
     return rc;
+}
+
+/* Start c->out with "{" and a chunk's id, object, created and model. */
+static int chunk_head(struct gw_call *c)
+{
+    struct gw_buf *o = &c->out;
+    int n = 0, rc;
+
+    gw_buf_reset(o);
+    if ((rc = gw_buf_add(o, "{", 1)) || (rc = gw_splice_member_str(o, &n, "id", c->stream_id)) ||
+        (rc = gw_splice_member_raw(o, &n, "object", "\"chat.completion.chunk\"", 23)) ||
+        (rc = gw_splice_member_int(o, &n, "created", c->created)))
+        return rc;
+    return gw_splice_member_str(o, &n, "model", c->opts.model);
+}
+
+/* The same for a chunk relayed as the provider's bytes, its id, object, created, model and
+ * usage cut by the adapter's scan. */
+static int emit_raw_chunk(void *arg, const char *data, const struct gw_scan *scan)
+{
+    struct gw_call *c = arg;
+    struct gw_buf *o = &c->out;
+    int n = 1, rc;
+
+    if (c->req == NULL)
+        return GW_EIO;
+    c->emitted_chars += scan->text_chars;
+    if (over_reservation(c))
+        return GW_ETOOBIG;
+    if (!c->reply_started)
+        start_stream_reply(c);
+    if ((rc = chunk_head(c)) || (rc = gw_splice_kept(o, data, &scan->sp, &n)) ||
+        (rc = gw_buf_add(o, "}", 1)))
+        return rc;
+    return send_sse_data(c, o->data, o->len);
 }
 
 static int on_sse_event(void *arg, const char *event, const char *data, size_t len)
@@ -339,15 +388,12 @@ void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const cha
         gw_strlcpy(c->row.error_code, err_code, sizeof(c->row.error_code));
     } else {
         if (c->opts.include_usage) {
-            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", c->stream_id, "object",
-                                  "chat.completion.chunk", "created", (json_int_t)c->created,
-                                  "model", c->opts.model, "choices", "usage",
-                                  gw_call_usage_json(c, &c->st.usage, 0));
-            char *s = u ? json_dumps(u, GW_JSON_OUT) : NULL;
-            if (s != NULL)
-                send_sse_data(c, s, strlen(s));
-            gw_free(s);
-            json_decref(u);
+            struct gw_buf *o = &c->out;
+            int n = 1;
+            if (chunk_head(c) == 0 && gw_splice_member_raw(o, &n, "choices", "[]", 2) == 0 &&
+                gw_splice_member_raw(o, &n, "usage", "", 0) == 0 &&
+                gw_call_usage_text(c, &c->st.usage, o) == 0 && gw_buf_add(o, "}", 1) == 0)
+                send_sse_data(c, o->data, o->len);
         }
         send_sse_data(c, "[DONE]", 6);
         c->row.status = 200;
@@ -426,13 +472,58 @@ static int on_prereq(void *arg, char *remote_ip, char *local_ip, int remote_port
     return ++c->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
+/* An answer the adapter scanned: relayed as the provider's bytes with the gateway's members. */
+static int send_scanned(struct gw_call *c, const struct gw_scan *scan)
+{
+    struct gw_buf *o = &c->out;
+    int n = 0, rc;
+
+    gw_buf_reset(o);
+    if ((rc = gw_buf_add(o, "{", 1)) ||
+        (!scan->has_id && (rc = gw_splice_member_str(o, &n, "id", c->stream_id))) ||
+        (rc = gw_splice_member_raw(o, &n, "object", "\"chat.completion\"", 17)) ||
+        (rc = gw_splice_member_int(o, &n, "created", c->created)) ||
+        (rc = gw_splice_member_str(o, &n, "model", c->opts.model)) ||
+        (rc = gw_splice_kept(o, c->body.data, &scan->sp, &n)) ||
+        (rc = gw_splice_member_str(o, &n, "provider", c->ops->name)) ||
+        (rc = gw_splice_member_str(o, &n, "route_method", c->route_method)) ||
+        (rc = gw_splice_member_raw(o, &n, "usage", "", 0)) ||
+        (rc = gw_call_usage_text(c, &c->usage, o)) || (rc = gw_buf_add(o, "}", 1)))
+        return rc;
+    gw_call_send_text(c, 200, o->data, o->len, 0);
+    return 0;
+}
+
+/* A translated answer (a tree without usage): serialised, with the usage members appended. */
+static int send_with_usage(struct gw_call *c, const json_t *answer)
+{
+    struct gw_buf *o = &c->out;
+    char *s = json_dumps(answer, GW_JSON_OUT);
+    size_t len = s != NULL ? strlen(s) : 0;
+    int n = 1, rc = len > 2 ? 0 : GW_ENOMEM; /* at least {"choices":[]} */
+
+    gw_buf_reset(o);
+    if (rc == 0 && (rc = gw_buf_add(o, s, len - 1)) == 0 &&
+        (rc = gw_splice_member_raw(o, &n, "usage", "", 0)) == 0 &&
+        (rc = gw_call_usage_text(c, &c->usage, o)) == 0 && (rc = gw_buf_add(o, "}", 1)) == 0)
+        gw_call_send_text(c, 200, o->data, o->len, 0);
+    gw_free(s);
+    return rc;
+}
+
 static void finish_whole(struct gw_call *c)
 {
     struct gw_errbuf eb = {{0}};
     json_t *out = NULL;
+    struct gw_scan scan;
+    const char *body = c->body.data ? c->body.data : "";
+    /* adapters whose answers already are canonical relay them without a tree */
+    int fast = c->dialect != GW_DIALECT_SIMPLE && c->ops->scan != NULL;
 
-    int rc = c->ops->parse(c->body.data ? c->body.data : "", c->body.len, &out, &c->usage, &eb);
+    int rc = fast ? c->ops->scan(body, c->body.len, &c->usage, &scan, &eb)
+                  : c->ops->parse(body, c->body.len, &out, &c->usage, &eb);
     if (rc != 0) {
+
         struct gw_failure f;
         GW_LOG_WARN("upstream", "req=%s provider=%s unparseable answer: %s", c->rid, c->ops->name,
                     eb.msg);
@@ -446,28 +537,34 @@ static void finish_whole(struct gw_call *c)
         gw_call_usage_estimate(c, &c->usage);
     gw_call_usage_to_row(c, &c->usage);
     c->row.status = 200;
-    json_t *r = out;
-    if (c->dialect == GW_DIALECT_SIMPLE) {
+    if (fast) {
+        rc = send_scanned(c, &scan);
+    } else if (c->dialect == GW_DIALECT_SIMPLE) {
         json_t *msg = json_object_get(json_array_get(json_object_get(out, "choices"), 0),
                                       "message");
         const char *content = gw_json_str(msg, "content");
-        r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "content", content ? content : "", "model",
-                      c->opts.model, "provider", c->ops->name, "route_method", c->route_method,
-                      "request_id", c->rid, "usage", gw_call_usage_json(c, &c->usage, 1));
+        json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "content", content ? content : "",
+                              "model", c->opts.model, "provider", c->ops->name, "route_method",
+                              c->route_method, "request_id", c->rid, "usage",
+                              gw_call_usage_json(c, &c->usage));
+        rc = r != NULL ? 0 : GW_ENOMEM;
+        if (r != NULL)
+            gw_call_send_json(c, 200, r, 0);
+        json_decref(r);
     } else {
         json_object_set_new(out, "object", json_string("chat.completion"));
         json_object_set_new(out, "created", json_integer(c->created));
         json_object_set_new(out, "model", json_string(c->opts.model));
         json_object_set_new(out, "provider", json_string(c->ops->name));
         json_object_set_new(out, "route_method", json_string(c->route_method));
-        json_object_set_new(out, "usage", gw_call_usage_json(c, &c->usage, 0));
+        json_object_del(out, "usage");
         if (!json_is_string(json_object_get(out, "id")))
             json_object_set_new(out, "id", json_string(c->stream_id));
-        json_incref(out);
+        rc = send_with_usage(c, out);
     }
-    if (r != NULL)
-        gw_call_send_json(c, 200, r, 0);
-    json_decref(r);
+    if (rc != 0)
+        gw_call_reply_error(c, 500, "server_error", "internal_error",
+                            "the gateway could not write the answer", 0);
     json_decref(out);
     gw_call_attempt_done(c, 1);
 }

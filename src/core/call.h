@@ -111,6 +111,7 @@ struct gw_call {
     CURL *easy;
     struct curl_slist *hdrs;
     struct gw_buf body;             /* whole upstream answer (non-stream, or an error body) */
+    struct gw_buf out;              /* what is written to the client from it (answer, chunk) */
     struct gw_sse sse;
     struct gw_stream st;
     struct gw_usage usage;          /* non-stream usage */
@@ -133,6 +134,9 @@ struct gw_call {
 /* Answer the client with JSON (once): the X-LLMGW-* headers, Retry-After when > 0; the bytes
  * are kept for a replay when the request has an Idempotency-Key. */
 void gw_call_send_json(struct gw_call *c, int status, const json_t *body, int retry_after);
+/* The same with JSON text (len bytes; NULL: an empty body). */
+void gw_call_send_text(struct gw_call *c, int status, const char *text, size_t len,
+                       int retry_after);
 /* Answer the client with an error (once; later calls only record status and code). */
 void gw_call_reply_error(struct gw_call *c, int status, const char *type, const char *code,
                          const char *msg, int retry_after);
@@ -175,8 +179,11 @@ void gw_attempt_reset(struct gw_call *c);
 void gw_attempt_init(struct gw_call *c);
 /* Relay-side: end a stream the client already receives (error event, or usage + [DONE]). */
 void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const char *err_msg);
-/* JSON usage object for the client (simple: the simple endpoint's shape). New reference. */
-json_t *gw_call_usage_json(const struct gw_call *c, const struct gw_usage *u, int simple);
+/* The simple endpoint's usage object. New reference. */
+json_t *gw_call_usage_json(const struct gw_call *c, const struct gw_usage *u);
+/* Append the OpenAI-shaped usage object (token counts, details and cost_usd) as JSON text. */
+GW_NODISCARD int gw_call_usage_text(const struct gw_call *c, const struct gw_usage *u,
+                                    struct gw_buf *out);
 
 /* ---- idem.c ---- */
 /* The request's Idempotency-Key header: none (0), taken with a fingerprint of the body's bytes

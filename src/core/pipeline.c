@@ -60,7 +60,8 @@ void gw_call_answer_headers(struct gw_call *c)
     }
 }
 
-void gw_call_send_json(struct gw_call *c, int status, const json_t *body, int retry_after)
+void gw_call_send_text(struct gw_call *c, int status, const char *text, size_t len,
+                       int retry_after)
 {
     if (c->req == NULL)
         return;
@@ -68,16 +69,21 @@ void gw_call_send_json(struct gw_call *c, int status, const json_t *body, int re
         evhttp_connection_set_closecb(c->evcon, NULL, NULL);
     gw_call_answer_headers(c);
     gw_reply_retry_after(c->req, retry_after);
-    char *s = body != NULL ? json_dumps(body, GW_JSON_OUT) : NULL;
-    if (c->idem != NULL && s != NULL) { /* kept for a replay of this key */
+    if (c->idem != NULL && text != NULL) { /* kept for a replay of this key */
         gw_idem_capture_head(c, status, "application/json");
-        gw_idem_capture_body(c, s, strlen(s));
+        gw_idem_capture_body(c, text, len);
         gw_idem_capture_body(c, "\n", 1);
         gw_idem_capture_done(c);
     }
-    gw_reply_json_text(c->req, status, s, c->rid);
-    gw_free(s);
+    gw_reply_json_bytes(c->req, status, text, len, c->rid);
     c->req = NULL;
+}
+
+void gw_call_send_json(struct gw_call *c, int status, const json_t *body, int retry_after)
+{
+    char *s = body != NULL && c->req != NULL ? json_dumps(body, GW_JSON_OUT) : NULL;
+    gw_call_send_text(c, status, s, s != NULL ? strlen(s) : 0, retry_after);
+    gw_free(s);
 }
 
 void gw_call_reply_error(struct gw_call *c, int status, const char *type, const char *code,
@@ -813,6 +819,7 @@ static void call_free(struct gw_call *c)
     gw_attempt_reset(c);
     gw_sse_cleanup(&c->sse);
     gw_buf_cleanup(&c->body);
+    gw_buf_cleanup(&c->out);
     json_decref(c->canon);
     if (c->timer_ev != NULL)
         event_free(c->timer_ev);

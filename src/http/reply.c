@@ -43,11 +43,17 @@ void gw_reply_headers(struct evhttp_request *req, const char *content_type, cons
 void gw_reply_json_text(struct evhttp_request *req, int status, const char *text,
                         const char *request_id)
 {
+    gw_reply_json_bytes(req, status, text, text != NULL ? strlen(text) : 0, request_id);
+}
+
+void gw_reply_json_bytes(struct evhttp_request *req, int status, const char *text, size_t len,
+                         const char *request_id)
+{
     struct evbuffer *buf = evbuffer_new();
 
     gw_reply_headers(req, "application/json", request_id);
     if (buf != NULL && text != NULL) {
-        evbuffer_add(buf, text, strlen(text));
+        evbuffer_add(buf, text, len);
         evbuffer_add(buf, "\n", 1);
     }
     evhttp_send_reply(req, status, gw_http_reason(status), buf);

@@ -18,6 +18,9 @@ void gw_reply_json(struct evhttp_request *req, int status, const json_t *body,
 /* Send JSON text (a json_dumps result, NULL: an empty body) and a newline with status. */
 void gw_reply_json_text(struct evhttp_request *req, int status, const char *text,
                         const char *request_id);
+/* The same with len bytes of text. */
+void gw_reply_json_bytes(struct evhttp_request *req, int status, const char *text, size_t len,
+                         const char *request_id);
 /* Add Retry-After: seconds (nothing when seconds <= 0). */
 void gw_reply_retry_after(struct evhttp_request *req, int seconds);
 /* Send an error. retry_after_s > 0 adds a Retry-After header. */

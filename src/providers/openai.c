@@ -9,10 +9,17 @@
  * Invariants: the canonical request already is this format, so build() copies it and adjusts;
  * parse() validates every field it reads and keeps pass-through fields; stream usage is always
  * requested (stream_options.include_usage) so streamed calls are never billed at zero.
+ *
+ * The fast path (scan, and stream events when the pipeline takes raw chunks) checks the same
+ * things in one validating pass of yajl over the provider's bytes and relays them with only the
+ * gateway's members replaced: no tree is built for the answers of these three providers.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 #include "providers/provider.h"
 #include "util/json.h"
@@ -104,6 +111,14 @@ static int build_perplexity(const struct gw_provider_cfg *cfg, const json_t *req
     return build_common(PERPLEXITY, cfg, req, m, s, out, eb);
 }
 
+static void usage_clamp(struct gw_usage *u)
+{
+    if (u->cached_input_tokens > u->input_tokens)
+        u->cached_input_tokens = u->input_tokens;
+    if (u->reasoning_tokens > u->output_tokens)
+        u->reasoning_tokens = u->output_tokens;
+}
+
 static int64_t nonneg(json_int_t v) { return v < 0 ? 0 : (int64_t)v; }
 
 /* Read an OpenAI-shaped usage object into u. */
@@ -119,10 +134,7 @@ static void read_usage(enum flavor fl, const json_t *usage, struct gw_usage *u)
         nonneg(gw_json_int(json_object_get(usage, "prompt_tokens_details"), "cached_tokens", 0));
     u->reasoning_tokens = nonneg(
         gw_json_int(json_object_get(usage, "completion_tokens_details"), "reasoning_tokens", 0));
-    if (u->cached_input_tokens > u->input_tokens)
-        u->cached_input_tokens = u->input_tokens;
-    if (u->reasoning_tokens > u->output_tokens)
-        u->reasoning_tokens = u->output_tokens;
+    usage_clamp(u);
     if (fl == PERPLEXITY) {
         json_t *n = json_object_get(usage, "num_search_queries");
         u->search_requests = json_is_integer(n) ? nonneg(json_integer_value(n)) : 1;
@@ -180,6 +192,324 @@ static int parse_perplexity(const char *b, size_t n, json_t **o, struct gw_usage
     return parse_common(PERPLEXITY, b, n, o, u, eb);
 }
 
+/* ---- the fast path: one validating pass over the provider's bytes, no tree ---- */
+
+/* The root members the scan tracks; each may appear once. */
+enum top { T_OTHER, T_ID, T_OBJECT, T_CREATED, T_MODEL, T_USAGE, T_CHOICES, T_ERROR, T_PROVIDER,
+           T_ROUTE };
+static const char *const top_names[] = {"", "id", "object", "created", "model", "usage",
+                                        "choices", "error", "provider", "route_method"};
+/* Keys inside usage (depth 2) and its details objects (depth 3). */
+enum ukey { U_OTHER, U_PROMPT, U_COMPLETION, U_PROMPT_DETAILS, U_COMPLETION_DETAILS, U_SEARCHES,
+            U_CONTEXT, U_CACHED, U_REASONING };
+enum kind { K_NULL, K_BOOL, K_NUM, K_STR, K_MAP, K_ARRAY };
+
+#define SCAN_MAX_DEPTH 256
+
+struct scan {
+    yajl_handle h;
+    enum flavor fl;
+    int chunk;           /* a stream chunk (choices[].delta), else an answer (choices[].message) */
+    int depth;           /* 0 outside the root, 1 inside it, 2 inside a root member, ... */
+    enum top top;        /* the root member being read */
+    unsigned seen;       /* tracked root members met, a bit each */
+    size_t prev_end;     /* offset where the previous root member (or the "{") ended */
+    size_t member_start;
+    enum ukey ukey, dkey; /* usage: key at depth 2, key at depth 3 */
+    int in_body;         /* choices: the key at depth 3 is message / delta */
+    int text_key;        /* choices: the key at depth 4 is content (1) / reasoning_content (2) */
+    int body_seen;       /* the current choice has its message / delta object */
+    int id_string;
+    int has_error;
+    struct gw_usage *usage;
+    struct gw_scan *out;
+    char finish[24];
+};
+
+static size_t scan_at(const struct scan *sc) { return yajl_get_bytes_consumed(sc->h); }
+
+static int usage_int(const char *num, size_t len, int64_t *dst)
+{
+    char tmp[32];
+    if (len >= sizeof(tmp) || memchr(num, '.', len) || memchr(num, 'e', len) ||
+        memchr(num, 'E', len))
+        return 1; /* not an integer: left at 0, as parse() does */
+    memcpy(tmp, num, len);
+    tmp[len] = '\0';
+    errno = 0;
+    long long v = strtoll(tmp, NULL, 10);
+    if (errno == ERANGE)
+        return 0;
+    *dst = v < 0 ? 0 : (int64_t)v;
+    return 1;
+}
+
+/* A value begins at the current depth: check its type where the format fixes one. */
+static int value_begin(struct scan *sc, enum kind k, const char *s, size_t len)
+{
+    switch (sc->depth) {
+    case 0:
+        if (k != K_MAP)
+            return 0;
+        sc->out->sp.open = sc->prev_end = scan_at(sc);
+        return 1;
+    case 1:
+        if (sc->top == T_CHOICES && k != K_ARRAY)
+            return 0;
+        if (sc->top == T_ID)
+            sc->id_string = k == K_STR;
+        if (sc->top == T_USAGE && k == K_MAP) {
+            memset(sc->usage, 0, sizeof(*sc->usage));
+            sc->usage->seen = 1;
+            if (sc->fl == PERPLEXITY)
+                sc->usage->search_requests = 1; /* unless it says how many */
+        }
+        return 1;
+    case 2:
+        if (sc->top == T_CHOICES) {
+            if (k != K_MAP)
+                return 0;
+            sc->out->nchoices++;
+            sc->body_seen = sc->in_body = 0;
+        } else if (sc->top == T_USAGE) {
+            struct gw_usage *u = sc->usage;
+            if (k == K_NUM && sc->ukey == U_PROMPT)
+                return usage_int(s, len, &u->input_tokens);
+            if (k == K_NUM && sc->ukey == U_COMPLETION)
+                return usage_int(s, len, &u->output_tokens);
+            if (k == K_NUM && sc->ukey == U_SEARCHES && sc->fl == PERPLEXITY) {
+                u->search_requests = 0;
+                return usage_int(s, len, &u->search_requests);
+            }
+            if (k == K_STR && sc->ukey == U_CONTEXT && sc->fl == PERPLEXITY) {
+                size_t n = strnlen(s, len < sizeof(u->search_context_size)
+                                          ? len : sizeof(u->search_context_size) - 1);
+                memcpy(u->search_context_size, s, n); /* cut short as parse() does */
+                u->search_context_size[n] = '\0';
+            }
+        }
+        return 1;
+    case 3:
+        if (sc->top == T_CHOICES && sc->in_body) {
+            if (k != K_MAP)
+                return 0;
+            sc->body_seen = 1;
+        } else if (sc->top == T_CHOICES && sc->text_key == 3 && k == K_STR) {
+            size_t n = len < sizeof(sc->finish) ? len : sizeof(sc->finish) - 1;
+            memcpy(sc->finish, s, n);
+            sc->finish[n] = '\0';
+        } else if (sc->top == T_USAGE && k == K_NUM) {
+            if (sc->ukey == U_PROMPT_DETAILS && sc->dkey == U_CACHED)
+                return usage_int(s, len, &sc->usage->cached_input_tokens);
+            if (sc->ukey == U_COMPLETION_DETAILS && sc->dkey == U_REASONING)
+                return usage_int(s, len, &sc->usage->reasoning_tokens);
+        }
+        return 1;
+    case 4:
+        if (sc->top == T_CHOICES && sc->in_body && sc->text_key != 0) {
+            if (!sc->chunk && sc->text_key == 1 && k != K_STR && k != K_NULL)
+                return 0; /* message.content: a string or null */
+            if (sc->chunk && k == K_STR)
+                sc->out->text_chars += (int64_t)len;
+        }
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+/* The value that began at the current depth is complete. */
+static int value_end(struct scan *sc)
+{
+    if (sc->depth != 1)
+        return 1;
+    size_t end = scan_at(sc);
+    enum top t = sc->top;
+    int cut = t == T_OBJECT || t == T_CREATED || t == T_MODEL || t == T_USAGE;
+    if (sc->chunk)
+        cut = cut || t == T_ID;
+    else
+        cut = cut || t == T_PROVIDER || t == T_ROUTE || (t == T_ID && !sc->id_string);
+    if (cut && gw_splice_cut(&sc->out->sp, sc->member_start, end) != 0)
+        return 0;
+    if (t == T_ID && !sc->chunk)
+        sc->out->has_id = sc->id_string;
+    sc->prev_end = end;
+    return 1;
+}
+
+static int scalar(struct scan *sc, enum kind k, const char *s, size_t len)
+{
+    return value_begin(sc, k, s, len) && value_end(sc);
+}
+
+static int on_null(void *ctx) { return scalar(ctx, K_NULL, NULL, 0); }
+static int on_bool(void *ctx, int v)
+{
+    (void)v;
+    return scalar(ctx, K_BOOL, NULL, 0);
+}
+static int on_number(void *ctx, const char *s, size_t len) { return scalar(ctx, K_NUM, s, len); }
+static int on_string(void *ctx, const unsigned char *s, size_t len)
+{
+    return scalar(ctx, K_STR, (const char *)s, len);
+}
+
+static int open_container(void *ctx, enum kind k)
+{
+    struct scan *sc = ctx;
+    if (!value_begin(sc, k, NULL, 0) || sc->depth >= SCAN_MAX_DEPTH)
+        return 0;
+    sc->depth++;
+    return 1;
+}
+
+static int on_start_map(void *ctx) { return open_container(ctx, K_MAP); }
+static int on_start_array(void *ctx) { return open_container(ctx, K_ARRAY); }
+
+static int close_container(void *ctx)
+{
+    struct scan *sc = ctx;
+    sc->depth--;
+    if (sc->depth == 0) {
+        sc->out->sp.close = scan_at(sc) - 1;
+        return 1;
+    }
+    if (sc->depth == 2 && sc->top == T_CHOICES && !sc->body_seen)
+        return 0; /* a choice without its message / delta */
+    if (sc->depth == 3)
+        sc->in_body = 0;
+    return value_end(sc);
+}
+
+static int key_is(const unsigned char *k, size_t len, const char *name)
+{
+    return strlen(name) == len && memcmp(k, name, len) == 0;
+}
+
+static int on_key(void *ctx, const unsigned char *k, size_t len)
+{
+    struct scan *sc = ctx;
+    switch (sc->depth) {
+    case 1:
+        sc->top = T_OTHER;
+        for (int i = 1; i < (int)(sizeof(top_names) / sizeof(top_names[0])); i++)
+            if (key_is(k, len, top_names[i])) {
+                if (sc->seen & (1u << i))
+                    return 0; /* a duplicate of a member the gateway reads or replaces */
+                sc->seen |= 1u << i;
+                sc->top = (enum top)i;
+                break;
+            }
+        if (sc->top == T_ERROR && sc->chunk) {
+            sc->has_error = 1;
+            return 0; /* error events take the tree path */
+        }
+        sc->member_start = sc->prev_end;
+        return 1;
+    case 2:
+        if (sc->top == T_USAGE) {
+            static const char *const names[] = {"", "prompt_tokens", "completion_tokens",
+                                                "prompt_tokens_details",
+                                                "completion_tokens_details",
+                                                "num_search_queries", "search_context_size"};
+            sc->ukey = U_OTHER;
+            for (int i = 1; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+                if (key_is(k, len, names[i]))
+                    sc->ukey = (enum ukey)i;
+        }
+        return 1;
+    case 3:
+        if (sc->top == T_USAGE)
+            sc->dkey = key_is(k, len, "cached_tokens")      ? U_CACHED
+                       : key_is(k, len, "reasoning_tokens") ? U_REASONING
+                                                            : U_OTHER;
+        if (sc->top == T_CHOICES) {
+            sc->in_body = key_is(k, len, sc->chunk ? "delta" : "message");
+            sc->text_key = key_is(k, len, "finish_reason") ? 3 : 0;
+        }
+        return 1;
+    case 4:
+        if (sc->top == T_CHOICES && sc->in_body)
+            sc->text_key = key_is(k, len, "content")             ? 1
+                           : key_is(k, len, "reasoning_content") ? 2
+                                                                 : 0;
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+static const yajl_callbacks scan_callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_bool,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_key,
+    .yajl_end_map = close_container,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = close_container,
+};
+
+/* Scan body; 0, GW_EPARSE, GW_ENOMEM, or GW_EUPSTREAM for a chunk with an "error" member
+ * (which takes the tree path). */
+static int scan_body(enum flavor fl, int chunk, const char *body, size_t len,
+                     struct gw_usage *usage, struct gw_scan *out, char *finish, size_t finish_n)
+{
+    struct scan sc;
+    memset(&sc, 0, sizeof(sc));
+    memset(out, 0, sizeof(*out));
+    sc.fl = fl;
+    sc.chunk = chunk;
+    sc.usage = usage;
+    sc.out = out;
+    sc.h = yajl_alloc(&scan_callbacks, NULL, &sc);
+    if (sc.h == NULL)
+        return GW_ENOMEM;
+    int ok = yajl_parse(sc.h, (const unsigned char *)body, len) == yajl_status_ok &&
+             yajl_complete_parse(sc.h) == yajl_status_ok;
+    yajl_free(sc.h);
+    if (sc.has_error)
+        return GW_EUPSTREAM;
+    if (!ok || !(sc.seen & (1u << T_CHOICES)))
+        return GW_EPARSE;
+    if (finish != NULL && sc.finish[0] != '\0')
+        gw_strlcpy(finish, sc.finish, finish_n);
+    return 0;
+}
+
+static int scan_common(enum flavor fl, const char *body, size_t len, struct gw_usage *usage,
+                       struct gw_scan *out, struct gw_errbuf *eb)
+{
+    memset(usage, 0, sizeof(*usage));
+    int rc = scan_body(fl, 0, body, len, usage, out, NULL, 0);
+    if (rc != 0) {
+        gw_errbuf_set(eb, "not a chat.completion object");
+        return rc == GW_ENOMEM ? rc : GW_EPARSE;
+    }
+    usage_clamp(usage);
+    return 0;
+}
+
+static int scan_openai(const char *b, size_t n, struct gw_usage *u, struct gw_scan *o,
+                       struct gw_errbuf *eb)
+{
+    return scan_common(OPENAI, b, n, u, o, eb);
+}
+
+static int scan_xai(const char *b, size_t n, struct gw_usage *u, struct gw_scan *o,
+                    struct gw_errbuf *eb)
+{
+    return scan_common(XAI, b, n, u, o, eb);
+}
+
+static int scan_perplexity(const char *b, size_t n, struct gw_usage *u, struct gw_scan *o,
+                           struct gw_errbuf *eb)
+{
+    return scan_common(PERPLEXITY, b, n, u, o, eb);
+}
+
 static void fill_error(const json_t *root, int status, struct gw_upstream_error *out)
 {
     gw_upstream_error_default(status, out);
@@ -218,6 +548,22 @@ static int stream_event(struct gw_stream *s, const char *event, const char *data
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
         s->complete = 1;
         return 0;
+    }
+    if (s->emit_raw != NULL) {
+        struct gw_scan sc;
+        int rc = scan_body(fl, 1, data, len, &s->usage, &sc, s->finish_reason,
+                           sizeof(s->finish_reason));
+        if (rc == 0) {
+            usage_clamp(&s->usage);
+            if (sc.nchoices > 0)
+                rc = s->emit_raw(s->arg, data, &sc);
+            if (fl == PERPLEXITY && s->finish_reason[0] != '\0' && s->usage.seen)
+                s->complete = 1;
+            return rc;
+        }
+        if (rc != GW_EUPSTREAM)
+            return rc;
+        /* an error event: mapped below */
     }
     json_t *chunk = gw_json_parse(data, len, NULL);
     if (!json_is_object(chunk)) {
@@ -283,6 +629,7 @@ const struct gw_provider_ops gw_provider_openai = {
     .name = "openai",
     .build = build_openai,
     .parse = parse_openai,
+    .scan = scan_openai,
     .stream_init = init_openai,
     .stream_event = stream_event,
     .map_error = map_error,
@@ -292,6 +639,7 @@ const struct gw_provider_ops gw_provider_xai = {
     .name = "xai",
     .build = build_xai,
     .parse = parse_xai,
+    .scan = scan_xai,
     .stream_init = init_xai,
     .stream_event = stream_event,
     .map_error = map_error,
@@ -301,6 +649,7 @@ const struct gw_provider_ops gw_provider_perplexity = {
     .name = "perplexity",
     .build = build_perplexity,
     .parse = parse_perplexity,
+    .scan = scan_perplexity,
     .stream_init = init_perplexity,
     .stream_event = stream_event,
     .map_error = map_error,

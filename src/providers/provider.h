@@ -24,6 +24,7 @@
 
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/splice.h"
 
 /* Normalised token counts. All fields >= 0. */
 struct gw_usage {
@@ -80,8 +81,21 @@ struct gw_stream;
  * borrowed. Return 0 to continue, non-zero to abort the stream (returned from stream_event). */
 typedef int (*gw_chunk_cb)(void *arg, json_t *chunk);
 
+/* What the fast path's scan of a canonical answer or chunk found (see ops.scan). */
+struct gw_scan {
+    struct gw_splice sp; /* the members the pipeline replaces, cut */
+    int has_id;          /* answers: a string "id" is kept */
+    size_t nchoices;     /* entries of "choices" */
+    int64_t text_chars;  /* chunks: bytes of delta content and reasoning_content */
+};
+/* Receive one canonical chunk as the provider's bytes (data, len) with what the scan found:
+ * id, object, created, model and usage are cut for the pipeline to set. Same contract as
+ * gw_chunk_cb otherwise. */
+typedef int (*gw_raw_chunk_cb)(void *arg, const char *data, const struct gw_scan *scan);
+
 struct gw_stream {
     gw_chunk_cb emit;
+    gw_raw_chunk_cb emit_raw;  /* optional: adapters whose chunks are canonical use it */
     void *arg;
     struct gw_usage usage;     /* cumulative; updated as usage arrives */
     char id[96];               /* upstream response id, if seen */
@@ -108,6 +122,12 @@ struct gw_provider_ops {
      * The pipeline overwrites "model" and adds "usage" itself from *usage. */
     int (*parse)(const char *body, size_t len, json_t **out, struct gw_usage *usage,
                  struct gw_errbuf *eb);
+
+    /* Optional fast path of adapters whose answers already are canonical: validate body as
+     * parse() does and read usage, without a tree; cut id (when not a string), object,
+     * created, model, provider, route_method and usage, which the pipeline writes itself. */
+    int (*scan)(const char *body, size_t len, struct gw_usage *usage, struct gw_scan *out,
+                struct gw_errbuf *eb);
 
     /* Optional: allocate s->priv. Return 0 or GW_ENOMEM. */
     int (*stream_init)(struct gw_stream *s);

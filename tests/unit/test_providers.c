@@ -20,6 +20,7 @@
 
 #include "providers/provider.h"
 #include "util/buf.h"
+#include "util/splice.h"
 #include "util/sse.h"
 
 static const char *const providers[] = {"openai", "anthropic", "gemini", "xai", "perplexity"};
@@ -169,6 +170,19 @@ static int collect_chunk(void *arg, json_t *chunk)
     return json_array_append(r->chunks, chunk);
 }
 
+static json_t *spliced_tree(const char *body, const struct gw_splice *sp);
+
+/* The fast path's chunks, rebuilt as trees; what the pipeline sets is marked as cut. */
+static int collect_raw(void *arg, const char *data, const struct gw_scan *scan)
+{
+    struct runner *r = arg;
+    json_t *t = spliced_tree(data, &scan->sp);
+    if (t == NULL)
+        return GW_EPARSE;
+    json_object_set_new(t, "text_chars", json_integer(scan->text_chars));
+    return json_array_append_new(r->chunks, t);
+}
+
 static int feed_event(void *arg, const char *event, const char *data, size_t len)
 {
     struct runner *r = arg;
@@ -176,8 +190,8 @@ static int feed_event(void *arg, const char *event, const char *data, size_t len
 }
 
 /* Run a stream fixture through the SSE parser and the adapter, fed in pieces of `step`. */
-static json_t *run_stream(const struct gw_provider_ops *ops, const char *path, size_t step,
-                          int *rc_out)
+static json_t *run_stream_as(const struct gw_provider_ops *ops, const char *path, size_t step,
+                             int *rc_out, int raw)
 {
     struct runner r;
     struct gw_sse sse;
@@ -189,6 +203,8 @@ static json_t *run_stream(const struct gw_provider_ops *ops, const char *path, s
     r.ops = ops;
     r.chunks = json_array();
     r.st.emit = collect_chunk;
+    if (raw)
+        r.st.emit_raw = collect_raw;
     r.st.arg = &r;
     if (ops->stream_init != NULL)
         assert_int_equal(ops->stream_init(&r.st), 0);
@@ -205,6 +221,69 @@ static json_t *run_stream(const struct gw_provider_ops *ops, const char *path, s
         ops->stream_cleanup(&r.st);
     free(data);
     return out;
+}
+
+static json_t *run_stream(const struct gw_provider_ops *ops, const char *path, size_t step,
+                          int *rc_out)
+{
+    return run_stream_as(ops, path, step, rc_out, 0);
+}
+
+/* Characters of delta content and reasoning_content in a chunk (as the pipeline counts). */
+static int64_t chunk_text_chars(const json_t *chunk)
+{
+    size_t i;
+    json_t *ch;
+    int64_t n = 0;
+    json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
+        json_t *d = json_object_get(ch, "delta");
+        const char *s = json_string_value(json_object_get(d, "content"));
+        n += s ? (int64_t)strlen(s) : 0;
+        s = json_string_value(json_object_get(d, "reasoning_content"));
+        n += s ? (int64_t)strlen(s) : 0;
+    }
+    return n;
+}
+
+static void drop_replaced(json_t *t, int chunk);
+
+/* The fast path relays the same chunks, usage and end as the tree path. */
+static void stream_raw_matches_tree(void **state)
+{
+    char path[256];
+    for (int i = 0; i < NPROV; i++) {
+        const struct gw_provider_ops *ops = gw_provider_find(providers[i]);
+        if (ops->scan == NULL)
+            continue;
+        int rc;
+        snprintf(path, sizeof(path), "fixtures/%s/stream.sse", providers[i]);
+        json_t *tree = run_stream(ops, path, 1 << 20, &rc);
+        assert_int_equal(rc, 0);
+        for (size_t step = 3; step <= 1 << 20; step = step * 16) {
+            json_t *raw = run_stream_as(ops, path, step, &rc, 1);
+            assert_int_equal(rc, 0);
+            size_t k;
+            json_t *ch;
+            json_array_foreach(json_object_get(tree, "chunks"), k, ch) {
+                json_t *want = json_deep_copy(ch);
+                drop_replaced(want, 1);
+                json_object_set_new(want, "text_chars", json_integer(chunk_text_chars(ch)));
+                json_t *got = json_array_get(json_object_get(raw, "chunks"), k);
+                if (!json_equal(want, got))
+                    fail_msg("%s: raw chunk %zu differs", providers[i], k);
+                json_decref(want);
+            }
+            assert_int_equal(json_array_size(json_object_get(raw, "chunks")),
+                             json_array_size(json_object_get(tree, "chunks")));
+            json_object_del(raw, "chunks");
+            json_t *rest = json_deep_copy(tree);
+            json_object_del(rest, "chunks");
+            assert_true(json_equal(rest, raw));
+            json_decref(rest);
+            json_decref(raw);
+        }
+        json_decref(tree);
+    }
 }
 
 static void stream_golden_any_split(void **state)
@@ -418,12 +497,178 @@ static void malformed_stream_events_never_crash(void **state)
     }
 }
 
+/* ---- the fast path: scan + splice must say what parse says ---- */
+
+static int has_scan(const struct gw_provider_ops *ops) { return ops->scan != NULL; }
+
+/* The scanned body rebuilt as a tree: "{" + the members kept + "}". NULL if not JSON. */
+static json_t *spliced_tree(const char *body, const struct gw_splice *sp)
+{
+    struct gw_buf b;
+    int n = 0;
+    gw_buf_init(&b, 1 << 24);
+    assert_int_equal(gw_buf_add(&b, "{", 1), 0);
+    assert_int_equal(gw_splice_kept(&b, body, sp, &n), 0);
+    assert_int_equal(gw_buf_add(&b, "}", 1), 0);
+    json_t *v = json_loadb(b.data, b.len, JSON_REJECT_DUPLICATES, NULL);
+    gw_buf_cleanup(&b);
+    return v;
+}
+
+/* What the pipeline replaces, taken out of a tree from parse(). */
+static void drop_replaced(json_t *t, int chunk)
+{
+    static const char *const cut[] = {"object", "created", "model", "provider", "route_method"};
+    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++)
+        if (!chunk || i < 3)
+            json_object_del(t, cut[i]);
+    if (chunk || !json_is_string(json_object_get(t, "id")))
+        json_object_del(t, "id");
+    json_object_del(t, "usage");
+}
+
+/* Scan and parse one body: both accept or both refuse; when accepted, the same members and
+ * the same usage. */
+static void check_scan(const struct gw_provider_ops *ops, const char *body, size_t len)
+{
+    json_t *tree = NULL;
+    struct gw_usage pu, su;
+    struct gw_scan sc;
+    memset(&pu, 0, sizeof(pu));
+    int prc = ops->parse(body, len, &tree, &pu, NULL);
+    int src = ops->scan(body, len, &su, &sc, NULL);
+    if ((prc == 0) != (src == 0))
+        fail_msg("%s: parse %d, scan %d on %.*s", ops->name, prc, src, (int)len, body);
+    if (prc != 0)
+        return;
+    json_t *got = spliced_tree(body, &sc.sp);
+    assert_non_null(got);
+    drop_replaced(tree, 0);
+    if (!json_equal(tree, got))
+        fail_msg("%s: the spliced answer differs from the parsed one", ops->name);
+    assert_int_equal(sc.has_id, json_is_string(json_object_get(tree, "id")));
+    assert_memory_equal(&pu, &su, sizeof(pu));
+    json_decref(got);
+    json_decref(tree);
+}
+
+static void scan_agrees_with_parse(void **state)
+{
+    char path[256];
+    static const char *const odd[] = {
+        "[]", "null", "{}", "{\"choices\":{}}", "{\"choices\":[1]}", "{\"choices\":[{}]}",
+        "{\"choices\":[{\"message\":[]}]}", "{\"choices\":[{\"message\":{\"content\":5}}]}",
+        "{\"choices\":[{\"message\":{\"content\":null}}]}", "{\"choices\":[]}",
+        "{\"choices\":[],\"id\":7,\"model\":\"x\",\"provider\":1,\"route_method\":[]}",
+        "{\"usage\":{\"prompt_tokens\":-5},\"choices\":[]}",
+        "{\"usage\":[],\"choices\":[]}",
+        "{\"usage\":{\"prompt_tokens\":3.5,\"completion_tokens\":\"2\"},\"choices\":[]}",
+        "{\"usage\":{\"prompt_tokens\":10,\"prompt_tokens_details\":{\"cached_tokens\":99}},"
+        "\"choices\":[]}",
+        "{\"usage\":{\"num_search_queries\":3,\"search_context_size\":\"high\"},\"choices\":[]}",
+        "{\"usage\":{\"search_context_size\":\"much-too-long\"},\"choices\":[]}",
+        " { \"choices\" : [ { \"message\" : { \"content\" : \"a\\\"b\" } } ] , \"x\" : 1 } ",
+        "{\"choices\":[]} x", "{\"choices\":[],}", "{\"choices\":[]}{}", "{\"choices\":[\"\\u00e9\"]}",
+        "{\"a\":{\"b\":[[[{\"c\":null}]]]},\"choices\":[{\"message\":{}}],\"z\":true}"};
+    for (int i = 0; i < NPROV; i++) {
+        const struct gw_provider_ops *ops = gw_provider_find(providers[i]);
+        if (!has_scan(ops))
+            continue;
+        size_t len;
+        snprintf(path, sizeof(path), "fixtures/%s/response.json", providers[i]);
+        char *body = slurp(path, &len);
+        check_scan(ops, body, len);
+        for (size_t cut = 0; cut < len; cut += 5)
+            check_scan(ops, body, cut);
+        static const char subst[] = "\"{}[]:,0 x-1e9";
+        for (size_t pos = 0; pos < len; pos++) {
+            char saved = body[pos];
+            body[pos] = subst[pos % (sizeof(subst) - 1)];
+            check_scan(ops, body, len);
+            body[pos] = saved;
+        }
+        for (size_t k = 0; k < sizeof(odd) / sizeof(odd[0]); k++)
+            check_scan(ops, odd[k], strlen(odd[k]));
+        free(body);
+    }
+}
+
+static void scan_refuses_what_it_cannot_relay(void **state)
+{
+    const struct gw_provider_ops *ops = gw_provider_find("openai");
+    struct gw_usage u;
+    struct gw_scan sc;
+    /* a second member the gateway reads or replaces */
+    static const char dup[] = "{\"choices\":[],\"usage\":{},\"usage\":{\"prompt_tokens\":1}}";
+    assert_int_equal(ops->scan(dup, strlen(dup), &u, &sc, NULL), GW_EPARSE);
+    /* token counts past 64 bits */
+    static const char big[] = "{\"choices\":[],\"usage\":{\"prompt_tokens\":99999999999999999999}}";
+    assert_int_equal(ops->scan(big, strlen(big), &u, &sc, NULL), GW_EPARSE);
+    /* nesting is bounded */
+    struct gw_buf b;
+    gw_buf_init(&b, 1 << 20);
+    assert_int_equal(gw_buf_adds(&b, "{\"choices\":[],\"x\":"), 0);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(gw_buf_add(&b, "[", 1), 0);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(gw_buf_add(&b, "]", 1), 0);
+    assert_int_equal(gw_buf_add(&b, "}", 1), 0);
+    assert_int_equal(ops->scan(b.data, b.len, &u, &sc, NULL), GW_EPARSE);
+    gw_buf_cleanup(&b);
+}
+
+static void splice_writes_what_jansson_writes(void **state)
+{
+    static const char *const strs[] = {"", "plain", "q\"b\\s/", "\n\r\t\b\f", "\x01\x1f\x7f",
+                                       "caf\xc3\xa9 \xe2\x82\xac"};
+    static const double reals[] = {0, 1, 0.000225, 12.5, 1e20, 1234567.891, 3.3e-7};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        struct gw_buf b;
+        gw_buf_init(&b, 1024);
+        assert_int_equal(gw_buf_add_json_str(&b, strs[i]), 0);
+        json_t *s = json_string(strs[i]);
+        char *want = json_dumps(s, JSON_ENCODE_ANY);
+        assert_string_equal(b.data, want);
+        free(want);
+        json_decref(s);
+        gw_buf_cleanup(&b);
+    }
+    for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
+        char got[32];
+        gw_json_real_text(got, sizeof(got), reals[i]);
+        json_t *r = json_real(reals[i]);
+        char *want = json_dumps(r, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+        assert_string_equal(got, want);
+        free(want);
+        json_decref(r);
+    }
+    /* members cut at the start, the middle and the end; separators normalised */
+    static const char body[] = "{ \"a\":1 ,\"b\":[2], \"c\":{\"d\":3},\"e\":\"f\" }";
+    struct gw_splice sp = {.open = 1, .close = sizeof(body) - 2};
+    const char *c = strstr(body, ", \"c\""), *e = strstr(body, ",\"e\"");
+    assert_int_equal(gw_splice_cut(&sp, 1, (size_t)(strstr(body, " ,") - body)), 0);
+    assert_int_equal(gw_splice_cut(&sp, (size_t)(c - body), (size_t)(e - body)), 0);
+    struct gw_buf out;
+    int n = 1;
+    gw_buf_init(&out, 1024);
+    assert_int_equal(gw_buf_adds(&out, "{\"x\":0"), 0);
+    assert_int_equal(gw_splice_kept(&out, body, &sp, &n), 0);
+    assert_int_equal(gw_splice_member_int(&out, &n, "y", -7), 0);
+    assert_int_equal(gw_buf_add(&out, "}", 1), 0);
+    assert_string_equal(out.data, "{\"x\":0,\"b\":[2],\"e\":\"f\",\"y\":-7}");
+    gw_buf_cleanup(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(build_golden),
         cmocka_unit_test(parse_golden),
         cmocka_unit_test(stream_golden_any_split),
+        cmocka_unit_test(stream_raw_matches_tree),
+        cmocka_unit_test(scan_agrees_with_parse),
+        cmocka_unit_test(scan_refuses_what_it_cannot_relay),
+        cmocka_unit_test(splice_writes_what_jansson_writes),
         cmocka_unit_test(anthropic_stream_error_event_fails),
         cmocka_unit_test(errors_map),
         cmocka_unit_test(reasoning_models),

@@ -1,0 +1,137 @@
+/* util/splice — relaying a JSON object with members cut and added; see splice.h. */
+#include "util/splice.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int gw_splice_cut(struct gw_splice *sp, size_t from, size_t to)
+{
+    if (sp->ncut >= GW_SPLICE_MAX)
+        return -1;
+    sp->cut[sp->ncut][0] = from;
+    sp->cut[sp->ncut][1] = to;
+    sp->ncut++;
+    return 0;
+}
+
+static int is_sep(char ch) { return ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
+
+/* Append body[from, to): whole members, with the separators around them normalised. */
+static int add_region(struct gw_buf *out, const char *body, size_t from, size_t to, int *count)
+{
+    while (from < to && is_sep(body[from]))
+        from++;
+    while (to > from && is_sep(body[to - 1]))
+        to--;
+    if (from == to)
+        return 0;
+    if (*count > 0 && gw_buf_add(out, ",", 1) != 0)
+        return GW_ENOMEM;
+    *count = 1;
+    return gw_buf_add(out, body + from, to - from);
+}
+
+int gw_splice_kept(struct gw_buf *out, const char *body, const struct gw_splice *sp, int *count)
+{
+    size_t at = sp->open;
+    int rc;
+
+    for (int i = 0; i < sp->ncut; i++) {
+        if ((rc = add_region(out, body, at, sp->cut[i][0], count)) != 0)
+            return rc;
+        at = sp->cut[i][1];
+    }
+    return add_region(out, body, at, sp->close, count);
+}
+
+static int member_name(struct gw_buf *out, int *count, const char *name)
+{
+    int rc = 0;
+    if (*count > 0)
+        rc = gw_buf_add(out, ",", 1);
+    *count = 1;
+    if (rc == 0)
+        rc = gw_buf_add(out, "\"", 1);
+    if (rc == 0)
+        rc = gw_buf_adds(out, name);
+    if (rc == 0)
+        rc = gw_buf_add(out, "\":", 2);
+    return rc;
+}
+
+int gw_splice_member_raw(struct gw_buf *out, int *count, const char *name, const char *value,
+                         size_t len)
+{
+    int rc = member_name(out, count, name);
+    return rc != 0 ? rc : gw_buf_add(out, value, len);
+}
+
+int gw_splice_member_str(struct gw_buf *out, int *count, const char *name, const char *value)
+{
+    int rc = member_name(out, count, name);
+    return rc != 0 ? rc : gw_buf_add_json_str(out, value);
+}
+
+int gw_splice_member_int(struct gw_buf *out, int *count, const char *name, int64_t value)
+{
+    char n[24];
+    int len = snprintf(n, sizeof(n), "%lld", (long long)value);
+    return gw_splice_member_raw(out, count, name, n, (size_t)len);
+}
+
+int gw_buf_add_json_str(struct gw_buf *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF"; /* as jansson writes them */
+    const char *run = s;
+    int rc = gw_buf_add(out, "\"", 1);
+
+    for (; rc == 0 && *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[6];
+        size_t n = 2;
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        esc[0] = '\\';
+        switch (ch) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[ch >> 4];
+            esc[5] = hex[ch & 15];
+            n = 6;
+        }
+        rc = gw_buf_add(out, run, (size_t)(s - run));
+        if (rc == 0)
+            rc = gw_buf_add(out, esc, n);
+        run = s + 1;
+    }
+    if (rc == 0)
+        rc = gw_buf_add(out, run, (size_t)(s - run));
+    return rc != 0 ? rc : gw_buf_add(out, "\"", 1);
+}
+
+void gw_json_real_text(char *dst, size_t n, double v)
+{
+    int len = snprintf(dst, n, "%.15g", v);
+    if (len <= 0 || (size_t)len >= n)
+        return;
+    char *e = strchr(dst, 'e');
+    if (e != NULL) { /* "1e+20" -> "1e20", "3.3e-07" -> "3.3e-7" */
+        char *from = e + 1, *to = e + 1;
+        if (*from == '-')
+            *to++ = *from++;
+        else if (*from == '+')
+            from++;
+        while (*from == '0' && from[1] != '\0')
+            from++;
+        memmove(to, from, strlen(from) + 1);
+    } else if ((size_t)len + 2 < n && strpbrk(dst, ".n") == NULL) { /* n: inf, nan */
+        memcpy(dst + len, ".0", 3);
+    }
+}
