@@ -7,8 +7,12 @@
  * back is copied with bounds; a NULL column reads as "" or 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,6 +26,9 @@
 
 
 enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
     S_ORG_INSERT,
     S_ORG_GET,
     S_KEY_INSERT,
@@ -57,6 +64,10 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[S_COUNT] = {
+    /* IMMEDIATE: the one writer lock is taken at BEGIN, so the transaction serialises */
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
     [S_ORG_INSERT] = "INSERT INTO orgs(slug, name, created_ms) VALUES (?1, ?2, ?3)",
     [S_ORG_GET] = "SELECT " ORG_COLS " FROM orgs WHERE slug = ?1",
     [S_ORG_SET] = "UPDATE orgs SET providers = ?2, models = ?3, rph = ?4, tph = ?5, "
@@ -143,6 +154,7 @@ static const char *const stmt_sql[S_COUNT] = {
 };
 
 struct sq_ckpt;
+struct sq_key_slot;
 
 struct sq {
     struct gw_store base; /* first: a struct gw_store * is a struct sq * */
@@ -150,6 +162,10 @@ struct sq {
     sqlite3_stmt *stmts[S_COUNT];
     int64_t busy_since_us;
     struct sq_ckpt *ckpt; /* writer mode: the thread that checkpoints the WAL */
+    /* the key cache: valid while the database's key epoch is unchanged (see key_epoch) */
+    _Atomic uint64_t *epoch;     /* mapped from "<db>-epoch"; NULL: no cache */
+    struct sq_key_slot *keys;    /* SQ_KEY_SLOTS, allocated on the first lookup */
+    int epoch_pending;           /* a key or org changed in the open transaction */
 };
 
 /* Another worker holds the write lock for a few microseconds: retry after a short back-off
@@ -238,9 +254,17 @@ fail:
 
 static const struct gw_store_ops sqlite_ops;
 static void sq_free(struct gw_store *base);
+static void epoch_open(struct sq *s, const char *path);
+
+/* SQLite's memory statistics take one process-wide mutex on every allocation of every
+ * connection: a global lock on the request path. Off, before SQLite initialises (a host program
+ * that has initialised it already keeps its own setting). */
+static void sq_configure(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
 
 int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sq_configure);
     struct sq *s = NULL;
 
     *out = NULL;
@@ -273,8 +297,67 @@ int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
         sq_free(&s->base);
         return GW_ESTORE;
     }
+    if (path[0] != ':') /* not ":memory:" */
+        epoch_open(s, path);
     *out = &s->base;
     return 0;
+}
+
+/* ---- the key cache ----
+ * Every request authenticates, and a key's row rarely changes: each connection keeps the keys
+ * it has read, tagged with the database's key epoch, a counter in a small file beside the
+ * database ("<db>-epoch", shared by every process on it through mmap) that each change of a key
+ * or an org's policy increments once its transaction has committed. A lookup reads the counter
+ * (a memory load, no system call) and trusts its copy only while the counter is unchanged; the
+ * CLI revoking a key in another process is seen by the next request. Unknown keys are not
+ * cached. Without the file (a read-only directory) every lookup reads the row. */
+
+#define SQ_KEY_SLOTS 64
+
+struct sq_key_slot {
+    uint64_t epoch; /* 0: empty (the counter starts at 1) */
+    unsigned char hash[32];
+    struct gw_key_rec rec;
+};
+
+static void epoch_open(struct sq *s, const char *path)
+{
+    char file[4096];
+    if (snprintf(file, sizeof(file), "%s-epoch", path) >= (int)sizeof(file))
+        return;
+    int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_size >= 4096 || ftruncate(fd, 4096) == 0)) {
+        void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m != MAP_FAILED) {
+            s->epoch = m;
+            uint64_t zero = 0; /* a new file: start at 1, so that 0 marks an empty slot */
+            atomic_compare_exchange_strong(s->epoch, &zero, 1);
+        }
+    }
+    close(fd);
+}
+
+/* A key or org row changed: invalidate every process's cached keys once it is committed. */
+static void epoch_bump(struct sq *s)
+{
+    if (s->epoch == NULL)
+        return;
+    if (sqlite3_get_autocommit(s->db))
+        atomic_fetch_add(s->epoch, 1);
+    else
+        s->epoch_pending = 1; /* at COMMIT (or ROLLBACK: an extra bump is harmless) */
+}
+
+static struct sq_key_slot *key_slot(struct sq *s, const unsigned char hash[32])
+{
+    if (s->epoch == NULL)
+        return NULL;
+    if (s->keys == NULL && (s->keys = gw_calloc(SQ_KEY_SLOTS, sizeof(*s->keys))) == NULL)
+        return NULL;
+    return &s->keys[hash[0] % SQ_KEY_SLOTS]; /* hash: SHA-256, evenly spread */
 }
 
 /* ---- writer mode: WAL checkpoints off the writer's thread ---- */
@@ -389,6 +472,9 @@ static void sq_free(struct gw_store *base)
         sqlite3_wal_hook(s->db, NULL, NULL);
         ckpt_stop(s->ckpt);
     }
+    if (s->epoch != NULL)
+        munmap((void *)s->epoch, 4096);
+    gw_free(s->keys);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(s->stmts[i]);
     sqlite3_close_v2(s->db);
@@ -521,6 +607,8 @@ static int sq_org_set_policy(struct gw_store *base, const struct gw_org *o)
     int rc = exec_done(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         return GW_ENOTFOUND;
+    if (rc == 0)
+        epoch_bump(s);
     return rc;
 }
 
@@ -543,6 +631,8 @@ static int sq_key_set_policy(struct gw_store *base, const struct gw_key_rec *rec
     int rc = exec_done(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         return GW_ENOTFOUND;
+    if (rc == 0)
+        epoch_bump(s);
     return rc;
 }
 
@@ -618,9 +708,23 @@ static int key_one(struct sq *s, enum stmt_id id, const char *arg, struct gw_key
 static int sq_key_by_hash(struct gw_store *base, const unsigned char hash[32], struct gw_key_rec *out)
 {
     struct sq *s = (struct sq *)base;
+    struct sq_key_slot *slot = key_slot(s, hash);
+    /* the epoch is read before the row: a change committed after this read bumps it again */
+    uint64_t epoch = slot != NULL ? atomic_load(s->epoch) : 0;
     char hex[65];
+
+    if (slot != NULL && slot->epoch == epoch && memcmp(slot->hash, hash, 32) == 0) {
+        *out = slot->rec;
+        return 0;
+    }
     gw_hex(hex, hash, 32);
-    return key_one(s, S_KEY_BY_HASH, hex, out);
+    int rc = key_one(s, S_KEY_BY_HASH, hex, out);
+    if (rc == 0 && slot != NULL) {
+        slot->epoch = epoch;
+        memcpy(slot->hash, hash, 32);
+        slot->rec = *out;
+    }
+    return rc;
 }
 
 static int sq_key_get(struct gw_store *base, const char *key_id, struct gw_key_rec *out)
@@ -661,6 +765,8 @@ static int sq_key_revoke(struct gw_store *base, const char *key_id)
     int rc = exec_done(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         return GW_ENOTFOUND;
+    if (rc == 0)
+        epoch_bump(s);
     return rc;
 }
 
@@ -886,9 +992,20 @@ static int sq_usage_recover(struct gw_store *base, const char *node, int64_t *co
 static int sq_tx(struct gw_store *base, const char *what)
 {
     struct sq *s = (struct sq *)base;
-    /* IMMEDIATE: the one writer lock is taken at BEGIN, so the transaction serialises */
-    const char *sql = strcmp(what, "BEGIN") == 0 ? "BEGIN IMMEDIATE" : what;
-    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : GW_ESTORE;
+    enum stmt_id id = strcmp(what, "BEGIN") == 0    ? S_BEGIN
+                      : strcmp(what, "COMMIT") == 0 ? S_COMMIT
+                                                    : S_ROLLBACK;
+    sqlite3_stmt *st = stmt(s, id);
+    int rc = GW_ESTORE;
+    if (st != NULL) {
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : GW_ESTORE;
+        sqlite3_reset(st);
+    }
+    if (s->epoch_pending && sqlite3_get_autocommit(s->db)) {
+        s->epoch_pending = 0;
+        epoch_bump(s);
+    }
+    return rc;
 }
 
 static int sq_in_tx(struct gw_store *base)

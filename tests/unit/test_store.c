@@ -426,6 +426,51 @@ static void two_connections_share_the_file(void **state)
     gw_store_free(other);
 }
 
+/* Keys read by one connection are cached; a change made through another connection (the CLI
+ * in another process) is seen by the next lookup, and only once it is committed. */
+static void key_cache_sees_changes_from_elsewhere(void **state)
+{
+    struct fx *f = *state;
+    struct gw_store *cli = NULL;
+    struct gw_key_rec k = {0}, got;
+    struct gw_org o;
+    unsigned char h[32];
+    int64_t org = 0;
+    assert_int_equal(gw_store_org_create(f->s, "acme", "Acme", &org), 0);
+    gw_sha256(h, "key-one", 7);
+    strcpy(k.key_id, "key_aaaa");
+    strcpy(k.role, "member");
+    strcpy(k.tier, "pro");
+    k.org_id = org;
+    assert_int_equal(gw_store_key_insert(f->s, &k, h), 0);
+    assert_int_equal(gw_store_open(f->url, &cli, NULL), 0);
+    for (int round = 0; round < 2; round++) { /* the second round reads from the cache */
+        assert_int_equal(gw_store_key_by_hash(f->s, h, &got), 0);
+        assert_string_equal(got.tier, "pro");
+        assert_false(got.revoked);
+    }
+    /* a policy change inside a transaction: seen after COMMIT, not before */
+    assert_int_equal(gw_store_tx_begin(cli), 0);
+    strcpy(k.tier, "enterprise");
+    assert_int_equal(gw_store_key_set_policy(cli, &k), 0);
+    assert_int_equal(gw_store_key_by_hash(f->s, h, &got), 0);
+    assert_string_equal(got.tier, "pro");
+    assert_int_equal(gw_store_tx_commit(cli), 0);
+    assert_int_equal(gw_store_key_by_hash(f->s, h, &got), 0);
+    assert_string_equal(got.tier, "enterprise");
+    /* the org's policy travels with the key */
+    assert_int_equal(gw_store_org_get(cli, "acme", &o), 0);
+    strcpy(o.models, "gpt-4o");
+    assert_int_equal(gw_store_org_set_policy(cli, &o), 0);
+    assert_int_equal(gw_store_key_by_hash(f->s, h, &got), 0);
+    assert_string_equal(got.org_models, "gpt-4o");
+    /* revoked elsewhere: refused at once */
+    assert_int_equal(gw_store_key_revoke(cli, "key_aaaa"), 0);
+    assert_int_equal(gw_store_key_by_hash(f->s, h, &got), 0);
+    assert_true(got.revoked);
+    gw_store_free(cli);
+}
+
 /* The writer's commits leave checkpoints to a thread of their own, and the WAL still starts
  * over instead of growing (a passive checkpoint alone never finishes under steady writes). */
 static void writer_mode_keeps_the_wal_short(void **state)
@@ -462,6 +507,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(idempotency_records, setup, teardown),
         cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_mode_keeps_the_wal_short, setup, teardown),
+        cmocka_unit_test_setup_teardown(key_cache_sees_changes_from_elsewhere, setup, teardown),
     };
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test_setup_teardown(migrate_is_idempotent, setup_pg, teardown_pg),
@@ -473,6 +519,8 @@ int main(void)
                                         teardown_pg),
         cmocka_unit_test_setup_teardown(idempotency_records, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(key_cache_sees_changes_from_elsewhere, setup_pg,
+                                        teardown_pg),
     };
     int failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
     if (getenv("LLMGW_TEST_PG_URL") == NULL || getenv("LLMGW_TEST_PG_URL")[0] == '\0') {
