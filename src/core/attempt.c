@@ -53,7 +53,7 @@ void gw_attempt_init(struct gw_call *c)
 
 void gw_attempt_reset(struct gw_call *c)
 {
-    gw_upstream_easy_free(c->easy, c->hdrs);
+    gw_upstream_easy_free(c->w->upstream, c->easy, c->hdrs);
     c->easy = NULL;
     c->hdrs = NULL;
     gw_upstream_req_cleanup(&c->up);
@@ -705,7 +705,7 @@ int gw_attempt_start(struct gw_call *c)
         .on_header = on_header,
         .arg = c,
     };
-    int rc = gw_upstream_easy_new(&o, &c->easy, &c->hdrs);
+    int rc = gw_upstream_easy_new(c->w->upstream, &o, &c->easy, &c->hdrs);
     if (rc != 0)
         return rc;
     curl_easy_setopt(c->easy, CURLOPT_PREREQFUNCTION, on_prereq);

@@ -59,7 +59,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 
 static void router_free(struct gw_router_call *rc)
 {
-    gw_upstream_easy_free(rc->easy, rc->hdrs);
+    gw_upstream_easy_free(rc->c->w->upstream, rc->easy, rc->hdrs);
     gw_upstream_req_cleanup(&rc->up);
     gw_buf_cleanup(&rc->body);
     gw_free(rc);
@@ -211,7 +211,7 @@ static void router_admitted(struct gw_call *c)
         .on_header = on_header,
         .arg = rc,
     };
-    if (gw_upstream_easy_new(&o, &rc->easy, &rc->hdrs) != 0 ||
+    if (gw_upstream_easy_new(c->w->upstream, &o, &rc->easy, &rc->hdrs) != 0 ||
         gw_upstream_start(c->w->upstream, rc->easy, on_done, rc) != 0) {
         gw_breaker_abandon(b, rc->pass); /* nothing was sent: no verdict on the provider */
         rc->pass = GW_PASS_DENIED;

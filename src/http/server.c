@@ -163,7 +163,14 @@ static int worker_prepare(struct gw_http_server *s, struct gw_http_worker *w, st
 {
     const struct gw_http_opts *o = &s->opts;
 
-    w->base = event_base_new();
+    /* epoll changes are batched per loop turn: a connection that goes from reading to writing
+     * and back within one turn costs one epoll_ctl, not three */
+    struct event_config *ec = event_config_new();
+    if (ec != NULL)
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = ec != NULL ? event_base_new_with_config(ec) : NULL;
+    if (ec != NULL)
+        event_config_free(ec);
     if (w->base == NULL)
         return GW_ENOMEM;
     w->http = evhttp_new(w->base);

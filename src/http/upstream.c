@@ -16,11 +16,17 @@
 #include "util/log.h"
 #include "util/mem.h"
 
+/* Easy handles kept for reuse (curl_easy_reset clears the options and keeps nothing of the
+ * last transfer but caches): making one costs more than the request it carries. */
+#define GW_EASY_SPARE 64
+
 struct gw_upstream {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
     int running;
+    CURL *spare[GW_EASY_SPARE];
+    int nspare;
 };
 
 struct xfer {
@@ -99,7 +105,8 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
 
     if (what == CURL_POLL_REMOVE) {
         if (sc != NULL) {
-            event_free(sc->ev);
+            if (sc->ev != NULL)
+                event_free(sc->ev);
             gw_free(sc);
             curl_multi_assign(u->multi, fd, NULL);
         }
@@ -113,11 +120,12 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
             return -1;
         sc->u = u;
         sc->fd = fd;
+        sc->ev = event_new(u->base, fd, kind, on_socket, u);
         curl_multi_assign(u->multi, fd, sc);
-    } else {
-        event_free(sc->ev);
+    } else if (event_get_events(sc->ev) != kind) { /* the same event, watching for more or less */
+        event_del(sc->ev);
+        event_assign(sc->ev, u->base, fd, kind, on_socket, u);
     }
-    sc->ev = event_new(u->base, fd, kind, on_socket, u);
     if (sc->ev == NULL || event_add(sc->ev, NULL) != 0) {
         GW_LOG_ERROR("upstream", "cannot watch socket %d", (int)fd);
         return -1;
@@ -154,6 +162,8 @@ void gw_upstream_free(struct gw_upstream *u)
         return;
     if (u->multi != NULL)
         curl_multi_cleanup(u->multi);
+    while (u->nspare > 0)
+        curl_easy_cleanup(u->spare[--u->nspare]);
     if (u->timer != NULL)
         event_free(u->timer);
     gw_free(u);
@@ -234,10 +244,11 @@ int64_t gw_upstream_retry_after_ms(const char *line, size_t len, int64_t now_ms)
     return d < 0 ? 0 : d < day_ms ? d : day_ms;
 }
 
-int gw_upstream_easy_new(const struct gw_easy_opts *o, CURL **easy, struct curl_slist **hdrs)
+int gw_upstream_easy_new(struct gw_upstream *u, const struct gw_easy_opts *o, CURL **easy,
+                         struct curl_slist **hdrs)
 {
     struct curl_slist *h = NULL, *l;
-    CURL *e = curl_easy_init();
+    CURL *e = u != NULL && u->nspare > 0 ? u->spare[--u->nspare] : curl_easy_init();
 
     *easy = NULL;
     *hdrs = NULL;
@@ -275,14 +286,18 @@ int gw_upstream_easy_new(const struct gw_easy_opts *o, CURL **easy, struct curl_
     *hdrs = h;
     return 0;
 oom:
-    gw_upstream_easy_free(e, h);
+    gw_upstream_easy_free(u, e, h);
     return GW_ENOMEM;
 }
 
-void gw_upstream_easy_free(CURL *easy, struct curl_slist *hdrs)
+void gw_upstream_easy_free(struct gw_upstream *u, CURL *easy, struct curl_slist *hdrs)
 {
-    if (easy != NULL)
+    if (easy != NULL && u != NULL && u->nspare < GW_EASY_SPARE) {
+        curl_easy_reset(easy); /* drops every option: callbacks, the header list, the body */
+        u->spare[u->nspare++] = easy;
+    } else if (easy != NULL) {
         curl_easy_cleanup(easy);
+    }
     for (struct curl_slist *l = hdrs; l != NULL; l = l->next)
         OPENSSL_cleanse(l->data, strlen(l->data));
     curl_slist_free_all(hdrs);

@@ -56,12 +56,13 @@ struct gw_easy_opts {
 };
 
 /* Make a configured easy handle for o: TLS verification on, redirects off, http(s) only, no
- * "Expect: 100-continue". *easy and *hdrs are new (free both with gw_upstream_easy_free).
- * Returns 0 or GW_ENOMEM. */
-GW_NODISCARD int gw_upstream_easy_new(const struct gw_easy_opts *o, CURL **easy,
-                                      struct curl_slist **hdrs);
-/* Free an easy handle made by gw_upstream_easy_new (not running) and its header list, wiping
- * the header values (they hold credentials). NULLs are fine. */
-void gw_upstream_easy_free(CURL *easy, struct curl_slist *hdrs);
+ * "Expect: 100-continue". *easy (one of u's spares when it has one; u may be NULL) and *hdrs
+ * are new: give both back with gw_upstream_easy_free. Returns 0 or GW_ENOMEM. */
+GW_NODISCARD int gw_upstream_easy_new(struct gw_upstream *u, const struct gw_easy_opts *o,
+                                      CURL **easy, struct curl_slist **hdrs);
+/* Give back an easy handle made by gw_upstream_easy_new (not running; kept as a spare of u
+ * when there is room, reset) and free its header list, wiping the header values (they hold
+ * credentials). NULLs are fine. */
+void gw_upstream_easy_free(struct gw_upstream *u, CURL *easy, struct curl_slist *hdrs);
 
 #endif
