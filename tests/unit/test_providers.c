@@ -563,8 +563,8 @@ static void scan_agrees_with_parse(void **state)
         "{\"usage\":{\"prompt_tokens\":-5},\"choices\":[]}",
         "{\"usage\":[],\"choices\":[]}",
         "{\"usage\":{\"prompt_tokens\":3.5,\"completion_tokens\":\"2\"},\"choices\":[]}",
-        "{\"usage\":{\"prompt_tokens\":10,\"prompt_tokens_details\":{\"cached_tokens\":99}},"
-        "\"choices\":[]}",
+        ("{\"usage\":{\"prompt_tokens\":10,\"prompt_tokens_details\":{\"cached_tokens\":99}},"
+         "\"choices\":[]}"),
         "{\"usage\":{\"num_search_queries\":3,\"search_context_size\":\"high\"},\"choices\":[]}",
         "{\"usage\":{\"search_context_size\":\"much-too-long\"},\"choices\":[]}",
         " { \"choices\" : [ { \"message\" : { \"content\" : \"a\\\"b\" } } ] , \"x\" : 1 } ",
