@@ -275,6 +275,11 @@ static void start_stream_reply(struct gw_call *c)
     gw_idem_capture_head(c, 200, "text/event-stream");
     evhttp_send_reply_start(c->req, 200, "OK");
     c->reply_started = 1;
+    /* no other attempt can follow now: the request itself is not needed any more (a long
+     * stream should not hold it) */
+    json_decref(c->canon);
+    c->canon = NULL;
+    c->rq.body = NULL;
 }
 
 static void count_emitted(struct gw_call *c, json_t *chunk)

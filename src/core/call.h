@@ -56,7 +56,9 @@ struct gw_call {
     char rid[72];
     enum gw_dialect dialect;
     struct gw_chat_opts opts;
-    struct gw_key_rec key;
+    const struct gw_key_rec *key;   /* the caller's key: &gw_no_key until looked up, then the
+                                     * worker's shared copy (or key_own when that failed) */
+    struct gw_key_rec *key_own;     /* the lookup's result, owned until shared */
     const struct gw_tier *tier;     /* the key's tier (NULL: unknown name, no defaults) */
     struct gw_limit_set limits;     /* the key's effective limits: its own, else the tier's */
     int capped;                     /* a token or USD limit applies: requests without max_tokens

@@ -371,6 +371,7 @@ static void worker_cleanup(void *arg, void *wdata)
     /* store work still running finishes; its calls end, and their rows are written */
     gw_store_exec_drain(w->exec);
     gw_store_exec_free(w->exec);
+    gw_worker_keys_free(w);
     gw_store_free(w->store);
     gw_free(w);
 }

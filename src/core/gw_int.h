@@ -51,12 +51,20 @@ struct gw_worker {
     struct gw_store *store;          /* SQLite: the worker's own connection (inline reads) */
     struct gw_store_exec *exec;      /* where the worker's store work runs */
     struct gw_call *calls; /* in flight, doubly linked */
+    struct gw_key_share **keys;      /* key records shared by the calls (pipeline.c) */
     struct gw_idem_purger *purger;   /* worker 0: expired idempotency records */
     int inflight;
 };
 
 /* Entry points from endpoints.c into the pipeline. dialect: */
 enum gw_dialect { GW_DIALECT_OPENAI = 0, GW_DIALECT_SIMPLE = 1 };
+
+/* The key records of a worker's calls, one counted copy per key and version: share returns
+ * the copy equal to fresh (made if need be; NULL when out of memory). keys_free at the end. */
+struct gw_key_rec;
+extern const struct gw_key_rec gw_no_key; /* a call's key before it is known: all empty */
+const struct gw_key_rec *gw_worker_key_share(struct gw_worker *w, const struct gw_key_rec *fresh);
+void gw_worker_keys_free(struct gw_worker *w);
 
 /* Run a chat request (takes over req: the pipeline replies). */
 void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const char *request_id,

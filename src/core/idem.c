@@ -297,7 +297,7 @@ void gw_idem_claim(struct gw_call *c, void (*cont)(struct gw_call *c))
     struct gw *gw = c->w->gw;
     struct gw_idem_rec *r = &i->rec;
 
-    snprintf(r->caller, sizeof(r->caller), "key:%lld", (long long)c->key.id);
+    snprintf(r->caller, sizeof(r->caller), "key:%lld", (long long)c->key->id);
     gw_strlcpy(r->endpoint, c->dialect == GW_DIALECT_SIMPLE ? "llm.chat" : "chat.completions",
                sizeof(r->endpoint));
     gw_strlcpy(r->request_id, c->rid, sizeof(r->request_id));

@@ -164,9 +164,9 @@ struct gw_breaker *gw_breaker_of(struct gw *gw, const char *provider)
  * tighten, a key never widen. */
 static int policy_allows(const struct gw_call *c, const struct gw_model *m)
 {
-    return list_allows(c->key.providers, m->provider) && list_allows(c->key.models, m->id) &&
-           list_allows(c->key.org_providers, m->provider) &&
-           list_allows(c->key.org_models, m->id);
+    return list_allows(c->key->providers, m->provider) && list_allows(c->key->models, m->id) &&
+           list_allows(c->key->org_providers, m->provider) &&
+           list_allows(c->key->org_models, m->id);
 }
 
 /* May this call's key use model m, is its provider configured, and does it match a pin? */
@@ -179,10 +179,10 @@ static int model_allowed(const struct gw_call *c, const struct gw_model *m)
 struct gw_limit_req gw_call_limit_req(struct gw_call *c)
 {
     struct gw_limit_req q = {
-        .key_id = c->key.id,
-        .org_id = c->key.org_id,
+        .key_id = c->key->id,
+        .org_id = c->key->org_id,
         .key = &c->limits,
-        .org = c->key.org_id > 0 ? &c->key.org_limits : NULL,
+        .org = c->key->org_id > 0 ? &c->key->org_limits : NULL,
         .now_ms = gw_now_ms(),
         .store = c->w->store,
     };
@@ -192,7 +192,7 @@ struct gw_limit_req gw_call_limit_req(struct gw_call *c)
 /* The key's limits: its own where set, else its tier's defaults. */
 static void effective_limits(struct gw_call *c)
 {
-    const struct gw_limit_set *k = &c->key.limits;
+    const struct gw_limit_set *k = &c->key->limits;
     const struct gw_limit_set *t = c->tier ? &c->tier->limits : NULL;
     struct gw_limit_set *e = &c->limits;
 #define PICK(f) e->f = k->f > 0 ? k->f : t ? t->f : 0
@@ -203,7 +203,7 @@ static void effective_limits(struct gw_call *c)
     PICK(monthly_usd_micros);
     PICK(max_request_usd_micros);
 #undef PICK
-    const struct gw_limit_set *o = &c->key.org_limits;
+    const struct gw_limit_set *o = &c->key->org_limits;
     c->capped = e->tph > 0 || e->daily_usd_micros > 0 || e->monthly_usd_micros > 0 ||
                 e->max_request_usd_micros > 0 || o->tph > 0 || o->daily_usd_micros > 0 ||
                 o->monthly_usd_micros > 0 || o->max_request_usd_micros > 0;
@@ -245,7 +245,7 @@ static void reply_limit(struct gw_call *c, const struct gw_refusal *why)
     c->row.status = 429;
     gw_strlcpy(c->row.error_code, why->code, sizeof(c->row.error_code));
     GW_LOG_INFO("limits", "req=%s key=%s refused: %s %s (limit %lld, retry in %d s)", c->rid,
-                c->key.key_id, why->scope, why->limit, (long long)v, ra);
+                c->key->key_id, why->scope, why->limit, (long long)v, ra);
     if (c->req == NULL)
         return;
     json_t *body = gw_error_body("rate_limit_error", why->code, msg, c->rid);
@@ -405,8 +405,8 @@ static int route(struct gw_call *c)
             reply_error(c, 400, "invalid_request_error", "provider_not_configured", msg, 0);
             return -1;
         }
-        if (!list_allows(c->key.providers, c->opts.provider) ||
-            !list_allows(c->key.org_providers, c->opts.provider)) {
+        if (!list_allows(c->key->providers, c->opts.provider) ||
+            !list_allows(c->key->org_providers, c->opts.provider)) {
             snprintf(msg, sizeof(msg), "this API key may not use the provider '%s'",
                      c->opts.provider);
             reply_error(c, 403, "permission_error", "provider_not_allowed", msg, 0);
@@ -436,7 +436,7 @@ static int route(struct gw_call *c)
         return -1;
     }
     if (!policy_allows(c, m)) {
-        int org = list_allows(c->key.providers, m->provider) && list_allows(c->key.models, m->id);
+        int org = list_allows(c->key->providers, m->provider) && list_allows(c->key->models, m->id);
         snprintf(msg, sizeof(msg), "%s may not use the model '%.64s'",
                  org ? "this API key's organization" : "this API key", c->opts.model);
         reply_error(c, 403, "permission_error", "model_not_allowed", msg, 0);
@@ -459,8 +459,8 @@ static void fill_row(struct gw_call *c, struct gw_usage_row *r)
 
     memset(r, 0, sizeof(*r));
     gw_strlcpy(r->request_id, c->rid, sizeof(r->request_id));
-    r->org_id = c->key.org_id;
-    r->key_row_id = c->key.id;
+    r->org_id = c->key->org_id;
+    r->key_row_id = c->key->id;
     gw_strlcpy(r->provider, c->model->provider, sizeof(r->provider));
     gw_strlcpy(r->model, c->model->id, sizeof(r->model));
     gw_strlcpy(r->endpoint, c->dialect == GW_DIALECT_SIMPLE ? "llm.chat" : "chat.completions",
@@ -813,8 +813,77 @@ void gw_call_attempt_done(struct gw_call *c, int provider_ok)
 
 /* ---- call lifecycle ---- */
 
+/* ---- keys shared by a worker's calls ----
+ * A key's record is 3 kB; thousands of open streams of one key hold one copy, counted. */
+
+const struct gw_key_rec gw_no_key;
+
+struct gw_key_share {
+    struct gw_key_share *next;
+    int refs;
+    struct gw_key_rec rec;
+};
+
+#define KEY_SHARE_BUCKETS 64
+
+static struct gw_key_share **share_bucket(struct gw_worker *w, int64_t id)
+{
+    if (w->keys == NULL && (w->keys = gw_calloc(KEY_SHARE_BUCKETS, sizeof(*w->keys))) == NULL)
+        return NULL;
+    return &w->keys[(uint64_t)id % KEY_SHARE_BUCKETS];
+}
+
+const struct gw_key_rec *gw_worker_key_share(struct gw_worker *w, const struct gw_key_rec *fresh)
+{
+    struct gw_key_share **b = share_bucket(w, fresh->id), *e;
+    if (b == NULL)
+        return NULL;
+    for (e = *b; e != NULL; e = e->next)
+        if (e->rec.id == fresh->id && memcmp(&e->rec, fresh, sizeof(*fresh)) == 0) {
+            e->refs++;
+            return &e->rec;
+        }
+    if ((e = gw_malloc(sizeof(*e))) == NULL)
+        return NULL;
+    e->rec = *fresh; /* a changed record gets a copy of its own; calls holding the old keep it */
+    e->refs = 1;
+    e->next = *b;
+    *b = e;
+    return &e->rec;
+}
+
+static void key_release(struct gw_worker *w, const struct gw_key_rec *k)
+{
+    struct gw_key_share **p = w->keys != NULL ? share_bucket(w, k->id) : NULL;
+    for (; p != NULL && *p != NULL; p = &(*p)->next)
+        if (&(*p)->rec == k) {
+            struct gw_key_share *e = *p;
+            if (--e->refs == 0) {
+                *p = e->next;
+                gw_free(e);
+            }
+            return;
+        }
+}
+
+void gw_worker_keys_free(struct gw_worker *w)
+{
+    for (int i = 0; w->keys != NULL && i < KEY_SHARE_BUCKETS; i++)
+        while (w->keys[i] != NULL) {
+            struct gw_key_share *e = w->keys[i];
+            w->keys[i] = e->next;
+            gw_free(e);
+        }
+    gw_free(w->keys);
+    w->keys = NULL;
+}
+
 static void call_free(struct gw_call *c)
 {
+    if (c->key_own != NULL)
+        gw_free(c->key_own);
+    else if (c->key != &gw_no_key)
+        key_release(c->w, c->key);
     json_decref(c->parsed);
     gw_attempt_reset(c);
     gw_sse_cleanup(&c->sse);
@@ -903,8 +972,8 @@ void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw
     sj->tokens = tokens;
     sj->held_usd = held_usd;
     sj->held_tokens = held_tokens;
-    sj->q.key_id = c->key.id;
-    sj->q.org_id = c->key.org_id;
+    sj->q.key_id = c->key->id;
+    sj->q.org_id = c->key->org_id;
     sj->job.run = settle_run;
     sj->job.done = settle_done;
     sj->job.writes = 1;
@@ -940,7 +1009,7 @@ void gw_call_end(struct gw_call *c)
                            c->held_usd, c->held_tokens);
     GW_LOG_INFO("access", "req=%s key=%s route=%s provider=%s model=%s stream=%d status=%d "
                 "in=%lld out=%lld cost_micros=%lld ms=%lld state=%s attempts=%d%s%s",
-                c->rid, c->key.key_id, c->route_method ? c->route_method : "-",
+                c->rid, c->key->key_id, c->route_method ? c->route_method : "-",
                 c->ops ? c->ops->name : "-", c->opts.model, c->opts.stream,
                 c->row.status, (long long)c->row.tokens_in, (long long)c->row.tokens_out,
                 (long long)c->row.cost_micros, (long long)c->row.latency_ms, c->row.state,
@@ -1051,10 +1120,10 @@ static int parse_body(struct gw_call *c, json_t **out)
 /* Store work: find the key, and (with a budget) how much of it is spent. */
 static void auth_run(struct gw_call *c, struct gw_store *s)
 {
-    c->job_rc = gw_auth_lookup(s, c->key_hash, &c->key);
+    c->job_rc = gw_auth_lookup(s, c->key_hash, c->key_own);
     if (c->job_rc != 0)
         return;
-    c->tier = gw_config_tier(&c->w->gw->cfg, c->key.tier);
+    c->tier = gw_config_tier(&c->w->gw->cfg, c->key->tier);
     effective_limits(c);
     if ((c->limits.daily_usd_micros > 0 || c->limits.monthly_usd_micros > 0) &&
         gw_router_budget_percent(c->w->gw->router) > 0) {
@@ -1089,7 +1158,15 @@ static void on_authed(struct gw_call *c)
     OPENSSL_cleanse(c->key_hash, sizeof(c->key_hash));
     if (c->req == NULL) /* the client left meanwhile */
         goto done;
-    if (gw_auth_end(c->req, c->rid, c->job_rc, &c->key) != 0) {
+    if (c->job_rc == 0) { /* the worker's calls of one key share one copy of its record */
+        const struct gw_key_rec *shared = gw_worker_key_share(c->w, c->key_own);
+        if (shared != NULL) {
+            gw_free(c->key_own);
+            c->key_own = NULL;
+            c->key = shared;
+        }
+    }
+    if (gw_auth_end(c->req, c->rid, c->job_rc, c->key) != 0) {
         evhttp_connection_set_closecb(c->evcon, NULL, NULL);
         c->req = NULL; /* answered */
         goto done;
@@ -1136,6 +1213,7 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
         return;
     }
     c->w = w;
+    c->key = &gw_no_key;
     c->req = req;
     c->evcon = evhttp_request_get_connection(req);
     c->dialect = dialect;
@@ -1164,6 +1242,11 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
         c->req = NULL; /* answered */
         goto done;
     }
+    if ((c->key_own = gw_calloc(1, sizeof(*c->key_own))) == NULL) {
+        reply_error(c, 503, "service_unavailable", "overloaded", "out of memory", 1);
+        goto done;
+    }
+    c->key = c->key_own;
     c->parsed = body;
     /* from here on the call waits (store, router, backoff, upstream): watch the client */
     evhttp_connection_set_closecb(c->evcon, on_client_close, c);

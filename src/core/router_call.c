@@ -269,8 +269,8 @@ int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands,
     gw_strlcpy(r->kind, "router", sizeof(r->kind));
     r->attempts = 1;
     gw_strlcpy(r->route_method, "auto_router", sizeof(r->route_method));
-    r->org_id = c->key.org_id;
-    r->key_row_id = c->key.id;
+    r->org_id = c->key->org_id;
+    r->key_row_id = c->key->id;
     gw_strlcpy(r->provider, m->provider, sizeof(r->provider));
     gw_strlcpy(r->model, m->id, sizeof(r->model));
     gw_strlcpy(r->endpoint, "router", sizeof(r->endpoint));
