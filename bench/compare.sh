@@ -8,9 +8,13 @@
 #             upstream with x-portkey-custom-host
 #   llmgw     the release build on SQLite with a real key: auth, policy, reservation, the
 #             provider adapter, cost and the usage row on every request (2 workers)
+#   llmgw-pg  the same on a local PostgreSQL with its durable defaults (fsync, synchronous
+#             commit), non-streamed (BENCH_SKIP_PG=1 leaves it out)
 #
 # wrk at 1, 64 and 256 connections, non-streamed and streamed, against each in turn; one table
-# with req/s, p50, p99, errors and peak RSS, then llmgw's ratios to the hop and to Portkey.
+# with req/s, p50, p99, errors and peak RSS, then llmgw's ratios to the hop and to Portkey. The
+# streamed upstream sends its whole stream at once, so a streamed answer's latency is its time
+# to first byte plus a few hundred bytes.
 # Usage: bench/compare.sh [SECONDS=4]   (BENCH_SKIP_PORTKEY=1 leaves Portkey out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,18 +31,19 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 make -s all
 ulimit -n 40000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-tmp=$(mktemp -d /tmp/llmgw-compare-XXXXXX)
+tmp=$(mktemp -d /tmp/llmgw-compare-XXXXXX); chmod 755 "$tmp" # the PostgreSQL server runs as postgres
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    scripts/pg.sh stop "$tmp/pg" >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-base=$(( 30000 + RANDOM % 20000 ))
+base=$(( 20000 + RANDOM % 10000 )) # below the ephemeral ports (32768 on)
 UP_JSON=$base; UP_SSE=$((base + 1)); HOP_JSON=$((base + 2)); HOP_SSE=$((base + 3))
-PK=$((base + 4)); GW=$((base + 5))
+PK=$((base + 4)); GW=$((base + 5)); GW_PG=$((base + 6)); PG_PORT=$((base + 7))
 
 CHAT='{"id":"chatcmpl-bench0000000000000000000000000","object":"chat.completion","created":1764547200,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! This is a fixed answer from the benchmark upstream, about six hundred bytes in all.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":19,"total_tokens":33,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_bench00000"}'
 chunk() { # delta finish_reason
@@ -157,18 +162,39 @@ for c in 1 64 256; do
 done
 rss[llmgw]=$(rss_kb "$gw_pid")
 rows=$(build/llmgw usage --format totals --db "$db" 2>/dev/null | sed -n 's/.*totals //p')
+kill "$gw_pid" 2>/dev/null || true
+
+# llmgw on PostgreSQL (the database on the same two cores)
+if [ "${BENCH_SKIP_PG:-0}" != 1 ] &&
+   pg_url=$(PG_DURABLE=1 scripts/pg.sh start "$tmp/pg" "$PG_PORT" 2>"$tmp/pg.err"); then
+    build/llmgw migrate --db "$pg_url" >/dev/null
+    build/llmgw orgs create bench --db "$pg_url" >/dev/null
+    pg_key=$(build/llmgw keys create --org bench --db "$pg_url" | tail -n 1)
+    OPENAI_API_KEY=sk-bench LLMGW_OPENAI_BASE_URL="http://127.0.0.1:$UP_JSON" \
+    LLMGW_LOG_LEVEL=warn build/llmgw serve --listen "127.0.0.1:$GW_PG" --db "$pg_url" \
+        --workers 2 >"$tmp/llmgw-pg.out" 2>&1 &
+    pids+=($!); gw_pg_pid=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW_PG/healthz" >/dev/null && break; sleep 0.1; done
+    for c in 1 64 256; do
+        run llmgw-pg json "$c" "http://127.0.0.1:$GW_PG/v1/chat/completions" "$json_body" "$pg_key"
+    done
+    rss[llmgw-pg]=$(rss_kb "$gw_pg_pid")
+elif [ "${BENCH_SKIP_PG:-0}" != 1 ]; then
+    echo "bench: no PostgreSQL for the llmgw-pg row: $(head -c 200 "$tmp/pg.err")"
+fi
 
 echo
-printf '%-9s %-6s %11s %11s %11s %11s %11s %8s %9s\n' target mode "p50 c=1" "req/s c=64" \
-    "p99 c=64" "req/s c=256" "p99 c=256" errors "peak RSS"
-for t in upstream hop portkey llmgw; do
+printf '%-9s %-6s %10s %10s %11s %11s %11s %11s %8s %9s\n' target mode "p50 c=1" "p99 c=1" \
+    "req/s c=64" "p99 c=64" "req/s c=256" "p99 c=256" errors "peak RSS"
+for t in upstream hop portkey llmgw llmgw-pg; do
     for m in json sse; do
         awk -v t="$t" -v m="$m" -v rss="${rss[$t]:-0}" '
             $1 == t && $2 == m { rps[$3] = $4; p50[$3] = $5; p99[$3] = $6; e += $7; seen = 1 }
             function us(v) { return v >= 10000 ? sprintf("%.1f ms", v / 1000) : sprintf("%d us", v) }
             END { if (!seen) exit
-                printf "%-9s %-6s %11s %11d %11s %11d %11s %8d %6.1f MB\n", t, m, us(p50[1]),
-                    rps[64], us(p99[64]), rps[256], us(p99[256]), e, rss / 1024 }' "$results"
+                printf "%-9s %-6s %10s %10s %11d %11s %11d %11s %8d %6.1f MB\n", t, m, us(p50[1]),
+                    us(p99[1]), rps[64], us(p99[64]), rps[256], us(p99[256]), e, rss / 1024 }' \
+            "$results"
     done
 done
 [ "$have_pk" = 1 ] || echo "(Portkey not measured)"
@@ -184,6 +210,11 @@ awk -v rest="$gw_rest_kb" -v peak="${rss[llmgw]}" '
             ga, ha, r(ga, ha)
         printf "p99 at 256 connections, llmgw / hop:        %s json (bar <= 2x), %s sse\n",
             r(p99["llmgw json 256"], p99["hop json 256"]), r(p99["llmgw sse 256"], p99["hop sse 256"])
+        printf "added time to first byte, p99 at 1 conn.:   %d us (bar <= 1000 us)\n",
+            p99["llmgw sse 1"] - p99["upstream sse 1"]
+        if (rps["llmgw-pg json 64"] > 0)
+            printf "llmgw on PostgreSQL / hop, at 64:           %s json (bar >= 0.15x)\n",
+                r(rps["llmgw-pg json 64"], rps["hop json 64"])
         if (rps["portkey json 64"] > 0)
             printf "llmgw / Portkey, throughput at 64:          %s json, %s sse\n",
                 r(rps["llmgw json 64"], rps["portkey json 64"]), r(rps["llmgw sse 64"], rps["portkey sse 64"])

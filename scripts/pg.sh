@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for the tests, on a loopback port, in its own data directory.
 #   scripts/pg.sh start DIR PORT   → initdb + start; prints the URL (postgres://llmgw@127.0.0.1:PORT/llmgw)
+#                                    (PG_DURABLE=1: fsync and synchronous commit left on)
 #   scripts/pg.sh stop DIR         → stop it (the directory is left for the caller to remove)
 # As root the server runs as the 'postgres' user (initdb refuses root).
 set -euo pipefail
@@ -17,8 +18,11 @@ start)
     [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
     as_pg "$bin/initdb" -D "$dir/data" -U llmgw -A trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
+    # tests trade durability for speed; PG_DURABLE=1 (the benchmark) keeps the defaults
+    fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    [ "${PG_DURABLE:-0}" = 1 ] && fast=""
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+        -o "-p $port -c listen_addresses=127.0.0.1 -k $dir $fast -c max_connections=300" \
         start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U llmgw llmgw
     echo "postgres://llmgw@127.0.0.1:$port/llmgw"
