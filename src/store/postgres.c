@@ -385,8 +385,11 @@ static int pg_migrate(struct gw_store *base, struct gw_errbuf *eb)
         return GW_ESTORE;
     }
     for (int v = version + 1; v <= gw_schema_count; v++) {
-        char *m = pg_dialect(gw_schema_migrations[v - 1]);
-        int rc = m ? exec_simple(s, m) : GW_ENOMEM;
+        const char *src = gw_schema_migrations[v - 1];
+        if (strncmp(src, GW_SCHEMA_SQLITE_ONLY, strlen(GW_SCHEMA_SQLITE_ONLY)) == 0)
+            src = ""; /* not for this backend: only its number */
+        char *m = pg_dialect(src);
+        int rc = m == NULL ? GW_ENOMEM : m[0] != '\0' ? exec_simple(s, m) : 0;
         gw_free(m);
         snprintf(sql, sizeof(sql), "INSERT INTO schema_version VALUES (%d, %lld)", v,
                  (long long)gw_now_ms());
