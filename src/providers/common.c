@@ -44,12 +44,36 @@ int gw_upstream_req_url(struct gw_upstream_req *r, const char *base, const char 
 
 int gw_upstream_req_body(struct gw_upstream_req *r, const json_t *body)
 {
+    return gw_upstream_req_body_with(r, body, "");
+}
+
+int gw_upstream_req_body_with(struct gw_upstream_req *r, const json_t *body, const char *members)
+{
     char *s = gw_json_dump(body);
-    if (s == NULL)
-        return GW_ENOMEM;
+    size_t len = s != NULL ? strlen(s) : 0, add = strlen(members);
+    if (s == NULL || len < 2 || s[0] != '{') {
+        gw_free(s);
+        return s == NULL ? GW_ENOMEM : GW_EINVAL;
+    }
+    if (add > 0) { /* "{" members "," the rest (no comma before an empty object's "}") */
+        char *t = gw_malloc(len + add + 2);
+        if (t == NULL) {
+            gw_free(s);
+            return GW_ENOMEM;
+        }
+        int empty = len == 2;
+        t[0] = '{';
+        memcpy(t + 1, members, add);
+        if (!empty)
+            t[1 + add] = ',';
+        memcpy(t + 1 + add + !empty, s + 1, len); /* with the NUL */
+        gw_free(s);
+        s = t;
+        len += add + !empty;
+    }
     GW_FREE(r->body);
     r->body = s;
-    r->body_len = strlen(s);
+    r->body_len = len;
     return 0;
 }
 

@@ -30,21 +30,25 @@ enum flavor { OPENAI, XAI, PERPLEXITY };
 
 static int flavor_of(const struct gw_stream *s);
 
+#define STREAM_MEMBERS "\"stream\":true,\"stream_options\":{\"include_usage\":true}"
+
 static int build_common(enum flavor fl, const struct gw_provider_cfg *cfg, const json_t *req,
                         const char *wire_model, int stream, struct gw_upstream_req *out,
                         struct gw_errbuf *eb)
 {
-    json_t *body = json_deep_copy(req);
+    /* most requests go out as the canonical request itself (its model already is the wire
+     * id, and stream and stream_options are not in it): serialised as it is, no copy; the
+     * ones an API wants changed (reasoning models) are changed on a copy */
+    const char *model = json_string_value(json_object_get(req, "model"));
+    int as_is = !cfg->reasoning && model != NULL && strcmp(model, wire_model) == 0;
+    json_t *body = as_is ? (json_t *)req : json_deep_copy(req);
     char auth[600];
     int rc = GW_ENOMEM;
 
     if (body == NULL)
         return GW_ENOMEM;
-    json_object_set_new(body, "model", json_string(wire_model));
-    if (stream) {
-        json_object_set_new(body, "stream", json_true());
-        json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
-    }
+    if (!as_is)
+        json_object_set_new(body, "model", json_string(wire_model));
     if (fl == OPENAI && cfg->reasoning) {
         json_t *mt = json_object_get(body, "max_tokens");
         if (mt != NULL) {
@@ -84,12 +88,13 @@ static int build_common(enum flavor fl, const struct gw_provider_cfg *cfg, const
                                                                        : "/v1/chat/completions")) ||
         (rc = gw_upstream_req_header(out, "Authorization", auth)) ||
         (rc = gw_upstream_req_header(out, "Content-Type", "application/json")) ||
-        (rc = gw_upstream_req_body(out, body)))
+        (rc = gw_upstream_req_body_with(out, body, stream ? STREAM_MEMBERS : "")))
         goto out;
     rc = 0;
 out:
     memset(auth, 0, sizeof(auth));
-    json_decref(body);
+    if (!as_is)
+        json_decref(body);
     return rc;
 }
 

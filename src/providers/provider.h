@@ -155,8 +155,12 @@ GW_NODISCARD int gw_upstream_req_header(struct gw_upstream_req *r, const char *n
 /* Set url to base + path (copied). */
 GW_NODISCARD int gw_upstream_req_url(struct gw_upstream_req *r, const char *base,
                                      const char *path);
-/* Set the body by serialising body (borrowed) compactly. */
+/* Set the body by serialising body (borrowed, an object) compactly. */
 GW_NODISCARD int gw_upstream_req_body(struct gw_upstream_req *r, const json_t *body);
+/* The same with members (JSON text "name":value,... without a trailing comma, not in body)
+ * written first: body goes out as it is, without a copy to add them to. */
+GW_NODISCARD int gw_upstream_req_body_with(struct gw_upstream_req *r, const json_t *body,
+                                           const char *members);
 /* Free everything in r (wiping header values) and zero it. */
 void gw_upstream_req_cleanup(struct gw_upstream_req *r);
 /* Append items (taken) to the last turn of turns when it has the same role, else append a new

@@ -659,6 +659,26 @@ static void splice_writes_what_jansson_writes(void **state)
     gw_buf_cleanup(&out);
 }
 
+/* Members written ahead of a serialised body: a comma only where one is needed. */
+static void body_with_members(void **state)
+{
+    struct gw_upstream_req up = {0};
+    json_t *empty = json_object(), *one = json_pack("{s:i}", "a", 1);
+    assert_int_equal(gw_upstream_req_body_with(&up, empty, "\"s\":true"), 0);
+    assert_string_equal(up.body, "{\"s\":true}");
+    assert_int_equal(up.body_len, strlen(up.body));
+    assert_int_equal(gw_upstream_req_body_with(&up, one, "\"s\":true"), 0);
+    assert_string_equal(up.body, "{\"s\":true,\"a\":1}");
+    assert_int_equal(gw_upstream_req_body_with(&up, one, ""), 0);
+    assert_string_equal(up.body, "{\"a\":1}");
+    json_t *arr = json_array();
+    assert_int_equal(gw_upstream_req_body_with(&up, arr, "\"s\":1"), GW_EINVAL);
+    gw_upstream_req_cleanup(&up);
+    json_decref(arr);
+    json_decref(empty);
+    json_decref(one);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -669,6 +689,7 @@ int main(void)
         cmocka_unit_test(scan_agrees_with_parse),
         cmocka_unit_test(scan_refuses_what_it_cannot_relay),
         cmocka_unit_test(splice_writes_what_jansson_writes),
+        cmocka_unit_test(body_with_members),
         cmocka_unit_test(anthropic_stream_error_event_fails),
         cmocka_unit_test(errors_map),
         cmocka_unit_test(reasoning_models),
