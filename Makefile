@@ -115,6 +115,7 @@ bench: all build/bench_route build/bench_reserve
 	@bench/reserve.sh
 	@bench/run.sh
 	@bench/compare.sh
+	@bench/streams.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
