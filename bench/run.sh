@@ -58,8 +58,20 @@ errs=$( (grep -c 'Non-2xx' "$tmp"/*.txt || true) | awk -F: '{s+=$2} END {print s
 
 seed=${BENCH_IDEM_N:-10000}
 body="{\"model\":\"gpt-4o\",\"messages\":[$msg]}"
+# wrk's threads stop after BENCH_N answers, but wrk itself sleeps out -d: it is interrupted
+# (SIGINT, which it takes as "finish now") once the answers are stored
 BENCH_AUTH=$key BENCH_BODY=$body BENCH_N=$seed wrk -t1 -c16 -d300s \
-    -s bench/idem_seed.lua "http://127.0.0.1:$gport/v1/chat/completions" >"$tmp/seed.txt"
+    -s bench/idem_seed.lua "http://127.0.0.1:$gport/v1/chat/completions" >"$tmp/seed.txt" &
+seed_pid=$!
+stored=0
+for _ in $(seq 3000); do
+    stored=$(sqlite3 "$tmp/gw.db" "SELECT COUNT(*) FROM idempotency WHERE state = 'done'")
+    [ "$stored" -ge "$seed" ] && break
+    kill -0 "$seed_pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill -INT "$seed_pid" 2>/dev/null || true
+wait "$seed_pid" 2>/dev/null || true
 stored=$(sqlite3 "$tmp/gw.db" "SELECT COUNT(*) FROM idempotency WHERE state = 'done'")
 echo "idempotency: $stored keyed answers stored"
 export BENCH_KEYS=$(( stored * 9 / 10 ))
