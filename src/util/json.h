@@ -11,8 +11,9 @@
 
 #include "util/err.h"
 
-/* Parse exactly len bytes strictly (duplicate keys rejected, one value, no trailing data).
- * On error returns NULL and writes "message at line L column C" into eb. */
+/* Parse exactly len bytes strictly (duplicate keys rejected, one value, no trailing data, no
+ * NUL in strings, 64-bit integers, finite reals, at most 2048 levels). On error returns NULL
+ * and writes "message near byte N" into eb. */
 json_t *gw_json_parse(const char *buf, size_t len, struct gw_errbuf *eb);
 /* String member or NULL (also NULL when obj is not an object). */
 const char *gw_json_str(const json_t *obj, const char *key);

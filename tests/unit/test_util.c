@@ -7,6 +7,8 @@
 
 #include <cmocka.h>
 
+#include "util/json.h"
+
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -111,13 +113,63 @@ static void log_escape_bounds(void **state)
     assert_memory_equal(out + 12, "...", 3);
 }
 
+/* The parser takes and refuses what jansson's strict reader does, and builds the same tree. */
+static void json_parse_agrees_with_jansson(void **state)
+{
+    static const char *const cases[] = {
+        "{}", "[]", "1", "-0", "\"x\"", "null", "true", "false", " {\"a\" : [1, 2.5, -3e2, {}]} ",
+        "{\"a\":1,\"a\":2}", "{\"o\":{\"k\":1,\"k\":1}}", "{\"a\":{\"b\":1},\"b\":{\"b\":2}}",
+        "\"\\u0000\"", "{\"a\\u0000b\":1}", "99999999999999999999", "-9223372036854775808",
+        "9223372036854775807", "1e400", "1e-400", "123.456e-7", "\"\\n\\t\\\"\\\\/\\u00e9\"",
+        "\"\\ud83d\\ude00\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800x\"",
+        "\"\\ud800\\u0041\"", "\"a\\\\ud800\"", "{\"\\udfff\":1}", "\"\\\"\\ud83d\\ude00\\\"\"",
+        "\"caf\xc3\xa9\"", "\"\xff\"", "\"\xc3\"", "[1,]", "{\"a\":1,}",
+        "[1 2]", "{} {}", "{}x", "", "   ", "/* c */ {}", "{'a':1}", "[01]", "[.5]", "[1.]",
+        "[-]", "[tru]", "{\"a\"}", "{\"a\":}", "{1:2}", "[\"\t\"]", "\"abc", "[[[[[]]]]]",
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]}"};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct gw_errbuf eb = {{0}};
+        json_t *want = json_loadb(cases[i], strlen(cases[i]),
+                                  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+        json_t *got = gw_json_parse(cases[i], strlen(cases[i]), &eb);
+        if ((want == NULL) != (got == NULL))
+            fail_msg("case %zu '%s': jansson %s, gw_json_parse %s (%s)", i, cases[i],
+                     want ? "accepts" : "refuses", got ? "accepts" : "refuses", eb.msg);
+        if (got == NULL)
+            assert_true(strstr(eb.msg, "near byte") != NULL);
+        else if (!json_equal(want, got))
+            fail_msg("case %zu '%s': different trees", i, cases[i]);
+        json_decref(want);
+        json_decref(got);
+    }
+    /* nesting: 2048 levels are fine, 2049 are not */
+    for (int depth = 2048; depth <= 2049; depth++) {
+        char *deep = malloc((size_t)depth * 2 + 1);
+        memset(deep, '[', (size_t)depth);
+        memset(deep + depth, ']', (size_t)depth);
+        deep[depth * 2] = '\0';
+        json_t *v = gw_json_parse(deep, (size_t)depth * 2, NULL);
+        assert_true((v != NULL) == (depth == 2048));
+        json_decref(v);
+        free(deep);
+    }
+    /* exactly len bytes: what follows is not read */
+    json_t *v = gw_json_parse("{\"a\":1}garbage", 7, NULL);
+    assert_non_null(v);
+    json_decref(v);
+    /* a duplicate is named */
+    struct gw_errbuf eb = {{0}};
+    assert_null(gw_json_parse("{\"dup\":1,\"dup\":2}", 17, &eb));
+    assert_non_null(strstr(eb.msg, "duplicate object key 'dup'"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_respects_cap),      cmocka_unit_test(buf_printf_long),
         cmocka_unit_test(buf_oom_leaves_buffer_intact), cmocka_unit_test(micros_parse_exact),
         cmocka_unit_test(i64_parse_strict),      cmocka_unit_test(b64url_and_hex),
-        cmocka_unit_test(log_escape_bounds),
+        cmocka_unit_test(log_escape_bounds),       cmocka_unit_test(json_parse_agrees_with_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
