@@ -227,11 +227,13 @@ int gw_call_usage_text(const struct gw_call *c, const struct gw_usage *u, struct
 {
     char usd[32];
     gw_json_real_text(usd, sizeof(usd), (double)c->row.cost_micros / 1e6);
-    return gw_buf_printf(out, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
-                         "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld},"
+    return gw_buf_printf(out,
+                         "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
+                         "\"prompt_tokens_details\":{\"cached_tokens\":%lld},"
                          "\"completion_tokens_details\":{\"reasoning_tokens\":%lld},"
-                         "\"cost_usd\":%s}", (long long)u->input_tokens,
-                         (long long)u->output_tokens, (long long)(u->input_tokens + u->output_tokens),
+                         "\"cost_usd\":%s}",
+                         (long long)u->input_tokens, (long long)u->output_tokens,
+                         (long long)(u->input_tokens + u->output_tokens),
                          (long long)u->cached_input_tokens, (long long)u->reasoning_tokens, usd);
 }
 

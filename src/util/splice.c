@@ -14,7 +14,10 @@ int gw_splice_cut(struct gw_splice *sp, size_t from, size_t to)
     return 0;
 }
 
-static int is_sep(char ch) { return ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
+static int is_sep(char ch)
+{
+    return ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
 
 /* Append body[from, to): whole members, with the separators around them normalised. */
 static int add_region(struct gw_buf *out, const char *body, size_t from, size_t to, int *count)
