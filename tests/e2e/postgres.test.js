@@ -66,7 +66,10 @@ test('two nodes, 1,000 concurrent requests (500 each) against a budget for exact
   const w = (await env.waitUsage(probe.headers.get('x-request-id'))).reserved_micros;
   const key = await env.createKey('shared-budget', ['--daily-usd', usd(100 * w)]);
   await env.fake.reset();
-  for (let i = 0; i < 100; i++) await env.fake.next('openai', 'delay', { ms: 2500 });
+  // the admitted hold their reservations until every one of the 1,000 is decided: a settled
+  // call frees what it reserved beyond its cost, and a slow machine (TSan, PostgreSQL on the
+  // same cores) can take seconds to decide them all
+  for (let i = 0; i < 100; i++) await env.fake.next('openai', 'delay', { ms: 6000 }); // < first_byte_ms
   const rs = await Promise.all(Array.from({ length: 1000 }, (_, i) => chat(key, BODY, i % 2 ? nodeB : null)));
   const n = countStatuses(rs);
   assert.deepEqual(n, { 200: 100, 429: 900 }, JSON.stringify(n));
