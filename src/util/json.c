@@ -165,23 +165,27 @@ static int surrogates_paired(const struct builder *b)
     return 1;
 }
 
-static int on_string(void *ctx, const unsigned char *s, size_t len)
+/* A string or key jansson would take: no NUL, no unpaired surrogate (yajl checked the UTF-8). */
+static int text_ok(struct builder *b, const unsigned char *s, size_t len)
 {
-    struct builder *b = ctx;
     if (memchr(s, '\0', len) != NULL)
         return fail(b, "\\u0000 is not allowed");
     if (!surrogates_paired(b))
         return fail(b, "invalid Unicode escape (an unpaired surrogate)");
-    return add(b, json_stringn_nocheck((const char *)s, len)); /* yajl checked the UTF-8 */
+    return 1;
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t len)
+{
+    struct builder *b = ctx;
+    return text_ok(b, s, len) && add(b, json_stringn_nocheck((const char *)s, len));
 }
 
 static int on_key(void *ctx, const unsigned char *s, size_t len)
 {
     struct builder *b = ctx;
-    if (memchr(s, '\0', len) != NULL)
-        return fail(b, "\\u0000 is not allowed in an object key");
-    if (!surrogates_paired(b))
-        return fail(b, "invalid Unicode escape (an unpaired surrogate)");
+    if (!text_ok(b, s, len))
+        return 0;
     gw_buf_reset(&b->key);
     if (gw_buf_add(&b->key, s, len) != 0)
         return fail(b, "out of memory");
