@@ -49,7 +49,8 @@ function upstream(port, intervalMs, chunks) {
   });
   server.maxConnections = 0; // no cap
   server.keepAliveTimeout = 60000;
-  server.listen(port, '127.0.0.1', () => console.log(`listening ${port}`));
+  // a deep accept queue: thousands of streams arrive within seconds
+  server.listen(port, '127.0.0.1', 8192, () => console.log(`listening ${port}`));
 }
 
 function percentile(sorted, p) {

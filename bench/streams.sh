@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Many streams held open at once through llmgw (issue 6's streaming target), against a slow
 # OpenAI-style SSE upstream (bench/streams.js, node): STREAMS_HELD streams (default 8000), each
-# ~6 s long, all open together; every one must complete. Prints the gateway's peak RSS (bar
+# ~10 s long, all open together; every one must complete. Prints the gateway's peak RSS (bar
 # <= 256 MB) and threads. (Time to first byte is measured by bench/compare.sh, against an
 # upstream that answers at once: node's own latency here is milliseconds.)
 # llmgw runs the release build on SQLite with a real key, usage recording and cost on.
@@ -25,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 base=$(( 20000 + RANDOM % 10000 )) # below the ephemeral ports (32768 on)
 SLOW=$base; GW=$((base + 1))
-SLOW_CHUNKS=12
+SLOW_CHUNKS=20 # 10 s each: all of them are open at once between the ramp's end (5 s) and then
 node bench/streams.js upstream "$SLOW" 500 "$SLOW_CHUNKS" >"$tmp/slow.out" 2>&1 &
 pids+=($!)
 
@@ -54,7 +54,7 @@ echo "streams: $held streams held open at once (each ~$(( SLOW_CHUNKS / 2 )) s)"
       awk '/^Threads/ {print $2}' "/proc/$gw_pid/status"; sleep 0.5; done >"$tmp/threads" ) &
 pids+=($!)
 hold=$(node bench/streams.js client "http://127.0.0.1:$GW/v1/chat/completions" "$key" grok-3 \
-    "$held" "$held" "$SLOW_CHUNKS" 4000)
+    "$held" "$held" "$SLOW_CHUNKS" 5000)
 peak_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$gw_pid/status")
 peak_threads=$(sort -n "$tmp/threads" | tail -n 1)
 rows=$(build/llmgw usage --format totals --db "$db" 2>/dev/null | sed -n 's/.*totals //p')
