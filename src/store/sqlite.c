@@ -594,6 +594,18 @@ static void bind_limits(sqlite3_stmt *st, int first, const struct gw_limit_set *
     sqlite3_bind_int64(st, first + 5, l->max_request_usd_micros);
 }
 
+/* After a statement that changes a key or an org's policy: not found when it changed no row;
+ * else the key epoch moves (every process's cached keys are stale). */
+static int key_changed(struct sq *s, int rc)
+{
+    if (rc != 0)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return GW_ENOTFOUND;
+    epoch_bump(s);
+    return 0;
+}
+
 static int sq_org_set_policy(struct gw_store *base, const struct gw_org *o)
 {
     struct sq *s = (struct sq *)base;
@@ -604,12 +616,7 @@ static int sq_org_set_policy(struct gw_store *base, const struct gw_org *o)
     bind_text(st, 2, o->providers);
     bind_text(st, 3, o->models);
     bind_limits(st, 4, &o->limits);
-    int rc = exec_done(s, st);
-    if (rc == 0 && sqlite3_changes(s->db) == 0)
-        return GW_ENOTFOUND;
-    if (rc == 0)
-        epoch_bump(s);
-    return rc;
+    return key_changed(s, exec_done(s, st));
 }
 
 static int sq_key_set_policy(struct gw_store *base, const struct gw_key_rec *rec)
@@ -628,12 +635,7 @@ static int sq_key_set_policy(struct gw_store *base, const struct gw_key_rec *rec
     sqlite3_bind_int64(st, 8, rec->limits.daily_usd_micros);
     sqlite3_bind_int64(st, 9, rec->limits.monthly_usd_micros);
     sqlite3_bind_int64(st, 10, rec->limits.max_request_usd_micros);
-    int rc = exec_done(s, st);
-    if (rc == 0 && sqlite3_changes(s->db) == 0)
-        return GW_ENOTFOUND;
-    if (rc == 0)
-        epoch_bump(s);
-    return rc;
+    return key_changed(s, exec_done(s, st));
 }
 
 static int sq_key_insert(struct gw_store *base, struct gw_key_rec *rec, const unsigned char hash[32])
@@ -762,12 +764,7 @@ static int sq_key_revoke(struct gw_store *base, const char *key_id)
         return GW_ESTORE;
     bind_text(st, 1, key_id);
     sqlite3_bind_int64(st, 2, gw_now_ms());
-    int rc = exec_done(s, st);
-    if (rc == 0 && sqlite3_changes(s->db) == 0)
-        return GW_ENOTFOUND;
-    if (rc == 0)
-        epoch_bump(s);
-    return rc;
+    return key_changed(s, exec_done(s, st));
 }
 
 static int sq_superadmin_exists(struct gw_store *base, int *out)
