@@ -223,16 +223,19 @@ static size_t client_backlog(const struct gw_call *c)
     return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
 }
 
-int gw_call_usage_text(const struct gw_call *c, const struct gw_usage *u, struct gw_buf *out)
+/* Close the object being written in out with its last member, the OpenAI-shaped usage (token
+ * counts, details and cost_usd); *count as for gw_splice_member_*. */
+static int close_with_usage(const struct gw_call *c, const struct gw_usage *u, struct gw_buf *out,
+                            int *count)
 {
     char usd[32];
     gw_json_real_text(usd, sizeof(usd), (double)c->row.cost_micros / 1e6);
     return gw_buf_printf(out,
-                         "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
+                         "%s\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
                          "\"prompt_tokens_details\":{\"cached_tokens\":%lld},"
                          "\"completion_tokens_details\":{\"reasoning_tokens\":%lld},"
-                         "\"cost_usd\":%s}",
-                         (long long)u->input_tokens, (long long)u->output_tokens,
+                         "\"cost_usd\":%s}}",
+                         *count > 0 ? "," : "", (long long)u->input_tokens, (long long)u->output_tokens,
                          (long long)(u->input_tokens + u->output_tokens),
                          (long long)u->cached_input_tokens, (long long)u->reasoning_tokens, usd);
 }
@@ -398,8 +401,7 @@ void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const cha
             struct gw_buf *o = &c->out;
             int n = 1;
             if (chunk_head(c) == 0 && gw_splice_member_raw(o, &n, "choices", "[]", 2) == 0 &&
-                gw_splice_member_raw(o, &n, "usage", "", 0) == 0 &&
-                gw_call_usage_text(c, &c->st.usage, o) == 0 && gw_buf_add(o, "}", 1) == 0)
+                close_with_usage(c, &c->st.usage, o, &n) == 0)
                 send_sse_data(c, o->data, o->len);
         }
         send_sse_data(c, "[DONE]", 6);
@@ -494,8 +496,7 @@ static int send_scanned(struct gw_call *c, const struct gw_scan *scan)
         (rc = gw_splice_kept(o, c->body.data, &scan->sp, &n)) ||
         (rc = gw_splice_member_str(o, &n, "provider", c->ops->name)) ||
         (rc = gw_splice_member_str(o, &n, "route_method", c->route_method)) ||
-        (rc = gw_splice_member_raw(o, &n, "usage", "", 0)) ||
-        (rc = gw_call_usage_text(c, &c->usage, o)) || (rc = gw_buf_add(o, "}", 1)))
+        (rc = close_with_usage(c, &c->usage, o, &n)))
         return rc;
     gw_call_send_text(c, 200, o->data, o->len, 0);
     return 0;
@@ -511,8 +512,7 @@ static int send_with_usage(struct gw_call *c, const json_t *answer)
 
     gw_buf_reset(o);
     if (rc == 0 && (rc = gw_buf_add(o, s, len - 1)) == 0 &&
-        (rc = gw_splice_member_raw(o, &n, "usage", "", 0)) == 0 &&
-        (rc = gw_call_usage_text(c, &c->usage, o)) == 0 && (rc = gw_buf_add(o, "}", 1)) == 0)
+        (rc = close_with_usage(c, &c->usage, o, &n)) == 0)
         gw_call_send_text(c, 200, o->data, o->len, 0);
     gw_free(s);
     return rc;

@@ -183,9 +183,6 @@ void gw_attempt_init(struct gw_call *c);
 void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const char *err_msg);
 /* The simple endpoint's usage object. New reference. */
 json_t *gw_call_usage_json(const struct gw_call *c, const struct gw_usage *u);
-/* Append the OpenAI-shaped usage object (token counts, details and cost_usd) as JSON text. */
-GW_NODISCARD int gw_call_usage_text(const struct gw_call *c, const struct gw_usage *u,
-                                    struct gw_buf *out);
 
 /* ---- idem.c ---- */
 /* The request's Idempotency-Key header: none (0), taken with a fingerprint of the body's bytes
