@@ -162,7 +162,7 @@ struct sq {
     sqlite3_stmt *stmts[S_COUNT];
     int64_t busy_since_us;
     struct sq_ckpt *ckpt; /* writer mode: the thread that checkpoints the WAL */
-    /* the key cache: valid while the database's key epoch is unchanged (see key_epoch) */
+    /* the key cache: valid while the database's key epoch is unchanged (see "the key cache") */
     _Atomic uint64_t *epoch;     /* mapped from "<db>-epoch"; NULL: no cache */
     struct sq_key_slot *keys;    /* SQ_KEY_SLOTS, allocated on the first lookup */
     int epoch_pending;           /* a key or org changed in the open transaction */

@@ -80,12 +80,9 @@ static int open_container(struct builder *b, json_t *c)
         b->stack = s;
         b->cap = cap;
     }
-    if (!add(b, json_incref(c))) {
-        json_decref(c);
+    if (!add(b, c)) /* takes c: its parent (or the root) holds it from now on */
         return 0;
-    }
-    b->stack[b->depth++] = c; /* the reference add did not take */
-    json_decref(c);
+    b->stack[b->depth++] = c; /* borrowed, alive with the root */
     return 1;
 }
 
