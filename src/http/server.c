@@ -163,14 +163,9 @@ static int worker_prepare(struct gw_http_server *s, struct gw_http_worker *w, st
 {
     const struct gw_http_opts *o = &s->opts;
 
-    /* epoll changes are batched per loop turn: a connection that goes from reading to writing
-     * and back within one turn costs one epoll_ctl, not three */
-    struct event_config *ec = event_config_new();
-    if (ec != NULL)
-        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    w->base = ec != NULL ? event_base_new_with_config(ec) : NULL;
-    if (ec != NULL)
-        event_config_free(ec);
+    /* no EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST: a deferred epoll_ctl for a socket closed in this
+     * loop turn would act on whatever another worker has since opened under the same number */
+    w->base = event_base_new();
     if (w->base == NULL)
         return GW_ENOMEM;
     w->http = evhttp_new(w->base);
