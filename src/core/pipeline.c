@@ -931,7 +931,8 @@ struct settle_job {
     struct gw_hold hold;
     struct gw_usage_row row;
     int64_t usd, tokens, held_usd, held_tokens;
-    struct gw_limit_req q; /* scopes only */
+    struct gw_limit_req q; /* scopes, and their limits (below) */
+    struct gw_limit_set key_limits, org_limits;
     int rc;
 };
 
@@ -974,6 +975,12 @@ void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw
     sj->held_tokens = held_tokens;
     sj->q.key_id = c->key->id;
     sj->q.org_id = c->key->org_id;
+    sj->key_limits = c->limits;
+    sj->q.key = &sj->key_limits;
+    if (c->key->org_id > 0) {
+        sj->org_limits = c->key->org_limits;
+        sj->q.org = &sj->org_limits;
+    }
     sj->job.run = settle_run;
     sj->job.done = settle_done;
     sj->job.writes = 1;

@@ -76,6 +76,14 @@ static int64_t store_wait(void *arg, int tokens, int64_t add, int64_t limit, int
     return w.wait > 0 ? w.wait : 1;
 }
 
+/* Does a limit on the scope read what the store has counted? Such a scope is locked for the
+ * check and the change; one without is not, and its counters spread over shards. */
+static int counts(const struct gw_limit_set *lim)
+{
+    return lim != NULL && (lim->rph > 0 || lim->tph > 0 || lim->max_concurrent > 0 ||
+                           lim->daily_usd_micros > 0 || lim->monthly_usd_micros > 0);
+}
+
 static int scope_check(const struct gw_ledger *l, struct gw_store *s, enum gw_scope scope,
                        int64_t id, const struct gw_limit_set *lim, int64_t requests,
                        int64_t tokens, int64_t usd, int64_t now, struct gw_refusal *why)
@@ -128,6 +136,8 @@ static struct gw_counters_delta delta(const struct gw_ledger *l, const struct gw
         .requests = requests,
         .tokens = tokens,
         .prune_before = prune_before,
+        .spread_key = !counts(q->key),
+        .spread_org = !counts(q->org),
     };
     return d;
 }
@@ -138,34 +148,46 @@ static void store_admit(const struct gw_ledger *l, struct gw_store *s, struct gw
     int64_t requests = a->first && q->request ? 1 : 0;
     int64_t tokens = a->first ? q->tokens : q->tokens - a->held_tokens;
     int64_t usd = a->first ? q->usd : q->usd - a->held_usd;
+    struct gw_counters_delta d = delta(l, q, a->row->created_ms, usd, requests, tokens,
+                                       hour_second(q->now_ms) - 1);
+    int lock_org = q->org_id > 0 && !d.spread_org, lock_key = !d.spread_key;
     int rc;
 
+    if ((rc = max_request(q->key, "key", q->usd, &a->why)) != 0 ||
+        (q->org_id > 0 && (rc = max_request(q->org, "org", q->usd, &a->why)) != 0)) {
+        a->rc = rc;
+        return;
+    }
+    if (a->first && !lock_org && !lock_key) { /* nothing to check: one atomic write */
+        rc = gw_store_usage_reserve_counted(s, a->row, &d);
+        goto out;
+    }
     if ((rc = gw_store_tx_begin(s)) != 0) {
         a->rc = rc;
         return;
     }
     /* the limits check only what grows */
     int64_t ctok = tokens > 0 ? tokens : 0, cusd = usd > 0 ? usd : 0;
-    if ((q->org_id > 0 && (rc = gw_store_lock_scope(s, GW_SCOPE_ORG, q->org_id)) != 0) ||
-        (rc = gw_store_lock_scope(s, GW_SCOPE_KEY, q->key_id)) != 0 ||
-        (rc = max_request(q->key, "key", q->usd, &a->why)) != 0 ||
-        (q->org_id > 0 && (rc = max_request(q->org, "org", q->usd, &a->why)) != 0) ||
+    if ((lock_org && (rc = gw_store_lock_scope(s, GW_SCOPE_ORG, q->org_id)) != 0) ||
+        (lock_key && (rc = gw_store_lock_scope(s, GW_SCOPE_KEY, q->key_id)) != 0) ||
         (rc = scope_check(l, s, GW_SCOPE_KEY, q->key_id, q->key, requests, ctok, cusd,
                           q->now_ms, &a->why)) != 0 ||
         (q->org_id > 0 && (rc = scope_check(l, s, GW_SCOPE_ORG, q->org_id, q->org, requests,
                                             ctok, cusd, q->now_ms, &a->why)) != 0))
         goto fail;
     if (a->first)
-        rc = gw_store_usage_reserve(s, a->row);
-    else if ((rc = gw_store_usage_reserve(s, a->archive)) == 0)
-        rc = gw_store_usage_settle(s, a->row);
-    struct gw_counters_delta d = delta(l, q, a->row->created_ms, usd, requests, tokens,
-                                       hour_second(q->now_ms) - 1);
-    if (rc != 0 || (rc = gw_store_counters_add(s, &d)) != 0 || (rc = gw_store_tx_commit(s)) != 0)
+        rc = gw_store_usage_reserve_counted(s, a->row, &d);
+    else if ((rc = gw_store_usage_reserve(s, a->archive)) == 0 &&
+             (rc = gw_store_usage_settle(s, a->row)) == 0)
+        rc = gw_store_counters_add(s, &d);
+    if (rc != 0 || (rc = gw_store_tx_commit(s)) != 0)
         goto fail;
-    a->rc = 0;
-    a->now_held_usd = q->usd;
-    a->now_held_tokens = q->tokens;
+out:
+    a->rc = rc;
+    if (rc == 0) {
+        a->now_held_usd = q->usd;
+        a->now_held_tokens = q->tokens;
+    }
     return;
 fail:
     gw_store_tx_rollback(s);

@@ -12,9 +12,11 @@
  * - Text read back is copied with bounds; numbers are parsed strictly; a NULL reads as "" / 0.
  */
 #include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 #include "util/log.h"
@@ -22,7 +24,8 @@
 #include "util/util.h"
 
 #define MIGRATE_LOCK 7406190 /* pg_advisory_xact_lock key of migrations */
-#define MAX_PARAMS 28
+#define MAX_PARAMS 40
+#define COUNTER_SHARDS 8 /* a process's connections take them in turn */
 
 enum stmt_id {
     P_ORG_INSERT,
@@ -48,6 +51,8 @@ enum stmt_id {
     P_SNAPSHOT,
     P_SNAPSHOT_ORG,
     P_COUNTERS_ADD,
+    P_RESERVE_COUNTED,
+    P_SETTLE_COUNTED,
     P_RATE_LIST,
     P_IDEM_CLAIM,
     P_IDEM_GET,
@@ -74,6 +79,26 @@ enum stmt_id {
     "scope = " scope " AND id = $1 AND period = 'd' AND window_start = $3) ELSE 0 END, "          \
     "CASE WHEN $5 & 4 <> 0 THEN (SELECT COALESCE(SUM(spent_micros), 0) FROM usage_totals WHERE "  \
     "scope = " scope " AND id = $1 AND period = 'm' AND window_start = $4) ELSE 0 END"
+/* Every counter of the key and (when $2 > 0) the org: the spend of the day and the month, the
+ * hour bucket, and the buckets that left the hour. $1 key, $2 org, $3 day start, $4 month
+ * start, $5 usd, $6 second, $7 requests, $8 tokens, $9 prune before, $10 the key's shard, $11
+ * the org's; guard is a further condition on every change. */
+#define COUNTERS_CTE(guard)                                                                        \
+    "t AS (INSERT INTO usage_totals(scope, id, period, window_start, shard, spent_micros) "        \
+    "SELECT * FROM (VALUES (0, $1::bigint, 'd', $3::bigint, $10::int, $5::bigint), (0, $1, 'm', "  \
+    "$4::bigint, $10, $5), (1, $2::bigint, 'd', $3, $11::int, $5), (1, $2, 'm', $4, $11, $5)) v "  \
+    "WHERE v.column2 > 0 AND v.column6 <> 0" guard " ON CONFLICT (scope, id, period, "             \
+    "window_start, shard) DO UPDATE SET spent_micros = usage_totals.spent_micros + "               \
+    "excluded.spent_micros RETURNING 1), "                                                         \
+    "r AS (INSERT INTO usage_rate(scope, id, second, shard, requests, tokens) SELECT * FROM "      \
+    "(VALUES (0, $1, $6::bigint, $10, $7::bigint, $8::bigint), (1, $2, $6, $11, $7, $8)) v "       \
+    "WHERE v.column2 > 0 AND (v.column5 <> 0 OR v.column6 <> 0)" guard " ON CONFLICT (scope, id, " \
+    "second, shard) DO UPDATE SET requests = usage_rate.requests + excluded.requests, tokens = "   \
+    "usage_rate.tokens + excluded.tokens RETURNING 1), "                                           \
+    "p AS (DELETE FROM usage_rate WHERE $9::bigint > 0 AND second < $9 AND ((scope = 0 AND "       \
+    "id = $1) OR (scope = 1 AND id = $2))" guard " RETURNING 1) "
+#define COUNTERS_COUNT "(SELECT count(*) FROM t), (SELECT count(*) FROM r), (SELECT count(*) FROM p)"
+
 static const struct {
     const char *sql;
     int nparams;
@@ -81,25 +106,25 @@ static const struct {
     [P_LOCK] = {"SELECT pg_advisory_xact_lock($1)", 1},
     [P_SNAPSHOT] = {SNAPSHOT_SQL("key_row_id", "0"), 5},
     [P_SNAPSHOT_ORG] = {SNAPSHOT_SQL("org_id", "1"), 5},
-    /* every counter of the key and (when $2 > 0) the org in one statement: the spend of
-     * the day and the month, the hour bucket, and the buckets that left the hour */
-    [P_COUNTERS_ADD] = {"WITH t AS (INSERT INTO usage_totals(scope, id, period, window_start, "
-                        "spent_micros) SELECT * FROM (VALUES (0, $1::bigint, 'd', $3::bigint, "
-                        "$5::bigint), (0, $1, 'm', $4, $5), (1, $2, 'd', $3, $5), (1, $2, 'm', $4, "
-                        "$5)) v WHERE v.column2 > 0 AND v.column5 <> 0 ON CONFLICT (scope, id, "
-                        "period, window_start) DO UPDATE SET spent_micros = "
-                        "usage_totals.spent_micros + excluded.spent_micros RETURNING 1), "
-                        "r AS (INSERT INTO usage_rate(scope, id, second, requests, tokens) "
-                        "SELECT * FROM (VALUES (0, $1::bigint, $6::bigint, $7::bigint, "
-                        "$8::bigint), (1, $2, $6, $7, $8)) v WHERE v.column2 > 0 AND "
-                        "(v.column4 <> 0 OR v.column5 <> 0) ON CONFLICT (scope, id, second) DO "
-                        "UPDATE SET requests = usage_rate.requests + excluded.requests, "
-                        "tokens = usage_rate.tokens + excluded.tokens RETURNING 1), "
-                        "p AS (DELETE FROM usage_rate WHERE $9::bigint > 0 AND second < $9 AND "
-                        "((scope = 0 AND id = $1) OR (scope = 1 AND id = $2)) RETURNING 1) "
-                        "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM r), "
-                        "(SELECT count(*) FROM p)",
-                        9},
+    [P_COUNTERS_ADD] = {"WITH " COUNTERS_CTE("") "SELECT " COUNTERS_COUNT, 11},
+    /* a reservation's row and its counters, one statement: its own transaction when no
+     * BEGIN is open; $1..$11 as above, the row from $12 */
+    [P_RESERVE_COUNTED] = {"WITH u AS (INSERT INTO usage(" USAGE_COLS ") VALUES ($12, $13, $14, "
+                           "$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, "
+                           "$28, $29, $30, $31, $32, $33, $34, $35, $36, $37) RETURNING 1), "
+                           COUNTERS_CTE("") "SELECT (SELECT count(*) FROM u), " COUNTERS_COUNT,
+                           37},
+    /* a settlement and its counters, one statement, changing a row still reserved only: a
+     * statement retried after its answer was lost finds nothing to count twice */
+    [P_SETTLE_COUNTED] = {"WITH u AS (UPDATE usage SET state = $13, tokens_in = $14, tokens_out = "
+                          "$15, cached_tokens = $16, reasoning_tokens = $17, cost_micros = $18, "
+                          "latency_ms = $19, status = $20, error_code = $21, settled_ms = $22, "
+                          "provider = $23, model = $24, reserved_micros = $25, attempts = $26, "
+                          "route_method = $27, reserved_tokens = $28 WHERE request_id = $12 AND "
+                          "state = 'reserved' RETURNING 1), "
+                          COUNTERS_CTE(" AND EXISTS (SELECT 1 FROM u)")
+                          "SELECT (SELECT count(*) FROM u), " COUNTERS_COUNT,
+                          28},
     [P_IDEM_CLAIM] = {"INSERT INTO idempotency(caller, endpoint, idem_key, fingerprint, state, "
                       "request_id, node, created_ms, expires_ms) VALUES ($1, $2, $3, $4, "
                       "'in_flight', $5, $6, $7, $8) ON CONFLICT (caller, endpoint, idem_key) DO "
@@ -126,8 +151,8 @@ static const struct {
     [P_IDEM_PURGE] = {"DELETE FROM idempotency WHERE ctid IN (SELECT ctid FROM idempotency WHERE "
                       "expires_ms < $1 LIMIT $2)",
                       2},
-    [P_RATE_LIST] = {"SELECT second, requests, tokens FROM usage_rate WHERE scope = $1 AND "
-                     "id = $2 AND second >= $3 ORDER BY second",
+    [P_RATE_LIST] = {"SELECT second, SUM(requests), SUM(tokens) FROM usage_rate WHERE "
+                     "scope = $1 AND id = $2 AND second >= $3 GROUP BY second ORDER BY second",
                      3},
     [P_ORG_INSERT] = {"INSERT INTO orgs(slug, name, created_ms) VALUES ($1, $2, $3) RETURNING id",
                       3},
@@ -185,6 +210,7 @@ struct pg {
     PGconn *conn;
     unsigned char prepared[P_COUNT];
     int in_tx; /* inside BEGIN..COMMIT: a lost connection fails, never reconnects */
+    int shard; /* of the counters, 1..COUNTER_SHARDS: what this connection adds unlocked */
 };
 
 /* Parameters as text (libpq's text format). */
@@ -309,6 +335,15 @@ int gw_postgres_open(const char *url, struct gw_store **out, struct gw_errbuf *e
     if (s == NULL)
         return GW_ENOMEM;
     s->base.ops = &postgres_ops;
+    static _Atomic unsigned next_shard;
+    static _Atomic int shards_seeded;
+    if (atomic_exchange(&shards_seeded, 1) == 0) { /* processes start at different shards */
+        unsigned r;
+        if (gw_random(&r, sizeof(r)) != 0)
+            r = (unsigned)getpid();
+        atomic_fetch_add(&next_shard, r);
+    }
+    s->shard = 1 + (int)(atomic_fetch_add(&next_shard, 1) % COUNTER_SHARDS);
     s->conn = PQconnectdb(url);
     if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
         char msg[200];
@@ -319,7 +354,7 @@ int gw_postgres_open(const char *url, struct gw_store **out, struct gw_errbuf *e
         pg_free(&s->base);
         return GW_ESTORE;
     }
-    PGresult *r = PQexec(s->conn, "SET client_min_messages = warning");
+    PGresult *r = PQexec(s->conn, "SET client_min_messages = warning; SET plan_cache_mode = force_generic_plan");
     PQclear(r);
     *out = &s->base;
     return 0;
@@ -635,26 +670,31 @@ static int pg_usage_reserve(struct gw_store *base, const struct gw_usage_row *ro
     return run((struct pg *)base, P_USAGE_INSERT, &p, NULL);
 }
 
+static void p_settle(struct params *p, const struct gw_usage_row *r)
+{
+    p_text(p, r->request_id);
+    p_text(p, r->state);
+    p_i64(p, r->tokens_in);
+    p_i64(p, r->tokens_out);
+    p_i64(p, r->cached_tokens);
+    p_i64(p, r->reasoning_tokens);
+    p_i64(p, r->cost_micros);
+    p_i64(p, r->latency_ms);
+    p_i64(p, r->status);
+    p_text(p, r->error_code);
+    p_i64(p, r->settled_ms);
+    p_text(p, r->provider);
+    p_text(p, r->model);
+    p_i64(p, r->reserved_micros);
+    p_i64(p, r->attempts > 0 ? r->attempts : 1);
+    p_text(p, r->route_method);
+    p_i64(p, r->reserved_tokens);
+}
+
 static int pg_usage_settle(struct gw_store *base, const struct gw_usage_row *r)
 {
     struct params p = {0};
-    p_text(&p, r->request_id);
-    p_text(&p, r->state);
-    p_i64(&p, r->tokens_in);
-    p_i64(&p, r->tokens_out);
-    p_i64(&p, r->cached_tokens);
-    p_i64(&p, r->reasoning_tokens);
-    p_i64(&p, r->cost_micros);
-    p_i64(&p, r->latency_ms);
-    p_i64(&p, r->status);
-    p_text(&p, r->error_code);
-    p_i64(&p, r->settled_ms);
-    p_text(&p, r->provider);
-    p_text(&p, r->model);
-    p_i64(&p, r->reserved_micros);
-    p_i64(&p, r->attempts > 0 ? r->attempts : 1);
-    p_text(&p, r->route_method);
-    p_i64(&p, r->reserved_tokens);
+    p_settle(&p, r);
     return run_update((struct pg *)base, P_USAGE_SETTLE, &p);
 }
 
@@ -836,19 +876,50 @@ static int pg_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t
     return rc;
 }
 
+/* $1..$11 of the counters' statements */
+static void p_counters(struct params *p, const struct pg *s, const struct gw_counters_delta *d)
+{
+    p_i64(p, d->key_id);
+    p_i64(p, d->org_id);
+    p_i64(p, d->day_start);
+    p_i64(p, d->month_start);
+    p_i64(p, d->usd);
+    p_i64(p, d->second);
+    p_i64(p, d->requests);
+    p_i64(p, d->tokens);
+    p_i64(p, d->prune_before);
+    p_i64(p, d->spread_key ? s->shard : 0);
+    p_i64(p, d->spread_org ? s->shard : 0);
+}
+
 static int pg_counters_add(struct gw_store *base, const struct gw_counters_delta *d)
 {
     struct params p = {0};
-    p_i64(&p, d->key_id);
-    p_i64(&p, d->org_id);
-    p_i64(&p, d->day_start);
-    p_i64(&p, d->month_start);
-    p_i64(&p, d->usd);
-    p_i64(&p, d->second);
-    p_i64(&p, d->requests);
-    p_i64(&p, d->tokens);
-    p_i64(&p, d->prune_before);
+    p_counters(&p, (struct pg *)base, d);
     return run((struct pg *)base, P_COUNTERS_ADD, &p, NULL);
+}
+
+static int pg_usage_reserve_counted(struct gw_store *base, const struct gw_usage_row *row,
+                                    const struct gw_counters_delta *d)
+{
+    struct params p = {0};
+    p_counters(&p, (struct pg *)base, d);
+    p_row(&p, row);
+    return run((struct pg *)base, P_RESERVE_COUNTED, &p, NULL);
+}
+
+static int pg_usage_settle_counted(struct gw_store *base, const struct gw_usage_row *row,
+                                   const struct gw_counters_delta *d)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_counters(&p, (struct pg *)base, d);
+    p_settle(&p, row);
+    int rc = run((struct pg *)base, P_SETTLE_COUNTED, &p, &r);
+    if (rc == 0 && (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "0") == 0))
+        rc = GW_ENOTFOUND;
+    PQclear(r);
+    return rc;
 }
 
 static int pg_rate_list(struct gw_store *base, enum gw_scope scope, int64_t id,
@@ -1010,6 +1081,8 @@ static const struct gw_store_ops postgres_ops = {
     .lock_scope = pg_lock_scope,
     .usage_snapshot = pg_usage_snapshot,
     .counters_add = pg_counters_add,
+    .usage_reserve_counted = pg_usage_reserve_counted,
+    .usage_settle_counted = pg_usage_settle_counted,
     .rate_list = pg_rate_list,
     .idem_claim = pg_idem_claim,
     .idem_complete = pg_idem_complete,

@@ -130,5 +130,32 @@ const char *const gw_schema_migrations[] = {
     GW_SCHEMA_SQLITE_ONLY
     "DROP INDEX usage_inflight_key;"
     "DROP INDEX usage_inflight_org;",
+    /* 10: each counter in shards, summed when read: writers that no limit serialises add to
+     * their connection's own shard instead of queueing on one row until each commit is
+     * durable (shard 0 is for writers that hold the scope's lock) */
+    "CREATE TABLE usage_totals_v10 ("
+    "  scope INTEGER NOT NULL,"
+    "  id BIGINT NOT NULL,"
+    "  period TEXT NOT NULL,"
+    "  window_start BIGINT NOT NULL,"
+    "  shard INTEGER NOT NULL DEFAULT 0,"
+    "  spent_micros BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (scope, id, period, window_start, shard));"
+    "INSERT INTO usage_totals_v10(scope, id, period, window_start, spent_micros) "
+    "  SELECT scope, id, period, window_start, spent_micros FROM usage_totals;"
+    "DROP TABLE usage_totals;"
+    "ALTER TABLE usage_totals_v10 RENAME TO usage_totals;"
+    "CREATE TABLE usage_rate_v10 ("
+    "  scope INTEGER NOT NULL,"
+    "  id BIGINT NOT NULL,"
+    "  second BIGINT NOT NULL,"
+    "  shard INTEGER NOT NULL DEFAULT 0,"
+    "  requests BIGINT NOT NULL DEFAULT 0,"
+    "  tokens BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (scope, id, second, shard));"
+    "INSERT INTO usage_rate_v10(scope, id, second, requests, tokens) "
+    "  SELECT scope, id, second, requests, tokens FROM usage_rate;"
+    "DROP TABLE usage_rate;"
+    "ALTER TABLE usage_rate_v10 RENAME TO usage_rate;",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

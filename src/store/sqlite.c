@@ -121,10 +121,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SNAPSHOT] = SNAPSHOT_SQL("key_row_id", "0"),
     [S_SNAPSHOT_ORG] = SNAPSHOT_SQL("org_id", "1"),
     [S_TOTALS_ADD] = "INSERT INTO usage_totals(scope, id, period, window_start, spent_micros) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (scope, id, period, window_start) "
-                     "DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
+                     "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (scope, id, period, window_start, "
+                     "shard) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
     [S_RATE_ADD] = "INSERT INTO usage_rate(scope, id, second, requests, tokens) VALUES (?1, ?2, "
-                   "?3, ?4, ?5) ON CONFLICT (scope, id, second) DO UPDATE SET requests = "
+                   "?3, ?4, ?5) ON CONFLICT (scope, id, second, shard) DO UPDATE SET requests = "
                    "requests + excluded.requests, tokens = tokens + excluded.tokens",
     [S_RATE_PRUNE] = "DELETE FROM usage_rate WHERE scope = ?1 AND id = ?2 AND second < ?3",
     [S_IDEM_CLAIM] = "INSERT INTO idempotency(caller, endpoint, idem_key, fingerprint, state, "
@@ -147,8 +147,8 @@ static const char *const stmt_sql[S_COUNT] = {
                        "state = 'in_flight' AND (?2 = '' OR node = ?2)",
     [S_IDEM_PURGE] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency WHERE "
                      "expires_ms < ?1 LIMIT ?2)",
-    [S_RATE_LIST] = "SELECT second, requests, tokens FROM usage_rate WHERE scope = ?1 AND "
-                    "id = ?2 AND second >= ?3 ORDER BY second",
+    [S_RATE_LIST] = "SELECT second, SUM(requests), SUM(tokens) FROM usage_rate WHERE "
+                    "scope = ?1 AND id = ?2 AND second >= ?3 GROUP BY second ORDER BY second",
     [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
                         "settled_ms = ?1 WHERE state = 'reserved' AND (?2 = '' OR node = ?2)",
 };

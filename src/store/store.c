@@ -153,18 +153,46 @@ int gw_store_counters_add(struct gw_store *s, const struct gw_counters_delta *d)
     return s->ops->counters_add(s, d);
 }
 
-int gw_store_usage_settle_counted(struct gw_store *s, const struct gw_usage_row *row,
-                                  const struct gw_counters_delta *d)
+/* write(row) and the counters' change, atomic: in the caller's transaction or one of its own */
+static int counted(struct gw_store *s, int (*write)(struct gw_store *, const struct gw_usage_row *),
+                   const struct gw_usage_row *row, const struct gw_counters_delta *d)
 {
-    int rc = gw_store_tx_begin(s);
-    if (rc != 0)
+    int own = !gw_store_in_tx(s), rc;
+    if (own && (rc = gw_store_tx_begin(s)) != 0)
         return rc;
-    if ((rc = gw_store_usage_settle(s, row)) != 0 || (rc = gw_store_counters_add(s, d)) != 0 ||
-        (rc = gw_store_tx_commit(s)) != 0) {
-        gw_store_tx_rollback(s);
+    if ((rc = write(s, row)) != 0 || (rc = gw_store_counters_add(s, d)) != 0 ||
+        (own && (rc = gw_store_tx_commit(s)) != 0)) {
+        if (own)
+            gw_store_tx_rollback(s);
         return rc;
     }
     return 0;
+}
+
+/* a settlement that counts changes a reserved row only */
+static int settle_reserved(struct gw_store *s, const struct gw_usage_row *row)
+{
+    struct gw_usage_row cur;
+    int rc = s->ops->usage_get(s, row->request_id, &cur);
+    if (rc == 0 && strcmp(cur.state, "reserved") != 0)
+        rc = GW_ENOTFOUND;
+    return rc != 0 ? rc : s->ops->usage_settle(s, row);
+}
+
+int gw_store_usage_reserve_counted(struct gw_store *s, const struct gw_usage_row *row,
+                                   const struct gw_counters_delta *d)
+{
+    if (s->ops->usage_reserve_counted != NULL)
+        return s->ops->usage_reserve_counted(s, row, d);
+    return counted(s, s->ops->usage_reserve, row, d);
+}
+
+int gw_store_usage_settle_counted(struct gw_store *s, const struct gw_usage_row *row,
+                                  const struct gw_counters_delta *d)
+{
+    if (s->ops->usage_settle_counted != NULL)
+        return s->ops->usage_settle_counted(s, row, d);
+    return counted(s, settle_reserved, row, d);
 }
 
 int gw_store_rate_list(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_second,

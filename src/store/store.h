@@ -193,9 +193,17 @@ struct gw_counters_delta {
     int64_t second;
     int64_t requests, tokens;
     int64_t prune_before;
+    /* nothing holds the key's (org's) lock for this change: it may go to a shard of the
+     * counter that this connection alone writes, rather than the one the lock holders share */
+    int spread_key, spread_org;
 };
 GW_NODISCARD int gw_store_counters_add(struct gw_store *s, const struct gw_counters_delta *d);
-/* gw_store_usage_settle and gw_store_counters_add in one atomic step. */
+/* gw_store_usage_reserve (settle) and gw_store_counters_add in one atomic step: inside the
+ * caller's transaction when one is open, else on their own. A counted settlement changes only
+ * a row still reserved (GW_ENOTFOUND otherwise). */
+GW_NODISCARD int gw_store_usage_reserve_counted(struct gw_store *s,
+                                                const struct gw_usage_row *row,
+                                                const struct gw_counters_delta *d);
 GW_NODISCARD int gw_store_usage_settle_counted(struct gw_store *s,
                                                const struct gw_usage_row *row,
                                                const struct gw_counters_delta *d);

@@ -65,6 +65,12 @@ struct gw_store_ops {
                           int64_t day_start, int64_t month_start, int want,
                           struct gw_scope_usage *out);
     int (*counters_add)(struct gw_store *s, const struct gw_counters_delta *d);
+    /* optional: a row's write and the counters' change in one statement (else a transaction
+     * around usage_reserve or usage_settle and counters_add) */
+    int (*usage_reserve_counted)(struct gw_store *s, const struct gw_usage_row *row,
+                                 const struct gw_counters_delta *d);
+    int (*usage_settle_counted)(struct gw_store *s, const struct gw_usage_row *row,
+                                const struct gw_counters_delta *d);
     int (*rate_list)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_second,
                      gw_store_rate_cb cb, void *arg);
     int (*idem_claim)(struct gw_store *s, const struct gw_idem_rec *rec, int64_t now_ms,

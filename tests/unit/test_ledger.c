@@ -290,17 +290,102 @@ static void sliding_hour_edges_and_fallback(void **state)
     assert_int_equal(got.reserved_tokens, 800);
 }
 
+struct spreader {
+    struct fx *f;
+    int base, ok;
+};
+
+/* admit and settle 25 requests of a key and org that no limit locks */
+static void *spreader(void *arg)
+{
+    struct spreader *sp = arg;
+    struct gw_store *s = NULL;
+    struct gw_limit_set none = {0};
+    if (gw_store_open(sp->f->url, &s, NULL) != 0)
+        return NULL;
+    for (int i = 0; i < 25; i++) {
+        struct req q;
+        char id[32];
+        snprintf(id, sizeof(id), "s%d_%d", sp->base, i);
+        prep(sp->f, &q, &none, &none, 1000, 50, T0, id);
+        gw_ledger_admit(&sp->f->l, s, &q.a);
+        if (q.a.rc == 0 && settle(sp->f, s, &q, 300, 20) == 0)
+            sp->ok++;
+    }
+    gw_store_free(s);
+    return NULL;
+}
+
+static int add_requests(void *arg, int64_t second, int64_t requests, int64_t tokens)
+{
+    (void)second;
+    (void)tokens;
+    *(int64_t *)arg += requests;
+    return 0;
+}
+
+/* Writers that no limit serialises count on their own shards; every read sums them, and a
+ * settlement counted once cannot be counted again. */
+static void unlocked_counters_sum_across_connections(void **state)
+{
+    struct fx *f = *state;
+    struct spreader sp[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        sp[i] = (struct spreader){f, i, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, spreader, &sp[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(sp[i].ok, 25);
+    }
+    struct gw_scope_usage u;
+    int64_t day = gw_budget_day_start(&f->l.windows, T0);
+    int64_t month = gw_budget_month_start(&f->l.windows, T0);
+    int64_t hour = (T0 - GW_LIMIT_WINDOW_MS) / 1000;
+    for (int scope = 0; scope < 2; scope++) {
+        enum gw_scope sc = scope ? GW_SCOPE_ORG : GW_SCOPE_KEY;
+        int64_t id = scope ? f->org : f->key, requests = 0;
+        assert_int_equal(gw_store_usage_snapshot(f->s, sc, id, hour, day, month,
+                                                 GW_SNAP_HOUR | GW_SNAP_BUDGET, &u), 0);
+        assert_int_equal(u.day_spent, 100 * 300);
+        assert_int_equal(u.month_spent, 100 * 300);
+        assert_int_equal(u.requests, 100);
+        assert_int_equal(u.tokens, 100 * 20);
+        assert_int_equal(gw_store_rate_list(f->s, sc, id, hour, add_requests, &requests), 0);
+        assert_int_equal(requests, 100);
+    }
+    /* the same settlement again: the row is no longer reserved, nothing is counted twice */
+    struct req q;
+    struct gw_limit_set none = {0};
+    prep(f, &q, &none, &none, 1000, 50, T0, "s0_0");
+    assert_int_equal(settle(f, f->s, &q, 300, 20), GW_ENOTFOUND);
+    assert_int_equal(gw_store_usage_snapshot(f->s, GW_SCOPE_KEY, f->key, hour, day, month,
+                                             GW_SNAP_BUDGET, &u), 0);
+    assert_int_equal(u.day_spent, 100 * 300);
+    /* a limit set now sees what was spent without it */
+    struct gw_limit_set kl = {.daily_usd_micros = 100 * 300 + 500};
+    prep(f, &q, &kl, &none, 1000, 50, T0 + 10, "late");
+    gw_ledger_admit(&f->l, f->s, &q.a);
+    assert_int_equal(q.a.rc, GW_ELIMIT);
+    assert_string_equal(q.a.why.code, "daily_budget_exceeded");
+}
+
 int main(void)
 {
     const struct CMUnitTest sqlite_tests[] = {
         cmocka_unit_test_setup_teardown(spend_and_refunds, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(exact_across_connections, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(sliding_hour_edges_and_fallback, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(unlocked_counters_sum_across_connections, setup_sqlite,
+                                        teardown),
     };
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test_setup_teardown(spend_and_refunds, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(exact_across_connections, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(sliding_hour_edges_and_fallback, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(unlocked_counters_sum_across_connections, setup_pg,
+                                        teardown),
     };
     int failed = cmocka_run_group_tests_name("ledger on sqlite", sqlite_tests, NULL, NULL);
     const char *pg = getenv("LLMGW_TEST_PG_URL");
