@@ -79,6 +79,7 @@ struct gw_call {
     unsigned char key_hash[32];     /* the presented key, hashed, until it is looked up */
     json_t *parsed;                 /* the parsed body, until the key is known */
     struct gw_admission adm;        /* an admission in flight */
+    struct gw_store_write adm_write; /* its plain write, when it is one */
     struct gw_usage_row adm_row;    /* the row it writes */
     struct gw_usage_row adm_archive;/* and the failed attempt's row it keeps (fallback) */
     json_t *canon;

@@ -483,6 +483,8 @@ static void admit_run(struct gw_call *c, struct gw_store *s)
 }
 
 static void on_admitted(struct gw_call *c);
+static void submit(struct gw_call *c, int writes, struct gw_store_write *write,
+                   void (*run)(struct gw_call *c, struct gw_store *s), void (*done)(struct gw_call *c));
 
 /* Hold the current target's worst case in every limit and make the usage row durable, both
  * before anything goes upstream (store work: on_admitted continues). For a fallback, the failed
@@ -518,7 +520,10 @@ static void reserve(struct gw_call *c)
         ar->settled_ms = gw_now_ms();
         a->archive = ar;
     }
-    gw_call_submit(c, 1, admit_run, on_admitted);
+    if (gw_ledger_admit_write(&c->w->gw->ledger, a, &c->adm_write)) /* with others, maybe */
+        submit(c, 1, &c->adm_write, NULL, on_admitted);
+    else
+        gw_call_submit(c, 1, admit_run, on_admitted);
 }
 
 static void start_attempt(struct gw_call *c);
@@ -527,6 +532,8 @@ static void on_admitted(struct gw_call *c)
 {
     struct gw_admission *a = &c->adm;
 
+    if (c->job.write != NULL)
+        gw_ledger_admit_written(a, c->job.write);
     if (c->job.batch_rc != 0) /* the row's write was lost */
         gw_ledger_abandon(&c->w->gw->ledger, a, GW_ESTORE);
     c->held_usd = a->now_held_usd;
@@ -912,16 +919,23 @@ static void job_done(struct gw_store_job *j)
     c->job_done(c);
 }
 
-void gw_call_submit(struct gw_call *c, int writes,
-                    void (*run)(struct gw_call *c, struct gw_store *s), void (*done)(struct gw_call *c))
+static void submit(struct gw_call *c, int writes, struct gw_store_write *write,
+                   void (*run)(struct gw_call *c, struct gw_store *s), void (*done)(struct gw_call *c))
 {
     c->job.writes = writes;
+    c->job.write = write;
     c->job_run = run;
     c->job_done = done;
     c->job.run = job_run;
     c->job.done = job_done;
     c->job_pending = 1;
     gw_store_submit(c->w->exec, &c->job);
+}
+
+void gw_call_submit(struct gw_call *c, int writes,
+                    void (*run)(struct gw_call *c, struct gw_store *s), void (*done)(struct gw_call *c))
+{
+    submit(c, writes, NULL, run, done);
 }
 
 /* A finished row on its way to the store; it owns copies of all it needs. */
@@ -933,6 +947,7 @@ struct settle_job {
     int64_t usd, tokens, held_usd, held_tokens;
     struct gw_limit_req q; /* scopes, and their limits (below) */
     struct gw_limit_set key_limits, org_limits;
+    struct gw_store_write write; /* when the settlement is a plain write */
     int rc;
 };
 
@@ -946,6 +961,8 @@ static void settle_run(struct gw_store_job *j, struct gw_store *s)
 static void settle_done(struct gw_store_job *j)
 {
     struct settle_job *sj = (struct settle_job *)j;
+    if (j->write != NULL)
+        sj->rc = j->write->rc;
     if (j->batch_rc != 0)
         sj->rc = j->batch_rc;
     if (sj->rc != 0)
@@ -984,6 +1001,9 @@ void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw
     sj->job.run = settle_run;
     sj->job.done = settle_done;
     sj->job.writes = 1;
+    if (gw_ledger_settle_write(sj->ledger, &sj->row, sj->usd, sj->tokens, &sj->q, sj->held_usd,
+                               sj->held_tokens, &sj->write))
+        sj->job.write = &sj->write; /* with others, maybe */
     gw_store_submit(c->w->exec, &sj->job);
 }
 

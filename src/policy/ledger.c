@@ -121,6 +121,18 @@ static int max_request(const struct gw_limit_set *lim, const char *scope, int64_
     return GW_ELIMIT;
 }
 
+static int max_requests(const struct gw_limit_req *q, struct gw_refusal *why)
+{
+    int rc = max_request(q->key, "key", q->usd, why);
+    return rc != 0 || q->org_id <= 0 ? rc : max_request(q->org, "org", q->usd, why);
+}
+
+/* A first reservation needs no lock when neither scope has a limit that reads the store. */
+static int lockless(const struct gw_admission *a)
+{
+    return a->first && !counts(a->q.key) && !(a->q.org_id > 0 && counts(a->q.org));
+}
+
 /* The counters' change for a request created at created_ms. */
 static struct gw_counters_delta delta(const struct gw_ledger *l, const struct gw_limit_req *q,
                                       int64_t created_ms, int64_t usd, int64_t requests,
@@ -153,12 +165,11 @@ static void store_admit(const struct gw_ledger *l, struct gw_store *s, struct gw
     int lock_org = q->org_id > 0 && !d.spread_org, lock_key = !d.spread_key;
     int rc;
 
-    if ((rc = max_request(q->key, "key", q->usd, &a->why)) != 0 ||
-        (q->org_id > 0 && (rc = max_request(q->org, "org", q->usd, &a->why)) != 0)) {
+    if ((rc = max_requests(q, &a->why)) != 0) {
         a->rc = rc;
         return;
     }
-    if (a->first && !lock_org && !lock_key) { /* nothing to check: one atomic write */
+    if (lockless(a)) { /* nothing to check: one atomic write */
         rc = gw_store_usage_reserve_counted(s, a->row, &d);
         goto out;
     }
@@ -207,6 +218,31 @@ void gw_ledger_admit(const struct gw_ledger *l, struct gw_store *s, struct gw_ad
         store_admit(l, s, a);
 }
 
+int gw_ledger_admit_write(const struct gw_ledger *l, struct gw_admission *a,
+                          struct gw_store_write *w)
+{
+    struct gw_refusal why;
+    if (l->limits != NULL || !lockless(a) || max_requests(&a->q, &why) != 0)
+        return 0;
+    memset(&a->why, 0, sizeof(a->why));
+    a->now_held_usd = a->now_held_tokens = 0;
+    w->settle = 0;
+    w->row = a->row;
+    w->d = delta(l, &a->q, a->row->created_ms, a->q.usd, a->q.request ? 1 : 0, a->q.tokens,
+                 hour_second(a->q.now_ms) - 1);
+    w->rc = 0;
+    return 1;
+}
+
+void gw_ledger_admit_written(struct gw_admission *a, const struct gw_store_write *w)
+{
+    a->rc = w->rc;
+    if (w->rc == 0) {
+        a->now_held_usd = a->q.usd;
+        a->now_held_tokens = a->q.tokens;
+    }
+}
+
 void gw_ledger_abandon(const struct gw_ledger *l, struct gw_admission *a, int rc)
 {
     if (a->rc == GW_ELIMIT) /* refused: it wrote nothing */
@@ -227,12 +263,24 @@ int gw_ledger_settle(const struct gw_ledger *l, struct gw_store *s, struct gw_ho
         gw_limits_settle(l->limits, hold, usd, tokens);
         return rc;
     }
-    if (row->request_id[0] == '\0')
+    struct gw_store_write w;
+    if (!gw_ledger_settle_write(l, row, usd, tokens, q, held_usd, held_tokens, &w))
+        return 0; /* no row was written */
+    return gw_store_usage_settle_counted(s, row, &w.d);
+}
+
+int gw_ledger_settle_write(const struct gw_ledger *l, const struct gw_usage_row *row,
+                           int64_t usd, int64_t tokens, const struct gw_limit_req *q,
+                           int64_t held_usd, int64_t held_tokens, struct gw_store_write *w)
+{
+    if (l->limits != NULL || row->request_id[0] == '\0')
         return 0;
     /* the counters move from what was held to what it cost, with the row */
-    struct gw_counters_delta d =
-        delta(l, q, row->created_ms, usd - held_usd, 0, tokens - held_tokens, 0);
-    return gw_store_usage_settle_counted(s, row, &d);
+    w->settle = 1;
+    w->row = row;
+    w->d = delta(l, q, row->created_ms, usd - held_usd, 0, tokens - held_tokens, 0);
+    w->rc = 0;
+    return 1;
 }
 
 int gw_ledger_view(const struct gw_ledger *l, struct gw_store *s, const struct gw_limit_req *q,

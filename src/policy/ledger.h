@@ -6,10 +6,12 @@
  * - SQLite (one gateway process): the in-memory limits (policy/limits.h) decide, then the row
  *   is written; a failed write gives the hold back.
  * - PostgreSQL (several nodes): the database decides. One READ COMMITTED transaction takes the
- *   org's and the key's advisory locks (in that order), reads their usage from the rows, checks
- *   it with the same gw_limits_check, writes the row(s) and commits; the locks end with it and
- *   are never held across a provider call. Settling needs no lock: a row's cost only goes down
- *   from its reservation.
+ *   advisory locks of the org and the key (in that order) that have limits reading the store,
+ *   reads their counters, checks them with the same gw_limits_check, writes the row(s) and the
+ *   counters and commits; the locks end with it and are never held across a provider call. A
+ *   scope without such limits is not locked, and its counters go to the writing connection's
+ *   shard; an admission with nothing to lock is one plain write. Settling needs no lock: a
+ *   row's cost only goes down from its reservation.
  *
  * Every function here does store I/O and runs where store work runs (store/jobs.h: inline for
  * SQLite, a pool thread for PostgreSQL).
@@ -53,6 +55,19 @@ GW_NODISCARD int gw_ledger_settle(const struct gw_ledger *l, struct gw_store *s,
                                   struct gw_hold *hold, const struct gw_usage_row *row,
                                   int64_t usd, int64_t tokens, const struct gw_limit_req *q,
                                   int64_t held_usd, int64_t held_tokens);
+/* The same as plain writes (store/store.h), where that is all they are, so that the store can
+ * run many together. gw_ledger_admit_write: a first admission on the store-side limits whose
+ * key and org have no limit that reads the store (nothing to lock or check) and that is within
+ * the per-request maxima: fills w and returns 1; run w, then gw_ledger_admit_written sets
+ * a->rc. Otherwise 0: use gw_ledger_admit. gw_ledger_settle_write: a settlement on the
+ * store-side limits of a written row: fills w (as gw_ledger_settle would write) and returns 1;
+ * otherwise 0. Neither does store I/O. */
+int gw_ledger_admit_write(const struct gw_ledger *l, struct gw_admission *a,
+                          struct gw_store_write *w);
+void gw_ledger_admit_written(struct gw_admission *a, const struct gw_store_write *w);
+int gw_ledger_settle_write(const struct gw_ledger *l, const struct gw_usage_row *row,
+                           int64_t usd, int64_t tokens, const struct gw_limit_req *q,
+                           int64_t held_usd, int64_t held_tokens, struct gw_store_write *w);
 /* The key's tightest USD budget window now (out->active = 0 when it has none). */
 GW_NODISCARD int gw_ledger_view(const struct gw_ledger *l, struct gw_store *s,
                                 const struct gw_limit_req *q, struct gw_budget_view *out);

@@ -50,6 +50,48 @@ static void finish(struct gw_store_job *j)
 
 /* ---- the pool ---- */
 
+#define WRITES_MAX 256 /* plain writes run together */
+
+static void run_job(struct gw_store_job *j, struct gw_store *conn)
+{
+    if (j->write != NULL)
+        gw_store_write_many(conn, &j->write, 1);
+    else
+        j->run(j, conn);
+}
+
+/* j (a plain write, just taken) and the plain writes still queued, up to WRITES_MAX, off the
+ * queue (under the pool's mutex) and into jobs; returns how many. */
+static int take_writes(struct gw_store_pool *p, struct gw_store_job *j, struct gw_store_job **jobs)
+{
+    int n = 0;
+    jobs[n++] = j;
+    struct gw_store_job **pp = &p->head;
+    while (*pp != NULL && n < WRITES_MAX) {
+        struct gw_store_job *k = *pp;
+        if (k->write == NULL) {
+            pp = &k->next;
+            continue;
+        }
+        *pp = k->next;
+        jobs[n++] = k;
+    }
+    p->tail = NULL; /* the last job left, if any */
+    for (struct gw_store_job *k = p->head; k != NULL; k = k->next)
+        p->tail = k;
+    return n;
+}
+
+static void run_writes(struct gw_store_job **jobs, int n, struct gw_store *conn)
+{
+    struct gw_store_write *w[WRITES_MAX];
+    for (int i = 0; i < n; i++)
+        w[i] = jobs[i]->write;
+    gw_store_write_many(conn, w, n);
+    for (int i = 0; i < n; i++)
+        finish(jobs[i]);
+}
+
 struct thread_arg {
     struct gw_store_pool *p;
     struct gw_store *conn;
@@ -64,7 +106,7 @@ static void run_batch(struct gw_store_job *j, struct gw_store *conn)
         struct gw_store_job *k = j, *rest = NULL;
         int rc = gw_store_tx_begin(conn);
         for (; rc == 0 && k != NULL; k = k->next) {
-            k->run(k, conn);
+            run_job(k, conn);
             if (!gw_store_in_tx(conn)) {
                 rc = GW_ESTORE;
                 rest = k->next;
@@ -105,6 +147,13 @@ static void *pool_main(void *arg)
         p->head = j->next;
         if (p->head == NULL)
             p->tail = NULL;
+        if (j->write != NULL) {
+            struct gw_store_job *jobs[WRITES_MAX];
+            int n = take_writes(p, j, jobs);
+            pthread_mutex_unlock(&p->mu);
+            run_writes(jobs, n, ta.conn);
+            continue;
+        }
         pthread_mutex_unlock(&p->mu);
         j->run(j, ta.conn);
         finish(j);
@@ -236,7 +285,7 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
     j->batch_rc = 0;
     atomic_fetch_add(&x->pending, 1);
     if (x->pool == NULL || (x->store != NULL && !j->writes)) {
-        j->run(j, x->store);
+        run_job(j, x->store);
         finish(j);
         return;
     }

@@ -39,6 +39,9 @@ struct gw_store_job {
     gw_store_job_run run;
     gw_store_job_done done;
     int writes;                /* set by the submitter: the job changes the store */
+    struct gw_store_write *write; /* set by the submitter: a plain write instead of run; a
+                                   * pool thread runs those queued together (one statement on
+                                   * PostgreSQL), and each finds its result in write->rc */
     int batch_rc;              /* set by the executor: 0, or its batch's transaction failed */
     struct gw_store_job *next; /* private: queue and done-list link */
     struct gw_store_exec *x;   /* private: the executor it was submitted to */

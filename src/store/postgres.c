@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "store/store_int.h"
+#include "util/buf.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/util.h"
@@ -53,6 +54,7 @@ enum stmt_id {
     P_COUNTERS_ADD,
     P_RESERVE_COUNTED,
     P_SETTLE_COUNTED,
+    P_BATCH,
     P_RATE_LIST,
     P_IDEM_CLAIM,
     P_IDEM_GET,
@@ -82,7 +84,9 @@ enum stmt_id {
 /* Every counter of the key and (when $2 > 0) the org: the spend of the day and the month, the
  * hour bucket, and the buckets that left the hour. $1 key, $2 org, $3 day start, $4 month
  * start, $5 usd, $6 second, $7 requests, $8 tokens, $9 prune before, $10 the key's shard, $11
- * the org's; guard is a further condition on every change. */
+ * the org's; guard is a further condition on every change. Counters are changed in one order
+ * everywhere (scope, id, period), so two statements never wait on each other in a circle; the
+ * buckets that left the hour are dropped by whoever gets them first (SKIP LOCKED). */
 #define COUNTERS_CTE(guard)                                                                        \
     "t AS (INSERT INTO usage_totals(scope, id, period, window_start, shard, spent_micros) "        \
     "SELECT * FROM (VALUES (0, $1::bigint, 'd', $3::bigint, $10::int, $5::bigint), (0, $1, 'm', "  \
@@ -95,8 +99,9 @@ enum stmt_id {
     "WHERE v.column2 > 0 AND (v.column5 <> 0 OR v.column6 <> 0)" guard " ON CONFLICT (scope, id, " \
     "second, shard) DO UPDATE SET requests = usage_rate.requests + excluded.requests, tokens = "   \
     "usage_rate.tokens + excluded.tokens RETURNING 1), "                                           \
-    "p AS (DELETE FROM usage_rate WHERE $9::bigint > 0 AND second < $9 AND ((scope = 0 AND "       \
-    "id = $1) OR (scope = 1 AND id = $2))" guard " RETURNING 1) "
+    "p AS (DELETE FROM usage_rate WHERE ctid = ANY (ARRAY(SELECT ctid FROM usage_rate WHERE "      \
+    "$9::bigint > 0 AND second < $9 AND ((scope = 0 AND id = $1) OR (scope = 1 AND id = $2))"     \
+    guard " FOR UPDATE SKIP LOCKED)) RETURNING 1) "
 #define COUNTERS_COUNT "(SELECT count(*) FROM t), (SELECT count(*) FROM r), (SELECT count(*) FROM p)"
 
 static const struct {
@@ -125,6 +130,59 @@ static const struct {
                           COUNTERS_CTE(" AND EXISTS (SELECT 1 FROM u)")
                           "SELECT (SELECT count(*) FROM u), " COUNTERS_COUNT,
                           28},
+    /* many reservations and settlements with their counters, one statement: each column an
+     * array. Reservations $1..$26 (USAGE_COLS), settlements $27..$43 (as P_USAGE_SETTLE),
+     * every counters' change $44..$55 (its request id, then as COUNTERS_CTE), counted only
+     * where its row was written. Answers the settled request ids. */
+    [P_BATCH] = {"WITH ins AS (INSERT INTO usage(" USAGE_COLS ") SELECT * FROM unnest($1::text[], "
+                 "$2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], "
+                 "$8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
+                 "$13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::text[], "
+                 "$18::text[], $19::bigint[], $20::bigint[], $21::text[], $22::text[], "
+                 "$23::bigint[], $24::text[], $25::text[], $26::bigint[]) RETURNING request_id), "
+                 "upd AS (UPDATE usage SET state = v.state, tokens_in = v.tin, tokens_out = "
+                 "v.tout, cached_tokens = v.cached, reasoning_tokens = v.reasoning, cost_micros = "
+                 "v.cost, latency_ms = v.latency, status = v.status, error_code = v.ecode, "
+                 "settled_ms = v.settled, provider = v.provider, model = v.model, "
+                 "reserved_micros = v.rmicros, attempts = v.attempts, route_method = v.route, "
+                 "reserved_tokens = v.rtokens FROM unnest($27::text[], $28::text[], "
+                 "$29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[], $33::bigint[], "
+                 "$34::bigint[], $35::bigint[], $36::text[], $37::bigint[], $38::text[], "
+                 "$39::text[], $40::bigint[], $41::bigint[], $42::text[], $43::bigint[]) AS "
+                 "v(id, state, tin, tout, cached, reasoning, cost, latency, status, ecode, "
+                 "settled, provider, model, rmicros, attempts, route, rtokens) WHERE "
+                 "usage.request_id = v.id AND usage.state = 'reserved' RETURNING v.id), "
+                 "d AS (SELECT * FROM unnest($44::text[], $45::bigint[], $46::bigint[], "
+                 "$47::bigint[], $48::bigint[], $49::bigint[], $50::bigint[], $51::bigint[], "
+                 "$52::bigint[], $53::bigint[], $54::bigint[], $55::bigint[]) AS d(id, key_id, "
+                 "org_id, day_start, month_start, usd, second, requests, tokens, prune, "
+                 "key_shard, org_shard) WHERE d.id IN (SELECT request_id FROM ins UNION ALL "
+                 "SELECT id FROM upd)), "
+                 "c AS (SELECT 0 AS scope, key_id AS sid, day_start, month_start, key_shard AS "
+                 "shard, usd, second, requests, tokens, prune FROM d UNION ALL SELECT 1, org_id, "
+                 "day_start, month_start, org_shard, usd, second, requests, tokens, prune FROM d "
+                 "WHERE org_id > 0), "
+                 "t AS (INSERT INTO usage_totals(scope, id, period, window_start, shard, "
+                 "spent_micros) SELECT scope, sid, period, ws, shard, SUM(usd) FROM (SELECT "
+                 "scope, sid, 'd' AS period, day_start AS ws, shard, usd FROM c UNION ALL SELECT "
+                 "scope, sid, 'm', month_start, shard, usd FROM c) x GROUP BY scope, sid, period, "
+                 "ws, shard HAVING SUM(usd) <> 0 ORDER BY scope, sid, period, ws, shard ON "
+                 "CONFLICT (scope, id, period, window_start, shard) DO UPDATE SET spent_micros = "
+                 "usage_totals.spent_micros + excluded.spent_micros RETURNING 1), "
+                 "r AS (INSERT INTO usage_rate(scope, id, second, shard, requests, tokens) SELECT "
+                 "scope, sid, second, shard, SUM(requests), SUM(tokens) FROM c GROUP BY scope, "
+                 "sid, second, shard HAVING SUM(requests) <> 0 OR SUM(tokens) <> 0 ORDER BY "
+                 "scope, sid, second, shard ON CONFLICT (scope, id, second, shard) DO UPDATE SET "
+                 "requests = usage_rate.requests + excluded.requests, tokens = "
+                 "usage_rate.tokens + excluded.tokens RETURNING 1), "
+                 "p AS (DELETE FROM usage_rate WHERE ctid = ANY (ARRAY(SELECT u.ctid FROM "
+                 "usage_rate u JOIN (SELECT scope, sid, MAX(prune) AS prune FROM c WHERE prune > 0 "
+                 "GROUP BY scope, sid) x ON u.scope = x.scope AND u.id = x.sid AND u.second < "
+                 "x.prune WHERE NOT EXISTS (SELECT 1 FROM c WHERE c.scope = u.scope AND c.sid = "
+                 "u.id AND c.second = u.second) FOR UPDATE OF u SKIP LOCKED)) RETURNING 1) "
+                 "SELECT id FROM upd WHERE (SELECT count(*) FROM t) >= 0 AND (SELECT count(*) "
+                 "FROM r) >= 0 AND (SELECT count(*) FROM p) >= 0",
+                 55},
     [P_IDEM_CLAIM] = {"INSERT INTO idempotency(caller, endpoint, idem_key, fingerprint, state, "
                       "request_id, node, created_ms, expires_ms) VALUES ($1, $2, $3, $4, "
                       "'in_flight', $5, $6, $7, $8) ON CONFLICT (caller, endpoint, idem_key) DO "
@@ -235,9 +293,10 @@ static int is_unique_violation(const PGresult *r)
     return st != NULL && strcmp(st, "23505") == 0;
 }
 
-/* Run prepared statement id; *res (may be NULL) gets the result to PQclear. Returns 0,
- * GW_EEXIST (unique violation) or GW_ESTORE. */
-static int run(struct pg *s, enum stmt_id id, const struct params *p, PGresult **res)
+/* Run prepared statement id with n parameters (text); *res (may be NULL) gets the result to
+ * PQclear. Returns 0, GW_EEXIST (unique violation) or GW_ESTORE. */
+static int run_values(struct pg *s, enum stmt_id id, int n, const char *const *values,
+                      PGresult **res)
 {
     char name[16];
     PGresult *r = NULL;
@@ -265,7 +324,7 @@ static int run(struct pg *s, enum stmt_id id, const struct params *p, PGresult *
             }
             s->prepared[id] = 1;
         }
-        r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL, NULL, NULL, 0);
+        r = PQexecPrepared(s->conn, name, n, values, NULL, NULL, 0);
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
             if (res != NULL)
@@ -281,6 +340,11 @@ static int run(struct pg *s, enum stmt_id id, const struct params *p, PGresult *
         return rc;
     }
     return GW_ESTORE;
+}
+
+static int run(struct pg *s, enum stmt_id id, const struct params *p, PGresult **res)
+{
+    return run_values(s, id, p != NULL ? p->n : 0, p != NULL ? p->v : NULL, res);
 }
 
 static int64_t col_i64(const PGresult *r, int row, int col)
@@ -899,27 +963,128 @@ static int pg_counters_add(struct gw_store *base, const struct gw_counters_delta
     return run((struct pg *)base, P_COUNTERS_ADD, &p, NULL);
 }
 
+static int reserve_one(struct pg *s, const struct gw_usage_row *row,
+                       const struct gw_counters_delta *d)
+{
+    struct params p = {0};
+    p_counters(&p, s, d);
+    p_row(&p, row);
+    return run(s, P_RESERVE_COUNTED, &p, NULL);
+}
+
+static int settle_one(struct pg *s, const struct gw_usage_row *row,
+                      const struct gw_counters_delta *d)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_counters(&p, s, d);
+    p_settle(&p, row);
+    int rc = run(s, P_SETTLE_COUNTED, &p, &r);
+    if (rc == 0 && (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "0") == 0))
+        rc = GW_ENOTFOUND;
+    PQclear(r);
+    return rc;
+}
+
+/* ---- many writes, one statement ----
+ *
+ * The pool hands plain writes that queued together to write_many: they run as one statement
+ * (P_BATCH), so one plan start, one commit and one WAL flush serve them all. When that
+ * statement fails, they run one by one, so that one bad write fails alone. */
+#define BATCH_COLS 55 /* P_BATCH's parameters */
+
+/* Append one array element, quoted (the text form of a PostgreSQL array). */
+static int array_add(struct gw_buf *b, const char *v)
+{
+    int rc = gw_buf_add(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
+    for (const char *q = v; rc == 0 && *q != '\0'; q++) {
+        size_t run = strcspn(q, "\"\\");
+        if ((rc = gw_buf_add(b, q, run)) != 0)
+            break;
+        q += run;
+        if (*q == '\0')
+            break;
+        char esc[2] = {'\\', *q};
+        rc = gw_buf_add(b, esc, 2);
+    }
+    return rc != 0 ? rc : gw_buf_add(b, "\"", 1);
+}
+
+static void add_params(struct gw_buf *cols, const struct params *p, int *rc)
+{
+    for (int i = 0; i < p->n && *rc == 0; i++)
+        *rc = array_add(&cols[i], p->v[i]);
+}
+
+/* The writes as one statement: 0 with every result set, else an error and none set. */
+static int batch_statement(struct pg *s, struct gw_store_write *const *w, int n)
+{
+    struct gw_buf cols[BATCH_COLS];
+    const char *v[BATCH_COLS];
+    int rc = 0;
+    for (int i = 0; i < BATCH_COLS; i++) {
+        gw_buf_init(&cols[i], 64u << 20);
+        if (rc == 0)
+            rc = gw_buf_add(&cols[i], "{", 1);
+    }
+    for (int k = 0; k < n && rc == 0; k++) {
+        struct params p = {0}, q = {0};
+        if (w[k]->settle)
+            p_settle(&p, w[k]->row);
+        else
+            p_row(&p, w[k]->row);
+        add_params(cols + (w[k]->settle ? 26 : 0), &p, &rc);
+        p_text(&q, w[k]->row->request_id);
+        p_counters(&q, s, &w[k]->d);
+        add_params(cols + 43, &q, &rc);
+    }
+    for (int i = 0; i < BATCH_COLS && rc == 0; i++)
+        if ((rc = gw_buf_add(&cols[i], "}", 1)) == 0)
+            v[i] = cols[i].data;
+    PGresult *r = NULL;
+    if (rc == 0)
+        rc = run_values(s, P_BATCH, BATCH_COLS, v, &r);
+    for (int k = 0; k < n && rc == 0; k++) {
+        w[k]->rc = 0;
+        if (!w[k]->settle)
+            continue;
+        w[k]->rc = GW_ENOTFOUND; /* unless the statement settled it */
+        for (int i = 0; i < PQntuples(r); i++)
+            if (strcmp(PQgetvalue(r, i, 0), w[k]->row->request_id) == 0)
+                w[k]->rc = 0;
+    }
+    PQclear(r);
+    for (int i = 0; i < BATCH_COLS; i++)
+        gw_buf_cleanup(&cols[i]);
+    return rc;
+}
+
+static void pg_write_many(struct gw_store *base, struct gw_store_write *const *w, int n)
+{
+    struct pg *s = (struct pg *)base;
+    if (n > 1 && !s->in_tx) {
+        if (batch_statement(s, w, n) == 0)
+            return;
+        char msg[300];
+        const char *m = PQerrorMessage(s->conn);
+        gw_log_escape(msg, sizeof(msg), m, strlen(m));
+        GW_LOG_WARN("store", "%d writes together failed, writing them one by one: %s", n, msg);
+    }
+    for (int k = 0; k < n; k++)
+        w[k]->rc = w[k]->settle ? settle_one(s, w[k]->row, &w[k]->d)
+                                : reserve_one(s, w[k]->row, &w[k]->d);
+}
+
 static int pg_usage_reserve_counted(struct gw_store *base, const struct gw_usage_row *row,
                                     const struct gw_counters_delta *d)
 {
-    struct params p = {0};
-    p_counters(&p, (struct pg *)base, d);
-    p_row(&p, row);
-    return run((struct pg *)base, P_RESERVE_COUNTED, &p, NULL);
+    return reserve_one((struct pg *)base, row, d);
 }
 
 static int pg_usage_settle_counted(struct gw_store *base, const struct gw_usage_row *row,
                                    const struct gw_counters_delta *d)
 {
-    struct params p = {0};
-    PGresult *r;
-    p_counters(&p, (struct pg *)base, d);
-    p_settle(&p, row);
-    int rc = run((struct pg *)base, P_SETTLE_COUNTED, &p, &r);
-    if (rc == 0 && (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "0") == 0))
-        rc = GW_ENOTFOUND;
-    PQclear(r);
-    return rc;
+    return settle_one((struct pg *)base, row, d);
 }
 
 static int pg_rate_list(struct gw_store *base, enum gw_scope scope, int64_t id,
@@ -1083,6 +1248,7 @@ static const struct gw_store_ops postgres_ops = {
     .counters_add = pg_counters_add,
     .usage_reserve_counted = pg_usage_reserve_counted,
     .usage_settle_counted = pg_usage_settle_counted,
+    .write_many = pg_write_many,
     .rate_list = pg_rate_list,
     .idem_claim = pg_idem_claim,
     .idem_complete = pg_idem_complete,

@@ -195,6 +195,17 @@ int gw_store_usage_settle_counted(struct gw_store *s, const struct gw_usage_row 
     return counted(s, settle_reserved, row, d);
 }
 
+void gw_store_write_many(struct gw_store *s, struct gw_store_write *const *w, int n)
+{
+    if (n > 1 && s->ops->write_many != NULL) {
+        s->ops->write_many(s, w, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        w[i]->rc = w[i]->settle ? gw_store_usage_settle_counted(s, w[i]->row, &w[i]->d)
+                                : gw_store_usage_reserve_counted(s, w[i]->row, &w[i]->d);
+}
+
 int gw_store_rate_list(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_second,
                        gw_store_rate_cb cb, void *arg)
 {

@@ -207,6 +207,16 @@ GW_NODISCARD int gw_store_usage_reserve_counted(struct gw_store *s,
 GW_NODISCARD int gw_store_usage_settle_counted(struct gw_store *s,
                                                const struct gw_usage_row *row,
                                                const struct gw_counters_delta *d);
+/* One of those two as data, so that many can run together: a plain write. */
+struct gw_store_write {
+    int settle; /* 0: gw_store_usage_reserve_counted, 1: gw_store_usage_settle_counted */
+    const struct gw_usage_row *row;
+    struct gw_counters_delta d;
+    int rc; /* its result, set by gw_store_write_many */
+};
+/* Run n plain writes outside any transaction, each atomic on its own and with its own result
+ * (PostgreSQL runs many as one statement: one commit for all). */
+void gw_store_write_many(struct gw_store *s, struct gw_store_write *const *w, int n);
 /* The scope's hour buckets from since_second on, oldest first: cb(arg, second, requests,
  * tokens); cb returns non-zero to stop. */
 typedef int (*gw_store_rate_cb)(void *arg, int64_t second, int64_t requests, int64_t tokens);

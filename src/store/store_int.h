@@ -71,6 +71,8 @@ struct gw_store_ops {
                                  const struct gw_counters_delta *d);
     int (*usage_settle_counted)(struct gw_store *s, const struct gw_usage_row *row,
                                 const struct gw_counters_delta *d);
+    /* optional: many plain writes together (else one by one) */
+    void (*write_many)(struct gw_store *s, struct gw_store_write *const *w, int n);
     int (*rate_list)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_second,
                      gw_store_rate_cb cb, void *arg);
     int (*idem_claim)(struct gw_store *s, const struct gw_idem_rec *rec, int64_t now_ms,

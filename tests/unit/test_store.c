@@ -16,6 +16,7 @@
 
 #include "policy/budget.h"
 #include "store/store.h"
+#include "util/log.h"
 #include "util/util.h"
 
 struct fx {
@@ -263,6 +264,98 @@ static void usage_reserve_settle_recover(void **state)
     assert_int_equal(gw_store_usage_settle(f->s, &missing), GW_ENOTFOUND);
 }
 
+static void count_batch_failures(void *arg, int level, const char *line)
+{
+    (void)level;
+    if (strstr(line, "writes together failed") != NULL)
+        ++*(int *)arg;
+}
+
+/* Plain writes run together: each its own result; the counters of those written only; a
+ * write that fails (a request id taken) fails alone. Text that needs quoting in an array. */
+static void plain_writes_together(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 6 };
+    struct gw_usage_row rows[N + 2];
+    struct gw_store_write w[N + 2];
+    struct gw_store_write *wp[N + 2];
+    int64_t now = gw_now_ms();
+    for (int i = 0; i < N + 2; i++) {
+        struct gw_usage_row *r = &rows[i];
+        memset(r, 0, sizeof(*r));
+        snprintf(r->request_id, sizeof(r->request_id), "w%d", i);
+        strcpy(r->provider, "openai");
+        strcpy(r->model, "gpt-4o");
+        strcpy(r->endpoint, "chat.completions");
+        strcpy(r->state, "reserved");
+        strcpy(r->error_code, i == 1 ? "a \"quoted\", {braced} \\ text" : "");
+        r->org_id = 3;
+        r->key_row_id = 7;
+        r->reserved_micros = 1000;
+        r->created_ms = now;
+        w[i] = (struct gw_store_write){
+            .row = r,
+            .d = {.key_id = 7, .org_id = 3, .day_start = now - 1000, .month_start = now - 2000,
+                  .usd = 1000, .second = now / 1000, .requests = 1, .tokens = 10,
+                  .spread_key = 1, .spread_org = i % 2},
+        };
+        wp[i] = &w[i];
+    }
+    int failed = 0; /* batches that fell back to one by one */
+    gw_log_set_handler(count_batch_failures, &failed, GW_LOG_LVL_WARN);
+    gw_store_write_many(f->s, wp, N); /* N reservations */
+    assert_int_equal(failed, 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(w[i].rc, 0);
+    struct gw_usage_row got;
+    assert_int_equal(gw_store_usage_get(f->s, "w1", &got), 0);
+    assert_string_equal(got.error_code, "a \"quoted\", {braced} \\ text");
+    /* settle the first half, w6 (never reserved) with them, and reserve w7 and w0 again */
+    struct gw_store_write *mix[N];
+    int n = 0;
+    for (int i = 0; i < N / 2; i++) {
+        strcpy(rows[i].state, "settled");
+        rows[i].cost_micros = 400;
+        w[i].settle = 1;
+        w[i].d.usd = 400 - 1000;
+        w[i].d.requests = 0;
+        w[i].d.tokens = 0;
+        mix[n++] = &w[i];
+    }
+    w[N].settle = 1;
+    mix[n++] = &w[N];
+    mix[n++] = &w[N + 1];
+    struct gw_store_write again = w[0];
+    again.settle = 0;
+    mix[n++] = &again; /* w0 is taken: this write fails, the others stand */
+    gw_store_write_many(f->s, mix, n);
+    gw_log_set_handler(NULL, NULL, GW_LOG_LVL_ERROR);
+    assert_int_equal(failed, f->schema[0] ? 1 : 0); /* PostgreSQL tried them together first */
+    for (int i = 0; i < N / 2; i++)
+        assert_int_equal(w[i].rc, 0);
+    assert_int_equal(w[N].rc, GW_ENOTFOUND);
+    assert_int_equal(w[N + 1].rc, 0);
+    assert_int_equal(again.rc, GW_EEXIST);
+    assert_int_equal(gw_store_usage_get(f->s, "w2", &got), 0);
+    assert_string_equal(got.state, "settled");
+    assert_int_equal(got.cost_micros, 400);
+    assert_int_equal(gw_store_usage_get(f->s, "w6", &got), GW_ENOTFOUND);
+    /* counted: 7 reservations of 1000, 3 of them settled at 400 */
+    int64_t want = 7 * 1000 - 3 * 600;
+    for (int scope = 0; scope < 2; scope++) {
+        struct gw_scope_usage u;
+        assert_int_equal(gw_store_usage_snapshot(f->s, scope ? GW_SCOPE_ORG : GW_SCOPE_KEY,
+                                                 scope ? 3 : 7, now / 1000 - 10, now - 1000,
+                                                 now - 2000, GW_SNAP_HOUR | GW_SNAP_BUDGET, &u),
+                         0);
+        assert_int_equal(u.day_spent, want);
+        assert_int_equal(u.month_spent, want);
+        assert_int_equal(u.requests, 7);
+        assert_int_equal(u.tokens, 70);
+    }
+}
+
 static void usage_attempt_rows_retarget_and_spent(void **state)
 {
     struct fx *f = *state;
@@ -502,6 +595,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(superadmin_exists, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(plain_writes_together, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(idempotency_records, setup, teardown),
@@ -515,6 +609,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(superadmin_exists, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(plain_writes_together, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup_pg,
                                         teardown_pg),
         cmocka_unit_test_setup_teardown(idempotency_records, setup_pg, teardown_pg),
