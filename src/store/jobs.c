@@ -4,10 +4,14 @@
  * The pool: a FIFO of jobs (linked through the jobs themselves, so submitting allocates
  * nothing) under one mutex and condition variable, served by N threads with a connection
  * each. A batch pool's thread takes the whole queue at once and runs it inside BEGIN ...
- * COMMIT; a failed BEGIN or COMMIT is every job's batch_rc. A finished job goes onto its executor's done list (the executor's own mutex) and the
- * executor's event is activated, which libevent allows from another thread
- * (evthread_use_pthreads, done by the HTTP server before any base exists). The executor's
- * callback runs the done function of every finished job.
+ * COMMIT; a failed BEGIN or COMMIT is every job's batch_rc. In the other pools plain writes go
+ * together: one thread at a time takes every plain write queued and runs them at once
+ * (gw_store_write_many), while the others serve the rest; what queues meanwhile goes with the
+ * next, so the busier the store, the more share one commit. A finished job goes onto its
+ * executor's done list (the executor's own mutex) and the executor's event is activated,
+ * which libevent allows from another thread (evthread_use_pthreads, done by the HTTP server
+ * before any base exists). The executor's callback runs the done function of every finished
+ * job.
  */
 #include "store/jobs.h"
 
@@ -23,6 +27,7 @@ struct gw_store_pool {
     struct gw_store_job *head, *tail; /* queued */
     int stopping;
     int batch;
+    int writing; /* a thread runs plain writes */
     int nthreads, nconns;
     pthread_t *threads;
     struct gw_store **conns;
@@ -124,6 +129,25 @@ static void run_batch(struct gw_store_job *j, struct gw_store *conn)
     }
 }
 
+/* The next job for a thread (under the pool's mutex), off the queue: the first, unless it is a
+ * plain write while another thread runs writes (one at a time: those that queue meanwhile
+ * go together next), then the first that is not. NULL: none for now. */
+static struct gw_store_job *next_job(struct gw_store_pool *p)
+{
+    struct gw_store_job **pp = &p->head, *prev = NULL;
+    while (*pp != NULL && (*pp)->write != NULL && p->writing) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    struct gw_store_job *j = *pp;
+    if (j == NULL)
+        return NULL;
+    *pp = j->next;
+    if (p->tail == j)
+        p->tail = prev;
+    return j;
+}
+
 static void *pool_main(void *arg)
 {
     struct thread_arg ta = *(struct thread_arg *)arg;
@@ -131,27 +155,37 @@ static void *pool_main(void *arg)
     gw_free(arg);
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (p->head == NULL && !p->stopping)
+        if (p->batch) { /* the whole queue, in one transaction */
+            while (p->head == NULL && !p->stopping)
+                pthread_cond_wait(&p->cv, &p->mu);
+            struct gw_store_job *j = p->head;
+            p->head = p->tail = NULL;
+            pthread_mutex_unlock(&p->mu);
+            if (j == NULL) /* stopping, and nothing left */
+                return NULL;
+            run_batch(j, ta.conn);
+            continue;
+        }
+        struct gw_store_job *j;
+        while ((j = next_job(p)) == NULL && !(p->stopping && p->head == NULL))
             pthread_cond_wait(&p->cv, &p->mu);
-        struct gw_store_job *j = p->head;
         if (j == NULL) { /* stopping, and nothing left */
             pthread_mutex_unlock(&p->mu);
             return NULL;
         }
-        if (p->batch) { /* the whole queue, in one transaction */
-            p->head = p->tail = NULL;
-            pthread_mutex_unlock(&p->mu);
-            run_batch(j, ta.conn);
-            continue;
-        }
-        p->head = j->next;
-        if (p->head == NULL)
-            p->tail = NULL;
         if (j->write != NULL) {
             struct gw_store_job *jobs[WRITES_MAX];
             int n = take_writes(p, j, jobs);
+            p->writing = 1;
             pthread_mutex_unlock(&p->mu);
             run_writes(jobs, n, ta.conn);
+            pthread_mutex_lock(&p->mu);
+            p->writing = 0;
+            if (p->stopping) /* those waiting for the writes to end may leave */
+                pthread_cond_broadcast(&p->cv);
+            else if (p->head != NULL) /* writes queued meanwhile: a thread for them */
+                pthread_cond_signal(&p->cv);
+            pthread_mutex_unlock(&p->mu);
             continue;
         }
         pthread_mutex_unlock(&p->mu);
@@ -296,6 +330,7 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
     else
         p->head = j;
     p->tail = j;
-    pthread_cond_signal(&p->cv);
+    if (j->write == NULL || !p->writing) /* else it goes with the next writes */
+        pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }

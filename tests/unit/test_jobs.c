@@ -200,6 +200,92 @@ static void a_failed_batch_fails_every_job_in_it(void **state)
     assert_true(org_exists(f, "later"));
 }
 
+struct wjob {
+    struct gw_store_job job;
+    struct gw_usage_row row;
+    struct gw_store_write w;
+    int done, rc;
+};
+
+static void w_done(struct gw_store_job *j)
+{
+    struct wjob *t = (struct wjob *)j;
+    t->done++;
+    t->rc = j->write->rc;
+}
+
+static void submit_write(struct gw_store_exec *x, struct wjob *t, const char *id, int settle)
+{
+    memset(t, 0, sizeof(*t));
+    snprintf(t->row.request_id, sizeof(t->row.request_id), "%s", id);
+    strcpy(t->row.provider, "openai");
+    strcpy(t->row.model, "gpt-4o");
+    strcpy(t->row.endpoint, "chat.completions");
+    strcpy(t->row.state, settle ? "settled" : "reserved");
+    t->row.created_ms = 1764547200000;
+    t->w = (struct gw_store_write){.settle = settle, .row = &t->row,
+                                   .d = {.key_id = 1, .usd = 5, .second = 1764547200}};
+    t->job.done = w_done;
+    t->job.writes = 1;
+    t->job.write = &t->w;
+    gw_store_submit(x, &t->job);
+}
+
+/* A pool of threads (as on PostgreSQL): plain writes among other jobs, each with its own
+ * result; the pool stops cleanly after them. */
+static void plain_writes_in_a_pool(void **state)
+{
+    struct fx *f = *state;
+    struct gw_errbuf eb = {{0}};
+    struct gw_store_pool *pool;
+    struct gw_store_exec *x;
+    assert_int_equal(gw_store_pool_new(f->url, 3, 0, &pool, &eb), 0);
+    assert_int_equal(gw_store_exec_new(f->base, NULL, pool, &x), 0);
+    static struct wjob w[40];
+    struct tjob t[10];
+    for (int i = 0; i < 30; i++) {
+        char id[24];
+        snprintf(id, sizeof(id), "p%d", i);
+        submit_write(x, &w[i], id, 0);
+        if (i % 3 == 0) {
+            memset(&t[i / 3], 0, sizeof(t[i / 3]));
+            snprintf(t[i / 3].slug, sizeof(t[i / 3].slug), "pool-%d", i / 3);
+            t[i / 3].job.run = t_run;
+            t[i / 3].job.done = t_done;
+            t[i / 3].job.writes = 1;
+            gw_store_submit(x, &t[i / 3].job);
+        }
+    }
+    submit_write(x, &w[30], "p7", 0); /* taken */
+    gw_store_exec_drain(x);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(w[i].done, 1);
+        assert_int_equal(w[i].rc, 0);
+    }
+    assert_int_equal(w[30].rc, GW_EEXIST);
+    for (int i = 0; i < 10; i++) {
+        char slug[24];
+        snprintf(slug, sizeof(slug), "pool-%d", i);
+        assert_int_equal(t[i].done, 1);
+        assert_true(org_exists(f, slug));
+    }
+    for (int i = 0; i < 5; i++) {
+        char id[24];
+        snprintf(id, sizeof(id), "p%d", i);
+        submit_write(x, &w[i], id, 1);
+    }
+    submit_write(x, &w[5], "never", 1);
+    gw_store_exec_drain(x);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(w[i].rc, 0);
+    assert_int_equal(w[5].rc, GW_ENOTFOUND);
+    struct gw_usage_row got;
+    assert_int_equal(gw_store_usage_get(f->s, "p3", &got), 0);
+    assert_string_equal(got.state, "settled");
+    gw_store_exec_free(x);
+    gw_store_pool_free(pool);
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -207,6 +293,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(reads_inline_writes_on_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(queued_writes_commit_together, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_batch_fails_every_job_in_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(plain_writes_in_a_pool, setup, teardown),
     };
     return cmocka_run_group_tests_name("jobs", tests, NULL, NULL);
 }
