@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/admin.h"
 #include "core/call.h"
 #include "core/gw_int.h"
 #include "core/request.h"
@@ -322,6 +323,8 @@ static void handle(void *wdata, struct evhttp_request *req)
             return;
         }
     }
+    if (gw_admin_route(w, req, rid, path))
+        return;
     gw_reply_error(req, 404, "invalid_request_error", "not_found", "no such endpoint", rid, 0);
 }
 

@@ -38,6 +38,11 @@ enum stmt_id {
     P_KEY_LIST,
     P_KEY_SET,
     P_KEY_REVOKE,
+    P_APP_CLIENT_INSERT,
+    P_APP_CLIENT_GET,
+    P_APP_CLIENT_LIST,
+    P_APP_CLIENT_APPROVE,
+    P_APP_CLIENT_REVOKE,
     P_SUPERADMIN,
     P_USAGE_INSERT,
     P_USAGE_SETTLE,
@@ -236,6 +241,22 @@ static const struct {
     [P_KEY_REVOKE] = {"UPDATE api_keys SET revoked_ms = CASE WHEN revoked = 1 THEN revoked_ms "
                       "ELSE $2 END, revoked = 1 WHERE key_id = $1",
                       2},
+    [P_APP_CLIENT_INSERT] = {"INSERT INTO app_clients(client_id, org_id, name, origins, providers, "
+                             "models, session_ttl_s, created_ms) VALUES ($1, $2, $3, $4, $5, $6, "
+                             "$7, $8) RETURNING id",
+                             8},
+    [P_APP_CLIENT_GET] = {"SELECT " APP_CLIENT_COLS "WHERE a.client_id = $1", 1},
+    [P_APP_CLIENT_LIST] = {"SELECT " APP_CLIENT_COLS "WHERE ($1::bigint = 0 OR a.org_id = $1) AND "
+                           "a.id > $2 ORDER BY a.id LIMIT $3",
+                           3},
+    /* a revoked client stays revoked: it changes no row (told apart from an unknown one) */
+    [P_APP_CLIENT_APPROVE] = {"UPDATE app_clients SET approved = 1, approved_ms = CASE WHEN "
+                              "approved = 1 THEN approved_ms ELSE $2 END WHERE client_id = $1 "
+                              "AND revoked = 0",
+                              2},
+    [P_APP_CLIENT_REVOKE] = {"UPDATE app_clients SET revoked = 1, revoked_ms = CASE WHEN "
+                             "revoked = 1 THEN revoked_ms ELSE $2 END WHERE client_id = $1",
+                             2},
     [P_SUPERADMIN] = {"SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
                       0},
     [P_USAGE_INSERT] = {"INSERT INTO usage(" USAGE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
@@ -684,6 +705,101 @@ static int pg_key_revoke(struct gw_store *base, const char *key_id)
     p_text(&p, key_id);
     p_i64(&p, gw_now_ms());
     return run_update((struct pg *)base, P_KEY_REVOKE, &p);
+}
+
+static int pg_app_client_insert(struct gw_store *base, struct gw_app_client *rec)
+{
+    struct params p = {0};
+    PGresult *r;
+    rec->created_ms = gw_now_ms();
+    p_text(&p, rec->client_id);
+    p_i64(&p, rec->org_id);
+    p_text(&p, rec->name);
+    p_text(&p, rec->origins);
+    p_text(&p, rec->providers);
+    p_text(&p, rec->models);
+    p_i64(&p, rec->session_ttl_s);
+    p_i64(&p, rec->created_ms);
+    int rc = run((struct pg *)base, P_APP_CLIENT_INSERT, &p, &r);
+    if (rc == 0)
+        rec->id = col_i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+static void read_app_client(const PGresult *r, int row, struct gw_app_client *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->id = col_i64(r, row, 0);
+    col_text(r, row, 1, a->client_id, sizeof(a->client_id));
+    a->org_id = col_i64(r, row, 2);
+    col_text(r, row, 3, a->org_slug, sizeof(a->org_slug));
+    col_text(r, row, 4, a->name, sizeof(a->name));
+    col_text(r, row, 5, a->origins, sizeof(a->origins));
+    col_text(r, row, 6, a->providers, sizeof(a->providers));
+    col_text(r, row, 7, a->models, sizeof(a->models));
+    a->session_ttl_s = col_i64(r, row, 8);
+    a->approved = col_i64(r, row, 9) != 0;
+    a->approved_ms = col_i64(r, row, 10);
+    a->revoked = col_i64(r, row, 11) != 0;
+    a->revoked_ms = col_i64(r, row, 12);
+    a->created_ms = col_i64(r, row, 13);
+}
+
+static int pg_app_client_get(struct gw_store *base, const char *client_id,
+                             struct gw_app_client *out)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_text(&p, client_id);
+    int rc = run((struct pg *)base, P_APP_CLIENT_GET, &p, &r);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = GW_ENOTFOUND;
+    if (rc == 0)
+        read_app_client(r, 0, out);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_app_client_list(struct gw_store *base, int64_t org_id, int64_t after_id, int limit,
+                              gw_store_app_client_cb cb, void *arg)
+{
+    struct params p = {0};
+    struct gw_app_client a;
+    PGresult *r;
+    p_i64(&p, org_id);
+    p_i64(&p, after_id);
+    p_i64(&p, limit);
+    int rc = run((struct pg *)base, P_APP_CLIENT_LIST, &p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        read_app_client(r, i, &a);
+        if (cb(arg, &a) != 0)
+            break;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_app_client_approve(struct gw_store *base, const char *client_id, int64_t now_ms)
+{
+    struct params p = {0};
+    struct gw_app_client a;
+    p_text(&p, client_id);
+    p_i64(&p, now_ms);
+    int rc = run_update((struct pg *)base, P_APP_CLIENT_APPROVE, &p);
+    if (rc != GW_ENOTFOUND)
+        return rc;
+    /* no row changed: unknown, or revoked */
+    rc = pg_app_client_get(base, client_id, &a);
+    return rc == 0 ? GW_EINVAL : rc;
+}
+
+static int pg_app_client_revoke(struct gw_store *base, const char *client_id, int64_t now_ms)
+{
+    struct params p = {0};
+    p_text(&p, client_id);
+    p_i64(&p, now_ms);
+    return run_update((struct pg *)base, P_APP_CLIENT_REVOKE, &p);
 }
 
 static int pg_superadmin_exists(struct gw_store *base, int *out)
@@ -1233,6 +1349,11 @@ static const struct gw_store_ops postgres_ops = {
     .key_list = pg_key_list,
     .key_set_policy = pg_key_set_policy,
     .key_revoke = pg_key_revoke,
+    .app_client_insert = pg_app_client_insert,
+    .app_client_get = pg_app_client_get,
+    .app_client_list = pg_app_client_list,
+    .app_client_approve = pg_app_client_approve,
+    .app_client_revoke = pg_app_client_revoke,
     .superadmin_exists = pg_superadmin_exists,
     .usage_reserve = pg_usage_reserve,
     .usage_settle = pg_usage_settle,

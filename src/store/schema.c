@@ -157,5 +157,22 @@ const char *const gw_schema_migrations[] = {
     "  SELECT scope, id, second, requests, tokens FROM usage_rate;"
     "DROP TABLE usage_rate;"
     "ALTER TABLE usage_rate_v10 RENAME TO usage_rate;",
+    /* 11: browser app clients — registered by an org admin, usable once the superadmin has
+     * approved them, until revoked; listed per org in row id order */
+    "CREATE TABLE app_clients ("
+    "  id INTEGER PRIMARY KEY,"
+    "  client_id TEXT NOT NULL UNIQUE,"
+    "  org_id BIGINT NOT NULL REFERENCES orgs(id),"
+    "  name TEXT NOT NULL,"
+    "  origins TEXT NOT NULL DEFAULT '',"
+    "  providers TEXT NOT NULL DEFAULT '',"
+    "  models TEXT NOT NULL DEFAULT '',"
+    "  session_ttl_s BIGINT NOT NULL,"
+    "  approved INTEGER NOT NULL DEFAULT 0,"
+    "  approved_ms BIGINT NOT NULL DEFAULT 0,"
+    "  revoked INTEGER NOT NULL DEFAULT 0,"
+    "  revoked_ms BIGINT NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL);"
+    "CREATE INDEX app_clients_org ON app_clients(org_id, id);",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

@@ -36,6 +36,11 @@ enum stmt_id {
     S_KEY_GET,
     S_KEY_LIST,
     S_KEY_REVOKE,
+    S_APP_CLIENT_INSERT,
+    S_APP_CLIENT_GET,
+    S_APP_CLIENT_LIST,
+    S_APP_CLIENT_APPROVE,
+    S_APP_CLIENT_REVOKE,
     S_SUPERADMIN,
     S_USAGE_INSERT,
     S_USAGE_SETTLE,
@@ -86,6 +91,18 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_KEY_LIST] = "SELECT " KEY_COLS "WHERE k.org_id = ?1 ORDER BY k.created_ms DESC, k.id DESC",
     [S_KEY_REVOKE] = "UPDATE api_keys SET revoked = 1, revoked_ms = CASE WHEN revoked = 1 THEN "
                      "revoked_ms ELSE ?2 END WHERE key_id = ?1",
+    [S_APP_CLIENT_INSERT] = "INSERT INTO app_clients(client_id, org_id, name, origins, providers, "
+                            "models, session_ttl_s, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                            "?7, ?8)",
+    [S_APP_CLIENT_GET] = "SELECT " APP_CLIENT_COLS "WHERE a.client_id = ?1",
+    [S_APP_CLIENT_LIST] = "SELECT " APP_CLIENT_COLS "WHERE (?1 = 0 OR a.org_id = ?1) AND a.id > ?2 "
+                          "ORDER BY a.id LIMIT ?3",
+    /* a revoked client stays revoked: it changes no row (told apart from an unknown one) */
+    [S_APP_CLIENT_APPROVE] = "UPDATE app_clients SET approved = 1, approved_ms = CASE WHEN "
+                             "approved = 1 THEN approved_ms ELSE ?2 END WHERE client_id = ?1 AND "
+                             "revoked = 0",
+    [S_APP_CLIENT_REVOKE] = "UPDATE app_clients SET revoked = 1, revoked_ms = CASE WHEN "
+                            "revoked = 1 THEN revoked_ms ELSE ?2 END WHERE client_id = ?1",
     [S_SUPERADMIN] = "SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
     [S_USAGE_INSERT] = "INSERT INTO usage(" USAGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
@@ -767,6 +784,116 @@ static int sq_key_revoke(struct gw_store *base, const char *key_id)
     return key_changed(s, exec_done(s, st));
 }
 
+static int sq_app_client_insert(struct gw_store *base, struct gw_app_client *rec)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_APP_CLIENT_INSERT);
+    if (st == NULL)
+        return GW_ESTORE;
+    rec->created_ms = gw_now_ms();
+    bind_text(st, 1, rec->client_id);
+    sqlite3_bind_int64(st, 2, rec->org_id);
+    bind_text(st, 3, rec->name);
+    bind_text(st, 4, rec->origins);
+    bind_text(st, 5, rec->providers);
+    bind_text(st, 6, rec->models);
+    sqlite3_bind_int64(st, 7, rec->session_ttl_s);
+    sqlite3_bind_int64(st, 8, rec->created_ms);
+    int rc = exec_done(s, st);
+    if (rc == 0)
+        rec->id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+static void read_app_client(sqlite3_stmt *st, struct gw_app_client *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->id = sqlite3_column_int64(st, 0);
+    col_text(st, 1, a->client_id, sizeof(a->client_id));
+    a->org_id = sqlite3_column_int64(st, 2);
+    col_text(st, 3, a->org_slug, sizeof(a->org_slug));
+    col_text(st, 4, a->name, sizeof(a->name));
+    col_text(st, 5, a->origins, sizeof(a->origins));
+    col_text(st, 6, a->providers, sizeof(a->providers));
+    col_text(st, 7, a->models, sizeof(a->models));
+    a->session_ttl_s = sqlite3_column_int64(st, 8);
+    a->approved = sqlite3_column_int(st, 9) != 0;
+    a->approved_ms = sqlite3_column_int64(st, 10);
+    a->revoked = sqlite3_column_int(st, 11) != 0;
+    a->revoked_ms = sqlite3_column_int64(st, 12);
+    a->created_ms = sqlite3_column_int64(st, 13);
+}
+
+static int sq_app_client_get(struct gw_store *base, const char *client_id,
+                             struct gw_app_client *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_APP_CLIENT_GET);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, client_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_app_client(st, out);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
+static int sq_app_client_list(struct gw_store *base, int64_t org_id, int64_t after_id, int limit,
+                              gw_store_app_client_cb cb, void *arg)
+{
+    struct sq *s = (struct sq *)base;
+    struct gw_app_client a;
+    sqlite3_stmt *st = stmt(s, S_APP_CLIENT_LIST);
+    int rc;
+
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, org_id);
+    sqlite3_bind_int64(st, 2, after_id);
+    sqlite3_bind_int(st, 3, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_app_client(st, &a);
+        if (cb(arg, &a) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+static int sq_app_client_approve(struct gw_store *base, const char *client_id, int64_t now_ms)
+{
+    struct sq *s = (struct sq *)base;
+    struct gw_app_client a;
+    sqlite3_stmt *st = stmt(s, S_APP_CLIENT_APPROVE);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, client_id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    int rc = exec_done(s, st);
+    if (rc != 0 || sqlite3_changes(s->db) > 0)
+        return rc;
+    /* no row changed: unknown, or revoked */
+    rc = sq_app_client_get(base, client_id, &a);
+    return rc == 0 ? GW_EINVAL : rc;
+}
+
+static int sq_app_client_revoke(struct gw_store *base, const char *client_id, int64_t now_ms)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_APP_CLIENT_REVOKE);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, client_id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    int rc = exec_done(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return GW_ENOTFOUND;
+    return rc;
+}
+
 static int sq_superadmin_exists(struct gw_store *base, int *out)
 {
     struct sq *s = (struct sq *)base;
@@ -1252,6 +1379,11 @@ static const struct gw_store_ops sqlite_ops = {
     .key_list = sq_key_list,
     .key_set_policy = sq_key_set_policy,
     .key_revoke = sq_key_revoke,
+    .app_client_insert = sq_app_client_insert,
+    .app_client_get = sq_app_client_get,
+    .app_client_list = sq_app_client_list,
+    .app_client_approve = sq_app_client_approve,
+    .app_client_revoke = sq_app_client_revoke,
     .superadmin_exists = sq_superadmin_exists,
     .usage_reserve = sq_usage_reserve,
     .usage_settle = sq_usage_settle,

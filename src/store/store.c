@@ -83,6 +83,34 @@ int gw_store_key_revoke(struct gw_store *s, const char *key_id)
     return s->ops->key_revoke(s, key_id);
 }
 
+int gw_store_app_client_insert(struct gw_store *s, struct gw_app_client *rec)
+{
+    return s->ops->app_client_insert(s, rec);
+}
+
+int gw_store_app_client_get(struct gw_store *s, const char *client_id, struct gw_app_client *out)
+{
+    return s->ops->app_client_get(s, client_id, out);
+}
+
+int gw_store_app_client_list(struct gw_store *s, int64_t org_id, int64_t after_id, int limit,
+                             gw_store_app_client_cb cb, void *arg)
+{
+    if (limit < 0) /* SQLite would read it as no limit, PostgreSQL refuse it */
+        return GW_EINVAL;
+    return s->ops->app_client_list(s, org_id, after_id, limit, cb, arg);
+}
+
+int gw_store_app_client_approve(struct gw_store *s, const char *client_id, int64_t now_ms)
+{
+    return s->ops->app_client_approve(s, client_id, now_ms);
+}
+
+int gw_store_app_client_revoke(struct gw_store *s, const char *client_id, int64_t now_ms)
+{
+    return s->ops->app_client_revoke(s, client_id, now_ms);
+}
+
 int gw_store_superadmin_exists(struct gw_store *s, int *out)
 {
     return s->ops->superadmin_exists(s, out);

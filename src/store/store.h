@@ -127,6 +127,42 @@ GW_NODISCARD int gw_store_key_list(struct gw_store *s, int64_t org_id, gw_store_
                                    void *arg);
 /* Replace a key's tier, allowlists and limits (by rec->key_id). GW_ENOTFOUND if unknown. */
 GW_NODISCARD int gw_store_key_set_policy(struct gw_store *s, const struct gw_key_rec *rec);
+/* Browser app clients (subject sessions): registered by an org admin, approved by the
+ * superadmin, revocable. origins: the exact origins ("https://app.example.com[:port]")
+ * allowed to exchange share codes, comma-separated. providers/models: allowlists narrowing
+ * the org's ("" = the org's). */
+struct gw_app_client {
+    int64_t id;               /* internal row id: the list's order and cursor */
+    char client_id[40];       /* public id, "ac_" + 24 hex digits */
+    int64_t org_id;
+    char org_slug[64];        /* filled on reads */
+    char name[128];
+    char origins[1024];
+    char providers[256];
+    char models[1024];
+    int64_t session_ttl_s;    /* a session's lifetime */
+    int approved;
+    int64_t approved_ms;
+    int revoked;
+    int64_t revoked_ms;
+    int64_t created_ms;
+};
+/* insert: fills rec->id and rec->created_ms; client_id must be unique (GW_EEXIST). */
+GW_NODISCARD int gw_store_app_client_insert(struct gw_store *s, struct gw_app_client *rec);
+/* By public id. GW_ENOTFOUND if unknown. */
+GW_NODISCARD int gw_store_app_client_get(struct gw_store *s, const char *client_id,
+                                         struct gw_app_client *out);
+/* cb for each app client of the org (org_id 0: of every org) with a row id above after_id,
+ * in row id order, at most limit of them. cb returns non-zero to stop. */
+typedef int (*gw_store_app_client_cb)(void *arg, const struct gw_app_client *rec);
+GW_NODISCARD int gw_store_app_client_list(struct gw_store *s, int64_t org_id, int64_t after_id,
+                                          int limit, gw_store_app_client_cb cb, void *arg);
+/* Approve / revoke by public id at now_ms. GW_ENOTFOUND if unknown. Approving twice keeps the
+ * first time; revoking twice too. A revoked client cannot be approved (GW_EINVAL). */
+GW_NODISCARD int gw_store_app_client_approve(struct gw_store *s, const char *client_id,
+                                             int64_t now_ms);
+GW_NODISCARD int gw_store_app_client_revoke(struct gw_store *s, const char *client_id,
+                                            int64_t now_ms);
 /* Revoke by public id. GW_ENOTFOUND if unknown; revoking twice is not an error. */
 GW_NODISCARD int gw_store_key_revoke(struct gw_store *s, const char *key_id);
 /* Does an unrevoked superadmin key exist? *out = 0/1. */

@@ -23,6 +23,10 @@
     "COALESCE(o.max_request_usd_micros, 0) "                                                       \
     "FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
 #define ORG_COLS "id, slug, name, created_ms, providers, models, " LIMIT_COLS("orgs")
+#define APP_CLIENT_COLS                                                                            \
+    "a.id, a.client_id, a.org_id, o.slug, a.name, a.origins, a.providers, a.models, "              \
+    "a.session_ttl_s, a.approved, a.approved_ms, a.revoked, a.revoked_ms, a.created_ms "           \
+    "FROM app_clients a JOIN orgs o ON o.id = a.org_id "
 #define USAGE_COLS                                                                                 \
     "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
     "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
@@ -46,6 +50,12 @@ struct gw_store_ops {
     int (*key_list)(struct gw_store *s, int64_t org_id, gw_store_key_cb cb, void *arg);
     int (*key_set_policy)(struct gw_store *s, const struct gw_key_rec *rec);
     int (*key_revoke)(struct gw_store *s, const char *key_id);
+    int (*app_client_insert)(struct gw_store *s, struct gw_app_client *rec);
+    int (*app_client_get)(struct gw_store *s, const char *client_id, struct gw_app_client *out);
+    int (*app_client_list)(struct gw_store *s, int64_t org_id, int64_t after_id, int limit,
+                           gw_store_app_client_cb cb, void *arg);
+    int (*app_client_approve)(struct gw_store *s, const char *client_id, int64_t now_ms);
+    int (*app_client_revoke)(struct gw_store *s, const char *client_id, int64_t now_ms);
     int (*superadmin_exists)(struct gw_store *s, int *out);
     int (*usage_reserve)(struct gw_store *s, const struct gw_usage_row *row);
     int (*usage_settle)(struct gw_store *s, const struct gw_usage_row *row);

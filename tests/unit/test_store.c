@@ -1,6 +1,7 @@
 /* The store's test suite, run against both backends: SQLite, and PostgreSQL when
  * LLMGW_TEST_PG_URL names a server (make test starts one; each test gets its own schema).
- * Migrations, orgs and policy, keys (hash-only), usage rows, attempts, spend, recovery. */
+ * Migrations, orgs and policy, keys (hash-only), app clients, usage rows, attempts, spend,
+ * recovery. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -198,6 +199,148 @@ static void keys_by_hash_list_revoke(void **state)
     assert_int_equal(gw_store_key_get(f->s, "key_aaaa", &got), 0);
     assert_true(got.revoked);
     assert_true(got.revoked_ms > 0);
+}
+
+/* Collects the client ids and row ids an app client listing hands over. */
+struct app_seen {
+    char ids[128];
+    int64_t last_id;
+    int n;
+};
+
+static int collect_app_clients(void *arg, const struct gw_app_client *a)
+{
+    struct app_seen *seen = arg;
+    if (seen->n > 0)
+        strcat(seen->ids, ",");
+    strcat(seen->ids, a->client_id);
+    assert_true(a->id > seen->last_id); /* row id order */
+    seen->last_id = a->id;
+    seen->n++;
+    return 0;
+}
+
+/* One listing page: org (0 = all), after_id, limit. */
+static struct app_seen app_page(struct gw_store *s, int64_t org, int64_t after, int limit)
+{
+    struct app_seen seen = {.last_id = after};
+    assert_int_equal(gw_store_app_client_list(s, org, after, limit, collect_app_clients, &seen), 0);
+    return seen;
+}
+
+static void app_clients(void **state)
+{
+    struct fx *f = *state;
+    int64_t acme = 0, beta = 0;
+    struct gw_app_client a = {0}, b, c, got;
+    assert_int_equal(gw_store_org_create(f->s, "acme", "Acme", &acme), 0);
+    assert_int_equal(gw_store_org_create(f->s, "beta", "Beta", &beta), 0);
+    strcpy(a.client_id, "ac_000000000000000000000001");
+    a.org_id = acme;
+    strcpy(a.name, "Acme web");
+    strcpy(a.origins, "https://app.acme.test,http://localhost:5173");
+    strcpy(a.providers, "openai");
+    strcpy(a.models, "gpt-4o,gpt-4o-mini");
+    a.session_ttl_s = 3600;
+    b = a;
+    strcpy(b.client_id, "ac_000000000000000000000002");
+    strcpy(b.name, "Acme admin");
+    b.providers[0] = b.models[0] = '\0';
+    b.session_ttl_s = 600;
+    c = b;
+    strcpy(c.client_id, "ac_000000000000000000000003");
+    strcpy(c.name, "Beta web");
+    c.org_id = beta;
+    int64_t before = gw_now_ms();
+    assert_int_equal(gw_store_app_client_insert(f->s, &a), 0);
+    assert_int_equal(gw_store_app_client_insert(f->s, &c), 0); /* the other org's between */
+    assert_int_equal(gw_store_app_client_insert(f->s, &b), 0);
+    assert_true(a.id > 0);
+    assert_true(c.id > a.id);
+    assert_true(b.id > c.id);
+    assert_true(a.created_ms >= before);
+    struct gw_app_client dup = a;
+    strcpy(dup.name, "again");
+    assert_int_equal(gw_store_app_client_insert(f->s, &dup), GW_EEXIST);
+
+    assert_int_equal(gw_store_app_client_get(f->s, "ac_000000000000000000000001", &got), 0);
+    assert_int_equal(got.id, a.id);
+    assert_string_equal(got.client_id, "ac_000000000000000000000001");
+    assert_int_equal(got.org_id, acme);
+    assert_string_equal(got.org_slug, "acme");
+    assert_string_equal(got.name, "Acme web");
+    assert_string_equal(got.origins, "https://app.acme.test,http://localhost:5173");
+    assert_string_equal(got.providers, "openai");
+    assert_string_equal(got.models, "gpt-4o,gpt-4o-mini");
+    assert_int_equal(got.session_ttl_s, 3600);
+    assert_false(got.approved);
+    assert_int_equal(got.approved_ms, 0);
+    assert_false(got.revoked);
+    assert_int_equal(got.revoked_ms, 0);
+    assert_int_equal(got.created_ms, a.created_ms);
+    assert_int_equal(gw_store_app_client_get(f->s, "ac_000000000000000000000003", &got), 0);
+    assert_string_equal(got.org_slug, "beta");
+    assert_string_equal(got.providers, "");
+    assert_int_equal(got.session_ttl_s, 600);
+    assert_int_equal(gw_store_app_client_get(f->s, "ac_nope", &got), GW_ENOTFOUND);
+
+    /* by org, and of every org; paged by row id */
+    struct app_seen seen = app_page(f->s, acme, 0, 10);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.ids, "ac_000000000000000000000001,ac_000000000000000000000002");
+    seen = app_page(f->s, beta, 0, 10);
+    assert_string_equal(seen.ids, "ac_000000000000000000000003");
+    seen = app_page(f->s, 0, 0, 10);
+    assert_int_equal(seen.n, 3);
+    assert_string_equal(seen.ids, "ac_000000000000000000000001,ac_000000000000000000000003,"
+                                  "ac_000000000000000000000002");
+    seen = app_page(f->s, acme, 0, 1);
+    assert_string_equal(seen.ids, "ac_000000000000000000000001");
+    seen = app_page(f->s, acme, seen.last_id, 1);
+    assert_string_equal(seen.ids, "ac_000000000000000000000002");
+    seen = app_page(f->s, acme, seen.last_id, 1);
+    assert_int_equal(seen.n, 0);
+    seen = app_page(f->s, 0, a.id, 1);
+    assert_string_equal(seen.ids, "ac_000000000000000000000003");
+    seen = app_page(f->s, 0, seen.last_id, 5);
+    assert_string_equal(seen.ids, "ac_000000000000000000000002");
+    assert_int_equal(app_page(f->s, 0, 0, 0).n, 0);
+    assert_int_equal(gw_store_app_client_list(f->s, 0, 0, -1, collect_app_clients, &seen),
+                     GW_EINVAL);
+
+    /* approve: the first time is kept */
+    assert_int_equal(gw_store_app_client_approve(f->s, a.client_id, 1000), 0);
+    assert_int_equal(gw_store_app_client_get(f->s, a.client_id, &got), 0);
+    assert_true(got.approved);
+    assert_int_equal(got.approved_ms, 1000);
+    assert_int_equal(gw_store_app_client_approve(f->s, a.client_id, 2000), 0);
+    assert_int_equal(gw_store_app_client_get(f->s, a.client_id, &got), 0);
+    assert_true(got.approved);
+    assert_int_equal(got.approved_ms, 1000);
+    assert_false(got.revoked);
+
+    /* revoke: twice is fine and keeps the first time; a revoked client cannot be approved */
+    assert_int_equal(gw_store_app_client_revoke(f->s, a.client_id, 3000), 0);
+    assert_int_equal(gw_store_app_client_revoke(f->s, a.client_id, 4000), 0);
+    assert_int_equal(gw_store_app_client_get(f->s, a.client_id, &got), 0);
+    assert_true(got.revoked);
+    assert_int_equal(got.revoked_ms, 3000);
+    assert_true(got.approved); /* the record of the approval stays */
+    assert_int_equal(got.approved_ms, 1000);
+    assert_int_equal(gw_store_app_client_approve(f->s, a.client_id, 5000), GW_EINVAL);
+    assert_int_equal(gw_store_app_client_revoke(f->s, b.client_id, 3500), 0); /* never approved */
+    assert_int_equal(gw_store_app_client_approve(f->s, b.client_id, 5000), GW_EINVAL);
+    assert_int_equal(gw_store_app_client_get(f->s, b.client_id, &got), 0);
+    assert_false(got.approved);
+    assert_int_equal(got.approved_ms, 0);
+    assert_int_equal(got.revoked_ms, 3500);
+    assert_int_equal(gw_store_app_client_get(f->s, c.client_id, &got), 0);
+    assert_false(got.approved); /* the others are untouched */
+    assert_false(got.revoked);
+
+    /* unknown ids */
+    assert_int_equal(gw_store_app_client_approve(f->s, "ac_nope", 1000), GW_ENOTFOUND);
+    assert_int_equal(gw_store_app_client_revoke(f->s, "ac_nope", 1000), GW_ENOTFOUND);
 }
 
 static void superadmin_exists(void **state)
@@ -593,6 +736,7 @@ int main(void)
         cmocka_unit_test(urls_are_checked),
         cmocka_unit_test_setup_teardown(orgs, setup, teardown),
         cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(app_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(superadmin_exists, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup, teardown),
@@ -607,6 +751,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(migrate_is_idempotent, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(orgs, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(app_clients, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(superadmin_exists, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup_pg, teardown_pg),
