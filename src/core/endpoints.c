@@ -15,6 +15,7 @@
 #include "core/call.h"
 #include "core/gw_int.h"
 #include "core/request.h"
+#include "core/sessions.h"
 #include "http/reply.h"
 #include "policy/keys.h"
 #include "store/jobs.h"
@@ -323,7 +324,7 @@ static void handle(void *wdata, struct evhttp_request *req)
             return;
         }
     }
-    if (gw_admin_route(w, req, rid, path))
+    if (gw_admin_route(w, req, rid, path) || gw_sessions_route(w, req, rid, path))
         return;
     gw_reply_error(req, 404, "invalid_request_error", "not_found", "no such endpoint", rid, 0);
 }

@@ -43,6 +43,10 @@ enum stmt_id {
     P_APP_CLIENT_LIST,
     P_APP_CLIENT_APPROVE,
     P_APP_CLIENT_REVOKE,
+    P_SHARE_CODE_INSERT,
+    P_SHARE_CODE_CONSUME,
+    P_SESSION_INSERT,
+    P_SESSION_GET,
     P_SUPERADMIN,
     P_USAGE_INSERT,
     P_USAGE_SETTLE,
@@ -257,6 +261,18 @@ static const struct {
     [P_APP_CLIENT_REVOKE] = {"UPDATE app_clients SET revoked = 1, revoked_ms = CASE WHEN "
                              "revoked = 1 THEN revoked_ms ELSE $2 END WHERE client_id = $1",
                              2},
+    [P_SHARE_CODE_INSERT] = {"INSERT INTO share_codes(code_hash, " SHARE_CODE_COLS ") VALUES ($1, "
+                             "$2, $3, $4, $5, $6, $7)",
+                             7},
+    /* one statement: a concurrent consumer waits for the row's lock, then finds used = 1 (READ
+     * COMMITTED re-checks the WHERE on the row's new version) and gets no row */
+    [P_SHARE_CODE_CONSUME] = {"UPDATE share_codes SET used = 1 WHERE code_hash = $1 AND used = 0 "
+                              "RETURNING " SHARE_CODE_COLS,
+                              1},
+    [P_SESSION_INSERT] = {"INSERT INTO subject_sessions(" SESSION_COLS ") VALUES ($1, $2, $3, $4, "
+                          "$5, $6, $7, $8)",
+                          8},
+    [P_SESSION_GET] = {"SELECT " SESSION_COLS " FROM subject_sessions WHERE token_hash = $1", 1},
     [P_SUPERADMIN] = {"SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
                       0},
     [P_USAGE_INSERT] = {"INSERT INTO usage(" USAGE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
@@ -800,6 +816,80 @@ static int pg_app_client_revoke(struct gw_store *base, const char *client_id, in
     p_text(&p, client_id);
     p_i64(&p, now_ms);
     return run_update((struct pg *)base, P_APP_CLIENT_REVOKE, &p);
+}
+
+static int pg_share_code_insert(struct gw_store *base, const struct gw_share_code *c)
+{
+    struct params p = {0};
+    p_text(&p, c->code_hash);
+    p_text(&p, c->client_id);
+    p_i64(&p, c->org_id);
+    p_text(&p, c->subject);
+    p_text(&p, c->challenge);
+    p_i64(&p, c->created_ms);
+    p_i64(&p, c->expires_ms);
+    return run((struct pg *)base, P_SHARE_CODE_INSERT, &p, NULL);
+}
+
+static int pg_share_code_consume(struct gw_store *base, const char *code_hash,
+                                 struct gw_share_code *out)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_text(&p, code_hash);
+    int rc = run((struct pg *)base, P_SHARE_CODE_CONSUME, &p, &r);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = GW_ENOTFOUND;
+    if (rc == 0) {
+        memset(out, 0, sizeof(*out));
+        gw_strlcpy(out->code_hash, code_hash, sizeof(out->code_hash));
+        col_text(r, 0, 0, out->client_id, sizeof(out->client_id));
+        out->org_id = col_i64(r, 0, 1);
+        col_text(r, 0, 2, out->subject, sizeof(out->subject));
+        col_text(r, 0, 3, out->challenge, sizeof(out->challenge));
+        out->created_ms = col_i64(r, 0, 4);
+        out->expires_ms = col_i64(r, 0, 5);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_session_insert(struct gw_store *base, const struct gw_subject_session *ss)
+{
+    struct params p = {0};
+    p_text(&p, ss->token_hash);
+    p_text(&p, ss->client_id);
+    p_i64(&p, ss->org_id);
+    p_text(&p, ss->subject);
+    p_text(&p, ss->origin);
+    p_text(&p, ss->hmac_key);
+    p_i64(&p, ss->created_ms);
+    p_i64(&p, ss->expires_ms);
+    return run((struct pg *)base, P_SESSION_INSERT, &p, NULL);
+}
+
+static int pg_session_get(struct gw_store *base, const char *token_hash,
+                          struct gw_subject_session *out)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_text(&p, token_hash);
+    int rc = run((struct pg *)base, P_SESSION_GET, &p, &r);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = GW_ENOTFOUND;
+    if (rc == 0) {
+        memset(out, 0, sizeof(*out));
+        col_text(r, 0, 0, out->token_hash, sizeof(out->token_hash));
+        col_text(r, 0, 1, out->client_id, sizeof(out->client_id));
+        out->org_id = col_i64(r, 0, 2);
+        col_text(r, 0, 3, out->subject, sizeof(out->subject));
+        col_text(r, 0, 4, out->origin, sizeof(out->origin));
+        col_text(r, 0, 5, out->hmac_key, sizeof(out->hmac_key));
+        out->created_ms = col_i64(r, 0, 6);
+        out->expires_ms = col_i64(r, 0, 7);
+    }
+    PQclear(r);
+    return rc;
 }
 
 static int pg_superadmin_exists(struct gw_store *base, int *out)
@@ -1354,6 +1444,10 @@ static const struct gw_store_ops postgres_ops = {
     .app_client_list = pg_app_client_list,
     .app_client_approve = pg_app_client_approve,
     .app_client_revoke = pg_app_client_revoke,
+    .share_code_insert = pg_share_code_insert,
+    .share_code_consume = pg_share_code_consume,
+    .session_insert = pg_session_insert,
+    .session_get = pg_session_get,
     .superadmin_exists = pg_superadmin_exists,
     .usage_reserve = pg_usage_reserve,
     .usage_settle = pg_usage_settle,

@@ -174,5 +174,28 @@ const char *const gw_schema_migrations[] = {
     "  revoked_ms BIGINT NOT NULL DEFAULT 0,"
     "  created_ms BIGINT NOT NULL);"
     "CREATE INDEX app_clients_org ON app_clients(org_id, id);",
+    /* 12: subject sessions — share codes (by their SHA-256, used once: used flips 0 -> 1 in
+     * one statement) and the sessions they are exchanged for (by the token's SHA-256); both
+     * indexed by expiry for the purge */
+    "CREATE TABLE share_codes ("
+    "  code_hash TEXT PRIMARY KEY,"
+    "  client_id TEXT NOT NULL,"
+    "  org_id BIGINT NOT NULL,"
+    "  subject TEXT NOT NULL,"
+    "  challenge TEXT NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  expires_ms BIGINT NOT NULL,"
+    "  used INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX share_codes_expires ON share_codes(expires_ms);"
+    "CREATE TABLE subject_sessions ("
+    "  token_hash TEXT PRIMARY KEY,"
+    "  client_id TEXT NOT NULL,"
+    "  org_id BIGINT NOT NULL,"
+    "  subject TEXT NOT NULL,"
+    "  origin TEXT NOT NULL,"
+    "  hmac_key TEXT NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  expires_ms BIGINT NOT NULL);"
+    "CREATE INDEX subject_sessions_expires ON subject_sessions(expires_ms);",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

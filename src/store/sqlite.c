@@ -41,6 +41,10 @@ enum stmt_id {
     S_APP_CLIENT_LIST,
     S_APP_CLIENT_APPROVE,
     S_APP_CLIENT_REVOKE,
+    S_SHARE_CODE_INSERT,
+    S_SHARE_CODE_CONSUME,
+    S_SESSION_INSERT,
+    S_SESSION_GET,
     S_SUPERADMIN,
     S_USAGE_INSERT,
     S_USAGE_SETTLE,
@@ -103,6 +107,14 @@ static const char *const stmt_sql[S_COUNT] = {
                              "revoked = 0",
     [S_APP_CLIENT_REVOKE] = "UPDATE app_clients SET revoked = 1, revoked_ms = CASE WHEN "
                             "revoked = 1 THEN revoked_ms ELSE ?2 END WHERE client_id = ?1",
+    [S_SHARE_CODE_INSERT] = "INSERT INTO share_codes(code_hash, " SHARE_CODE_COLS ") VALUES (?1, "
+                            "?2, ?3, ?4, ?5, ?6, ?7)",
+    /* one statement: of concurrent consumers, only the one whose UPDATE flips used gets a row */
+    [S_SHARE_CODE_CONSUME] = "UPDATE share_codes SET used = 1 WHERE code_hash = ?1 AND used = 0 "
+                             "RETURNING " SHARE_CODE_COLS,
+    [S_SESSION_INSERT] = "INSERT INTO subject_sessions(" SESSION_COLS ") VALUES (?1, ?2, ?3, ?4, "
+                         "?5, ?6, ?7, ?8)",
+    [S_SESSION_GET] = "SELECT " SESSION_COLS " FROM subject_sessions WHERE token_hash = ?1",
     [S_SUPERADMIN] = "SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
     [S_USAGE_INSERT] = "INSERT INTO usage(" USAGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
@@ -894,6 +906,91 @@ static int sq_app_client_revoke(struct gw_store *base, const char *client_id, in
     return rc;
 }
 
+static int sq_share_code_insert(struct gw_store *base, const struct gw_share_code *c)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_SHARE_CODE_INSERT);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, c->code_hash);
+    bind_text(st, 2, c->client_id);
+    sqlite3_bind_int64(st, 3, c->org_id);
+    bind_text(st, 4, c->subject);
+    bind_text(st, 5, c->challenge);
+    sqlite3_bind_int64(st, 6, c->created_ms);
+    sqlite3_bind_int64(st, 7, c->expires_ms);
+    return exec_done(s, st);
+}
+
+static int sq_share_code_consume(struct gw_store *base, const char *code_hash,
+                                 struct gw_share_code *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_SHARE_CODE_CONSUME);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, code_hash);
+    int rc = sqlite3_step(st); /* the change is made here, at the first step */
+    int found = rc == SQLITE_ROW;
+    if (found) {
+        memset(out, 0, sizeof(*out));
+        gw_strlcpy(out->code_hash, code_hash, sizeof(out->code_hash));
+        col_text(st, 0, out->client_id, sizeof(out->client_id));
+        out->org_id = sqlite3_column_int64(st, 1);
+        col_text(st, 2, out->subject, sizeof(out->subject));
+        col_text(st, 3, out->challenge, sizeof(out->challenge));
+        out->created_ms = sqlite3_column_int64(st, 4);
+        out->expires_ms = sqlite3_column_int64(st, 5);
+    }
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return err_from(s, rc, NULL);
+    return found ? 0 : GW_ENOTFOUND;
+}
+
+static int sq_session_insert(struct gw_store *base, const struct gw_subject_session *ss)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_SESSION_INSERT);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, ss->token_hash);
+    bind_text(st, 2, ss->client_id);
+    sqlite3_bind_int64(st, 3, ss->org_id);
+    bind_text(st, 4, ss->subject);
+    bind_text(st, 5, ss->origin);
+    bind_text(st, 6, ss->hmac_key);
+    sqlite3_bind_int64(st, 7, ss->created_ms);
+    sqlite3_bind_int64(st, 8, ss->expires_ms);
+    return exec_done(s, st);
+}
+
+static int sq_session_get(struct gw_store *base, const char *token_hash,
+                          struct gw_subject_session *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_SESSION_GET);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, token_hash);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        col_text(st, 0, out->token_hash, sizeof(out->token_hash));
+        col_text(st, 1, out->client_id, sizeof(out->client_id));
+        out->org_id = sqlite3_column_int64(st, 2);
+        col_text(st, 3, out->subject, sizeof(out->subject));
+        col_text(st, 4, out->origin, sizeof(out->origin));
+        col_text(st, 5, out->hmac_key, sizeof(out->hmac_key));
+        out->created_ms = sqlite3_column_int64(st, 6);
+        out->expires_ms = sqlite3_column_int64(st, 7);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
 static int sq_superadmin_exists(struct gw_store *base, int *out)
 {
     struct sq *s = (struct sq *)base;
@@ -1384,6 +1481,10 @@ static const struct gw_store_ops sqlite_ops = {
     .app_client_list = sq_app_client_list,
     .app_client_approve = sq_app_client_approve,
     .app_client_revoke = sq_app_client_revoke,
+    .share_code_insert = sq_share_code_insert,
+    .share_code_consume = sq_share_code_consume,
+    .session_insert = sq_session_insert,
+    .session_get = sq_session_get,
     .superadmin_exists = sq_superadmin_exists,
     .usage_reserve = sq_usage_reserve,
     .usage_settle = sq_usage_settle,

@@ -111,6 +111,28 @@ int gw_store_app_client_revoke(struct gw_store *s, const char *client_id, int64_
     return s->ops->app_client_revoke(s, client_id, now_ms);
 }
 
+int gw_store_share_code_insert(struct gw_store *s, const struct gw_share_code *c)
+{
+    return s->ops->share_code_insert(s, c);
+}
+
+int gw_store_share_code_consume(struct gw_store *s, const char *code_hash,
+                                struct gw_share_code *out)
+{
+    return s->ops->share_code_consume(s, code_hash, out);
+}
+
+int gw_store_session_insert(struct gw_store *s, const struct gw_subject_session *ss)
+{
+    return s->ops->session_insert(s, ss);
+}
+
+int gw_store_session_get(struct gw_store *s, const char *token_hash,
+                         struct gw_subject_session *out)
+{
+    return s->ops->session_get(s, token_hash, out);
+}
+
 int gw_store_superadmin_exists(struct gw_store *s, int *out)
 {
     return s->ops->superadmin_exists(s, out);

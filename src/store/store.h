@@ -163,6 +163,39 @@ GW_NODISCARD int gw_store_app_client_approve(struct gw_store *s, const char *cli
                                              int64_t now_ms);
 GW_NODISCARD int gw_store_app_client_revoke(struct gw_store *s, const char *client_id,
                                             int64_t now_ms);
+/* Subject sessions' share codes: minted by an app's backend for one subject, exchanged once by
+ * the browser. Only the code's SHA-256 (hex) is stored. */
+struct gw_share_code {
+    char code_hash[65];
+    char client_id[40]; /* the app client's public id */
+    int64_t org_id;
+    char subject[129];
+    char challenge[64]; /* PKCE S256: base64url(SHA-256(verifier)), 43 characters */
+    int64_t created_ms, expires_ms;
+};
+/* insert: GW_EEXIST when the hash is taken (as for the session's insert below). */
+GW_NODISCARD int gw_store_share_code_insert(struct gw_store *s, const struct gw_share_code *c);
+/* Use the code up, whatever happens next: the one caller that finds it unused gets its record
+ * (0) and marks it used; every other, and an unknown code, GW_ENOTFOUND. Atomic under
+ * concurrency (of connections and of nodes). Expiry is the caller's to check. */
+GW_NODISCARD int gw_store_share_code_consume(struct gw_store *s, const char *code_hash,
+                                             struct gw_share_code *out);
+/* A subject session: the token's SHA-256 (hex) and the HMAC key its requests are signed with
+ * (base64url; needed to check them, never logged), bound to one origin. */
+struct gw_subject_session {
+    char token_hash[65];
+    char client_id[40];
+    int64_t org_id;
+    char subject[129];
+    char origin[201];
+    char hmac_key[48];
+    int64_t created_ms, expires_ms;
+};
+GW_NODISCARD int gw_store_session_insert(struct gw_store *s, const struct gw_subject_session *ss);
+/* By the token's hash. GW_ENOTFOUND if unknown (expiry is the caller's to check). */
+GW_NODISCARD int gw_store_session_get(struct gw_store *s, const char *token_hash,
+                                      struct gw_subject_session *out);
+
 /* Revoke by public id. GW_ENOTFOUND if unknown; revoking twice is not an error. */
 GW_NODISCARD int gw_store_key_revoke(struct gw_store *s, const char *key_id);
 /* Does an unrevoked superadmin key exist? *out = 0/1. */

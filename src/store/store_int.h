@@ -27,6 +27,9 @@
     "a.id, a.client_id, a.org_id, o.slug, a.name, a.origins, a.providers, a.models, "              \
     "a.session_ttl_s, a.approved, a.approved_ms, a.revoked, a.revoked_ms, a.created_ms "           \
     "FROM app_clients a JOIN orgs o ON o.id = a.org_id "
+#define SHARE_CODE_COLS "client_id, org_id, subject, challenge, created_ms, expires_ms"
+#define SESSION_COLS                                                                               \
+    "token_hash, client_id, org_id, subject, origin, hmac_key, created_ms, expires_ms"
 #define USAGE_COLS                                                                                 \
     "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
     "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
@@ -56,6 +59,11 @@ struct gw_store_ops {
                            gw_store_app_client_cb cb, void *arg);
     int (*app_client_approve)(struct gw_store *s, const char *client_id, int64_t now_ms);
     int (*app_client_revoke)(struct gw_store *s, const char *client_id, int64_t now_ms);
+    int (*share_code_insert)(struct gw_store *s, const struct gw_share_code *c);
+    int (*share_code_consume)(struct gw_store *s, const char *code_hash,
+                              struct gw_share_code *out);
+    int (*session_insert)(struct gw_store *s, const struct gw_subject_session *ss);
+    int (*session_get)(struct gw_store *s, const char *token_hash, struct gw_subject_session *out);
     int (*superadmin_exists)(struct gw_store *s, int *out);
     int (*usage_reserve)(struct gw_store *s, const struct gw_usage_row *row);
     int (*usage_settle)(struct gw_store *s, const struct gw_usage_row *row);

@@ -1,7 +1,7 @@
 /* The store's test suite, run against both backends: SQLite, and PostgreSQL when
  * LLMGW_TEST_PG_URL names a server (make test starts one; each test gets its own schema).
- * Migrations, orgs and policy, keys (hash-only), app clients, usage rows, attempts, spend,
- * recovery. */
+ * Migrations, orgs and policy, keys (hash-only), app clients, share codes and subject sessions,
+ * usage rows, attempts, spend, recovery. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 
 #include "policy/budget.h"
 #include "store/store.h"
@@ -341,6 +342,117 @@ static void app_clients(void **state)
     /* unknown ids */
     assert_int_equal(gw_store_app_client_approve(f->s, "ac_nope", 1000), GW_ENOTFOUND);
     assert_int_equal(gw_store_app_client_revoke(f->s, "ac_nope", 1000), GW_ENOTFOUND);
+}
+
+#define RACERS 8
+
+/* Consumers of one share code, each on its own connection, released together. */
+struct consumer {
+    const char *url;
+    const char *code_hash;
+    pthread_barrier_t *start;
+    int rc;
+    struct gw_share_code got;
+};
+
+static void *consume_main(void *arg)
+{
+    struct consumer *c = arg;
+    struct gw_store *s = NULL;
+    c->rc = gw_store_open(c->url, &s, NULL);
+    pthread_barrier_wait(c->start); /* every thread, opened or not: none waits forever */
+    if (c->rc == 0)
+        c->rc = gw_store_share_code_consume(s, c->code_hash, &c->got);
+    gw_store_free(s);
+    return NULL;
+}
+
+static void share_codes_and_sessions(void **state)
+{
+    struct fx *f = *state;
+    struct gw_share_code c = {0}, got;
+    memset(c.code_hash, 'a', 64);
+    strcpy(c.client_id, "ac_000000000000000000000001");
+    c.org_id = 7;
+    strcpy(c.subject, "user-42@example.test");
+    strcpy(c.challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"); /* RFC 7636's */
+    c.created_ms = 1000;
+    c.expires_ms = 61000;
+    assert_int_equal(gw_store_share_code_insert(f->s, &c), 0);
+    struct gw_share_code dup = c;
+    strcpy(dup.subject, "someone else");
+    assert_int_equal(gw_store_share_code_insert(f->s, &dup), GW_EEXIST);
+
+    memset(&got, 0x5a, sizeof(got)); /* every field is written */
+    assert_int_equal(gw_store_share_code_consume(f->s, c.code_hash, &got), 0);
+    assert_string_equal(got.code_hash, c.code_hash);
+    assert_string_equal(got.client_id, "ac_000000000000000000000001");
+    assert_int_equal(got.org_id, 7);
+    assert_string_equal(got.subject, "user-42@example.test"); /* the first insert's */
+    assert_string_equal(got.challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    assert_int_equal(got.created_ms, 1000);
+    assert_int_equal(got.expires_ms, 61000);
+    /* used up: gone for everyone, even though it has not expired */
+    assert_int_equal(gw_store_share_code_consume(f->s, c.code_hash, &got), GW_ENOTFOUND);
+    assert_int_equal(gw_store_share_code_consume(f->s, "ffff", &got), GW_ENOTFOUND);
+    assert_int_equal(gw_store_share_code_insert(f->s, &c), GW_EEXIST); /* nor minted again */
+
+    /* racing consumers on connections of their own: exactly one wins */
+    struct gw_share_code fresh = c;
+    memset(fresh.code_hash, 'b', 64);
+    assert_int_equal(gw_store_share_code_insert(f->s, &fresh), 0);
+    pthread_barrier_t start;
+    pthread_t t[RACERS];
+    struct consumer r[RACERS];
+    assert_int_equal(pthread_barrier_init(&start, NULL, RACERS), 0);
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (struct consumer){.url = f->url, .code_hash = fresh.code_hash, .start = &start};
+        assert_int_equal(pthread_create(&t[i], NULL, consume_main, &r[i]), 0);
+    }
+    int won = 0, lost = 0;
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(t[i], NULL);
+        if (r[i].rc == 0) {
+            won++;
+            assert_string_equal(r[i].got.code_hash, fresh.code_hash);
+            assert_string_equal(r[i].got.subject, "user-42@example.test");
+        } else {
+            assert_int_equal(r[i].rc, GW_ENOTFOUND);
+            lost++;
+        }
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(won, 1);
+    assert_int_equal(lost, RACERS - 1);
+    assert_int_equal(gw_store_share_code_consume(f->s, fresh.code_hash, &got), GW_ENOTFOUND);
+
+    /* sessions */
+    struct gw_subject_session ss = {0}, sg;
+    memset(ss.token_hash, 'c', 64);
+    strcpy(ss.client_id, "ac_000000000000000000000001");
+    ss.org_id = 7;
+    strcpy(ss.subject, "user-42@example.test");
+    strcpy(ss.origin, "https://app.acme.test:8443");
+    strcpy(ss.hmac_key, "dGVzdC1obWFjLWtleS0zMi1ieXRlcy1sb25nLi4uLi4");
+    ss.created_ms = 2000;
+    ss.expires_ms = 3602000;
+    assert_int_equal(gw_store_session_insert(f->s, &ss), 0);
+    memset(&sg, 0x5a, sizeof(sg));
+    assert_int_equal(gw_store_session_get(f->s, ss.token_hash, &sg), 0);
+    assert_string_equal(sg.token_hash, ss.token_hash);
+    assert_string_equal(sg.client_id, "ac_000000000000000000000001");
+    assert_int_equal(sg.org_id, 7);
+    assert_string_equal(sg.subject, "user-42@example.test");
+    assert_string_equal(sg.origin, "https://app.acme.test:8443");
+    assert_string_equal(sg.hmac_key, "dGVzdC1obWFjLWtleS0zMi1ieXRlcy1sb25nLi4uLi4");
+    assert_int_equal(sg.created_ms, 2000);
+    assert_int_equal(sg.expires_ms, 3602000);
+    assert_int_equal(gw_store_session_get(f->s, "dddd", &sg), GW_ENOTFOUND);
+    struct gw_subject_session sdup = ss;
+    strcpy(sdup.origin, "https://evil.test");
+    assert_int_equal(gw_store_session_insert(f->s, &sdup), GW_EEXIST);
+    assert_int_equal(gw_store_session_get(f->s, ss.token_hash, &sg), 0);
+    assert_string_equal(sg.origin, "https://app.acme.test:8443"); /* unchanged */
 }
 
 static void superadmin_exists(void **state)
@@ -737,6 +849,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(orgs, setup, teardown),
         cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(app_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(share_codes_and_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(superadmin_exists, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup, teardown),
@@ -752,6 +865,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(orgs, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(app_clients, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(share_codes_and_sessions, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(superadmin_exists, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup_pg, teardown_pg),
