@@ -74,9 +74,7 @@ static int is_provider(const char *s)
     return 0;
 }
 
-/* scheme "http" or "https", a host of letters, digits, dots and dashes (or a bracketed IPv6
- * address), an optional port; nothing else: no path, no trailing slash, no user info. */
-static int origin_ok(const char *o)
+int gw_origin_ok(const char *o)
 {
     const char *h = strncmp(o, "https://", 8) == 0 ? o + 8 : strncmp(o, "http://", 7) == 0 ? o + 7
                                                                                          : NULL;
@@ -169,7 +167,7 @@ static void parse_create(struct admin_job *a)
             }
             gw_strlcpy(a->in.name, s, sizeof(a->in.name));
         } else if (strcmp(k, "origins") == 0) {
-            if (join_list(v, origin_ok, MAX_ORIGINS, a->in.origins, sizeof(a->in.origins),
+            if (join_list(v, gw_origin_ok, MAX_ORIGINS, a->in.origins, sizeof(a->in.origins),
                           "origins (each scheme://host[:port])", a->bad, sizeof(a->bad)) != 0)
                 break;
         } else if (strcmp(k, "allowed_providers") == 0) {

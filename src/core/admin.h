@@ -16,6 +16,11 @@
 
 struct gw_worker;
 
+/* An origin as registered: scheme "http" or "https", a host of letters, digits, dots and
+ * dashes (or a bracketed IPv6 address), an optional port; nothing else (no path, no trailing
+ * slash, no user info). */
+int gw_origin_ok(const char *o);
+
 /* Answer req if path is one of the routes above (1), else leave it (0). */
 int gw_admin_route(struct gw_worker *w, struct evhttp_request *req, const char *rid,
                    const char *path);

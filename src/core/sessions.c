@@ -16,6 +16,7 @@
  */
 #include "core/sessions.h"
 
+
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/admin.h"
 #include "core/gw_int.h"
 #include "http/reply.h"
 #include "store/jobs.h"
@@ -34,7 +36,7 @@
 #define SHARE_CODE_TTL_MS 60000
 #define TOKEN_PREFIX "llmst_"
 
-enum op { OP_SHARE, OP_EXCHANGE };
+enum op { OP_SHARE, OP_EXCHANGE, OP_PREFLIGHT };
 
 struct session_job {
     struct gw_store_job job;
@@ -52,6 +54,7 @@ struct session_job {
     char verifier[129];
     char origin[201];
     /* on the store thread */
+    int cors; /* the Origin is an approved app client's: the browser may read the answer */
     int auth_rc;
     struct gw_key_rec key;
     int status;
@@ -317,6 +320,21 @@ static void do_exchange(struct session_job *a, struct gw_store *s)
 static void session_run(struct gw_store_job *j, struct gw_store *s)
 {
     struct session_job *a = (struct session_job *)j;
+    if (a->op != OP_SHARE && gw_origin_ok(a->origin)) {
+        int rc = gw_store_app_origin_known(s, a->origin, &a->cors);
+        if (rc != 0) {
+            store_failed(a, rc);
+            return;
+        }
+    }
+    if (a->op == OP_PREFLIGHT) {
+        if (!a->cors)
+            fail(a, 403, "permission_error", "origin_not_allowed",
+                 "the Origin is not one of an approved app client's");
+        else
+            a->status = 204;
+        return;
+    }
     if (a->op == OP_SHARE && (a->auth_rc = gw_auth_lookup(s, a->hash, &a->key)) != 0)
         return;
     if (a->op == OP_EXCHANGE)
@@ -338,7 +356,18 @@ static void session_done(struct gw_store_job *j)
         a->out = NULL;
         store_failed(a, j->batch_rc);
     }
-    if (a->op == OP_EXCHANGE || gw_auth_end(a->req, a->rid, a->auth_rc, &a->key) == 0) {
+    struct evkeyvalq *out = evhttp_request_get_output_headers(a->req);
+    if (a->op != OP_SHARE)
+        evhttp_add_header(out, "Vary", "Origin");
+    if (a->cors && a->op != OP_SHARE)
+        evhttp_add_header(out, "Access-Control-Allow-Origin", a->origin);
+    if (a->op == OP_PREFLIGHT && a->status == 204) {
+        evhttp_add_header(out, "Access-Control-Allow-Methods", "POST");
+        evhttp_add_header(out, "Access-Control-Allow-Headers", "Content-Type");
+        evhttp_add_header(out, "Access-Control-Max-Age", "600");
+        evhttp_add_header(out, "X-Request-Id", a->rid);
+        evhttp_send_reply(a->req, 204, "No Content", NULL);
+    } else if (a->op != OP_SHARE || gw_auth_end(a->req, a->rid, a->auth_rc, &a->key) == 0) {
         if (a->status >= 400)
             gw_reply_error(a->req, a->status, a->type, a->code_name, a->msg, a->rid,
                            a->status == 503);
@@ -360,7 +389,10 @@ int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const cha
         op = OP_EXCHANGE;
     else
         return 0;
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (op == OP_EXCHANGE && m == EVHTTP_REQ_OPTIONS) {
+        op = OP_PREFLIGHT; /* a browser asks before its POST */
+    } else if (m != EVHTTP_REQ_POST) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
         gw_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
                        "method not allowed on this endpoint", rid, 0);
@@ -384,14 +416,15 @@ int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const cha
     } else {
         const char *origin =
             evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
-        parse_exchange(a);
+        if (op == OP_EXCHANGE)
+            parse_exchange(a);
         if (origin != NULL && strlen(origin) >= sizeof(a->origin))
             origin = "null"; /* no registered origin is that long */
         gw_strlcpy(a->origin, origin != NULL ? origin : "", sizeof(a->origin));
     }
     a->job.run = session_run;
     a->job.done = session_done;
-    a->job.writes = 1;
+    a->job.writes = op != OP_PREFLIGHT;
     gw_store_submit(w->exec, &a->job);
     return 1;
 }

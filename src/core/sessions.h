@@ -5,6 +5,9 @@
  *        → {share_code, expires_in}: single use, 60 s
  *   POST /v1/sessions/exchange     (no key; the browser's Origin)
  *        {share_code, code_verifier} → {subject_token, hmac_key, token_type, expires_at}
+ *   OPTIONS /v1/sessions/exchange  the browser's CORS preflight: 204 for an origin of an
+ *        approved, unrevoked app client (whose answers then carry Access-Control-Allow-Origin),
+ *        else 403 origin_not_allowed
  * Refusals: 400 invalid_request (a bad body; plain PKCE), 401 invalid_share_code (unknown or
  * used), share_code_expired, invalid_code_verifier, 403 origin_required, origin_not_allowed,
  * app_client_not_approved, app_client_revoked, 404 app_client_not_found (or of another org).

@@ -43,6 +43,7 @@ enum stmt_id {
     P_APP_CLIENT_LIST,
     P_APP_CLIENT_APPROVE,
     P_APP_CLIENT_REVOKE,
+    P_APP_ORIGIN,
     P_SHARE_CODE_INSERT,
     P_SHARE_CODE_CONSUME,
     P_SESSION_INSERT,
@@ -273,6 +274,10 @@ static const struct {
                           "$5, $6, $7, $8)",
                           8},
     [P_SESSION_GET] = {"SELECT " SESSION_COLS " FROM subject_sessions WHERE token_hash = $1", 1},
+    /* exact: position, not LIKE, whose _ and % would match other origins */
+    [P_APP_ORIGIN] = {"SELECT 1 FROM app_clients WHERE approved = 1 AND revoked = 0 AND "
+                      "position(',' || $1 || ',' in ',' || origins || ',') > 0 LIMIT 1",
+                      1},
     [P_SUPERADMIN] = {"SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
                       0},
     [P_USAGE_INSERT] = {"INSERT INTO usage(" USAGE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
@@ -892,13 +897,26 @@ static int pg_session_get(struct gw_store *base, const char *token_hash,
     return rc;
 }
 
-static int pg_superadmin_exists(struct gw_store *base, int *out)
+/* Does the statement id (with p, may be NULL) give a row? */
+static int pg_exists(struct pg *s, enum stmt_id id, const struct params *p, int *out)
 {
     PGresult *r;
-    int rc = run((struct pg *)base, P_SUPERADMIN, NULL, &r);
+    int rc = run(s, id, p, &r);
     *out = rc == 0 && PQntuples(r) > 0;
     PQclear(r);
     return rc;
+}
+
+static int pg_superadmin_exists(struct gw_store *base, int *out)
+{
+    return pg_exists((struct pg *)base, P_SUPERADMIN, NULL, out);
+}
+
+static int pg_app_origin_known(struct gw_store *base, const char *origin, int *out)
+{
+    struct params p = {0};
+    p_text(&p, origin);
+    return pg_exists((struct pg *)base, P_APP_ORIGIN, &p, out);
 }
 
 /* ---- usage ---- */
@@ -1444,6 +1462,7 @@ static const struct gw_store_ops postgres_ops = {
     .app_client_list = pg_app_client_list,
     .app_client_approve = pg_app_client_approve,
     .app_client_revoke = pg_app_client_revoke,
+    .app_origin_known = pg_app_origin_known,
     .share_code_insert = pg_share_code_insert,
     .share_code_consume = pg_share_code_consume,
     .session_insert = pg_session_insert,

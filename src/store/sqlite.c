@@ -41,6 +41,7 @@ enum stmt_id {
     S_APP_CLIENT_LIST,
     S_APP_CLIENT_APPROVE,
     S_APP_CLIENT_REVOKE,
+    S_APP_ORIGIN,
     S_SHARE_CODE_INSERT,
     S_SHARE_CODE_CONSUME,
     S_SESSION_INSERT,
@@ -115,6 +116,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SESSION_INSERT] = "INSERT INTO subject_sessions(" SESSION_COLS ") VALUES (?1, ?2, ?3, ?4, "
                          "?5, ?6, ?7, ?8)",
     [S_SESSION_GET] = "SELECT " SESSION_COLS " FROM subject_sessions WHERE token_hash = ?1",
+    /* exact: instr, not LIKE, whose _ and % would match other origins */
+    [S_APP_ORIGIN] = "SELECT 1 FROM app_clients WHERE approved = 1 AND revoked = 0 AND "
+                     "instr(',' || origins || ',', ',' || ?1 || ',') > 0 LIMIT 1",
     [S_SUPERADMIN] = "SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
     [S_USAGE_INSERT] = "INSERT INTO usage(" USAGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
@@ -991,16 +995,28 @@ static int sq_session_get(struct gw_store *base, const char *token_hash,
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
 }
 
-static int sq_superadmin_exists(struct gw_store *base, int *out)
+/* Does the statement id (bound to arg, or nothing) give a row? */
+static int sq_exists(struct sq *s, enum stmt_id id, const char *arg, int *out)
 {
-    struct sq *s = (struct sq *)base;
-    sqlite3_stmt *st = stmt(s, S_SUPERADMIN);
+    sqlite3_stmt *st = stmt(s, id);
     if (st == NULL)
         return GW_ESTORE;
+    if (arg != NULL)
+        bind_text(st, 1, arg);
     int rc = sqlite3_step(st);
     *out = rc == SQLITE_ROW;
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+static int sq_superadmin_exists(struct gw_store *base, int *out)
+{
+    return sq_exists((struct sq *)base, S_SUPERADMIN, NULL, out);
+}
+
+static int sq_app_origin_known(struct gw_store *base, const char *origin, int *out)
+{
+    return sq_exists((struct sq *)base, S_APP_ORIGIN, origin, out);
 }
 
 static int sq_usage_reserve(struct gw_store *base, const struct gw_usage_row *r)
@@ -1481,6 +1497,7 @@ static const struct gw_store_ops sqlite_ops = {
     .app_client_list = sq_app_client_list,
     .app_client_approve = sq_app_client_approve,
     .app_client_revoke = sq_app_client_revoke,
+    .app_origin_known = sq_app_origin_known,
     .share_code_insert = sq_share_code_insert,
     .share_code_consume = sq_share_code_consume,
     .session_insert = sq_session_insert,

@@ -111,6 +111,11 @@ int gw_store_app_client_revoke(struct gw_store *s, const char *client_id, int64_
     return s->ops->app_client_revoke(s, client_id, now_ms);
 }
 
+int gw_store_app_origin_known(struct gw_store *s, const char *origin, int *out)
+{
+    return s->ops->app_origin_known(s, origin, out);
+}
+
 int gw_store_share_code_insert(struct gw_store *s, const struct gw_share_code *c)
 {
     return s->ops->share_code_insert(s, c);

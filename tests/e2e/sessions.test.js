@@ -30,9 +30,9 @@ async function newKey(org, role) {
   return stdout.trim().split('\n').pop();
 }
 
-async function register(name, approve) {
+async function register(name, approve, origins = [ORIGIN, 'http://localhost:5173']) {
   const r = await env.request('POST', '/admin/v1/app-clients', {
-    headers: as(admin), body: { name, origins: [ORIGIN, 'http://localhost:5173'], session_ttl_seconds: 300 },
+    headers: as(admin), body: { name, origins, session_ttl_seconds: 300 },
   });
   assert.equal(r.status, 201, r.text);
   if (approve) {
@@ -65,7 +65,7 @@ before(async () => {
   await env.cli(['orgs', 'create', 'globex', '--db', env.db]);
   globexKey = await newKey('globex', 'member');
   client = await register('widget', true);
-  pending = await register('pending', false);
+  pending = await register('pending', false, ['https://pending.acme.test']);
 }, { timeout: 30000 });
 after(async () => { if (env) await env.stop(); }, { timeout: 30000 });
 
@@ -165,4 +165,34 @@ test('a client revoked after the code was minted cannot start the session', T, a
   const m = await mint({ app_client_id: id, subject: 'u', code_challenge: pkce().challenge, code_challenge_method: 'S256' });
   assert.equal(m.status, 403);
   assert.equal(m.json.error.code, 'app_client_revoked');
+});
+
+test('CORS: the exchange answers the origins of approved app clients only', T, async () => {
+  const pre = (origin) => env.request('OPTIONS', '/v1/sessions/exchange', {
+    auth: false, headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+  });
+  const ok = await pre(ORIGIN);
+  assert.equal(ok.status, 204, ok.text);
+  assert.equal(ok.headers.get('access-control-allow-origin'), ORIGIN);
+  assert.match(ok.headers.get('access-control-allow-methods'), /POST/);
+  assert.match(ok.headers.get('access-control-allow-headers').toLowerCase(), /content-type/);
+  assert.match(ok.headers.get('vary'), /Origin/);
+  for (const origin of ['https://evil.test', 'https://pending.acme.test', 'https://app_acme.test',
+    'https://app.acme.tes', 'https://app.acme.test/', 'null']) {
+    const r = await pre(origin);
+    assert.equal(r.status, 403, origin);
+    assert.equal(r.headers.get('access-control-allow-origin'), null, origin);
+  }
+  // the exchange's own answers: readable from a registered origin, success or not
+  const c = await code();
+  const good = await exchange({ share_code: c.code, code_verifier: c.verifier });
+  assert.equal(good.headers.get('access-control-allow-origin'), ORIGIN);
+  const used = await exchange({ share_code: c.code, code_verifier: c.verifier });
+  assert.equal(used.status, 401);
+  assert.equal(used.headers.get('access-control-allow-origin'), ORIGIN);
+  const evil = await exchange({ share_code: c.code, code_verifier: c.verifier }, 'https://evil.test');
+  assert.equal(evil.headers.get('access-control-allow-origin'), null);
+  // server-to-server minting carries no CORS headers
+  const m = await mint({ app_client_id: client, subject: 'u', code_challenge: pkce().challenge, code_challenge_method: 'S256' });
+  assert.equal(m.headers.get('access-control-allow-origin'), null);
 });
