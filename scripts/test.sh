@@ -55,7 +55,8 @@ add_counts "$(grep -E '^e2e: ' <<<"$out" | tail -n 1)"
 
 echo "== the governance, idempotency, app client and session suites again, on PostgreSQL"
 out=$(LLMGW_E2E_PG=1 scripts/run-e2e.sh e2e-pg build/san/llmgw tests/e2e/governance.test.js \
-      tests/e2e/idempotency.test.js tests/e2e/app_clients.test.js tests/e2e/sessions.test.js 2>&1)
+      tests/e2e/idempotency.test.js tests/e2e/app_clients.test.js tests/e2e/sessions.test.js \
+      tests/e2e/signed.test.js 2>&1)
 echo "$out"
 add_counts "$(grep -E '^e2e-pg: ' <<<"$out" | tail -n 1)"
 

@@ -59,6 +59,7 @@ struct gw_call {
     const struct gw_key_rec *key;   /* the caller's key: &gw_no_key until looked up, then the
                                      * worker's shared copy (or key_own when that failed) */
     struct gw_key_rec *key_own;     /* the lookup's result, owned until shared */
+    struct gw_session_auth *sess;   /* a subject token's signed request: its check */
     const struct gw_tier *tier;     /* the key's tier (NULL: unknown name, no defaults) */
     struct gw_limit_set limits;     /* the key's effective limits: its own, else the tier's */
     int capped;                     /* a token or USD limit applies: requests without max_tokens

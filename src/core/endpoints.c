@@ -67,10 +67,15 @@ int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *r
                        0);
         return -1;
     }
-    if (w->gw->cfg.production && evhttp_find_header(h, "Origin") != NULL) {
-        gw_reply_error(req, 403, "permission_error", "browser_key_forbidden",
-                       "browsers must use subject sessions, not raw API keys", request_id, 0);
-        return -1;
+    if (evhttp_find_header(h, "Origin") != NULL) { /* a browser showing a raw key */
+        if (w->gw->cfg.production) {
+            gw_reply_error(req, 403, "permission_error", "browser_key_forbidden",
+                           "browsers must use subject sessions, not raw API keys", request_id,
+                           0);
+            return -1;
+        }
+        GW_LOG_WARN("auth", "req=%s a raw API key came with an Origin header (from a browser?): "
+                    "allowed in development mode, refused in production", request_id);
     }
     size_t len = strlen(raw);
     if (!gw_key_is_wellformed(raw, len)) {
@@ -274,6 +279,8 @@ static void handle(void *wdata, struct evhttp_request *req)
                        "the gateway is shutting down", rid, 1);
         return;
     }
+    if (m == EVHTTP_REQ_OPTIONS && gw_sessions_route(w, req, rid, path)) /* CORS preflights */
+        return;
     struct route {
         const char *path;
         enum evhttp_cmd_type method;

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "core/call.h"
+#include "core/sessions.h"
 #include "http/reply.h"
 #include "http/upstream.h"
 #include "policy/limits.h"
@@ -887,6 +888,8 @@ void gw_worker_keys_free(struct gw_worker *w)
 
 static void call_free(struct gw_call *c)
 {
+    gw_session_auth_free(c->sess);
+    c->sess = NULL;
     if (c->key_own != NULL)
         gw_free(c->key_own);
     else if (c->key != &gw_no_key)
@@ -1147,7 +1150,8 @@ static int parse_body(struct gw_call *c, json_t **out)
 /* Store work: find the key, and (with a budget) how much of it is spent. */
 static void auth_run(struct gw_call *c, struct gw_store *s)
 {
-    c->job_rc = gw_auth_lookup(s, c->key_hash, c->key_own);
+    c->job_rc = c->sess != NULL ? gw_session_lookup(s, c->sess, c->key_own)
+                                : gw_auth_lookup(s, c->key_hash, c->key_own);
     if (c->job_rc != 0)
         return;
     c->tier = gw_config_tier(&c->w->gw->cfg, c->key->tier);
@@ -1193,7 +1197,10 @@ static void on_authed(struct gw_call *c)
             c->key = shared;
         }
     }
-    if (gw_auth_end(c->req, c->rid, c->job_rc, c->key) != 0) {
+    if (c->sess != NULL && c->job.batch_rc != 0) /* the nonce's burn was lost */
+        c->job_rc = GW_ESTORE;
+    if (c->sess != NULL ? gw_session_end(c->req, c->rid, c->job_rc, c->sess) != 0
+                        : gw_auth_end(c->req, c->rid, c->job_rc, c->key) != 0) {
         evhttp_connection_set_closecb(c->evcon, NULL, NULL);
         c->req = NULL; /* answered */
         goto done;
@@ -1265,7 +1272,8 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
     const char *data = (const char *)evbuffer_pullup(in, -1); /* the bytes just parsed */
     if (gw_idem_begin(c, data ? data : "", evbuffer_get_length(in)) < 0)
         goto done;
-    if (gw_auth_begin(w, c->req, c->rid, c->key_hash) != 0) {
+    int session = gw_session_begin(w, c->req, c->rid, &c->sess);
+    if (session < 0 || (session == 0 && gw_auth_begin(w, c->req, c->rid, c->key_hash) != 0)) {
         c->req = NULL; /* answered */
         goto done;
     }
@@ -1277,7 +1285,7 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
     c->parsed = body;
     /* from here on the call waits (store, router, backoff, upstream): watch the client */
     evhttp_connection_set_closecb(c->evcon, on_client_close, c);
-    gw_call_submit(c, 0, auth_run, on_authed);
+    gw_call_submit(c, session, auth_run, on_authed); /* a session's check burns its nonce */
     return;
 done:
     json_decref(body);

@@ -21,8 +21,13 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/admin.h"
 #include "core/gw_int.h"
@@ -55,6 +60,7 @@ struct session_job {
     char origin[201];
     /* on the store thread */
     int cors; /* the Origin is an approved app client's: the browser may read the answer */
+    int signed_path; /* a preflight for a signed request (else for the exchange) */
     int auth_rc;
     struct gw_key_rec key;
     int status;
@@ -315,6 +321,229 @@ static void do_exchange(struct session_job *a, struct gw_store *s)
     a->status = 200;
 }
 
+/* ---- signed requests ---- */
+
+#define SKEW_MS 300000
+
+struct gw_session_auth {
+    char token_hash[65];
+    char origin[201];
+    char nonce[129];
+    int64_t ts_ms;
+    unsigned char sig[32];
+    char *canon; /* METHOD \n PATH_WITH_QUERY \n TIMESTAMP \n NONCE \n hex(SHA-256(BODY)) */
+    size_t canon_len;
+    /* a refusal, set by lookup */
+    int status;
+    const char *type, *code;
+    char msg[120];
+};
+
+void gw_session_auth_free(struct gw_session_auth *sa)
+{
+    if (sa == NULL)
+        return;
+    gw_free(sa->canon);
+    OPENSSL_cleanse(sa, sizeof(*sa));
+    gw_free(sa);
+}
+
+/* base64url (no padding) of exactly n bytes: 0, else -1. */
+static int b64url_decode(const char *in, unsigned char *out, size_t n)
+{
+    static const char alphabet[] = B64URL;
+    size_t len = strlen(in), bits = 0, k = 0;
+    uint32_t acc = 0;
+    if (len != (n * 8 + 5) / 6)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = memchr(alphabet, in[i], 64);
+        if (p == NULL || in[i] == '\0')
+            return -1;
+        acc = (acc << 6) | (uint32_t)(p - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (k < n)
+                out[k++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return k == n && acc == 0 ? 0 : -1; /* the spare bits of the last character are zero */
+}
+
+static int refuse(struct evhttp_request *req, const char *rid, int status, const char *code,
+                  const char *msg)
+{
+    gw_reply_error(req, status, status == 403 ? "permission_error" : "authentication_error", code,
+                   msg, rid, 0);
+    return -1;
+}
+
+int gw_session_begin(struct gw_worker *w, struct evhttp_request *req, const char *rid,
+                     struct gw_session_auth **out)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *auth = evhttp_find_header(h, "Authorization");
+    (void)w;
+    *out = NULL;
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+        return 0;
+    auth += 7;
+    while (*auth == ' ')
+        auth++;
+    if (strncmp(auth, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0)
+        return 0; /* an API key */
+    size_t tlen = strlen(auth);
+    if (tlen != strlen(TOKEN_PREFIX) + 43 || strspn(auth, B64URL) != tlen)
+        return refuse(req, rid, 401, "invalid_subject_token", "the subject token is not valid");
+    const char *ts = evhttp_find_header(h, "X-LLMGW-Timestamp");
+    const char *nonce = evhttp_find_header(h, "X-LLMGW-Nonce");
+    const char *sig = evhttp_find_header(h, "X-LLMGW-Signature");
+    const char *origin = evhttp_find_header(h, "Origin");
+    if (ts == NULL || nonce == NULL || sig == NULL)
+        return refuse(req, rid, 401, "missing_signature",
+                      "a subject token's request carries X-LLMGW-Timestamp, X-LLMGW-Nonce and "
+                      "X-LLMGW-Signature");
+    size_t nlen = strlen(nonce), slen = strlen(ts);
+    if (nlen < 8 || nlen > 128 || strspn(nonce, PKCE_VERIFIER) != nlen)
+        return refuse(req, rid, 401, "invalid_signature",
+                      "X-LLMGW-Nonce must be 8 to 128 characters of A-Z a-z 0-9 - _ . ~");
+    if (slen == 0 || slen > 12 || strspn(ts, "0123456789") != slen)
+        return refuse(req, rid, 401, "invalid_signature",
+                      "X-LLMGW-Timestamp must be the time in unix seconds");
+    int64_t ts_ms = strtoll(ts, NULL, 10) * 1000, now = gw_now_ms();
+    if (ts_ms < now - SKEW_MS || ts_ms > now + SKEW_MS)
+        return refuse(req, rid, 401, "stale_timestamp",
+                      "X-LLMGW-Timestamp is more than 300 seconds from the gateway's clock");
+    if (origin == NULL || origin[0] == '\0' || strlen(origin) > 200)
+        return refuse(req, rid, 403, "origin_required",
+                      "a subject token's request comes with its page's Origin");
+    struct gw_session_auth *sa = gw_calloc(1, sizeof(*sa));
+    if (sa == NULL || b64url_decode(sig, sa->sig, sizeof(sa->sig)) != 0) {
+        gw_session_auth_free(sa);
+        return sa == NULL ? refuse(req, rid, 401, "invalid_signature", "out of memory")
+                          : refuse(req, rid, 401, "invalid_signature",
+                                   "X-LLMGW-Signature must be base64url of 32 bytes");
+    }
+    unsigned char digest[32];
+    char body_hex[65];
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t blen = evbuffer_get_length(in);
+    const unsigned char *body = blen > 0 ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
+    gw_sha256(digest, body, blen);
+    gw_hex(body_hex, digest, sizeof(digest));
+    const char *method;
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET: method = "GET"; break;
+    case EVHTTP_REQ_POST: method = "POST"; break;
+    case EVHTTP_REQ_DELETE: method = "DELETE"; break;
+    case EVHTTP_REQ_PATCH: method = "PATCH"; break;
+    case EVHTTP_REQ_PUT: method = "PUT"; break;
+    default: method = "OTHER"; break;
+    }
+    const char *uri = evhttp_request_get_uri(req);
+    size_t cap = strlen(method) + strlen(uri) + slen + nlen + 64 + 5;
+    if ((sa->canon = gw_malloc(cap)) == NULL) {
+        gw_session_auth_free(sa);
+        return refuse(req, rid, 401, "invalid_signature", "out of memory");
+    }
+    sa->canon_len = (size_t)snprintf(sa->canon, cap, "%s\n%s\n%s\n%s\n%s", method, uri, ts,
+                                     nonce, body_hex);
+    gw_sha256(digest, auth, tlen);
+    gw_hex(sa->token_hash, digest, sizeof(digest));
+    gw_strlcpy(sa->origin, origin, sizeof(sa->origin));
+    gw_strlcpy(sa->nonce, nonce, sizeof(sa->nonce));
+    sa->ts_ms = ts_ms;
+    *out = sa;
+    return 1;
+}
+
+static int session_refused(struct gw_session_auth *sa, int status, const char *code,
+                           const char *msg)
+{
+    sa->status = status;
+    sa->type = status == 403 ? "permission_error" : "authentication_error";
+    sa->code = code;
+    gw_strlcpy(sa->msg, msg, sizeof(sa->msg));
+    return GW_EDENIED;
+}
+
+int gw_session_lookup(struct gw_store *s, struct gw_session_auth *sa, struct gw_key_rec *key)
+{
+    struct gw_subject_session ss;
+    int rc = gw_store_session_get(s, sa->token_hash, &ss);
+    if (rc == GW_ENOTFOUND)
+        return session_refused(sa, 401, "invalid_subject_token", "the subject token is not valid");
+    if (rc != 0)
+        return rc;
+    unsigned char k[32], mac[32];
+    unsigned int maclen = 0;
+    int good = b64url_decode(ss.hmac_key, k, sizeof(k)) == 0 &&
+               HMAC(EVP_sha256(), k, sizeof(k), (const unsigned char *)sa->canon, sa->canon_len,
+                    mac, &maclen) != NULL &&
+               maclen == sizeof(mac) && CRYPTO_memcmp(mac, sa->sig, sizeof(mac)) == 0;
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(ss.hmac_key, sizeof(ss.hmac_key));
+    if (gw_now_ms() >= ss.expires_ms)
+        return session_refused(sa, 401, "session_expired", "the subject session has expired");
+    if (!good)
+        return session_refused(sa, 401, "invalid_signature",
+                               "the request's signature does not match");
+    if (strcmp(sa->origin, ss.origin) != 0)
+        return session_refused(sa, 403, "origin_mismatch",
+                               "the Origin is not the one the session was started from");
+    /* burned before anything else: a replay of this request finds it taken */
+    rc = gw_store_nonce_burn(s, sa->token_hash, sa->nonce, sa->ts_ms + SKEW_MS + 60000);
+    if (rc == GW_EEXIST)
+        return session_refused(sa, 401, "nonce_reused", "the request's nonce was already used");
+    if (rc != 0)
+        return rc;
+    struct gw_app_client c;
+    struct gw_org o;
+    if ((rc = gw_store_app_client_get(s, ss.client_id, &c)) == GW_ENOTFOUND || (rc == 0 && (c.revoked || !c.approved)))
+        return session_refused(sa, 403, "app_client_revoked",
+                               "the session's app client is revoked");
+    if (rc != 0 || (rc = gw_store_org_get(s, c.org_slug, &o)) != 0)
+        return rc == GW_ENOTFOUND ? GW_ESTORE : rc;
+    /* the request runs as its app client (a row id of its own: negative, apart from keys'),
+     * within the client's allowlists and the org's policy */
+    memset(key, 0, sizeof(*key));
+    key->id = -c.id;
+    gw_strlcpy(key->key_id, c.client_id, sizeof(key->key_id));
+    key->org_id = c.org_id;
+    gw_strlcpy(key->org_slug, c.org_slug, sizeof(key->org_slug));
+    gw_strlcpy(key->name, ss.subject, sizeof(key->name));
+    gw_strlcpy(key->role, "subject", sizeof(key->role));
+    gw_strlcpy(key->providers, c.providers, sizeof(key->providers));
+    gw_strlcpy(key->models, c.models, sizeof(key->models));
+    gw_strlcpy(key->org_providers, o.providers, sizeof(key->org_providers));
+    gw_strlcpy(key->org_models, o.models, sizeof(key->org_models));
+    key->org_limits = o.limits;
+    key->created_ms = ss.created_ms;
+    return 0;
+}
+
+int gw_session_end(struct evhttp_request *req, const char *rid, int rc,
+                   const struct gw_session_auth *sa)
+{
+    if (rc == 0) { /* the page may read the answer */
+        struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+        evhttp_add_header(out, "Access-Control-Allow-Origin", sa->origin);
+        evhttp_add_header(out, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+        evhttp_add_header(out, "Vary", "Origin");
+        return 0;
+    }
+    if (rc == GW_EDENIED) {
+        gw_reply_error(req, sa->status, sa->type, sa->code, sa->msg, rid, 0);
+        return -1;
+    }
+    GW_LOG_ERROR("auth", "req=%s session lookup failed: %s", rid, gw_strerror(rc));
+    gw_reply_error(req, 503, "service_unavailable", "store_unavailable",
+                   "the gateway cannot check credentials right now", rid, 1);
+    return -1;
+}
+
 /* ---- the job ---- */
 
 static void session_run(struct gw_store_job *j, struct gw_store *s)
@@ -363,7 +592,10 @@ static void session_done(struct gw_store_job *j)
         evhttp_add_header(out, "Access-Control-Allow-Origin", a->origin);
     if (a->op == OP_PREFLIGHT && a->status == 204) {
         evhttp_add_header(out, "Access-Control-Allow-Methods", "POST");
-        evhttp_add_header(out, "Access-Control-Allow-Headers", "Content-Type");
+        evhttp_add_header(out, "Access-Control-Allow-Headers",
+                          a->signed_path ? "Authorization, Content-Type, Idempotency-Key, "
+                                           "X-LLMGW-Timestamp, X-LLMGW-Nonce, X-LLMGW-Signature"
+                                         : "Content-Type");
         evhttp_add_header(out, "Access-Control-Max-Age", "600");
         evhttp_add_header(out, "X-Request-Id", a->rid);
         evhttp_send_reply(a->req, 204, "No Content", NULL);
@@ -382,16 +614,20 @@ static void session_done(struct gw_store_job *j)
 int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const char *rid,
                       const char *path)
 {
+    int a_signed = 0;
     enum op op;
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    int signed_path = strcmp(path, "/v1/chat/completions") == 0 ||
+                      strcmp(path, "/api/v1/llm/chat") == 0;
     if (strcmp(path, "/v1/sessions/share-codes") == 0)
         op = OP_SHARE;
-    else if (strcmp(path, "/v1/sessions/exchange") == 0)
+    else if (strcmp(path, "/v1/sessions/exchange") == 0 || (signed_path && m == EVHTTP_REQ_OPTIONS))
         op = OP_EXCHANGE;
     else
         return 0;
-    enum evhttp_cmd_type m = evhttp_request_get_command(req);
     if (op == OP_EXCHANGE && m == EVHTTP_REQ_OPTIONS) {
         op = OP_PREFLIGHT; /* a browser asks before its POST */
+        a_signed = signed_path;
     } else if (m != EVHTTP_REQ_POST) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
         gw_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
@@ -406,6 +642,7 @@ int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const cha
     a->w = w;
     a->req = req;
     a->op = op;
+    a->signed_path = a_signed;
     gw_strlcpy(a->rid, rid, sizeof(a->rid));
     if (op == OP_SHARE) {
         if (gw_auth_begin(w, req, rid, a->hash) != 0) {

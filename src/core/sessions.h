@@ -19,6 +19,27 @@
 
 struct gw_worker;
 
+/* Signed requests with a subject token (Authorization: Bearer llmst_…, X-LLMGW-Timestamp,
+ * X-LLMGW-Nonce, X-LLMGW-Signature = base64url(HMAC-SHA256(key, METHOD "\n" PATH_WITH_QUERY
+ * "\n" TIMESTAMP "\n" NONCE "\n" hex(SHA-256(BODY))))), in three steps like gw_auth_*:
+ * begin (worker) returns 0 when the credential is not a subject token (use gw_auth_begin), 1
+ * with *out the check to run, -1 when it answered a refusal (missing_signature,
+ * invalid_subject_token, invalid_signature, stale_timestamp: ±300 s, origin_required);
+ * lookup (store work, a write) finds the session, checks its expiry, the signature
+ * (constant-time) and the Origin (origin_mismatch), burns the nonce in the same commit as
+ * nothing else (nonce_reused), and fills key with the record the request runs as: its app
+ * client (row id negated), the client's allowlists within the org's policy, the subject as
+ * its name; end answers a refusal (-1) or adds the CORS header for the session's origin (0). */
+struct gw_session_auth;
+struct gw_store;
+struct gw_key_rec;
+int gw_session_begin(struct gw_worker *w, struct evhttp_request *req, const char *rid,
+                     struct gw_session_auth **out);
+int gw_session_lookup(struct gw_store *s, struct gw_session_auth *sa, struct gw_key_rec *key);
+int gw_session_end(struct evhttp_request *req, const char *rid, int rc,
+                   const struct gw_session_auth *sa);
+void gw_session_auth_free(struct gw_session_auth *sa);
+
 /* Answer req if path is one of the routes above (1), else leave it (0). */
 int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const char *rid,
                       const char *path);

@@ -48,6 +48,7 @@ enum stmt_id {
     P_SHARE_CODE_CONSUME,
     P_SESSION_INSERT,
     P_SESSION_GET,
+    P_NONCE_BURN,
     P_SUPERADMIN,
     P_USAGE_INSERT,
     P_USAGE_SETTLE,
@@ -273,6 +274,9 @@ static const struct {
     [P_SESSION_INSERT] = {"INSERT INTO subject_sessions(" SESSION_COLS ") VALUES ($1, $2, $3, $4, "
                           "$5, $6, $7, $8)",
                           8},
+    [P_NONCE_BURN] = {"INSERT INTO session_nonces(token_hash, nonce, expires_ms) VALUES ($1, $2, "
+                      "$3)",
+                      3},
     [P_SESSION_GET] = {"SELECT " SESSION_COLS " FROM subject_sessions WHERE token_hash = $1", 1},
     /* exact: position, not LIKE, whose _ and % would match other origins */
     [P_APP_ORIGIN] = {"SELECT 1 FROM app_clients WHERE approved = 1 AND revoked = 0 AND "
@@ -873,6 +877,16 @@ static int pg_session_insert(struct gw_store *base, const struct gw_subject_sess
     return run((struct pg *)base, P_SESSION_INSERT, &p, NULL);
 }
 
+static int pg_nonce_burn(struct gw_store *base, const char *token_hash, const char *nonce,
+                         int64_t expires_ms)
+{
+    struct params p = {0};
+    p_text(&p, token_hash);
+    p_text(&p, nonce);
+    p_i64(&p, expires_ms);
+    return run((struct pg *)base, P_NONCE_BURN, &p, NULL);
+}
+
 static int pg_session_get(struct gw_store *base, const char *token_hash,
                           struct gw_subject_session *out)
 {
@@ -1467,6 +1481,7 @@ static const struct gw_store_ops postgres_ops = {
     .share_code_consume = pg_share_code_consume,
     .session_insert = pg_session_insert,
     .session_get = pg_session_get,
+    .nonce_burn = pg_nonce_burn,
     .superadmin_exists = pg_superadmin_exists,
     .usage_reserve = pg_usage_reserve,
     .usage_settle = pg_usage_settle,

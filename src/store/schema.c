@@ -197,5 +197,13 @@ const char *const gw_schema_migrations[] = {
     "  created_ms BIGINT NOT NULL,"
     "  expires_ms BIGINT NOT NULL);"
     "CREATE INDEX subject_sessions_expires ON subject_sessions(expires_ms);",
+    /* 13: the nonces of subject sessions' signed requests: one row each, so that a replay
+     * finds its nonce taken; kept until its timestamp could no longer be accepted */
+    "CREATE TABLE session_nonces ("
+    "  token_hash TEXT NOT NULL,"
+    "  nonce TEXT NOT NULL,"
+    "  expires_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (token_hash, nonce));"
+    "CREATE INDEX session_nonces_expires ON session_nonces(expires_ms);",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

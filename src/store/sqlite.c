@@ -46,6 +46,7 @@ enum stmt_id {
     S_SHARE_CODE_CONSUME,
     S_SESSION_INSERT,
     S_SESSION_GET,
+    S_NONCE_BURN,
     S_SUPERADMIN,
     S_USAGE_INSERT,
     S_USAGE_SETTLE,
@@ -115,6 +116,8 @@ static const char *const stmt_sql[S_COUNT] = {
                              "RETURNING " SHARE_CODE_COLS,
     [S_SESSION_INSERT] = "INSERT INTO subject_sessions(" SESSION_COLS ") VALUES (?1, ?2, ?3, ?4, "
                          "?5, ?6, ?7, ?8)",
+    [S_NONCE_BURN] = "INSERT INTO session_nonces(token_hash, nonce, expires_ms) VALUES (?1, ?2, "
+                     "?3)",
     [S_SESSION_GET] = "SELECT " SESSION_COLS " FROM subject_sessions WHERE token_hash = ?1",
     /* exact: instr, not LIKE, whose _ and % would match other origins */
     [S_APP_ORIGIN] = "SELECT 1 FROM app_clients WHERE approved = 1 AND revoked = 0 AND "
@@ -971,6 +974,19 @@ static int sq_session_insert(struct gw_store *base, const struct gw_subject_sess
     return exec_done(s, st);
 }
 
+static int sq_nonce_burn(struct gw_store *base, const char *token_hash, const char *nonce,
+                         int64_t expires_ms)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_NONCE_BURN);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, token_hash);
+    bind_text(st, 2, nonce);
+    sqlite3_bind_int64(st, 3, expires_ms);
+    return exec_done(s, st);
+}
+
 static int sq_session_get(struct gw_store *base, const char *token_hash,
                           struct gw_subject_session *out)
 {
@@ -1502,6 +1518,7 @@ static const struct gw_store_ops sqlite_ops = {
     .share_code_consume = sq_share_code_consume,
     .session_insert = sq_session_insert,
     .session_get = sq_session_get,
+    .nonce_burn = sq_nonce_burn,
     .superadmin_exists = sq_superadmin_exists,
     .usage_reserve = sq_usage_reserve,
     .usage_settle = sq_usage_settle,

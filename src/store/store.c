@@ -138,6 +138,12 @@ int gw_store_session_get(struct gw_store *s, const char *token_hash,
     return s->ops->session_get(s, token_hash, out);
 }
 
+int gw_store_nonce_burn(struct gw_store *s, const char *token_hash, const char *nonce,
+                        int64_t expires_ms)
+{
+    return s->ops->nonce_burn(s, token_hash, nonce, expires_ms);
+}
+
 int gw_store_superadmin_exists(struct gw_store *s, int *out)
 {
     return s->ops->superadmin_exists(s, out);

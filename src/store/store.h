@@ -197,6 +197,9 @@ GW_NODISCARD int gw_store_session_insert(struct gw_store *s, const struct gw_sub
 /* By the token's hash. GW_ENOTFOUND if unknown (expiry is the caller's to check). */
 GW_NODISCARD int gw_store_session_get(struct gw_store *s, const char *token_hash,
                                       struct gw_subject_session *out);
+/* Burn a signed request's nonce for the session: 0 the first time, GW_EEXIST for a replay. */
+GW_NODISCARD int gw_store_nonce_burn(struct gw_store *s, const char *token_hash,
+                                     const char *nonce, int64_t expires_ms);
 
 /* Revoke by public id. GW_ENOTFOUND if unknown; revoking twice is not an error. */
 GW_NODISCARD int gw_store_key_revoke(struct gw_store *s, const char *key_id);

@@ -28,6 +28,7 @@ enum gw_err {
     GW_EUNSUPP = -10,   /* feature not supported by this provider/backend */
     GW_EINTERNAL = -11, /* our bug */
     GW_ELIMIT = -12,    /* a limit or budget refused it */
+    GW_EDENIED = -13,   /* the credential or its request was refused */
 };
 
 /* Return a static description of a gw_err code. */

@@ -94,6 +94,7 @@ const char *gw_strerror(int err)
     case GW_EUNSUPP: return "not supported";
     case GW_EINTERNAL: return "internal error";
     case GW_ELIMIT: return "limit reached";
+    case GW_EDENIED: return "refused";
     default: return "unknown error";
     }
 }

@@ -5,8 +5,8 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const crypto = require('node:crypto');
 const { startEnv } = require('./harness');
+const { pkce } = require('./subject');
 
 const T = { timeout: 30000 };
 const ORIGIN = 'https://app.acme.test';
@@ -19,11 +19,6 @@ let globexKey;
 
 const as = (key) => ({ authorization: `Bearer ${key}` });
 
-function pkce() {
-  const verifier = crypto.randomBytes(32).toString('base64url');
-  const challenge = crypto.createHash('sha256').update(verifier).digest('base64url');
-  return { verifier, challenge };
-}
 
 async function newKey(org, role) {
   const { stdout } = await env.cli(['keys', 'create', '--org', org, '--role', role, '--db', env.db]);
