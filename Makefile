@@ -16,6 +16,9 @@ LDLIBS  := $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(sort $(wildcard src/util/*.c src/store/*.c src/providers/*.c src/http/*.c \
              src/policy/*.c src/route/*.c src/session/*.c src/conv/*.c src/core/*.c src/admin/*.c))
+# The browser files, embedded into the library (core/web): web/ → build/gen/web_assets.c
+WEB_ASSETS := web/sdk/llmgw.js web/example/index.html web/example/app.js
+LIB_SRC += build/gen/web_assets.c
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 
@@ -32,6 +35,10 @@ all: build/llmgw build/libllmgw.a build/libllmgw.so
 
 # V=1 shows the full commands.
 Q := $(if $(V),,@)
+
+build/gen/web_assets.c: $(WEB_ASSETS) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	$(Q)scripts/embed.sh $(WEB_ASSETS) >$@.tmp && mv $@.tmp $@
 
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -85,7 +92,7 @@ unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
 
 # Every source through clang's warnings too (the build itself uses $(CC)).
-check-clang:
+check-clang: build/gen/web_assets.c
 	@for f in $(LIB_SRC) $(CLI_SRC) $(UNIT_SRC); do \
 	    clang $(filter-out -MMD -MP,$(BASE_CFLAGS)) -Itests/unit -fsyntax-only $$f || exit 1; \
 	done; echo "clang: no warnings"

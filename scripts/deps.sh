@@ -4,7 +4,8 @@ set -euo pipefail
 want=(build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev libyajl-dev
       libssl-dev libsqlite3-dev libyaml-dev libpq-dev ca-certificates)
 if [ "${1:-build}" = test ]; then
-    want+=(libcmocka-dev nodejs npm curl clang sqlite3 postgresql valgrind)
+    # chromium: the browser test (tests/e2e/browser.test.js, headless through playwright-core)
+    want+=(libcmocka-dev nodejs npm curl clang sqlite3 postgresql valgrind chromium)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -16,6 +16,7 @@
 #include "core/gw_int.h"
 #include "core/request.h"
 #include "core/sessions.h"
+#include "core/web.h"
 #include "http/reply.h"
 #include "policy/keys.h"
 #include "store/jobs.h"
@@ -331,7 +332,8 @@ static void handle(void *wdata, struct evhttp_request *req)
             return;
         }
     }
-    if (gw_admin_route(w, req, rid, path) || gw_sessions_route(w, req, rid, path))
+    if (gw_admin_route(w, req, rid, path) || gw_sessions_route(w, req, rid, path) ||
+        gw_web_route(req, rid, path))
         return;
     gw_reply_error(req, 404, "invalid_request_error", "not_found", "no such endpoint", rid, 0);
 }
