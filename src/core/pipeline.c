@@ -462,6 +462,8 @@ static void fill_row(struct gw_call *c, struct gw_usage_row *r)
     gw_strlcpy(r->request_id, c->rid, sizeof(r->request_id));
     r->org_id = c->key->org_id;
     r->key_row_id = c->key->id;
+    if (strcmp(c->key->role, "subject") == 0) /* a subject session: its app client is the key */
+        gw_strlcpy(r->subject, c->key->name, sizeof(r->subject));
     gw_strlcpy(r->provider, c->model->provider, sizeof(r->provider));
     gw_strlcpy(r->model, c->model->id, sizeof(r->model));
     gw_strlcpy(r->endpoint, c->dialect == GW_DIALECT_SIMPLE ? "llm.chat" : "chat.completions",

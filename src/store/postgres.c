@@ -127,9 +127,9 @@ static const struct {
      * BEGIN is open; $1..$11 as above, the row from $12 */
     [P_RESERVE_COUNTED] = {"WITH u AS (INSERT INTO usage(" USAGE_COLS ") VALUES ($12, $13, $14, "
                            "$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, "
-                           "$28, $29, $30, $31, $32, $33, $34, $35, $36, $37) RETURNING 1), "
+                           "$28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38) RETURNING 1), "
                            COUNTERS_CTE("") "SELECT (SELECT count(*) FROM u), " COUNTERS_COUNT,
-                           37},
+                           38},
     /* a settlement and its counters, one statement, changing a row still reserved only: a
      * statement retried after its answer was lost finds nothing to count twice */
     [P_SETTLE_COUNTED] = {"WITH u AS (UPDATE usage SET state = $13, tokens_in = $14, tokens_out = "
@@ -142,30 +142,31 @@ static const struct {
                           "SELECT (SELECT count(*) FROM u), " COUNTERS_COUNT,
                           28},
     /* many reservations and settlements with their counters, one statement: each column an
-     * array. Reservations $1..$26 (USAGE_COLS), settlements $27..$43 (as P_USAGE_SETTLE),
-     * every counters' change $44..$55 (its request id, then as COUNTERS_CTE), counted only
+     * array. Reservations $1..$27 (USAGE_COLS), settlements $28..$44 (as P_USAGE_SETTLE),
+     * every counters' change $45..$56 (its request id, then as COUNTERS_CTE), counted only
      * where its row was written. Answers the settled request ids. */
     [P_BATCH] = {"WITH ins AS (INSERT INTO usage(" USAGE_COLS ") SELECT * FROM unnest($1::text[], "
                  "$2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], "
                  "$8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
                  "$13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::text[], "
                  "$18::text[], $19::bigint[], $20::bigint[], $21::text[], $22::text[], "
-                 "$23::bigint[], $24::text[], $25::text[], $26::bigint[]) RETURNING request_id), "
+                 "$23::bigint[], $24::text[], $25::text[], $26::bigint[], $27::text[]) RETURNING "
+                 "request_id), "
                  "upd AS (UPDATE usage SET state = v.state, tokens_in = v.tin, tokens_out = "
                  "v.tout, cached_tokens = v.cached, reasoning_tokens = v.reasoning, cost_micros = "
                  "v.cost, latency_ms = v.latency, status = v.status, error_code = v.ecode, "
                  "settled_ms = v.settled, provider = v.provider, model = v.model, "
                  "reserved_micros = v.rmicros, attempts = v.attempts, route_method = v.route, "
-                 "reserved_tokens = v.rtokens FROM unnest($27::text[], $28::text[], "
-                 "$29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[], $33::bigint[], "
-                 "$34::bigint[], $35::bigint[], $36::text[], $37::bigint[], $38::text[], "
-                 "$39::text[], $40::bigint[], $41::bigint[], $42::text[], $43::bigint[]) AS "
+                 "reserved_tokens = v.rtokens FROM unnest($28::text[], $29::text[], "
+                 "$30::bigint[], $31::bigint[], $32::bigint[], $33::bigint[], $34::bigint[], "
+                 "$35::bigint[], $36::bigint[], $37::text[], $38::bigint[], $39::text[], "
+                 "$40::text[], $41::bigint[], $42::bigint[], $43::text[], $44::bigint[]) AS "
                  "v(id, state, tin, tout, cached, reasoning, cost, latency, status, ecode, "
                  "settled, provider, model, rmicros, attempts, route, rtokens) WHERE "
                  "usage.request_id = v.id AND usage.state = 'reserved' RETURNING v.id), "
-                 "d AS (SELECT * FROM unnest($44::text[], $45::bigint[], $46::bigint[], "
-                 "$47::bigint[], $48::bigint[], $49::bigint[], $50::bigint[], $51::bigint[], "
-                 "$52::bigint[], $53::bigint[], $54::bigint[], $55::bigint[]) AS d(id, key_id, "
+                 "d AS (SELECT * FROM unnest($45::text[], $46::bigint[], $47::bigint[], "
+                 "$48::bigint[], $49::bigint[], $50::bigint[], $51::bigint[], $52::bigint[], "
+                 "$53::bigint[], $54::bigint[], $55::bigint[], $56::bigint[]) AS d(id, key_id, "
                  "org_id, day_start, month_start, usd, second, requests, tokens, prune, "
                  "key_shard, org_shard) WHERE d.id IN (SELECT request_id FROM ins UNION ALL "
                  "SELECT id FROM upd)), "
@@ -193,7 +194,7 @@ static const struct {
                  "u.id AND c.second = u.second) FOR UPDATE OF u SKIP LOCKED)) RETURNING 1) "
                  "SELECT id FROM upd WHERE (SELECT count(*) FROM t) >= 0 AND (SELECT count(*) "
                  "FROM r) >= 0 AND (SELECT count(*) FROM p) >= 0",
-                 55},
+                 56},
     [P_IDEM_CLAIM] = {"INSERT INTO idempotency(caller, endpoint, idem_key, fingerprint, state, "
                       "request_id, node, created_ms, expires_ms) VALUES ($1, $2, $3, $4, "
                       "'in_flight', $5, $6, $7, $8) ON CONFLICT (caller, endpoint, idem_key) DO "
@@ -286,8 +287,8 @@ static const struct {
                       0},
     [P_USAGE_INSERT] = {"INSERT INTO usage(" USAGE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
                         "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, "
-                        "$23, $24, $25, $26)",
-                        26},
+                        "$23, $24, $25, $26, $27)",
+                        27},
     [P_USAGE_SETTLE] = {"UPDATE usage SET state = $2, tokens_in = $3, tokens_out = $4, "
                         "cached_tokens = $5, reasoning_tokens = $6, cost_micros = $7, "
                         "latency_ms = $8, status = $9, error_code = $10, settled_ms = $11, "
@@ -963,6 +964,7 @@ static void p_row(struct params *p, const struct gw_usage_row *r)
     p_text(p, r->route_method);
     p_text(p, r->node);
     p_i64(p, r->reserved_tokens);
+    p_text(p, r->subject);
 }
 
 static int pg_usage_reserve(struct gw_store *base, const struct gw_usage_row *row)
@@ -1029,6 +1031,7 @@ static void read_usage(const PGresult *r, int i, struct gw_usage_row *out)
     col_text(r, i, 23, out->route_method, sizeof(out->route_method));
     col_text(r, i, 24, out->node, sizeof(out->node));
     out->reserved_tokens = col_i64(r, i, 25);
+    col_text(r, i, 26, out->subject, sizeof(out->subject));
 }
 
 static int pg_usage_get(struct gw_store *base, const char *request_id, struct gw_usage_row *out)
@@ -1229,7 +1232,7 @@ static int settle_one(struct pg *s, const struct gw_usage_row *row,
  * The pool hands plain writes that queued together to write_many: they run as one statement
  * (P_BATCH), so one plan start, one commit and one WAL flush serve them all. When that
  * statement fails, they run one by one, so that one bad write fails alone. */
-#define BATCH_COLS 55 /* P_BATCH's parameters */
+#define BATCH_COLS 56 /* P_BATCH's parameters */
 
 /* Append one array element, quoted (the text form of a PostgreSQL array). */
 static int array_add(struct gw_buf *b, const char *v)
@@ -1271,10 +1274,10 @@ static int batch_statement(struct pg *s, struct gw_store_write *const *w, int n)
             p_settle(&p, w[k]->row);
         else
             p_row(&p, w[k]->row);
-        add_params(cols + (w[k]->settle ? 26 : 0), &p, &rc);
+        add_params(cols + (w[k]->settle ? 27 : 0), &p, &rc);
         p_text(&q, w[k]->row->request_id);
         p_counters(&q, s, &w[k]->d);
-        add_params(cols + 43, &q, &rc);
+        add_params(cols + 44, &q, &rc);
     }
     for (int i = 0; i < BATCH_COLS && rc == 0; i++)
         if ((rc = gw_buf_add(&cols[i], "}", 1)) == 0)

@@ -205,5 +205,7 @@ const char *const gw_schema_migrations[] = {
     "  expires_ms BIGINT NOT NULL,"
     "  PRIMARY KEY (token_hash, nonce));"
     "CREATE INDEX session_nonces_expires ON session_nonces(expires_ms);",
+    /* 14: a subject session's request records its subject (its app client is the row's key) */
+    "ALTER TABLE usage ADD COLUMN subject TEXT NOT NULL DEFAULT '';",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

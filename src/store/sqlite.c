@@ -125,7 +125,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUPERADMIN] = "SELECT 1 FROM api_keys WHERE role = 'superadmin' AND revoked = 0 LIMIT 1",
     [S_USAGE_INSERT] = "INSERT INTO usage(" USAGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
-                       "?23, ?24, ?25, ?26)",
+                       "?23, ?24, ?25, ?26, ?27)",
     [S_USAGE_SETTLE] = "UPDATE usage SET state = ?2, tokens_in = ?3, tokens_out = ?4, "
                        "cached_tokens = ?5, reasoning_tokens = ?6, cost_micros = ?7, "
                        "latency_ms = ?8, status = ?9, error_code = ?10, settled_ms = ?11, "
@@ -1067,6 +1067,7 @@ static int sq_usage_reserve(struct gw_store *base, const struct gw_usage_row *r)
     bind_text(st, 24, r->route_method);
     bind_text(st, 25, r->node);
     sqlite3_bind_int64(st, 26, r->reserved_tokens);
+    bind_text(st, 27, r->subject);
     return exec_done(s, st);
 }
 
@@ -1128,6 +1129,7 @@ static void read_usage(sqlite3_stmt *st, struct gw_usage_row *out)
     col_text(st, 23, out->route_method, sizeof(out->route_method));
     col_text(st, 24, out->node, sizeof(out->node));
     out->reserved_tokens = sqlite3_column_int64(st, 25);
+    col_text(st, 26, out->subject, sizeof(out->subject));
 }
 
 static int sq_usage_get(struct gw_store *base, const char *request_id, struct gw_usage_row *out)

@@ -85,6 +85,7 @@ struct gw_usage_row {
     char state[16];          /* "reserved" | "settled" | "failed" | "uncertain" */
     int64_t reserved_micros; /* worst-case cost reserved */
     int64_t reserved_tokens; /* worst-case tokens (prompt estimate + output cap) reserved */
+    char subject[129];       /* a subject session's request: its subject ("" otherwise) */
     int64_t tokens_in, tokens_out, cached_tokens, reasoning_tokens;
     int64_t cost_micros;     /* actual cost once settled */
     int64_t latency_ms;

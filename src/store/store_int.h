@@ -34,7 +34,7 @@
     "request_id, org_id, key_row_id, provider, model, endpoint, stream, state, reserved_micros, "  \
     "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
     "error_code, catalog_version, created_ms, settled_ms, parent_request_id, kind, attempts, "    \
-    "route_method, node, reserved_tokens"
+    "route_method, node, reserved_tokens, subject"
 #define SPENT_SQL                                                                                  \
     "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros ELSE cost_micros "      \
     "END), 0) FROM usage WHERE "

@@ -7,7 +7,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { startEnv } = require('./harness');
-const { approvedClient, startSession, signedHeaders } = require('./subject');
+const { pkce, approvedClient, startSession, signedHeaders } = require('./subject');
 
 const T = { timeout: 30000 };
 const ORIGIN = 'https://app.acme.test';
@@ -61,6 +61,7 @@ test('a signed request runs as its app client, readable from its origin', T, asy
   assert.match(r.headers.get('access-control-expose-headers'), /X-Request-Id/);
   const row = await env.waitUsage(r.headers.get('x-request-id'));
   assert.ok(row && Number(row.key_row_id) < 0, `attributed to the app client: ${JSON.stringify(row)}`);
+  assert.equal(row.subject, 'user-7', 'and to the subject');
   // streamed
   const st = await send(s, {}, '/v1/chat/completions', { ...BODY, stream: true });
   assert.equal(st.status, 200, st.text);
@@ -143,6 +144,32 @@ test('every forgery and replay is refused', T, async () => {
   const replay = await send(s, { nonce });
   assert.equal(replay.status, 401);
   assert.equal(replay.json.error.code, 'nonce_reused');
+});
+
+test('a token of another org: its own key signs for it, no other', T, async () => {
+  await env.cli(['orgs', 'create', 'globex', '--db', env.db]);
+  const globexAdmin = await newKey('globex', 'org_admin');
+  const globexClient = await approvedClient(env, globexAdmin, root, { name: 'g', origins: [ORIGIN] });
+  const { stdout } = await env.cli(['keys', 'create', '--org', 'globex', '--db', env.db]);
+  const globexKey = stdout.trim().split('\n').pop();
+  const p = pkce();
+  const m = await env.request('POST', '/v1/sessions/share-codes', {
+    headers: as(globexKey), body: { app_client_id: globexClient, subject: 'g-user', code_challenge: p.challenge, code_challenge_method: 'S256' },
+  });
+  assert.equal(m.status, 200, m.text);
+  const x = await env.request('POST', '/v1/sessions/exchange', {
+    auth: false, headers: { origin: ORIGIN }, body: { share_code: m.json.share_code, code_verifier: p.verifier },
+  });
+  const theirs = { token: x.json.subject_token, key: x.json.hmac_key };
+  const ours = await session();
+  const forged = await send({ token: theirs.token, key: ours.key });
+  assert.equal(forged.status, 401);
+  assert.equal(forged.json.error.code, 'invalid_signature');
+  const own = await send(theirs);
+  assert.equal(own.status, 200, own.text);
+  const row = await env.waitUsage(own.headers.get('x-request-id'));
+  const acme = await env.waitUsage((await send(ours)).headers.get('x-request-id'));
+  assert.notEqual(row.org_id, acme.org_id, 'each runs in its own org');
 });
 
 test('the app client\'s allowlist applies; a revoked client\'s sessions end', T, async () => {
