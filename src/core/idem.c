@@ -478,7 +478,11 @@ static void purge_schedule(struct gw_idem_purger *p, int64_t ms)
 static void purge_run(struct gw_store_job *j, struct gw_store *s)
 {
     struct gw_idem_purger *p = (struct gw_idem_purger *)j;
-    p->rc = gw_store_idem_purge(s, gw_now_ms(), IDEM_PURGE_BATCH, &p->count);
+    int64_t now = gw_now_ms(), sessions = 0;
+    p->rc = gw_store_idem_purge(s, now, IDEM_PURGE_BATCH, &p->count);
+    /* and what expired of subject sessions: codes, sessions, nonces */
+    if (p->rc == 0)
+        p->rc = gw_store_session_purge(s, now, IDEM_PURGE_BATCH, &sessions);
 }
 
 static void purge_done(struct gw_store_job *j)

@@ -49,6 +49,9 @@ enum stmt_id {
     P_SESSION_INSERT,
     P_SESSION_GET,
     P_NONCE_BURN,
+    P_PURGE_CODES,
+    P_PURGE_SESSIONS,
+    P_PURGE_NONCES,
     P_SUPERADMIN,
     P_USAGE_INSERT,
     P_USAGE_SETTLE,
@@ -275,6 +278,11 @@ static const struct {
     [P_SESSION_INSERT] = {"INSERT INTO subject_sessions(" SESSION_COLS ") VALUES ($1, $2, $3, $4, "
                           "$5, $6, $7, $8)",
                           8},
+#define PURGE_SQL(t)                                                                               \
+    {"DELETE FROM " t " WHERE ctid IN (SELECT ctid FROM " t " WHERE expires_ms < $1 LIMIT $2)", 2}
+    [P_PURGE_CODES] = PURGE_SQL("share_codes"),
+    [P_PURGE_SESSIONS] = PURGE_SQL("subject_sessions"),
+    [P_PURGE_NONCES] = PURGE_SQL("session_nonces"),
     [P_NONCE_BURN] = {"INSERT INTO session_nonces(token_hash, nonce, expires_ms) VALUES ($1, $2, "
                       "$3)",
                       3},
@@ -1460,6 +1468,22 @@ static int pg_idem_purge(struct gw_store *base, int64_t now_ms, int limit, int64
     return run_count((struct pg *)base, P_IDEM_PURGE, &p, count);
 }
 
+static int pg_session_purge(struct gw_store *base, int64_t now_ms, int limit, int64_t *count)
+{
+    struct params p = {0};
+    p_i64(&p, now_ms);
+    p_i64(&p, limit);
+    *count = 0;
+    for (enum stmt_id id = P_PURGE_CODES; id <= P_PURGE_NONCES; id++) {
+        int64_t n = 0;
+        int rc = run_count((struct pg *)base, id, &p, &n);
+        if (rc != 0)
+            return rc;
+        *count += n;
+    }
+    return 0;
+}
+
 static const struct gw_store_ops postgres_ops = {
     .name = "postgres",
     .free = pg_free,
@@ -1485,6 +1509,7 @@ static const struct gw_store_ops postgres_ops = {
     .session_insert = pg_session_insert,
     .session_get = pg_session_get,
     .nonce_burn = pg_nonce_burn,
+    .session_purge = pg_session_purge,
     .superadmin_exists = pg_superadmin_exists,
     .usage_reserve = pg_usage_reserve,
     .usage_settle = pg_usage_settle,

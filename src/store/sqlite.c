@@ -47,6 +47,9 @@ enum stmt_id {
     S_SESSION_INSERT,
     S_SESSION_GET,
     S_NONCE_BURN,
+    S_PURGE_CODES,
+    S_PURGE_SESSIONS,
+    S_PURGE_NONCES,
     S_SUPERADMIN,
     S_USAGE_INSERT,
     S_USAGE_SETTLE,
@@ -116,6 +119,10 @@ static const char *const stmt_sql[S_COUNT] = {
                              "RETURNING " SHARE_CODE_COLS,
     [S_SESSION_INSERT] = "INSERT INTO subject_sessions(" SESSION_COLS ") VALUES (?1, ?2, ?3, ?4, "
                          "?5, ?6, ?7, ?8)",
+#define PURGE_SQL(t) "DELETE FROM " t " WHERE rowid IN (SELECT rowid FROM " t " WHERE expires_ms < ?1 LIMIT ?2)"
+    [S_PURGE_CODES] = PURGE_SQL("share_codes"),
+    [S_PURGE_SESSIONS] = PURGE_SQL("subject_sessions"),
+    [S_PURGE_NONCES] = PURGE_SQL("session_nonces"),
     [S_NONCE_BURN] = "INSERT INTO session_nonces(token_hash, nonce, expires_ms) VALUES (?1, ?2, "
                      "?3)",
     [S_SESSION_GET] = "SELECT " SESSION_COLS " FROM subject_sessions WHERE token_hash = ?1",
@@ -1495,6 +1502,25 @@ static int sq_idem_purge(struct gw_store *base, int64_t now_ms, int limit, int64
     return exec_counted(s, st, count);
 }
 
+static int sq_session_purge(struct gw_store *base, int64_t now_ms, int limit, int64_t *count)
+{
+    struct sq *s = (struct sq *)base;
+    *count = 0;
+    for (enum stmt_id id = S_PURGE_CODES; id <= S_PURGE_NONCES; id++) {
+        sqlite3_stmt *st = stmt(s, id);
+        int64_t n = 0;
+        if (st == NULL)
+            return GW_ESTORE;
+        sqlite3_bind_int64(st, 1, now_ms);
+        sqlite3_bind_int(st, 2, limit);
+        int rc = exec_counted(s, st, &n);
+        if (rc != 0)
+            return rc;
+        *count += n;
+    }
+    return 0;
+}
+
 static const struct gw_store_ops sqlite_ops = {
     .name = "sqlite",
     .writer_mode = sq_writer_mode,
@@ -1521,6 +1547,7 @@ static const struct gw_store_ops sqlite_ops = {
     .session_insert = sq_session_insert,
     .session_get = sq_session_get,
     .nonce_burn = sq_nonce_burn,
+    .session_purge = sq_session_purge,
     .superadmin_exists = sq_superadmin_exists,
     .usage_reserve = sq_usage_reserve,
     .usage_settle = sq_usage_settle,

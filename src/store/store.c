@@ -144,6 +144,11 @@ int gw_store_nonce_burn(struct gw_store *s, const char *token_hash, const char *
     return s->ops->nonce_burn(s, token_hash, nonce, expires_ms);
 }
 
+int gw_store_session_purge(struct gw_store *s, int64_t now_ms, int limit, int64_t *count)
+{
+    return s->ops->session_purge(s, now_ms, limit, count);
+}
+
 int gw_store_superadmin_exists(struct gw_store *s, int *out)
 {
     return s->ops->superadmin_exists(s, out);

@@ -198,6 +198,10 @@ GW_NODISCARD int gw_store_session_insert(struct gw_store *s, const struct gw_sub
 /* By the token's hash. GW_ENOTFOUND if unknown (expiry is the caller's to check). */
 GW_NODISCARD int gw_store_session_get(struct gw_store *s, const char *token_hash,
                                       struct gw_subject_session *out);
+/* Delete what of subject sessions expired before now_ms (share codes, sessions, nonces), up to
+ * limit of each; *count: how many in all. */
+GW_NODISCARD int gw_store_session_purge(struct gw_store *s, int64_t now_ms, int limit,
+                                        int64_t *count);
 /* Burn a signed request's nonce for the session: 0 the first time, GW_EEXIST for a replay. */
 GW_NODISCARD int gw_store_nonce_burn(struct gw_store *s, const char *token_hash,
                                      const char *nonce, int64_t expires_ms);

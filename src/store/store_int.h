@@ -67,6 +67,7 @@ struct gw_store_ops {
     int (*session_get)(struct gw_store *s, const char *token_hash, struct gw_subject_session *out);
     int (*nonce_burn)(struct gw_store *s, const char *token_hash, const char *nonce,
                       int64_t expires_ms);
+    int (*session_purge)(struct gw_store *s, int64_t now_ms, int limit, int64_t *count);
     int (*superadmin_exists)(struct gw_store *s, int *out);
     int (*usage_reserve)(struct gw_store *s, const struct gw_usage_row *row);
     int (*usage_settle)(struct gw_store *s, const struct gw_usage_row *row);

@@ -367,6 +367,43 @@ static void *consume_main(void *arg)
     return NULL;
 }
 
+/* What expired of subject sessions goes, what has not stays; a nonce is taken once. */
+static void session_nonces_and_purge(void **state)
+{
+    struct fx *f = *state;
+    const int64_t t = 1764547200000;
+    struct gw_share_code c = {.org_id = 1, .created_ms = t, .expires_ms = t + 60000};
+    struct gw_subject_session ss = {.org_id = 1, .created_ms = t, .expires_ms = t + 300000};
+    strcpy(c.code_hash, "c1");
+    strcpy(c.client_id, "ac_1");
+    strcpy(c.subject, "s");
+    strcpy(c.challenge, "x");
+    strcpy(ss.token_hash, "t1");
+    strcpy(ss.client_id, "ac_1");
+    strcpy(ss.subject, "s");
+    strcpy(ss.origin, "https://a.test");
+    strcpy(ss.hmac_key, "k");
+    assert_int_equal(gw_store_share_code_insert(f->s, &c), 0);
+    assert_int_equal(gw_store_session_insert(f->s, &ss), 0);
+    assert_int_equal(gw_store_nonce_burn(f->s, "t1", "n1", t + 360000), 0);
+    assert_int_equal(gw_store_nonce_burn(f->s, "t1", "n1", t + 360000), GW_EEXIST);
+    assert_int_equal(gw_store_nonce_burn(f->s, "t2", "n1", t + 360000), 0); /* another session's */
+    int64_t n = -1;
+    assert_int_equal(gw_store_session_purge(f->s, t + 1000, 100, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gw_store_session_purge(f->s, t + 61000, 100, &n), 0);
+    assert_int_equal(n, 1); /* the code */
+    struct gw_share_code got;
+    assert_int_equal(gw_store_share_code_consume(f->s, "c1", &got), GW_ENOTFOUND);
+    assert_int_equal(gw_store_session_purge(f->s, t + 400000, 1, &n), 0);
+    assert_int_equal(n, 2); /* the session, one nonce (a limit of one per kind) */
+    assert_int_equal(gw_store_session_purge(f->s, t + 400000, 100, &n), 0);
+    assert_int_equal(n, 1);
+    struct gw_subject_session gs;
+    assert_int_equal(gw_store_session_get(f->s, "t1", &gs), GW_ENOTFOUND);
+    assert_int_equal(gw_store_nonce_burn(f->s, "t1", "n1", t + 999999), 0); /* gone with it */
+}
+
 static void share_codes_and_sessions(void **state)
 {
     struct fx *f = *state;
@@ -850,6 +887,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(app_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(share_codes_and_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(session_nonces_and_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(superadmin_exists, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup, teardown),
@@ -866,6 +904,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(keys_by_hash_list_revoke, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(app_clients, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(share_codes_and_sessions, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(session_nonces_and_purge, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(superadmin_exists, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup_pg, teardown_pg),
