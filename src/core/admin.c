@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/answer.h"
 #include "core/gw_int.h"
 #include "http/reply.h"
 #include "store/jobs.h"
@@ -55,10 +56,7 @@ struct admin_job {
     /* on the store thread */
     int auth_rc;
     struct gw_key_rec key;
-    int status;
-    const char *type, *code;
-    char msg[160];
-    json_t *out;
+    struct gw_answer an;
 };
 
 /* ---- the request ---- */
@@ -142,20 +140,12 @@ static int join_list(const json_t *arr, int (*ok)(const char *), size_t max_item
  * org?}; anything else is refused, so that a misspelt member is not silently ignored. */
 static void parse_create(struct admin_job *a)
 {
-    struct evbuffer *buf = evhttp_request_get_input_buffer(a->req);
-    size_t len = evbuffer_get_length(buf);
-    const char *data = len > 0 ? (const char *)evbuffer_pullup(buf, -1) : "";
-    struct gw_errbuf eb = {{0}};
-    json_t *b = data != NULL ? gw_json_parse(data, len, &eb) : NULL;
+    json_t *b = gw_answer_body(a->req, a->bad, sizeof(a->bad));
     const char *k;
     json_t *v;
 
-    if (!json_is_object(b)) {
-        snprintf(a->bad, sizeof(a->bad), "the body must be a JSON object%s%.120s",
-                 eb.msg[0] ? ": " : "", eb.msg);
-        json_decref(b);
+    if (b == NULL)
         return;
-    }
     a->in.session_ttl_s = TTL_DEFAULT_S;
     json_object_foreach(b, k, v) {
         if (strcmp(k, "name") == 0) {
@@ -274,16 +264,12 @@ static json_t *client_json(const struct gw_app_client *c)
 static void fail(struct admin_job *a, int status, const char *type, const char *code,
                  const char *msg)
 {
-    a->status = status;
-    a->type = type;
-    a->code = code;
-    gw_strlcpy(a->msg, msg, sizeof(a->msg));
+    gw_answer_fail(&a->an, status, type, code, msg);
 }
 
 static void store_failed(struct admin_job *a, int rc)
 {
-    GW_LOG_ERROR("admin", "req=%s app client store work failed: %s", a->rid, gw_strerror(rc));
-    fail(a, 503, "service_unavailable", "store_unavailable", "the store cannot answer right now");
+    gw_answer_store_failed(&a->an, "admin", a->rid, rc);
 }
 
 static void not_found(struct admin_job *a)
@@ -338,9 +324,9 @@ static void do_list(struct admin_job *a, struct gw_store *s, int super)
     }
     char cursor[24];
     snprintf(cursor, sizeof(cursor), "%lld", (long long)l.last);
-    a->out = json_pack("{s:s,s:o,s:o}", "object", "list", "data", l.data, "next_cursor",
+    a->an.out = json_pack("{s:s,s:o,s:o}", "object", "list", "data", l.data, "next_cursor",
                        l.n > l.limit ? json_string(cursor) : json_null());
-    a->status = 200;
+    a->an.status = 200;
 }
 
 static void do_create(struct admin_job *a, struct gw_store *s, int super)
@@ -377,8 +363,8 @@ static void do_create(struct admin_job *a, struct gw_store *s, int super)
     }
     GW_LOG_INFO("admin", "req=%s app client %s created for org %s by key %s", a->rid,
                 c->client_id, c->org_slug, a->key.key_id);
-    a->out = client_json(c);
-    a->status = 201;
+    a->an.out = client_json(c);
+    a->an.status = 201;
 }
 
 /* get, revoke, approve: one client, visible to its org's admins and the superadmin */
@@ -417,8 +403,8 @@ static void do_one(struct admin_job *a, struct gw_store *s, int super)
         GW_LOG_INFO("admin", "req=%s app client %s %s by key %s", a->rid, c.client_id,
                     a->op == OP_APPROVE ? "approved" : "revoked", a->key.key_id);
     }
-    a->out = client_json(&c);
-    a->status = 200;
+    a->an.out = client_json(&c);
+    a->an.status = 200;
 }
 
 static void admin_run(struct gw_store_job *j, struct gw_store *s)
@@ -447,24 +433,16 @@ static void admin_run(struct gw_store_job *j, struct gw_store *s)
         do_one(a, s, super);
         break;
     }
-    if (a->status < 400 && a->out == NULL)
-        fail(a, 500, "internal_error", "internal_error", "internal error");
+    gw_answer_check(&a->an);
 }
 
 static void admin_done(struct gw_store_job *j)
 {
     struct admin_job *a = (struct admin_job *)j;
     OPENSSL_cleanse(a->hash, sizeof(a->hash));
-    if (j->batch_rc != 0 && a->auth_rc == 0 && a->status < 400) /* its write was lost */
-        store_failed(a, j->batch_rc);
-    if (gw_auth_end(a->req, a->rid, a->auth_rc, &a->key) == 0) {
-        if (a->status >= 400)
-            gw_reply_error(a->req, a->status, a->type, a->code, a->msg, a->rid,
-                           a->status == 503);
-        else
-            gw_reply_json(a->req, a->status, a->out, a->rid);
-    }
-    json_decref(a->out);
+    if (gw_auth_end(a->req, a->rid, a->auth_rc, &a->key) == 0)
+        gw_answer_send(&a->an, a->req, a->rid, j->batch_rc);
+    json_decref(a->an.out);
     gw_free(a);
 }
 

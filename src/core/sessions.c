@@ -30,6 +30,7 @@
 #include <strings.h>
 
 #include "core/admin.h"
+#include "core/answer.h"
 #include "core/gw_int.h"
 #include "http/reply.h"
 #include "store/jobs.h"
@@ -63,25 +64,18 @@ struct session_job {
     int signed_path; /* a preflight for a signed request (else for the exchange) */
     int auth_rc;
     struct gw_key_rec key;
-    int status;
-    const char *type, *code_name;
-    char msg[160];
-    json_t *out;
+    struct gw_answer an;
 };
 
 static void fail(struct session_job *a, int status, const char *type, const char *code,
                  const char *msg)
 {
-    a->status = status;
-    a->type = type;
-    a->code_name = code;
-    gw_strlcpy(a->msg, msg, sizeof(a->msg));
+    gw_answer_fail(&a->an, status, type, code, msg);
 }
 
 static void store_failed(struct session_job *a, int rc)
 {
-    GW_LOG_ERROR("sessions", "req=%s store work failed: %s", a->rid, gw_strerror(rc));
-    fail(a, 503, "service_unavailable", "store_unavailable", "the store cannot answer right now");
+    gw_answer_store_failed(&a->an, "sessions", a->rid, rc);
 }
 
 /* ---- the request ---- */
@@ -111,25 +105,9 @@ static int take_str(struct session_job *a, const json_t *b, const char *name, co
 #define B64URL "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 #define PKCE_VERIFIER B64URL ".~" /* RFC 7636: unreserved characters */
 
-static json_t *parse_body(struct session_job *a)
-{
-    struct evbuffer *buf = evhttp_request_get_input_buffer(a->req);
-    size_t len = evbuffer_get_length(buf);
-    const char *data = len > 0 ? (const char *)evbuffer_pullup(buf, -1) : "";
-    struct gw_errbuf eb = {{0}};
-    json_t *b = data != NULL ? gw_json_parse(data, len, &eb) : NULL;
-    if (!json_is_object(b)) {
-        snprintf(a->bad, sizeof(a->bad), "the body must be a JSON object%s%.120s",
-                 eb.msg[0] ? ": " : "", eb.msg);
-        json_decref(b);
-        return NULL;
-    }
-    return b;
-}
-
 static void parse_share(struct session_job *a)
 {
-    json_t *b = parse_body(a);
+    json_t *b = gw_answer_body(a->req, a->bad, sizeof(a->bad));
     if (b == NULL)
         return;
     const char *method = json_string_value(json_object_get(b, "code_challenge_method"));
@@ -145,7 +123,7 @@ static void parse_share(struct session_job *a)
 
 static void parse_exchange(struct session_job *a)
 {
-    json_t *b = parse_body(a);
+    json_t *b = gw_answer_body(a->req, a->bad, sizeof(a->bad));
     if (b == NULL)
         return;
     /* a code given with a bad verifier is still used up (below) */
@@ -207,9 +185,9 @@ static void do_share(struct session_job *a, struct gw_store *s)
         store_failed(a, rc);
         return;
     }
-    a->out = json_pack("{s:s,s:i}", "share_code", code, "expires_in", SHARE_CODE_TTL_MS / 1000);
+    a->an.out = json_pack("{s:s,s:i}", "share_code", code, "expires_in", SHARE_CODE_TTL_MS / 1000);
     OPENSSL_cleanse(code, sizeof(code));
-    a->status = 200;
+    a->an.status = 200;
 }
 
 /* ---- exchange ---- */
@@ -307,7 +285,7 @@ static void do_exchange(struct session_job *a, struct gw_store *s)
     rc = gw_store_session_insert(s, &ss);
     OPENSSL_cleanse(ss.hmac_key, sizeof(ss.hmac_key));
     if (rc == 0)
-        a->out = json_pack("{s:s,s:s,s:s,s:I}", "subject_token", token, "hmac_key", key,
+        a->an.out = json_pack("{s:s,s:s,s:s,s:I}", "subject_token", token, "hmac_key", key,
                            "token_type", "subject", "expires_at",
                            (json_int_t)(ss.expires_ms / 1000));
     OPENSSL_cleanse(token, sizeof(token));
@@ -318,7 +296,7 @@ static void do_exchange(struct session_job *a, struct gw_store *s)
     }
     GW_LOG_INFO("sessions", "req=%s session for subject of app client %s from %s until %lld",
                 a->rid, c.client_id, a->origin, (long long)(ss.expires_ms / 1000));
-    a->status = 200;
+    a->an.status = 200;
 }
 
 /* ---- signed requests ---- */
@@ -333,10 +311,7 @@ struct gw_session_auth {
     unsigned char sig[32];
     char *canon; /* METHOD \n PATH_WITH_QUERY \n TIMESTAMP \n NONCE \n hex(SHA-256(BODY)) */
     size_t canon_len;
-    /* a refusal, set by lookup */
-    int status;
-    const char *type, *code;
-    char msg[120];
+    struct gw_answer why; /* a refusal, set by lookup */
 };
 
 void gw_session_auth_free(struct gw_session_auth *sa)
@@ -462,10 +437,8 @@ int gw_session_begin(struct gw_worker *w, struct evhttp_request *req, const char
 static int session_refused(struct gw_session_auth *sa, int status, const char *code,
                            const char *msg)
 {
-    sa->status = status;
-    sa->type = status == 403 ? "permission_error" : "authentication_error";
-    sa->code = code;
-    gw_strlcpy(sa->msg, msg, sizeof(sa->msg));
+    gw_answer_fail(&sa->why, status, status == 403 ? "permission_error" : "authentication_error",
+                   code, msg);
     return GW_EDENIED;
 }
 
@@ -535,7 +508,7 @@ int gw_session_end(struct evhttp_request *req, const char *rid, int rc,
         return 0;
     }
     if (rc == GW_EDENIED) {
-        gw_reply_error(req, sa->status, sa->type, sa->code, sa->msg, rid, 0);
+        gw_reply_error(req, sa->why.status, sa->why.type, sa->why.code, sa->why.msg, rid, 0);
         return -1;
     }
     GW_LOG_ERROR("auth", "req=%s session lookup failed: %s", rid, gw_strerror(rc));
@@ -561,7 +534,7 @@ static void session_run(struct gw_store_job *j, struct gw_store *s)
             fail(a, 403, "permission_error", "origin_not_allowed",
                  "the Origin is not one of an approved app client's");
         else
-            a->status = 204;
+            a->an.status = 204;
         return;
     }
     if (a->op == OP_SHARE && (a->auth_rc = gw_auth_lookup(s, a->hash, &a->key)) != 0)
@@ -572,25 +545,19 @@ static void session_run(struct gw_store_job *j, struct gw_store *s)
         fail(a, 400, "invalid_request_error", "invalid_request", a->bad);
     else
         do_share(a, s);
-    if (a->status < 400 && a->out == NULL)
-        fail(a, 500, "internal_error", "internal_error", "internal error");
+    gw_answer_check(&a->an);
 }
 
 static void session_done(struct gw_store_job *j)
 {
     struct session_job *a = (struct session_job *)j;
     OPENSSL_cleanse(a->hash, sizeof(a->hash));
-    if (j->batch_rc != 0 && a->auth_rc == 0 && a->status < 400) { /* its writes were lost */
-        json_decref(a->out);
-        a->out = NULL;
-        store_failed(a, j->batch_rc);
-    }
     struct evkeyvalq *out = evhttp_request_get_output_headers(a->req);
     if (a->op != OP_SHARE)
         evhttp_add_header(out, "Vary", "Origin");
     if (a->cors && a->op != OP_SHARE)
         evhttp_add_header(out, "Access-Control-Allow-Origin", a->origin);
-    if (a->op == OP_PREFLIGHT && a->status == 204) {
+    if (a->op == OP_PREFLIGHT && a->an.status == 204) {
         evhttp_add_header(out, "Access-Control-Allow-Methods", "POST");
         evhttp_add_header(out, "Access-Control-Allow-Headers",
                           a->signed_path ? "Authorization, Content-Type, Idempotency-Key, "
@@ -600,13 +567,9 @@ static void session_done(struct gw_store_job *j)
         evhttp_add_header(out, "X-Request-Id", a->rid);
         evhttp_send_reply(a->req, 204, "No Content", NULL);
     } else if (a->op != OP_SHARE || gw_auth_end(a->req, a->rid, a->auth_rc, &a->key) == 0) {
-        if (a->status >= 400)
-            gw_reply_error(a->req, a->status, a->type, a->code_name, a->msg, a->rid,
-                           a->status == 503);
-        else
-            gw_reply_json(a->req, a->status, a->out, a->rid);
+        gw_answer_send(&a->an, a->req, a->rid, j->batch_rc);
     }
-    json_decref(a->out); /* held the token and the key: gone with it */
+    json_decref(a->an.out); /* held the token and the key: gone with it */
     OPENSSL_cleanse(a, sizeof(*a));
     gw_free(a);
 }
