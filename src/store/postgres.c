@@ -402,11 +402,23 @@ static int run(struct pg *s, enum stmt_id id, const struct params *p, PGresult *
     return run_values(s, id, p != NULL ? p->n : 0, p != NULL ? p->v : NULL, res);
 }
 
+
 static int64_t col_i64(const PGresult *r, int row, int col)
 {
     if (PQgetisnull(r, row, col))
         return 0;
     return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* An INSERT … RETURNING id: *id (may be NULL) gets the new row's id. */
+static int run_insert(struct pg *s, enum stmt_id id, const struct params *p, int64_t *row_id)
+{
+    PGresult *r;
+    int rc = run(s, id, p, &r);
+    if (rc == 0 && row_id != NULL)
+        *row_id = col_i64(r, 0, 0);
+    PQclear(r);
+    return rc;
 }
 
 static void col_text(const PGresult *r, int row, int col, char *dst, size_t dstsz)
@@ -572,15 +584,10 @@ static int pg_org_create(struct gw_store *base, const char *slug, const char *na
                          int64_t *id_out)
 {
     struct params p = {0};
-    PGresult *r;
     p_text(&p, slug);
     p_text(&p, name);
     p_i64(&p, gw_now_ms());
-    int rc = run((struct pg *)base, P_ORG_INSERT, &p, &r);
-    if (rc == 0 && id_out != NULL)
-        *id_out = col_i64(r, 0, 0);
-    PQclear(r);
-    return rc;
+    return run_insert((struct pg *)base, P_ORG_INSERT, &p, id_out);
 }
 
 static int pg_org_get(struct gw_store *base, const char *slug, struct gw_org *out)
@@ -631,7 +638,6 @@ static int pg_key_insert(struct gw_store *base, struct gw_key_rec *rec,
 {
     struct params p = {0};
     char hex[65];
-    PGresult *r;
     gw_hex(hex, hash, 32);
     rec->created_ms = gw_now_ms();
     p_text(&p, rec->key_id);
@@ -650,11 +656,7 @@ static int pg_key_insert(struct gw_store *base, struct gw_key_rec *rec,
     p_i64(&p, rec->limits.tph);
     p_i64(&p, rec->limits.max_concurrent);
     p_i64(&p, rec->limits.max_request_usd_micros);
-    int rc = run((struct pg *)base, P_KEY_INSERT, &p, &r);
-    if (rc == 0)
-        rec->id = col_i64(r, 0, 0);
-    PQclear(r);
-    return rc;
+    return run_insert((struct pg *)base, P_KEY_INSERT, &p, &rec->id);
 }
 
 static void read_key(const PGresult *r, int row, struct gw_key_rec *k)
@@ -744,7 +746,6 @@ static int pg_key_revoke(struct gw_store *base, const char *key_id)
 static int pg_app_client_insert(struct gw_store *base, struct gw_app_client *rec)
 {
     struct params p = {0};
-    PGresult *r;
     rec->created_ms = gw_now_ms();
     p_text(&p, rec->client_id);
     p_i64(&p, rec->org_id);
@@ -754,11 +755,7 @@ static int pg_app_client_insert(struct gw_store *base, struct gw_app_client *rec
     p_text(&p, rec->models);
     p_i64(&p, rec->session_ttl_s);
     p_i64(&p, rec->created_ms);
-    int rc = run((struct pg *)base, P_APP_CLIENT_INSERT, &p, &r);
-    if (rc == 0)
-        rec->id = col_i64(r, 0, 0);
-    PQclear(r);
-    return rc;
+    return run_insert((struct pg *)base, P_APP_CLIENT_INSERT, &p, &rec->id);
 }
 
 static void read_app_client(const PGresult *r, int row, struct gw_app_client *a)
