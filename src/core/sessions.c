@@ -135,13 +135,12 @@ static void parse_exchange(struct session_job *a)
 
 /* ---- share codes ---- */
 
-/* The stored form of a secret: hex(SHA-256); the secret is wiped. */
-static void hash_secret(char *secret, size_t size, char hex[65])
+/* The stored form of a secret (a code, a token): hex(SHA-256). */
+static void secret_hash(const char *secret, char hex[65])
 {
     unsigned char digest[32];
     gw_sha256(digest, secret, strlen(secret));
     gw_hex(hex, digest, sizeof(digest));
-    OPENSSL_cleanse(secret, size);
 }
 
 static void do_share(struct session_job *a, struct gw_store *s)
@@ -171,9 +170,7 @@ static void do_share(struct session_job *a, struct gw_store *s)
     }
     gw_b64url(code, raw, sizeof(raw));
     OPENSSL_cleanse(raw, sizeof(raw));
-    char kept[40];
-    memcpy(kept, code, sizeof(code));
-    hash_secret(kept, sizeof(kept), sc.code_hash);
+    secret_hash(code, sc.code_hash);
     gw_strlcpy(sc.client_id, c.client_id, sizeof(sc.client_id));
     sc.org_id = c.org_id;
     gw_strlcpy(sc.subject, a->subject, sizeof(sc.subject));
@@ -212,7 +209,8 @@ static void do_exchange(struct session_job *a, struct gw_store *s)
 
     int rc = GW_ENOTFOUND;
     if (a->code[0] != '\0') { /* used up first: from here on, any failure leaves it burned */
-        hash_secret(a->code, sizeof(a->code), hex);
+        secret_hash(a->code, hex);
+        OPENSSL_cleanse(a->code, sizeof(a->code));
         rc = gw_store_share_code_consume(s, hex, &sc);
         if (rc != 0 && rc != GW_ENOTFOUND) {
             store_failed(a, rc);
@@ -272,9 +270,7 @@ static void do_exchange(struct session_job *a, struct gw_store *s)
     gw_b64url(token + strlen(TOKEN_PREFIX), raw, 32);
     gw_b64url(key, raw + 32, 32);
     OPENSSL_cleanse(raw, sizeof(raw));
-    char kept[64];
-    memcpy(kept, token, sizeof(token));
-    hash_secret(kept, sizeof(kept), ss.token_hash);
+    secret_hash(token, ss.token_hash);
     gw_strlcpy(ss.client_id, c.client_id, sizeof(ss.client_id));
     ss.org_id = c.org_id;
     gw_strlcpy(ss.subject, sc.subject, sizeof(ss.subject));
@@ -425,8 +421,7 @@ int gw_session_begin(struct gw_worker *w, struct evhttp_request *req, const char
     }
     sa->canon_len = (size_t)snprintf(sa->canon, cap, "%s\n%s\n%s\n%s\n%s", method, uri, ts,
                                      nonce, body_hex);
-    gw_sha256(digest, auth, tlen);
-    gw_hex(sa->token_hash, digest, sizeof(digest));
+    secret_hash(auth, sa->token_hash);
     gw_strlcpy(sa->origin, origin, sizeof(sa->origin));
     gw_strlcpy(sa->nonce, nonce, sizeof(sa->nonce));
     sa->ts_ms = ts_ms;
