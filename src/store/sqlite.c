@@ -406,6 +406,7 @@ static struct sq_key_slot *key_slot(struct sq *s, const unsigned char hash[32])
 /* ---- writer mode: WAL checkpoints off the writer's thread ---- */
 
 #define SQ_CKPT_PAGES 1000 /* SQLite's own autocheckpoint threshold */
+#define SQ_CKPT_HARD 3000  /* past this the writer checkpoints itself: the WAL stays bounded */
 
 struct sq_ckpt {
     pthread_t thread;
@@ -415,12 +416,16 @@ struct sq_ckpt {
     struct sq *conn; /* a connection of its own (a PASSIVE checkpoint never blocks writers) */
 };
 
-/* After each commit on the writer: wake the checkpointer once the WAL is long. */
+/* After each commit on the writer: wake the checkpointer once the WAL is long. Should it fall
+ * far behind (its thread starved on a loaded machine), the writer catches up itself, once,
+ * rather than let the WAL grow without bound. */
 static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct sq_ckpt *k = arg;
-    (void)db;
     (void)name;
+    if (pages >= SQ_CKPT_HARD &&
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
+        (void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
     if (pages >= SQ_CKPT_PAGES) {
         pthread_mutex_lock(&k->mu);
         k->pending = 1;
