@@ -263,19 +263,23 @@ int gw_ledger_settle(const struct gw_ledger *l, struct gw_store *s, struct gw_ho
         gw_limits_settle(l->limits, hold, usd, tokens);
         return rc;
     }
-    struct gw_store_write w;
-    if (!gw_ledger_settle_write(l, row, usd, tokens, q, held_usd, held_tokens, &w))
+    if (row->request_id[0] == '\0')
         return 0; /* no row was written */
-    return gw_store_usage_settle_counted(s, row, &w.d);
+    /* the counters move from what was held to what it cost, with the row */
+    struct gw_counters_delta d =
+        delta(l, q, row->created_ms, usd - held_usd, 0, tokens - held_tokens, 0);
+    return gw_store_usage_settle_counted(s, row, &d);
 }
 
 int gw_ledger_settle_write(const struct gw_ledger *l, const struct gw_usage_row *row,
                            int64_t usd, int64_t tokens, const struct gw_limit_req *q,
                            int64_t held_usd, int64_t held_tokens, struct gw_store_write *w)
 {
-    if (l->limits != NULL || row->request_id[0] == '\0')
+    /* a scope whose limits read the store settles at once, not with the next batch: what it
+     * frees (a concurrency slot, a held budget) is there for its next request */
+    if (l->limits != NULL || row->request_id[0] == '\0' || counts(q->key) ||
+        (q->org_id > 0 && counts(q->org)))
         return 0;
-    /* the counters move from what was held to what it cost, with the row */
     w->settle = 1;
     w->row = row;
     w->d = delta(l, q, row->created_ms, usd - held_usd, 0, tokens - held_tokens, 0);

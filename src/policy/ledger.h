@@ -60,8 +60,9 @@ GW_NODISCARD int gw_ledger_settle(const struct gw_ledger *l, struct gw_store *s,
  * key and org have no limit that reads the store (nothing to lock or check) and that is within
  * the per-request maxima: fills w and returns 1; run w, then gw_ledger_admit_written sets
  * a->rc. Otherwise 0: use gw_ledger_admit. gw_ledger_settle_write: a settlement on the
- * store-side limits of a written row: fills w (as gw_ledger_settle would write) and returns 1;
- * otherwise 0. Neither does store I/O. */
+ * store-side limits of a written row whose key and org have no limit that reads the store:
+ * fills w (as gw_ledger_settle would write) and returns 1; otherwise 0 (a limited scope's
+ * settlement runs at once, through gw_ledger_settle). Neither does store I/O. */
 int gw_ledger_admit_write(const struct gw_ledger *l, struct gw_admission *a,
                           struct gw_store_write *w);
 void gw_ledger_admit_written(struct gw_admission *a, const struct gw_store_write *w);
