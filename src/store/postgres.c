@@ -12,6 +12,7 @@
  * - Text read back is copied with bounds; numbers are parsed strictly; a NULL reads as "" / 0.
  */
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,24 @@ enum stmt_id {
     P_IDEM_RELEASE,
     P_IDEM_RECOVER,
     P_IDEM_PURGE,
+    P_CONV_UPSERT,
+    P_TURN_INSERT,
+    P_CONV_GET,
+    P_CONV_GET_SHARED,
+    P_CONV_TURNS,
+    P_CONV_LIST_OWNER,
+    P_CONV_LIST_SHARED,
+    P_CONV_LIST_ORG,
+    P_CONV_SET_SHARED,
+    P_CONV_SET_SUMMARY,
+    P_CONV_DELETE,
+    P_CONV_PURGE_ONE,
+    P_CONV_DEL_IDEM,
+    P_CONV_DEL_TURNS,
+    P_CONV_EXPORT,
+    P_AUDIT_INSERT,
+    P_AUDIT_LIST,
+    P_AUDIT_LIST_ALL,
     P_COUNT
 };
 
@@ -232,8 +251,9 @@ static const struct {
     [P_ORG_GET] = {"SELECT " ORG_COLS " FROM orgs WHERE slug = $1", 1},
     [P_ORG_SET] = {"UPDATE orgs SET providers = $2, models = $3, rph = $4, tph = $5, "
                    "max_concurrent = $6, daily_usd_micros = $7, monthly_usd_micros = $8, "
-                   "max_request_usd_micros = $9 WHERE slug = $1",
-                   9},
+                   "max_request_usd_micros = $9, capture = $10, retention_days = $11, "
+                   "export_all = $12 WHERE slug = $1",
+                   12},
     [P_KEY_INSERT] = {"INSERT INTO api_keys(key_id, key_hash, prefix, org_id, name, role, tier, "
                       "providers, models, rph, daily_usd_micros, monthly_usd_micros, created_ms, "
                       "tph, max_concurrent, max_request_usd_micros) VALUES ($1, $2, $3, "
@@ -316,6 +336,80 @@ static const struct {
     [P_USAGE_RECOVER] = {"UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
                          "settled_ms = $1 WHERE state = 'reserved' AND ($2 = '' OR node = $2)",
                          2},
+    /* creates or extends the conversation and answers its row; the row stays locked to the
+     * end of the transaction, so a concurrent append (another connection, another node) waits
+     * and then counts on from this one's turns: the seqs never collide */
+    [P_CONV_UPSERT] = {"INSERT INTO conversations(ref, org_id, owner, conv_id, title, turns, "
+                       "created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) "
+                       "ON CONFLICT (org_id, owner, conv_id) DO UPDATE SET turns = "
+                       "conversations.turns + EXCLUDED.turns, updated_ms = "
+                       "GREATEST(conversations.updated_ms, EXCLUDED.updated_ms) RETURNING "
+                       CONV_COLS,
+                       7},
+    [P_TURN_INSERT] = {"INSERT INTO conversation_turns(conv, " TURN_COLS ") VALUES ($1, $2, $3, "
+                       "$4, $5, $6, $7, $8)",
+                       8},
+    [P_CONV_GET] = {"SELECT " CONV_COLS " FROM conversations WHERE org_id = $1 AND owner = $2 "
+                    "AND conv_id = $3",
+                    3},
+    [P_CONV_GET_SHARED] = {"SELECT " CONV_COLS " FROM conversations WHERE ref = $2 AND "
+                           "org_id = $1 AND shared = 1",
+                           2},
+    /* LIMIT NULL: no limit */
+    [P_CONV_TURNS] = {"SELECT " TURN_COLS " FROM conversation_turns WHERE conv = $1 AND seq > $2 "
+                      "ORDER BY seq LIMIT NULLIF($3::bigint, 0)",
+                      3},
+/* newest first from the cursor (b: its two parameters); q: an ILIKE pattern ("" none) */
+#define CONV_LIST_SQL(where, b, q, lim)                                                            \
+    "SELECT " CONV_LIST_COLS " FROM conversations WHERE org_id = $1 " where " AND (updated_ms, "  \
+    "id) < (" b ") AND (" q " = '' OR title ILIKE " q " ESCAPE '\\' OR EXISTS (SELECT 1 FROM "    \
+    "conversation_turns t WHERE t.conv = conversations.id AND t.message ILIKE " q " ESCAPE "       \
+    "'\\')) ORDER BY updated_ms DESC, id DESC LIMIT " lim
+    [P_CONV_LIST_OWNER] = {CONV_LIST_SQL("AND owner = $2 AND ($3::int = 0 OR shared = 1)",
+                                         "$4::bigint, $5::bigint", "$6::text", "$7"),
+                           7},
+    [P_CONV_LIST_SHARED] = {CONV_LIST_SQL("AND shared = 1", "$2::bigint, $3::bigint", "$4::text",
+                                          "$5"),
+                            5},
+    [P_CONV_LIST_ORG] = {CONV_LIST_SQL("", "$2::bigint, $3::bigint", "$4::text", "$5"), 5},
+    [P_CONV_SET_SHARED] = {"UPDATE conversations SET shared = $4 WHERE org_id = $1 AND "
+                           "owner = $2 AND conv_id = $3",
+                           4},
+    [P_CONV_SET_SUMMARY] = {"UPDATE conversations SET summary = $2, summary_upto = $3 WHERE "
+                            "id = $1 AND summary_upto < $3",
+                            3},
+    /* a deletion takes the row first (an append waits for it, then makes a new one), then
+     * what hangs on its id */
+    [P_CONV_DELETE] = {"DELETE FROM conversations WHERE org_id = $1 AND owner = $2 AND "
+                       "conv_id = $3 RETURNING id",
+                       3},
+    /* one conversation untouched past its org's retention: the orgs with one first, then each
+     * one's range of old conversations (LATERAL: never a scan of every conversation, even when
+     * none is due); concurrent purgers (nodes) take different ones */
+    [P_CONV_PURGE_ONE] = {"DELETE FROM conversations WHERE id = (SELECT x.id FROM orgs o CROSS "
+                          "JOIN LATERAL (SELECT c.id FROM conversations c WHERE c.org_id = o.id "
+                          "AND c.updated_ms < $1::bigint - o.retention_days * 86400000 LIMIT 1 "
+                          "FOR UPDATE SKIP LOCKED) x WHERE o.retention_days > 0 LIMIT 1) "
+                          "RETURNING id",
+                          1},
+    [P_CONV_DEL_IDEM] = {"DELETE FROM idempotency WHERE request_id IN (SELECT request_id FROM "
+                         "conversation_turns WHERE conv = $1 AND request_id <> '')",
+                         1},
+    [P_CONV_DEL_TURNS] = {"DELETE FROM conversation_turns WHERE conv = $1", 1},
+    [P_CONV_EXPORT] = {"SELECT " CONV_COLS " FROM conversations WHERE org_id = $1 AND "
+                       "($2::int = 0 OR shared = 1) AND updated_ms >= $3 AND updated_ms < $4 AND "
+                       "id > $5 ORDER BY id LIMIT $6",
+                       6},
+    [P_AUDIT_INSERT] = {"INSERT INTO audit_log(created_ms, org_id, actor, actor_role, action, "
+                        "target, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                        "RETURNING id",
+                        8},
+    [P_AUDIT_LIST] = {"SELECT " AUDIT_COLS " FROM audit_log WHERE org_id = $1 AND id > $2 ORDER "
+                      "BY id LIMIT $3",
+                      3},
+    [P_AUDIT_LIST_ALL] = {"SELECT " AUDIT_COLS " FROM audit_log WHERE id > $1 ORDER BY id LIMIT "
+                          "$2",
+                          2},
 };
 
 struct pg {
@@ -607,6 +701,9 @@ static int pg_org_get(struct gw_store *base, const char *slug, struct gw_org *ou
         col_text(r, 0, 4, out->providers, sizeof(out->providers));
         col_text(r, 0, 5, out->models, sizeof(out->models));
         read_limits(r, 0, 6, &out->limits);
+        out->conv.capture = col_i64(r, 0, ORG_COL_CONV) != 0;
+        out->conv.retention_days = col_i64(r, 0, ORG_COL_CONV + 1);
+        out->conv.export_all = col_i64(r, 0, ORG_COL_CONV + 2) != 0;
     }
     PQclear(r);
     return rc;
@@ -630,6 +727,9 @@ static int pg_org_set_policy(struct gw_store *base, const struct gw_org *o)
     p_text(&p, o->providers);
     p_text(&p, o->models);
     p_limits(&p, &o->limits);
+    p_i64(&p, o->conv.capture != 0);
+    p_i64(&p, o->conv.retention_days);
+    p_i64(&p, o->conv.export_all != 0);
     return run_update((struct pg *)base, P_ORG_SET, &p);
 }
 
@@ -679,6 +779,9 @@ static void read_key(const PGresult *r, int row, struct gw_key_rec *k)
     col_text(r, row, 19, k->org_providers, sizeof(k->org_providers));
     col_text(r, row, 20, k->org_models, sizeof(k->org_models));
     read_limits(r, row, 21, &k->org_limits);
+    k->org_conv.capture = col_i64(r, row, KEY_COL_ORG_CONV) != 0;
+    k->org_conv.retention_days = col_i64(r, row, KEY_COL_ORG_CONV + 1);
+    k->org_conv.export_all = col_i64(r, row, KEY_COL_ORG_CONV + 2) != 0;
 }
 
 static int key_one(struct pg *s, enum stmt_id id, const char *arg, struct gw_key_rec *out)
@@ -1481,6 +1584,361 @@ static int pg_session_purge(struct gw_store *base, int64_t now_ms, int limit, in
     return 0;
 }
 
+/* ---- conversations ----
+ * An operation that changes several rows runs in a transaction of its own, or joins the
+ * caller's when one is open (its COMMIT is then the caller's). Rows handed to callbacks point
+ * into the query's result: valid until it is cleared, after the callbacks. */
+
+/* Begin a transaction unless the caller has one open: *own = 1 when this one is ours. */
+static int own_begin(struct pg *s, int *own)
+{
+    *own = !s->in_tx;
+    return *own ? pg_tx(&s->base, "BEGIN") : 0;
+}
+
+/* End what own_begin began: COMMIT after success (rc 0), else ROLLBACK. Returns the result. */
+static int own_end(struct pg *s, int own, int rc)
+{
+    if (!own)
+        return rc;
+    if (rc == 0)
+        rc = pg_tx(&s->base, "COMMIT");
+    if (rc != 0)
+        (void)pg_tx(&s->base, "ROLLBACK");
+    return rc;
+}
+
+/* Read a conversation's row (CONV_COLS). dup: the summary as a new string (GW_ENOMEM), else
+ * the result's own. */
+static int read_conv(const PGresult *r, int row, struct gw_conv *c, int dup)
+{
+    memset(c, 0, sizeof(*c));
+    c->id = col_i64(r, row, 0);
+    col_text(r, row, 1, c->ref, sizeof(c->ref));
+    c->org_id = col_i64(r, row, 2);
+    col_text(r, row, 3, c->owner, sizeof(c->owner));
+    col_text(r, row, 4, c->conv_id, sizeof(c->conv_id));
+    col_text(r, row, 5, c->title, sizeof(c->title));
+    c->shared = col_i64(r, row, 6) != 0;
+    c->turns = col_i64(r, row, 7);
+    c->summary_upto = col_i64(r, row, 9);
+    c->created_ms = col_i64(r, row, 10);
+    c->updated_ms = col_i64(r, row, 11);
+    if (dup)
+        return (c->summary = col_dup(r, row, 8, NULL)) != NULL ? 0 : GW_ENOMEM;
+    c->summary = PQgetvalue(r, row, 8); /* "" for a NULL */
+    return 0;
+}
+
+static int add_turn(struct pg *s, int64_t conv, int64_t seq, const struct gw_conv_turn *t,
+                    int64_t now_ms)
+{
+    struct params p = {0};
+    /* a text parameter goes up to its NUL: a message that is a slice of a longer text is
+     * copied */
+    char *m = gw_strndup(t->message, t->message_len);
+    if (m == NULL)
+        return GW_ENOMEM;
+    p_i64(&p, conv);
+    p_i64(&p, seq);
+    p_text(&p, t->role);
+    p_text(&p, m);
+    p_text(&p, t->request_id);
+    p_text(&p, t->model);
+    p_i64(&p, t->tokens);
+    p_i64(&p, t->created_ms != 0 ? t->created_ms : now_ms);
+    int rc = run(s, P_TURN_INSERT, &p, NULL);
+    OPENSSL_cleanse(m, t->message_len);
+    gw_free(m);
+    return rc;
+}
+
+static int conv_append_once(struct pg *s, const struct gw_conv_append *a, struct gw_conv *conv,
+                            int *own_out)
+{
+    struct params p = {0};
+    struct gw_conv row = {0};
+    PGresult *r = NULL;
+    int own, rc, found = 0;
+
+    if ((rc = own_begin(s, &own)) != 0)
+        return rc;
+    *own_out = own;
+    p_text(&p, a->ref);
+    p_i64(&p, a->org_id);
+    p_text(&p, a->owner);
+    p_text(&p, a->conv_id);
+    p_text(&p, a->title);
+    p_i64(&p, a->n);
+    p_i64(&p, a->now_ms);
+    rc = run(s, P_CONV_UPSERT, &p, &r);
+    if (rc == 0 && PQntuples(r) != 1)
+        rc = GW_ESTORE;
+    if (rc == 0) {
+        found = 1;
+        rc = read_conv(r, 0, &row, conv != NULL);
+    }
+    PQclear(r);
+    for (int i = 0; rc == 0 && i < a->n; i++)
+        rc = add_turn(s, row.id, row.turns - a->n + 1 + i, &a->turns[i], a->now_ms);
+    rc = own_end(s, own, rc);
+    if (found && conv != NULL) {
+        if (rc == 0)
+            *conv = row; /* transferred */
+        else
+            gw_conv_cleanup(&row);
+    }
+    return rc;
+}
+
+static int pg_conv_append(struct gw_store *base, const struct gw_conv_append *a,
+                          struct gw_conv *conv)
+{
+    struct pg *s = (struct pg *)base;
+    int own = 0;
+    int rc = conv_append_once(s, a, conv, &own);
+    /* two first appends at once, with one ref: ON CONFLICT settles only the (org, owner,
+     * conv_id) race, and the loser may meet the winner's ref first; by now the conversation
+     * is there, and once more extends it (a ref that another conversation holds fails again) */
+    if (rc == GW_EEXIST && own)
+        rc = conv_append_once(s, a, conv, &own);
+    return rc;
+}
+
+/* The one conversation statement id gives, with its summary (new). */
+static int conv_one(struct pg *s, enum stmt_id id, const struct params *p, struct gw_conv *out)
+{
+    PGresult *r;
+    int rc = run(s, id, p, &r);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = GW_ENOTFOUND;
+    if (rc == 0)
+        rc = read_conv(r, 0, out, 1);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_conv_get(struct gw_store *base, int64_t org_id, const char *owner,
+                       const char *conv_id, struct gw_conv *out)
+{
+    struct params p = {0};
+    p_i64(&p, org_id);
+    p_text(&p, owner);
+    p_text(&p, conv_id);
+    return conv_one((struct pg *)base, P_CONV_GET, &p, out);
+}
+
+static int pg_conv_get_shared(struct gw_store *base, int64_t org_id, const char *ref,
+                              struct gw_conv *out)
+{
+    struct params p = {0};
+    p_i64(&p, org_id);
+    p_text(&p, ref);
+    return conv_one((struct pg *)base, P_CONV_GET_SHARED, &p, out);
+}
+
+static int pg_conv_turns(struct gw_store *base, int64_t conv, int64_t after_seq, int limit,
+                         gw_store_turn_cb cb, void *arg)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, conv);
+    p_i64(&p, after_seq);
+    p_i64(&p, limit);
+    int rc = run((struct pg *)base, P_CONV_TURNS, &p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        struct gw_conv_turn t = {0};
+        t.seq = col_i64(r, i, 0);
+        col_text(r, i, 1, t.role, sizeof(t.role));
+        t.message = PQgetvalue(r, i, 2);
+        t.message_len = (size_t)PQgetlength(r, i, 2);
+        col_text(r, i, 3, t.request_id, sizeof(t.request_id));
+        col_text(r, i, 4, t.model, sizeof(t.model));
+        t.tokens = col_i64(r, i, 5);
+        t.created_ms = col_i64(r, i, 6);
+        if (cb(arg, &t) != 0)
+            break;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* cb for each conversation statement id gives (summary: the result's). */
+static int conv_each(struct pg *s, enum stmt_id id, const struct params *p, gw_store_conv_cb cb,
+                     void *arg)
+{
+    struct gw_conv c;
+    PGresult *r;
+    int rc = run(s, id, p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        (void)read_conv(r, i, &c, 0);
+        if (cb(arg, &c) != 0)
+            break;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_conv_list(struct gw_store *base, const struct gw_conv_filter *f,
+                        gw_store_conv_cb cb, void *arg)
+{
+    struct params p = {0};
+    /* one statement per index: the owner's, the org's shared ones, all of the org's */
+    enum stmt_id id = f->owner != NULL ? P_CONV_LIST_OWNER
+                      : f->shared_only ? P_CONV_LIST_SHARED
+                                       : P_CONV_LIST_ORG;
+    p_i64(&p, f->org_id);
+    if (id == P_CONV_LIST_OWNER) {
+        p_text(&p, f->owner);
+        p_i64(&p, f->shared_only != 0);
+    }
+    p_i64(&p, f->before_ms);
+    p_i64(&p, f->before_id);
+    p_text(&p, f->q);
+    p_i64(&p, f->limit);
+    return conv_each((struct pg *)base, id, &p, cb, arg);
+}
+
+static int pg_conv_set_shared(struct gw_store *base, int64_t org_id, const char *owner,
+                              const char *conv_id, int shared)
+{
+    struct params p = {0};
+    p_i64(&p, org_id);
+    p_text(&p, owner);
+    p_text(&p, conv_id);
+    p_i64(&p, shared);
+    return run_update((struct pg *)base, P_CONV_SET_SHARED, &p);
+}
+
+static int pg_conv_set_summary(struct gw_store *base, int64_t conv, const char *summary,
+                               int64_t upto)
+{
+    struct params p = {0};
+    p_i64(&p, conv);
+    p_text(&p, summary);
+    p_i64(&p, upto);
+    /* no row changed: a summary as long is there already */
+    return run((struct pg *)base, P_CONV_SET_SUMMARY, &p, NULL);
+}
+
+/* A DELETE … RETURNING id: *id, 0 when it deleted nothing. */
+static int delete_returning(struct pg *s, enum stmt_id id, const struct params *p, int64_t *row)
+{
+    PGresult *r;
+    int rc = run(s, id, p, &r);
+    *row = rc == 0 && PQntuples(r) > 0 ? col_i64(r, 0, 0) : 0;
+    PQclear(r);
+    return rc;
+}
+
+/* What hangs on a deleted conversation's row id: the idempotency records of the requests that
+ * added its turns (they hold the answers), then the turns. */
+static int delete_content(struct pg *s, int64_t id)
+{
+    struct params p = {0};
+    p_i64(&p, id);
+    int rc = run(s, P_CONV_DEL_IDEM, &p, NULL);
+    return rc != 0 ? rc : run(s, P_CONV_DEL_TURNS, &p, NULL);
+}
+
+static int pg_conv_delete(struct gw_store *base, int64_t org_id, const char *owner,
+                          const char *conv_id)
+{
+    struct pg *s = (struct pg *)base;
+    struct params p = {0};
+    int64_t id = 0;
+    int own, rc;
+    if ((rc = own_begin(s, &own)) != 0)
+        return rc;
+    p_i64(&p, org_id);
+    p_text(&p, owner);
+    p_text(&p, conv_id);
+    rc = delete_returning(s, P_CONV_DELETE, &p, &id);
+    if (rc == 0)
+        rc = id > 0 ? delete_content(s, id) : GW_ENOTFOUND;
+    return own_end(s, own, rc);
+}
+
+static int pg_conv_purge(struct gw_store *base, int64_t now_ms, int limit, int64_t *count)
+{
+    struct pg *s = (struct pg *)base;
+    struct params p = {0};
+    int rc = 0;
+    p_i64(&p, now_ms);
+    /* one conversation per transaction: no lock is held for long */
+    for (int i = 0; i < limit && rc == 0; i++) {
+        int64_t id = 0;
+        int own;
+        if ((rc = own_begin(s, &own)) != 0)
+            break;
+        rc = delete_returning(s, P_CONV_PURGE_ONE, &p, &id);
+        if (rc == 0 && id > 0)
+            rc = delete_content(s, id);
+        if ((rc = own_end(s, own, rc)) != 0 || id == 0)
+            break;
+        (*count)++;
+    }
+    return rc;
+}
+
+static int pg_conv_export(struct gw_store *base, int64_t org_id, int shared_only,
+                          int64_t from_ms, int64_t to_ms, int64_t after_id, int limit,
+                          gw_store_conv_cb cb, void *arg)
+{
+    struct params p = {0};
+    p_i64(&p, org_id);
+    p_i64(&p, shared_only);
+    p_i64(&p, from_ms);
+    p_i64(&p, to_ms);
+    p_i64(&p, after_id);
+    p_i64(&p, limit);
+    return conv_each((struct pg *)base, P_CONV_EXPORT, &p, cb, arg);
+}
+
+/* ---- audit trail ---- */
+
+static int pg_audit_append(struct gw_store *base, struct gw_audit *a)
+{
+    struct params p = {0};
+    p_i64(&p, a->created_ms);
+    p_i64(&p, a->org_id);
+    p_text(&p, a->actor);
+    p_text(&p, a->actor_role);
+    p_text(&p, a->action);
+    p_text(&p, a->target);
+    p_text(&p, a->request_id);
+    p_text(&p, a->detail);
+    return run_insert((struct pg *)base, P_AUDIT_INSERT, &p, &a->id);
+}
+
+static int pg_audit_list(struct gw_store *base, int64_t org_id, int64_t after_id, int limit,
+                         gw_store_audit_cb cb, void *arg)
+{
+    struct params p = {0};
+    PGresult *r;
+    if (org_id != 0)
+        p_i64(&p, org_id);
+    p_i64(&p, after_id);
+    p_i64(&p, limit);
+    int rc = run((struct pg *)base, org_id != 0 ? P_AUDIT_LIST : P_AUDIT_LIST_ALL, &p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        struct gw_audit a = {0};
+        a.id = col_i64(r, i, 0);
+        a.created_ms = col_i64(r, i, 1);
+        a.org_id = col_i64(r, i, 2);
+        col_text(r, i, 3, a.actor, sizeof(a.actor));
+        col_text(r, i, 4, a.actor_role, sizeof(a.actor_role));
+        col_text(r, i, 5, a.action, sizeof(a.action));
+        col_text(r, i, 6, a.target, sizeof(a.target));
+        col_text(r, i, 7, a.request_id, sizeof(a.request_id));
+        a.detail = PQgetisnull(r, i, 8) ? "{}" : PQgetvalue(r, i, 8);
+        if (cb(arg, &a) != 0)
+            break;
+    }
+    PQclear(r);
+    return rc;
+}
+
 static const struct gw_store_ops postgres_ops = {
     .name = "postgres",
     .free = pg_free,
@@ -1529,4 +1987,16 @@ static const struct gw_store_ops postgres_ops = {
     .idem_release = pg_idem_release,
     .idem_recover = pg_idem_recover,
     .idem_purge = pg_idem_purge,
+    .conv_append = pg_conv_append,
+    .conv_get = pg_conv_get,
+    .conv_get_shared = pg_conv_get_shared,
+    .conv_turns = pg_conv_turns,
+    .conv_list = pg_conv_list,
+    .conv_set_shared = pg_conv_set_shared,
+    .conv_set_summary = pg_conv_set_summary,
+    .conv_delete = pg_conv_delete,
+    .conv_export = pg_conv_export,
+    .conv_purge = pg_conv_purge,
+    .audit_append = pg_audit_append,
+    .audit_list = pg_audit_list,
 };

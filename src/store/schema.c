@@ -207,5 +207,71 @@ const char *const gw_schema_migrations[] = {
     "CREATE INDEX session_nonces_expires ON session_nonces(expires_ms);",
     /* 14: a subject session's request records its subject (its app client is the row's key) */
     "ALTER TABLE usage ADD COLUMN subject TEXT NOT NULL DEFAULT '';",
+    /* 15: conversations — what an org keeps of them (capture, retention, exports), each owner's
+     * conversations and their turns (numbered from 1, seq); indexed for the owner's list and the
+     * org's shared list (newest first; only shared rows are in its index, so capturing writes
+     * nothing there), exports (row id order) and the retention purge. The
+     * idempotency records of a deleted conversation's requests go with it: found by request */
+    "ALTER TABLE orgs ADD COLUMN capture INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE orgs ADD COLUMN retention_days BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE orgs ADD COLUMN export_all INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE conversations ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ref TEXT NOT NULL UNIQUE,"
+    "  org_id BIGINT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  conv_id TEXT NOT NULL,"
+    "  title TEXT NOT NULL DEFAULT '',"
+    "  shared INTEGER NOT NULL DEFAULT 0,"
+    "  turns BIGINT NOT NULL DEFAULT 0,"
+    "  summary TEXT NOT NULL DEFAULT '',"
+    "  summary_upto BIGINT NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL,"
+    "  updated_ms BIGINT NOT NULL,"
+    "  UNIQUE (org_id, owner, conv_id));"
+    "CREATE INDEX conversations_owner ON conversations(org_id, owner, updated_ms, id);"
+    "CREATE INDEX conversations_shared ON conversations(org_id, updated_ms, id) WHERE shared = 1;"
+    "CREATE INDEX conversations_updated ON conversations(org_id, updated_ms, id);"
+    "CREATE INDEX conversations_export ON conversations(org_id, id);"
+    "CREATE TABLE conversation_turns ("
+    "  conv BIGINT NOT NULL,"
+    "  seq BIGINT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  message TEXT NOT NULL,"
+    "  request_id TEXT NOT NULL DEFAULT '',"
+    "  model TEXT NOT NULL DEFAULT '',"
+    "  tokens BIGINT NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (conv, seq));"
+    "CREATE INDEX idempotency_request ON idempotency(request_id);",
+    /* 16: the audit trail, append only: listed per org (or all of it) in id order */
+    "CREATE TABLE audit_log ("
+    "  id INTEGER PRIMARY KEY,"
+    "  created_ms BIGINT NOT NULL,"
+    "  org_id BIGINT NOT NULL DEFAULT 0,"
+    "  actor TEXT NOT NULL DEFAULT '',"
+    "  actor_role TEXT NOT NULL DEFAULT '',"
+    "  action TEXT NOT NULL,"
+    "  target TEXT NOT NULL DEFAULT '',"
+    "  request_id TEXT NOT NULL DEFAULT '',"
+    "  detail TEXT NOT NULL DEFAULT '{}');"
+    "CREATE INDEX audit_log_org ON audit_log(org_id, id);",
+    /* 17: on SQLite a turn is one b-tree entry, not a row plus its key's index entry (every
+     * request's capture writes two) */
+    GW_SCHEMA_SQLITE_ONLY
+    "CREATE TABLE conversation_turns_v17 ("
+    "  conv BIGINT NOT NULL,"
+    "  seq BIGINT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  message TEXT NOT NULL,"
+    "  request_id TEXT NOT NULL DEFAULT '',"
+    "  model TEXT NOT NULL DEFAULT '',"
+    "  tokens BIGINT NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (conv, seq)) WITHOUT ROWID;"
+    "INSERT INTO conversation_turns_v17 SELECT conv, seq, role, message, request_id, model, "
+    "  tokens, created_ms FROM conversation_turns;"
+    "DROP TABLE conversation_turns;"
+    "ALTER TABLE conversation_turns_v17 RENAME TO conversation_turns;",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

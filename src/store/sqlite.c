@@ -74,6 +74,24 @@ enum stmt_id {
     S_IDEM_RELEASE,
     S_IDEM_RECOVER,
     S_IDEM_PURGE,
+    S_CONV_UPSERT,
+    S_TURN_INSERT,
+    S_CONV_GET,
+    S_CONV_GET_SHARED,
+    S_CONV_TURNS,
+    S_CONV_LIST_OWNER,
+    S_CONV_LIST_SHARED,
+    S_CONV_LIST_ORG,
+    S_CONV_SET_SHARED,
+    S_CONV_SET_SUMMARY,
+    S_CONV_DELETE,
+    S_CONV_PURGE_ONE,
+    S_CONV_DEL_IDEM,
+    S_CONV_DEL_TURNS,
+    S_CONV_EXPORT,
+    S_AUDIT_INSERT,
+    S_AUDIT_LIST,
+    S_AUDIT_LIST_ALL,
     S_COUNT
 };
 
@@ -86,7 +104,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ORG_GET] = "SELECT " ORG_COLS " FROM orgs WHERE slug = ?1",
     [S_ORG_SET] = "UPDATE orgs SET providers = ?2, models = ?3, rph = ?4, tph = ?5, "
                   "max_concurrent = ?6, daily_usd_micros = ?7, monthly_usd_micros = ?8, "
-                  "max_request_usd_micros = ?9 WHERE slug = ?1",
+                  "max_request_usd_micros = ?9, capture = ?10, retention_days = ?11, "
+                  "export_all = ?12 WHERE slug = ?1",
     [S_KEY_INSERT] = "INSERT INTO api_keys(key_id, key_hash, prefix, org_id, name, role, tier, "
                      "providers, models, rph, daily_usd_micros, monthly_usd_micros, created_ms, "
                      "tph, max_concurrent, max_request_usd_micros) "
@@ -194,6 +213,58 @@ static const char *const stmt_sql[S_COUNT] = {
                     "scope = ?1 AND id = ?2 AND second >= ?3 GROUP BY second ORDER BY second",
     [S_USAGE_RECOVER] = "UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
                         "settled_ms = ?1 WHERE state = 'reserved' AND (?2 = '' OR node = ?2)",
+    /* one statement creates or extends the conversation and answers its row: the turns it
+     * counts are the seqs the caller's turns take (the write lock is held from BEGIN IMMEDIATE
+     * to COMMIT, so appends never interleave) */
+    [S_CONV_UPSERT] = "INSERT INTO conversations(ref, org_id, owner, conv_id, title, turns, "
+                      "created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+                      "ON CONFLICT (org_id, owner, conv_id) DO UPDATE SET turns = turns + "
+                      "excluded.turns, updated_ms = max(updated_ms, excluded.updated_ms) "
+                      "RETURNING " CONV_COLS,
+    [S_TURN_INSERT] = "INSERT INTO conversation_turns(conv, " TURN_COLS ") VALUES (?1, ?2, ?3, ?4, "
+                      "?5, ?6, ?7, ?8)",
+    [S_CONV_GET] = "SELECT " CONV_COLS " FROM conversations WHERE org_id = ?1 AND owner = ?2 AND "
+                   "conv_id = ?3",
+    [S_CONV_GET_SHARED] = "SELECT " CONV_COLS " FROM conversations WHERE ref = ?2 AND org_id = ?1 "
+                          "AND shared = 1",
+    [S_CONV_TURNS] = "SELECT " TURN_COLS " FROM conversation_turns WHERE conv = ?1 AND seq > ?2 "
+                     "ORDER BY seq LIMIT ?3",
+/* newest first from the cursor (b: its two parameters); q: a LIKE pattern ("" none) */
+#define CONV_LIST_SQL(from, where, b, q, lim)                                                      \
+    "SELECT " CONV_LIST_COLS " FROM " from " WHERE org_id = ?1 " where " AND (updated_ms, "       \
+    "id) < (" b ") AND (" q " = '' OR title LIKE " q " ESCAPE '\\' OR EXISTS (SELECT 1 FROM "     \
+    "conversation_turns t WHERE t.conv = conversations.id AND t.message LIKE " q " ESCAPE "        \
+    "'\\')) ORDER BY updated_ms DESC, id DESC LIMIT " lim
+    [S_CONV_LIST_OWNER] = CONV_LIST_SQL("conversations",
+                                        "AND owner = ?2 AND (?3 = 0 OR shared = 1)", "?4, ?5",
+                                        "?6", "?7"),
+    /* without statistics the planner would take the full conversations_updated instead */
+    [S_CONV_LIST_SHARED] = CONV_LIST_SQL("conversations INDEXED BY conversations_shared",
+                                         "AND shared = 1", "?2, ?3", "?4", "?5"),
+    [S_CONV_LIST_ORG] = CONV_LIST_SQL("conversations", "", "?2, ?3", "?4", "?5"),
+    [S_CONV_SET_SHARED] = "UPDATE conversations SET shared = ?4 WHERE org_id = ?1 AND owner = ?2 "
+                          "AND conv_id = ?3",
+    [S_CONV_SET_SUMMARY] = "UPDATE conversations SET summary = ?2, summary_upto = ?3 WHERE id = ?1 "
+                           "AND summary_upto < ?3",
+    /* a deletion takes the row first, then what hangs on its id */
+    [S_CONV_DELETE] = "DELETE FROM conversations WHERE org_id = ?1 AND owner = ?2 AND conv_id = ?3 "
+                      "RETURNING id",
+    /* one conversation untouched past its org's retention; CROSS JOIN: SQLite takes the orgs
+     * first, then each one's range of old conversations (conversations_updated) */
+    [S_CONV_PURGE_ONE] = "DELETE FROM conversations WHERE id = (SELECT c.id FROM orgs o CROSS "
+                         "JOIN conversations c WHERE o.retention_days > 0 AND c.org_id = o.id AND "
+                         "c.updated_ms < ?1 - o.retention_days * 86400000 LIMIT 1) RETURNING id",
+    [S_CONV_DEL_IDEM] = "DELETE FROM idempotency WHERE request_id IN (SELECT request_id FROM "
+                        "conversation_turns WHERE conv = ?1 AND request_id <> '')",
+    [S_CONV_DEL_TURNS] = "DELETE FROM conversation_turns WHERE conv = ?1",
+    [S_CONV_EXPORT] = "SELECT " CONV_COLS " FROM conversations WHERE org_id = ?1 AND (?2 = 0 OR "
+                      "shared = 1) AND updated_ms >= ?3 AND updated_ms < ?4 AND id > ?5 ORDER BY "
+                      "id LIMIT ?6",
+    [S_AUDIT_INSERT] = "INSERT INTO audit_log(created_ms, org_id, actor, actor_role, action, "
+                       "target, request_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit_log WHERE org_id = ?1 AND id > ?2 ORDER BY "
+                     "id LIMIT ?3",
+    [S_AUDIT_LIST_ALL] = "SELECT " AUDIT_COLS " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",
 };
 
 struct sq_ckpt;
@@ -204,6 +275,7 @@ struct sq {
     sqlite3 *db;
     sqlite3_stmt *stmts[S_COUNT];
     int64_t busy_since_us;
+    int64_t busy_cap_us; /* how long on_busy waits (0: 5 s) */
     struct sq_ckpt *ckpt; /* writer mode: the thread that checkpoints the WAL */
     /* the key cache: valid while the database's key epoch is unchanged (see "the key cache") */
     _Atomic uint64_t *epoch;     /* mapped from "<db>-epoch"; NULL: no cache */
@@ -219,7 +291,7 @@ static int on_busy(void *arg, int count)
     int64_t now = gw_mono_us();
     if (count == 0)
         s->busy_since_us = now;
-    if (now - s->busy_since_us > 5000000)
+    if (now - s->busy_since_us > (s->busy_cap_us > 0 ? s->busy_cap_us : 5000000))
         return 0;
     struct timespec ts = {0, count < 10 ? 20000L : count < 100 ? 200000L : 2000000L};
     nanosleep(&ts, NULL);
@@ -334,7 +406,10 @@ int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
     sqlite3_busy_handler(s->db, on_busy, s);
     sqlite3_extended_result_codes(s->db, 0);
     if (sqlite3_exec(s->db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                     /* secure_delete: a deleted conversation's bytes are overwritten, not
+                      * left in free space */
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+                     "PRAGMA secure_delete=ON;",
                      NULL, NULL, NULL) != SQLITE_OK) {
         gw_errbuf_set(eb, "cannot set up %s: %s", path, sqlite3_errmsg(s->db));
         sq_free(&s->base);
@@ -626,6 +701,9 @@ static int sq_org_get(struct gw_store *base, const char *slug, struct gw_org *ou
         col_text(st, 4, out->providers, sizeof(out->providers));
         col_text(st, 5, out->models, sizeof(out->models));
         read_limits(st, 6, &out->limits);
+        out->conv.capture = sqlite3_column_int(st, ORG_COL_CONV) != 0;
+        out->conv.retention_days = sqlite3_column_int64(st, ORG_COL_CONV + 1);
+        out->conv.export_all = sqlite3_column_int(st, ORG_COL_CONV + 2) != 0;
     }
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
@@ -664,6 +742,9 @@ static int sq_org_set_policy(struct gw_store *base, const struct gw_org *o)
     bind_text(st, 2, o->providers);
     bind_text(st, 3, o->models);
     bind_limits(st, 4, &o->limits);
+    sqlite3_bind_int(st, 10, o->conv.capture != 0);
+    sqlite3_bind_int64(st, 11, o->conv.retention_days);
+    sqlite3_bind_int(st, 12, o->conv.export_all != 0);
     return key_changed(s, exec_done(s, st));
 }
 
@@ -740,6 +821,9 @@ static void read_key(sqlite3_stmt *st, struct gw_key_rec *k)
     col_text(st, 19, k->org_providers, sizeof(k->org_providers));
     col_text(st, 20, k->org_models, sizeof(k->org_models));
     read_limits(st, 21, &k->org_limits);
+    k->org_conv.capture = sqlite3_column_int(st, KEY_COL_ORG_CONV) != 0;
+    k->org_conv.retention_days = sqlite3_column_int64(st, KEY_COL_ORG_CONV + 1);
+    k->org_conv.export_all = sqlite3_column_int(st, KEY_COL_ORG_CONV + 2) != 0;
 }
 
 static int key_one(struct sq *s, enum stmt_id id, const char *arg, struct gw_key_rec *out)
@@ -1526,6 +1610,419 @@ static int sq_session_purge(struct gw_store *base, int64_t now_ms, int limit, in
     return 0;
 }
 
+/* ---- conversations ----
+ * An operation that changes several rows runs in a transaction of its own, or joins the
+ * caller's when one is open (its COMMIT is then the caller's). Rows handed to callbacks point
+ * into SQLite's own column buffers: valid until the next step, that is during the callback. */
+
+/* Begin a transaction unless the caller has one open: *own = 1 when this one is ours. */
+static int own_begin(struct sq *s, int *own)
+{
+    *own = sqlite3_get_autocommit(s->db);
+    return *own ? sq_tx(&s->base, "BEGIN") : 0;
+}
+
+/* End what own_begin began: COMMIT after success (rc 0), else ROLLBACK. Returns the result. */
+static int own_end(struct sq *s, int own, int rc)
+{
+    if (!own)
+        return rc;
+    if (rc == 0)
+        rc = sq_tx(&s->base, "COMMIT");
+    if (rc != 0 && !sqlite3_get_autocommit(s->db)) /* SQLite may have ended it already */
+        (void)sq_tx(&s->base, "ROLLBACK");
+    return rc;
+}
+
+/* Read a conversation's row (CONV_COLS). dup: the summary as a new string (GW_ENOMEM), else
+ * SQLite's own buffer. */
+static int read_conv(sqlite3_stmt *st, struct gw_conv *c, int dup)
+{
+    memset(c, 0, sizeof(*c));
+    c->id = sqlite3_column_int64(st, 0);
+    col_text(st, 1, c->ref, sizeof(c->ref));
+    c->org_id = sqlite3_column_int64(st, 2);
+    col_text(st, 3, c->owner, sizeof(c->owner));
+    col_text(st, 4, c->conv_id, sizeof(c->conv_id));
+    col_text(st, 5, c->title, sizeof(c->title));
+    c->shared = sqlite3_column_int(st, 6) != 0;
+    c->turns = sqlite3_column_int64(st, 7);
+    c->summary_upto = sqlite3_column_int64(st, 9);
+    c->created_ms = sqlite3_column_int64(st, 10);
+    c->updated_ms = sqlite3_column_int64(st, 11);
+    if (dup)
+        return (c->summary = col_dup(st, 8, NULL)) != NULL ? 0 : GW_ENOMEM;
+    const unsigned char *t = sqlite3_column_text(st, 8);
+    c->summary = t != NULL ? (char *)t : (char *)"";
+    return 0;
+}
+
+static int sq_conv_append(struct gw_store *base, const struct gw_conv_append *a,
+                          struct gw_conv *conv)
+{
+    struct sq *s = (struct sq *)base;
+    struct gw_conv row = {0};
+    int own, rc, found = 0;
+
+    if ((rc = own_begin(s, &own)) != 0)
+        return rc;
+    sqlite3_stmt *st = stmt(s, S_CONV_UPSERT);
+    if (st == NULL) {
+        rc = GW_ESTORE;
+        goto out;
+    }
+    bind_text(st, 1, a->ref);
+    sqlite3_bind_int64(st, 2, a->org_id);
+    bind_text(st, 3, a->owner);
+    bind_text(st, 4, a->conv_id);
+    bind_text(st, 5, a->title);
+    sqlite3_bind_int64(st, 6, a->n);
+    sqlite3_bind_int64(st, 7, a->now_ms);
+    int step = sqlite3_step(st);
+    rc = step == SQLITE_ROW ? read_conv(st, &row, conv != NULL) : 0;
+    found = step == SQLITE_ROW;
+    while (step == SQLITE_ROW)
+        step = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = err_from(s, step, NULL);
+    else if (rc == 0 && !found)
+        rc = GW_ESTORE;
+    for (int i = 0; rc == 0 && i < a->n; i++) {
+        const struct gw_conv_turn *t = &a->turns[i];
+        if ((st = stmt(s, S_TURN_INSERT)) == NULL) {
+            rc = GW_ESTORE;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, row.id);
+        sqlite3_bind_int64(st, 2, row.turns - a->n + 1 + i);
+        bind_text(st, 3, t->role);
+        sqlite3_bind_text(st, 4, t->message, (int)t->message_len, SQLITE_TRANSIENT);
+        bind_text(st, 5, t->request_id);
+        bind_text(st, 6, t->model);
+        sqlite3_bind_int64(st, 7, t->tokens);
+        sqlite3_bind_int64(st, 8, t->created_ms != 0 ? t->created_ms : a->now_ms);
+        rc = exec_done(s, st);
+    }
+out:
+    rc = own_end(s, own, rc);
+    if (found && conv != NULL) {
+        if (rc == 0)
+            *conv = row; /* transferred */
+        else
+            gw_conv_cleanup(&row);
+    }
+    return rc;
+}
+
+/* The one conversation statement id (bound) gives, with its summary (new). */
+static int conv_one(struct sq *s, sqlite3_stmt *st, struct gw_conv *out)
+{
+    int rc = sqlite3_step(st);
+    int err = rc == SQLITE_ROW ? read_conv(st, out, 1) : 0;
+    sqlite3_reset(st);
+    if (err != 0)
+        return err;
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : err_from(s, rc, NULL);
+}
+
+static int sq_conv_get(struct gw_store *base, int64_t org_id, const char *owner,
+                       const char *conv_id, struct gw_conv *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_CONV_GET);
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, org_id);
+    bind_text(st, 2, owner);
+    bind_text(st, 3, conv_id);
+    return conv_one(s, st, out);
+}
+
+static int sq_conv_get_shared(struct gw_store *base, int64_t org_id, const char *ref,
+                              struct gw_conv *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_CONV_GET_SHARED);
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, org_id);
+    bind_text(st, 2, ref);
+    return conv_one(s, st, out);
+}
+
+static int sq_conv_turns(struct gw_store *base, int64_t conv, int64_t after_seq, int limit,
+                         gw_store_turn_cb cb, void *arg)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_CONV_TURNS);
+    int rc;
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, conv);
+    sqlite3_bind_int64(st, 2, after_seq);
+    sqlite3_bind_int(st, 3, limit > 0 ? limit : -1); /* negative: no limit */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct gw_conv_turn t = {0};
+        const unsigned char *m = sqlite3_column_text(st, 2);
+        t.seq = sqlite3_column_int64(st, 0);
+        col_text(st, 1, t.role, sizeof(t.role));
+        t.message = m != NULL ? (char *)m : (char *)"";
+        t.message_len = m != NULL ? (size_t)sqlite3_column_bytes(st, 2) : 0;
+        col_text(st, 3, t.request_id, sizeof(t.request_id));
+        col_text(st, 4, t.model, sizeof(t.model));
+        t.tokens = sqlite3_column_int64(st, 5);
+        t.created_ms = sqlite3_column_int64(st, 6);
+        if (cb(arg, &t) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+/* cb for each conversation the bound st gives (summary: SQLite's buffer). */
+static int conv_each(sqlite3_stmt *st, gw_store_conv_cb cb, void *arg)
+{
+    struct gw_conv c;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        (void)read_conv(st, &c, 0);
+        if (cb(arg, &c) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+static int sq_conv_list(struct gw_store *base, const struct gw_conv_filter *f,
+                        gw_store_conv_cb cb, void *arg)
+{
+    struct sq *s = (struct sq *)base;
+    /* one statement per index: the owner's, the org's shared ones, all of the org's */
+    enum stmt_id id = f->owner != NULL ? S_CONV_LIST_OWNER
+                      : f->shared_only ? S_CONV_LIST_SHARED
+                                       : S_CONV_LIST_ORG;
+    sqlite3_stmt *st = stmt(s, id);
+    int i = 1;
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, i++, f->org_id);
+    if (id == S_CONV_LIST_OWNER) {
+        bind_text(st, i++, f->owner);
+        sqlite3_bind_int(st, i++, f->shared_only != 0);
+    }
+    sqlite3_bind_int64(st, i++, f->before_ms);
+    sqlite3_bind_int64(st, i++, f->before_id);
+    bind_text(st, i++, f->q);
+    sqlite3_bind_int(st, i, f->limit);
+    return conv_each(st, cb, arg);
+}
+
+static int sq_conv_set_shared(struct gw_store *base, int64_t org_id, const char *owner,
+                              const char *conv_id, int shared)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_CONV_SET_SHARED);
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, org_id);
+    bind_text(st, 2, owner);
+    bind_text(st, 3, conv_id);
+    sqlite3_bind_int(st, 4, shared);
+    int rc = exec_done(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return GW_ENOTFOUND;
+    return rc;
+}
+
+static int sq_conv_set_summary(struct gw_store *base, int64_t conv, const char *summary,
+                               int64_t upto)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_CONV_SET_SUMMARY);
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, conv);
+    bind_text(st, 2, summary);
+    sqlite3_bind_int64(st, 3, upto);
+    return exec_done(s, st); /* no row changed: a summary as long is there already */
+}
+
+/* Run the bound DELETE … RETURNING id st: *id, 0 when it deleted nothing. */
+static int delete_returning(struct sq *s, sqlite3_stmt *st, int64_t *id)
+{
+    int rc = sqlite3_step(st);
+    *id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : err_from(s, rc, NULL);
+}
+
+/* What hangs on a deleted conversation's row id: the idempotency records of the requests that
+ * added its turns (they hold the answers), then the turns. */
+static int delete_content(struct sq *s, int64_t id)
+{
+    static const enum stmt_id steps[] = {S_CONV_DEL_IDEM, S_CONV_DEL_TURNS};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        sqlite3_stmt *st = stmt(s, steps[i]);
+        if (st == NULL)
+            return GW_ESTORE;
+        sqlite3_bind_int64(st, 1, id);
+        int rc = exec_done(s, st);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* After deletions have committed: copy the WAL into the database and empty it, so that the
+ * deleted rows' old frames are gone too (secure_delete has zeroed them in the new ones). A
+ * passive checkpoint first copies the bulk without blocking anyone; the truncating one holds
+ * new writers back while it waits for readers, so it waits briefly. Best effort: a reader
+ * still on an old snapshot keeps the WAL busy, and the next checkpoint that completes does it
+ * (the rows are deleted either way). */
+static void wipe_wal(struct sq *s)
+{
+    (void)sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    s->busy_cap_us = 250000;
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    s->busy_cap_us = 0;
+    if (rc == SQLITE_BUSY)
+        GW_LOG_DEBUG("store", "WAL checkpoint after a deletion: busy, left to the next one");
+    else if (rc != SQLITE_OK)
+        GW_LOG_WARN("store", "WAL checkpoint after a deletion failed: %s", sqlite3_errmsg(s->db));
+}
+
+static int sq_conv_delete(struct gw_store *base, int64_t org_id, const char *owner,
+                          const char *conv_id)
+{
+    struct sq *s = (struct sq *)base;
+    int64_t id = 0;
+    int own, rc;
+    if ((rc = own_begin(s, &own)) != 0)
+        return rc;
+    sqlite3_stmt *st = stmt(s, S_CONV_DELETE);
+    if (st == NULL) {
+        rc = GW_ESTORE;
+    } else {
+        sqlite3_bind_int64(st, 1, org_id);
+        bind_text(st, 2, owner);
+        bind_text(st, 3, conv_id);
+        rc = delete_returning(s, st, &id);
+    }
+    if (rc == 0)
+        rc = id > 0 ? delete_content(s, id) : GW_ENOTFOUND;
+    rc = own_end(s, own, rc);
+    if (rc == 0 && own) /* in the caller's transaction nothing is committed yet */
+        wipe_wal(s);
+    return rc;
+}
+
+static int sq_conv_purge(struct gw_store *base, int64_t now_ms, int limit, int64_t *count)
+{
+    struct sq *s = (struct sq *)base;
+    int rc = 0, joined = !sqlite3_get_autocommit(s->db);
+    /* one conversation per transaction: the write lock is never held for long */
+    for (int i = 0; i < limit && rc == 0; i++) {
+        int64_t id = 0;
+        int own;
+        if ((rc = own_begin(s, &own)) != 0)
+            break;
+        sqlite3_stmt *st = stmt(s, S_CONV_PURGE_ONE);
+        if (st == NULL) {
+            rc = GW_ESTORE;
+        } else {
+            sqlite3_bind_int64(st, 1, now_ms);
+            rc = delete_returning(s, st, &id);
+        }
+        if (rc == 0 && id > 0)
+            rc = delete_content(s, id);
+        if ((rc = own_end(s, own, rc)) != 0 || id == 0)
+            break;
+        (*count)++;
+    }
+    if (*count > 0 && !joined)
+        wipe_wal(s);
+    return rc;
+}
+
+static int sq_conv_export(struct gw_store *base, int64_t org_id, int shared_only,
+                          int64_t from_ms, int64_t to_ms, int64_t after_id, int limit,
+                          gw_store_conv_cb cb, void *arg)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_CONV_EXPORT);
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, org_id);
+    sqlite3_bind_int(st, 2, shared_only);
+    sqlite3_bind_int64(st, 3, from_ms);
+    sqlite3_bind_int64(st, 4, to_ms);
+    sqlite3_bind_int64(st, 5, after_id);
+    sqlite3_bind_int(st, 6, limit);
+    return conv_each(st, cb, arg);
+}
+
+/* ---- audit trail ---- */
+
+static int sq_audit_append(struct gw_store *base, struct gw_audit *a)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_AUDIT_INSERT);
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, a->created_ms);
+    sqlite3_bind_int64(st, 2, a->org_id);
+    bind_text(st, 3, a->actor);
+    bind_text(st, 4, a->actor_role);
+    bind_text(st, 5, a->action);
+    bind_text(st, 6, a->target);
+    bind_text(st, 7, a->request_id);
+    bind_text(st, 8, a->detail);
+    int rc = exec_done(s, st);
+    if (rc == 0)
+        a->id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+static int sq_audit_list(struct gw_store *base, int64_t org_id, int64_t after_id, int limit,
+                         gw_store_audit_cb cb, void *arg)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, org_id != 0 ? S_AUDIT_LIST : S_AUDIT_LIST_ALL);
+    int i = 1, rc;
+    if (st == NULL)
+        return GW_ESTORE;
+    if (org_id != 0)
+        sqlite3_bind_int64(st, i++, org_id);
+    sqlite3_bind_int64(st, i++, after_id);
+    sqlite3_bind_int(st, i, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct gw_audit a = {0};
+        const unsigned char *d = sqlite3_column_text(st, 8);
+        a.id = sqlite3_column_int64(st, 0);
+        a.created_ms = sqlite3_column_int64(st, 1);
+        a.org_id = sqlite3_column_int64(st, 2);
+        col_text(st, 3, a.actor, sizeof(a.actor));
+        col_text(st, 4, a.actor_role, sizeof(a.actor_role));
+        col_text(st, 5, a.action, sizeof(a.action));
+        col_text(st, 6, a.target, sizeof(a.target));
+        col_text(st, 7, a.request_id, sizeof(a.request_id));
+        a.detail = d != NULL ? (const char *)d : "{}";
+        if (cb(arg, &a) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
 static const struct gw_store_ops sqlite_ops = {
     .name = "sqlite",
     .writer_mode = sq_writer_mode,
@@ -1572,4 +2069,16 @@ static const struct gw_store_ops sqlite_ops = {
     .idem_release = sq_idem_release,
     .idem_recover = sq_idem_recover,
     .idem_purge = sq_idem_purge,
+    .conv_append = sq_conv_append,
+    .conv_get = sq_conv_get,
+    .conv_get_shared = sq_conv_get_shared,
+    .conv_turns = sq_conv_turns,
+    .conv_list = sq_conv_list,
+    .conv_set_shared = sq_conv_set_shared,
+    .conv_set_summary = sq_conv_set_summary,
+    .conv_delete = sq_conv_delete,
+    .conv_export = sq_conv_export,
+    .conv_purge = sq_conv_purge,
+    .audit_append = sq_audit_append,
+    .audit_list = sq_audit_list,
 };

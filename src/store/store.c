@@ -2,9 +2,11 @@
  * store/store — the public store interface, dispatched to the backend the URL names.
  */
 #include <openssl/crypto.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/util.h"
 
 #include "store/store_int.h"
 
@@ -48,8 +50,13 @@ int gw_store_org_get(struct gw_store *s, const char *slug, struct gw_org *out)
     return s->ops->org_get(s, slug, out);
 }
 
+/* retention_days * 86400000 stays far from int64's end (some 2,700 years at most) */
+#define RETENTION_DAYS_MAX 1000000
+
 int gw_store_org_set_policy(struct gw_store *s, const struct gw_org *o)
 {
+    if (o->conv.retention_days < 0 || o->conv.retention_days > RETENTION_DAYS_MAX)
+        return GW_EINVAL;
     return s->ops->org_set_policy(s, o);
 }
 
@@ -316,4 +323,220 @@ int gw_store_idem_recover(struct gw_store *s, const char *node, int64_t *count)
 int gw_store_idem_purge(struct gw_store *s, int64_t now_ms, int limit, int64_t *count)
 {
     return s->ops->idem_purge(s, now_ms, limit, count);
+}
+
+/* ---- conversations ----
+ * The arguments are checked here, once for both backends: the strings that are read back into
+ * fixed fields must fit them (a longer one is refused, but a title is cut at a UTF-8 character
+ * boundary), and the stored text is bounded. */
+
+/* Is s a string of 1..max-1 bytes? */
+static int fits(const char *s, size_t max)
+{
+    return s != NULL && s[0] != '\0' && strlen(s) < max;
+}
+
+static size_t turn_len(const struct gw_conv_turn *t)
+{
+    return t->message_len != 0 ? t->message_len : strlen(t->message);
+}
+
+static int check_turn(const struct gw_conv_turn *t)
+{
+    if (t->message == NULL || !fits(t->role, sizeof(t->role)) ||
+        strnlen(t->request_id, sizeof(t->request_id)) >= sizeof(t->request_id) ||
+        strnlen(t->model, sizeof(t->model)) >= sizeof(t->model))
+        return GW_EINVAL;
+    size_t n = turn_len(t);
+    if (n > GW_CONV_MESSAGE_MAX)
+        return GW_ETOOBIG;
+    /* text: PostgreSQL's cannot hold a NUL, so neither backend stores one */
+    return memchr(t->message, '\0', n) != NULL ? GW_EINVAL : 0;
+}
+
+void gw_conv_cleanup(struct gw_conv *c)
+{
+    if (c == NULL)
+        return;
+    if (c->summary != NULL) /* what a conversation said: wiped before it is freed */
+        OPENSSL_cleanse(c->summary, strlen(c->summary));
+    gw_free(c->summary);
+    c->summary = NULL;
+}
+
+int gw_store_conv_append(struct gw_store *s, const struct gw_conv_append *a, struct gw_conv *conv)
+{
+    struct gw_conv_append copy;
+    struct gw_conv_turn *turns = NULL;
+    char title[sizeof(((struct gw_conv *)0)->title)];
+    int rc;
+
+    if (conv != NULL)
+        memset(conv, 0, sizeof(*conv));
+    if (a == NULL || !fits(a->owner, GW_CONV_OWNER_MAX) || !fits(a->conv_id, GW_CONV_ID_MAX) ||
+        !fits(a->ref, sizeof(((struct gw_conv *)0)->ref)) || a->n < 0 ||
+        (a->n > 0 && a->turns == NULL))
+        return GW_EINVAL;
+    for (int i = 0; i < a->n; i++)
+        if ((rc = check_turn(&a->turns[i])) != 0)
+            return rc;
+    /* the title is the start of a message: cut to fit, never inside a UTF-8 character */
+    size_t tn = a->title != NULL ? strlen(a->title) : 0;
+    if (tn >= sizeof(title)) {
+        tn = sizeof(title) - 1;
+        while (tn > 0 && ((unsigned char)a->title[tn] & 0xC0) == 0x80)
+            tn--;
+    }
+    if (tn > 0)
+        memcpy(title, a->title, tn);
+    title[tn] = '\0';
+    copy = *a;
+    copy.title = title;
+    if (a->n > 0) { /* each message_len set (0 meant: up to the NUL) */
+        if ((turns = gw_calloc((size_t)a->n, sizeof(*turns))) == NULL)
+            return GW_ENOMEM;
+        for (int i = 0; i < a->n; i++) {
+            turns[i] = a->turns[i];
+            turns[i].message_len = turn_len(&a->turns[i]);
+        }
+        copy.turns = turns;
+    }
+    rc = s->ops->conv_append(s, &copy, conv);
+    gw_free(turns);
+    return rc;
+}
+
+int gw_store_conv_get(struct gw_store *s, int64_t org_id, const char *owner, const char *conv_id,
+                      struct gw_conv *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (owner == NULL || conv_id == NULL)
+        return GW_EINVAL;
+    return s->ops->conv_get(s, org_id, owner, conv_id, out);
+}
+
+int gw_store_conv_get_shared(struct gw_store *s, int64_t org_id, const char *ref,
+                             struct gw_conv *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (ref == NULL)
+        return GW_EINVAL;
+    return s->ops->conv_get_shared(s, org_id, ref, out);
+}
+
+int gw_store_conv_turns(struct gw_store *s, int64_t conv, int64_t after_seq, int limit,
+                        gw_store_turn_cb cb, void *arg)
+{
+    if (limit < 0 || cb == NULL)
+        return GW_EINVAL;
+    return s->ops->conv_turns(s, conv, after_seq, limit, cb, arg);
+}
+
+#define CONV_Q_MAX 512 /* a search text's bytes */
+
+int gw_store_conv_list(struct gw_store *s, const struct gw_conv_filter *f, gw_store_conv_cb cb,
+                       void *arg)
+{
+    struct gw_conv_filter copy;
+    char pattern[2 * CONV_Q_MAX + 3];
+    size_t n = 0;
+
+    if (f == NULL || cb == NULL || f->limit < 0)
+        return GW_EINVAL;
+    copy = *f;
+    /* q as a LIKE pattern: its own %, _ and \ taken literally (ESCAPE '\') */
+    if (f->q != NULL && f->q[0] != '\0') {
+        if (strlen(f->q) > CONV_Q_MAX)
+            return GW_ETOOBIG;
+        pattern[n++] = '%';
+        for (const char *q = f->q; *q != '\0'; q++) {
+            if (*q == '%' || *q == '_' || *q == '\\')
+                pattern[n++] = '\\';
+            pattern[n++] = *q;
+        }
+        pattern[n++] = '%';
+    }
+    pattern[n] = '\0';
+    copy.q = pattern;
+    if (copy.before_ms <= 0) { /* from the newest: a cursor past every row */
+        copy.before_ms = INT64_MAX;
+        copy.before_id = INT64_MAX;
+    }
+    return s->ops->conv_list(s, &copy, cb, arg);
+}
+
+int gw_store_conv_set_shared(struct gw_store *s, int64_t org_id, const char *owner,
+                             const char *conv_id, int shared)
+{
+    if (owner == NULL || conv_id == NULL)
+        return GW_EINVAL;
+    return s->ops->conv_set_shared(s, org_id, owner, conv_id, shared != 0);
+}
+
+int gw_store_conv_set_summary(struct gw_store *s, int64_t conv, const char *summary, int64_t upto)
+{
+    if (summary == NULL)
+        summary = "";
+    if (upto < 0)
+        return GW_EINVAL;
+    if (strlen(summary) > GW_CONV_SUMMARY_MAX)
+        return GW_ETOOBIG;
+    return s->ops->conv_set_summary(s, conv, summary, upto);
+}
+
+int gw_store_conv_delete(struct gw_store *s, int64_t org_id, const char *owner,
+                         const char *conv_id)
+{
+    if (owner == NULL || conv_id == NULL)
+        return GW_EINVAL;
+    return s->ops->conv_delete(s, org_id, owner, conv_id);
+}
+
+int gw_store_conv_export(struct gw_store *s, int64_t org_id, int shared_only, int64_t from_ms,
+                         int64_t to_ms, int64_t after_id, int limit, gw_store_conv_cb cb,
+                         void *arg)
+{
+    if (limit < 0 || cb == NULL)
+        return GW_EINVAL;
+    return s->ops->conv_export(s, org_id, shared_only != 0, from_ms,
+                               to_ms > 0 ? to_ms : INT64_MAX, after_id, limit, cb, arg);
+}
+
+int gw_store_conv_purge(struct gw_store *s, int64_t now_ms, int limit, int64_t *count)
+{
+    *count = 0;
+    if (limit < 0)
+        return GW_EINVAL;
+    return s->ops->conv_purge(s, now_ms, limit, count);
+}
+
+/* ---- audit trail ---- */
+
+int gw_store_audit_append(struct gw_store *s, struct gw_audit *a)
+{
+    struct gw_audit copy;
+    if (a == NULL || !fits(a->action, sizeof(a->action)) ||
+        strnlen(a->actor, sizeof(a->actor)) >= sizeof(a->actor) ||
+        strnlen(a->actor_role, sizeof(a->actor_role)) >= sizeof(a->actor_role) ||
+        strnlen(a->target, sizeof(a->target)) >= sizeof(a->target) ||
+        strnlen(a->request_id, sizeof(a->request_id)) >= sizeof(a->request_id))
+        return GW_EINVAL;
+    if (a->detail != NULL && strlen(a->detail) > GW_AUDIT_DETAIL_MAX)
+        return GW_ETOOBIG;
+    if (a->created_ms == 0)
+        a->created_ms = gw_now_ms();
+    copy = *a;
+    copy.detail = a->detail != NULL && a->detail[0] != '\0' ? a->detail : "{}";
+    int rc = s->ops->audit_append(s, &copy);
+    if (rc == 0)
+        a->id = copy.id;
+    return rc;
+}
+
+int gw_store_audit_list(struct gw_store *s, int64_t org_id, int64_t after_id, int limit,
+                        gw_store_audit_cb cb, void *arg)
+{
+    if (limit < 0 || cb == NULL)
+        return GW_EINVAL;
+    return s->ops->audit_list(s, org_id, after_id, limit, cb, arg);
 }

@@ -29,6 +29,13 @@ struct gw_limit_set {
     int64_t max_request_usd_micros; /* the worst case of one request */
 };
 
+/* What an org keeps of its conversations (capture settings). */
+struct gw_conv_policy {
+    int capture;            /* 1 (the default): every prompt/answer pair is stored */
+    int64_t retention_days; /* conversations untouched this many days are deleted; 0 = kept */
+    int export_all;         /* 1: an admin's export may include private conversations (0) */
+};
+
 /* An org and its policy: allowlists (comma-separated; "" = all) and org-wide limits, counted
  * over all of its keys together. */
 struct gw_org {
@@ -39,6 +46,7 @@ struct gw_org {
     char providers[256];
     char models[1024];
     struct gw_limit_set limits;
+    struct gw_conv_policy conv;
 };
 
 /* Roles: "superadmin" (bootstrap key, no org), "org_admin", "member". */
@@ -61,6 +69,7 @@ struct gw_key_rec {
     char org_providers[256];
     char org_models[1024];
     struct gw_limit_set org_limits;
+    struct gw_conv_policy org_conv; /* the superadmin's (no org): capture on, nothing else */
 };
 
 /* A usage row; created at reservation (state "reserved") and settled after the call.
@@ -112,7 +121,7 @@ GW_NODISCARD int gw_store_schema_version(struct gw_store *s, int *out);
 GW_NODISCARD int gw_store_org_create(struct gw_store *s, const char *slug, const char *name,
                                      int64_t *id_out);
 GW_NODISCARD int gw_store_org_get(struct gw_store *s, const char *slug, struct gw_org *out);
-/* Replace the org's policy (providers, models, limits) by slug. GW_ENOTFOUND if unknown. */
+/* Replace the org's policy (providers, models, limits, conv) by slug. GW_ENOTFOUND if unknown. */
 GW_NODISCARD int gw_store_org_set_policy(struct gw_store *s, const struct gw_org *o);
 
 /* Keys. insert: fills rec->id and rec->created_ms; key_id must be unique (GW_EEXIST). */
@@ -357,5 +366,130 @@ GW_NODISCARD int gw_store_usage_list(struct gw_store *s, const struct gw_usage_f
 /* Mark rows still "reserved" by node (left by its dead process; "" = by any node) as
  * "uncertain" charged at their reserved cost. Returns the number of rows changed in *count. */
 GW_NODISCARD int gw_store_usage_recover(struct gw_store *s, const char *node, int64_t *count);
+
+/* ---- conversations (src/conv) ----
+ * A conversation belongs to one owner in one org: owner is "key:<key_id>" for an API key's,
+ * "subject:<app client id>:<subject>" for a subject session's. conv_id is the caller's own
+ * conversation_id (unique per org and owner); ref is its public id ("cv_" + 24 hex digits),
+ * by which the org sees it once shared and exports name it. Turns are numbered from 1 (seq);
+ * message is the JSON text of one chat message ({"role", "content", ...}). */
+#define GW_CONV_ID_MAX 128
+#define GW_CONV_OWNER_MAX 200
+struct gw_conv {
+    int64_t id;                   /* row id */
+    char ref[32];
+    int64_t org_id;
+    char owner[GW_CONV_OWNER_MAX];
+    char conv_id[GW_CONV_ID_MAX];
+    char title[128];              /* the start of its first user message */
+    int shared;
+    int64_t turns;                /* turns stored: the seq of the last one */
+    char *summary;                /* owned: what turns 1..summary_upto said ("" none) */
+    int64_t summary_upto;
+    int64_t created_ms, updated_ms;
+};
+/* Free conv's owned strings (NULL-safe) and zero them. */
+void gw_conv_cleanup(struct gw_conv *c);
+struct gw_conv_turn {
+    int64_t seq;                  /* set by the store */
+    char role[16];                /* "user" | "assistant" | "tool" | ... */
+    char *message;                /* JSON text; owned by whoever filled it */
+    size_t message_len;           /* (to append: 0 means up to the NUL) */
+    char request_id[80];          /* the request that added it */
+    char model[64];               /* an answer's model ("" for the caller's turns) */
+    int64_t tokens;               /* its token estimate */
+    int64_t created_ms;
+};
+/* Append n turns to the owner's conversation conv_id, creating it (with ref and title) when
+ * new, atomically (concurrent appends get consecutive seqs, never the same); inside the
+ * caller's transaction when one is open. *conv gets the conversation's row as it is after the
+ * append (owned summary: gw_conv_cleanup); may be NULL. A message over 1 MiB is GW_ETOOBIG; a
+ * title longer than the field is cut (at a UTF-8 character's boundary); GW_EEXIST when a new
+ * conversation's ref is taken. */
+struct gw_conv_append {
+    int64_t org_id;
+    const char *owner;
+    const char *conv_id;
+    const char *ref;              /* for a new conversation */
+    const char *title;            /* for a new conversation */
+    const struct gw_conv_turn *turns;
+    int n;
+    int64_t now_ms;
+};
+GW_NODISCARD int gw_store_conv_append(struct gw_store *s, const struct gw_conv_append *a,
+                                      struct gw_conv *conv);
+/* The owner's conversation conv_id. GW_ENOTFOUND if there is none (in that org, of that
+ * owner). */
+GW_NODISCARD int gw_store_conv_get(struct gw_store *s, int64_t org_id, const char *owner,
+                                   const char *conv_id, struct gw_conv *out);
+/* A conversation of the org by ref, only when it is shared (GW_ENOTFOUND otherwise). */
+GW_NODISCARD int gw_store_conv_get_shared(struct gw_store *s, int64_t org_id, const char *ref,
+                                          struct gw_conv *out);
+/* cb for each turn of conversation (row id) conv with seq > after_seq, in seq order, at most
+ * limit (0: all). The turn (and its message) is the store's, valid during cb only. cb returns
+ * non-zero to stop. */
+typedef int (*gw_store_turn_cb)(void *arg, const struct gw_conv_turn *t);
+GW_NODISCARD int gw_store_conv_turns(struct gw_store *s, int64_t conv, int64_t after_seq,
+                                     int limit, gw_store_turn_cb cb, void *arg);
+/* Conversations, newest first (updated_ms, then row id, descending), strictly after the cursor
+ * (before_ms, before_id; 0, 0: from the newest), at most limit. Filters: org_id (always);
+ * owner (NULL: any); shared_only; q (NULL or "": none) — a text that the title or one of the
+ * turns' messages contains (case-insensitive for ASCII). cb gets the store's row (summary not
+ * filled: ""), valid during cb only; it returns non-zero to stop. */
+struct gw_conv_filter {
+    int64_t org_id;
+    const char *owner;
+    int shared_only;
+    const char *q;
+    int64_t before_ms, before_id;
+    int limit;
+};
+typedef int (*gw_store_conv_cb)(void *arg, const struct gw_conv *c);
+GW_NODISCARD int gw_store_conv_list(struct gw_store *s, const struct gw_conv_filter *f,
+                                    gw_store_conv_cb cb, void *arg);
+/* Share (1) or withdraw (0) the owner's conversation. GW_ENOTFOUND if none. */
+GW_NODISCARD int gw_store_conv_set_shared(struct gw_store *s, int64_t org_id, const char *owner,
+                                          const char *conv_id, int shared);
+/* Record a summary of turns 1..upto, unless one of as many turns or more is there already (that,
+ * and an unknown conv, are no error). A summary over 64 KiB is GW_ETOOBIG. */
+GW_NODISCARD int gw_store_conv_set_summary(struct gw_store *s, int64_t conv, const char *summary,
+                                           int64_t upto);
+/* Delete the owner's conversation: its turns, its row, and the idempotency records of the
+ * requests that added turns (they hold the answers' bytes), so that nothing of it is left to
+ * read. SQLite overwrites the freed bytes (secure_delete) and checkpoints the WAL so that its
+ * old frames go too. Usage rows stay (they hold no content). GW_ENOTFOUND if none. */
+GW_NODISCARD int gw_store_conv_delete(struct gw_store *s, int64_t org_id, const char *owner,
+                                      const char *conv_id);
+/* Exports: the org's conversations (shared_only: shared ones) with updated_ms in
+ * [from_ms, to_ms) (to_ms 0: no end), in row id order after after_id, at most limit; cb as
+ * for gw_store_conv_list but with summary filled (valid during cb only). */
+GW_NODISCARD int gw_store_conv_export(struct gw_store *s, int64_t org_id, int shared_only,
+                                      int64_t from_ms, int64_t to_ms, int64_t after_id, int limit,
+                                      gw_store_conv_cb cb, void *arg);
+/* Delete (as gw_store_conv_delete) up to limit conversations untouched longer than their org's
+ * retention_days (orgs with retention_days > 0). *count: how many. */
+GW_NODISCARD int gw_store_conv_purge(struct gw_store *s, int64_t now_ms, int limit,
+                                     int64_t *count);
+
+/* ---- audit trail: append only ----
+ * Who (the acting key's public id and role), what (action, e.g. "conversations.export"), on
+ * what (target), in which org, under which request; detail is JSON text (no secret ever). */
+struct gw_audit {
+    int64_t id;               /* set by the store */
+    int64_t created_ms;
+    int64_t org_id;           /* the org acted on (0: none / the gateway) */
+    char actor[40];           /* key_id */
+    char actor_role[16];
+    char action[64];
+    char target[200];
+    char request_id[80];
+    const char *detail;       /* JSON text ("" or NULL: {}) */
+};
+GW_NODISCARD int gw_store_audit_append(struct gw_store *s, struct gw_audit *a);
+/* cb for each entry of the org (0: every org) with id > after_id, in id order, at most limit;
+ * the entry (detail too) is the store's, valid during cb only. */
+typedef int (*gw_store_audit_cb)(void *arg, const struct gw_audit *a);
+GW_NODISCARD int gw_store_audit_list(struct gw_store *s, int64_t org_id, int64_t after_id,
+                                     int limit, gw_store_audit_cb cb, void *arg);
 
 #endif

@@ -20,9 +20,27 @@
     "COALESCE(o.providers, ''), COALESCE(o.models, ''), "                                          \
     "COALESCE(o.rph, 0), COALESCE(o.tph, 0), COALESCE(o.max_concurrent, 0), "                      \
     "COALESCE(o.daily_usd_micros, 0), COALESCE(o.monthly_usd_micros, 0), "                         \
-    "COALESCE(o.max_request_usd_micros, 0) "                                                       \
+    "COALESCE(o.max_request_usd_micros, 0), "                                                      \
+    "COALESCE(o.capture, 1), COALESCE(o.retention_days, 0), COALESCE(o.export_all, 0) "            \
     "FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
-#define ORG_COLS "id, slug, name, created_ms, providers, models, " LIMIT_COLS("orgs")
+#define KEY_COL_ORG_CONV 27 /* the first of KEY_COLS' org conv policy (capture, retention, all) */
+#define ORG_COLS                                                                                   \
+    "id, slug, name, created_ms, providers, models, " LIMIT_COLS("orgs") ", capture, "             \
+    "retention_days, export_all"
+#define ORG_COL_CONV 12 /* the first of ORG_COLS' conv policy */
+/* A conversation's row (read_conv's columns); the list's leaves the summary out. */
+#define CONV_COLS                                                                                  \
+    "id, ref, org_id, owner, conv_id, title, shared, turns, summary, summary_upto, created_ms, "   \
+    "updated_ms"
+#define CONV_LIST_COLS                                                                             \
+    "id, ref, org_id, owner, conv_id, title, shared, turns, '', summary_upto, created_ms, "        \
+    "updated_ms"
+#define TURN_COLS "seq, role, message, request_id, model, tokens, created_ms"
+#define AUDIT_COLS "id, created_ms, org_id, actor, actor_role, action, target, request_id, detail"
+/* Bounds of stored text (GW_ETOOBIG beyond them). */
+#define GW_CONV_MESSAGE_MAX (1u << 20)
+#define GW_CONV_SUMMARY_MAX (64u << 10)
+#define GW_AUDIT_DETAIL_MAX (64u << 10)
 #define APP_CLIENT_COLS                                                                            \
     "a.id, a.client_id, a.org_id, o.slug, a.name, a.origins, a.providers, a.models, "              \
     "a.session_ttl_s, a.approved, a.approved_ms, a.revoked, a.revoked_ms, a.created_ms "           \
@@ -103,7 +121,28 @@ struct gw_store_ops {
     int (*idem_release)(struct gw_store *s, const struct gw_idem_rec *rec);
     int (*idem_recover)(struct gw_store *s, const char *node, int64_t *count);
     int (*idem_purge)(struct gw_store *s, int64_t now_ms, int limit, int64_t *count);
-
+    /* conversations: store.c has checked the arguments (lengths, bounds, limit >= 0) */
+    int (*conv_append)(struct gw_store *s, const struct gw_conv_append *a, struct gw_conv *conv);
+    int (*conv_get)(struct gw_store *s, int64_t org_id, const char *owner, const char *conv_id,
+                    struct gw_conv *out);
+    int (*conv_get_shared)(struct gw_store *s, int64_t org_id, const char *ref,
+                           struct gw_conv *out);
+    int (*conv_turns)(struct gw_store *s, int64_t conv, int64_t after_seq, int limit,
+                      gw_store_turn_cb cb, void *arg);
+    /* f->q is the LIKE pattern already ("" none: see store.c), the cursor never 0 */
+    int (*conv_list)(struct gw_store *s, const struct gw_conv_filter *f, gw_store_conv_cb cb,
+                     void *arg);
+    int (*conv_set_shared)(struct gw_store *s, int64_t org_id, const char *owner,
+                           const char *conv_id, int shared);
+    int (*conv_set_summary)(struct gw_store *s, int64_t conv, const char *summary, int64_t upto);
+    int (*conv_delete)(struct gw_store *s, int64_t org_id, const char *owner, const char *conv_id);
+    int (*conv_export)(struct gw_store *s, int64_t org_id, int shared_only, int64_t from_ms,
+                       int64_t to_ms, int64_t after_id, int limit, gw_store_conv_cb cb,
+                       void *arg);
+    int (*conv_purge)(struct gw_store *s, int64_t now_ms, int limit, int64_t *count);
+    int (*audit_append)(struct gw_store *s, struct gw_audit *a); /* created_ms and detail set */
+    int (*audit_list)(struct gw_store *s, int64_t org_id, int64_t after_id, int limit,
+                      gw_store_audit_cb cb, void *arg);
 };
 
 struct gw_store {

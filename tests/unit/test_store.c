@@ -877,6 +877,773 @@ static void writer_mode_keeps_the_wal_short(void **state)
     assert_int_equal(gw_store_org_get(f->s, "org-4999", &o), 0);
 }
 
+/* ---- conversations and the audit trail ---- */
+
+/* Append to (org, owner, conv_id) turns of role/message pairs (NULL-ended), at now. */
+static int conv_add(struct gw_store *s, int64_t org, const char *owner, const char *conv_id,
+                    const char *ref, const char *title, int64_t now, const char *request_id,
+                    struct gw_conv *out, ...)
+{
+    struct gw_conv_turn t[8];
+    va_list ap;
+    int n = 0;
+    memset(t, 0, sizeof(t));
+    va_start(ap, out);
+    for (const char *role; n < 8 && (role = va_arg(ap, const char *)) != NULL; n++) {
+        gw_strlcpy(t[n].role, role, sizeof(t[n].role));
+        t[n].message = va_arg(ap, char *);
+        t[n].message_len = strlen(t[n].message);
+        gw_strlcpy(t[n].request_id, request_id ? request_id : "", sizeof(t[n].request_id));
+        if (strcmp(role, "assistant") == 0)
+            gw_strlcpy(t[n].model, "gpt-4o", sizeof(t[n].model));
+        t[n].tokens = 10 + n;
+    }
+    va_end(ap);
+    struct gw_conv_append a = {.org_id = org, .owner = owner, .conv_id = conv_id, .ref = ref,
+                               .title = title, .turns = t, .n = n, .now_ms = now};
+    return gw_store_conv_append(s, &a, out);
+}
+
+/* The turns of a conversation as "seq:role:message;" (after after_seq, at most limit). */
+struct turns_seen {
+    char text[1024];
+    int64_t seqs[256];
+    int n;
+};
+
+static int see_turn(void *arg, const struct gw_conv_turn *t)
+{
+    struct turns_seen *ts = arg;
+    char one[256];
+    snprintf(one, sizeof(one), "%lld:%s:%.*s;", (long long)t->seq, t->role, (int)t->message_len,
+             t->message);
+    strncat(ts->text, one, sizeof(ts->text) - strlen(ts->text) - 1);
+    if (ts->n < 256)
+        ts->seqs[ts->n] = t->seq;
+    ts->n++;
+    return 0;
+}
+
+static int turn_len_of(void *arg, const struct gw_conv_turn *t)
+{
+    *(size_t *)arg = t->message_len;
+    return 0;
+}
+
+static void conv_policy_of_orgs_and_keys(void **state)
+{
+    struct fx *f = *state;
+    struct gw_org o;
+    struct gw_key_rec k = {0}, root = {0}, got;
+    unsigned char h1[32], h2[32];
+    int64_t org = 0;
+    assert_int_equal(gw_store_org_create(f->s, "acme", "Acme", &org), 0);
+    assert_int_equal(gw_store_org_get(f->s, "acme", &o), 0);
+    assert_int_equal(o.conv.capture, 1); /* the defaults */
+    assert_int_equal(o.conv.retention_days, 0);
+    assert_int_equal(o.conv.export_all, 0);
+    gw_sha256(h1, "key-one", 7);
+    strcpy(k.key_id, "key_aaaa");
+    strcpy(k.role, "member");
+    strcpy(k.tier, "pro");
+    k.org_id = org;
+    assert_int_equal(gw_store_key_insert(f->s, &k, h1), 0);
+    assert_int_equal(gw_store_key_get(f->s, "key_aaaa", &got), 0);
+    assert_int_equal(got.org_conv.capture, 1);
+    assert_int_equal(got.org_conv.retention_days, 0);
+    assert_int_equal(got.org_conv.export_all, 0);
+
+    o.conv.capture = 0;
+    o.conv.retention_days = 30;
+    o.conv.export_all = 1;
+    assert_int_equal(gw_store_org_set_policy(f->s, &o), 0);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(gw_store_org_get(f->s, "acme", &o), 0);
+    assert_int_equal(o.conv.capture, 0);
+    assert_int_equal(o.conv.retention_days, 30);
+    assert_int_equal(o.conv.export_all, 1);
+    assert_int_equal(gw_store_key_by_hash(f->s, h1, &got), 0); /* by hash (cached) too */
+    assert_int_equal(got.org_conv.capture, 0);
+    assert_int_equal(got.org_conv.retention_days, 30);
+    assert_int_equal(got.org_conv.export_all, 1);
+    o.conv.retention_days = -1;
+    assert_int_equal(gw_store_org_set_policy(f->s, &o), GW_EINVAL);
+
+    /* the superadmin has no org: capture on, nothing else */
+    gw_sha256(h2, "root", 4);
+    strcpy(root.key_id, "key_root");
+    strcpy(root.role, "superadmin");
+    strcpy(root.tier, "enterprise");
+    assert_int_equal(gw_store_key_insert(f->s, &root, h2), 0);
+    assert_int_equal(gw_store_key_by_hash(f->s, h2, &got), 0);
+    assert_int_equal(got.org_conv.capture, 1);
+    assert_int_equal(got.org_conv.retention_days, 0);
+    assert_int_equal(got.org_conv.export_all, 0);
+}
+
+static void conv_append_creates_then_extends(void **state)
+{
+    struct fx *f = *state;
+    struct gw_conv c, g;
+    struct turns_seen ts = {.n = 0};
+    const char *A = "key:key_aaaa", *B = "key:key_bbbb";
+
+    assert_int_equal(gw_store_conv_get(f->s, 1, A, "c1", &g), GW_ENOTFOUND);
+    assert_int_equal(conv_add(f->s, 1, A, "c1", "cv_000000000000000000000001", "Hello there", 1000,
+                              "req_1", &c, "user", "{\"role\":\"user\",\"content\":\"hi\"}",
+                              "assistant", "{\"role\":\"assistant\",\"content\":\"hello\"}", NULL),
+                     0);
+    assert_true(c.id > 0);
+    assert_int_equal(c.turns, 2);
+    assert_string_equal(c.ref, "cv_000000000000000000000001");
+    assert_string_equal(c.title, "Hello there");
+    assert_string_equal(c.owner, A);
+    assert_string_equal(c.conv_id, "c1");
+    assert_int_equal(c.org_id, 1);
+    assert_int_equal(c.shared, 0);
+    assert_string_equal(c.summary, "");
+    assert_int_equal(c.created_ms, 1000);
+    assert_int_equal(c.updated_ms, 1000);
+    int64_t id = c.id;
+    gw_conv_cleanup(&c);
+    assert_null(c.summary);
+
+    /* extended: numbered on; the first append's ref and title stay */
+    assert_int_equal(conv_add(f->s, 1, A, "c1", "cv_000000000000000000000002", "Other", 2000,
+                              "req_2", &c, "user", "{\"u\":2}", "assistant", "{\"a\":2}", "user",
+                              "{\"u\":3}", NULL),
+                     0);
+    assert_int_equal(c.id, id);
+    assert_int_equal(c.turns, 5);
+    assert_string_equal(c.ref, "cv_000000000000000000000001");
+    assert_string_equal(c.title, "Hello there");
+    assert_int_equal(c.created_ms, 1000);
+    assert_int_equal(c.updated_ms, 2000);
+    gw_conv_cleanup(&c);
+    assert_int_equal(gw_store_conv_get(f->s, 1, A, "c1", &g), 0);
+    assert_int_equal(g.id, id);
+    assert_int_equal(g.turns, 5);
+    gw_conv_cleanup(&g);
+    assert_int_equal(gw_store_conv_turns(f->s, id, 0, 0, see_turn, &ts), 0);
+    assert_string_equal(ts.text, "1:user:{\"role\":\"user\",\"content\":\"hi\"};"
+                                 "2:assistant:{\"role\":\"assistant\",\"content\":\"hello\"};"
+                                 "3:user:{\"u\":2};4:assistant:{\"a\":2};5:user:{\"u\":3};");
+    memset(&ts, 0, sizeof(ts));
+    assert_int_equal(gw_store_conv_turns(f->s, id, 2, 2, see_turn, &ts), 0);
+    assert_string_equal(ts.text, "3:user:{\"u\":2};4:assistant:{\"a\":2};");
+
+    /* the same conv_id of another owner, and of another org: conversations of their own */
+    assert_int_equal(conv_add(f->s, 1, B, "c1", "cv_000000000000000000000003", "B's", 3000, "",
+                              &c, "user", "{\"b\":1}", NULL),
+                     0);
+    assert_true(c.id != id);
+    assert_int_equal(c.turns, 1);
+    int64_t bid = c.id;
+    gw_conv_cleanup(&c);
+    assert_int_equal(conv_add(f->s, 2, A, "c1", "cv_000000000000000000000004", "org 2", 3000, "",
+                              NULL, "user", "{\"o\":2}", NULL),
+                     0);
+    assert_int_equal(gw_store_conv_get(f->s, 2, A, "c1", &g), 0);
+    assert_true(g.id != id && g.id != bid);
+    assert_int_equal(g.turns, 1);
+    gw_conv_cleanup(&g);
+    assert_int_equal(gw_store_conv_get(f->s, 1, A, "c1", &g), 0);
+    assert_int_equal(g.turns, 5);
+    gw_conv_cleanup(&g);
+    memset(&ts, 0, sizeof(ts));
+    assert_int_equal(gw_store_conv_turns(f->s, bid, 0, 0, see_turn, &ts), 0);
+    assert_string_equal(ts.text, "1:user:{\"b\":1};");
+
+    /* a ref taken by another conversation */
+    assert_int_equal(conv_add(f->s, 1, A, "c2", "cv_000000000000000000000001", "dup", 3000, "",
+                              NULL, "user", "{}", NULL),
+                     GW_EEXIST);
+    /* inside the caller's transaction: undone with it */
+    assert_int_equal(gw_store_tx_begin(f->s), 0);
+    assert_int_equal(conv_add(f->s, 1, A, "c3", "cv_000000000000000000000005", "tx", 3000, "",
+                              NULL, "user", "{}", NULL),
+                     0);
+    assert_true(gw_store_in_tx(f->s));
+    gw_store_tx_rollback(f->s);
+    assert_int_equal(gw_store_conv_get(f->s, 1, A, "c3", &g), GW_ENOTFOUND);
+
+    /* bounds: a message over 1 MiB, a missing role, an owner too long */
+    char *big = malloc((1u << 20) + 2);
+    memset(big, 'x', (1u << 20) + 1);
+    big[(1u << 20) + 1] = '\0';
+    assert_int_equal(conv_add(f->s, 1, A, "c4", "cv_000000000000000000000006", "big", 3000, "",
+                              NULL, "user", big, NULL),
+                     GW_ETOOBIG);
+    big[1u << 20] = '\0'; /* exactly 1 MiB: fine */
+    assert_int_equal(conv_add(f->s, 1, A, "c4", "cv_000000000000000000000006", "big", 3000, "",
+                              NULL, "user", big, NULL),
+                     0);
+    assert_int_equal(gw_store_conv_get(f->s, 1, A, "c4", &g), 0);
+    size_t big_len = 0;
+    assert_int_equal(gw_store_conv_turns(f->s, g.id, 0, 0, turn_len_of, &big_len), 0);
+    assert_int_equal(big_len, 1u << 20);
+    gw_conv_cleanup(&g);
+    free(big);
+    assert_int_equal(conv_add(f->s, 1, A, "c5", "cv_000000000000000000000007", "t", 3000, "",
+                              NULL, "", "{}", NULL),
+                     GW_EINVAL);
+    char owner[GW_CONV_OWNER_MAX + 1];
+    memset(owner, 'o', GW_CONV_OWNER_MAX);
+    owner[GW_CONV_OWNER_MAX] = '\0';
+    assert_int_equal(conv_add(f->s, 1, owner, "c5", "cv_000000000000000000000007", "t", 3000, "",
+                              NULL, "user", "{}", NULL),
+                     GW_EINVAL);
+    /* a title too long is cut, at a character's boundary */
+    char title[400] = "";
+    for (int i = 0; i < 150; i++)
+        strcat(title, "\xc3\xa9"); /* é */
+    assert_int_equal(conv_add(f->s, 1, A, "c6", "cv_000000000000000000000008", title, 3000, "",
+                              &c, "user", "{}", NULL),
+                     0);
+    assert_int_equal(strlen(c.title), 126);
+    assert_memory_equal(c.title, title, 126);
+    gw_conv_cleanup(&c);
+}
+
+/* Conversations a list hands over, as "conv_id," */
+struct convs_seen {
+    char ids[512];
+    int n;
+    int64_t last_ms, last_id;
+    char summaries[256];
+};
+
+static int see_conv(void *arg, const struct gw_conv *c)
+{
+    struct convs_seen *cs = arg;
+    strncat(cs->ids, c->conv_id, sizeof(cs->ids) - strlen(cs->ids) - 2);
+    strcat(cs->ids, ",");
+    if (c->summary != NULL && c->summary[0] != '\0') {
+        strncat(cs->summaries, c->summary, sizeof(cs->summaries) - strlen(cs->summaries) - 2);
+        strcat(cs->summaries, ",");
+    }
+    cs->n++;
+    cs->last_ms = c->updated_ms;
+    cs->last_id = c->id;
+    return 0;
+}
+
+static void conv_shared_only_in_its_org(void **state)
+{
+    struct fx *f = *state;
+    struct gw_conv c, g;
+    const char *ref = "cv_00000000000000000000000a";
+    assert_int_equal(conv_add(f->s, 1, "key:key_a", "c1", ref, "t", 1000, "", &c, "user", "{}",
+                              NULL),
+                     0);
+    gw_conv_cleanup(&c);
+    assert_int_equal(gw_store_conv_get_shared(f->s, 1, ref, &g), GW_ENOTFOUND); /* private */
+    assert_int_equal(gw_store_conv_set_shared(f->s, 1, "key:key_a", "c1", 1), 0);
+    assert_int_equal(gw_store_conv_get_shared(f->s, 1, ref, &g), 0);
+    assert_string_equal(g.conv_id, "c1");
+    assert_int_equal(g.shared, 1);
+    gw_conv_cleanup(&g);
+    assert_int_equal(gw_store_conv_get_shared(f->s, 2, ref, &g), GW_ENOTFOUND); /* other org */
+    assert_int_equal(gw_store_conv_set_shared(f->s, 1, "key:key_a", "c1", 1), 0); /* again */
+    assert_int_equal(gw_store_conv_set_shared(f->s, 1, "key:key_b", "c1", 1), GW_ENOTFOUND);
+    assert_int_equal(gw_store_conv_set_shared(f->s, 2, "key:key_a", "c1", 1), GW_ENOTFOUND);
+    assert_int_equal(gw_store_conv_set_shared(f->s, 1, "key:key_a", "c1", 0), 0);
+    assert_int_equal(gw_store_conv_get_shared(f->s, 1, ref, &g), GW_ENOTFOUND);
+}
+
+static void conv_list_newest_first_with_filters(void **state)
+{
+    struct fx *f = *state;
+    const char *A = "key:key_a", *B = "subject:ac_1:user-1";
+    struct {
+        const char *owner, *id, *title, *msg;
+        int64_t t;
+    } rows[] = {
+        {A, "a1", "first", "{\"content\":\"plain\"}", 1000},
+        {A, "a2", "50% off", "{\"content\":\"plain\"}", 2000},
+        {A, "a3", "500 off", "{\"content\":\"A Zebra crossing\"}", 3000},
+        {A, "a4", "a_c", "{\"content\":\"plain\"}", 3000}, /* same time: the row id orders */
+        {A, "a5", "abc", "{\"content\":\"back\\\\slash\"}", 4000},
+        {B, "b1", "bee", "{\"content\":\"zebra\"}", 2500},
+        {B, "b2", "bee 2", "{\"content\":\"plain\"}", 5000},
+    };
+    char ref[40];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        snprintf(ref, sizeof(ref), "cv_%024zu", i + 1);
+        assert_int_equal(conv_add(f->s, 1, rows[i].owner, rows[i].id, ref, rows[i].title,
+                                  rows[i].t, "", NULL, "user", rows[i].msg, NULL),
+                         0);
+    }
+    assert_int_equal(conv_add(f->s, 2, A, "x1", "cv_x1", "other org", 9000, "", NULL, "user",
+                              "{\"content\":\"zebra\"}", NULL),
+                     0);
+
+    /* the owner's, newest first, two at a time */
+    struct gw_conv_filter fl = {.org_id = 1, .owner = A, .limit = 2};
+    struct convs_seen cs = {.n = 0};
+    const char *pages[] = {"a5,a4,", "a3,a2,", "a1,", ""};
+    for (int p = 0; p < 4; p++) {
+        memset(&cs, 0, sizeof(cs));
+        assert_int_equal(gw_store_conv_list(f->s, &fl, see_conv, &cs), 0);
+        assert_string_equal(cs.ids, pages[p]);
+        fl.before_ms = cs.last_ms;
+        fl.before_id = cs.last_id;
+    }
+    /* the org's, every owner */
+    struct gw_conv_filter all = {.org_id = 1, .limit = 100};
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_list(f->s, &all, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "b2,a5,a4,a3,b1,a2,a1,");
+    all.limit = 3;
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_list(f->s, &all, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "b2,a5,a4,");
+    all.before_ms = cs.last_ms;
+    all.before_id = cs.last_id;
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_list(f->s, &all, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "a3,b1,a2,");
+
+    /* shared ones */
+    assert_int_equal(gw_store_conv_set_shared(f->s, 1, A, "a2", 1), 0);
+    assert_int_equal(gw_store_conv_set_shared(f->s, 1, B, "b1", 1), 0);
+    struct gw_conv_filter sh = {.org_id = 1, .shared_only = 1, .limit = 100};
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_list(f->s, &sh, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "b1,a2,");
+    sh.owner = A;
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_list(f->s, &sh, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "a2,");
+    sh.org_id = 2;
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_list(f->s, &sh, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "");
+
+    /* q: in a turn's text or the title, ASCII case aside; %, _ and \ are themselves */
+    struct {
+        const char *owner, *q, *want;
+    } qs[] = {
+        {NULL, "ZEBRA", "a3,b1,"}, {A, "zebra", "a3,"},  {NULL, "50%", "a2,"},
+        {NULL, "a_c", "a4,"},      {NULL, "bee", "b2,b1,"}, {NULL, "\\", "a5,"},
+        {NULL, "%", "a2,"},        {NULL, "nothing", ""}, {NULL, "", "b2,a5,a4,a3,b1,a2,a1,"},
+    };
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        struct gw_conv_filter fq = {.org_id = 1, .owner = qs[i].owner, .q = qs[i].q, .limit = 100};
+        memset(&cs, 0, sizeof(cs));
+        assert_int_equal(gw_store_conv_list(f->s, &fq, see_conv, &cs), 0);
+        if (strcmp(cs.ids, qs[i].want) != 0)
+            fail_msg("q \"%s\": got \"%s\", want \"%s\"", qs[i].q, cs.ids, qs[i].want);
+    }
+    struct gw_conv_filter bad = {.org_id = 1, .limit = -1};
+    assert_int_equal(gw_store_conv_list(f->s, &bad, see_conv, &cs), GW_EINVAL);
+}
+
+static void conv_summary_only_moves_forward(void **state)
+{
+    struct fx *f = *state;
+    struct gw_conv c, g;
+    assert_int_equal(conv_add(f->s, 1, "key:key_a", "c1", "cv_s1", "t", 1000, "", &c, "user",
+                              "{}", "assistant", "{}", "user", "{}", "assistant", "{}", NULL),
+                     0);
+    assert_int_equal(gw_store_conv_set_summary(f->s, c.id, "upto two", 2), 0);
+    assert_int_equal(gw_store_conv_get(f->s, 1, "key:key_a", "c1", &g), 0);
+    assert_string_equal(g.summary, "upto two");
+    assert_int_equal(g.summary_upto, 2);
+    gw_conv_cleanup(&g);
+    assert_int_equal(gw_store_conv_set_summary(f->s, c.id, "upto one", 1), 0); /* older: kept */
+    assert_int_equal(gw_store_conv_set_summary(f->s, c.id, "two again", 2), 0);
+    assert_int_equal(gw_store_conv_get(f->s, 1, "key:key_a", "c1", &g), 0);
+    assert_string_equal(g.summary, "upto two");
+    gw_conv_cleanup(&g);
+    assert_int_equal(gw_store_conv_set_summary(f->s, c.id, "upto four", 4), 0);
+    assert_int_equal(gw_store_conv_get(f->s, 1, "key:key_a", "c1", &g), 0);
+    assert_string_equal(g.summary, "upto four");
+    assert_int_equal(g.summary_upto, 4);
+    assert_int_equal(g.updated_ms, 1000); /* a summary is not a change of the conversation */
+    gw_conv_cleanup(&g);
+    char *big = malloc((64u << 10) + 2);
+    memset(big, 's', (64u << 10) + 1);
+    big[(64u << 10) + 1] = '\0';
+    assert_int_equal(gw_store_conv_set_summary(f->s, c.id, big, 5), GW_ETOOBIG);
+    free(big);
+    gw_conv_cleanup(&c);
+}
+
+/* Does the file hold the bytes? (a missing file holds nothing) */
+static int file_has(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return 0;
+    size_t cap = 1 << 20, n = 0, got;
+    char *buf = malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n, fp)) > 0) {
+        n += got;
+        if (n == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    fclose(fp);
+    int found = memmem(buf, n, needle, strlen(needle)) != NULL;
+    free(buf);
+    return found;
+}
+
+static int sqlite_files_have(const struct fx *f, const char *needle)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s", f->url + 7);
+    if (file_has(path, needle))
+        return 1;
+    snprintf(path, sizeof(path), "%s-wal", f->url + 7);
+    return file_has(path, needle);
+}
+
+static void conv_delete_leaves_nothing(void **state)
+{
+    struct fx *f = *state;
+    const char *marker = "MARKER-7f3a9c-secret-words";
+    char msg[256], answer[256];
+    struct gw_conv c, g;
+    snprintf(msg, sizeof(msg), "{\"role\":\"user\",\"content\":\"%s\"}", marker);
+    snprintf(answer, sizeof(answer), "{\"role\":\"assistant\",\"content\":\"re %s\"}", marker);
+    int64_t t0 = 1764547200000;
+    /* a conversation whose turns two requests added; another that stays */
+    assert_int_equal(conv_add(f->s, 1, "key:key_a", "doomed", "cv_d1", marker, t0, "req_del_1",
+                              &c, "user", msg, "assistant", answer, NULL),
+                     0);
+    int64_t id = c.id;
+    gw_conv_cleanup(&c);
+    assert_int_equal(conv_add(f->s, 1, "key:key_a", "doomed", "cv_d1", "", t0 + 1, "req_del_2",
+                              NULL, "user", msg, NULL),
+                     0);
+    assert_int_equal(gw_store_conv_set_summary(f->s, id, marker, 2), 0);
+    assert_int_equal(conv_add(f->s, 1, "key:key_a", "kept", "cv_k1", "kept", t0, "req_keep",
+                              NULL, "user", "{\"content\":\"kept\"}", NULL),
+                     0);
+    /* the requests' idempotency records (their answers) and usage rows */
+    const char *reqs[] = {"req_del_1", "req_keep"};
+    for (int i = 0; i < 2; i++) {
+        struct gw_idem_rec r = {0}, e;
+        int claimed = -1;
+        gw_strlcpy(r.caller, "key:7", sizeof(r.caller));
+        gw_strlcpy(r.endpoint, "chat.completions", sizeof(r.endpoint));
+        snprintf(r.key, sizeof(r.key), "k-%d", i);
+        gw_strlcpy(r.fingerprint, "aa", sizeof(r.fingerprint));
+        gw_strlcpy(r.request_id, reqs[i], sizeof(r.request_id));
+        r.created_ms = t0;
+        r.expires_ms = t0 + 86400000;
+        assert_int_equal(gw_store_idem_claim(f->s, &r, t0, &claimed, &e), 0);
+        assert_int_equal(claimed, 1);
+        gw_strlcpy(r.state, "done", sizeof(r.state));
+        r.status = 200;
+        r.body = i == 0 ? answer : "{\"kept\":1}"; /* the kept one holds no marker */
+        r.body_len = strlen(r.body);
+        r.completed_ms = t0;
+        assert_int_equal(gw_store_idem_complete(f->s, &r), 0);
+        struct gw_usage_row u = {0};
+        gw_strlcpy(u.request_id, reqs[i], sizeof(u.request_id));
+        strcpy(u.provider, "openai");
+        strcpy(u.model, "gpt-4o");
+        strcpy(u.endpoint, "chat.completions");
+        strcpy(u.state, "settled");
+        u.created_ms = t0;
+        assert_int_equal(gw_store_usage_reserve(f->s, &u), 0);
+    }
+    int is_sqlite = strcmp(gw_store_backend(f->s), "sqlite") == 0;
+    if (is_sqlite)
+        assert_true(sqlite_files_have(f, marker)); /* the check below can see it */
+
+    assert_int_equal(gw_store_conv_delete(f->s, 1, "key:key_b", "doomed"), GW_ENOTFOUND);
+    assert_int_equal(gw_store_conv_delete(f->s, 2, "key:key_a", "doomed"), GW_ENOTFOUND);
+    assert_int_equal(gw_store_conv_delete(f->s, 1, "key:key_a", "doomed"), 0);
+    assert_int_equal(gw_store_conv_get(f->s, 1, "key:key_a", "doomed", &g), GW_ENOTFOUND);
+    assert_int_equal(gw_store_conv_delete(f->s, 1, "key:key_a", "doomed"), GW_ENOTFOUND);
+    struct turns_seen ts = {.n = 0};
+    assert_int_equal(gw_store_conv_turns(f->s, id, 0, 0, see_turn, &ts), 0);
+    assert_int_equal(ts.n, 0);
+    /* the deleted one's idempotency record is gone (a new claim succeeds), the other stays */
+    for (int i = 0; i < 2; i++) {
+        struct gw_idem_rec r = {0}, e;
+        int claimed = -1;
+        gw_strlcpy(r.caller, "key:7", sizeof(r.caller));
+        gw_strlcpy(r.endpoint, "chat.completions", sizeof(r.endpoint));
+        snprintf(r.key, sizeof(r.key), "k-%d", i);
+        gw_strlcpy(r.request_id, "req_new", sizeof(r.request_id));
+        r.created_ms = t0 + 10;
+        r.expires_ms = t0 + 86400000;
+        assert_int_equal(gw_store_idem_claim(f->s, &r, t0 + 10, &claimed, &e), 0);
+        assert_int_equal(claimed, i == 0);
+        if (!claimed) {
+            assert_string_equal(e.request_id, "req_keep");
+            gw_idem_rec_cleanup(&e);
+        }
+    }
+    /* usage rows stay; so does the other conversation */
+    struct gw_usage_row u;
+    assert_int_equal(gw_store_usage_get(f->s, "req_del_1", &u), 0);
+    assert_int_equal(gw_store_conv_get(f->s, 1, "key:key_a", "kept", &g), 0);
+    gw_conv_cleanup(&g);
+    /* nothing of it is left in the files: not in the database, not in the WAL */
+    if (is_sqlite)
+        assert_false(sqlite_files_have(f, marker));
+}
+
+/* A reader on another connection holds the WAL: the deletion still succeeds (the WAL is
+ * emptied by a later checkpoint). */
+struct delete_in_cb {
+    struct gw_store *s;
+    int rc, calls;
+};
+
+static int delete_while_listing(void *arg, const struct gw_conv *c)
+{
+    struct delete_in_cb *d = arg;
+    (void)c;
+    if (d->calls++ == 0)
+        d->rc = gw_store_conv_delete(d->s, 1, "key:key_a", "gone");
+    return 0;
+}
+
+static void conv_delete_while_another_reads(void **state)
+{
+    struct fx *f = *state;
+    struct gw_store *reader = NULL;
+    struct gw_conv g;
+    assert_int_equal(conv_add(f->s, 1, "key:key_a", "gone", "cv_g1", "t", 1000, "", NULL, "user",
+                              "{}", NULL),
+                     0);
+    assert_int_equal(conv_add(f->s, 1, "key:key_a", "stays", "cv_g2", "t", 2000, "", NULL,
+                              "user", "{}", NULL),
+                     0);
+    assert_int_equal(gw_store_open(f->url, &reader, NULL), 0);
+    struct delete_in_cb d = {.s = f->s, .rc = -1};
+    struct gw_conv_filter fl = {.org_id = 1, .limit = 10};
+    assert_int_equal(gw_store_conv_list(reader, &fl, delete_while_listing, &d), 0);
+    assert_int_equal(d.rc, 0);
+    assert_int_equal(d.calls, 2); /* the reader's snapshot still had it */
+    gw_store_free(reader);
+    assert_int_equal(gw_store_conv_get(f->s, 1, "key:key_a", "gone", &g), GW_ENOTFOUND);
+    assert_int_equal(gw_store_conv_get(f->s, 1, "key:key_a", "stays", &g), 0);
+    gw_conv_cleanup(&g);
+}
+
+static void conv_export_by_time_and_sharing(void **state)
+{
+    struct fx *f = *state;
+    struct gw_conv c;
+    const char *ids[] = {"e1", "e2", "e3", "e4"};
+    const int64_t ts[] = {1000, 2000, 3000, 4000};
+    char ref[40];
+    for (int i = 0; i < 4; i++) {
+        snprintf(ref, sizeof(ref), "cv_e%d", i);
+        assert_int_equal(conv_add(f->s, 1, "key:key_a", ids[i], ref, "t", ts[i], "", &c, "user",
+                                  "{}", NULL),
+                         0);
+        char sum[16];
+        snprintf(sum, sizeof(sum), "s%d", i + 1);
+        assert_int_equal(gw_store_conv_set_summary(f->s, c.id, sum, 1), 0);
+        gw_conv_cleanup(&c);
+    }
+    assert_int_equal(conv_add(f->s, 2, "key:key_a", "other", "cv_eo", "t", 2500, "", NULL,
+                              "user", "{}", NULL),
+                     0);
+    assert_int_equal(gw_store_conv_set_shared(f->s, 1, "key:key_a", "e3", 1), 0);
+    struct convs_seen cs = {.n = 0};
+    assert_int_equal(gw_store_conv_export(f->s, 1, 0, 1500, 4000, 0, 100, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "e2,e3,"); /* [from, to), row id order */
+    assert_string_equal(cs.summaries, "s2,s3,");
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_export(f->s, 1, 0, 0, 0, 0, 100, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "e1,e2,e3,e4,"); /* to 0: no end */
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_export(f->s, 1, 1, 0, 0, 0, 100, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "e3,");
+    /* paged by row id */
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_export(f->s, 1, 0, 0, 0, 0, 2, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "e1,e2,");
+    int64_t after = cs.last_id;
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(gw_store_conv_export(f->s, 1, 0, 0, 0, after, 2, see_conv, &cs), 0);
+    assert_string_equal(cs.ids, "e3,e4,");
+}
+
+static void conv_purge_by_retention(void **state)
+{
+    struct fx *f = *state;
+    struct gw_org o;
+    int64_t keep_org = 0, short_org = 0, n = -1;
+    const int64_t day = 86400000, now = 1764547200000;
+    assert_int_equal(gw_store_org_create(f->s, "short", "Short", &short_org), 0);
+    assert_int_equal(gw_store_org_create(f->s, "keep", "Keep", &keep_org), 0);
+    assert_int_equal(gw_store_org_get(f->s, "short", &o), 0);
+    o.conv.retention_days = 1;
+    assert_int_equal(gw_store_org_set_policy(f->s, &o), 0);
+    assert_int_equal(conv_add(f->s, short_org, "key:a", "old1", "cv_p1", "t", now - 3 * day,
+                              "req_p1", NULL, "user", "{}", NULL),
+                     0);
+    assert_int_equal(conv_add(f->s, short_org, "key:a", "old2", "cv_p2", "t", now - 2 * day, "",
+                              NULL, "user", "{}", NULL),
+                     0);
+    assert_int_equal(conv_add(f->s, short_org, "key:a", "fresh", "cv_p3", "t", now - day / 2, "",
+                              NULL, "user", "{}", NULL),
+                     0);
+    assert_int_equal(conv_add(f->s, keep_org, "key:b", "ancient", "cv_p4", "t", now - 400 * day,
+                              "", NULL, "user", "{}", NULL),
+                     0);
+    /* touched again: kept */
+    assert_int_equal(conv_add(f->s, short_org, "key:a", "revived", "cv_p5", "t", now - 5 * day,
+                              "", NULL, "user", "{}", NULL),
+                     0);
+    assert_int_equal(conv_add(f->s, short_org, "key:a", "revived", "cv_p5", "t", now - 1000, "",
+                              NULL, "user", "{}", NULL),
+                     0);
+    assert_int_equal(gw_store_conv_purge(f->s, now, 1, &n), 0);
+    assert_int_equal(n, 1); /* the limit */
+    assert_int_equal(gw_store_conv_purge(f->s, now, 100, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(gw_store_conv_purge(f->s, now, 100, &n), 0);
+    assert_int_equal(n, 0);
+    struct gw_conv g;
+    assert_int_equal(gw_store_conv_get(f->s, short_org, "key:a", "old1", &g), GW_ENOTFOUND);
+    assert_int_equal(gw_store_conv_get(f->s, short_org, "key:a", "old2", &g), GW_ENOTFOUND);
+    assert_int_equal(gw_store_conv_get(f->s, short_org, "key:a", "fresh", &g), 0);
+    gw_conv_cleanup(&g);
+    assert_int_equal(gw_store_conv_get(f->s, short_org, "key:a", "revived", &g), 0);
+    assert_int_equal(g.turns, 2);
+    gw_conv_cleanup(&g);
+    assert_int_equal(gw_store_conv_get(f->s, keep_org, "key:b", "ancient", &g), 0);
+    gw_conv_cleanup(&g);
+}
+
+struct audit_seen {
+    char text[1024];
+    int64_t last_id;
+};
+
+static int see_audit(void *arg, const struct gw_audit *a)
+{
+    struct audit_seen *as = arg;
+    char one[1200];
+    snprintf(one, sizeof(one), "%lld|%s|%s|%s|%s|%s|%s;", (long long)a->org_id, a->actor,
+             a->actor_role, a->action, a->target, a->request_id, a->detail);
+    strncat(as->text, one, sizeof(as->text) - strlen(as->text) - 1);
+    assert_true(a->id > as->last_id);
+    assert_true(a->created_ms > 0);
+    as->last_id = a->id;
+    return 0;
+}
+
+static void audit_append_and_list(void **state)
+{
+    struct fx *f = *state;
+    struct gw_audit a = {.org_id = 1, .created_ms = 5000, .detail = "{\"n\":1}"};
+    strcpy(a.actor, "key_admin");
+    strcpy(a.actor_role, "org_admin");
+    strcpy(a.action, "conversations.export");
+    strcpy(a.target, "org:acme");
+    strcpy(a.request_id, "req_a1");
+    assert_int_equal(gw_store_audit_append(f->s, &a), 0);
+    int64_t first = a.id;
+    assert_true(first > 0);
+    assert_int_equal(a.created_ms, 5000);
+    struct gw_audit b = a;
+    b.id = 0;
+    b.org_id = 2;
+    b.created_ms = 0;
+    b.detail = NULL;
+    strcpy(b.action, "conversations.delete");
+    assert_int_equal(gw_store_audit_append(f->s, &b), 0);
+    assert_true(b.id > first);
+    assert_true(b.created_ms > 0); /* filled */
+    struct gw_audit c = a;
+    c.detail = "";
+    strcpy(c.action, "orgs.update");
+    assert_int_equal(gw_store_audit_append(f->s, &c), 0);
+    struct gw_audit bad = a;
+    bad.action[0] = '\0';
+    assert_int_equal(gw_store_audit_append(f->s, &bad), GW_EINVAL);
+
+    struct audit_seen as = {.last_id = 0};
+    assert_int_equal(gw_store_audit_list(f->s, 1, 0, 100, see_audit, &as), 0);
+    assert_string_equal(as.text, "1|key_admin|org_admin|conversations.export|org:acme|req_a1|"
+                                 "{\"n\":1};1|key_admin|org_admin|orgs.update|org:acme|req_a1|{};");
+    memset(&as, 0, sizeof(as));
+    assert_int_equal(gw_store_audit_list(f->s, 0, 0, 100, see_audit, &as), 0);
+    assert_string_equal(as.text,
+                        "1|key_admin|org_admin|conversations.export|org:acme|req_a1|{\"n\":1};"
+                        "2|key_admin|org_admin|conversations.delete|org:acme|req_a1|{};"
+                        "1|key_admin|org_admin|orgs.update|org:acme|req_a1|{};");
+    memset(&as, 0, sizeof(as));
+    assert_int_equal(gw_store_audit_list(f->s, 0, first, 1, see_audit, &as), 0);
+    assert_string_equal(as.text, "2|key_admin|org_admin|conversations.delete|org:acme|req_a1|{};");
+}
+
+#define APPENDERS 4
+#define APPENDS 25
+
+struct appender {
+    const char *url;
+    pthread_barrier_t *start;
+    int id;
+    int rc;
+};
+
+static void *append_main(void *arg)
+{
+    struct appender *ap = arg;
+    struct gw_store *s = NULL;
+    char msg[64];
+    ap->rc = gw_store_open(ap->url, &s, NULL);
+    pthread_barrier_wait(ap->start);
+    for (int i = 0; ap->rc == 0 && i < APPENDS; i++) {
+        struct gw_conv_turn t[2] = {{0}};
+        snprintf(msg, sizeof(msg), "{\"w\":%d,\"i\":%d}", ap->id, i);
+        for (int k = 0; k < 2; k++) {
+            strcpy(t[k].role, k == 0 ? "user" : "assistant");
+            t[k].message = msg;
+            t[k].message_len = strlen(msg);
+        }
+        struct gw_conv_append a = {.org_id = 1, .owner = "key:key_a", .conv_id = "busy",
+                                   .ref = "cv_busy", .title = "busy", .turns = t, .n = 2,
+                                   .now_ms = 1000 + i};
+        ap->rc = gw_store_conv_append(s, &a, NULL);
+    }
+    gw_store_free(s);
+    return NULL;
+}
+
+/* Appenders on connections of their own, at once: every turn gets its own seq, 1..N. */
+static void conv_concurrent_appends_get_distinct_seqs(void **state)
+{
+    struct fx *f = *state;
+    pthread_barrier_t start;
+    pthread_t t[APPENDERS];
+    struct appender ap[APPENDERS];
+    assert_int_equal(pthread_barrier_init(&start, NULL, APPENDERS), 0);
+    for (int i = 0; i < APPENDERS; i++) {
+        ap[i] = (struct appender){.url = f->url, .start = &start, .id = i};
+        assert_int_equal(pthread_create(&t[i], NULL, append_main, &ap[i]), 0);
+    }
+    for (int i = 0; i < APPENDERS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(ap[i].rc, 0);
+    }
+    pthread_barrier_destroy(&start);
+    struct gw_conv g;
+    const int total = APPENDERS * APPENDS * 2;
+    assert_int_equal(gw_store_conv_get(f->s, 1, "key:key_a", "busy", &g), 0);
+    assert_int_equal(g.turns, total);
+    struct turns_seen *ts = calloc(1, sizeof(*ts));
+    assert_int_equal(gw_store_conv_turns(f->s, g.id, 0, 0, see_turn, ts), 0);
+    assert_int_equal(ts->n, total);
+    for (int i = 0; i < total; i++)
+        assert_int_equal(ts->seqs[i], i + 1);
+    free(ts);
+    gw_conv_cleanup(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest sqlite_tests[] = {
@@ -897,6 +1664,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_mode_keeps_the_wal_short, setup, teardown),
         cmocka_unit_test_setup_teardown(key_cache_sees_changes_from_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_policy_of_orgs_and_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_append_creates_then_extends, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_shared_only_in_its_org, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_list_newest_first_with_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_summary_only_moves_forward, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_delete_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_delete_while_another_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_export_by_time_and_sharing, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_purge_by_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(audit_append_and_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_concurrent_appends_get_distinct_seqs, setup,
+                                        teardown),
     };
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test_setup_teardown(migrate_is_idempotent, setup_pg, teardown_pg),
@@ -913,6 +1692,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(idempotency_records, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(key_cache_sees_changes_from_elsewhere, setup_pg,
+                                        teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_policy_of_orgs_and_keys, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_append_creates_then_extends, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_shared_only_in_its_org, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_list_newest_first_with_filters, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_summary_only_moves_forward, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_delete_leaves_nothing, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_delete_while_another_reads, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_export_by_time_and_sharing, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_purge_by_retention, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(audit_append_and_list, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_concurrent_appends_get_distinct_seqs, setup_pg,
                                         teardown_pg),
     };
     int failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
