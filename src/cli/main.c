@@ -230,7 +230,8 @@ static const char *usage_main =
 
 enum { OPT_HELP = 'h', OPT_CONFIG = 1000, OPT_LISTEN, OPT_DB, OPT_WORKERS, OPT_ORG, OPT_NAME,
        OPT_ROLE, OPT_TIER, OPT_PROVIDERS, OPT_MODELS, OPT_RPH, OPT_DAILY, OPT_MONTHLY, OPT_TPH,
-       OPT_CONC, OPT_MAXREQ, OPT_KEY, OPT_MODEL, OPT_FROM, OPT_TO, OPT_FORMAT };
+       OPT_CONC, OPT_MAXREQ, OPT_KEY, OPT_MODEL, OPT_FROM, OPT_TO, OPT_FORMAT, OPT_CAPTURE,
+       OPT_RETENTION, OPT_EXPORT_ALL };
 
 static const struct option long_opts[] = {
     {"help", no_argument, NULL, OPT_HELP},
@@ -255,12 +256,16 @@ static const struct option long_opts[] = {
     {"from", required_argument, NULL, OPT_FROM},
     {"to", required_argument, NULL, OPT_TO},
     {"format", required_argument, NULL, OPT_FORMAT},
+    {"capture", required_argument, NULL, OPT_CAPTURE},
+    {"retention-days", required_argument, NULL, OPT_RETENTION},
+    {"export-all", required_argument, NULL, OPT_EXPORT_ALL},
     {NULL, 0, NULL, 0},
 };
 
 struct opts {
     const char *config, *listen, *db, *workers, *org, *name, *role, *tier, *providers, *models,
-        *rph, *daily, *monthly, *tph, *conc, *maxreq, *key, *model, *from, *to, *format;
+        *rph, *daily, *monthly, *tph, *conc, *maxreq, *key, *model, *from, *to, *format,
+        *capture, *retention, *export_all;
     int help;
     int nargs;
     char **args;
@@ -304,6 +309,9 @@ static int parse_opts(int argc, char **argv, const int *allowed, struct opts *o)
         case OPT_FROM: o->from = optarg; break;
         case OPT_TO: o->to = optarg; break;
         case OPT_FORMAT: o->format = optarg; break;
+        case OPT_CAPTURE: o->capture = optarg; break;
+        case OPT_RETENTION: o->retention = optarg; break;
+        case OPT_EXPORT_ALL: o->export_all = optarg; break;
         default: break;
         }
     }
@@ -582,6 +590,39 @@ static const char *policy_usage =
     "  --max-request-usd X   the most one request may cost in the worst case\n"
     "  0 removes a limit (on a key: back to its tier's default).\n";
 
+static const char *conv_usage =
+    "  --capture on|off      keep every prompt and answer as conversations (default on;\n"
+    "                        off also refuses conversation_id)\n"
+    "  --retention-days N    delete conversations untouched for N days (0 = keep)\n"
+    "  --export-all on|off   admins' exports may include private conversations (default off)\n";
+
+static int on_off(const char *v, const char *flag, int *out)
+{
+    if (strcmp(v, "on") == 0 || strcmp(v, "true") == 0)
+        *out = 1;
+    else if (strcmp(v, "off") == 0 || strcmp(v, "false") == 0)
+        *out = 0;
+    else
+        return fprintf(stderr, "llmgw: invalid %s '%s': on or off\n", flag, v), 1;
+    return 0;
+}
+
+/* The org's conversation settings given as flags onto p. */
+static int conv_flags(const struct opts *o, struct gw_conv_policy *p)
+{
+    if (o->capture && on_off(o->capture, "--capture", &p->capture) != 0)
+        return 1;
+    if (o->export_all && on_off(o->export_all, "--export-all", &p->export_all) != 0)
+        return 1;
+    if (o->retention) {
+        int64_t v;
+        if (gw_parse_i64(o->retention, &v) != 0 || v < 0 || v > 36500)
+            return die("invalid --retention-days '%s': 0 to 36500", o->retention);
+        p->retention_days = v;
+    }
+    return 0;
+}
+
 static void print_limits(const char *who, const struct gw_limit_set *l)
 {
     printf("%s requests_per_hour=%lld tokens_per_hour=%lld max_concurrent=%lld "
@@ -598,7 +639,7 @@ static int cmd_orgs(int argc, char **argv)
 {
     static const int allowed[] = {OPT_DB,  OPT_CONFIG, OPT_NAME,  OPT_PROVIDERS, OPT_MODELS,
                                   OPT_RPH, OPT_TPH,    OPT_CONC,  OPT_DAILY,     OPT_MONTHLY,
-                                  OPT_MAXREQ, 0};
+                                  OPT_MAXREQ, OPT_CAPTURE, OPT_RETENTION, OPT_EXPORT_ALL, 0};
     struct opts o;
     struct gw_store *st = NULL;
     struct gw_org org;
@@ -610,7 +651,8 @@ static int cmd_orgs(int argc, char **argv)
                "       llmgw orgs show SLUG [--db URL]\n\n"
                "Organizations and their policy. SLUG: lower-case letters, digits, '-', '_'.\n"
                "The effective policy of a key is its org's allowlists intersected with its own;\n"
-               "org limits count all of the org's keys together.\n%s", policy_usage);
+               "org limits count all of the org's keys together.\n%s%s", policy_usage,
+               conv_usage);
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(sub, "create") != 0 && strcmp(sub, "update") != 0 && strcmp(sub, "show") != 0)
@@ -618,7 +660,8 @@ static int cmd_orgs(int argc, char **argv)
     if (parse_opts(argc - 1, argv + 1, allowed, &o) != 0)
         return 2;
     if (o.help) {
-        printf("usage: llmgw orgs %s SLUG [options] [--db URL]\n%s", sub, policy_usage);
+        printf("usage: llmgw orgs %s SLUG [options] [--db URL]\n%s%s", sub, policy_usage,
+               conv_usage);
         return 0;
     }
     if (o.nargs != 1)
@@ -630,8 +673,10 @@ static int cmd_orgs(int argc, char **argv)
     int rc = 0;
     if (strcmp(sub, "create") == 0) {
         memset(&org, 0, sizeof(org));
+        org.conv.capture = 1;
         if (policy_flags(&o, org.providers, sizeof(org.providers), org.models,
-                         sizeof(org.models), &org.limits) != 0) {
+                         sizeof(org.models), &org.limits) != 0 ||
+            conv_flags(&o, &org.conv) != 0) {
             gw_store_free(st);
             return 1;
         }
@@ -650,7 +695,8 @@ static int cmd_orgs(int argc, char **argv)
     rc = gw_store_org_get(st, o.args[0], &org);
     if (rc == 0 && strcmp(sub, "update") == 0) {
         if (policy_flags(&o, org.providers, sizeof(org.providers), org.models,
-                         sizeof(org.models), &org.limits) != 0) {
+                         sizeof(org.models), &org.limits) != 0 ||
+            conv_flags(&o, &org.conv) != 0) {
             gw_store_free(st);
             return 1;
         }
@@ -664,6 +710,9 @@ static int cmd_orgs(int argc, char **argv)
     printf("organization %s (%s)\nproviders=%s\nmodels=%s\n", org.slug, org.name,
            org.providers[0] ? org.providers : "(all)", org.models[0] ? org.models : "(all)");
     print_limits("limits", &org.limits);
+    printf("conversations capture=%s retention_days=%lld export_all=%s\n",
+           org.conv.capture ? "on" : "off", (long long)org.conv.retention_days,
+           org.conv.export_all ? "on" : "off");
     return 0;
 }
 
@@ -863,21 +912,9 @@ static int keys_update(int argc, char **argv)
 /* A time for --from/--to: unix milliseconds, or YYYY-MM-DD[THH:MM[:SS]][Z] (UTC). */
 static int parse_when(const char *s, int64_t *out)
 {
-    struct tm tm;
-    const char *end;
     if (gw_parse_i64(s, out) == 0 && *out >= 0)
         return 0;
-    memset(&tm, 0, sizeof(tm));
-    if ((end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL &&
-        (end = strptime(s, "%Y-%m-%dT%H:%M", &tm)) == NULL &&
-        (end = strptime(s, "%Y-%m-%d", &tm)) == NULL)
-        return -1;
-    if (*end == 'Z')
-        end++;
-    if (*end != '\0')
-        return -1;
-    *out = (int64_t)timegm(&tm) * 1000;
-    return 0;
+    return gw_parse_utc_ms(s, out) == 0 ? 0 : -1;
 }
 
 static int print_row(void *arg, const struct gw_usage_row *r)

@@ -322,6 +322,7 @@ static int emit_chunk(void *arg, json_t *chunk)
     if (c->req == NULL)
         return GW_EIO;
     count_emitted(c, chunk);
+    gw_memory_chunk(c, chunk);
     if (over_reservation(c))
         return GW_ETOOBIG;
     if (!c->reply_started)
@@ -364,6 +365,7 @@ static int emit_raw_chunk(void *arg, const char *data, const struct gw_scan *sca
     if (c->req == NULL)
         return GW_EIO;
     c->emitted_chars += scan->text_chars;
+    gw_memory_chunk_raw(c, data);
     if (over_reservation(c))
         return GW_ETOOBIG;
     if (!c->reply_started)
@@ -544,6 +546,10 @@ static void finish_whole(struct gw_call *c)
         gw_call_usage_estimate(c, &c->usage);
     gw_call_usage_to_row(c, &c->usage);
     c->row.status = 200;
+    if (out != NULL)
+        gw_memory_answer(c, out);
+    else
+        gw_memory_answer_raw(c, body, c->body.len);
     if (fast) {
         rc = send_scanned(c, &scan);
     } else if (c->dialect == GW_DIALECT_SIMPLE) {
@@ -554,6 +560,8 @@ static void finish_whole(struct gw_call *c)
                               "model", c->opts.model, "provider", c->ops->name, "route_method",
                               c->route_method, "request_id", c->rid, "usage",
                               gw_call_usage_json(c, &c->usage));
+        if (r != NULL && c->opts.conversation_id[0] != '\0')
+            json_object_set_new(r, "conversation_id", json_string(c->opts.conversation_id));
         rc = r != NULL ? 0 : GW_ENOMEM;
         if (r != NULL)
             gw_call_send_json(c, 200, r, 0);

@@ -3,7 +3,9 @@
  *
  *   pipeline.c    entry, routing, the list of targets, attempts and fallback, settlement
  *   attempt.c     one upstream attempt: the transfer, its timers, relaying the answer
- *   router_call.c the LLM router's own upstream call
+ *   side_call.c   an upstream call made on the request's behalf (router, summarizer)
+ *   router_call.c the LLM router's question
+ *   memory.c      conversation memory: history loaded and sent, turns captured
  *
  * A call lives on one worker thread. It has a list of targets (the first choice, then its
  * fallbacks) and makes at most cfg.fallback.max_attempts upstream attempts, one at a time. An
@@ -45,7 +47,8 @@ struct gw_failure {
     int skip_provider; /* the provider will refuse every model (credential, quota): skip it */
 };
 
-struct gw_router_call;
+struct gw_side_call;
+struct gw_memory;
 struct gw_idem;
 
 struct gw_call {
@@ -96,7 +99,8 @@ struct gw_call {
     /* routing and fallback */
     char route_reason[512];         /* X-LLMGW-Route-Reason ("" for explicit requests) */
     struct gw_route_result heur;    /* the heuristic's decision (auto-routed requests) */
-    struct gw_router_call *router;  /* the LLM router's call, while it runs */
+    struct gw_side_call *side;      /* the router's or summarizer's call, while it runs */
+    struct gw_memory *mem;          /* conversation memory and capture (NULL: none) */
     const struct gw_model *targets[GW_ROUTE_MAX_TARGETS + 1];
     int ntargets;
     int next_target;                /* index of the next target to try */
@@ -159,6 +163,8 @@ void gw_call_end(struct gw_call *c);
 void gw_call_usage_to_row(struct gw_call *c, const struct gw_usage *u);
 /* The provider did not (fully) report usage: never record zero for work that was done. */
 void gw_call_usage_estimate(struct gw_call *c, struct gw_usage *u);
+/* May c's caller use m (allowlists, a configured provider, the pin)? */
+int gw_call_model_allowed(const struct gw_call *c, const struct gw_model *m);
 /* The limits request for c (key and org scopes, effective limits, now), amounts left 0. */
 struct gw_limit_req gw_call_limit_req(struct gw_call *c);
 /* Hand store work to the worker's executor: run(c, s) with a store connection, then done(c) on
@@ -208,12 +214,54 @@ void gw_idem_end(struct gw_call *c);
 GW_NODISCARD int gw_idem_purger_start(struct gw_worker *w);
 void gw_idem_purger_stop(struct gw_worker *w);
 
+/* ---- side_call.c ---- */
+struct gw_side_ops {
+    const char *kind;         /* "router" | "summary": the row's kind and endpoint, id suffix */
+    const char *route_method; /* recorded on its row */
+    /* The answer (canonical chat.completion, borrowed): usable? Else *why (log-safe). It may
+     * keep what it needs in arg. */
+    int (*accept)(void *arg, const json_t *answer, const char **why);
+    /* The end, from the event loop: ok = an accepted answer; sent = the request went out;
+     * why = what failed otherwise ("no answer in time", "call does not fit the key's limits").
+     * It may go on with the request or end it. arg is freed after it returns. */
+    void (*done)(struct gw_call *c, void *arg, int ok, int sent, const char *why);
+    void (*free)(void *arg); /* frees arg (NULL: arg is not owned) */
+};
+/* Send req (a canonical chat request, borrowed; its "model" is set here) to m with at most
+ * max_output tokens of answer and timeout_ms for the whole call, after its own admission and
+ * usage row. 0: started, arg is the side call's (ops->done comes, or the call is cancelled);
+ * otherwise nothing started and arg is still the caller's. */
+GW_NODISCARD int gw_side_call_start(struct gw_call *c, const struct gw_side_ops *ops, void *arg,
+                                    const struct gw_model *m, json_t *req, int max_output,
+                                    int timeout_ms);
+/* Stop the side call without a callback; its usage row is settled as cancelled. */
+void gw_side_call_cancel(struct gw_call *c);
+
+/* ---- memory.c ---- */
+/* After validation (c->canon, c->opts and the key known): set up memory and capture for the
+ * request (c->mem; NULL when its org does not capture). -1: refused (answered). */
+int gw_memory_begin(struct gw_call *c);
+/* Load the conversation (when conversation_id was given), summarize or cut it to the budget,
+ * put it before the request's messages, then cont(c); or answer an error and end the call. */
+void gw_memory_load(struct gw_call *c, void (*cont)(struct gw_call *c));
+/* The answer, for the conversation: a whole canonical chat.completion; the provider's whole
+ * answer bytes (parsed with c->ops); a canonical stream chunk; a chunk's JSON text. */
+void gw_memory_answer(struct gw_call *c, const json_t *completion);
+void gw_memory_answer_raw(struct gw_call *c, const char *body, size_t len);
+void gw_memory_chunk(struct gw_call *c, const json_t *chunk);
+void gw_memory_chunk_raw(struct gw_call *c, const char *data);
+/* The call ends: a complete answer (status 200) and the request's messages are appended to the
+ * conversation (off the request path); c->mem is freed either way. */
+void gw_memory_end(struct gw_call *c);
+void gw_memory_free(struct gw_memory *m);
+/* A conversation owner's name for a key record (subject: a subject session's). 0 or
+ * GW_ETOOBIG. */
+int gw_memory_owner(const struct gw_key_rec *k, int subject, char *out, size_t outsz);
+
 /* ---- router_call.c ---- */
 /* Ask the router model (gw->router_model) to choose among cands; when it has answered, failed
  * or timed out, gw_call_routed() runs from the event loop. Returns 0 when the call started. */
 GW_NODISCARD int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands,
                                       int n);
-/* Stop the router's call without a callback; its usage row is settled as cancelled. */
-void gw_router_call_cancel(struct gw_call *c);
 
 #endif

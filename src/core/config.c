@@ -80,6 +80,20 @@ static const struct int_setting {
      offsetof(struct gw_config, idem.max_response_bytes)},
     {"idempotency.purge_interval_ms", 10, 86400000, K_INT,
      offsetof(struct gw_config, idem.purge_interval_ms)},
+    {"conversations.history_percent", 1, 100, K_INT,
+     offsetof(struct gw_config, conv.history_percent)},
+    {"conversations.keep_recent_turns", 0, 1000, K_INT,
+     offsetof(struct gw_config, conv.keep_recent_turns)},
+    {"conversations.summary_max_tokens", 16, 8192, K_INT,
+     offsetof(struct gw_config, conv.summary_max_tokens)},
+    {"conversations.summary_timeout_ms", 1, 600000, K_INT,
+     offsetof(struct gw_config, conv.summary_timeout_ms)},
+    {"conversations.summary_max_chars", 1000, 1000000, K_INT,
+     offsetof(struct gw_config, conv.summary_max_chars)},
+    {"conversations.default_context_tokens", 1000, 100000000, K_INT,
+     offsetof(struct gw_config, conv.default_context_tokens)},
+    {"conversations.max_turns_loaded", 1, 10000, K_INT,
+     offsetof(struct gw_config, conv.max_turns_loaded)},
 };
 
 /* Tier fields: tiers.<name>.<field>. USD amounts are decimal strings. */
@@ -102,7 +116,8 @@ static const struct {
 static const char *const string_settings[] = {"listen",  "db",
                                               "catalog", "routing",
                                               "mode",    "fallback.retry_uncertain",
-                                              "router.model", "node_id", NULL};
+                                              "router.model", "node_id",
+                                              "conversations.summary_model", NULL};
 
 /* Per-provider timeouts: providers.<name>.timeouts.<field>. */
 static const struct {
@@ -158,6 +173,14 @@ int gw_config_init(struct gw_config *c)
     c->idem.retention_days = 30;
     c->idem.max_response_bytes = 4u << 20;
     c->idem.purge_interval_ms = 60000;
+    (void)gw_strlcpy(c->conv.summary_model, "gpt-4o-mini", sizeof(c->conv.summary_model));
+    c->conv.history_percent = 50;
+    c->conv.keep_recent_turns = 6;
+    c->conv.summary_max_tokens = 512;
+    c->conv.summary_timeout_ms = 30000;
+    c->conv.summary_max_chars = 60000;
+    c->conv.default_context_tokens = 128000;
+    c->conv.max_turns_loaded = 200;
     c->shutdown_grace_ms = 10000;
     c->max_conns_per_worker = 4096;
     if ((c->listen_host = gw_strdup("127.0.0.1")) == NULL ||
@@ -548,6 +571,16 @@ int gw_config_set(struct gw_config *c, const char *name, const char *value, stru
         (void)gw_strlcpy(c->node_id, value, sizeof(c->node_id));
         return 0;
     }
+    if (strcmp(name, "conversations.summary_model") == 0) {
+        if ((value[0] != '\0' && !is_token_text(value)) ||
+            strlen(value) >= sizeof(c->conv.summary_model)) {
+            gw_errbuf_set(eb, "invalid value for 'conversations.summary_model': want a catalog "
+                              "model id, or \"\" to truncate long histories instead");
+            return GW_EINVAL;
+        }
+        (void)gw_strlcpy(c->conv.summary_model, value, sizeof(c->conv.summary_model));
+        return 0;
+    }
     if (strcmp(name, "router.model") == 0) {
         if (value[0] == '\0' || !is_token_text(value) ||
             strlen(value) >= sizeof(c->router.model)) {
@@ -586,7 +619,7 @@ static int is_section(struct gw_config *c, const char *name)
 {
     static const char *const sections[] = {"limits", "timeouts", "providers", "fallback",
                                            "breaker", "router", "tiers", "budgets",
-                                           "idempotency", NULL};
+                                           "idempotency", "conversations", NULL};
     for (int i = 0; sections[i] != NULL; i++)
         if (strcmp(name, sections[i]) == 0)
             return 1;

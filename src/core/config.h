@@ -50,6 +50,18 @@ struct gw_router_conf {
     int max_prompt_chars; /* of the request's last user message shown to the router */
 };
 
+/* Conversation memory (core/memory.c): what of a stored conversation goes with a request. */
+struct gw_conv_conf {
+    char summary_model[64];     /* catalog id of the summarizer; "" = truncate instead */
+    int history_percent;        /* history + request may fill this much of the context window */
+    int keep_recent_turns;      /* the newest turns are sent word for word, never summarized */
+    int summary_max_tokens;     /* the summary's length */
+    int summary_timeout_ms;     /* the summarizer's whole call */
+    int summary_max_chars;      /* of transcript shown to the summarizer (its newest part) */
+    int default_context_tokens; /* the budget's base when the model is not named */
+    int max_turns_loaded;       /* at most this many of the newest unsummarized turns are read */
+};
+
 /* Idempotency-Key records (core/idem.c). */
 struct gw_idem_conf {
     int retention_days;        /* a completed answer is replayable this long */
@@ -81,6 +93,7 @@ struct gw_config {
     char node_id[64];    /* this gateway node's name in the shared store; "" = host:port */
     int db_pool;         /* PostgreSQL connections per gateway (their own threads) */
     struct gw_idem_conf idem;
+    struct gw_conv_conf conv;
 };
 
 /* Fill defaults (127.0.0.1:8080, sqlite:./data/llmgw.db, catalog/models.yaml, providers' public

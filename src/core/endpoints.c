@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "core/admin.h"
+#include "core/conversations.h"
 #include "core/call.h"
 #include "core/gw_int.h"
 #include "core/request.h"
@@ -333,6 +334,7 @@ static void handle(void *wdata, struct evhttp_request *req)
         }
     }
     if (gw_admin_route(w, req, rid, path) || gw_sessions_route(w, req, rid, path) ||
+        gw_conversations_route(w, req, rid, path) ||
         gw_web_route(req, rid, path))
         return;
     gw_reply_error(req, 404, "invalid_request_error", "not_found", "no such endpoint", rid, 0);

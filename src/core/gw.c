@@ -124,6 +124,15 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
             goto out;
         }
     }
+    if (gw->cfg.conv.summary_model[0] != '\0') {
+        gw->summary_model = gw_catalog_find(gw->catalog, gw->cfg.conv.summary_model);
+        if (gw->summary_model == NULL) {
+            rc = GW_EINVAL;
+            gw_errbuf_set(&eb, "conversations.summary_model '%s' is not a catalog model",
+                          gw->cfg.conv.summary_model);
+            goto out;
+        }
+    }
     if ((rc = gw_store_open(gw->cfg.db_url, &st, &eb)) != 0 ||
         (rc = gw_store_migrate(st, &eb)) != 0)
         goto out;

@@ -36,6 +36,7 @@ struct gw {
     struct gw_breaker breakers[GW_NPROVIDERS];
     struct gw_cooldown *cooldowns; /* gw_catalog_count entries */
     const struct gw_model *router_model; /* cfg.router.model in the catalog; NULL when off */
+    const struct gw_model *summary_model; /* cfg.conv.summary_model; NULL: truncation only */
     struct gw_ledger ledger;             /* admission against every key's and org's limits */
     struct gw_store_pool *pool;          /* store threads: PostgreSQL's, or SQLite's writer */
     /* idempotency records: deleted as expired, and found in flight at start-up */

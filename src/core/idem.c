@@ -467,6 +467,7 @@ struct gw_idem_purger {
     int stopping;
     int rc;
     int64_t count;
+    int64_t convs; /* conversations deleted for retention */
 };
 
 static void purge_schedule(struct gw_idem_purger *p, int64_t ms)
@@ -483,6 +484,10 @@ static void purge_run(struct gw_store_job *j, struct gw_store *s)
     /* and what expired of subject sessions: codes, sessions, nonces */
     if (p->rc == 0)
         p->rc = gw_store_session_purge(s, now, IDEM_PURGE_BATCH, &sessions);
+    /* and conversations past their org's retention */
+    p->convs = 0;
+    if (p->rc == 0)
+        p->rc = gw_store_conv_purge(s, now, IDEM_PURGE_BATCH, &p->convs);
 }
 
 static void purge_done(struct gw_store_job *j)
@@ -507,9 +512,12 @@ static void purge_done(struct gw_store_job *j)
     atomic_store(&gw->idem_last_purge_ms, gw_now_ms());
     if (p->count > 0)
         GW_LOG_INFO("idem", "purged %lld expired idempotency record(s)", (long long)p->count);
+    if (p->convs > 0)
+        GW_LOG_INFO("conv", "deleted %lld conversation(s) past their org's retention",
+                    (long long)p->convs);
     /* a full batch: more are due; the loop serves requests in between */
-    purge_schedule(p, p->count >= IDEM_PURGE_BATCH ? IDEM_PURGE_AGAIN_MS
-                                                   : gw->cfg.idem.purge_interval_ms);
+    int more = p->count >= IDEM_PURGE_BATCH || p->convs >= IDEM_PURGE_BATCH;
+    purge_schedule(p, more ? IDEM_PURGE_AGAIN_MS : gw->cfg.idem.purge_interval_ms);
 }
 
 static void on_purge_timer(evutil_socket_t fd, short what, void *arg)

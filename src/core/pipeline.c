@@ -280,6 +280,11 @@ static int model_usable(void *arg, const struct gw_model *m)
 
 static int allowed_cb(void *arg, const struct gw_model *m) { return model_allowed(arg, m); }
 
+int gw_call_model_allowed(const struct gw_call *c, const struct gw_model *m)
+{
+    return model_allowed(c, m);
+}
+
 /* ---- routing ---- */
 
 static void set_targets(struct gw_call *c, const struct gw_model *first,
@@ -902,6 +907,7 @@ static void call_free(struct gw_call *c)
     gw_buf_cleanup(&c->body);
     gw_buf_cleanup(&c->out);
     json_decref(c->canon);
+    gw_memory_free(c->mem);
     if (c->timer_ev != NULL)
         event_free(c->timer_ev);
     if (c->retry_ev != NULL)
@@ -1020,9 +1026,10 @@ void gw_call_end(struct gw_call *c)
 
     if (c->req != NULL) /* a path forgot to answer: our bug, still answer */
         reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
-    if (c->router != NULL)
-        gw_router_call_cancel(c);
+    if (c->side != NULL)
+        gw_side_call_cancel(c);
     gw_idem_end(c); /* the answer kept, the key quarantined, or given back */
+    gw_memory_end(c); /* a complete answer's turns appended to its conversation */
     c->row.latency_ms = (gw_mono_us() - c->t0_us) / 1000;
     c->row.settled_ms = gw_now_ms();
     c->row.attempts = c->attempts;
@@ -1060,8 +1067,8 @@ void gw_call_end(struct gw_call *c)
 /* Stop whatever runs for c (router call, transfer, backoff) without callbacks. */
 static void stop_everything(struct gw_call *c)
 {
-    if (c->router != NULL)
-        gw_router_call_cancel(c);
+    if (c->side != NULL)
+        gw_side_call_cancel(c);
     gw_attempt_cancel(c);
     if (c->retry_ev != NULL)
         evtimer_del(c->retry_ev);
@@ -1181,6 +1188,9 @@ static void go_route(struct gw_call *c)
         gw_call_end(c);
 }
 
+/* The Idempotency-Key claimed (or none): the conversation's history, then routing. */
+static void go_memory(struct gw_call *c) { gw_memory_load(c, go_route); }
+
 /* The key is known: validate, then claim the Idempotency-Key or route at once. */
 static void on_authed(struct gw_call *c)
 {
@@ -1221,16 +1231,13 @@ static void on_authed(struct gw_call *c)
     }
     if (c->dialect == GW_DIALECT_SIMPLE)
         c->opts.stream = 0;
-    if (c->opts.conversation_id[0] != '\0') {
-        reply_error(c, 400, "invalid_request_error", "unsupported_parameter",
-                    "conversation_id is not available in this version", 0);
+    if (gw_memory_begin(c) != 0)
         goto done;
-    }
     json_decref(body);
     if (c->idem != NULL)
-        gw_idem_claim(c, go_route);
+        gw_idem_claim(c, go_memory);
     else
-        go_route(c);
+        go_memory(c);
     return;
 done:
     json_decref(body);

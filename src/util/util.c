@@ -235,3 +235,20 @@ out:
     fclose(f);
     return rc;
 }
+
+int gw_parse_utc_ms(const char *s, int64_t *out)
+{
+    struct tm tm;
+    const char *end;
+    memset(&tm, 0, sizeof(tm));
+    if ((end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL &&
+        (end = strptime(s, "%Y-%m-%dT%H:%M", &tm)) == NULL &&
+        (end = strptime(s, "%Y-%m-%d", &tm)) == NULL)
+        return GW_EINVAL;
+    if (*end == 'Z')
+        end++;
+    if (*end != '\0')
+        return GW_EINVAL;
+    *out = (int64_t)timegm(&tm) * 1000;
+    return 0;
+}

@@ -40,6 +40,8 @@ GW_NODISCARD int gw_parse_i64(const char *s, int64_t *out);
 /* Parse a non-negative decimal amount ("2.50", "0.075", "3") into integer millionths
  * (2.50 → 2500000) without floating point. At most 6 fraction digits. Returns 0 or GW_EINVAL. */
 GW_NODISCARD int gw_parse_micros(const char *s, int64_t *out);
+/* A UTC time YYYY-MM-DD[THH:MM[:SS]][Z] as unix milliseconds. 0 or GW_EINVAL. */
+GW_NODISCARD int gw_parse_utc_ms(const char *s, int64_t *out);
 
 /* Read a whole regular file of at most max bytes into a new NUL-terminated buffer (*out, freed
  * with gw_free; *len excludes the NUL). A file that grows while being read is an error.
