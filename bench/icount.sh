@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 record=0; [ "${1:-}" = --record ] && record=1
 command -v valgrind >/dev/null || { echo "icount: valgrind is not installed"; exit 1; }
 tmp=$(mktemp -d /tmp/llmgw-icount-XXXXXX)
-cleanup() { kill "${fake_pid:-}" 2>/dev/null; wait 2>/dev/null; [ -n "${ICOUNT_KEEP:-}" ] && cp "$tmp/run24/cg.out" "$ICOUNT_KEEP"; rm -rf "$tmp"; }
+cleanup() { kill "${fake_pid:-}" 2>/dev/null; wait 2>/dev/null; [ -n "${ICOUNT_KEEP:-}" ] && cp "$tmp/run24/cg.out" "$ICOUNT_KEEP"; [ -n "${ICOUNT_DEBUG:-}" ] || rm -rf "$tmp"; }
 trap cleanup EXIT
 FAKE_NO_RECORD=1 node tests/fake/server.js --port 0 >"$tmp/fake.out" 2>&1 &
 fake_pid=$!

@@ -267,6 +267,21 @@ async function startEnvWith(fake, opts) {
     const { stdout } = await run('sqlite3', ['-json', dbPath, `select * from usage where ${where}`], { timeoutMs: 5000 });
     return stdout.trim() ? JSON.parse(stdout) : [];
   }
+  // Any SELECT, as an array of row objects, from whichever store (tests inspect what is stored).
+  async function query(sql) {
+    if (pgSchema) {
+      const { stdout } = await run('psql', [db, '-At', '-c',
+        `SELECT COALESCE(json_agg(q), '[]') FROM (${sql}) q`], { timeoutMs: 20000 });
+      return JSON.parse(stdout.trim() || '[]');
+    }
+    const { stdout } = await run('sqlite3', ['-json', dbPath, sql], { timeoutMs: 20000 });
+    return stdout.trim() ? JSON.parse(stdout) : [];
+  }
+  // Run SQL statements (seeding) on whichever store.
+  async function execSQL(sql) {
+    if (pgSchema) await run('psql', [db, '-q', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeoutMs: 60000 });
+    else await run('sqlite3', [dbPath, sql], { timeoutMs: 60000 });
+  }
   const cliEnv = { ...process.env };
   for (const p of PROVIDERS) {
     delete cliEnv[`${p.toUpperCase()}_API_KEY`];
@@ -495,6 +510,9 @@ async function startEnvWith(fake, opts) {
     restart,
     startNode,
     queryRows,
+    query,
+    execSQL,
+    postgres: !!pgSchema,
     advanceClock,
     usageTotals,
     keyId: async (name) => {
