@@ -488,6 +488,7 @@ int gw_session_lookup(struct gw_store *s, struct gw_session_auth *sa, struct gw_
     gw_strlcpy(key->org_providers, o.providers, sizeof(key->org_providers));
     gw_strlcpy(key->org_models, o.models, sizeof(key->org_models));
     key->org_limits = o.limits;
+    key->org_conv = o.conv;
     key->created_ms = ss.created_ms;
     return 0;
 }

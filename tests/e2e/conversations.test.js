@@ -8,6 +8,7 @@ const { test, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const { startEnv, readSSE } = require('./harness');
+const { approvedClient, startSession, signedHeaders } = require('./subject');
 
 const T = { timeout: 30000 };
 const PG = process.env.LLMGW_E2E_PG === '1';
@@ -198,6 +199,41 @@ test('a failed summary loses no turn: the oldest are left out of what is sent', 
   assert.equal(conv.messages.length, 6);
   assert.equal(conv.summary, null);
   assert.match(conv.messages[0].message.content, /^alpha/);
+});
+
+test('a subject session\'s conversations are its subject\'s: signed requests remember, list and read them', T, async () => {
+  const origin = 'https://app.example.com';
+  const clientId = await approvedClient(env, adminKey, env.superadminKey(), { name: 'chat app', origins: [origin] });
+  const alice = await startSession(env, clientId, origin, 'alice');
+  const bob = await startSession(env, clientId, origin, 'bob');
+  const signed = (sess, method, path, body) => {
+    const raw = body === undefined ? '' : JSON.stringify(body);
+    return env.request(method, path, {
+      rawBody: body === undefined ? undefined : raw,
+      headers: { ...signedHeaders(sess, method, path, raw, origin), ...(body ? { 'content-type': 'application/json' } : {}) },
+    });
+  };
+  const body = (content) => ({ model: 'gpt-4o', conversation_id: 'help', messages: [{ role: 'user', content }] });
+  const first = await signed(alice, 'POST', '/v1/chat/completions', body('ALICE-SECRET'));
+  assert.equal(first.status, 200, first.text);
+  const deadline = Date.now() + 5000;
+  let mine;
+  for (;;) {
+    mine = await signed(alice, 'GET', '/v1/conversations/help');
+    if ((mine.status === 200 && mine.json.turns === 2) || Date.now() > deadline) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  assert.equal(mine.status, 200, mine.text);
+  assert.equal(mine.json.messages[0].message.content, 'ALICE-SECRET');
+  assert.equal(mine.headers.get('access-control-allow-origin'), origin);
+  await env.fake.reset();
+  assert.equal((await signed(bob, 'POST', '/v1/chat/completions', body('hello from bob'))).status, 200);
+  const [up] = await env.fake.requests('openai');
+  assert.doesNotMatch(JSON.stringify(up.body), /ALICE-SECRET/, 'another subject of the same app never sees it');
+  assert.equal((await get('/v1/conversations/help')).status, 404, 'nor does the app\'s own API key');
+  const list = await signed(alice, 'GET', '/v1/conversations');
+  assert.equal(list.status, 200, list.text);
+  assert.deepEqual(list.json.data.map((c) => c.id), ['help']);
 });
 
 test('a request without conversation_id is captured as a conversation of its own', T, async () => {
