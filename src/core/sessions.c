@@ -62,6 +62,7 @@ struct session_job {
     /* on the store thread */
     int cors; /* the Origin is an approved app client's: the browser may read the answer */
     int signed_path; /* a preflight for a signed request (else for the exchange) */
+    int conv_path;   /* a preflight for a conversation route (GET, POST, DELETE) */
     int auth_rc;
     struct gw_key_rec key;
     struct gw_answer an;
@@ -554,7 +555,8 @@ static void session_done(struct gw_store_job *j)
     if (a->cors && a->op != OP_SHARE)
         evhttp_add_header(out, "Access-Control-Allow-Origin", a->origin);
     if (a->op == OP_PREFLIGHT && a->an.status == 204) {
-        evhttp_add_header(out, "Access-Control-Allow-Methods", "POST");
+        evhttp_add_header(out, "Access-Control-Allow-Methods",
+                          a->conv_path ? "GET, POST, DELETE" : "POST");
         evhttp_add_header(out, "Access-Control-Allow-Headers",
                           a->signed_path ? "Authorization, Content-Type, Idempotency-Key, "
                                            "X-LLMGW-Timestamp, X-LLMGW-Nonce, X-LLMGW-Signature"
@@ -576,8 +578,13 @@ int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const cha
     int a_signed = 0;
     enum op op;
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    /* the conversation routes take signed requests too (their owner is the subject) */
+    int conv_path = (strncmp(path, "/v1/conversations", 17) == 0 &&
+                     (path[17] == '\0' || path[17] == '/')) ||
+                    (strncmp(path, "/v1/org/conversations", 21) == 0 &&
+                     (path[21] == '\0' || path[21] == '/'));
     int signed_path = strcmp(path, "/v1/chat/completions") == 0 ||
-                      strcmp(path, "/api/v1/llm/chat") == 0;
+                      strcmp(path, "/api/v1/llm/chat") == 0 || conv_path;
     if (strcmp(path, "/v1/sessions/share-codes") == 0)
         op = OP_SHARE;
     else if (strcmp(path, "/v1/sessions/exchange") == 0 || (signed_path && m == EVHTTP_REQ_OPTIONS))
@@ -602,6 +609,7 @@ int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const cha
     a->req = req;
     a->op = op;
     a->signed_path = a_signed;
+    a->conv_path = conv_path;
     gw_strlcpy(a->rid, rid, sizeof(a->rid));
     if (op == OP_SHARE) {
         if (gw_auth_begin(w, req, rid, a->hash) != 0) {

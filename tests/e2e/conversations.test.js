@@ -231,6 +231,12 @@ test('a subject session\'s conversations are its subject\'s: signed requests rem
   const [up] = await env.fake.requests('openai');
   assert.doesNotMatch(JSON.stringify(up.body), /ALICE-SECRET/, 'another subject of the same app never sees it');
   assert.equal((await get('/v1/conversations/help')).status, 404, 'nor does the app\'s own API key');
+  const pre = await env.request('OPTIONS', '/v1/conversations/help', {
+    auth: false, headers: { origin, 'access-control-request-method': 'DELETE', 'access-control-request-headers': 'authorization, x-llmgw-signature' },
+  });
+  assert.equal(pre.status, 204, 'the browser may ask first');
+  assert.equal(pre.headers.get('access-control-allow-origin'), origin);
+  assert.match(pre.headers.get('access-control-allow-methods'), /DELETE/);
   const list = await signed(alice, 'GET', '/v1/conversations');
   assert.equal(list.status, 200, list.text);
   assert.deepEqual(list.json.data.map((c) => c.id), ['help']);
