@@ -33,8 +33,10 @@
 #define LIST_DEFAULT 20
 #define LIST_MAX 100
 #define TURNS_MAX 1000
-#define EXPORT_PAGE 100
-#define EXPORT_PAGE_BYTES (1u << 20)
+/* a page is read where the worker's store reads run (SQLite: on the worker itself), so it is
+ * small: a few milliseconds of the loop at a time */
+#define EXPORT_PAGE 25
+#define EXPORT_PAGE_BYTES (256u << 10)
 
 enum op { OP_LIST, OP_GET, OP_DELETE, OP_SHARE, OP_UNSHARE, OP_ORG_LIST, OP_ORG_GET, OP_EXPORT };
 
@@ -529,6 +531,9 @@ static void on_export_close(struct evhttp_connection *evcon, void *arg)
     struct conv_job *j = arg;
     (void)evcon;
     j->gone = 1;
+    /* libevent detached the unfinished request from the dying connection; ending it frees it */
+    if (j->req != NULL)
+        evhttp_send_reply_end(j->req);
     j->req = NULL;
     GW_LOG_INFO("conv", "req=%s the client left the export after %lld conversations", j->rid,
                 (long long)j->exported);

@@ -452,3 +452,20 @@ test('an export of 10,000 conversations streams with bounded memory', { timeout:
     assert.ok(grewMB < 16, `memory stays bounded while ${(bytes / 1e6).toFixed(1)} MB stream (grew ${grewMB.toFixed(1)} MB)`);
   }
 });
+
+test('a client that leaves an export midway costs the gateway nothing but the export', T, async () => {
+  const ctl = new AbortController();
+  const res = await fetch(`${env.baseURL}/admin/v1/conversations/export?format=jsonl&scope=shared`, { headers: auth(adminKey), signal: ctl.signal });
+  assert.equal(res.status, 200);
+  const reader = res.body.getReader();
+  const first = await reader.read();
+  assert.ok(first.value && first.value.length > 0);
+  ctl.abort();
+  await reader.read().catch(() => {});
+  await new Promise((r) => setTimeout(r, 300));
+  const h = await env.request('GET', '/healthz', { auth: false });
+  assert.equal(h.status, 200);
+  const again = await get('/admin/v1/conversations/export?format=jsonl&to=1700000001', adminKey);
+  assert.equal(again.status, 200);
+  assert.equal(again.text.trim().split('\n').length, 999, 'the seeded conversations of the first second');
+});
