@@ -365,7 +365,7 @@ static int emit_raw_chunk(void *arg, const char *data, const struct gw_scan *sca
     if (c->req == NULL)
         return GW_EIO;
     c->emitted_chars += scan->text_chars;
-    gw_memory_chunk_raw(c, data);
+    gw_memory_chunk_raw(c, data, scan->text_chars);
     if (over_reservation(c))
         return GW_ETOOBIG;
     if (!c->reply_started)
@@ -548,7 +548,7 @@ static void finish_whole(struct gw_call *c)
     c->row.status = 200;
     if (out != NULL)
         gw_memory_answer(c, out);
-    else
+    else /* fast: the provider's bytes are canonical */
         gw_memory_answer_raw(c, body, c->body.len);
     if (fast) {
         rc = send_scanned(c, &scan);

@@ -367,11 +367,11 @@ void gw_memory_answer(struct gw_call *c, const json_t *completion)
 void gw_memory_answer_raw(struct gw_call *c, const char *body, size_t len)
 {
     struct gw_errbuf eb = {{0}};
-    struct gw_usage u = {0};
-    json_t *out = NULL;
     if (c->mem == NULL)
         return;
-    if (c->ops->parse(body, len, &out, &u, &eb) == 0)
+    /* relayed as the provider's bytes: they already are a canonical chat.completion */
+    json_t *out = gw_json_parse(body, len, &eb);
+    if (out != NULL)
         gw_memory_answer(c, out);
     else
         GW_LOG_WARN("conv", "req=%s the answer could not be read for its conversation: %s",
@@ -394,9 +394,9 @@ void gw_memory_chunk(struct gw_call *c, const json_t *chunk)
     }
 }
 
-void gw_memory_chunk_raw(struct gw_call *c, const char *data)
+void gw_memory_chunk_raw(struct gw_call *c, const char *data, int64_t text_chars)
 {
-    if (c->mem == NULL)
+    if (c->mem == NULL || text_chars == 0) /* a chunk without text adds nothing */
         return;
     json_t *chunk = gw_json_parse(data, strlen(data), NULL);
     gw_memory_chunk(c, chunk);
