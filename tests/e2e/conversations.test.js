@@ -23,7 +23,7 @@ before(async () => {
     postgres: PG,
     // a small budget on gpt-4o (1% of 128k = 1,280 tokens) so that a few long turns overflow
     // it; the summarizer is Gemini's, apart from the models under test
-    extraConfig: 'conversations: {history_percent: 1, keep_recent_turns: 2, summary_model: gemini-2.5-flash-lite}\nfallback: {enabled: false}',
+    extraConfig: 'conversations: {history_percent: 1, keep_recent_turns: 2, summary_model: gemini-2.5-flash-lite}\nfallback: {enabled: false}\nidempotency: {purge_interval_ms: 200}',
     // the export test looks at memory; ASan's quarantine would hold every freed page
     env: { ASAN_OPTIONS: `${process.env.ASAN_OPTIONS || 'detect_leaks=1'}:quarantine_size_mb=0` },
   });
@@ -468,4 +468,22 @@ test('a client that leaves an export midway costs the gateway nothing but the ex
   const again = await get('/admin/v1/conversations/export?format=jsonl&to=1700000001', adminKey);
   assert.equal(again.status, 200);
   assert.equal(again.text.trim().split('\n').length, 999, 'the seeded conversations of the first second');
+});
+
+// last: it moves the gateway's clock two days on
+test('retention: an org\'s conversations untouched for longer than its retention_days are deleted', T, async () => {
+  await env.cli(['orgs', 'update', 'globex', '--retention-days', '1', '--db', env.db]);
+  assert.equal((await chat({ model: 'gpt-4o', conversation_id: 'short-lived', messages: [{ role: 'user', content: 'forget me' }] }, otherOrgKey)).status, 200);
+  await waitTurns('short-lived', 2, otherOrgKey);
+  assert.equal((await chat({ model: 'gpt-4o', conversation_id: 'kept', messages: [{ role: 'user', content: 'keep me' }] })).status, 200);
+  await waitTurns('kept', 2);
+  await env.advanceClock(2 * 86400 * 1000);
+  const deadline = Date.now() + 5000;
+  let r;
+  do {
+    await new Promise((res) => setTimeout(res, 100));
+    r = await get('/v1/conversations/short-lived', otherOrgKey);
+  } while (r.status === 200 && Date.now() < deadline);
+  assert.equal(r.status, 404, 'deleted by the purger');
+  assert.equal((await get('/v1/conversations/kept')).status, 200, 'an org without retention keeps its own');
 });
