@@ -95,8 +95,80 @@ enum stmt_id {
     P_AUDIT_INSERT,
     P_AUDIT_LIST,
     P_AUDIT_LIST_ALL,
+    P_KEY_ROTATE,
+    P_ORG_LIST,
+    P_ORG_GET_ID,
+    P_HEALTH,
+    /* by gw_usage_group, then by the index the filter takes (enum usage_index) */
+    P_USAGE_GROUP,
+    P_USAGE_GROUP_LAST = P_USAGE_GROUP + 4 * 3 - 1,
+    P_USAGE_PAGE,
+    P_USAGE_PAGE_LAST = P_USAGE_PAGE + 3 - 1,
     P_COUNT
 };
+
+/* The index a usage read's filter goes through: a key's rows (usage_key_time), an org's
+ * (usage_org_time), or everyone's time range (usage_time). Each has a statement of its own: in
+ * a generic plan (plan_cache_mode) "($1 = 0 OR org_id = $1)" leaves nothing to search the
+ * index by. */
+enum usage_index { UI_ANY, UI_ORG, UI_KEY };
+static enum usage_index usage_index(const struct gw_usage_filter *f)
+{
+    return f->key_row_id != 0 ? UI_KEY : f->org_id != 0 ? UI_ORG : UI_ANY;
+}
+
+/* The admin plane's usage reads: $1 org, $2 key (0: any), $3 model, $4 provider ("": any),
+ * created_ms in [$5, $6). Shaped for the generic plans this connection makes (plan_cache_mode):
+ * "$2 = 0 OR key_row_id = $2" would be estimated to keep almost no row, and the planner would
+ * then take usage_time for an org's range and sort a page's whole range rather than walk an
+ * index to the page's end; a CASE is estimated neutrally. An org's and a key's time range are
+ * row ranges, which only their own index can search. EXPLAIN EXECUTE (200,000 rows, 50 orgs):
+ * a page is Limit, Incremental Sort (Presorted Key: created_ms), Index Scan using
+ * usage_org_time (Index Cond: ROW(org_id, created_ms) >= ROW($1, $5) AND ... < ROW($1, $6)
+ * AND org_id = $1 AND created_ms >= $7), so it reads about limit rows past the cursor;
+ * usage_key_time and usage_time (created_ms >= $5 AND created_ms < $6) likewise, and a group
+ * reads its range through the same index (Bitmap Index Scan on usage_org_time). Text is
+ * ordered bytewise (COLLATE "C"), as SQLite orders it, whatever the database's locale. */
+#define UW_ANY                                                                                     \
+    "CASE WHEN $1::bigint = 0 THEN true ELSE org_id = $1 END AND CASE WHEN $2::bigint = 0 THEN "   \
+    "true ELSE key_row_id = $2 END AND created_ms >= $5::bigint AND created_ms < $6::bigint"
+#define UW_ORG                                                                                     \
+    "org_id = $1::bigint AND (org_id, created_ms) >= ($1, $5::bigint) AND (org_id, created_ms) < " \
+    "($1, $6::bigint) AND CASE WHEN $2::bigint = 0 THEN true ELSE key_row_id = $2 END"
+#define UW_KEY                                                                                     \
+    "key_row_id = $2::bigint AND (key_row_id, created_ms) >= ($2, $5::bigint) AND (key_row_id, "  \
+    "created_ms) < ($2, $6::bigint) AND CASE WHEN $1::bigint = 0 THEN true ELSE org_id = $1 END"
+#define UW_REST                                                                                    \
+    " AND CASE WHEN $3::text = '' THEN true ELSE model = $3 END AND CASE WHEN $4::text = '' THEN " \
+    "true ELSE provider = $4 END"
+/* grouped by a column (or the UTC day), in its order, at most $7 groups */
+#define GROUP_SQL(expr, w)                                                                         \
+    "SELECT (" expr ") COLLATE \"C\" AS g, " USAGE_SUMS " FROM usage WHERE " w UW_REST " GROUP "   \
+    "BY g ORDER BY g LIMIT $7::bigint"
+#define GROUP_DAY_SQL(w)                                                                           \
+    GROUP_SQL("to_char(to_timestamp(created_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')", w)
+#define GROUP_MODEL_SQL(w) GROUP_SQL("model", w)
+#define GROUP_PROVIDER_SQL(w) GROUP_SQL("provider", w)
+/* by key: summed per key row first, so that the key's name is looked up once per key, not
+ * once per row */
+#define GROUP_KEY_SQL(w)                                                                           \
+    "SELECT (" USAGE_KEY_NAME("x") ") COLLATE \"C\" AS g, SUM(x.n), SUM(x.req), SUM(x.tin), "      \
+    "SUM(x.tout), SUM(x.cost) FROM (SELECT key_row_id, " USAGE_SUMS " FROM usage WHERE " w        \
+    UW_REST " GROUP BY key_row_id) x " USAGE_KEY_JOINS("x") "GROUP BY g ORDER BY g LIMIT "        \
+    "$7::bigint"
+#define GROUPS(by, f)                                                                              \
+    [P_USAGE_GROUP + 3 * (by) + UI_ANY] = {f(UW_ANY), 7},                                          \
+    [P_USAGE_GROUP + 3 * (by) + UI_ORG] = {f(UW_ORG), 7},                                          \
+    [P_USAGE_GROUP + 3 * (by) + UI_KEY] = {f(UW_KEY), 7}
+/* a page after the cursor ($7, $8), at most $9 rows: the rows are taken from the index first
+ * (in created_ms order, ties sorted by request_id), then only they are joined to their key's
+ * and org's names */
+#define PAGE_SQL(w)                                                                                \
+    "SELECT x.*, " USAGE_KEY_NAME("x") ", COALESCE(o.slug, '') FROM (SELECT " USAGE_COLS " FROM "  \
+    "usage WHERE " w UW_REST " AND (created_ms, request_id COLLATE \"C\") > ($7::bigint, "         \
+    "$8::text) ORDER BY created_ms, request_id COLLATE \"C\" LIMIT $9::bigint) x "                 \
+    USAGE_KEY_JOINS("x") "LEFT JOIN orgs o ON o.id = x.org_id ORDER BY x.created_ms, "            \
+    "x.request_id COLLATE \"C\""
 
 #define RECENT_SQL                                                                                 \
     "SELECT created_ms, (kind = 'chat')::int, tokens_in + tokens_out FROM usage WHERE "
@@ -260,7 +332,7 @@ static const struct {
                       "NULLIF($4::bigint, 0), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
                       "$16) RETURNING id",
                       16},
-    [P_KEY_BY_HASH] = {"SELECT " KEY_COLS "WHERE k.key_hash = $1", 1},
+    [P_KEY_BY_HASH] = {KEY_BY_HASH_SQL("$1", "$2::bigint"), 2},
     [P_KEY_GET] = {"SELECT " KEY_COLS "WHERE k.key_id = $1", 1},
     [P_KEY_LIST] = {"SELECT " KEY_COLS "WHERE k.org_id = $1 ORDER BY k.created_ms DESC, k.id DESC",
                     1},
@@ -330,9 +402,9 @@ static const struct {
     [P_USAGE_RECENT_ORG] = {RECENT_SQL "org_id = $1 AND created_ms >= $2 ORDER BY created_ms", 2},
     [P_USAGE_LIST] = {"SELECT " USAGE_COLS " FROM usage WHERE ($1::bigint = 0 OR org_id = $1) "
                       "AND ($2::bigint = 0 OR key_row_id = $2) AND ($3 = '' OR model = $3) AND "
-                      "created_ms >= $4 AND ($5::bigint = 0 OR created_ms < $5) "
-                      "ORDER BY created_ms, request_id",
-                      5},
+                      "created_ms >= $4 AND ($5::bigint = 0 OR created_ms < $5) AND "
+                      "($6::text = '' OR provider = $6) ORDER BY created_ms, request_id",
+                      6},
     [P_USAGE_RECOVER] = {"UPDATE usage SET state = 'uncertain', cost_micros = reserved_micros, "
                          "settled_ms = $1 WHERE state = 'reserved' AND ($2 = '' OR node = $2)",
                          2},
@@ -410,6 +482,29 @@ static const struct {
     [P_AUDIT_LIST_ALL] = {"SELECT " AUDIT_COLS " FROM audit_log WHERE id > $1 ORDER BY id LIMIT "
                           "$2",
                           2},
+    /* the old secret's hash is kept only while it is to work ($3 > 0); key_hash on the right
+     * is the row's value before the update */
+    [P_KEY_ROTATE] = {"UPDATE api_keys SET prev_key_hash = CASE WHEN $3::bigint > 0 THEN key_hash "
+                      "ELSE '' END, prev_expires_ms = $3, key_hash = $2, prefix = $4, "
+                      "rotated_ms = $5 WHERE key_id = $1 AND revoked = 0",
+                      5},
+    /* LIMIT NULL: no limit */
+    [P_ORG_LIST] = {"SELECT " ORG_COLS " FROM orgs WHERE id > $1 ORDER BY id LIMIT "
+                    "NULLIF($2::bigint, 0)",
+                    2},
+    [P_ORG_GET_ID] = {"SELECT " ORG_COLS " FROM orgs WHERE id = $1", 1},
+    /* each count through a partial index (uncertain rows) or a range of idempotency_expires */
+    [P_HEALTH] = {"SELECT (SELECT count(*) FROM idempotency WHERE state = 'uncertain'), "
+                  "(SELECT count(*) FROM usage WHERE state = 'uncertain'), "
+                  "(SELECT count(*) FROM idempotency WHERE expires_ms < $1)",
+                  1},
+    GROUPS(GW_GROUP_DAY, GROUP_DAY_SQL),
+    GROUPS(GW_GROUP_KEY, GROUP_KEY_SQL),
+    GROUPS(GW_GROUP_MODEL, GROUP_MODEL_SQL),
+    GROUPS(GW_GROUP_PROVIDER, GROUP_PROVIDER_SQL),
+    [P_USAGE_PAGE + UI_ANY] = {PAGE_SQL(UW_ANY), 9},
+    [P_USAGE_PAGE + UI_ORG] = {PAGE_SQL(UW_ORG), 9},
+    [P_USAGE_PAGE + UI_KEY] = {PAGE_SQL(UW_KEY), 9},
 };
 
 struct pg {
@@ -684,26 +779,62 @@ static int pg_org_create(struct gw_store *base, const char *slug, const char *na
     return run_insert((struct pg *)base, P_ORG_INSERT, &p, id_out);
 }
 
+/* Row i of an org statement (ORG_COLS). */
+static void read_org(const PGresult *r, int i, struct gw_org *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = col_i64(r, i, 0);
+    col_text(r, i, 1, out->slug, sizeof(out->slug));
+    col_text(r, i, 2, out->name, sizeof(out->name));
+    out->created_ms = col_i64(r, i, 3);
+    col_text(r, i, 4, out->providers, sizeof(out->providers));
+    col_text(r, i, 5, out->models, sizeof(out->models));
+    read_limits(r, i, 6, &out->limits);
+    out->conv.capture = col_i64(r, i, ORG_COL_CONV) != 0;
+    out->conv.retention_days = col_i64(r, i, ORG_COL_CONV + 1);
+    out->conv.export_all = col_i64(r, i, ORG_COL_CONV + 2) != 0;
+}
+
+/* The one org statement id gives with p. */
+static int org_one(struct pg *s, enum stmt_id id, const struct params *p, struct gw_org *out)
+{
+    PGresult *r;
+    int rc = run(s, id, p, &r);
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = GW_ENOTFOUND;
+    if (rc == 0)
+        read_org(r, 0, out);
+    PQclear(r);
+    return rc;
+}
+
 static int pg_org_get(struct gw_store *base, const char *slug, struct gw_org *out)
 {
     struct params p = {0};
-    PGresult *r;
     p_text(&p, slug);
-    int rc = run((struct pg *)base, P_ORG_GET, &p, &r);
-    if (rc == 0 && PQntuples(r) == 0)
-        rc = GW_ENOTFOUND;
-    if (rc == 0) {
-        memset(out, 0, sizeof(*out));
-        out->id = col_i64(r, 0, 0);
-        col_text(r, 0, 1, out->slug, sizeof(out->slug));
-        col_text(r, 0, 2, out->name, sizeof(out->name));
-        out->created_ms = col_i64(r, 0, 3);
-        col_text(r, 0, 4, out->providers, sizeof(out->providers));
-        col_text(r, 0, 5, out->models, sizeof(out->models));
-        read_limits(r, 0, 6, &out->limits);
-        out->conv.capture = col_i64(r, 0, ORG_COL_CONV) != 0;
-        out->conv.retention_days = col_i64(r, 0, ORG_COL_CONV + 1);
-        out->conv.export_all = col_i64(r, 0, ORG_COL_CONV + 2) != 0;
+    return org_one((struct pg *)base, P_ORG_GET, &p, out);
+}
+
+static int pg_org_get_id(struct gw_store *base, int64_t id, struct gw_org *out)
+{
+    struct params p = {0};
+    p_i64(&p, id);
+    return org_one((struct pg *)base, P_ORG_GET_ID, &p, out);
+}
+
+static int pg_org_list(struct gw_store *base, int64_t after_id, int limit, gw_store_org_cb cb,
+                       void *arg)
+{
+    struct params p = {0};
+    struct gw_org o;
+    PGresult *r;
+    p_i64(&p, after_id);
+    p_i64(&p, limit);
+    int rc = run((struct pg *)base, P_ORG_LIST, &p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        read_org(r, i, &o);
+        if (cb(arg, &o) != 0)
+            break;
     }
     PQclear(r);
     return rc;
@@ -782,13 +913,21 @@ static void read_key(const PGresult *r, int row, struct gw_key_rec *k)
     k->org_conv.capture = col_i64(r, row, KEY_COL_ORG_CONV) != 0;
     k->org_conv.retention_days = col_i64(r, row, KEY_COL_ORG_CONV + 1);
     k->org_conv.export_all = col_i64(r, row, KEY_COL_ORG_CONV + 2) != 0;
+    k->rotated_ms = col_i64(r, row, KEY_COL_ROTATED);
+    k->prev_expires_ms = col_i64(r, row, KEY_COL_ROTATED + 1);
+    if (PQnfields(r) > KEY_COL_VIA)
+        k->via_prev = col_i64(r, row, KEY_COL_VIA) != 0;
 }
 
-static int key_one(struct pg *s, enum stmt_id id, const char *arg, struct gw_key_rec *out)
+/* The key statement id gives for arg (and, when now_ms > 0, the time $2). */
+static int key_one(struct pg *s, enum stmt_id id, const char *arg, int64_t now_ms,
+                   struct gw_key_rec *out)
 {
     struct params p = {0};
     PGresult *r;
     p_text(&p, arg);
+    if (now_ms > 0)
+        p_i64(&p, now_ms);
     int rc = run(s, id, &p, &r);
     if (rc == 0 && PQntuples(r) == 0)
         rc = GW_ENOTFOUND;
@@ -803,12 +942,13 @@ static int pg_key_by_hash(struct gw_store *base, const unsigned char hash[32],
 {
     char hex[65];
     gw_hex(hex, hash, 32);
-    return key_one((struct pg *)base, P_KEY_BY_HASH, hex, out);
+    /* a previous secret past its time is not found (the caller checks it all the same) */
+    return key_one((struct pg *)base, P_KEY_BY_HASH, hex, gw_now_ms(), out);
 }
 
 static int pg_key_get(struct gw_store *base, const char *key_id, struct gw_key_rec *out)
 {
-    return key_one((struct pg *)base, P_KEY_GET, key_id, out);
+    return key_one((struct pg *)base, P_KEY_GET, key_id, 0, out);
 }
 
 static int pg_key_list(struct gw_store *base, int64_t org_id, gw_store_key_cb cb, void *arg)
@@ -836,6 +976,23 @@ static int pg_key_set_policy(struct gw_store *base, const struct gw_key_rec *rec
     p_text(&p, rec->models);
     p_limits(&p, &rec->limits);
     return run_update((struct pg *)base, P_KEY_SET, &p);
+}
+
+/* The new hash replaces the key's; the old one becomes the previous secret (only one is kept).
+ * Nothing caches keys here: the next lookup on any node reads the new row. */
+static int pg_key_rotate(struct gw_store *base, const char *key_id,
+                         const unsigned char new_hash[32], const char *new_prefix,
+                         int64_t prev_expires_ms)
+{
+    struct params p = {0};
+    char hex[65];
+    gw_hex(hex, new_hash, 32);
+    p_text(&p, key_id);
+    p_text(&p, hex);
+    p_i64(&p, prev_expires_ms);
+    p_text(&p, new_prefix);
+    p_i64(&p, gw_now_ms());
+    return run_update((struct pg *)base, P_KEY_ROTATE, &p);
 }
 
 static int pg_key_revoke(struct gw_store *base, const char *key_id)
@@ -1200,6 +1357,7 @@ static int pg_usage_list(struct gw_store *base, const struct gw_usage_filter *f,
     p_text(&p, f->model);
     p_i64(&p, f->from_ms);
     p_i64(&p, f->to_ms);
+    p_text(&p, f->provider);
     int rc = run((struct pg *)base, P_USAGE_LIST, &p, &r);
     for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
         read_usage(r, i, &row);
@@ -1215,6 +1373,97 @@ static int pg_usage_list(struct gw_store *base, const struct gw_usage_filter *f,
     PQclear(r);
     if (totals != NULL)
         *totals = t;
+    return rc;
+}
+
+/* $1..$6 of the admin plane's usage reads (UW_*) */
+static void p_usage_filter(struct params *p, const struct gw_usage_filter *f)
+{
+    p_i64(p, f->org_id);
+    p_i64(p, f->key_row_id);
+    p_text(p, f->model);
+    p_text(p, f->provider);
+    p_i64(p, f->from_ms);
+    p_i64(p, f->to_ms);
+}
+
+static int pg_usage_group(struct gw_store *base, const struct gw_usage_filter *f,
+                          enum gw_usage_group by, int max_groups, gw_store_group_cb cb, void *arg,
+                          struct gw_usage_totals *totals)
+{
+    struct params p = {0};
+    struct gw_usage_totals t = {0};
+    struct gw_usage_sum g;
+    PGresult *r;
+    p_usage_filter(&p, f);
+    p_i64(&p, (int64_t)max_groups + 1); /* one more: too many shows */
+    int rc = run((struct pg *)base, P_USAGE_GROUP + 3 * (int)by + (int)usage_index(f), &p, &r);
+    if (rc == 0 && PQntuples(r) > max_groups)
+        rc = GW_ETOOBIG; /* and nothing handed over */
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        t.rows += col_i64(r, i, 1);
+        t.requests += col_i64(r, i, 2);
+        t.tokens_in += col_i64(r, i, 3);
+        t.tokens_out += col_i64(r, i, 4);
+        t.cost_micros += col_i64(r, i, 5);
+    }
+    for (int i = 0; rc == 0 && cb != NULL && i < PQntuples(r); i++) {
+        memset(&g, 0, sizeof(g));
+        col_text(r, i, 0, g.group, sizeof(g.group));
+        g.rows = col_i64(r, i, 1);
+        g.requests = col_i64(r, i, 2);
+        g.tokens_in = col_i64(r, i, 3);
+        g.tokens_out = col_i64(r, i, 4);
+        g.cost_micros = col_i64(r, i, 5);
+        if (cb(arg, &g) != 0)
+            break;
+    }
+    PQclear(r);
+    if (rc == 0 && totals != NULL)
+        *totals = t;
+    return rc;
+}
+
+static int pg_usage_page(struct gw_store *base, const struct gw_usage_filter *f, int64_t after_ms,
+                         const char *after_id, int limit, gw_store_usage_page_cb cb, void *arg)
+{
+    struct params p = {0};
+    struct gw_usage_row row;
+    char key_id[sizeof(((struct gw_key_rec *)0)->key_id) + 4]; /* "app:" + a client id */
+    char slug[sizeof(((struct gw_org *)0)->slug)];
+    PGresult *r;
+    p_usage_filter(&p, f);
+    p_i64(&p, after_ms);
+    p_text(&p, after_id);
+    p_i64(&p, limit);
+    int rc = run((struct pg *)base, P_USAGE_PAGE + (int)usage_index(f), &p, &r);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        read_usage(r, i, &row);
+        if (strcmp(row.state, "reserved") == 0) /* as spend counts it */
+            row.cost_micros = row.reserved_micros;
+        col_text(r, i, 27, key_id, sizeof(key_id));
+        col_text(r, i, 28, slug, sizeof(slug));
+        if (cb(arg, &row, key_id, slug) != 0)
+            break;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_health(struct gw_store *base, int64_t now_ms, struct gw_store_health *out)
+{
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, now_ms);
+    int rc = run((struct pg *)base, P_HEALTH, &p, &r);
+    if (rc == 0 && PQntuples(r) == 1) {
+        out->idem_uncertain = col_i64(r, 0, 0);
+        out->usage_uncertain = col_i64(r, 0, 1);
+        out->idem_expired = col_i64(r, 0, 2);
+    } else if (rc == 0) {
+        rc = GW_ESTORE;
+    }
+    PQclear(r);
     return rc;
 }
 
@@ -1973,6 +2222,12 @@ static const struct gw_store_ops postgres_ops = {
     .usage_recent = pg_usage_recent,
     .usage_list = pg_usage_list,
     .usage_recover = pg_usage_recover,
+    .usage_group = pg_usage_group,
+    .usage_page = pg_usage_page,
+    .org_list = pg_org_list,
+    .org_get_id = pg_org_get_id,
+    .key_rotate = pg_key_rotate,
+    .health = pg_health,
     .tx = pg_tx,
     .in_tx = pg_in_tx,
     .lock_scope = pg_lock_scope,

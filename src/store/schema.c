@@ -273,5 +273,22 @@ const char *const gw_schema_migrations[] = {
     "  tokens, created_ms FROM conversation_turns;"
     "DROP TABLE conversation_turns;"
     "ALTER TABLE conversation_turns_v17 RENAME TO conversation_turns;",
+    /* 18: key rotation — the previous secret's hash, valid until prev_expires_ms (found through
+     * a partial index: only rotated keys are in it). The health counts of what is "uncertain"
+     * read partial indexes too, so that they never scan the usage or idempotency rows: only
+     * uncertain rows enter them (an upstream that broke off midway, a dead process's leftovers:
+     * the exception), so the writes of every other request cost nothing more (an UPDATE of the
+     * state already changes the partial indexes on reserved / in-flight rows, so PostgreSQL
+     * loses no HOT update by it either). The admin plane's usage reads need no new
+     * index: their time range is always bounded, through usage_org_time, usage_key_time or
+     * usage_time, and every request writes a usage row, so each index there is paid for on
+     * every request */
+    "ALTER TABLE api_keys ADD COLUMN prev_key_hash TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE api_keys ADD COLUMN prev_expires_ms BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN rotated_ms BIGINT NOT NULL DEFAULT 0;"
+    "CREATE INDEX api_keys_prev_hash ON api_keys(prev_key_hash) WHERE prev_key_hash <> '';"
+    /* (state): a count reads the index alone (SQLite: COVERING INDEX) */
+    "CREATE INDEX usage_uncertain ON usage(state) WHERE state = 'uncertain';"
+    "CREATE INDEX idempotency_uncertain ON idempotency(state) WHERE state = 'uncertain';",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

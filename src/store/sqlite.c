@@ -92,8 +92,26 @@ enum stmt_id {
     S_AUDIT_INSERT,
     S_AUDIT_LIST,
     S_AUDIT_LIST_ALL,
+    S_KEY_ROTATE,
+    S_ORG_LIST,
+    S_ORG_GET_ID,
+    S_HEALTH,
+    /* by gw_usage_group, then by the index the filter takes (enum usage_index) */
+    S_USAGE_GROUP,
+    S_USAGE_GROUP_LAST = S_USAGE_GROUP + 4 * 3 - 1,
+    S_USAGE_PAGE,
+    S_USAGE_PAGE_LAST = S_USAGE_PAGE + 3 - 1,
     S_COUNT
 };
+
+/* The index a usage read's filter goes through: a key's rows (usage_key_time), an org's
+ * (usage_org_time), or everyone's time range (usage_time). Each has a statement of its own:
+ * "(?1 = 0 OR org_id = ?1)" would leave the planner nothing to search the index by. */
+enum usage_index { UI_ANY, UI_ORG, UI_KEY };
+static enum usage_index usage_index(const struct gw_usage_filter *f)
+{
+    return f->key_row_id != 0 ? UI_KEY : f->org_id != 0 ? UI_ORG : UI_ANY;
+}
 
 static const char *const stmt_sql[S_COUNT] = {
     /* IMMEDIATE: the one writer lock is taken at BEGIN, so the transaction serialises */
@@ -114,7 +132,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_KEY_SET] = "UPDATE api_keys SET tier = ?2, providers = ?3, models = ?4, rph = ?5, "
                   "tph = ?6, max_concurrent = ?7, daily_usd_micros = ?8, "
                   "monthly_usd_micros = ?9, max_request_usd_micros = ?10 WHERE key_id = ?1",
-    [S_KEY_BY_HASH] = "SELECT " KEY_COLS "WHERE k.key_hash = ?1",
+    [S_KEY_BY_HASH] = KEY_BY_HASH_SQL("?1", "?2"),
     [S_KEY_GET] = "SELECT " KEY_COLS "WHERE k.key_id = ?1",
     [S_KEY_LIST] = "SELECT " KEY_COLS "WHERE k.org_id = ?1 ORDER BY k.created_ms DESC, k.id DESC",
     [S_KEY_REVOKE] = "UPDATE api_keys SET revoked = 1, revoked_ms = CASE WHEN revoked = 1 THEN "
@@ -165,8 +183,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_USAGE_RECENT_ORG] = RECENT_SQL "org_id = ?1 AND created_ms >= ?2 ORDER BY created_ms",
     [S_USAGE_LIST] = "SELECT " USAGE_COLS " FROM usage WHERE (?1 = 0 OR org_id = ?1) AND "
                      "(?2 = 0 OR key_row_id = ?2) AND (?3 = '' OR model = ?3) AND "
-                     "created_ms >= ?4 AND (?5 = 0 OR created_ms < ?5) "
-                     "ORDER BY created_ms, request_id",
+                     "created_ms >= ?4 AND (?5 = 0 OR created_ms < ?5) AND "
+                     "(?6 = '' OR provider = ?6) ORDER BY created_ms, request_id",
 #define SNAPSHOT_SQL(col, scope)                                                                   \
     "SELECT CASE WHEN ?5 & 1 THEN (SELECT COALESCE(SUM(requests), 0) FROM usage_rate WHERE "      \
     "scope = " scope " AND id = ?1 AND second >= ?2) ELSE 0 END, "                                 \
@@ -265,6 +283,60 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit_log WHERE org_id = ?1 AND id > ?2 ORDER BY "
                      "id LIMIT ?3",
     [S_AUDIT_LIST_ALL] = "SELECT " AUDIT_COLS " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",
+    /* the old secret's hash is kept only while it is to work (?3 > 0); key_hash on the right is
+     * the row's value before the update */
+    [S_KEY_ROTATE] = "UPDATE api_keys SET prev_key_hash = CASE WHEN ?3 > 0 THEN key_hash ELSE '' "
+                     "END, prev_expires_ms = ?3, key_hash = ?2, prefix = ?4, rotated_ms = ?5 "
+                     "WHERE key_id = ?1 AND revoked = 0",
+    [S_ORG_LIST] = "SELECT " ORG_COLS " FROM orgs WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [S_ORG_GET_ID] = "SELECT " ORG_COLS " FROM orgs WHERE id = ?1",
+    /* each count through a partial index (uncertain rows) or a range of idempotency_expires */
+    [S_HEALTH] = "SELECT (SELECT count(*) FROM idempotency WHERE state = 'uncertain'), "
+                 "(SELECT count(*) FROM usage WHERE state = 'uncertain'), "
+                 "(SELECT count(*) FROM idempotency WHERE expires_ms < ?1)",
+/* The admin plane's usage reads: ?1 org, ?2 key (0: any), ?3 model, ?4 provider ("": any),
+ * created_ms in [?5, ?6); the first term is the one the index is searched by (EXPLAIN QUERY
+ * PLAN: SEARCH usage USING INDEX usage_org_time (org_id=? AND created_ms>? AND created_ms<?),
+ * usage_key_time likewise, usage_time (created_ms>? AND created_ms<?)). */
+#define UW_ANY "(?1 = 0 OR org_id = ?1) AND (?2 = 0 OR key_row_id = ?2)"
+#define UW_ORG "org_id = ?1 AND (?2 = 0 OR key_row_id = ?2)"
+#define UW_KEY "key_row_id = ?2 AND (?1 = 0 OR org_id = ?1)"
+#define UW_REST                                                                                    \
+    " AND (?3 = '' OR model = ?3) AND (?4 = '' OR provider = ?4) AND created_ms >= ?5 AND "        \
+    "created_ms < ?6"
+/* grouped by a column (or the UTC day), in its order, at most ?7 groups */
+#define GROUP_SQL(expr, w)                                                                         \
+    "SELECT " expr " AS g, " USAGE_SUMS " FROM usage WHERE " w UW_REST " GROUP BY g ORDER BY g "   \
+    "LIMIT ?7"
+#define GROUP_DAY_SQL(w) GROUP_SQL("strftime('%Y-%m-%d', created_ms / 1000, 'unixepoch')", w)
+/* by key: summed per key row first, so that the key's name is looked up once per key, not
+ * once per row */
+#define GROUP_KEY_SQL(w)                                                                           \
+    "SELECT " USAGE_KEY_NAME("x") " AS g, SUM(x.n), SUM(x.req), SUM(x.tin), SUM(x.tout), "         \
+    "SUM(x.cost) FROM (SELECT key_row_id, " USAGE_SUMS " FROM usage WHERE " w UW_REST " GROUP "    \
+    "BY key_row_id) x " USAGE_KEY_JOINS("x") "GROUP BY g ORDER BY g LIMIT ?7"
+#define GROUPS(by, f)                                                                              \
+    [S_USAGE_GROUP + 3 * (by) + UI_ANY] = f(UW_ANY),                                               \
+    [S_USAGE_GROUP + 3 * (by) + UI_ORG] = f(UW_ORG),                                               \
+    [S_USAGE_GROUP + 3 * (by) + UI_KEY] = f(UW_KEY)
+#define GROUP_MODEL_SQL(w) GROUP_SQL("model", w)
+#define GROUP_PROVIDER_SQL(w) GROUP_SQL("provider", w)
+    GROUPS(GW_GROUP_DAY, GROUP_DAY_SQL),
+    GROUPS(GW_GROUP_KEY, GROUP_KEY_SQL),
+    GROUPS(GW_GROUP_MODEL, GROUP_MODEL_SQL),
+    GROUPS(GW_GROUP_PROVIDER, GROUP_PROVIDER_SQL),
+/* a page after the cursor (?7, ?8), at most ?9 rows: the rows are taken from the index first,
+ * then only they are joined to their key's and org's names. Through usage_org_time the rows
+ * come in created_ms order; only ties are sorted by request_id (USE TEMP B-TREE FOR RIGHT PART
+ * OF ORDER BY), so a page reads about limit index entries past the cursor. */
+#define PAGE_SQL(w)                                                                                \
+    "SELECT x.*, " USAGE_KEY_NAME("x") ", COALESCE(o.slug, '') FROM (SELECT " USAGE_COLS " FROM "  \
+    "usage WHERE " w UW_REST " AND (created_ms, request_id) > (?7, ?8) ORDER BY created_ms, "      \
+    "request_id LIMIT ?9) x " USAGE_KEY_JOINS("x") "LEFT JOIN orgs o ON o.id = x.org_id ORDER BY " \
+    "x.created_ms, x.request_id"
+    [S_USAGE_PAGE + UI_ANY] = PAGE_SQL(UW_ANY),
+    [S_USAGE_PAGE + UI_ORG] = PAGE_SQL(UW_ORG),
+    [S_USAGE_PAGE + UI_KEY] = PAGE_SQL(UW_KEY),
 };
 
 struct sq_ckpt;
@@ -684,6 +756,32 @@ static int sq_org_create(struct gw_store *base, const char *slug, const char *na
     return rc;
 }
 
+/* An org's row (ORG_COLS). */
+static void read_org(sqlite3_stmt *st, struct gw_org *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = sqlite3_column_int64(st, 0);
+    col_text(st, 1, out->slug, sizeof(out->slug));
+    col_text(st, 2, out->name, sizeof(out->name));
+    out->created_ms = sqlite3_column_int64(st, 3);
+    col_text(st, 4, out->providers, sizeof(out->providers));
+    col_text(st, 5, out->models, sizeof(out->models));
+    read_limits(st, 6, &out->limits);
+    out->conv.capture = sqlite3_column_int(st, ORG_COL_CONV) != 0;
+    out->conv.retention_days = sqlite3_column_int64(st, ORG_COL_CONV + 1);
+    out->conv.export_all = sqlite3_column_int(st, ORG_COL_CONV + 2) != 0;
+}
+
+/* The one org the bound st gives. */
+static int org_one(sqlite3_stmt *st, struct gw_org *out)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_org(st, out);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+}
+
 static int sq_org_get(struct gw_store *base, const char *slug, struct gw_org *out)
 {
     struct sq *s = (struct sq *)base;
@@ -691,22 +789,39 @@ static int sq_org_get(struct gw_store *base, const char *slug, struct gw_org *ou
     if (st == NULL)
         return GW_ESTORE;
     bind_text(st, 1, slug);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof(*out));
-        out->id = sqlite3_column_int64(st, 0);
-        col_text(st, 1, out->slug, sizeof(out->slug));
-        col_text(st, 2, out->name, sizeof(out->name));
-        out->created_ms = sqlite3_column_int64(st, 3);
-        col_text(st, 4, out->providers, sizeof(out->providers));
-        col_text(st, 5, out->models, sizeof(out->models));
-        read_limits(st, 6, &out->limits);
-        out->conv.capture = sqlite3_column_int(st, ORG_COL_CONV) != 0;
-        out->conv.retention_days = sqlite3_column_int64(st, ORG_COL_CONV + 1);
-        out->conv.export_all = sqlite3_column_int(st, ORG_COL_CONV + 2) != 0;
+    return org_one(st, out);
+}
+
+static int sq_org_get_id(struct gw_store *base, int64_t id, struct gw_org *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_ORG_GET_ID);
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, id);
+    return org_one(st, out);
+}
+
+static int sq_org_list(struct gw_store *base, int64_t after_id, int limit, gw_store_org_cb cb,
+                       void *arg)
+{
+    struct sq *s = (struct sq *)base;
+    struct gw_org o;
+    sqlite3_stmt *st = stmt(s, S_ORG_LIST);
+    int rc;
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, after_id);
+    sqlite3_bind_int(st, 2, limit > 0 ? limit : -1); /* negative: no limit */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_org(st, &o);
+        if (cb(arg, &o) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
     }
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? GW_ENOTFOUND : GW_ESTORE;
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
 }
 
 /* Bind the six limits from column index first on. */
@@ -824,14 +939,22 @@ static void read_key(sqlite3_stmt *st, struct gw_key_rec *k)
     k->org_conv.capture = sqlite3_column_int(st, KEY_COL_ORG_CONV) != 0;
     k->org_conv.retention_days = sqlite3_column_int64(st, KEY_COL_ORG_CONV + 1);
     k->org_conv.export_all = sqlite3_column_int(st, KEY_COL_ORG_CONV + 2) != 0;
+    k->rotated_ms = sqlite3_column_int64(st, KEY_COL_ROTATED);
+    k->prev_expires_ms = sqlite3_column_int64(st, KEY_COL_ROTATED + 1);
+    if (sqlite3_column_count(st) > KEY_COL_VIA)
+        k->via_prev = sqlite3_column_int(st, KEY_COL_VIA) != 0;
 }
 
-static int key_one(struct sq *s, enum stmt_id id, const char *arg, struct gw_key_rec *out)
+/* The key statement id gives for arg (and, when now_ms > 0, the time ?2). */
+static int key_one(struct sq *s, enum stmt_id id, const char *arg, int64_t now_ms,
+                   struct gw_key_rec *out)
 {
     sqlite3_stmt *st = stmt(s, id);
     if (st == NULL)
         return GW_ESTORE;
     bind_text(st, 1, arg);
+    if (now_ms > 0)
+        sqlite3_bind_int64(st, 2, now_ms);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         read_key(st, out);
@@ -845,14 +968,20 @@ static int sq_key_by_hash(struct gw_store *base, const unsigned char hash[32], s
     struct sq_key_slot *slot = key_slot(s, hash);
     /* the epoch is read before the row: a change committed after this read bumps it again */
     uint64_t epoch = slot != NULL ? atomic_load(s->epoch) : 0;
+    int64_t now = gw_now_ms();
     char hex[65];
 
+    /* a previous secret's entry (via_prev, as read) lasts only while that secret is valid:
+     * its end is a time, which moves no epoch */
     if (slot != NULL && slot->epoch == epoch && memcmp(slot->hash, hash, 32) == 0) {
-        *out = slot->rec;
-        return 0;
+        if (!slot->rec.via_prev || now < slot->rec.prev_expires_ms) {
+            *out = slot->rec;
+            return 0;
+        }
+        slot->epoch = 0;
     }
     gw_hex(hex, hash, 32);
-    int rc = key_one(s, S_KEY_BY_HASH, hex, out);
+    int rc = key_one(s, S_KEY_BY_HASH, hex, now, out);
     if (rc == 0 && slot != NULL) {
         slot->epoch = epoch;
         memcpy(slot->hash, hash, 32);
@@ -864,7 +993,7 @@ static int sq_key_by_hash(struct gw_store *base, const unsigned char hash[32], s
 static int sq_key_get(struct gw_store *base, const char *key_id, struct gw_key_rec *out)
 {
     struct sq *s = (struct sq *)base;
-    return key_one(s, S_KEY_GET, key_id, out);
+    return key_one(s, S_KEY_GET, key_id, 0, out);
 }
 
 static int sq_key_list(struct gw_store *base, int64_t org_id, gw_store_key_cb cb, void *arg)
@@ -886,6 +1015,27 @@ static int sq_key_list(struct gw_store *base, int64_t org_id, gw_store_key_cb cb
     }
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+/* The new hash replaces the key's; the old one becomes the previous secret (only one is kept). A
+ * change of a key like any other: the epoch moves, so every connection's cached copy, under
+ * the old hash as under the new, is read again. */
+static int sq_key_rotate(struct gw_store *base, const char *key_id,
+                         const unsigned char new_hash[32], const char *new_prefix,
+                         int64_t prev_expires_ms)
+{
+    struct sq *s = (struct sq *)base;
+    char hex[65];
+    sqlite3_stmt *st = stmt(s, S_KEY_ROTATE);
+    if (st == NULL)
+        return GW_ESTORE;
+    gw_hex(hex, new_hash, 32);
+    bind_text(st, 1, key_id);
+    bind_text(st, 2, hex);
+    sqlite3_bind_int64(st, 3, prev_expires_ms);
+    bind_text(st, 4, new_prefix);
+    sqlite3_bind_int64(st, 5, gw_now_ms());
+    return key_changed(s, exec_done(s, st));
 }
 
 static int sq_key_revoke(struct gw_store *base, const char *key_id)
@@ -1258,6 +1408,7 @@ static int sq_usage_list(struct gw_store *base, const struct gw_usage_filter *f,
     bind_text(st, 3, f->model);
     sqlite3_bind_int64(st, 4, f->from_ms);
     sqlite3_bind_int64(st, 5, f->to_ms);
+    bind_text(st, 6, f->provider);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         read_usage(st, &row);
         t.rows++;
@@ -1312,6 +1463,123 @@ static int sq_usage_recent(struct gw_store *base, enum gw_scope scope, int64_t i
         }
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+/* ?1..?6 of the admin plane's usage reads (UW_*) */
+static void bind_usage_filter(sqlite3_stmt *st, const struct gw_usage_filter *f)
+{
+    sqlite3_bind_int64(st, 1, f->org_id);
+    sqlite3_bind_int64(st, 2, f->key_row_id);
+    bind_text(st, 3, f->model);
+    bind_text(st, 4, f->provider);
+    sqlite3_bind_int64(st, 5, f->from_ms);
+    sqlite3_bind_int64(st, 6, f->to_ms);
+}
+
+static int sq_usage_group(struct gw_store *base, const struct gw_usage_filter *f,
+                          enum gw_usage_group by, int max_groups, gw_store_group_cb cb, void *arg,
+                          struct gw_usage_totals *totals)
+{
+    struct sq *s = (struct sq *)base;
+    struct gw_usage_sum *g = NULL;
+    struct gw_usage_totals t = {0};
+    int n = 0, cap = 0, rc;
+    sqlite3_stmt *st = stmt(s, S_USAGE_GROUP + 3 * (int)by + (int)usage_index(f));
+
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_usage_filter(st, f);
+    sqlite3_bind_int64(st, 7, (int64_t)max_groups + 1); /* one more: too many shows */
+    /* every group is read before the first goes to cb, so that too many groups hand over
+     * nothing (and cb may call the store: the statement is done by then) */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == max_groups) {
+            rc = GW_ETOOBIG;
+            break;
+        }
+        if (n == cap) {
+            int ncap = cap > 0 ? (cap < max_groups / 2 ? cap * 2 : max_groups) : 16;
+            struct gw_usage_sum *ng = gw_realloc(g, (size_t)ncap * sizeof(*g));
+            if (ng == NULL) {
+                rc = GW_ENOMEM;
+                break;
+            }
+            g = ng;
+            cap = ncap;
+        }
+        struct gw_usage_sum *x = &g[n++];
+        memset(x, 0, sizeof(*x));
+        col_text(st, 0, x->group, sizeof(x->group));
+        x->rows = sqlite3_column_int64(st, 1);
+        x->requests = sqlite3_column_int64(st, 2);
+        x->tokens_in = sqlite3_column_int64(st, 3);
+        x->tokens_out = sqlite3_column_int64(st, 4);
+        x->cost_micros = sqlite3_column_int64(st, 5);
+    }
+    sqlite3_reset(st);
+    rc = rc == SQLITE_DONE ? 0 : rc == GW_ETOOBIG || rc == GW_ENOMEM ? rc : GW_ESTORE;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        t.rows += g[i].rows;
+        t.requests += g[i].requests;
+        t.tokens_in += g[i].tokens_in;
+        t.tokens_out += g[i].tokens_out;
+        t.cost_micros += g[i].cost_micros;
+    }
+    for (int i = 0; rc == 0 && cb != NULL && i < n; i++)
+        if (cb(arg, &g[i]) != 0)
+            break;
+    gw_free(g);
+    if (rc == 0 && totals != NULL)
+        *totals = t;
+    return rc;
+}
+
+static int sq_usage_page(struct gw_store *base, const struct gw_usage_filter *f, int64_t after_ms,
+                         const char *after_id, int limit, gw_store_usage_page_cb cb, void *arg)
+{
+    struct sq *s = (struct sq *)base;
+    struct gw_usage_row row;
+    char key_id[sizeof(((struct gw_key_rec *)0)->key_id) + 4]; /* "app:" + a client id */
+    char slug[sizeof(((struct gw_org *)0)->slug)];
+    sqlite3_stmt *st = stmt(s, S_USAGE_PAGE + (int)usage_index(f));
+    int rc;
+
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_usage_filter(st, f);
+    sqlite3_bind_int64(st, 7, after_ms);
+    bind_text(st, 8, after_id);
+    sqlite3_bind_int(st, 9, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_usage(st, &row);
+        if (strcmp(row.state, "reserved") == 0) /* as spend counts it */
+            row.cost_micros = row.reserved_micros;
+        col_text(st, 27, key_id, sizeof(key_id));
+        col_text(st, 28, slug, sizeof(slug));
+        if (cb(arg, &row, key_id, slug) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : GW_ESTORE;
+}
+
+static int sq_health(struct gw_store *base, int64_t now_ms, struct gw_store_health *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_HEALTH);
+    if (st == NULL)
+        return GW_ESTORE;
+    sqlite3_bind_int64(st, 1, now_ms);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->idem_uncertain = sqlite3_column_int64(st, 0);
+        out->usage_uncertain = sqlite3_column_int64(st, 1);
+        out->idem_expired = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : GW_ESTORE;
 }
 
 /* Run the bound st to its end; *count = the rows it changed. */
@@ -2058,6 +2326,12 @@ static const struct gw_store_ops sqlite_ops = {
     .usage_recent = sq_usage_recent,
     .usage_list = sq_usage_list,
     .usage_recover = sq_usage_recover,
+    .usage_group = sq_usage_group,
+    .usage_page = sq_usage_page,
+    .org_list = sq_org_list,
+    .org_get_id = sq_org_get_id,
+    .key_rotate = sq_key_rotate,
+    .health = sq_health,
     .tx = sq_tx,
     .in_tx = sq_in_tx,
     .lock_scope = sq_lock_scope,

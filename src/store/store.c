@@ -199,6 +199,78 @@ int gw_store_usage_recover(struct gw_store *s, const char *node, int64_t *count)
     return s->ops->usage_recover(s, node ? node : "", count);
 }
 
+/* ---- the admin plane's reads ---- */
+
+/* f (NULL: no filter) as the backends take it: to_ms 0 is INT64_MAX (a bound the index range
+ * can use, where "0 or less than" is not) and the strings terminated. */
+static void usage_filter_norm(const struct gw_usage_filter *f, struct gw_usage_filter *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (f != NULL)
+        *out = *f;
+    out->model[sizeof(out->model) - 1] = '\0';
+    out->provider[sizeof(out->provider) - 1] = '\0';
+    if (out->to_ms <= 0)
+        out->to_ms = INT64_MAX;
+}
+
+int gw_store_usage_group(struct gw_store *s, const struct gw_usage_filter *f,
+                         enum gw_usage_group by, int max_groups, gw_store_group_cb cb, void *arg,
+                         struct gw_usage_totals *totals)
+{
+    struct gw_usage_filter copy;
+    if (totals != NULL)
+        memset(totals, 0, sizeof(*totals));
+    if (max_groups <= 0 || (by != GW_GROUP_DAY && by != GW_GROUP_KEY && by != GW_GROUP_MODEL &&
+                            by != GW_GROUP_PROVIDER))
+        return GW_EINVAL;
+    usage_filter_norm(f, &copy);
+    return s->ops->usage_group(s, &copy, by, max_groups, cb, arg, totals);
+}
+
+int gw_store_usage_page(struct gw_store *s, const struct gw_usage_filter *f, int64_t after_ms,
+                        const char *after_id, int limit, gw_store_usage_page_cb cb, void *arg)
+{
+    struct gw_usage_filter copy;
+    if (limit < 0 || cb == NULL)
+        return GW_EINVAL;
+    if (limit == 0)
+        return 0;
+    usage_filter_norm(f, &copy);
+    if (copy.from_ms < after_ms) /* rows before the cursor are past already */
+        copy.from_ms = after_ms;
+    return s->ops->usage_page(s, &copy, after_ms, after_id != NULL ? after_id : "", limit, cb,
+                              arg);
+}
+
+int gw_store_org_list(struct gw_store *s, int64_t after_id, int limit, gw_store_org_cb cb,
+                      void *arg)
+{
+    if (limit < 0 || cb == NULL)
+        return GW_EINVAL;
+    return s->ops->org_list(s, after_id, limit, cb, arg);
+}
+
+int gw_store_org_get_id(struct gw_store *s, int64_t id, struct gw_org *out)
+{
+    return s->ops->org_get_id(s, id, out);
+}
+
+int gw_store_key_rotate(struct gw_store *s, const char *key_id, const unsigned char new_hash[32],
+                        const char *new_prefix, int64_t prev_expires_ms)
+{
+    if (key_id == NULL || new_hash == NULL || new_prefix == NULL ||
+        strlen(new_prefix) >= sizeof(((struct gw_key_rec *)0)->prefix) || prev_expires_ms < 0)
+        return GW_EINVAL;
+    return s->ops->key_rotate(s, key_id, new_hash, new_prefix, prev_expires_ms);
+}
+
+int gw_store_health(struct gw_store *s, int64_t now_ms, struct gw_store_health *out)
+{
+    memset(out, 0, sizeof(*out));
+    return s->ops->health(s, now_ms, out);
+}
+
 int gw_store_tx_begin(struct gw_store *s) { return s->ops->tx(s, "BEGIN"); }
 int gw_store_tx_commit(struct gw_store *s) { return s->ops->tx(s, "COMMIT"); }
 void gw_store_tx_rollback(struct gw_store *s) { (void)s->ops->tx(s, "ROLLBACK"); }

@@ -65,6 +65,9 @@ struct gw_key_rec {
     int revoked;
     int64_t created_ms;
     int64_t revoked_ms;
+    int64_t rotated_ms;      /* when its secret last changed (0: never) */
+    int64_t prev_expires_ms; /* the previous secret works until then (0: it does not) */
+    int via_prev;            /* by_hash: found by the previous secret (valid until the above) */
     /* filled on reads: the key's org's policy (empty for the superadmin) */
     char org_providers[256];
     char org_models[1024];
@@ -127,7 +130,9 @@ GW_NODISCARD int gw_store_org_set_policy(struct gw_store *s, const struct gw_org
 /* Keys. insert: fills rec->id and rec->created_ms; key_id must be unique (GW_EEXIST). */
 GW_NODISCARD int gw_store_key_insert(struct gw_store *s, struct gw_key_rec *rec,
                                      const unsigned char hash[32]);
-/* Find a key by the SHA-256 of the raw key, revoked or not (the caller checks). GW_ENOTFOUND. */
+/* Find a key by the SHA-256 of the raw key, revoked or not (the caller checks), or by its
+ * previous secret's (via_prev = 1; valid while now < prev_expires_ms, the caller checks; once
+ * past, the store may answer GW_ENOTFOUND for it). GW_ENOTFOUND. */
 GW_NODISCARD int gw_store_key_by_hash(struct gw_store *s, const unsigned char hash[32],
                                       struct gw_key_rec *out);
 GW_NODISCARD int gw_store_key_get(struct gw_store *s, const char *key_id, struct gw_key_rec *out);
@@ -351,7 +356,8 @@ struct gw_usage_filter {
     int64_t org_id;
     int64_t key_row_id;
     char model[64];
-    int64_t from_ms, to_ms; /* created_ms in [from, to) */
+    int64_t from_ms, to_ms; /* created_ms in [from, to); to 0: no end */
+    char provider[16];
 };
 struct gw_usage_totals {
     int64_t rows, requests;  /* every row / kind "chat" rows */
@@ -366,6 +372,53 @@ GW_NODISCARD int gw_store_usage_list(struct gw_store *s, const struct gw_usage_f
 /* Mark rows still "reserved" by node (left by its dead process; "" = by any node) as
  * "uncertain" charged at their reserved cost. Returns the number of rows changed in *count. */
 GW_NODISCARD int gw_store_usage_recover(struct gw_store *s, const char *node, int64_t *count);
+
+/* ---- the admin plane's reads (core/admin, src/admin) ---- */
+/* Usage grouped: for the rows matching f (provider too, when f->provider is not ""), one group
+ * per day (UTC, its start in unix ms as the key "YYYY-MM-DD"), key (the key's public key_id;
+ * a subject session's rows: "app:<client_id>"), model or provider, in key order; cb gets the
+ * group's key and its sums (rows, requests = kind "chat" rows, tokens, cost) — a reserved
+ * row counts its reserved cost, as spend does. Then *totals (may be NULL): the sums over
+ * every row of every group. At most max_groups groups (GW_ETOOBIG past it). Indexed: the time
+ * range is always bounded by the caller. */
+enum gw_usage_group { GW_GROUP_DAY, GW_GROUP_KEY, GW_GROUP_MODEL, GW_GROUP_PROVIDER };
+struct gw_usage_sum {
+    char group[80];
+    int64_t rows, requests;
+    int64_t tokens_in, tokens_out, cost_micros;
+};
+typedef int (*gw_store_group_cb)(void *arg, const struct gw_usage_sum *g);
+GW_NODISCARD int gw_store_usage_group(struct gw_store *s, const struct gw_usage_filter *f,
+                                      enum gw_usage_group by, int max_groups,
+                                      gw_store_group_cb cb, void *arg,
+                                      struct gw_usage_totals *totals);
+/* One page of usage rows for an export: rows matching f, in (created_ms, request_id) order,
+ * strictly after (after_ms, after_id) (0, "": from the first), at most limit; cb gets each row
+ * with its key's public key_id (a subject session's: "app:<client_id>") and its org's slug
+ * ("" for none). Reserved rows count their reserved cost in cost_micros, as above. */
+typedef int (*gw_store_usage_page_cb)(void *arg, const struct gw_usage_row *row,
+                                      const char *key_id, const char *org_slug);
+GW_NODISCARD int gw_store_usage_page(struct gw_store *s, const struct gw_usage_filter *f,
+                                     int64_t after_ms, const char *after_id, int limit,
+                                     gw_store_usage_page_cb cb, void *arg);
+/* Orgs, in row id order after after_id, at most limit (0: all). */
+typedef int (*gw_store_org_cb)(void *arg, const struct gw_org *o);
+GW_NODISCARD int gw_store_org_list(struct gw_store *s, int64_t after_id, int limit,
+                                   gw_store_org_cb cb, void *arg);
+/* An org by row id. GW_ENOTFOUND. */
+GW_NODISCARD int gw_store_org_get_id(struct gw_store *s, int64_t id, struct gw_org *out);
+/* Rotate a key's secret: new_hash becomes the key's; the old hash stays valid until
+ * prev_expires_ms (0: not at all), so that callers can move over. The key keeps its id, its
+ * policy and its usage (its budgets go on). GW_ENOTFOUND if unknown or revoked. */
+GW_NODISCARD int gw_store_key_rotate(struct gw_store *s, const char *key_id,
+                                     const unsigned char new_hash[32], const char *new_prefix,
+                                     int64_t prev_expires_ms);
+/* Counts for the health surface: idempotency records quarantined ("uncertain"), usage rows
+ * "uncertain", expired idempotency records not yet purged (at now_ms). */
+struct gw_store_health {
+    int64_t idem_uncertain, usage_uncertain, idem_expired;
+};
+GW_NODISCARD int gw_store_health(struct gw_store *s, int64_t now_ms, struct gw_store_health *out);
 
 /* ---- conversations (src/conv) ----
  * A conversation belongs to one owner in one org: owner is "key:<key_id>" for an API key's,

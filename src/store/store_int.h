@@ -14,16 +14,29 @@
 #define LIMIT_COLS(t)                                                                              \
     t ".rph, " t ".tph, " t ".max_concurrent, " t ".daily_usd_micros, " t ".monthly_usd_micros, "  \
     t ".max_request_usd_micros"
-#define KEY_COLS                                                                                   \
+/* A key's row with its org's policy (read_key's columns): KEY_SELECT's columns FROM KEY_FROM. */
+#define KEY_SELECT                                                                                 \
     "k.id, k.key_id, COALESCE(k.org_id, 0), COALESCE(o.slug, ''), k.name, k.prefix, k.role, "      \
     "k.tier, k.providers, k.models, k.revoked, k.created_ms, k.revoked_ms, " LIMIT_COLS("k") ", "  \
     "COALESCE(o.providers, ''), COALESCE(o.models, ''), "                                          \
     "COALESCE(o.rph, 0), COALESCE(o.tph, 0), COALESCE(o.max_concurrent, 0), "                      \
     "COALESCE(o.daily_usd_micros, 0), COALESCE(o.monthly_usd_micros, 0), "                         \
     "COALESCE(o.max_request_usd_micros, 0), "                                                      \
-    "COALESCE(o.capture, 1), COALESCE(o.retention_days, 0), COALESCE(o.export_all, 0) "            \
-    "FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
+    "COALESCE(o.capture, 1), COALESCE(o.retention_days, 0), COALESCE(o.export_all, 0), "           \
+    "k.rotated_ms, k.prev_expires_ms"
+#define KEY_FROM "FROM api_keys k LEFT JOIN orgs o ON o.id = k.org_id "
+#define KEY_COLS KEY_SELECT " " KEY_FROM
 #define KEY_COL_ORG_CONV 27 /* the first of KEY_COLS' org conv policy (capture, retention, all) */
+#define KEY_COL_ROTATED 30  /* rotated_ms, then prev_expires_ms */
+#define KEY_COL_VIA 32      /* by_hash only: 1 when found by the previous secret's hash */
+/* By the hash of the key's secret ($1) or, while it is valid (after $2, now), of its previous
+ * one: two lookups, each through its own index (the UNIQUE key_hash and the partial
+ * api_keys_prev_hash, which the literal prev_key_hash <> '' lets the planner use); the current
+ * secret wins should both match. p1, p2: the placeholders. */
+#define KEY_BY_HASH_SQL(p1, p2)                                                                    \
+    "SELECT " KEY_SELECT ", 0 AS via " KEY_FROM "WHERE k.key_hash = " p1 " UNION ALL SELECT "      \
+    KEY_SELECT ", 1 " KEY_FROM "WHERE k.prev_key_hash = " p1 " AND k.prev_key_hash <> '' AND "    \
+    "k.prev_expires_ms > " p2 " ORDER BY via LIMIT 1"
 #define ORG_COLS                                                                                   \
     "id, slug, name, created_ms, providers, models, " LIMIT_COLS("orgs") ", capture, "             \
     "retention_days, export_all"
@@ -53,6 +66,21 @@
     "tokens_in, tokens_out, cached_tokens, reasoning_tokens, cost_micros, latency_ms, status, "    \
     "error_code, catalog_version, created_ms, settled_ms, parent_request_id, kind, attempts, "    \
     "route_method, node, reserved_tokens, subject"
+/* A usage row's cost as spend counts it: a reservation at its worst case. */
+#define USAGE_COST "CASE WHEN state = 'reserved' THEN reserved_micros ELSE cost_micros END"
+/* The sums of usage_group (over usage rows): rows, requests, tokens in and out, cost. */
+#define USAGE_SUMS                                                                                 \
+    "count(*) AS n, SUM(CASE WHEN kind = 'chat' THEN 1 ELSE 0 END) AS req, "                       \
+    "SUM(tokens_in) AS tin, SUM(tokens_out) AS tout, SUM(" USAGE_COST ") AS cost"
+/* A usage row's key as the admin plane names it (u: the row's alias; k: api_keys, a:
+ * app_clients joined on it): the key's key_id, or "app:<client_id>" for a subject session's
+ * (key_row_id = -app_clients.id). */
+#define USAGE_KEY_NAME(u)                                                                          \
+    "CASE WHEN " u ".key_row_id < 0 THEN 'app:' || COALESCE(a.client_id, '') ELSE "               \
+    "COALESCE(k.key_id, '') END"
+#define USAGE_KEY_JOINS(u)                                                                         \
+    "LEFT JOIN api_keys k ON k.id = " u ".key_row_id LEFT JOIN app_clients a ON " u               \
+    ".key_row_id < 0 AND a.id = -" u ".key_row_id "
 #define SPENT_SQL                                                                                  \
     "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_micros ELSE cost_micros "      \
     "END), 0) FROM usage WHERE "
@@ -97,6 +125,20 @@ struct gw_store_ops {
     int (*usage_list)(struct gw_store *s, const struct gw_usage_filter *f, gw_store_usage_cb cb,
                       void *arg, struct gw_usage_totals *totals);
     int (*usage_recover)(struct gw_store *s, const char *node, int64_t *count);
+    /* the admin plane's reads. store.c has checked the arguments and normalised f: to_ms > 0
+     * (INT64_MAX: no end); for a page, from_ms >= after_ms (so the index range starts at the
+     * cursor) and after_id not NULL; max_groups > 0 */
+    int (*usage_group)(struct gw_store *s, const struct gw_usage_filter *f,
+                       enum gw_usage_group by, int max_groups, gw_store_group_cb cb, void *arg,
+                       struct gw_usage_totals *totals);
+    int (*usage_page)(struct gw_store *s, const struct gw_usage_filter *f, int64_t after_ms,
+                      const char *after_id, int limit, gw_store_usage_page_cb cb, void *arg);
+    int (*org_list)(struct gw_store *s, int64_t after_id, int limit, gw_store_org_cb cb,
+                    void *arg);
+    int (*org_get_id)(struct gw_store *s, int64_t id, struct gw_org *out);
+    int (*key_rotate)(struct gw_store *s, const char *key_id, const unsigned char new_hash[32],
+                      const char *new_prefix, int64_t prev_expires_ms);
+    int (*health)(struct gw_store *s, int64_t now_ms, struct gw_store_health *out);
     int (*tx)(struct gw_store *s, const char *what); /* "BEGIN", "COMMIT", "ROLLBACK" */
     int (*in_tx)(struct gw_store *s);                /* a transaction is open */
     int (*writer_mode)(struct gw_store *s);          /* optional: see gw_store_writer_mode */

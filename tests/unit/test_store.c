@@ -1644,6 +1644,618 @@ static void conv_concurrent_appends_get_distinct_seqs(void **state)
     gw_conv_cleanup(&g);
 }
 
+/* ---- the admin plane's reads ---- */
+
+/* A key with a policy, for rotation. */
+static void rotation_key(struct gw_store *s, int64_t org, const unsigned char hash[32],
+                         struct gw_key_rec *k)
+{
+    memset(k, 0, sizeof(*k));
+    strcpy(k->key_id, "key_rot");
+    strcpy(k->name, "R");
+    strcpy(k->prefix, "sk-old");
+    strcpy(k->role, "member");
+    strcpy(k->tier, "pro");
+    strcpy(k->models, "gpt-4o");
+    k->org_id = org;
+    k->limits.daily_usd_micros = 2500000;
+    assert_int_equal(gw_store_key_insert(s, k, hash), 0);
+}
+
+/* The key found by hash, with its id and policy unchanged. */
+static struct gw_key_rec found_key(struct gw_store *s, const unsigned char hash[32],
+                                   const struct gw_key_rec *k)
+{
+    struct gw_key_rec got;
+    assert_int_equal(gw_store_key_by_hash(s, hash, &got), 0);
+    assert_int_equal(got.id, k->id);
+    assert_string_equal(got.key_id, "key_rot");
+    assert_string_equal(got.org_slug, "acme");
+    assert_string_equal(got.tier, "pro");
+    assert_string_equal(got.models, "gpt-4o");
+    assert_int_equal(got.limits.daily_usd_micros, 2500000);
+    return got;
+}
+
+/* A rotated key is found by its new secret, and by the previous one (via_prev) until that one's
+ * time; one previous secret at a time. The rotation is made through another connection: on
+ * SQLite the first connection's cached copies (by either hash) are read again. */
+static void keys_rotate(void **state)
+{
+    struct fx *f = *state;
+    struct gw_store *cli = NULL;
+    struct gw_key_rec k, got;
+    unsigned char h[6][32];
+    int64_t org = 0, now = gw_now_ms();
+    for (int i = 0; i < 6; i++) {
+        char raw[24];
+        snprintf(raw, sizeof(raw), "secret-%d", i);
+        gw_sha256(h[i], raw, strlen(raw));
+    }
+    assert_int_equal(gw_store_org_create(f->s, "acme", "Acme", &org), 0);
+    rotation_key(f->s, org, h[0], &k);
+    assert_int_equal(gw_store_open(f->url, &cli, NULL), 0);
+    for (int round = 0; round < 2; round++) { /* the second from SQLite's cache */
+        got = found_key(f->s, h[0], &k);
+        assert_false(got.via_prev);
+        assert_int_equal(got.rotated_ms, 0);
+        assert_int_equal(got.prev_expires_ms, 0);
+        assert_string_equal(got.prefix, "sk-old");
+    }
+    /* rotated elsewhere, the old secret good for an hour */
+    int64_t until = now + 3600000;
+    assert_int_equal(gw_store_key_rotate(cli, "key_rot", h[1], "sk-new", until), 0);
+    for (int round = 0; round < 2; round++) {
+        got = found_key(f->s, h[1], &k);
+        assert_false(got.via_prev);
+        assert_string_equal(got.prefix, "sk-new");
+        assert_true(got.rotated_ms >= now);
+        assert_int_equal(got.prev_expires_ms, until);
+        got = found_key(f->s, h[0], &k);
+        assert_true(got.via_prev);
+        assert_int_equal(got.prev_expires_ms, until);
+        assert_false(got.revoked);
+    }
+    assert_int_equal(gw_store_key_get(f->s, "key_rot", &got), 0);
+    assert_false(got.via_prev);
+    assert_int_equal(got.prev_expires_ms, until);
+    assert_true(got.rotated_ms >= now);
+    /* again: the first secret is gone, the second is the previous one now */
+    int64_t until2 = now + 7200000;
+    assert_int_equal(gw_store_key_rotate(f->s, "key_rot", h[2], "sk-3", until2), 0);
+    assert_int_equal(gw_store_key_by_hash(f->s, h[0], &got), GW_ENOTFOUND);
+    assert_int_equal(gw_store_key_by_hash(cli, h[0], &got), GW_ENOTFOUND);
+    got = found_key(cli, h[1], &k);
+    assert_true(got.via_prev);
+    assert_int_equal(got.prev_expires_ms, until2);
+    got = found_key(cli, h[2], &k);
+    assert_false(got.via_prev);
+    /* without a grace period the old secret stops at once */
+    assert_int_equal(gw_store_key_rotate(cli, "key_rot", h[3], "sk-4", 0), 0);
+    assert_int_equal(gw_store_key_by_hash(f->s, h[2], &got), GW_ENOTFOUND);
+    assert_int_equal(gw_store_key_by_hash(f->s, h[1], &got), GW_ENOTFOUND);
+    got = found_key(f->s, h[3], &k);
+    assert_int_equal(got.prev_expires_ms, 0);
+    /* a previous secret past its time is not found, from the cache neither */
+    assert_int_equal(gw_store_key_rotate(cli, "key_rot", h[4], "sk-5", now + 60000), 0);
+    got = found_key(f->s, h[3], &k); /* cached with via_prev */
+    assert_true(got.via_prev);
+#ifdef GW_TEST_HOOKS
+    gw_test_clock_advance(120000);
+    int rc = gw_store_key_by_hash(f->s, h[3], &got);
+    int rc_cli = gw_store_key_by_hash(cli, h[3], &got);
+    got = found_key(f->s, h[4], &k);
+    gw_test_clock_advance(-120000);
+    assert_int_equal(rc, GW_ENOTFOUND);
+    assert_int_equal(rc_cli, GW_ENOTFOUND);
+#endif
+    assert_int_equal(gw_store_key_rotate(cli, "key_rot", h[3], "sk-4", now - 1), 0); /* past */
+    assert_int_equal(gw_store_key_by_hash(f->s, h[4], &got), GW_ENOTFOUND);
+    assert_int_equal(gw_store_key_rotate(cli, "key_rot", h[4], "sk-5", now + 60000), 0);
+    /* the new hash must be no other key's */
+    struct gw_key_rec other = {0};
+    strcpy(other.key_id, "key_other");
+    strcpy(other.role, "member");
+    strcpy(other.tier, "free");
+    other.org_id = org;
+    assert_int_equal(gw_store_key_insert(f->s, &other, h[5]), 0);
+    assert_int_equal(gw_store_key_rotate(f->s, "key_rot", h[5], "sk-x", 0), GW_EEXIST);
+    got = found_key(f->s, h[4], &k); /* unchanged */
+    /* unknown, revoked, bad arguments */
+    assert_int_equal(gw_store_key_rotate(f->s, "key_nope", h[1], "sk", 0), GW_ENOTFOUND);
+    assert_int_equal(gw_store_key_rotate(f->s, "key_rot", h[1], "sk-much-too-long-prefix", 0),
+                     GW_EINVAL);
+    assert_int_equal(gw_store_key_rotate(f->s, "key_rot", h[1], "sk", -1), GW_EINVAL);
+    assert_int_equal(gw_store_key_revoke(cli, "key_rot"), 0);
+    assert_int_equal(gw_store_key_rotate(f->s, "key_rot", h[1], "sk", 0), GW_ENOTFOUND);
+    got = found_key(f->s, h[4], &k);
+    assert_true(got.revoked);
+    assert_int_equal(gw_store_key_by_hash(f->s, h[1], &got), GW_ENOTFOUND);
+    gw_store_free(cli);
+}
+
+#define DAY2 1796083200000LL /* 2026-12-01T00:00Z */
+#define APP_CLIENT "ac_000000000000000000000001"
+
+struct usage_fx {
+    int64_t acme, beta;
+    int64_t ka, kb, kc, app; /* key row ids; app: the app client's (rows carry -app) */
+};
+
+static void usage_row_add(struct gw_store *s, const char *id, int64_t org, int64_t key,
+                          const char *provider, const char *model, const char *kind,
+                          const char *state, int64_t created, int64_t tin, int64_t tout,
+                          int64_t cost, int64_t reserved)
+{
+    struct gw_usage_row r = {0};
+    strcpy(r.request_id, id);
+    r.org_id = org;
+    r.key_row_id = key;
+    strcpy(r.provider, provider);
+    strcpy(r.model, model);
+    strcpy(r.endpoint, "chat.completions");
+    strcpy(r.kind, kind);
+    strcpy(r.state, state);
+    r.created_ms = created;
+    r.tokens_in = tin;
+    r.tokens_out = tout;
+    r.cost_micros = cost;
+    r.reserved_micros = reserved;
+    if (key < 0)
+        strcpy(r.subject, "user-1");
+    assert_int_equal(gw_store_usage_reserve(s, &r), 0);
+}
+
+static int64_t usage_key(struct gw_store *s, int64_t org, const char *key_id, int n)
+{
+    struct gw_key_rec k = {0};
+    unsigned char h[32];
+    gw_sha256(h, key_id, strlen(key_id));
+    strcpy(k.key_id, key_id);
+    snprintf(k.name, sizeof(k.name), "K%d", n);
+    strcpy(k.role, "member");
+    strcpy(k.tier, "pro");
+    k.org_id = org;
+    assert_int_equal(gw_store_key_insert(s, &k, h), 0);
+    return k.id;
+}
+
+/* Two orgs, three keys, an app client's subject session; rows over two UTC days. */
+static struct usage_fx usage_fixture(struct gw_store *s)
+{
+    struct usage_fx u = {0};
+    struct gw_app_client a = {0};
+    assert_int_equal(gw_store_org_create(s, "acme", "Acme", &u.acme), 0);
+    assert_int_equal(gw_store_org_create(s, "beta", "Beta", &u.beta), 0);
+    u.ka = usage_key(s, u.acme, "key_a1", 1);
+    u.kb = usage_key(s, u.acme, "key_b1", 2);
+    u.kc = usage_key(s, u.beta, "key_c1", 3);
+    strcpy(a.client_id, APP_CLIENT);
+    strcpy(a.name, "Acme web");
+    a.org_id = u.acme;
+    a.session_ttl_s = 3600;
+    assert_int_equal(gw_store_app_client_insert(s, &a), 0);
+    u.app = a.id;
+    int64_t d1 = DAY2 - 3600000, d2 = DAY2 + 3600000;
+    usage_row_add(s, "r1", u.acme, u.ka, "openai", "gpt-4o", "chat", "settled", d1, 10, 5, 100,
+                  500);
+    usage_row_add(s, "r1.1", u.acme, u.ka, "openai", "gpt-4o", "attempt", "failed", d1 + 1, 1, 0,
+                  7, 50);
+    /* in flight: counted at its reservation */
+    usage_row_add(s, "r3", u.acme, u.kb, "anthropic", "claude-sonnet-4-6", "chat", "reserved", d2,
+                  20, 0, 0, 900);
+    usage_row_add(s, "r4", u.acme, -u.app, "openai", "gpt-4o-mini", "chat", "settled", d2 + 1, 3,
+                  4, 30, 60);
+    usage_row_add(s, "r5", u.beta, u.kc, "anthropic", "claude-sonnet-4-6", "chat", "settled",
+                  d2 + 2, 100, 50, 1000, 1000);
+    usage_row_add(s, "r6", u.acme, u.ka, "openai", "gpt-4o", "chat", "uncertain", d2 + 3, 0, 0,
+                  200, 200);
+    return u;
+}
+
+struct groups_seen {
+    char text[512];
+    int n;
+};
+
+static int collect_groups(void *arg, const struct gw_usage_sum *g)
+{
+    struct groups_seen *seen = arg;
+    size_t len = strlen(seen->text);
+    snprintf(seen->text + len, sizeof(seen->text) - len, "%s:%lld/%lld/%lld/%lld/%lld;", g->group,
+             (long long)g->rows, (long long)g->requests, (long long)g->tokens_in,
+             (long long)g->tokens_out, (long long)g->cost_micros);
+    seen->n++;
+    return 0;
+}
+
+/* The groups of f by `by` as "key:rows/requests/in/out/cost;..."; the totals must be the
+ * groups' sums. */
+static struct groups_seen groups_of(struct gw_store *s, const struct gw_usage_filter *f,
+                                    enum gw_usage_group by)
+{
+    struct groups_seen seen = {.n = 0};
+    struct gw_usage_totals t;
+    assert_int_equal(gw_store_usage_group(s, f, by, 100, collect_groups, &seen, &t), 0);
+    /* the totals, as one more group */
+    struct gw_usage_totals sum = {0};
+    const char *p = seen.text;
+    for (int i = 0; i < seen.n; i++) {
+        long long r, q, in, out, c;
+        p = strchr(p, ':');
+        if (strncmp(p - 3, "app", 3) == 0) /* "app:<client>:": the group's own colon */
+            p = strchr(p + 1, ':');
+        assert_int_equal(sscanf(p + 1, "%lld/%lld/%lld/%lld/%lld", &r, &q, &in, &out, &c), 5);
+        sum.rows += r, sum.requests += q, sum.tokens_in += in, sum.tokens_out += out;
+        sum.cost_micros += c;
+        p = strchr(p, ';');
+    }
+    assert_int_equal(t.rows, sum.rows);
+    assert_int_equal(t.requests, sum.requests);
+    assert_int_equal(t.tokens_in, sum.tokens_in);
+    assert_int_equal(t.tokens_out, sum.tokens_out);
+    assert_int_equal(t.cost_micros, sum.cost_micros);
+    return seen;
+}
+
+static void usage_grouped(void **state)
+{
+    struct fx *f = *state;
+    struct usage_fx u = usage_fixture(f->s);
+    struct gw_usage_filter flt = {0};
+    struct gw_usage_totals t;
+    struct groups_seen g;
+
+    /* by UTC day: 23:00 on the 30th and 01:00 on the 1st */
+    flt.org_id = u.acme;
+    g = groups_of(f->s, &flt, GW_GROUP_DAY);
+    assert_string_equal(g.text, "2026-11-30:2/1/11/5/107;2026-12-01:3/3/23/4/1130;");
+    assert_int_equal(gw_store_usage_group(f->s, &flt, GW_GROUP_DAY, 10, NULL, NULL, &t), 0);
+    assert_int_equal(t.rows, 5);
+    assert_int_equal(t.requests, 4);
+    assert_int_equal(t.cost_micros, 1237);
+    /* by key: the subject session's rows under its app client */
+    flt.org_id = 0;
+    g = groups_of(f->s, &flt, GW_GROUP_KEY);
+    assert_string_equal(g.text, "app:" APP_CLIENT ":1/1/3/4/30;key_a1:3/2/11/5/307;"
+                                "key_b1:1/1/20/0/900;key_c1:1/1/100/50/1000;");
+    g = groups_of(f->s, &flt, GW_GROUP_MODEL);
+    assert_string_equal(g.text, "claude-sonnet-4-6:2/2/120/50/1900;gpt-4o:3/2/11/5/307;"
+                                "gpt-4o-mini:1/1/3/4/30;");
+    g = groups_of(f->s, &flt, GW_GROUP_PROVIDER);
+    assert_string_equal(g.text, "anthropic:2/2/120/50/1900;openai:4/3/14/9/337;");
+
+    /* filters: org, key (an API key's, an app client's), model, provider, time */
+    flt.org_id = u.beta;
+    g = groups_of(f->s, &flt, GW_GROUP_PROVIDER);
+    assert_string_equal(g.text, "anthropic:1/1/100/50/1000;");
+    flt.org_id = 0;
+    flt.key_row_id = u.ka;
+    g = groups_of(f->s, &flt, GW_GROUP_MODEL);
+    assert_string_equal(g.text, "gpt-4o:3/2/11/5/307;");
+    flt.key_row_id = -u.app;
+    g = groups_of(f->s, &flt, GW_GROUP_KEY);
+    assert_string_equal(g.text, "app:" APP_CLIENT ":1/1/3/4/30;");
+    flt.org_id = u.beta; /* and the key of another org: nothing */
+    flt.key_row_id = u.ka;
+    g = groups_of(f->s, &flt, GW_GROUP_KEY);
+    assert_string_equal(g.text, "");
+    flt.org_id = u.acme;
+    g = groups_of(f->s, &flt, GW_GROUP_DAY);
+    assert_string_equal(g.text, "2026-11-30:2/1/11/5/107;2026-12-01:1/1/0/0/200;");
+    memset(&flt, 0, sizeof(flt));
+    strcpy(flt.model, "gpt-4o"); /* exactly: not gpt-4o-mini */
+    g = groups_of(f->s, &flt, GW_GROUP_PROVIDER);
+    assert_string_equal(g.text, "openai:3/2/11/5/307;");
+    memset(&flt, 0, sizeof(flt));
+    strcpy(flt.provider, "anthropic");
+    g = groups_of(f->s, &flt, GW_GROUP_DAY);
+    assert_string_equal(g.text, "2026-12-01:2/2/120/50/1900;");
+    flt.org_id = u.acme;
+    g = groups_of(f->s, &flt, GW_GROUP_KEY);
+    assert_string_equal(g.text, "key_b1:1/1/20/0/900;");
+    memset(&flt, 0, sizeof(flt));
+    flt.from_ms = DAY2 + 3600000; /* [r3, r5): r3 and r4 */
+    flt.to_ms = DAY2 + 3600000 + 2;
+    g = groups_of(f->s, &flt, GW_GROUP_KEY);
+    assert_string_equal(g.text, "app:" APP_CLIENT ":1/1/3/4/30;key_b1:1/1/20/0/900;");
+    flt.to_ms = 0; /* no end */
+    g = groups_of(f->s, &flt, GW_GROUP_DAY);
+    assert_string_equal(g.text, "2026-12-01:4/4/123/54/2130;");
+    flt.from_ms = DAY2 + 86400000; /* nothing */
+    g = groups_of(f->s, &flt, GW_GROUP_MODEL);
+    assert_string_equal(g.text, "");
+
+    /* the usage list takes the provider too */
+    memset(&flt, 0, sizeof(flt));
+    strcpy(flt.provider, "anthropic");
+    assert_int_equal(gw_store_usage_list(f->s, &flt, NULL, NULL, &t), 0);
+    assert_int_equal(t.rows, 2);
+    assert_int_equal(t.cost_micros, 1900);
+
+    /* too many groups: an error, and nothing handed over */
+    memset(&flt, 0, sizeof(flt));
+    struct groups_seen none = {.n = 0};
+    t.rows = -1;
+    assert_int_equal(gw_store_usage_group(f->s, &flt, GW_GROUP_KEY, 3, collect_groups, &none, &t),
+                     GW_ETOOBIG);
+    assert_int_equal(none.n, 0);
+    assert_int_equal(gw_store_usage_group(f->s, &flt, GW_GROUP_KEY, 4, collect_groups, &none, &t),
+                     0);
+    assert_int_equal(none.n, 4);
+    assert_int_equal(t.rows, 6);
+    assert_int_equal(gw_store_usage_group(f->s, &flt, GW_GROUP_KEY, 0, NULL, NULL, &t), GW_EINVAL);
+    assert_int_equal(gw_store_usage_group(f->s, NULL, GW_GROUP_MODEL, 3, NULL, NULL, &t), 0);
+    assert_int_equal(t.rows, 6);
+}
+
+#define PAGE_ROWS_MAX 64
+
+struct page_seen {
+    int n;
+    char ids[PAGE_ROWS_MAX][GW_USAGE_ID_MAX];
+    int64_t created[PAGE_ROWS_MAX], cost[PAGE_ROWS_MAX];
+    char key_id[PAGE_ROWS_MAX][48], slug[PAGE_ROWS_MAX][64];
+    int in_page;
+};
+
+static int collect_page(void *arg, const struct gw_usage_row *r, const char *key_id,
+                        const char *org_slug)
+{
+    struct page_seen *seen = arg;
+    assert_true(seen->n < PAGE_ROWS_MAX);
+    strcpy(seen->ids[seen->n], r->request_id);
+    seen->created[seen->n] = r->created_ms;
+    seen->cost[seen->n] = r->cost_micros;
+    strcpy(seen->key_id[seen->n], key_id);
+    strcpy(seen->slug[seen->n], org_slug);
+    seen->n++;
+    seen->in_page++;
+    return 0;
+}
+
+/* Every row of f, page by page (limit rows each): returns the number of pages. */
+static int all_pages(struct gw_store *s, const struct gw_usage_filter *f, int limit,
+                     struct page_seen *seen)
+{
+    int64_t after_ms = 0;
+    char after_id[GW_USAGE_ID_MAX] = "";
+    int pages = 0;
+    memset(seen, 0, sizeof(*seen));
+    for (;;) {
+        seen->in_page = 0;
+        assert_int_equal(gw_store_usage_page(s, f, after_ms, after_id, limit, collect_page, seen),
+                         0);
+        assert_true(seen->in_page <= limit);
+        if (seen->in_page == 0)
+            break;
+        pages++;
+        after_ms = seen->created[seen->n - 1];
+        strcpy(after_id, seen->ids[seen->n - 1]);
+        assert_true(pages < 100);
+    }
+    /* in (created_ms, request_id) order, each once */
+    for (int i = 1; i < seen->n; i++)
+        assert_true(seen->created[i - 1] < seen->created[i] ||
+                    (seen->created[i - 1] == seen->created[i] &&
+                     strcmp(seen->ids[i - 1], seen->ids[i]) < 0));
+    return pages;
+}
+
+static int page_index(const struct page_seen *seen, const char *id)
+{
+    for (int i = 0; i < seen->n; i++)
+        if (strcmp(seen->ids[i], id) == 0)
+            return i;
+    return -1;
+}
+
+static void usage_pages(void **state)
+{
+    struct fx *f = *state;
+    struct usage_fx u = usage_fixture(f->s);
+    struct gw_usage_filter flt = {0};
+    struct page_seen *seen = calloc(1, sizeof(*seen));
+    /* 24 more of acme's, three at each time (their ids out of insertion order), and two of
+     * no org and no key */
+    for (int i = 0; i < 24; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "p%02d", (i * 7) % 24);
+        usage_row_add(f->s, id, u.acme, i % 2 ? u.kb : -u.app, "openai", "gpt-4o", "chat",
+                      i % 5 == 0 ? "reserved" : "settled", DAY2 + 10000 + i / 3, 1, 1, 10, 40);
+    }
+    usage_row_add(f->s, "z1", 0, 0, "openai", "gpt-4o", "chat", "settled", DAY2 + 20000, 1, 1, 1,
+                  1);
+    usage_row_add(f->s, "z0", 0, 0, "openai", "gpt-4o", "router", "settled", DAY2 + 20000, 1, 1,
+                  1, 1);
+
+    /* acme's rows: the fixture's 5 and the 24, in pages of 4 */
+    flt.org_id = u.acme;
+    assert_int_equal(all_pages(f->s, &flt, 4, seen), 8);
+    assert_int_equal(seen->n, 29);
+    for (int i = 0; i < seen->n; i++)
+        assert_string_equal(seen->slug[i], "acme");
+    int r3 = page_index(seen, "r3"), r4 = page_index(seen, "r4"), r1 = page_index(seen, "r1");
+    assert_true(r1 == 0 && r3 > r1 && r4 > r3);
+    assert_string_equal(seen->key_id[r1], "key_a1");
+    assert_string_equal(seen->key_id[r3], "key_b1");
+    assert_int_equal(seen->cost[r3], 900); /* reserved: at its reservation */
+    assert_string_equal(seen->key_id[r4], "app:" APP_CLIENT);
+    assert_int_equal(seen->cost[r4], 30);
+    int p00 = page_index(seen, "p00"), p07 = page_index(seen, "p07");
+    assert_string_equal(seen->key_id[p00], "app:" APP_CLIENT); /* i = 0 */
+    assert_int_equal(seen->cost[p00], 40);                     /* reserved */
+    assert_string_equal(seen->key_id[p07], "key_b1");          /* i = 1 */
+    assert_int_equal(seen->cost[p07], 10);
+    /* a tie at one time is ordered by request id: p00 (i 0), p07 (i 1), p14 (i 2) */
+    assert_int_equal(p07, p00 + 1);
+    assert_int_equal(page_index(seen, "p14"), p00 + 2);
+
+    /* everyone's, in pages of 3 and of 1 */
+    memset(&flt, 0, sizeof(flt));
+    assert_int_equal(all_pages(f->s, &flt, 3, seen), 11);
+    assert_int_equal(seen->n, 32);
+    int z0 = page_index(seen, "z0"); /* after the 24 of 00:00:10, before r3 at 01:00 */
+    assert_int_equal(z0, 26);
+    assert_int_equal(page_index(seen, "z1"), 27);
+    assert_int_equal(page_index(seen, "r3"), 28);
+    assert_string_equal(seen->slug[z0], "");
+    assert_string_equal(seen->key_id[z0], "");
+    assert_string_equal(seen->slug[page_index(seen, "r5")], "beta");
+    assert_string_equal(seen->key_id[page_index(seen, "r5")], "key_c1");
+    assert_int_equal(all_pages(f->s, &flt, 1, seen), 32);
+    /* a key's, an app client's, a model's, a provider's, a time range's */
+    flt.key_row_id = u.kb;
+    assert_int_equal(all_pages(f->s, &flt, 5, seen), 3);
+    assert_int_equal(seen->n, 13); /* r3 and 12 */
+    flt.key_row_id = -u.app;
+    flt.org_id = u.acme;
+    assert_int_equal(all_pages(f->s, &flt, 5, seen), 3);
+    assert_int_equal(seen->n, 13); /* r4 and 12 */
+    memset(&flt, 0, sizeof(flt));
+    strcpy(flt.model, "claude-sonnet-4-6");
+    assert_int_equal(all_pages(f->s, &flt, 5, seen), 1);
+    assert_int_equal(seen->n, 2);
+    memset(&flt, 0, sizeof(flt));
+    strcpy(flt.provider, "anthropic");
+    flt.org_id = u.beta;
+    assert_int_equal(all_pages(f->s, &flt, 5, seen), 1);
+    assert_int_equal(seen->n, 1);
+    memset(&flt, 0, sizeof(flt));
+    flt.from_ms = DAY2 + 10001; /* times 10001..10007 of acme's, 3 each: 21 rows */
+    flt.to_ms = DAY2 + 20000;
+    assert_int_equal(all_pages(f->s, &flt, 4, seen), 6);
+    assert_int_equal(seen->n, 21);
+    /* a cursor inside the range; bad arguments */
+    struct page_seen one = {0};
+    assert_int_equal(gw_store_usage_page(f->s, &flt, DAY2 + 10007, "p13", 10, collect_page, &one),
+                     0);
+    assert_int_equal(one.n, 1); /* at 10007: p03, p10, p17; after p13, p17 only */
+    assert_string_equal(one.ids[0], "p17");
+    assert_int_equal(gw_store_usage_page(f->s, &flt, 0, NULL, -1, collect_page, &one), GW_EINVAL);
+    assert_int_equal(gw_store_usage_page(f->s, &flt, 0, NULL, 0, collect_page, &one), 0);
+    assert_int_equal(one.n, 1);
+    free(seen);
+}
+
+struct orgs_seen {
+    char slugs[256];
+    int64_t last_id;
+    int n, capture_off;
+};
+
+static int collect_orgs(void *arg, const struct gw_org *o)
+{
+    struct orgs_seen *seen = arg;
+    strcat(seen->slugs, o->slug);
+    strcat(seen->slugs, ",");
+    assert_true(o->id > seen->last_id);
+    seen->last_id = o->id;
+    seen->n++;
+    if (strcmp(o->slug, "org3") == 0) {
+        assert_string_equal(o->models, "gpt-4o");
+        assert_int_equal(o->limits.rph, 60);
+        assert_int_equal(o->conv.retention_days, 30);
+        seen->capture_off = !o->conv.capture;
+    }
+    return 0;
+}
+
+static void orgs_listed_and_by_id(void **state)
+{
+    struct fx *f = *state;
+    int64_t ids[5];
+    struct gw_org o;
+    for (int i = 0; i < 5; i++) {
+        char slug[16];
+        snprintf(slug, sizeof(slug), "org%d", i);
+        assert_int_equal(gw_store_org_create(f->s, slug, "Org", &ids[i]), 0);
+    }
+    assert_int_equal(gw_store_org_get(f->s, "org3", &o), 0);
+    strcpy(o.models, "gpt-4o");
+    o.limits.rph = 60;
+    o.conv.capture = 0;
+    o.conv.retention_days = 30;
+    assert_int_equal(gw_store_org_set_policy(f->s, &o), 0);
+    /* pages of two */
+    struct orgs_seen seen = {.n = 0};
+    assert_int_equal(gw_store_org_list(f->s, 0, 2, collect_orgs, &seen), 0);
+    assert_string_equal(seen.slugs, "org0,org1,");
+    assert_int_equal(gw_store_org_list(f->s, seen.last_id, 2, collect_orgs, &seen), 0);
+    assert_int_equal(gw_store_org_list(f->s, seen.last_id, 2, collect_orgs, &seen), 0);
+    assert_int_equal(gw_store_org_list(f->s, seen.last_id, 2, collect_orgs, &seen), 0);
+    assert_string_equal(seen.slugs, "org0,org1,org2,org3,org4,");
+    assert_int_equal(seen.capture_off, 1);
+    /* all at once */
+    struct orgs_seen all = {.n = 0};
+    assert_int_equal(gw_store_org_list(f->s, 0, 0, collect_orgs, &all), 0);
+    assert_int_equal(all.n, 5);
+    struct orgs_seen after = {.last_id = ids[2]};
+    assert_int_equal(gw_store_org_list(f->s, ids[2], 0, collect_orgs, &after), 0);
+    assert_string_equal(after.slugs, "org3,org4,");
+    assert_int_equal(gw_store_org_list(f->s, 0, -1, collect_orgs, &all), GW_EINVAL);
+    /* by id */
+    assert_int_equal(gw_store_org_get_id(f->s, ids[3], &o), 0);
+    assert_string_equal(o.slug, "org3");
+    assert_int_equal(o.id, ids[3]);
+    assert_int_equal(o.conv.capture, 0);
+    assert_int_equal(o.conv.retention_days, 30);
+    assert_string_equal(o.models, "gpt-4o");
+    assert_int_equal(gw_store_org_get_id(f->s, ids[4] + 100, &o), GW_ENOTFOUND);
+    assert_int_equal(gw_store_org_get_id(f->s, 0, &o), GW_ENOTFOUND);
+}
+
+static void health_counts(void **state)
+{
+    struct fx *f = *state;
+    struct gw_store_health h;
+    struct gw_idem_rec r = {0}, e;
+    int claimed = 0;
+    int64_t n = 0;
+    assert_int_equal(gw_store_health(f->s, 1000, &h), 0);
+    assert_int_equal(h.idem_uncertain + h.usage_uncertain + h.idem_expired, 0);
+    /* idempotency: k-1 of node n1 (its process died: uncertain), k-2 of n2 in flight, k-3 done;
+     * k-1 and k-2 expire at 100000 */
+    gw_strlcpy(r.caller, "key:7", sizeof(r.caller));
+    gw_strlcpy(r.endpoint, "chat.completions", sizeof(r.endpoint));
+    gw_strlcpy(r.fingerprint, "aa", sizeof(r.fingerprint));
+    r.created_ms = 1000;
+    r.expires_ms = 100000;
+    for (int i = 1; i <= 3; i++) {
+        snprintf(r.key, sizeof(r.key), "k-%d", i);
+        snprintf(r.request_id, sizeof(r.request_id), "req_%d", i);
+        snprintf(r.node, sizeof(r.node), "n%d", i);
+        if (i == 3)
+            r.expires_ms = 500000;
+        assert_int_equal(gw_store_idem_claim(f->s, &r, 1000, &claimed, &e), 0);
+        assert_int_equal(claimed, 1);
+    }
+    gw_strlcpy(r.state, "done", sizeof(r.state));
+    r.status = 200;
+    assert_int_equal(gw_store_idem_complete(f->s, &r), 0);
+    assert_int_equal(gw_store_idem_recover(f->s, "n1", &n), 0);
+    assert_int_equal(n, 1);
+    /* usage: one settled uncertain (an upstream broke off), one left reserved by a dead node */
+    usage_row_add(f->s, "u1", 0, 1, "openai", "gpt-4o", "chat", "uncertain", 1000, 0, 0, 5, 5);
+    usage_row_add(f->s, "u2", 0, 1, "openai", "gpt-4o", "chat", "reserved", 1000, 0, 0, 0, 5);
+    usage_row_add(f->s, "u3", 0, 1, "openai", "gpt-4o", "chat", "settled", 1000, 0, 0, 5, 5);
+    assert_int_equal(gw_store_health(f->s, 2000, &h), 0);
+    assert_int_equal(h.idem_uncertain, 1);
+    assert_int_equal(h.usage_uncertain, 1);
+    assert_int_equal(h.idem_expired, 0);
+    assert_int_equal(gw_store_usage_recover(f->s, "", &n), 0);
+    assert_int_equal(gw_store_health(f->s, 200000, &h), 0);
+    assert_int_equal(h.idem_uncertain, 1);
+    assert_int_equal(h.usage_uncertain, 2);
+    assert_int_equal(h.idem_expired, 2); /* k-1 and k-2 */
+    assert_int_equal(gw_store_health(f->s, 600000, &h), 0);
+    assert_int_equal(h.idem_expired, 3);
+    assert_int_equal(gw_store_idem_purge(f->s, 600000, 100, &n), 0);
+    assert_int_equal(gw_store_health(f->s, 600000, &h), 0);
+    assert_int_equal(h.idem_uncertain + h.idem_expired, 0);
+    assert_int_equal(h.usage_uncertain, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest sqlite_tests[] = {
@@ -1676,6 +2288,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(audit_append_and_list, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_concurrent_appends_get_distinct_seqs, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(keys_rotate, setup, teardown),
+        cmocka_unit_test_setup_teardown(usage_grouped, setup, teardown),
+        cmocka_unit_test_setup_teardown(usage_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(orgs_listed_and_by_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(health_counts, setup, teardown),
     };
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test_setup_teardown(migrate_is_idempotent, setup_pg, teardown_pg),
@@ -1705,6 +2322,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(audit_append_and_list, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(conv_concurrent_appends_get_distinct_seqs, setup_pg,
                                         teardown_pg),
+        cmocka_unit_test_setup_teardown(keys_rotate, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(usage_grouped, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(usage_pages, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(orgs_listed_and_by_id, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(health_counts, setup_pg, teardown_pg),
     };
     int failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
     if (getenv("LLMGW_TEST_PG_URL") == NULL || getenv("LLMGW_TEST_PG_URL")[0] == '\0') {
