@@ -30,6 +30,7 @@ extern "C" {
 #endif
 
 #define LLMGW_API __attribute__((visibility("default")))
+#define LLMGW_VERSION "0.1.0"
 #define LLMGW_NODISCARD __attribute__((warn_unused_result))
 
 struct llmgw_config;

@@ -17,14 +17,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/http.h>
+
+#include "core/admin.h"
 #include "core/config.h"
+#include "util/json.h"
 #include "llmgw.h"
 #include "policy/keys.h"
 #include "store/store.h"
 #include "util/mem.h"
 #include "util/util.h"
 
-#define LLMGW_VERSION "0.1.0"
 
 static int die(const char *fmt, const char *a)
 {
@@ -49,7 +52,10 @@ static void log_stderr(void *arg, int level, const char *line)
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     pthread_mutex_lock(&log_mu);
-    fprintf(stderr, "%s.%03ldZ %s\n", ts, now.tv_nsec / 1000000, line);
+    if (line[0] == '{') /* a JSON line (the access log): it carries its own time */
+        fprintf(stderr, "%s\n", line);
+    else
+        fprintf(stderr, "%s.%03ldZ %s\n", ts, now.tv_nsec / 1000000, line);
     pthread_mutex_unlock(&log_mu);
 }
 
@@ -218,9 +224,12 @@ static const char *usage_main =
     "  serve              run the gateway\n"
     "  migrate            create or upgrade the database schema\n"
     "  admin bootstrap    create the superadmin key if none exists\n"
+    "  admin routes|api   the admin API's routes; run one of its operations\n"
     "  orgs create|update|show SLUG   organizations and their policy\n"
-    "  keys create|update|list|revoke   manage API keys\n"
+    "  keys create|update|list|revoke|rotate   manage API keys\n"
+    "  app-clients list|create|approve|revoke   browser app clients\n"
     "  usage              list usage rows and their totals\n"
+    "  usage export       usage rows as CSV or JSONL (audited)\n"
     "  version            print the version\n"
     "\n"
     "Run 'llmgw <command> --help' for a command's options.\n"
@@ -231,7 +240,7 @@ static const char *usage_main =
 enum { OPT_HELP = 'h', OPT_CONFIG = 1000, OPT_LISTEN, OPT_DB, OPT_WORKERS, OPT_ORG, OPT_NAME,
        OPT_ROLE, OPT_TIER, OPT_PROVIDERS, OPT_MODELS, OPT_RPH, OPT_DAILY, OPT_MONTHLY, OPT_TPH,
        OPT_CONC, OPT_MAXREQ, OPT_KEY, OPT_MODEL, OPT_FROM, OPT_TO, OPT_FORMAT, OPT_CAPTURE,
-       OPT_RETENTION, OPT_EXPORT_ALL };
+       OPT_RETENTION, OPT_EXPORT_ALL, OPT_BODY, OPT_GRACE, OPT_ORIGINS };
 
 static const struct option long_opts[] = {
     {"help", no_argument, NULL, OPT_HELP},
@@ -259,13 +268,16 @@ static const struct option long_opts[] = {
     {"capture", required_argument, NULL, OPT_CAPTURE},
     {"retention-days", required_argument, NULL, OPT_RETENTION},
     {"export-all", required_argument, NULL, OPT_EXPORT_ALL},
+    {"body", required_argument, NULL, OPT_BODY},
+    {"grace-seconds", required_argument, NULL, OPT_GRACE},
+    {"origins", required_argument, NULL, OPT_ORIGINS},
     {NULL, 0, NULL, 0},
 };
 
 struct opts {
     const char *config, *listen, *db, *workers, *org, *name, *role, *tier, *providers, *models,
         *rph, *daily, *monthly, *tph, *conc, *maxreq, *key, *model, *from, *to, *format,
-        *capture, *retention, *export_all;
+        *capture, *retention, *export_all, *body, *grace, *origins;
     int help;
     int nargs;
     char **args;
@@ -312,12 +324,82 @@ static int parse_opts(int argc, char **argv, const int *allowed, struct opts *o)
         case OPT_CAPTURE: o->capture = optarg; break;
         case OPT_RETENTION: o->retention = optarg; break;
         case OPT_EXPORT_ALL: o->export_all = optarg; break;
+        case OPT_BODY: o->body = optarg; break;
+        case OPT_GRACE: o->grace = optarg; break;
+        case OPT_ORIGINS: o->origins = optarg; break;
         default: break;
         }
     }
     o->nargs = argc - optind;
     o->args = argv + optind;
     return 0;
+}
+
+/* The settings the admin operations read (tiers): the file's over the defaults. */
+static int load_config(const char *path, struct gw_config *c)
+{
+    struct gw_errbuf eb = {{0}};
+    if (gw_config_init(c) != 0)
+        return die("%s", "out of memory");
+    if (path == NULL)
+        path = getenv("LLMGW_CONFIG");
+    if (path != NULL && path[0] != '\0' && gw_config_load_file(c, path, &eb) != 0) {
+        gw_config_cleanup(c);
+        fprintf(stderr, "llmgw: config %s: %s\n", path, eb.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Run an admin operation as the command line's operator: the same code (checks, store work,
+ * audit entry) as the HTTP API's. 0 with *out (new) on success; 1 otherwise, with why in err
+ * (*status: the HTTP status the API would answer, 0 when it never ran). */
+static int admin_op(const struct opts *o, const char *method, const char *path, const char *query,
+                    json_t *body, json_t **out, int *status, char *err, size_t errsz)
+{
+    struct gw_config c;
+    struct gw_store *st = NULL;
+    *out = NULL;
+    *status = 0;
+    err[0] = '\0';
+    if (load_config(o->config, &c) != 0)
+        return 1;
+    if (open_store(o->db, o->config, &st) != 0) {
+        gw_config_cleanup(&c);
+        return 1;
+    }
+    int rc = gw_admin_cli(st, &c, method, path, query, body, status, out, err, errsz);
+    gw_store_free(st);
+    gw_config_cleanup(&c);
+    if (rc != 0 || *status >= 400) {
+        json_decref(*out);
+        *out = NULL;
+        if (err[0] == '\0')
+            snprintf(err, errsz, "%s", gw_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+static void print_json(const json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+    if (s != NULL)
+        printf("%s\n", s);
+    gw_free(s);
+}
+
+/* A comma-separated flag as a JSON array of strings. */
+static json_t *csv_json(const char *csv)
+{
+    json_t *a = json_array();
+    while (a != NULL && *csv != '\0') {
+        size_t n = strcspn(csv, ",");
+        if (n > 0)
+            json_array_append_new(a, json_stringn(csv, n));
+        csv += n + (csv[n] == ',');
+    }
+    return a;
 }
 
 static struct llmgw *serving;
@@ -464,6 +546,40 @@ static int cmd_migrate(int argc, char **argv)
     return 0;
 }
 
+static int admin_api(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, OPT_BODY, 0};
+    struct opts o;
+    char path[512];
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help || o.nargs != 2) {
+        printf("usage: llmgw admin api METHOD PATH[?QUERY] [--body JSON] [--db URL]\n");
+        return o.help ? 0 : 2;
+    }
+    const char *q = strchr(o.args[1], '?');
+    size_t n = q != NULL ? (size_t)(q - o.args[1]) : strlen(o.args[1]);
+    if (n >= sizeof(path))
+        return die("%s", "the path is too long");
+    memcpy(path, o.args[1], n);
+    path[n] = '\0';
+    json_t *body = NULL;
+    if (o.body != NULL && (body = gw_json_parse(o.body, strlen(o.body), NULL)) == NULL)
+        return die("%s", "--body is not valid JSON");
+    json_t *out = NULL;
+    int status = 0;
+    char err[256];
+    int rc = admin_op(&o, o.args[0], path, q != NULL ? q + 1 : NULL, body, &out, &status, err,
+                      sizeof(err));
+    json_decref(body);
+    if (rc == 0)
+        print_json(out);
+    else if (err[0] != '\0')
+        fprintf(stderr, "llmgw: %s\n", err);
+    json_decref(out);
+    return rc;
+}
+
 static int cmd_admin(int argc, char **argv)
 {
     static const int allowed[] = {OPT_DB, OPT_CONFIG, 0};
@@ -471,10 +587,23 @@ static int cmd_admin(int argc, char **argv)
     struct gw_store *st = NULL;
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        printf("usage: llmgw admin bootstrap [--db URL]\n\n"
-               "Create the superadmin key if none exists and print it once, as the last line.\n");
+        printf("usage: llmgw admin bootstrap [--db URL]\n"
+               "       llmgw admin routes\n"
+               "       llmgw admin api METHOD PATH[?QUERY] [--body JSON] [--db URL]\n\n"
+               "bootstrap: create the superadmin key if none exists and print it once, as the\n"
+               "last line. routes: the admin API's routes (JSON). api: run one admin API\n"
+               "operation (e.g. GET /admin/v1/keys?org=acme) on the store as the superadmin,\n"
+               "through the same code and audit trail as the HTTP API; prints its JSON answer.\n");
         return argc < 2 ? 2 : 0;
     }
+    if (strcmp(argv[1], "routes") == 0) { /* the admin API's route table, as JSON */
+        json_t *r = gw_admin_routes_json();
+        print_json(r);
+        json_decref(r);
+        return r != NULL ? 0 : 1;
+    }
+    if (strcmp(argv[1], "api") == 0)
+        return admin_api(argc - 1, argv + 1);
     if (strcmp(argv[1], "bootstrap") != 0)
         return die("unknown admin command '%s' (try llmgw admin --help)", argv[1]);
     if (parse_opts(argc - 1, argv + 1, allowed, &o) != 0)
@@ -623,16 +752,83 @@ static int conv_flags(const struct opts *o, struct gw_conv_policy *p)
     return 0;
 }
 
-static void print_limits(const char *who, const struct gw_limit_set *l)
+/* The policy flags given, as the admin API's JSON (allowed_providers, allowed_models and the
+ * limits given), validated first. 0 with *body (new), or 1 having said why. */
+static int policy_body(const struct opts *o, json_t **body)
 {
-    printf("%s requests_per_hour=%lld tokens_per_hour=%lld max_concurrent=%lld "
-           "daily_usd=%lld.%06lld monthly_usd=%lld.%06lld max_request_usd=%lld.%06lld\n",
-           who, (long long)l->rph, (long long)l->tph, (long long)l->max_concurrent,
-           (long long)(l->daily_usd_micros / 1000000), (long long)(l->daily_usd_micros % 1000000),
-           (long long)(l->monthly_usd_micros / 1000000),
-           (long long)(l->monthly_usd_micros % 1000000),
-           (long long)(l->max_request_usd_micros / 1000000),
-           (long long)(l->max_request_usd_micros % 1000000));
+    char providers[256] = "", models[1024] = "";
+    struct gw_limit_set l;
+    memset(&l, 0, sizeof(l));
+    *body = json_object();
+    if (*body == NULL)
+        return die("%s", "out of memory");
+    if (policy_flags(o, providers, sizeof(providers), models, sizeof(models), &l) != 0) {
+        json_decref(*body);
+        return 1;
+    }
+    if (o->providers)
+        json_object_set_new(*body, "allowed_providers", csv_json(providers));
+    if (o->models)
+        json_object_set_new(*body, "allowed_models", csv_json(models));
+    json_t *lim = json_object();
+    const struct {
+        const char *v, *name;
+        int usd;
+        int64_t val;
+    } f[] = {
+        {o->rph, "requests_per_hour", 0, l.rph},
+        {o->tph, "tokens_per_hour", 0, l.tph},
+        {o->conc, "max_concurrent", 0, l.max_concurrent},
+        {o->daily, "daily_usd", 1, l.daily_usd_micros},
+        {o->monthly, "monthly_usd", 1, l.monthly_usd_micros},
+        {o->maxreq, "max_request_usd", 1, l.max_request_usd_micros},
+    };
+    for (size_t i = 0; lim != NULL && i < sizeof(f) / sizeof(f[0]); i++) {
+        char usd[40];
+        if (f[i].v == NULL)
+            continue;
+        snprintf(usd, sizeof(usd), "%lld.%06lld", (long long)(f[i].val / 1000000),
+                 (long long)(f[i].val % 1000000));
+        json_object_set_new(lim, f[i].name,
+                            f[i].usd ? json_string(usd) : json_integer(f[i].val));
+    }
+    if (json_object_size(lim) > 0)
+        json_object_set_new(*body, "limits", lim);
+    else
+        json_decref(lim);
+    return 0;
+}
+
+/* The allowlists and limits of a key or org as the admin API answers them. */
+static void print_policy(const json_t *k)
+{
+    json_t *l = json_object_get(k, "limits");
+    char prov[256] = "", mod[1024] = "";
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(k, "allowed_providers"), i, v)
+        snprintf(prov + strlen(prov), sizeof(prov) - strlen(prov), "%s%s", i ? "," : "",
+                 json_string_value(v));
+    json_array_foreach(json_object_get(k, "allowed_models"), i, v)
+        snprintf(mod + strlen(mod), sizeof(mod) - strlen(mod), "%s%s", i ? "," : "",
+                 json_string_value(v));
+    printf("providers=%s\nmodels=%s\n", prov[0] ? prov : "(all)", mod[0] ? mod : "(all)");
+    printf("limits requests_per_hour=%lld tokens_per_hour=%lld max_concurrent=%lld "
+           "daily_usd=%.6f monthly_usd=%.6f max_request_usd=%.6f\n",
+           (long long)json_integer_value(json_object_get(l, "requests_per_hour")),
+           (long long)json_integer_value(json_object_get(l, "tokens_per_hour")),
+           (long long)json_integer_value(json_object_get(l, "max_concurrent")),
+           json_number_value(json_object_get(l, "daily_usd")),
+           json_number_value(json_object_get(l, "monthly_usd")),
+           json_number_value(json_object_get(l, "max_request_usd")));
+}
+
+static int key_path(char *out, size_t n, const char *id, const char *tail)
+{
+    if (strlen(id) > 60 || strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(id))
+        return die("invalid key id '%s'", id);
+    snprintf(out, n, "/admin/v1/keys/%s%s", id, tail);
+    return 0;
 }
 
 static int cmd_orgs(int argc, char **argv)
@@ -641,8 +837,6 @@ static int cmd_orgs(int argc, char **argv)
                                   OPT_RPH, OPT_TPH,    OPT_CONC,  OPT_DAILY,     OPT_MONTHLY,
                                   OPT_MAXREQ, OPT_CAPTURE, OPT_RETENTION, OPT_EXPORT_ALL, 0};
     struct opts o;
-    struct gw_store *st = NULL;
-    struct gw_org org;
     const char *sub = argc >= 2 ? argv[1] : "";
 
     if (argc < 2 || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
@@ -668,51 +862,61 @@ static int cmd_orgs(int argc, char **argv)
         return die("orgs %s takes exactly one SLUG", sub);
     if (!valid_slug(o.args[0]))
         return die("invalid slug '%s': use 1-63 of a-z, 0-9, '-', '_'", o.args[0]);
-    if (open_store(o.db, o.config, &st) != 0)
-        return 1;
-    int rc = 0;
-    if (strcmp(sub, "create") == 0) {
-        memset(&org, 0, sizeof(org));
-        org.conv.capture = 1;
-        if (policy_flags(&o, org.providers, sizeof(org.providers), org.models,
-                         sizeof(org.models), &org.limits) != 0 ||
-            conv_flags(&o, &org.conv) != 0) {
-            gw_store_free(st);
+    /* through the admin API's code: the same checks, and its audit trail */
+    char path[128], err[256];
+    json_t *body = NULL, *out = NULL;
+    int status, rc;
+    snprintf(path, sizeof(path), "/admin/v1/orgs/%s", o.args[0]);
+    if (strcmp(sub, "show") == 0) {
+        rc = admin_op(&o, "GET", path, NULL, NULL, &out, &status, err, sizeof(err));
+    } else {
+        struct gw_conv_policy cp = {.capture = 1};
+        if (policy_body(&o, &body) != 0)
+            return 1;
+        if (conv_flags(&o, &cp) != 0) {
+            json_decref(body);
             return 1;
         }
-        rc = gw_store_org_create(st, o.args[0], o.name ? o.name : o.args[0], &org.id);
-        gw_strlcpy(org.slug, o.args[0], sizeof(org.slug));
-        if (rc == 0)
-            rc = gw_store_org_set_policy(st, &org);
-        gw_store_free(st);
-        if (rc == GW_EEXIST)
+        json_t *capture = json_object();
+        if (o.capture)
+            json_object_set_new(capture, "enabled", json_boolean(cp.capture));
+        if (o.retention)
+            json_object_set_new(capture, "retention_days", json_integer(cp.retention_days));
+        if (o.export_all)
+            json_object_set_new(capture, "export_all", json_boolean(cp.export_all));
+        json_object_set_new(body, "capture", capture);
+        if (strcmp(sub, "create") == 0) {
+            json_object_set_new(body, "slug", json_string(o.args[0]));
+            json_object_set_new(body, "name", json_string(o.name ? o.name : o.args[0]));
+            rc = admin_op(&o, "POST", "/admin/v1/orgs", NULL, body, &out, &status, err,
+                          sizeof(err));
+        } else {
+            rc = admin_op(&o, "PATCH", path, NULL, body, &out, &status, err, sizeof(err));
+        }
+        json_decref(body);
+    }
+    if (rc != 0) {
+        if (status == 409)
             return die("an organization '%s' already exists", o.args[0]);
-        if (rc != 0)
-            return die("cannot create the organization: %s", gw_strerror(rc));
+        if (status == 404)
+            return die("no organization '%s'", o.args[0]);
+        return die(strcmp(sub, "create") == 0 ? "cannot create the organization: %s"
+                                              : "cannot read or change the organization: %s",
+                   err);
+    }
+    if (strcmp(sub, "create") == 0) {
         printf("created organization %s\n", o.args[0]);
+        json_decref(out);
         return 0;
     }
-    rc = gw_store_org_get(st, o.args[0], &org);
-    if (rc == 0 && strcmp(sub, "update") == 0) {
-        if (policy_flags(&o, org.providers, sizeof(org.providers), org.models,
-                         sizeof(org.models), &org.limits) != 0 ||
-            conv_flags(&o, &org.conv) != 0) {
-            gw_store_free(st);
-            return 1;
-        }
-        rc = gw_store_org_set_policy(st, &org);
-    }
-    gw_store_free(st);
-    if (rc == GW_ENOTFOUND)
-        return die("no organization '%s'", o.args[0]);
-    if (rc != 0)
-        return die("cannot read or change the organization: %s", gw_strerror(rc));
-    printf("organization %s (%s)\nproviders=%s\nmodels=%s\n", org.slug, org.name,
-           org.providers[0] ? org.providers : "(all)", org.models[0] ? org.models : "(all)");
-    print_limits("limits", &org.limits);
+    json_t *cap = json_object_get(out, "capture");
+    printf("organization %s (%s)\n", gw_json_str(out, "slug"), gw_json_str(out, "name"));
+    print_policy(out);
     printf("conversations capture=%s retention_days=%lld export_all=%s\n",
-           org.conv.capture ? "on" : "off", (long long)org.conv.retention_days,
-           org.conv.export_all ? "on" : "off");
+           json_is_true(json_object_get(cap, "enabled")) ? "on" : "off",
+           (long long)json_integer_value(json_object_get(cap, "retention_days")),
+           json_is_true(json_object_get(cap, "export_all")) ? "on" : "off");
+    json_decref(out);
     return 0;
 }
 
@@ -742,9 +946,9 @@ static int keys_create(int argc, char **argv)
                                   OPT_TIER,   OPT_PROVIDERS, OPT_MODELS, OPT_RPH, OPT_DAILY,
                                   OPT_MONTHLY, OPT_TPH,    OPT_CONC, OPT_MAXREQ, 0};
     struct opts o;
-    struct gw_store *st = NULL;
-    struct gw_key_rec rec;
-    struct gw_org org;
+    json_t *body = NULL, *out = NULL;
+    char err[256];
+    int status;
 
     if (parse_opts(argc, argv, allowed, &o) != 0)
         return 2;
@@ -758,37 +962,28 @@ static int keys_create(int argc, char **argv)
     }
     if (o.org == NULL)
         return die("%s", "--org SLUG is required");
-    memset(&rec, 0, sizeof(rec));
-    gw_strlcpy(rec.name, o.name ? o.name : "", sizeof(rec.name));
     const char *role = o.role ? o.role : "member";
     if (strcmp(role, "member") != 0 && strcmp(role, "org_admin") != 0)
         return die("invalid --role '%s': member or org_admin", role);
-    gw_strlcpy(rec.role, role, sizeof(rec.role));
     const char *tier = o.tier ? o.tier : "free";
-    if (strlen(tier) >= sizeof(rec.tier) || !tier_known(tier, o.config))
+    if (strlen(tier) >= 16 || !tier_known(tier, o.config))
         return die("unknown --tier '%s' (free, pro, enterprise, or one of the config's tiers)",
                    tier);
-    gw_strlcpy(rec.tier, tier, sizeof(rec.tier));
-    if (policy_flags(&o, rec.providers, sizeof(rec.providers), rec.models, sizeof(rec.models),
-                     &rec.limits) != 0)
+    if (policy_body(&o, &body) != 0)
         return 1;
-    if (open_store(o.db, o.config, &st) != 0)
-        return 1;
-    int rc = gw_store_org_get(st, o.org, &org);
-    if (rc != 0) {
-        gw_store_free(st);
-        return rc == GW_ENOTFOUND ? die("no organization '%s'", o.org)
-                                  : die("cannot read the organization: %s", gw_strerror(rc));
-    }
-    rec.org_id = org.id;
-    char raw[GW_KEY_RAW_LEN + 1];
-    rc = create_key(st, &rec, raw, sizeof(raw));
-    gw_store_free(st);
+    json_object_set_new(body, "org", json_string(o.org));
+    json_object_set_new(body, "name", json_string(o.name ? o.name : ""));
+    json_object_set_new(body, "role", json_string(role));
+    json_object_set_new(body, "tier", json_string(tier));
+    int rc = admin_op(&o, "POST", "/admin/v1/keys", NULL, body, &out, &status, err, sizeof(err));
+    json_decref(body);
     if (rc != 0)
-        return die("cannot create the key: %s", gw_strerror(rc));
+        return status == 404 ? die("no organization '%s'", o.org)
+                             : die("cannot create the key: %s", err);
+    const char *raw = gw_json_str(out, "key");
     printf("created key %s (org %s, role %s, tier %s); the raw key is shown only once:\n%s\n",
-           rec.key_id, o.org, rec.role, rec.tier, raw);
-    OPENSSL_cleanse(raw, sizeof(raw));
+           gw_json_str(out, "id"), o.org, role, tier, raw ? raw : "");
+    json_decref(out); /* the raw key's only copy goes with it */
     return 0;
 }
 
@@ -841,7 +1036,9 @@ static int keys_revoke(int argc, char **argv)
 {
     static const int allowed[] = {OPT_DB, OPT_CONFIG, 0};
     struct opts o;
-    struct gw_store *st = NULL;
+    char path[128], err[256];
+    json_t *out = NULL;
+    int status;
 
     if (parse_opts(argc, argv, allowed, &o) != 0)
         return 2;
@@ -852,15 +1049,55 @@ static int keys_revoke(int argc, char **argv)
     }
     if (o.nargs != 1)
         return die("%s", "keys revoke takes exactly one KEY_ID");
-    if (open_store(o.db, o.config, &st) != 0)
+    if (key_path(path, sizeof(path), o.args[0], "") != 0)
         return 1;
-    int rc = gw_store_key_revoke(st, o.args[0]);
-    gw_store_free(st);
-    if (rc == GW_ENOTFOUND)
-        return die("no key '%s'", o.args[0]);
+    int rc = admin_op(&o, "DELETE", path, NULL, NULL, &out, &status, err, sizeof(err));
+    json_decref(out);
     if (rc != 0)
-        return die("cannot revoke: %s", gw_strerror(rc));
+        return status == 404 ? die("no key '%s'", o.args[0]) : die("cannot revoke: %s", err);
     printf("revoked %s\n", o.args[0]);
+    return 0;
+}
+
+static int keys_rotate(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, OPT_GRACE, 0};
+    struct opts o;
+    char path[128], err[256];
+    json_t *out = NULL;
+    int status;
+
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw keys rotate KEY_ID [--grace-seconds N] [--db URL]\n\n"
+               "Give a key a new secret, printed once as the last line. The old secret keeps\n"
+               "working for N seconds (default 3600, at most 2592000; 0: not at all) so that\n"
+               "callers can move over. The key keeps its id, policy, usage and budgets.\n");
+        return 0;
+    }
+    if (o.nargs != 1)
+        return die("%s", "keys rotate takes exactly one KEY_ID");
+    if (key_path(path, sizeof(path), o.args[0], "/rotate") != 0)
+        return 1;
+    json_t *body = json_object();
+    if (o.grace != NULL) {
+        int64_t g;
+        if (gw_parse_i64(o.grace, &g) != 0 || g < 0 || g > 2592000) {
+            json_decref(body);
+            return die("invalid --grace-seconds '%s': 0 to 2592000", o.grace);
+        }
+        json_object_set_new(body, "grace_seconds", json_integer(g));
+    }
+    int rc = admin_op(&o, "POST", path, NULL, body, &out, &status, err, sizeof(err));
+    json_decref(body);
+    if (rc != 0)
+        return status == 404 ? die("no key '%s'", o.args[0]) : die("cannot rotate: %s", err);
+    json_t *exp = json_object_get(out, "previous_key_expires_at");
+    printf("rotated key %s; the old secret %s; the new one is shown only once:\n%s\n",
+           o.args[0], json_is_integer(exp) ? "works until the grace period ends" : "no longer works",
+           gw_json_str(out, "key") ? gw_json_str(out, "key") : "");
+    json_decref(out);
     return 0;
 }
 
@@ -870,8 +1107,9 @@ static int keys_update(int argc, char **argv)
                                   OPT_RPH, OPT_TPH,    OPT_CONC, OPT_DAILY,     OPT_MONTHLY,
                                   OPT_MAXREQ, 0};
     struct opts o;
-    struct gw_store *st = NULL;
-    struct gw_key_rec rec;
+    char path[128], err[256];
+    json_t *body = NULL, *out = NULL;
+    int status;
 
     if (parse_opts(argc, argv, allowed, &o) != 0)
         return 2;
@@ -883,29 +1121,20 @@ static int keys_update(int argc, char **argv)
     }
     if (o.nargs != 1)
         return die("%s", "keys update takes exactly one KEY_ID");
-    if (o.tier && (strlen(o.tier) >= sizeof(rec.tier) || !tier_known(o.tier, o.config)))
+    if (o.tier && (strlen(o.tier) >= 16 || !tier_known(o.tier, o.config)))
         return die("unknown --tier '%s'", o.tier);
-    if (open_store(o.db, o.config, &st) != 0)
+    if (key_path(path, sizeof(path), o.args[0], "") != 0 || policy_body(&o, &body) != 0)
         return 1;
-    int rc = gw_store_key_get(st, o.args[0], &rec);
-    if (rc == 0) {
-        if (o.tier)
-            gw_strlcpy(rec.tier, o.tier, sizeof(rec.tier));
-        if (policy_flags(&o, rec.providers, sizeof(rec.providers), rec.models,
-                         sizeof(rec.models), &rec.limits) != 0) {
-            gw_store_free(st);
-            return 1;
-        }
-        rc = gw_store_key_set_policy(st, &rec);
-    }
-    gw_store_free(st);
-    if (rc == GW_ENOTFOUND)
-        return die("no key '%s'", o.args[0]);
+    if (o.tier)
+        json_object_set_new(body, "tier", json_string(o.tier));
+    int rc = admin_op(&o, "PATCH", path, NULL, body, &out, &status, err, sizeof(err));
+    json_decref(body);
     if (rc != 0)
-        return die("cannot update the key: %s", gw_strerror(rc));
-    printf("key %s (tier %s)\nproviders=%s\nmodels=%s\n", rec.key_id, rec.tier,
-           rec.providers[0] ? rec.providers : "(all)", rec.models[0] ? rec.models : "(all)");
-    print_limits("limits", &rec.limits);
+        return status == 404 ? die("no key '%s'", o.args[0])
+                             : die("cannot update the key: %s", err);
+    printf("key %s (tier %s)\n", gw_json_str(out, "id"), gw_json_str(out, "tier"));
+    print_policy(out);
+    json_decref(out);
     return 0;
 }
 
@@ -937,8 +1166,119 @@ static int print_row(void *arg, const struct gw_usage_row *r)
     return 0;
 }
 
+/* llmgw app-clients ...: the admin API's app client operations from the command line. */
+static int cmd_app_clients(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, OPT_ORG, OPT_NAME, OPT_ORIGINS,
+                                  OPT_PROVIDERS, OPT_MODELS, 0};
+    struct opts o;
+    const char *sub = argc >= 2 ? argv[1] : "";
+    char path[128], query[96] = "", err[256];
+    json_t *body = NULL, *out = NULL;
+    const char *method = "GET";
+    int status;
+
+    if (argc < 2 || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        printf("usage: llmgw app-clients list [--org SLUG]\n"
+               "       llmgw app-clients create --org SLUG --name NAME --origins O1,O2\n"
+               "                                [--providers p1,p2] [--models m1,m2]\n"
+               "       llmgw app-clients approve CLIENT_ID\n"
+               "       llmgw app-clients revoke CLIENT_ID\n\n"
+               "Browser app clients (subject sessions), through the admin API's code and audit\n"
+               "trail; answers are printed as JSON. Origins: scheme://host[:port].\n");
+        return argc < 2 ? 2 : 0;
+    }
+    if (parse_opts(argc - 1, argv + 1, allowed, &o) != 0)
+        return 2;
+    if (strcmp(sub, "list") == 0 && o.nargs == 0) {
+        snprintf(path, sizeof(path), "/admin/v1/app-clients");
+        if (o.org != NULL && valid_slug(o.org))
+            snprintf(query, sizeof(query), "org=%s&limit=200", o.org);
+    } else if (strcmp(sub, "create") == 0 && o.nargs == 0) {
+        if (o.org == NULL || o.name == NULL || o.origins == NULL)
+            return die("%s", "app-clients create takes --org, --name and --origins");
+        method = "POST";
+        snprintf(path, sizeof(path), "/admin/v1/app-clients");
+        body = json_pack("{s:s,s:s,s:o}", "org", o.org, "name", o.name, "origins",
+                         csv_json(o.origins));
+        if (body != NULL && o.providers)
+            json_object_set_new(body, "allowed_providers", csv_json(o.providers));
+        if (body != NULL && o.models)
+            json_object_set_new(body, "allowed_models", csv_json(o.models));
+    } else if ((strcmp(sub, "approve") == 0 || strcmp(sub, "revoke") == 0) && o.nargs == 1) {
+        const char *id = o.args[0];
+        if (strlen(id) != 27 || strncmp(id, "ac_", 3) != 0)
+            return die("invalid app client id '%s'", id);
+        method = strcmp(sub, "approve") == 0 ? "POST" : "DELETE";
+        snprintf(path, sizeof(path), "/admin/v1/app-clients/%s%s", id,
+                 strcmp(sub, "approve") == 0 ? "/approve" : "");
+    } else {
+        return die("unknown or incomplete app-clients command '%s' (try llmgw app-clients "
+                   "--help)", sub);
+    }
+    int rc = admin_op(&o, method, path, query, body, &out, &status, err, sizeof(err));
+    json_decref(body);
+    if (rc != 0)
+        return die("%s", err[0] ? err : "the operation failed");
+    print_json(out);
+    json_decref(out);
+    return 0;
+}
+
+/* llmgw usage export: the admin API's export from the command line (same filter, audit). */
+static int usage_export(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_DB, OPT_CONFIG, OPT_ORG, OPT_KEY, OPT_MODEL, OPT_FROM,
+                                  OPT_TO, OPT_FORMAT, 0};
+    struct opts o;
+    char query[512], err[256] = "";
+    struct gw_config c;
+    struct gw_store *st = NULL;
+
+    if (parse_opts(argc, argv, allowed, &o) != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: llmgw usage export [--format csv|jsonl] [--org SLUG] [--key KEY_ID]\n"
+               "       [--model ID] [--from T] [--to T] [--db URL]\n\n"
+               "Write usage rows (oldest first) to stdout as CSV (with a header) or JSONL,\n"
+               "exactly as GET /admin/v1/usage/export answers them; T: unix seconds or\n"
+               "YYYY-MM-DD[THH:MM[:SS]] (UTC), --to exclusive; by default the last 30 days.\n"
+               "The export is written to the audit trail.\n");
+        return 0;
+    }
+    const char *vals[] = {o.format ? o.format : "csv", o.org, o.key, o.model, o.from, o.to};
+    const char *names[] = {"format", "org", "key", "model", "from", "to"};
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        if (vals[i] == NULL)
+            continue;
+        char *enc = evhttp_encode_uri(vals[i]);
+        int n = enc != NULL ? snprintf(query + len, sizeof(query) - len, "%s%s=%s",
+                                       len ? "&" : "", names[i], enc)
+                            : -1;
+        free(enc);
+        if (n < 0 || (size_t)n >= sizeof(query) - len)
+            return die("%s", "the options are too long");
+        len += (size_t)n;
+    }
+    if (load_config(o.config, &c) != 0)
+        return 1;
+    if (open_store(o.db, o.config, &st) != 0) {
+        gw_config_cleanup(&c);
+        return 1;
+    }
+    int rc = gw_usage_export_cli(st, &c, query, stdout, err, sizeof(err));
+    gw_store_free(st);
+    gw_config_cleanup(&c);
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = GW_EIO;
+    return rc != 0 ? die("%s", err[0] ? err : gw_strerror(rc)) : 0;
+}
+
 static int cmd_usage(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "export") == 0)
+        return usage_export(argc - 1, argv + 1);
     static const int allowed[] = {OPT_DB,   OPT_CONFIG, OPT_ORG, OPT_KEY,    OPT_MODEL,
                                   OPT_FROM, OPT_TO,     OPT_FORMAT, 0};
     struct opts o;
@@ -1010,7 +1350,9 @@ static int cmd_keys(int argc, char **argv)
         printf("usage: llmgw keys create --org SLUG [options]   (llmgw keys create --help)\n"
                "       llmgw keys update KEY_ID [options]       (llmgw keys update --help)\n"
                "       llmgw keys list --org SLUG\n"
-               "       llmgw keys revoke KEY_ID\n");
+               "       llmgw keys revoke KEY_ID\n"
+               "       llmgw keys rotate KEY_ID [--grace-seconds N]\n"
+               "Changes go through the admin API's code and are written to its audit trail.\n");
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "create") == 0)
@@ -1021,6 +1363,8 @@ static int cmd_keys(int argc, char **argv)
         return keys_update(argc - 1, argv + 1);
     if (strcmp(argv[1], "revoke") == 0)
         return keys_revoke(argc - 1, argv + 1);
+    if (strcmp(argv[1], "rotate") == 0)
+        return keys_rotate(argc - 1, argv + 1);
     return die("unknown keys command '%s' (try llmgw keys --help)", argv[1]);
 }
 
@@ -1052,6 +1396,8 @@ int main(int argc, char **argv)
         return cmd_keys(argc - 1, argv + 1);
     if (strcmp(cmd, "usage") == 0)
         return cmd_usage(argc - 1, argv + 1);
+    if (strcmp(cmd, "app-clients") == 0)
+        return cmd_app_clients(argc - 1, argv + 1);
     fprintf(stderr, "llmgw: unknown command '%s'\n\n%s", cmd, usage_main);
     return 2;
 }

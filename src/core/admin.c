@@ -1,14 +1,10 @@
 /*
- * core/admin — the admin plane's browser app clients (see admin.h).
+ * core/admin — the admin plane's HTTP side: one route table for every /admin/v1/ route (see
+ * admin.h), the role check, one store job per request (the key's lookup, the operation and its
+ * audit entry together on a store thread), the answer on the worker.
  *
- * One store job per request: the key's lookup, the permission check and the store work run
- * together on a store thread, and the answer (built there) goes out on the worker. The body is
- * read and checked on the worker first; a bad body is answered 400 only once the key is known
- * to be good, so that an unauthenticated caller learns nothing but 401.
- *
- * Permissions: an org_admin sees and changes its own org's clients only (another org's are
- * answered 404, as if absent); the superadmin sees every org's and alone approves; a member key
- * is refused (403).
+ * The body is read and checked on the worker; a bad body is answered 400 only once the key is
+ * known to be good, so that an unauthenticated caller learns nothing but 401.
  */
 #include "core/admin.h"
 
@@ -20,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/admin.h"
 #include "core/answer.h"
+#include "core/conversations.h"
 #include "core/gw_int.h"
 #include "http/reply.h"
 #include "store/jobs.h"
@@ -29,47 +27,98 @@
 #include "util/mem.h"
 #include "util/util.h"
 
-#define PREFIX "/admin/v1/app-clients"
-#define MAX_ORIGINS 16
-#define TTL_DEFAULT_S 900
-#define TTL_MIN_S 60
-#define TTL_MAX_S 86400
-#define LIST_DEFAULT 50
-#define LIST_MAX 200
+#define PARAM_MAX 64
 
-enum op { OP_LIST, OP_CREATE, OP_GET, OP_REVOKE, OP_APPROVE };
+/* Who may use a route: an org_admin (on its own org's objects) and the superadmin, or the
+ * superadmin only. A member key is refused every admin route (403). */
+enum who { ADMINS, SUPER, SUPER_ON_VISIBLE /* the superadmin's action on an object an org_admin
+                                                * may see: another org's answers 404 first */ };
 
-struct admin_job {
-    struct gw_store_job job;
-    struct gw_worker *w;
-    struct evhttp_request *req;
-    char rid[72];
-    unsigned char hash[32];
-    enum op op;
-    char client_id[40];
-    /* what the request asked, checked on the worker */
-    char bad[200]; /* non-empty: answer 400 with this, once the key is good */
-    struct gw_app_client in;
-    char org[64]; /* create by the superadmin, or a list's filter */
-    int64_t after;
-    int limit;
-    /* on the store thread */
-    int auth_rc;
-    struct gw_key_rec key;
-    struct gw_answer an;
+struct route {
+    enum evhttp_cmd_type method;
+    const char *path;  /* "{}" stands for the one parameter: an id or a slug */
+    enum who who;
+    const char *audit; /* a change: the action its audit entry records */
+    gw_admin_fn fn;    /* on a store thread */
+    /* or a route that answers by itself (its own auth, a streamed body) */
+    int (*http)(struct gw_worker *w, struct evhttp_request *req, const char *rid,
+                const char *path);
 };
 
-/* ---- the request ---- */
+static const struct route routes[] = {
+    {EVHTTP_REQ_GET, "/admin/v1/orgs", ADMINS, NULL, gw_admin_orgs_list, NULL},
+    {EVHTTP_REQ_POST, "/admin/v1/orgs", SUPER, "org.create", gw_admin_orgs_create, NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/orgs/{}", ADMINS, NULL, gw_admin_orgs_get, NULL},
+    {EVHTTP_REQ_PATCH, "/admin/v1/orgs/{}", ADMINS, "org.update", gw_admin_orgs_patch, NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/keys", ADMINS, NULL, gw_admin_keys_list, NULL},
+    {EVHTTP_REQ_POST, "/admin/v1/keys", ADMINS, "key.create", gw_admin_keys_create, NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/keys/{}", ADMINS, NULL, gw_admin_keys_get, NULL},
+    {EVHTTP_REQ_PATCH, "/admin/v1/keys/{}", ADMINS, "key.update", gw_admin_keys_patch, NULL},
+    {EVHTTP_REQ_DELETE, "/admin/v1/keys/{}", ADMINS, "key.revoke", gw_admin_keys_revoke, NULL},
+    {EVHTTP_REQ_POST, "/admin/v1/keys/{}/rotate", ADMINS, "key.rotate", gw_admin_keys_rotate,
+     NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/app-clients", ADMINS, NULL, gw_admin_app_clients_list, NULL},
+    {EVHTTP_REQ_POST, "/admin/v1/app-clients", ADMINS, "app_client.create",
+     gw_admin_app_clients_create, NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/app-clients/{}", ADMINS, NULL, gw_admin_app_clients_get, NULL},
+    {EVHTTP_REQ_DELETE, "/admin/v1/app-clients/{}", ADMINS, "app_client.revoke",
+     gw_admin_app_clients_revoke, NULL},
+    {EVHTTP_REQ_POST, "/admin/v1/app-clients/{}/approve", SUPER_ON_VISIBLE, "app_client.approve",
+     gw_admin_app_clients_approve, NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/usage", ADMINS, NULL, gw_admin_usage_query, NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/usage/export", ADMINS, NULL, NULL, gw_usage_export_route},
+    {EVHTTP_REQ_GET, "/admin/v1/audit", ADMINS, NULL, gw_admin_audit_list, NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/providers", SUPER, NULL, gw_admin_providers_list, NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/conversations/export", ADMINS, NULL, NULL,
+     gw_conversations_route},
+    {EVHTTP_REQ_GET, "/admin/v1/health", SUPER, NULL, gw_admin_health, NULL},
+    {EVHTTP_REQ_GET, "/admin/v1/metrics", SUPER, NULL, NULL, gw_metrics_route},
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
-static const char *const provider_names[] = {"anthropic", "openai", "gemini", "xai",
-                                             "perplexity"};
-
-static int is_provider(const char *s)
+static const char *method_name(enum evhttp_cmd_type m)
 {
-    for (size_t i = 0; i < sizeof(provider_names) / sizeof(provider_names[0]); i++)
-        if (strcmp(s, provider_names[i]) == 0)
-            return 1;
-    return 0;
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_PUT: return "PUT";
+    default: return "OTHER";
+    }
+}
+
+/* Does path match the template t? The parameter (1 to PARAM_MAX-1 characters of ids and
+ * slugs) goes to param. */
+static int path_match(const char *t, const char *path, char *param)
+{
+    const char *brace = strstr(t, "{}");
+    if (brace == NULL)
+        return strcmp(t, path) == 0;
+    size_t pre = (size_t)(brace - t);
+    if (strncmp(t, path, pre) != 0)
+        return 0;
+    const char *p = path + pre;
+    size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.");
+    if (n == 0 || n >= PARAM_MAX || strcmp(p + n, brace + 2) != 0)
+        return 0;
+    memcpy(param, p, n);
+    param[n] = '\0';
+    return 1;
+}
+
+json_t *gw_admin_routes_json(void)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < NROUTES; i++)
+        json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:b,s:o}", "method",
+                                           method_name(routes[i].method), "path", routes[i].path,
+                                           "who", routes[i].who == ADMINS ? "org_admin"
+                                                                          : "superadmin",
+                                           "object", strstr(routes[i].path, "{}") != NULL,
+                                           "audit", routes[i].audit ? json_string(routes[i].audit)
+                                                                    : json_null()));
+    return a;
 }
 
 int gw_origin_ok(const char *o)
@@ -99,358 +148,155 @@ int gw_origin_ok(const char *o)
     return *p == '\0';
 }
 
-static int model_id_ok(const char *m)
+/* The role check, the operation and its audit entry: the same for the API and the CLI. */
+static void run_route(const struct route *r, struct gw_admin_ctx *x, const char *bad)
 {
-    size_t n = strlen(m);
-    return n > 0 && n <= 128 &&
-           strspn(m, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/-@") == n;
-}
-
-/* A JSON array of strings, each accepted by ok, joined with commas into dst (dstsz). */
-static int join_list(const json_t *arr, int (*ok)(const char *), size_t max_items, char *dst,
-                     size_t dstsz, const char *what, char *bad, size_t badsz)
-{
-    size_t i, len = 0;
-    json_t *v;
-    dst[0] = '\0';
-    if (!json_is_array(arr) || json_array_size(arr) > max_items) {
-        snprintf(bad, badsz, "%s must be an array of at most %zu strings", what, max_items);
-        return -1;
-    }
-    json_array_foreach(arr, i, v) {
-        const char *s = json_string_value(v);
-        if (s == NULL || !ok(s)) {
-            snprintf(bad, badsz, "%s[%zu] is not valid", what, i);
-            return -1;
-        }
-        size_t n = strlen(s);
-        if (len + n + 2 > dstsz) {
-            snprintf(bad, badsz, "%s is too long", what);
-            return -1;
-        }
-        if (len > 0)
-            dst[len++] = ',';
-        memcpy(dst + len, s, n + 1);
-        len += n;
-    }
-    return 0;
-}
-
-/* POST's body: {name, origins, allowed_providers?, allowed_models?, session_ttl_seconds?,
- * org?}; anything else is refused, so that a misspelt member is not silently ignored. */
-static void parse_create(struct admin_job *a)
-{
-    json_t *b = gw_answer_body(a->req, a->bad, sizeof(a->bad));
-    const char *k;
-    json_t *v;
-
-    if (b == NULL)
+    if (r->who == SUPER && !x->super) {
+        gw_answer_fail(&x->an, 403, "permission_error", "superadmin_only",
+                       "only the superadmin key may do this");
         return;
-    a->in.session_ttl_s = TTL_DEFAULT_S;
-    json_object_foreach(b, k, v) {
-        if (strcmp(k, "name") == 0) {
-            const char *s = json_string_value(v);
-            if (s == NULL || s[0] == '\0' || strlen(s) >= sizeof(a->in.name)) {
-                snprintf(a->bad, sizeof(a->bad), "name must be a string of 1 to %zu characters",
-                         sizeof(a->in.name) - 1);
-                break;
-            }
-            gw_strlcpy(a->in.name, s, sizeof(a->in.name));
-        } else if (strcmp(k, "origins") == 0) {
-            if (join_list(v, gw_origin_ok, MAX_ORIGINS, a->in.origins, sizeof(a->in.origins),
-                          "origins (each scheme://host[:port])", a->bad, sizeof(a->bad)) != 0)
-                break;
-        } else if (strcmp(k, "allowed_providers") == 0) {
-            if (join_list(v, is_provider, 5, a->in.providers, sizeof(a->in.providers),
-                          "allowed_providers", a->bad, sizeof(a->bad)) != 0)
-                break;
-        } else if (strcmp(k, "allowed_models") == 0) {
-            if (join_list(v, model_id_ok, 64, a->in.models, sizeof(a->in.models),
-                          "allowed_models", a->bad, sizeof(a->bad)) != 0)
-                break;
-        } else if (strcmp(k, "session_ttl_seconds") == 0) {
-            if (!json_is_integer(v) || json_integer_value(v) < TTL_MIN_S ||
-                json_integer_value(v) > TTL_MAX_S) {
-                snprintf(a->bad, sizeof(a->bad), "session_ttl_seconds must be an integer from "
-                         "%d to %d", TTL_MIN_S, TTL_MAX_S);
-                break;
-            }
-            a->in.session_ttl_s = json_integer_value(v);
-        } else if (strcmp(k, "org") == 0) {
-            const char *s = json_string_value(v);
-            if (s == NULL || s[0] == '\0' || strlen(s) >= sizeof(a->org)) {
-                snprintf(a->bad, sizeof(a->bad), "org must be an org's slug");
-                break;
-            }
-            gw_strlcpy(a->org, s, sizeof(a->org));
-        } else {
-            snprintf(a->bad, sizeof(a->bad), "unknown member '%.64s'", k);
-            break;
-        }
     }
-    if (a->bad[0] == '\0' && a->in.name[0] == '\0')
-        snprintf(a->bad, sizeof(a->bad), "name is required");
-    else if (a->bad[0] == '\0' && a->in.origins[0] == '\0')
-        snprintf(a->bad, sizeof(a->bad), "origins must list at least one origin");
-    json_decref(b);
+    if (!x->super && strcmp(x->who->role, "org_admin") != 0) {
+        gw_answer_fail(&x->an, 403, "permission_error", "admin_only",
+                       "the admin plane takes an org_admin or the superadmin key");
+        return;
+    }
+    if (bad != NULL && bad[0] != '\0') {
+        gw_answer_fail(&x->an, 400, "invalid_request_error", "invalid_request", bad);
+        return;
+    }
+    r->fn(x);
+    if (x->an.status > 0 && x->an.status < 400 && x->au.set && r->audit != NULL) {
+        int rc = gw_admin_audit_write(x, r->audit);
+        if (rc != 0) /* a change without its audit entry is not reported done */
+            gw_answer_store_failed(&x->an, "admin", x->rid, rc);
+    }
+    gw_answer_check(&x->an);
 }
 
-/* GET's query: limit, cursor (an opaque position from next_cursor), org (superadmin). */
-static void parse_list(struct admin_job *a)
+static const struct route *find_route(enum evhttp_cmd_type m, const char *path, char *param,
+                                      char *allow, size_t allowsz)
 {
+    allow[0] = '\0';
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!path_match(routes[i].path, path, param))
+            continue;
+        if (routes[i].method == m)
+            return &routes[i];
+        if (strlen(allow) + 10 < allowsz) {
+            if (allow[0] != '\0')
+                strcat(allow, ", ");
+            strcat(allow, method_name(routes[i].method));
+        }
+    }
+    return NULL;
+}
+
+int gw_admin_cli(struct gw_store *s, const struct gw_config *cfg, const char *method,
+                 const char *path, const char *query, json_t *body, int *status, json_t **out,
+                 char *err, size_t errsz)
+{
+    static const struct {
+        const char *name;
+        enum evhttp_cmd_type m;
+    } methods[] = {{"GET", EVHTTP_REQ_GET}, {"POST", EVHTTP_REQ_POST},
+                   {"PATCH", EVHTTP_REQ_PATCH}, {"DELETE", EVHTTP_REQ_DELETE}};
+    enum evhttp_cmd_type m = EVHTTP_REQ_GET;
+    char param[PARAM_MAX] = "", allow[64];
+    struct gw_key_rec cli;
     struct evkeyvalq q;
-    const char *uri = evhttp_request_get_uri(a->req);
-    const char *qs = strchr(uri, '?');
-    a->limit = LIST_DEFAULT;
-    if (qs == NULL)
-        return;
-    if (evhttp_parse_query_str(qs + 1, &q) != 0) {
-        snprintf(a->bad, sizeof(a->bad), "the query string is not valid");
-        return;
-    }
-    const char *limit = evhttp_find_header(&q, "limit");
-    const char *cursor = evhttp_find_header(&q, "cursor");
-    const char *org = evhttp_find_header(&q, "org");
-    char *end;
-    if (limit != NULL) {
-        long n = strtol(limit, &end, 10);
-        if (*limit == '\0' || *end != '\0' || n < 1 || n > LIST_MAX)
-            snprintf(a->bad, sizeof(a->bad), "limit must be from 1 to %d", LIST_MAX);
-        else
-            a->limit = (int)n;
-    }
-    if (cursor != NULL) {
-        long long n = strtoll(cursor, &end, 10);
-        if (*cursor == '\0' || *end != '\0' || n < 0)
-            snprintf(a->bad, sizeof(a->bad), "cursor is not one this gateway gave");
-        else
-            a->after = n;
-    }
-    if (org != NULL)
-        gw_strlcpy(a->org, org, sizeof(a->org));
-    evhttp_clear_headers(&q);
-}
+    int have_q = 0;
 
-/* ---- the answer ---- */
-
-static json_t *csv_array(const char *csv)
-{
-    json_t *arr = json_array();
-    while (arr != NULL && csv[0] != '\0') {
-        size_t n = strcspn(csv, ",");
-        if (json_array_append_new(arr, json_stringn(csv, n)) != 0) {
-            json_decref(arr);
-            return NULL;
+    *out = NULL;
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strcmp(method, methods[i].name) == 0)
+            m = methods[i].m;
+    const struct route *r = find_route(m, path, param, allow, sizeof(allow));
+    if (r == NULL || r->fn == NULL) {
+        snprintf(err, errsz, "no admin operation %s %s", method, path);
+        return GW_ENOTFOUND;
+    }
+    if (query != NULL && query[0] != '\0') {
+        if (evhttp_parse_query_str(query, &q) != 0) {
+            snprintf(err, errsz, "invalid query '%s'", query);
+            return GW_EINVAL;
         }
-        csv += n + (csv[n] == ',');
+        have_q = 1;
     }
-    return arr;
-}
-
-static json_t *seconds_or_null(int on, int64_t ms) { return on ? json_integer(ms / 1000) : json_null(); }
-
-static json_t *client_json(const struct gw_app_client *c)
-{
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:b,s:o,s:b,s:o,s:I}", "id", c->client_id,
-                     "object", "app_client", "org", c->org_slug, "name", c->name, "origins",
-                     csv_array(c->origins), "allowed_providers", csv_array(c->providers),
-                     "allowed_models", csv_array(c->models), "session_ttl_seconds",
-                     (json_int_t)c->session_ttl_s, "approved", c->approved, "approved_at",
-                     seconds_or_null(c->approved, c->approved_ms), "revoked", c->revoked,
-                     "revoked_at", seconds_or_null(c->revoked, c->revoked_ms), "created_at",
-                     (json_int_t)(c->created_ms / 1000));
-}
-
-static void fail(struct admin_job *a, int status, const char *type, const char *code,
-                 const char *msg)
-{
-    gw_answer_fail(&a->an, status, type, code, msg);
-}
-
-static void store_failed(struct admin_job *a, int rc)
-{
-    gw_answer_store_failed(&a->an, "admin", a->rid, rc);
-}
-
-static void not_found(struct admin_job *a)
-{
-    fail(a, 404, "invalid_request_error", "not_found", "no such app client");
-}
-
-struct lister {
-    json_t *data;
-    int n, limit;
-    int64_t last;
-};
-
-static int list_cb(void *arg, const struct gw_app_client *c)
-{
-    struct lister *l = arg;
-    if (l->n == l->limit) { /* one more than the page: there is a next one */
-        l->n++;
-        return 1;
-    }
-    json_array_append_new(l->data, client_json(c));
-    l->n++;
-    l->last = c->id;
+    /* the command line is the operator of the machine: it acts as the superadmin, and its
+     * audit entries say "cli" */
+    memset(&cli, 0, sizeof(cli));
+    gw_strlcpy(cli.key_id, "cli", sizeof(cli.key_id));
+    gw_strlcpy(cli.role, "superadmin", sizeof(cli.role));
+    struct gw_admin_ctx x = {.s = s, .cfg = cfg, .who = &cli, .super = 1, .rid = "cli",
+                             .id = param, .q = have_q ? &q : NULL, .body = body};
+    run_route(r, &x, NULL);
+    *status = x.an.status;
+    if (x.an.status >= 400)
+        snprintf(err, errsz, "%s", x.an.msg);
+    *out = x.an.out;
+    x.an.out = NULL;
+    gw_admin_ctx_cleanup(&x);
+    if (have_q)
+        evhttp_clear_headers(&q);
     return 0;
 }
 
-static void do_list(struct admin_job *a, struct gw_store *s, int super)
-{
-    int64_t org_id = a->key.org_id;
-    if (super && a->org[0] != '\0') {
-        struct gw_org o;
-        int rc = gw_store_org_get(s, a->org, &o);
-        if (rc != 0) {
-            if (rc == GW_ENOTFOUND)
-                fail(a, 404, "invalid_request_error", "not_found", "no such org");
-            else
-                store_failed(a, rc);
-            return;
-        }
-        org_id = o.id;
-    } else if (super) {
-        org_id = 0; /* every org */
-    }
-    struct lister l = {json_array(), 0, a->limit, 0};
-    int rc = l.data != NULL ? gw_store_app_client_list(s, org_id, a->after, a->limit + 1,
-                                                       list_cb, &l)
-                            : GW_ENOMEM;
-    if (rc != 0) {
-        json_decref(l.data);
-        store_failed(a, rc);
-        return;
-    }
-    char cursor[24];
-    snprintf(cursor, sizeof(cursor), "%lld", (long long)l.last);
-    a->an.out = json_pack("{s:s,s:o,s:o}", "object", "list", "data", l.data, "next_cursor",
-                       l.n > l.limit ? json_string(cursor) : json_null());
-    a->an.status = 200;
-}
+/* ---- one request ---- */
 
-static void do_create(struct admin_job *a, struct gw_store *s, int super)
-{
-    struct gw_app_client *c = &a->in;
-    if (super && a->org[0] == '\0') {
-        fail(a, 400, "invalid_request_error", "invalid_request",
-             "the superadmin names the app client's org (\"org\": slug)");
-        return;
-    }
-    if (super || a->org[0] != '\0') {
-        struct gw_org o;
-        int rc = gw_store_org_get(s, a->org, &o);
-        if (rc == GW_ENOTFOUND || (rc == 0 && !super && o.id != a->key.org_id)) {
-            fail(a, 404, "invalid_request_error", "not_found", "no such org");
-            return;
-        }
-        if (rc != 0) {
-            store_failed(a, rc);
-            return;
-        }
-        c->org_id = o.id;
-    } else {
-        c->org_id = a->key.org_id;
-    }
-    int rc = gw_random_id(c->client_id, sizeof(c->client_id), "ac_", 12);
-    if (rc == 0)
-        rc = gw_store_app_client_insert(s, c);
-    if (rc == 0)
-        rc = gw_store_app_client_get(s, c->client_id, c);
-    if (rc != 0) {
-        store_failed(a, rc);
-        return;
-    }
-    GW_LOG_INFO("admin", "req=%s app client %s created for org %s by key %s", a->rid,
-                c->client_id, c->org_slug, a->key.key_id);
-    a->an.out = client_json(c);
-    a->an.status = 201;
-}
-
-/* get, revoke, approve: one client, visible to its org's admins and the superadmin */
-static void do_one(struct admin_job *a, struct gw_store *s, int super)
-{
-    struct gw_app_client c;
-    int rc = gw_store_app_client_get(s, a->client_id, &c);
-    if (rc == GW_ENOTFOUND || (rc == 0 && !super && c.org_id != a->key.org_id)) {
-        not_found(a);
-        return;
-    }
-    if (rc != 0) {
-        store_failed(a, rc);
-        return;
-    }
-    if (a->op == OP_APPROVE && !super) {
-        fail(a, 403, "permission_error", "superadmin_only",
-             "only the superadmin key may approve an app client");
-        return;
-    }
-    if (a->op != OP_GET) {
-        int64_t now = gw_now_ms();
-        rc = a->op == OP_APPROVE ? gw_store_app_client_approve(s, a->client_id, now)
-                                 : gw_store_app_client_revoke(s, a->client_id, now);
-        if (rc == GW_EINVAL) {
-            fail(a, 409, "invalid_request_error", "app_client_revoked",
-                 "a revoked app client cannot be approved");
-            return;
-        }
-        if (rc == 0)
-            rc = gw_store_app_client_get(s, a->client_id, &c);
-        if (rc != 0) {
-            store_failed(a, rc);
-            return;
-        }
-        GW_LOG_INFO("admin", "req=%s app client %s %s by key %s", a->rid, c.client_id,
-                    a->op == OP_APPROVE ? "approved" : "revoked", a->key.key_id);
-    }
-    a->an.out = client_json(&c);
-    a->an.status = 200;
-}
+struct admin_job {
+    struct gw_store_job job;
+    struct gw_worker *w;
+    struct evhttp_request *req;
+    char rid[72];
+    unsigned char hash[32];
+    const struct route *r;
+    char param[PARAM_MAX];
+    struct evkeyvalq q;
+    int have_q;
+    char bad[200]; /* non-empty: answer 400 with this, once the key is good */
+    json_t *body;
+    /* on the store thread */
+    int auth_rc;
+    struct gw_key_rec key;
+    struct gw_admin_ctx x;
+};
 
 static void admin_run(struct gw_store_job *j, struct gw_store *s)
 {
     struct admin_job *a = (struct admin_job *)j;
+    struct gw_admin_ctx *x = &a->x;
     if ((a->auth_rc = gw_auth_lookup(s, a->hash, &a->key)) != 0)
         return;
-    int super = strcmp(a->key.role, "superadmin") == 0;
-    if (!super && strcmp(a->key.role, "org_admin") != 0) {
-        fail(a, 403, "permission_error", "admin_only",
-             "the admin plane takes an org_admin or the superadmin key");
-        return;
-    }
-    if (a->bad[0] != '\0') {
-        fail(a, 400, "invalid_request_error", "invalid_request", a->bad);
-        return;
-    }
-    switch (a->op) {
-    case OP_LIST:
-        do_list(a, s, super);
-        break;
-    case OP_CREATE:
-        do_create(a, s, super);
-        break;
-    default:
-        do_one(a, s, super);
-        break;
-    }
-    gw_answer_check(&a->an);
+    x->s = s;
+    x->cfg = &a->w->gw->cfg;
+    x->gw = a->w->gw;
+    x->who = &a->key;
+    x->super = strcmp(a->key.role, "superadmin") == 0;
+    x->rid = a->rid;
+    x->id = a->param;
+    x->q = a->have_q ? &a->q : NULL;
+    x->body = a->body;
+    run_route(a->r, x, a->bad);
+}
+
+static void admin_free(struct admin_job *a)
+{
+    OPENSSL_cleanse(a->hash, sizeof(a->hash));
+    gw_admin_ctx_cleanup(&a->x);
+    json_decref(a->body);
+    if (a->have_q)
+        evhttp_clear_headers(&a->q);
+    OPENSSL_cleanse(&a->key, sizeof(a->key));
+    gw_free(a);
 }
 
 static void admin_done(struct gw_store_job *j)
 {
     struct admin_job *a = (struct admin_job *)j;
-    OPENSSL_cleanse(a->hash, sizeof(a->hash));
     if (gw_auth_end(a->req, a->rid, a->auth_rc, &a->key) == 0)
-        gw_answer_send(&a->an, a->req, a->rid, j->batch_rc);
-    json_decref(a->an.out);
-    gw_free(a);
-}
-
-/* ---- routing ---- */
-
-static int client_id_ok(const char *s, size_t n)
-{
-    return n == 27 && strncmp(s, "ac_", 3) == 0 && strspn(s + 3, "0123456789abcdef") == 24;
+        gw_answer_send(&a->x.an, a->req, a->rid, j->batch_rc);
+    admin_free(a);
 }
 
 static void method_not_allowed(struct evhttp_request *req, const char *rid, const char *allow)
@@ -464,43 +310,21 @@ int gw_admin_route(struct gw_worker *w, struct evhttp_request *req, const char *
                    const char *path)
 {
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    size_t plen = strlen(PREFIX);
-    enum op op;
-    char id[40] = "";
+    char param[PARAM_MAX] = "", allow[64];
 
-    if (strncmp(path, PREFIX, plen) != 0 || (path[plen] != '\0' && path[plen] != '/'))
+    if (strncmp(path, "/admin/v1/", 10) != 0)
         return 0;
-    const char *rest = path + plen;
-    if (*rest == '\0') {
-        if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_POST) {
-            method_not_allowed(req, rid, "GET, POST");
-            return 1;
-        }
-        op = m == EVHTTP_REQ_GET ? OP_LIST : OP_CREATE;
-    } else {
-        rest++;
-        size_t n = strcspn(rest, "/");
-        const char *tail = rest + n;
-        if (!client_id_ok(rest, n) || (*tail != '\0' && strcmp(tail, "/approve") != 0)) {
+    const struct route *r = find_route(m, path, param, allow, sizeof(allow));
+    if (r == NULL) {
+        if (allow[0] != '\0')
+            method_not_allowed(req, rid, allow);
+        else
             gw_reply_error(req, 404, "invalid_request_error", "not_found", "no such endpoint",
                            rid, 0);
-            return 1;
-        }
-        memcpy(id, rest, n);
-        id[n] = '\0';
-        if (*tail != '\0') {
-            if (m != EVHTTP_REQ_POST) {
-                method_not_allowed(req, rid, "POST");
-                return 1;
-            }
-            op = OP_APPROVE;
-        } else if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_DELETE) {
-            op = m == EVHTTP_REQ_GET ? OP_GET : OP_REVOKE;
-        } else {
-            method_not_allowed(req, rid, "GET, DELETE");
-            return 1;
-        }
+        return 1;
     }
+    if (r->http != NULL)
+        return r->http(w, req, rid, path);
     struct admin_job *a = gw_calloc(1, sizeof(*a));
     if (a == NULL) {
         gw_reply_error(req, 503, "service_unavailable", "overloaded", "out of memory", rid, 1);
@@ -512,16 +336,29 @@ int gw_admin_route(struct gw_worker *w, struct evhttp_request *req, const char *
     }
     a->w = w;
     a->req = req;
-    a->op = op;
+    a->r = r;
     gw_strlcpy(a->rid, rid, sizeof(a->rid));
-    gw_strlcpy(a->client_id, id, sizeof(a->client_id));
-    if (op == OP_CREATE)
-        parse_create(a);
-    else if (op == OP_LIST)
-        parse_list(a);
+    gw_strlcpy(a->param, param, sizeof(a->param));
+    const char *uri = evhttp_request_get_uri(req);
+    const char *qs = strchr(uri, '?');
+    if (qs != NULL) {
+        if (evhttp_parse_query_str(qs + 1, &a->q) != 0)
+            snprintf(a->bad, sizeof(a->bad), "the query string is not valid");
+        else
+            a->have_q = 1;
+    }
+    if (m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        /* a POST without a body is an empty object (rotate, approve) */
+        if (evbuffer_get_length(in) == 0)
+            a->body = json_object();
+        else if ((a->body = gw_answer_body(req, a->bad, sizeof(a->bad))) == NULL &&
+                 a->bad[0] == '\0')
+            snprintf(a->bad, sizeof(a->bad), "the body must be a JSON object");
+    }
     a->job.run = admin_run;
     a->job.done = admin_done;
-    a->job.writes = op != OP_LIST && op != OP_GET;
+    a->job.writes = r->audit != NULL;
     gw_store_submit(w->exec, &a->job);
     return 1;
 }

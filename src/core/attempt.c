@@ -25,6 +25,7 @@
 #include "http/upstream.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/mem.h"
 #include "util/splice.h"
 #include "util/util.h"
@@ -655,6 +656,8 @@ static void on_done(void *arg, CURL *easy, CURLcode result)
     evtimer_del(c->timer_ev);
     if (c->upstream_status == 0)
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
+    gw_metrics_upstream(c->w->gw->metrics, gw_metrics_provider(c->ops->name),
+                        gw_mono_us() - c->attempt_t0_us);
     int ok_status = c->upstream_status >= 200 && c->upstream_status < 300;
 
     if (ok_status && c->opts.stream) {
@@ -707,6 +710,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 int gw_attempt_start(struct gw_call *c)
 {
+    c->attempt_t0_us = gw_mono_us();
     struct gw_easy_opts o = {
         .url = c->up.url,
         .headers = (const char *const *)c->up.headers,

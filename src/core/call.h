@@ -80,6 +80,7 @@ struct gw_call {
     void (*job_done)(struct gw_call *c);                    /* then on the worker */
     int job_pending;
     int job_rc;
+    int64_t job_t0_us;              /* when it was submitted (the store's latency, metrics) */
     unsigned char key_hash[32];     /* the presented key, hashed, until it is looked up */
     json_t *parsed;                 /* the parsed body, until the key is known */
     struct gw_admission adm;        /* an admission in flight */
@@ -132,6 +133,8 @@ struct gw_call {
     int stream_rc;                  /* what the adapter or the SSE parser reported */
     int paused;                     /* upstream paused until the client catches up */
     int sends;                      /* times curl was about to send this attempt's request */
+    int64_t attempt_t0_us;          /* when this attempt's transfer started */
+    int reserved;                   /* counted in the reservations in flight (metrics) */
     int64_t emitted_chars;          /* stream text relayed, for estimates when usage is lost */
     int64_t max_out;                /* output tokens sent as the cap and reserved */
     int over_reservation;           /* the stream was cut: it reached its reserved output */

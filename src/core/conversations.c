@@ -23,6 +23,7 @@
 
 #include "core/answer.h"
 #include "core/call.h"
+#include "core/export.h"
 #include "core/sessions.h"
 #include "http/reply.h"
 #include "util/json.h"
@@ -44,7 +45,6 @@ struct conv_job {
     struct gw_store_job job;
     struct gw_worker *w;
     struct evhttp_request *req;
-    struct evhttp_connection *evcon;
     char rid[72];
     enum op op;
     unsigned char hash[32];
@@ -64,14 +64,9 @@ struct conv_job {
     struct gw_key_rec key;
     char owner[GW_CONV_OWNER_MAX];
     struct gw_answer an;
-    /* the export */
+    /* the export's org */
     int64_t org_id;
     char org_slug[64];
-    struct evbuffer *page;
-    int done_rows;                /* the last page was read */
-    int64_t exported;
-    int gone;                     /* the client left */
-    int inflight;                 /* a page's store job runs (its done frees a gone export) */
     int authed;                   /* a session's delete: its check ran (and burnt the nonce) */
 };
 
@@ -85,17 +80,6 @@ static int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
         return -1;
     *out = v;
     return 0;
-}
-
-/* A time: unix seconds, or an ISO 8601 UTC date or date-time. */
-static int parse_time(const char *s, int64_t *ms)
-{
-    int64_t secs;
-    if (parse_i64(s, 0, 253402300799LL, &secs) == 0) {
-        *ms = secs * 1000;
-        return 0;
-    }
-    return gw_parse_utc_ms(s, ms);
 }
 
 static void parse_query(struct conv_job *j)
@@ -147,9 +131,9 @@ static void parse_query(struct conv_job *j)
         else if (strcmp(v, "shared") != 0)
             snprintf(j->bad, sizeof(j->bad), "scope must be shared or all");
     }
-    if ((v = evhttp_find_header(&q, "from")) != NULL && parse_time(v, &j->from_ms) != 0)
+    if ((v = evhttp_find_header(&q, "from")) != NULL && gw_parse_when_ms(v, &j->from_ms) != 0)
         snprintf(j->bad, sizeof(j->bad), "from must be unix seconds or an ISO 8601 UTC time");
-    if ((v = evhttp_find_header(&q, "to")) != NULL && parse_time(v, &j->to_ms) != 0)
+    if ((v = evhttp_find_header(&q, "to")) != NULL && gw_parse_when_ms(v, &j->to_ms) != 0)
         snprintf(j->bad, sizeof(j->bad), "to must be unix seconds or an ISO 8601 UTC time");
     evhttp_clear_headers(&q);
 }
@@ -408,17 +392,21 @@ static void job_run(struct gw_store_job *jb, struct gw_store *s)
 
 static void job_free(struct conv_job *j)
 {
-    if (j->evcon != NULL && j->op == OP_EXPORT && !j->gone)
-        evhttp_connection_set_closecb(j->evcon, NULL, NULL);
     gw_session_auth_free(j->sess);
-    if (j->page != NULL)
-        evbuffer_free(j->page);
     json_decref(j->an.out);
     OPENSSL_cleanse(j->hash, sizeof(j->hash));
     gw_free(j);
 }
 
 /* ---- the export's pages ---- */
+
+struct conv_export {
+    int64_t org_id;
+    char org_slug[64];
+    int all;
+    int64_t from_ms, to_ms;
+    int64_t after; /* the last row id sent */
+};
 
 struct pager {
     struct gw_conv rows[EXPORT_PAGE];
@@ -441,132 +429,67 @@ static int export_turn_cb(void *arg, const struct gw_conv_turn *t)
     return json_array_append_new(arg, turn_json(t)) != 0;
 }
 
-/* One page of JSONL into j->page: conversations after j->after, until EXPORT_PAGE of them or
- * EXPORT_PAGE_BYTES of text. */
-static void page_run(struct gw_store_job *jb, struct gw_store *s)
+/* One line of JSONL for c, with its turns. */
+static int export_line(const struct conv_export *ce, struct gw_store *s, const struct gw_conv *c,
+                       struct evbuffer *out)
 {
-    struct conv_job *j = (struct conv_job *)jb;
-    struct pager *p = gw_calloc(1, sizeof(*p));
-    int rc = p != NULL ? 0 : GW_ENOMEM;
-
-    if (rc == 0)
-        rc = gw_store_conv_export(s, j->org_id, !j->all, j->from_ms, j->to_ms, j->after,
-                                  EXPORT_PAGE, export_cb, p);
-    int i = 0;
-    for (; rc == 0 && i < p->n; i++) {
-        struct gw_conv *c = &p->rows[i];
-        json_t *turns = json_array();
-        rc = turns != NULL ? gw_store_conv_turns(s, c->id, 0, 0, export_turn_cb, turns)
+    json_t *turns = json_array();
+    int rc = turns != NULL ? gw_store_conv_turns(s, c->id, 0, 0, export_turn_cb, turns)
                            : GW_ENOMEM;
-        json_t *o = rc == 0 ? json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I,s:s,s:I,s:o}", "ref",
-                                        c->ref, "org", j->org_slug, "owner", c->owner,
-                                        "conversation_id", c->conv_id, "title", c->title,
-                                        "shared", c->shared, "created_at",
-                                        (json_int_t)(c->created_ms / 1000), "updated_at",
-                                        (json_int_t)(c->updated_ms / 1000), "summary", c->summary,
-                                        "summarized_turns", (json_int_t)c->summary_upto,
-                                        "messages", turns)
-                            : NULL;
-        if (rc == 0 && o == NULL)
-            rc = GW_ENOMEM;
-        if (o == NULL)
-            json_decref(turns);
-        char *line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
-        if (rc == 0 && (line == NULL || evbuffer_add(j->page, line, strlen(line)) != 0 ||
-                        evbuffer_add(j->page, "\n", 1) != 0))
-            rc = GW_ENOMEM;
-        gw_free(line);
-        j->after = c->id;
-        j->exported++;
-        if (evbuffer_get_length(j->page) >= EXPORT_PAGE_BYTES) {
-            i++;
+    json_t *o = rc == 0 ? json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I,s:s,s:I,s:o}", "ref",
+                                    c->ref, "org", ce->org_slug, "owner", c->owner,
+                                    "conversation_id", c->conv_id, "title", c->title, "shared",
+                                    c->shared, "created_at", (json_int_t)(c->created_ms / 1000),
+                                    "updated_at", (json_int_t)(c->updated_ms / 1000), "summary",
+                                    c->summary, "summarized_turns", (json_int_t)c->summary_upto,
+                                    "messages", turns)
+                        : NULL;
+    if (o == NULL) {
+        json_decref(turns);
+        return rc != 0 ? rc : GW_ENOMEM;
+    }
+    char *line = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    rc = line != NULL && evbuffer_add(out, line, strlen(line)) == 0 &&
+                 evbuffer_add(out, "\n", 1) == 0
+             ? 0
+             : GW_ENOMEM;
+    gw_free(line);
+    return rc;
+}
+
+/* A page: conversations after ce->after, until EXPORT_PAGE of them or EXPORT_PAGE_BYTES. */
+static int conv_page(void *arg, struct gw_store *s, struct evbuffer *out, int *done,
+                     int64_t *items)
+{
+    struct conv_export *ce = arg;
+    struct pager *p = gw_calloc(1, sizeof(*p));
+    int rc = p != NULL ? gw_store_conv_export(s, ce->org_id, !ce->all, ce->from_ms, ce->to_ms,
+                                              ce->after, EXPORT_PAGE, export_cb, p)
+                       : GW_ENOMEM;
+    int i = 0;
+    while (rc == 0 && i < p->n) {
+        rc = export_line(ce, s, &p->rows[i], out);
+        ce->after = p->rows[i++].id;
+        (*items)++;
+        if (evbuffer_get_length(out) >= EXPORT_PAGE_BYTES)
             break;
-        }
     }
     if (p != NULL) {
-        if (rc == 0 && i == p->n && p->n < EXPORT_PAGE)
-            j->done_rows = 1;
+        *done = rc == 0 && i == p->n && p->n < EXPORT_PAGE;
         for (int k = 0; k < p->n; k++)
             gw_conv_cleanup(&p->rows[k]);
     }
     gw_free(p);
-    j->auth_rc = rc; /* the page's result */
+    return rc;
 }
 
-static void page_done(struct gw_store_job *jb);
-
-static void next_page(struct conv_job *j)
-{
-    j->inflight = 1;
-    j->job.run = page_run;
-    j->job.done = page_done;
-    j->job.writes = 0;
-    gw_store_submit(j->w->exec, &j->job);
-}
-
-static void page_written(struct evhttp_connection *evcon, void *arg)
-{
-    struct conv_job *j = arg;
-    (void)evcon;
-    if (j->gone)
-        return; /* the close callback frees it */
-    next_page(j);
-}
-
-static void export_end(struct conv_job *j, int ok)
-{
-    if (!j->gone && j->req != NULL) {
-        if (!ok) /* the client sees a cut stream: the last line is not a whole JSON line */
-            evhttp_send_reply_chunk(j->req, j->page);
-        evhttp_send_reply_end(j->req);
-    }
-    GW_LOG_INFO("conv", "req=%s export of org %s %s: %lld conversations", j->rid, j->org_slug,
-                ok ? "done" : "failed", (long long)j->exported);
-    job_free(j);
-}
-
-static void on_export_close(struct evhttp_connection *evcon, void *arg)
-{
-    struct conv_job *j = arg;
-    (void)evcon;
-    j->gone = 1;
-    /* libevent detached the unfinished request from the dying connection; ending it frees it */
-    if (j->req != NULL)
-        evhttp_send_reply_end(j->req);
-    j->req = NULL;
-    GW_LOG_INFO("conv", "req=%s the client left the export after %lld conversations", j->rid,
-                (long long)j->exported);
-    if (!j->inflight)
-        job_free(j);
-}
-
-static void page_done(struct gw_store_job *jb)
-{
-    struct conv_job *j = (struct conv_job *)jb;
-    j->inflight = 0;
-    if (j->gone) {
-        job_free(j);
-        return;
-    }
-    if (j->auth_rc != 0) {
-        GW_LOG_ERROR("conv", "req=%s export of org %s failed after %lld conversations: %s",
-                     j->rid, j->org_slug, (long long)j->exported, gw_strerror(j->auth_rc));
-        export_end(j, 0);
-        return;
-    }
-    if (evbuffer_get_length(j->page) == 0 && j->done_rows) {
-        export_end(j, 1);
-        return;
-    }
-    if (j->done_rows) {
-        evhttp_send_reply_chunk(j->req, j->page);
-        export_end(j, 1);
-        return;
-    }
-    /* the next page once this one is out (a slow reader holds one page, not the export) */
-    evhttp_send_reply_chunk_with_cb(j->req, j->page, page_written, j);
-}
+static const struct gw_export_ops conv_export_ops = {
+    .what = "conversations",
+    .content_type = "application/x-ndjson",
+    .page = conv_page,
+    .free = gw_free,
+};
 
 /* ---- the first job's end ---- */
 
@@ -596,20 +519,20 @@ static void job_done(struct gw_store_job *jb)
         job_free(j);
         return;
     }
-    if ((j->page = evbuffer_new()) == NULL) {
+    struct conv_export *ce = gw_calloc(1, sizeof(*ce));
+    if (ce == NULL) {
         gw_reply_error(j->req, 503, "service_unavailable", "overloaded", "out of memory", j->rid,
                        1);
         job_free(j);
         return;
     }
-    struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
-    evhttp_add_header(h, "Content-Type", "application/x-ndjson");
-    evhttp_add_header(h, "X-Request-Id", j->rid);
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_send_reply_start(j->req, 200, "OK");
-    j->evcon = evhttp_request_get_connection(j->req);
-    evhttp_connection_set_closecb(j->evcon, on_export_close, j);
-    next_page(j);
+    ce->org_id = j->org_id;
+    gw_strlcpy(ce->org_slug, j->org_slug, sizeof(ce->org_slug));
+    ce->all = j->all;
+    ce->from_ms = j->from_ms;
+    ce->to_ms = j->to_ms;
+    gw_export_start(j->w, j->req, j->rid, &conv_export_ops, ce);
+    job_free(j);
 }
 
 /* ---- routing ---- */

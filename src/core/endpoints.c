@@ -12,6 +12,8 @@
 #include <strings.h>
 
 #include "core/admin.h"
+#include "admin/admin.h"
+#include "llmgw.h"
 #include "core/conversations.h"
 #include "core/call.h"
 #include "core/gw_int.h"
@@ -22,6 +24,7 @@
 #include "policy/keys.h"
 #include "store/jobs.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/mem.h"
 #include "util/util.h"
 
@@ -92,7 +95,12 @@ int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *r
 int gw_auth_lookup(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *key)
 {
     int rc = gw_store_key_by_hash(s, hash, key);
-    return rc == 0 && key->revoked ? GW_ENOTFOUND : rc;
+    if (rc != 0)
+        return rc;
+    /* a rotated key's previous secret works until its grace period ends */
+    if (key->revoked || (key->via_prev && gw_now_ms() >= key->prev_expires_ms))
+        return GW_ENOTFOUND;
+    return 0;
 }
 
 int gw_auth_end(struct evhttp_request *req, const char *request_id, int rc,
@@ -125,12 +133,17 @@ struct authed {
     int rc;
     struct gw_key_rec key;
     void (*then)(struct authed *a);
+    int want_health;             /* the superadmin's: the store's health counts too */
+    int health_rc;
+    struct gw_store_health health;
 };
 
 static void authed_run(struct gw_store_job *j, struct gw_store *s)
 {
     struct authed *a = (struct authed *)j;
     a->rc = gw_auth_lookup(s, a->hash, &a->key);
+    if (a->rc == 0 && a->want_health && strcmp(a->key.role, "superadmin") == 0)
+        a->health_rc = gw_store_health(s, gw_now_ms(), &a->health);
 }
 
 static void authed_done(struct gw_store_job *j)
@@ -143,7 +156,7 @@ static void authed_done(struct gw_store_job *j)
 }
 
 static void with_key(struct gw_worker *w, struct evhttp_request *req, const char *rid,
-                     void (*then)(struct authed *a))
+                     void (*then)(struct authed *a), int want_health)
 {
     struct authed *a = gw_calloc(1, sizeof(*a));
     if (a == NULL) {
@@ -157,6 +170,7 @@ static void with_key(struct gw_worker *w, struct evhttp_request *req, const char
     a->w = w;
     a->req = req;
     a->then = then;
+    a->want_health = want_health;
     gw_strlcpy(a->rid, rid, sizeof(a->rid));
     a->job.run = authed_run;
     a->job.done = authed_done;
@@ -175,45 +189,104 @@ static void models_then(struct authed *a)
     json_decref(list);
 }
 
-/* GET /admin/v1/health (superadmin): the health of every provider as the gateway sees it. The
- * admin plane (its other routes, metrics) comes later; this is its first piece. */
-static void health_then(struct authed *a)
+/* GET /admin/v1/health (superadmin, through the admin routes): the store and how fast it
+ * answers, every provider's breaker, what idempotency holds quarantined and what waits to be
+ * purged, the version and the uptime. "degraded" when a configured provider's circuit is not
+ * closed or the store has requests in an uncertain state to look at. */
+void gw_admin_health(struct gw_admin_ctx *x)
 {
+    struct gw *gw = x->gw;
+    struct gw_store_health h = {0};
     const char *name;
     json_t *p;
 
-    if (strcmp(a->key.role, "superadmin") != 0) {
-        gw_reply_error(a->req, 403, "permission_error", "superadmin_only",
-                       "only the superadmin key may read the gateway's health", a->rid, 0);
+    if (gw == NULL) {
+        gw_answer_fail(&x->an, 400, "invalid_request_error", "invalid_request",
+                       "the health of a running gateway is asked of the gateway");
         return;
     }
-    json_t *providers = gw_health_breakers(a->w->gw);
-    int degraded = 0;
+    int64_t t0 = gw_mono_us();
+    int rc = gw_store_health(x->s, gw_now_ms(), &h);
+    int64_t store_us = gw_mono_us() - t0;
+    json_t *providers = gw_health_breakers(gw);
+    int degraded = rc != 0;
     json_object_foreach(providers, name, p) {
         const char *st = json_string_value(json_object_get(p, "state"));
         degraded |= json_is_true(json_object_get(p, "configured")) && st != NULL &&
                     strcmp(st, "closed") != 0;
     }
+    json_t *store = json_pack("{s:s,s:s,s:f}", "backend", gw_store_backend_name(gw), "status",
+                              rc == 0 ? "ok" : "unavailable", "latency_ms",
+                              (double)store_us / 1000.0);
+    json_t *idem = json_pack("{s:i,s:I,s:I,s:I,s:I,s:I}", "retention_days",
+                             gw->cfg.idem.retention_days, "purged",
+                             (json_int_t)atomic_load(&gw->idem_purged), "last_purge_ms",
+                             (json_int_t)atomic_load(&gw->idem_last_purge_ms),
+                             "recovered_at_start", (json_int_t)gw->idem_recovered, "quarantined",
+                             (json_int_t)h.idem_uncertain, "purge_backlog",
+                             (json_int_t)h.idem_expired);
+    x->an.out = json_pack("{s:s,s:s,s:I,s:o,s:o,s:o,s:{s:I}}", "status",
+                          degraded ? "degraded" : "ok", "version", LLMGW_VERSION,
+                          "uptime_seconds", (json_int_t)((gw_now_ms() - gw->started_ms) / 1000),
+                          "store", store, "providers", providers, "idempotency", idem, "usage",
+                          "uncertain", (json_int_t)h.usage_uncertain);
+    x->an.status = 200;
+}
+
+/* GET /admin/v1/metrics (superadmin): Prometheus text, version 0.0.4. */
+static void metrics_then(struct authed *a)
+{
     struct gw *gw = a->w->gw;
-    json_t *idem = json_pack("{s:i,s:I,s:I,s:I}", "retention_days", gw->cfg.idem.retention_days,
-                             "purged", (json_int_t)atomic_load(&gw->idem_purged),
-                             "last_purge_ms", (json_int_t)atomic_load(&gw->idem_last_purge_ms),
-                             "recovered_at_start", (json_int_t)gw->idem_recovered);
-    json_t *out = NULL;
-    if (providers != NULL && idem != NULL) /* json_pack takes both references, even on error */
-        out = json_pack("{s:s,s:s,s:o,s:o}", "status", degraded ? "degraded" : "ok", "store",
-                        gw_store_backend_name(gw), "providers", providers, "idempotency", idem);
-    else {
-        json_decref(providers);
-        json_decref(idem);
+    struct gw_metrics_extra x;
+    struct gw_buf out;
+    if (strcmp(a->key.role, "superadmin") != 0) {
+        gw_reply_error(a->req, 403, "permission_error",
+                       strcmp(a->key.role, "org_admin") == 0 ? "superadmin_only" : "admin_only",
+                       "only the superadmin key may read the gateway's metrics", a->rid, 0);
+        return;
     }
-    if (out == NULL) {
+    gw_metrics_extra_init(&x);
+    int64_t now = gw_now_ms();
+    for (int i = 0; i < GW_NPROVIDERS; i++) {
+        struct gw_breaker_view v;
+        enum gw_metrics_provider p = gw_metrics_provider(gw->cfg.providers[i].name);
+        if (p == GW_METRICS_PROV_NONE)
+            continue;
+        gw_breaker_view(&gw->breakers[i], now, &v);
+        x.breaker[p] = v.state == GW_BREAKER_OPEN        ? GW_METRICS_BREAKER_OPEN
+                       : v.state == GW_BREAKER_HALF_OPEN ? GW_METRICS_BREAKER_HALF_OPEN
+                                                         : GW_METRICS_BREAKER_CLOSED;
+    }
+    if (a->health_rc == 0) {
+        x.idem_quarantined = a->health.idem_uncertain;
+        x.purge_backlog = a->health.idem_expired;
+    }
+    x.uptime_seconds = (now - gw->started_ms) / 1000;
+    x.version = LLMGW_VERSION;
+    x.commit = "";
+    gw_buf_init(&out, GW_METRICS_TEXT_MAX);
+    if (gw_metrics_render(gw->metrics, &x, &out) != 0) {
+        gw_buf_cleanup(&out);
         gw_reply_error(a->req, 500, "internal_error", "internal_error", "internal error", a->rid,
                        0);
         return;
     }
-    gw_reply_json(a->req, 200, out, a->rid);
-    json_decref(out);
+    struct evbuffer *body = evbuffer_new();
+    gw_reply_headers(a->req, "text/plain; version=0.0.4; charset=utf-8", a->rid);
+    if (body != NULL)
+        evbuffer_add(body, out.data, out.len);
+    evhttp_send_reply(a->req, 200, "OK", body);
+    if (body != NULL)
+        evbuffer_free(body);
+    gw_buf_cleanup(&out);
+}
+
+int gw_metrics_route(struct gw_worker *w, struct evhttp_request *req, const char *rid,
+                     const char *path)
+{
+    (void)path;
+    with_key(w, req, rid, metrics_then, 1);
+    return 1;
 }
 
 #ifdef GW_TEST_HOOKS
@@ -292,7 +365,6 @@ static void handle(void *wdata, struct evhttp_request *req)
         {"/v1/models", EVHTTP_REQ_GET, 1},
         {"/v1/chat/completions", EVHTTP_REQ_POST, 2},
         {"/api/v1/llm/chat", EVHTTP_REQ_POST, 3},
-        {"/admin/v1/health", EVHTTP_REQ_GET, 4},
 #ifdef GW_TEST_HOOKS
         {"/__test/clock", EVHTTP_REQ_POST, 5},
 #endif
@@ -315,13 +387,10 @@ static void handle(void *wdata, struct evhttp_request *req)
             return;
         }
         case 1:
-            with_key(w, req, rid, models_then);
+            with_key(w, req, rid, models_then, 0);
             return;
         case 2:
             gw_pipeline_chat(w, req, rid, GW_DIALECT_OPENAI);
-            return;
-        case 4:
-            with_key(w, req, rid, health_then);
             return;
 #ifdef GW_TEST_HOOKS
         case 5:

@@ -14,6 +14,7 @@
 #include "llmgw.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/metrics.h"
 #include "util/util.h"
 
 struct llmgw_config {
@@ -94,6 +95,11 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
         goto out;
     }
     struct gw *gw = &g->gw;
+    gw->started_ms = gw_now_ms();
+    if ((gw->metrics = gw_metrics_new()) == NULL) {
+        rc = GW_ENOMEM;
+        goto out;
+    }
     gw->workers = gw->cfg.workers > 0 ? gw->cfg.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (gw->workers < 1)
         gw->workers = 1;
@@ -219,6 +225,7 @@ void llmgw_free(struct llmgw *g)
     gw_store_pool_free(g->gw.pool);
     gw_limits_free(g->gw.ledger.limits);
     gw_catalog_free(g->gw.catalog);
+    gw_metrics_free(g->gw.metrics);
     gw_config_cleanup(&g->gw.cfg);
     gw_free(g);
 }

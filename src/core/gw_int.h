@@ -24,6 +24,7 @@
 
 struct gw_call;
 struct gw_idem_purger;
+struct gw_metrics;
 
 struct gw {
     struct gw_config cfg;
@@ -43,6 +44,8 @@ struct gw {
     atomic_llong idem_purged;
     atomic_llong idem_last_purge_ms;
     int64_t idem_recovered;
+    int64_t started_ms; /* for the uptime */
+    struct gw_metrics *metrics; /* GET /admin/v1/metrics */
 };
 
 struct gw_worker {

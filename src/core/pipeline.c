@@ -34,6 +34,8 @@
 #include "policy/limits.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/metrics.h"
+#include "util/splice.h"
 #include "util/mem.h"
 #include "util/util.h"
 
@@ -585,6 +587,10 @@ static void on_admitted(struct gw_call *c)
         c->charged_tokens += c->row.tokens_in + c->row.tokens_out;
     }
     c->row = c->adm_row;
+    if (!c->reserved) {
+        c->reserved = 1;
+        gw_metrics_inflight(c->w->gw->metrics, 1);
+    }
     start_attempt(c);
 }
 
@@ -760,6 +766,29 @@ static void next_attempt(struct gw_call *c)
     gw_call_end(c);
 }
 
+/* An attempt's failure in the metrics, by what went wrong upstream. */
+static void count_upstream_error(const struct gw_call *c, const struct gw_failure *f)
+{
+    enum gw_metrics_upstream_err k;
+    const char *code = f->code != NULL ? f->code : "";
+    if (f->upstream_status == 429)
+        k = GW_METRICS_UERR_RATE_LIMITED;
+    else if (f->upstream_status >= 500)
+        k = GW_METRICS_UERR_STATUS_5XX;
+    else if (f->upstream_status >= 400)
+        k = GW_METRICS_UERR_STATUS_4XX;
+    else if (strcmp(code, "upstream_timeout") == 0)
+        k = GW_METRICS_UERR_TIMEOUT;
+    else if (strcmp(code, "upstream_bad_response") == 0)
+        k = GW_METRICS_UERR_BAD_RESPONSE;
+    else if (strcmp(code, "upstream_stream_interrupted") == 0)
+        k = GW_METRICS_UERR_INTERRUPTED;
+    else
+        k = GW_METRICS_UERR_CONNECT;
+    gw_metrics_upstream_error(c->w->gw->metrics, gw_metrics_provider(c->ops ? c->ops->name : NULL),
+                              k);
+}
+
 void gw_call_attempt_failed(struct gw_call *c, const struct gw_failure *f)
 {
     struct gw *gw = c->w->gw;
@@ -769,6 +798,7 @@ void gw_call_attempt_failed(struct gw_call *c, const struct gw_failure *f)
     c->running = 0;
     give_back_pass(c, 1, !gw_outcome_is_provider_failure(f->outcome));
     gw_idem_attempt_outcome(c, f->outcome);
+    count_upstream_error(c, f);
     if (f->cooldown_ms > 0) /* honour the provider's Retry-After for this model */
         gw_cooldown_extend(&gw->cooldowns[c->model->index], now + f->cooldown_ms);
     /* what this attempt costs */
@@ -927,6 +957,8 @@ static void job_done(struct gw_store_job *j)
 {
     struct gw_call *c = (struct gw_call *)((char *)j - offsetof(struct gw_call, job));
     c->job_pending = 0;
+    gw_metrics_store(c->w->gw->metrics, j->writes ? GW_METRICS_STORE_WRITE : GW_METRICS_STORE_READ,
+                     gw_mono_us() - c->job_t0_us);
     c->job_done(c);
 }
 
@@ -940,6 +972,7 @@ static void submit(struct gw_call *c, int writes, struct gw_store_write *write,
     c->job.run = job_run;
     c->job.done = job_done;
     c->job_pending = 1;
+    c->job_t0_us = gw_mono_us();
     gw_store_submit(c->w->exec, &c->job);
 }
 
@@ -1020,6 +1053,63 @@ void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw
 
 /* ---- call lifecycle ---- */
 
+/* One JSON line per request: who, what, how it went, what it cost (never content or keys). */
+static void access_log(const struct gw_call *c)
+{
+    struct gw_buf b;
+    char ts[64], cost[48];
+    int n = 0, rc;
+    if (!gw_log_enabled(GW_LOG_LVL_INFO))
+        return;
+    gw_iso_time_ms(gw_now_ms(), ts, sizeof(ts));
+    snprintf(cost, sizeof(cost), "%lld.%06lld", (long long)(c->row.cost_micros / 1000000),
+             (long long)(c->row.cost_micros % 1000000));
+    gw_buf_init(&b, 8192);
+    if ((rc = gw_buf_add(&b, "{", 1)) || (rc = gw_splice_member_str(&b, &n, "ts", ts)) ||
+        (rc = gw_splice_member_str(&b, &n, "level", "info")) ||
+        (rc = gw_splice_member_str(&b, &n, "event", "request")) ||
+        (rc = gw_splice_member_str(&b, &n, "request_id", c->rid)) ||
+        (rc = gw_splice_member_int(&b, &n, "org_id", c->key->org_id)) ||
+        (rc = gw_splice_member_str(&b, &n, "key_id", c->key->key_id)) ||
+        (rc = gw_splice_member_str(&b, &n, "endpoint",
+                                   c->dialect == GW_DIALECT_SIMPLE ? "llm.chat"
+                                                                   : "chat.completions")) ||
+        (rc = gw_splice_member_str(&b, &n, "provider", c->ops ? c->ops->name : "")) ||
+        (rc = gw_splice_member_str(&b, &n, "model", c->model ? c->model->id : c->opts.model)) ||
+        (rc = gw_splice_member_str(&b, &n, "route_method",
+                                   c->route_method ? c->route_method : "")) ||
+        (rc = gw_splice_member_int(&b, &n, "stream", c->opts.stream)) ||
+        (rc = gw_splice_member_int(&b, &n, "status", c->row.status)) ||
+        (rc = gw_splice_member_str(&b, &n, "state", c->row.state)) ||
+        (rc = gw_splice_member_str(&b, &n, "error_code", c->row.error_code)) ||
+        (rc = gw_splice_member_int(&b, &n, "latency_ms", c->row.latency_ms)) ||
+        (rc = gw_splice_member_int(&b, &n, "tokens_in", c->row.tokens_in)) ||
+        (rc = gw_splice_member_int(&b, &n, "tokens_out", c->row.tokens_out)) ||
+        (rc = gw_splice_member_raw(&b, &n, "cost_usd", cost, strlen(cost))) ||
+        (rc = gw_splice_member_int(&b, &n, "attempts", c->attempts)) ||
+        (c->trail[0] && (rc = gw_splice_member_str(&b, &n, "fallback", c->trail))) ||
+        (rc = gw_buf_add(&b, "}", 2))) /* with its NUL */
+        GW_LOG_WARN("access", "req=%s the access line could not be written: %s", c->rid,
+                    gw_strerror(rc));
+    else
+        gw_log_line(GW_LOG_LVL_INFO, b.data);
+    gw_buf_cleanup(&b);
+}
+
+/* The request in the metrics: count, latency, tokens and cost by provider, uncertain ends. */
+static void count_request(const struct gw_call *c)
+{
+    struct gw_metrics *m = c->w->gw->metrics;
+    enum gw_metrics_provider p = gw_metrics_provider(c->ops ? c->ops->name : NULL);
+    gw_metrics_request(m, c->dialect == GW_DIALECT_SIMPLE ? GW_METRICS_EP_LLM_CHAT
+                                                          : GW_METRICS_EP_CHAT_COMPLETIONS,
+                       p, c->row.status, gw_mono_us() - c->t0_us);
+    if (c->row.tokens_in > 0 || c->row.tokens_out > 0 || c->row.cost_micros > 0)
+        gw_metrics_tokens(m, p, c->row.tokens_in, c->row.tokens_out, c->row.cost_micros);
+    if (strcmp(c->row.state, "uncertain") == 0)
+        gw_metrics_uncertain(m);
+}
+
 void gw_call_end(struct gw_call *c)
 {
     struct gw_worker *w = c->w;
@@ -1046,13 +1136,10 @@ void gw_call_end(struct gw_call *c)
         gw_call_settle_row(c, &c->hold, &c->row, c->charged_usd + c->row.cost_micros,
                            c->charged_tokens + c->row.tokens_in + c->row.tokens_out,
                            c->held_usd, c->held_tokens);
-    GW_LOG_INFO("access", "req=%s key=%s route=%s provider=%s model=%s stream=%d status=%d "
-                "in=%lld out=%lld cost_micros=%lld ms=%lld state=%s attempts=%d%s%s",
-                c->rid, c->key->key_id, c->route_method ? c->route_method : "-",
-                c->ops ? c->ops->name : "-", c->opts.model, c->opts.stream,
-                c->row.status, (long long)c->row.tokens_in, (long long)c->row.tokens_out,
-                (long long)c->row.cost_micros, (long long)c->row.latency_ms, c->row.state,
-                c->attempts, c->trail[0] ? " fallback=" : "", c->trail);
+    access_log(c);
+    count_request(c);
+    if (c->reserved)
+        gw_metrics_inflight(w->gw->metrics, -1);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else if (w->calls == c)

@@ -108,3 +108,9 @@ void gw_errbuf_set(struct gw_errbuf *eb, const char *fmt, ...)
     vsnprintf(eb->msg, sizeof(eb->msg), fmt, ap);
     va_end(ap);
 }
+
+void gw_log_line(int level, const char *line)
+{
+    if (gw_log_enabled(level))
+        handler(handler_arg, level, line);
+}

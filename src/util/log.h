@@ -23,6 +23,9 @@ int gw_log_enabled(int level);
 void gw_log(int level, const char *domain, const char *func, const char *fmt, ...)
     GW_PRINTF(4, 5);
 
+/* Pass a whole line on as it is (a JSON object: the access log's one line per request). */
+void gw_log_line(int level, const char *line);
+
 #define GW_LOG_ERROR(dom, ...) gw_log(GW_LOG_LVL_ERROR, dom, __func__, __VA_ARGS__)
 #define GW_LOG_WARN(dom, ...) gw_log(GW_LOG_LVL_WARN, dom, __func__, __VA_ARGS__)
 #define GW_LOG_INFO(dom, ...) gw_log(GW_LOG_LVL_INFO, dom, __func__, __VA_ARGS__)

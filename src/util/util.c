@@ -252,3 +252,24 @@ int gw_parse_utc_ms(const char *s, int64_t *out)
     *out = (int64_t)timegm(&tm) * 1000;
     return 0;
 }
+
+int gw_parse_when_ms(const char *s, int64_t *out)
+{
+    int64_t secs;
+    if (gw_parse_i64(s, &secs) == 0) {
+        if (secs < 0 || secs > 253402300799LL) /* up to the year 9999 */
+            return GW_EINVAL;
+        *out = secs * 1000;
+        return 0;
+    }
+    return gw_parse_utc_ms(s, out);
+}
+
+void gw_iso_time_ms(int64_t ms, char *out, size_t outsz)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}

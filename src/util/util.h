@@ -42,6 +42,11 @@ GW_NODISCARD int gw_parse_i64(const char *s, int64_t *out);
 GW_NODISCARD int gw_parse_micros(const char *s, int64_t *out);
 /* A UTC time YYYY-MM-DD[THH:MM[:SS]][Z] as unix milliseconds. 0 or GW_EINVAL. */
 GW_NODISCARD int gw_parse_utc_ms(const char *s, int64_t *out);
+/* unix ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (out: at least GW_ISO_TIME_MAX bytes). */
+#define GW_ISO_TIME_MAX 64
+void gw_iso_time_ms(int64_t ms, char *out, size_t outsz);
+/* A time a query gives: unix seconds, or a UTC time as above; as unix milliseconds. */
+GW_NODISCARD int gw_parse_when_ms(const char *s, int64_t *out);
 
 /* Read a whole regular file of at most max bytes into a new NUL-terminated buffer (*out, freed
  * with gw_free; *len excludes the NUL). A file that grows while being read is an error.
