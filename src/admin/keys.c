@@ -1,7 +1,7 @@
 /*
  * admin/keys — API keys:
  *   GET    /admin/v1/keys              the org's keys, newest first (?limit=&cursor=; the
- *                                      superadmin: ?org=slug, or every org's)
+ *                                      superadmin names the org: ?org=slug)
  *   POST   /admin/v1/keys              {name?, role?: member|org_admin, tier?, allowed_providers?,
  *                                      allowed_models?, limits?, org? (the superadmin)} → 201
  *                                      the key with "key": the raw key, shown this once
@@ -97,7 +97,7 @@ void gw_admin_keys_list(struct gw_admin_ctx *x)
     int64_t cursor;
     struct gw_org o;
     if (gw_admin_page(x, KEYS_DEFAULT, KEYS_MAX, &limit, &cursor) != 0 ||
-        gw_admin_target_org(x, NULL, 0, &o) != 0)
+        gw_admin_target_org(x, NULL, 1, &o) != 0)
         return;
     struct key_lister l = {json_array(), 0, limit, cursor, 0};
     int rc = l.data != NULL ? gw_store_key_list(x->s, o.id, key_cb, &l) : GW_ENOMEM;

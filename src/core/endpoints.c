@@ -215,9 +215,6 @@ void gw_admin_health(struct gw_admin_ctx *x)
         degraded |= json_is_true(json_object_get(p, "configured")) && st != NULL &&
                     strcmp(st, "closed") != 0;
     }
-    json_t *store = json_pack("{s:s,s:s,s:f}", "backend", gw_store_backend_name(gw), "status",
-                              rc == 0 ? "ok" : "unavailable", "latency_ms",
-                              (double)store_us / 1000.0);
     json_t *idem = json_pack("{s:i,s:I,s:I,s:I,s:I,s:I}", "retention_days",
                              gw->cfg.idem.retention_days, "purged",
                              (json_int_t)atomic_load(&gw->idem_purged), "last_purge_ms",
@@ -225,11 +222,13 @@ void gw_admin_health(struct gw_admin_ctx *x)
                              "recovered_at_start", (json_int_t)gw->idem_recovered, "quarantined",
                              (json_int_t)h.idem_uncertain, "purge_backlog",
                              (json_int_t)h.idem_expired);
-    x->an.out = json_pack("{s:s,s:s,s:I,s:o,s:o,s:o,s:{s:I}}", "status",
+    x->an.out = json_pack("{s:s,s:s,s:I,s:s,s:s,s:f,s:o,s:o,s:{s:I}}", "status",
                           degraded ? "degraded" : "ok", "version", LLMGW_VERSION,
                           "uptime_seconds", (json_int_t)((gw_now_ms() - gw->started_ms) / 1000),
-                          "store", store, "providers", providers, "idempotency", idem, "usage",
-                          "uncertain", (json_int_t)h.usage_uncertain);
+                          "store", gw_store_backend_name(gw), "store_status",
+                          rc == 0 ? "ok" : "unavailable", "store_latency_ms",
+                          (double)store_us / 1000.0, "providers", providers, "idempotency", idem,
+                          "usage", "uncertain", (json_int_t)h.usage_uncertain);
     x->an.status = 200;
 }
 

@@ -523,6 +523,15 @@ async function startEnvWith(fake, opts) {
     // The superadmin key serve created and printed on its first start.
     superadminKey: () => (/shown only this once:\s+(llmgw_[A-Za-z0-9_-]+)/.exec(log) || [])[1],
     exitInfo: () => exitInfo,
+    // The request's access line (one JSON object per request in the log), parsed; waits 3 s.
+    accessLine: async (requestId) => {
+      for (let end = Date.now() + 3000; ;) {
+        const line = log.split('\n').find((l) => l.startsWith('{') && l.includes(`"request_id":"${requestId}"`));
+        if (line) return JSON.parse(line);
+        if (Date.now() > end) throw new Error(`no access line for ${requestId}`);
+        await sleep(50);
+      }
+    },
     cli,
     createKey,
     listKeys: async () => (await cli(['keys', 'list', '--org', 'acme', '--db', db])).stdout,

@@ -28,7 +28,8 @@ test('auto_route: a debugging question goes to the code rule (claude-sonnet-4-6)
   const got = await env.fake.requests('anthropic');
   assert.equal(got.length, 1, 'the fake Anthropic got the call');
   assert.match(env.log(), /heuristic: claude-sonnet-4-6; rule=code/);
-  assert.match(env.log(), /route=heuristic provider=anthropic model=claude-sonnet-4-6/);
+  const line = await env.accessLine(r.headers.get('x-request-id'));
+  assert.deepEqual([line.route_method, line.provider, line.model], ['heuristic', 'anthropic', 'claude-sonnet-4-6']);
 });
 
 test('no model at all is routed too; a news question goes to Perplexity with citations passed through', T, async () => {
