@@ -17,7 +17,8 @@ LDLIBS  := $(PKG_LIBS) -lpthread -lm
 LIB_SRC := $(sort $(wildcard src/util/*.c src/store/*.c src/providers/*.c src/http/*.c \
              src/policy/*.c src/route/*.c src/session/*.c src/conv/*.c src/core/*.c src/admin/*.c))
 # The browser files, embedded into the library (core/web): web/ → build/gen/web_assets.c
-WEB_ASSETS := web/sdk/llmgw.js web/example/index.html web/example/app.js
+WEB_ASSETS := web/sdk/llmgw.js web/example/index.html web/example/app.js \
+              web/dashboard/index.html web/dashboard/app.js web/dashboard/style.css
 LIB_SRC += build/gen/web_assets.c
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))

@@ -13,6 +13,8 @@ int gw_web_route(struct evhttp_request *req, const char *rid, const char *path)
     char index[64];
     if (strcmp(path, "/example/") == 0 || strcmp(path, "/example") == 0)
         path = strcpy(index, "/example/index.html");
+    else if (strcmp(path, "/dashboard/") == 0 || strcmp(path, "/dashboard") == 0)
+        path = strcpy(index, "/dashboard/index.html");
     for (int i = 0; i < gw_web_nassets && a == NULL; i++)
         if (strcmp(gw_web_assets[i].path, path) == 0)
             a = &gw_web_assets[i];
@@ -30,7 +32,7 @@ int gw_web_route(struct evhttp_request *req, const char *rid, const char *path)
     evhttp_add_header(out, "Cache-Control", "no-cache");
     evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(out, "X-Request-Id", rid);
-    if (strstr(a->type, "text/html") != NULL) /* the example page runs its own script only */
+    if (strstr(a->type, "text/html") != NULL) /* the pages run their own scripts only */
         evhttp_add_header(out, "Content-Security-Policy",
                           "default-src 'self'; script-src 'self'; object-src 'none'; "
                           "base-uri 'none'; frame-ancestors 'none'");

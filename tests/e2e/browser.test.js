@@ -6,11 +6,10 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
 const { startEnv } = require('./harness');
 const { pkce, approvedClient } = require('./subject');
 
-const CHROMIUM = '/usr/bin/chromium';
+const { launch: launchChromium } = require('./chromium');
 const T = { timeout: 60000 };
 let env;
 let browser;
@@ -23,9 +22,7 @@ before(async () => {
   const { stdout } = await env.cli(['keys', 'create', '--org', 'acme', '--role', 'org_admin', '--db', env.db]);
   clientId = await approvedClient(env, stdout.trim().split('\n').pop(), env.superadminKey(),
     { name: 'example', origins: [origin], allowed_models: ['gpt-4o-mini'] });
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} (Debian's chromium) is installed by make test`);
-  const { chromium } = require('playwright-core');
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  browser = await launchChromium();
 }, { timeout: 60000 });
 after(async () => {
   if (browser) await browser.close();
