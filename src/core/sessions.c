@@ -144,6 +144,29 @@ static void secret_hash(const char *secret, char hex[65])
     gw_hex(hex, digest, sizeof(digest));
 }
 
+/* The audit entry of a session's step (minting its share code, starting it): 0 or the store's
+ * error (then the step is answered 503, not reported done). Never a code, token or key. */
+static int audit_session(struct gw_store *s, const char *action, const char *actor,
+                         const char *role, int64_t org_id, const char *client_id,
+                         const char *subject, const char *origin, const char *rid)
+{
+    struct gw_audit au = {.org_id = org_id};
+    json_t *d = json_pack("{s:s,s:s}", "subject", subject, "origin", origin);
+    char *detail = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    if (detail == NULL)
+        return GW_ENOMEM;
+    gw_strlcpy(au.actor, actor, sizeof(au.actor));
+    gw_strlcpy(au.actor_role, role, sizeof(au.actor_role));
+    gw_strlcpy(au.action, action, sizeof(au.action));
+    snprintf(au.target, sizeof(au.target), "app_client:%s", client_id);
+    gw_strlcpy(au.request_id, rid, sizeof(au.request_id));
+    au.detail = detail;
+    int rc = gw_store_audit_append(s, &au);
+    gw_free(detail);
+    return rc;
+}
+
 static void do_share(struct session_job *a, struct gw_store *s)
 {
     struct gw_app_client c;
@@ -178,7 +201,9 @@ static void do_share(struct session_job *a, struct gw_store *s)
     gw_strlcpy(sc.challenge, a->challenge, sizeof(sc.challenge));
     sc.created_ms = gw_now_ms();
     sc.expires_ms = sc.created_ms + SHARE_CODE_TTL_MS;
-    if ((rc = gw_store_share_code_insert(s, &sc)) != 0) {
+    if ((rc = gw_store_share_code_insert(s, &sc)) != 0 ||
+        (rc = audit_session(s, "session.share_code", a->key.key_id, a->key.role, c.org_id,
+                            c.client_id, sc.subject, "", a->rid)) != 0) {
         OPENSSL_cleanse(code, sizeof(code));
         store_failed(a, rc);
         return;
@@ -281,6 +306,9 @@ static void do_exchange(struct session_job *a, struct gw_store *s)
     ss.expires_ms = ss.created_ms + c.session_ttl_s * 1000;
     rc = gw_store_session_insert(s, &ss);
     OPENSSL_cleanse(ss.hmac_key, sizeof(ss.hmac_key));
+    if (rc == 0)
+        rc = audit_session(s, "session.start", c.client_id, "app_client", c.org_id, c.client_id,
+                           ss.subject, ss.origin, a->rid);
     if (rc == 0)
         a->an.out = json_pack("{s:s,s:s,s:s,s:I}", "subject_token", token, "hmac_key", key,
                            "token_type", "subject", "expires_at",

@@ -372,3 +372,18 @@ test('the CLI manages keys, orgs and app clients through the admin code: same ch
   await assert.rejects(env.cli(['admin', 'api', 'GET', '/admin/v1/nope', '--db', env.db]), /no admin operation/);
   await assert.rejects(env.cli(['keys', 'rotate', 'key_0000000000000000', '--db', env.db]), /no key/);
 });
+
+test('session minting is audited: the share code (who minted it, for which subject) and the session it became', T, async () => {
+  const { approvedClient, startSession } = require('./subject');
+  const origin = 'https://audited.example';
+  const clientId = await approvedClient(env, acmeAdmin, root, { name: 'audited app', origins: [origin] });
+  const s = await startSession(env, clientId, origin, 'subject-42');
+  assert.ok(s.token);
+  const rows = await env.query(`SELECT action, actor, actor_role, target, detail FROM audit_log WHERE target = 'app_client:${clientId}' ORDER BY id`);
+  const actions = rows.map((r) => r.action);
+  for (const a of ['app_client.create', 'app_client.approve', 'session.share_code', 'session.start']) assert.ok(actions.includes(a), `${a} in ${actions}`);
+  const start = rows.find((r) => r.action === 'session.start');
+  assert.equal(start.actor_role, 'app_client');
+  assert.match(start.detail, /subject-42/);
+  assert.ok(!JSON.stringify(rows).includes(s.token) && !JSON.stringify(rows).includes(s.key), 'no token or HMAC key in the trail');
+});
