@@ -124,6 +124,7 @@ bench: all build/bench_route build/bench_reserve
 	@bench/run.sh
 	@bench/compare.sh
 	@bench/streams.sh
+	@bench/admin_load.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

@@ -359,6 +359,7 @@ int gw_admin_route(struct gw_worker *w, struct evhttp_request *req, const char *
     a->job.run = admin_run;
     a->job.done = admin_done;
     a->job.writes = r->audit != NULL;
+    a->job.heavy = 1; /* reads: off the worker's loop */
     gw_store_submit(w->exec, &a->job);
     return 1;
 }

@@ -644,6 +644,7 @@ int gw_conversations_route(struct gw_worker *w, struct evhttp_request *req, cons
      * own transaction (and on SQLite its checkpoint) outside the writer's batches, so it does
      * not count as one of their writes */
     j->job.writes = session || op == OP_EXPORT || op == OP_SHARE || op == OP_UNSHARE;
+    j->job.heavy = op == OP_LIST || op == OP_ORG_LIST || op == OP_GET || op == OP_ORG_GET;
     gw_store_submit(w->exec, &j->job);
     return 1;
 }

@@ -428,7 +428,9 @@ static int worker_init(void *arg, struct gw_http_worker *hw, void **wdata)
         gw_free(w);
         return rc;
     }
-    if ((rc = gw_store_exec_new(gw_http_worker_base(hw), w->store, gw->pool, &w->exec)) != 0) {
+    if ((rc = gw_store_exec_new(gw_http_worker_base(hw), w->store, gw->pool, &w->exec)) == 0)
+        gw_store_exec_readers(w->exec, gw->readers);
+    if (rc != 0) {
         gw_store_free(w->store);
         gw_free(w);
         return rc;

@@ -49,6 +49,7 @@ static void next_page(struct gw_export *e)
     e->job.run = page_run;
     e->job.done = page_done;
     e->job.writes = 0;
+    e->job.heavy = 1;
     gw_store_submit(e->w->exec, &e->job);
 }
 

@@ -178,6 +178,10 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
      * db_pool threads, each with its own connection, run all store work */
     rc = shared ? gw_store_pool_new(gw->cfg.db_url, gw->cfg.db_pool, 0, &gw->pool, &eb)
                 : gw_store_pool_new(gw->cfg.db_url, 1, 1, &gw->pool, &eb);
+    /* SQLite: the admin plane's long reads (usage queries, exports) get a reader thread of
+     * their own, off the workers' loops and out of the writer's way */
+    if (rc == 0 && !shared)
+        rc = gw_store_pool_new(gw->cfg.db_url, 1, 0, &gw->readers, &eb);
     if (rc != 0)
         goto out;
     g->app = gw_app;
@@ -223,6 +227,7 @@ void llmgw_free(struct llmgw *g)
     gw_router_free(g->gw.router);
     gw_free(g->gw.cooldowns);
     gw_store_pool_free(g->gw.pool);
+    gw_store_pool_free(g->gw.readers);
     gw_limits_free(g->gw.ledger.limits);
     gw_catalog_free(g->gw.catalog);
     gw_metrics_free(g->gw.metrics);

@@ -40,6 +40,7 @@ struct gw {
     const struct gw_model *summary_model; /* cfg.conv.summary_model; NULL: truncation only */
     struct gw_ledger ledger;             /* admission against every key's and org's limits */
     struct gw_store_pool *pool;          /* store threads: PostgreSQL's, or SQLite's writer */
+    struct gw_store_pool *readers;       /* SQLite: the admin plane's long reads (else NULL) */
     /* idempotency records: deleted as expired, and found in flight at start-up */
     atomic_llong idem_purged;
     atomic_llong idem_last_purge_ms;

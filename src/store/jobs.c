@@ -37,6 +37,7 @@ struct gw_store_exec {
     struct event_base *base;
     struct gw_store *store;     /* reads, inline */
     struct gw_store_pool *pool; /* writes (and reads without store) */
+    struct gw_store_pool *readers; /* heavy reads (may be NULL) */
     struct event *ev;
     pthread_mutex_t mu;
     struct gw_store_job *done_head; /* run, done not yet called */
@@ -312,18 +313,25 @@ void gw_store_exec_free(struct gw_store_exec *x)
     gw_free(x);
 }
 
+void gw_store_exec_readers(struct gw_store_exec *x, struct gw_store_pool *readers)
+{
+    x->readers = readers;
+}
+
 void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
 {
     j->x = x;
     j->next = NULL;
     j->batch_rc = 0;
     atomic_fetch_add(&x->pending, 1);
-    if (x->pool == NULL || (x->store != NULL && !j->writes)) {
+    struct gw_store_pool *p = x->pool;
+    if (j->heavy && !j->writes && x->readers != NULL) {
+        p = x->readers; /* never on the worker's loop, never in the writer's way */
+    } else if (x->pool == NULL || (x->store != NULL && !j->writes)) {
         run_job(j, x->store);
         finish(j);
         return;
     }
-    struct gw_store_pool *p = x->pool;
     pthread_mutex_lock(&p->mu);
     if (p->tail != NULL)
         p->tail->next = j;

@@ -39,6 +39,9 @@ struct gw_store_job {
     gw_store_job_run run;
     gw_store_job_done done;
     int writes;                /* set by the submitter: the job changes the store */
+    int heavy;                 /* set by the submitter: a read that may take long (an admin
+                                * query, an export's page): it runs on the executor's readers'
+                                * pool when there is one, never inline on the worker's loop */
     struct gw_store_write *write; /* set by the submitter: a plain write instead of run; a
                                    * pool thread runs those queued together (one statement on
                                    * PostgreSQL), and each finds its result in write->rc */
@@ -60,6 +63,10 @@ void gw_store_pool_free(struct gw_store_pool *p);
  * store is NULL. At least one is given. */
 GW_NODISCARD int gw_store_exec_new(struct event_base *base, struct gw_store *store,
                                    struct gw_store_pool *pool, struct gw_store_exec **out);
+/* A pool for heavy reads (SQLite: a reader thread or two with their own connections, so that
+ * admin queries and exports neither stall a worker's loop nor queue before the writer's
+ * reservations). NULL: heavy reads run like any other read. */
+void gw_store_exec_readers(struct gw_store_exec *x, struct gw_store_pool *readers);
 /* Run the worker's loop until every submitted job is done (for shutdown). */
 void gw_store_exec_drain(struct gw_store_exec *x);
 /* Jobs submitted and not yet done. */

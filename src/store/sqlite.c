@@ -561,7 +561,13 @@ struct sq_ckpt {
     pthread_cond_t cv;
     int pending, stop;
     struct sq *conn; /* a connection of its own (a PASSIVE checkpoint never blocks writers) */
+    struct sq *writer;
 };
+
+/* How long a RESTART checkpoint waits for readers on an old snapshot. While it waits it holds
+ * writers back, so it gives up soon: a long read (an admin query, an export's page) must not
+ * stall every reservation behind it; the WAL is restarted by a later checkpoint instead. */
+#define SQ_RESTART_WAIT_US 10000
 
 /* After each commit on the writer: wake the checkpointer once the WAL is long. Should it fall
  * far behind (its thread starved on a loaded machine), the writer catches up itself, once,
@@ -571,8 +577,11 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
     struct sq_ckpt *k = arg;
     (void)name;
     if (pages >= SQ_CKPT_HARD &&
-        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK) {
+        k->writer->busy_cap_us = SQ_RESTART_WAIT_US;
         (void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        k->writer->busy_cap_us = 0;
+    }
     if (pages >= SQ_CKPT_PAGES) {
         pthread_mutex_lock(&k->mu);
         k->pending = 1;
@@ -644,6 +653,8 @@ static int sq_writer_mode(struct gw_store *base)
         return rc;
     }
     k->conn = (struct sq *)other;
+    k->conn->busy_cap_us = SQ_RESTART_WAIT_US; /* it only checkpoints */
+    k->writer = s;
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
     if (pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {
