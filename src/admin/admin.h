@@ -66,6 +66,7 @@ void gw_admin_keys_rotate(struct gw_admin_ctx *x);
 void gw_admin_app_clients_list(struct gw_admin_ctx *x);
 void gw_admin_app_clients_create(struct gw_admin_ctx *x);
 void gw_admin_app_clients_get(struct gw_admin_ctx *x);
+void gw_admin_app_clients_patch(struct gw_admin_ctx *x);
 void gw_admin_app_clients_revoke(struct gw_admin_ctx *x);
 void gw_admin_app_clients_approve(struct gw_admin_ctx *x);
 void gw_admin_audit_list(struct gw_admin_ctx *x);

@@ -6,6 +6,8 @@
  *                                             allowed_models?, session_ttl_seconds?, org? (the
  *                                             superadmin)} → 201
  *   GET    /admin/v1/app-clients/{id}         one (another org's: 404)
+ *   PATCH  /admin/v1/app-clients/{id}         change {name?, origins?, allowed_providers?,
+ *                                             allowed_models?, session_ttl_seconds?}
  *   DELETE /admin/v1/app-clients/{id}         revoke it
  *   POST   /admin/v1/app-clients/{id}/approve the superadmin only
  */
@@ -44,9 +46,10 @@ static void bad(struct gw_admin_ctx *x, const char *msg)
     gw_answer_fail(&x->an, 400, "invalid_request_error", "invalid_request", msg);
 }
 
-/* The body: {name, origins, allowed_providers?, allowed_models?, session_ttl_seconds?, org?};
- * anything else is refused, so that a misspelt member is not silently ignored. */
-static int parse_create(struct gw_admin_ctx *x, struct gw_app_client *c)
+/* The body: {name, origins, allowed_providers?, allowed_models?, session_ttl_seconds?, org?}
+ * (creating; a change takes any of them but org, onto c as it is); anything else is refused,
+ * so that a misspelt member is not silently ignored. */
+static int parse_members(struct gw_admin_ctx *x, struct gw_app_client *c, int creating)
 {
     const char *k;
     json_t *v;
@@ -55,7 +58,8 @@ static int parse_create(struct gw_admin_ctx *x, struct gw_app_client *c)
         bad(x, "the body must be a JSON object");
         return -1;
     }
-    c->session_ttl_s = TTL_DEFAULT_S;
+    if (creating)
+        c->session_ttl_s = TTL_DEFAULT_S;
     json_object_foreach(x->body, k, v) {
         const char *s = json_string_value(v);
         int rc = 0;
@@ -81,7 +85,7 @@ static int parse_create(struct gw_admin_ctx *x, struct gw_app_client *c)
                                   "%d to %d", TTL_MIN_S, TTL_MAX_S);
             else
                 c->session_ttl_s = json_integer_value(v);
-        } else if (strcmp(k, "org") == 0) {
+        } else if (creating && strcmp(k, "org") == 0) {
             if (s == NULL || s[0] == '\0')
                 rc = -1, snprintf(why, sizeof(why), "org must be an org's slug");
         } else {
@@ -159,7 +163,7 @@ void gw_admin_app_clients_create(struct gw_admin_ctx *x)
     struct gw_app_client c;
     struct gw_org o;
     memset(&c, 0, sizeof(c));
-    if (parse_create(x, &c) != 0 ||
+    if (parse_members(x, &c, 1) != 0 ||
         gw_admin_target_org(x, gw_json_str(x->body, "org"), 1, &o) != 0)
         return;
     c.org_id = o.id;
@@ -236,3 +240,26 @@ static void change(struct gw_admin_ctx *x, int approve)
 void gw_admin_app_clients_revoke(struct gw_admin_ctx *x) { change(x, 0); }
 
 void gw_admin_app_clients_approve(struct gw_admin_ctx *x) { change(x, 1); }
+
+void gw_admin_app_clients_patch(struct gw_admin_ctx *x)
+{
+    struct gw_app_client c;
+    if (visible_client(x, &c) != 0)
+        return;
+    json_t *before = client_json(&c);
+    if (parse_members(x, &c, 0) != 0) {
+        json_decref(before);
+        return;
+    }
+    int rc = gw_store_app_client_update(x->s, &c);
+    if (rc == 0)
+        rc = gw_store_app_client_get(x->s, c.client_id, &c);
+    if (rc != 0) {
+        json_decref(before);
+        gw_answer_store_failed(&x->an, "admin", x->rid, rc);
+        return;
+    }
+    x->an.out = client_json(&c);
+    x->an.status = 200;
+    audit_client(x, &c, before);
+}

@@ -61,6 +61,8 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, "/admin/v1/app-clients", ADMINS, "app_client.create",
      gw_admin_app_clients_create, NULL},
     {EVHTTP_REQ_GET, "/admin/v1/app-clients/{}", ADMINS, NULL, gw_admin_app_clients_get, NULL},
+    {EVHTTP_REQ_PATCH, "/admin/v1/app-clients/{}", ADMINS, "app_client.update",
+     gw_admin_app_clients_patch, NULL},
     {EVHTTP_REQ_DELETE, "/admin/v1/app-clients/{}", ADMINS, "app_client.revoke",
      gw_admin_app_clients_revoke, NULL},
     {EVHTTP_REQ_POST, "/admin/v1/app-clients/{}/approve", SUPER_ON_VISIBLE, "app_client.approve",

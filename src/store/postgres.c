@@ -44,6 +44,7 @@ enum stmt_id {
     P_APP_CLIENT_LIST,
     P_APP_CLIENT_APPROVE,
     P_APP_CLIENT_REVOKE,
+    P_APP_CLIENT_UPDATE,
     P_APP_ORIGIN,
     P_SHARE_CODE_INSERT,
     P_SHARE_CODE_CONSUME,
@@ -359,6 +360,9 @@ static const struct {
     [P_APP_CLIENT_REVOKE] = {"UPDATE app_clients SET revoked = 1, revoked_ms = CASE WHEN "
                              "revoked = 1 THEN revoked_ms ELSE $2 END WHERE client_id = $1",
                              2},
+    [P_APP_CLIENT_UPDATE] = {"UPDATE app_clients SET name = $2, origins = $3, providers = $4, "
+                             "models = $5, session_ttl_s = $6 WHERE client_id = $1",
+                             6},
     [P_SHARE_CODE_INSERT] = {"INSERT INTO share_codes(code_hash, " SHARE_CODE_COLS ") VALUES ($1, "
                              "$2, $3, $4, $5, $6, $7)",
                              7},
@@ -1091,6 +1095,18 @@ static int pg_app_client_revoke(struct gw_store *base, const char *client_id, in
     p_text(&p, client_id);
     p_i64(&p, now_ms);
     return run_update((struct pg *)base, P_APP_CLIENT_REVOKE, &p);
+}
+
+static int pg_app_client_update(struct gw_store *base, const struct gw_app_client *rec)
+{
+    struct params p = {0};
+    p_text(&p, rec->client_id);
+    p_text(&p, rec->name);
+    p_text(&p, rec->origins);
+    p_text(&p, rec->providers);
+    p_text(&p, rec->models);
+    p_i64(&p, rec->session_ttl_s);
+    return run_update((struct pg *)base, P_APP_CLIENT_UPDATE, &p);
 }
 
 static int pg_share_code_insert(struct gw_store *base, const struct gw_share_code *c)
@@ -2207,6 +2223,7 @@ static const struct gw_store_ops postgres_ops = {
     .app_client_list = pg_app_client_list,
     .app_client_approve = pg_app_client_approve,
     .app_client_revoke = pg_app_client_revoke,
+    .app_client_update = pg_app_client_update,
     .app_origin_known = pg_app_origin_known,
     .share_code_insert = pg_share_code_insert,
     .share_code_consume = pg_share_code_consume,

@@ -41,6 +41,7 @@ enum stmt_id {
     S_APP_CLIENT_LIST,
     S_APP_CLIENT_APPROVE,
     S_APP_CLIENT_REVOKE,
+    S_APP_CLIENT_UPDATE,
     S_APP_ORIGIN,
     S_SHARE_CODE_INSERT,
     S_SHARE_CODE_CONSUME,
@@ -149,6 +150,8 @@ static const char *const stmt_sql[S_COUNT] = {
                              "revoked = 0",
     [S_APP_CLIENT_REVOKE] = "UPDATE app_clients SET revoked = 1, revoked_ms = CASE WHEN "
                             "revoked = 1 THEN revoked_ms ELSE ?2 END WHERE client_id = ?1",
+    [S_APP_CLIENT_UPDATE] = "UPDATE app_clients SET name = ?2, origins = ?3, providers = ?4, "
+                            "models = ?5, session_ttl_s = ?6 WHERE client_id = ?1",
     [S_SHARE_CODE_INSERT] = "INSERT INTO share_codes(code_hash, " SHARE_CODE_COLS ") VALUES (?1, "
                             "?2, ?3, ?4, ?5, ?6, ?7)",
     /* one statement: of concurrent consumers, only the one whose UPDATE flips used gets a row */
@@ -1164,6 +1167,24 @@ static int sq_app_client_revoke(struct gw_store *base, const char *client_id, in
         return GW_ESTORE;
     bind_text(st, 1, client_id);
     sqlite3_bind_int64(st, 2, now_ms);
+    int rc = exec_done(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return GW_ENOTFOUND;
+    return rc;
+}
+
+static int sq_app_client_update(struct gw_store *base, const struct gw_app_client *rec)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = stmt(s, S_APP_CLIENT_UPDATE);
+    if (st == NULL)
+        return GW_ESTORE;
+    bind_text(st, 1, rec->client_id);
+    bind_text(st, 2, rec->name);
+    bind_text(st, 3, rec->origins);
+    bind_text(st, 4, rec->providers);
+    bind_text(st, 5, rec->models);
+    sqlite3_bind_int64(st, 6, rec->session_ttl_s);
     int rc = exec_done(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         return GW_ENOTFOUND;
@@ -2322,6 +2343,7 @@ static const struct gw_store_ops sqlite_ops = {
     .app_client_list = sq_app_client_list,
     .app_client_approve = sq_app_client_approve,
     .app_client_revoke = sq_app_client_revoke,
+    .app_client_update = sq_app_client_update,
     .app_origin_known = sq_app_origin_known,
     .share_code_insert = sq_share_code_insert,
     .share_code_consume = sq_share_code_consume,

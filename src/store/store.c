@@ -118,6 +118,11 @@ int gw_store_app_client_revoke(struct gw_store *s, const char *client_id, int64_
     return s->ops->app_client_revoke(s, client_id, now_ms);
 }
 
+int gw_store_app_client_update(struct gw_store *s, const struct gw_app_client *rec)
+{
+    return s->ops->app_client_update(s, rec);
+}
+
 int gw_store_app_origin_known(struct gw_store *s, const char *origin, int *out)
 {
     return s->ops->app_origin_known(s, origin, out);

@@ -178,6 +178,9 @@ GW_NODISCARD int gw_store_app_client_approve(struct gw_store *s, const char *cli
                                              int64_t now_ms);
 GW_NODISCARD int gw_store_app_client_revoke(struct gw_store *s, const char *client_id,
                                             int64_t now_ms);
+/* Replace a client's name, origins, allowlists and session lifetime (by rec->client_id).
+ * GW_ENOTFOUND if unknown. */
+GW_NODISCARD int gw_store_app_client_update(struct gw_store *s, const struct gw_app_client *rec);
 /* Is origin one of an approved, unrevoked app client's? *out = 0/1 (CORS for the exchange). */
 GW_NODISCARD int gw_store_app_origin_known(struct gw_store *s, const char *origin, int *out);
 /* Subject sessions' share codes: minted by an app's backend for one subject, exchanged once by

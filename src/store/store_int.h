@@ -105,6 +105,7 @@ struct gw_store_ops {
                            gw_store_app_client_cb cb, void *arg);
     int (*app_client_approve)(struct gw_store *s, const char *client_id, int64_t now_ms);
     int (*app_client_revoke)(struct gw_store *s, const char *client_id, int64_t now_ms);
+    int (*app_client_update)(struct gw_store *s, const struct gw_app_client *rec);
     int (*app_origin_known)(struct gw_store *s, const char *origin, int *out);
     int (*share_code_insert)(struct gw_store *s, const struct gw_share_code *c);
     int (*share_code_consume)(struct gw_store *s, const char *code_hash,

@@ -70,6 +70,7 @@ function bodyFor(route, role) {
   if (method === 'PATCH' && path === '/admin/v1/orgs/{}') return { capture: { retention_days: 0 } };
   if (method === 'POST' && path === '/admin/v1/keys') return role === 'root' ? { name: 'k', org: 'acme' } : { name: 'k' };
   if (method === 'PATCH' && path === '/admin/v1/keys/{}') return { limits: { requests_per_hour: 0 } };
+  if (method === 'PATCH' && path === '/admin/v1/app-clients/{}') return { origins: ['https://moved.example'] };
   if (method === 'POST' && path === '/admin/v1/app-clients') {
     return { name: 'c', origins: ['https://c.example'], ...(role === 'root' ? { org: 'acme' } : {}) };
   }
@@ -386,4 +387,19 @@ test('session minting is audited: the share code (who minted it, for which subje
   assert.equal(start.actor_role, 'app_client');
   assert.match(start.detail, /subject-42/);
   assert.ok(!JSON.stringify(rows).includes(s.token) && !JSON.stringify(rows).includes(s.key), 'no token or HMAC key in the trail');
+});
+
+test('app clients: an org admin changes its client\'s origins; the change is audited with before and after', T, async () => {
+  const r = await call('POST', '/admin/v1/app-clients', acmeAdmin, { name: 'movable', origins: ['https://old.example'] });
+  assert.equal(r.status, 201, r.text);
+  const p = await call('PATCH', `/admin/v1/app-clients/${r.json.id}`, acmeAdmin, { origins: ['https://new.example', 'http://localhost:3000'], session_ttl_seconds: 600 });
+  assert.equal(p.status, 200, p.text);
+  assert.deepEqual(p.json.origins, ['https://new.example', 'http://localhost:3000']);
+  assert.equal(p.json.session_ttl_seconds, 600);
+  assert.equal((await call('PATCH', `/admin/v1/app-clients/${r.json.id}`, acmeAdmin, { origins: ['ftp://nope'] })).status, 400);
+  assert.equal((await call('PATCH', `/admin/v1/app-clients/${r.json.id}`, acmeAdmin, { org: 'globex' })).status, 400);
+  const [e] = await env.query(`SELECT detail FROM audit_log WHERE action = 'app_client.update' AND target = 'app_client:${r.json.id}'`);
+  const d = JSON.parse(e.detail);
+  assert.deepEqual(d.before.origins, ['https://old.example']);
+  assert.deepEqual(d.after.origins, ['https://new.example', 'http://localhost:3000']);
 });

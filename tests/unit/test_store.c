@@ -320,6 +320,22 @@ static void app_clients(void **state)
     assert_int_equal(got.approved_ms, 1000);
     assert_false(got.revoked);
 
+    /* update: name, origins, allowlists and lifetime change; approval stays; unknown fails */
+    struct gw_app_client up = got;
+    strcpy(up.name, "renamed");
+    strcpy(up.origins, "https://new.example,http://localhost:3000");
+    strcpy(up.models, "gpt-4o");
+    up.session_ttl_s = 600;
+    assert_int_equal(gw_store_app_client_update(f->s, &up), 0);
+    assert_int_equal(gw_store_app_client_get(f->s, a.client_id, &got), 0);
+    assert_string_equal(got.name, "renamed");
+    assert_string_equal(got.origins, "https://new.example,http://localhost:3000");
+    assert_string_equal(got.models, "gpt-4o");
+    assert_int_equal(got.session_ttl_s, 600);
+    assert_true(got.approved);
+    strcpy(up.client_id, "ac_000000000000000000000000");
+    assert_int_equal(gw_store_app_client_update(f->s, &up), GW_ENOTFOUND);
+
     /* revoke: twice is fine and keeps the first time; a revoked client cannot be approved */
     assert_int_equal(gw_store_app_client_revoke(f->s, a.client_id, 3000), 0);
     assert_int_equal(gw_store_app_client_revoke(f->s, a.client_id, 4000), 0);
