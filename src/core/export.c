@@ -86,10 +86,13 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     if (e->req != NULL)
         evhttp_send_reply_end(e->req);
     e->req = NULL;
+    if (e->inflight) { /* a page is being read (items with it): its done frees the export */
+        GW_LOG_INFO("export", "req=%s the client left the %s export", e->rid, e->ops->what);
+        return;
+    }
     GW_LOG_INFO("export", "req=%s the client left the %s export after %lld", e->rid,
                 e->ops->what, (long long)e->items);
-    if (!e->inflight)
-        export_free(e);
+    export_free(e);
 }
 
 static void page_done(struct gw_store_job *j)
