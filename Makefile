@@ -2,7 +2,7 @@
 # Targets: all run test unit e2e bench fuzz install clean
 
 CC      ?= cc
-PKGS    := libevent libevent_pthreads libcurl jansson yajl libcrypto sqlite3 yaml-0.1 libpq
+PKGS    := libevent libevent_pthreads libcurl jansson yajl libcrypto sqlite3 yaml-0.1 libpq libseccomp
 PREFIX  ?= /usr/local
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

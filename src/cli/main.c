@@ -5,6 +5,7 @@
  * Settings are layered: defaults < config file < environment < flags. Raw API keys are printed
  * once, as the last line of stdout, and never logged.
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <openssl/crypto.h>
@@ -21,6 +22,7 @@
 
 #include "core/admin.h"
 #include "core/config.h"
+#include "core/harden.h"
 #include "util/json.h"
 #include "llmgw.h"
 #include "policy/keys.h"
@@ -86,6 +88,7 @@ static const struct env_map env_settings[] = {
     {"LLMGW_DB", "db"},
     {"LLMGW_WORKERS", "workers"},
     {"LLMGW_MODE", "mode"},
+    {"LLMGW_HARDENING", "hardening"},
     {"LLMGW_CATALOG", "catalog"},
     {"ANTHROPIC_API_KEY", "providers.anthropic.api_key"},
     {"OPENAI_API_KEY", "providers.openai.api_key"},
@@ -230,6 +233,7 @@ static const char *usage_main =
     "  app-clients list|create|approve|revoke   browser app clients\n"
     "  usage              list usage rows and their totals\n"
     "  usage export       usage rows as CSV or JSONL (audited)\n"
+    "  healthcheck        GET /healthz, exit 0 on 200 (container health checks)\n"
     "  version            print the version\n"
     "\n"
     "Run 'llmgw <command> --help' for a command's options.\n"
@@ -468,6 +472,17 @@ static int cmd_serve(int argc, char **argv)
         nofile.rlim_cur = nofile.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &nofile);
     }
+    /* Least privilege before any thread exists (each thread inherits it): no new privileges,
+     * no capabilities, no core dumps; the seccomp allowlist follows once the gateway has
+     * opened what it needs. */
+    int keep_bind = 0;
+    long need_files = 0;
+    int harden = gw_harden_plan(cfg, &keep_bind, &need_files);
+    if (harden && gw_harden_early(keep_bind, need_files, err, sizeof(err)) != 0) {
+        llmgw_config_free(cfg);
+        fprintf(stderr, "llmgw: cannot drop privileges: %s\n", err);
+        return 1;
+    }
     /* Block the stop signals in every thread; one thread waits for them. */
     static sigset_t set;
     sigemptyset(&set);
@@ -505,7 +520,14 @@ static int cmd_serve(int argc, char **argv)
         gw_store_free(st);
     }
     llmgw_config_free(cfg);
-
+    if (harden && gw_harden_late(err, sizeof(err)) != 0) {
+        llmgw_free(gw);
+        fprintf(stderr, "llmgw: cannot install the system call filter: %s\n", err);
+        return 1;
+    }
+    if (harden)
+        fprintf(stderr, "llmgw: hardened: no new privileges, no capabilities%s, no core dumps, "
+                        "system calls filtered\n", keep_bind ? " but binding low ports" : "");
     serving = gw;
     pthread_t sig_thread;
     pthread_create(&sig_thread, NULL, signal_thread, &set);
@@ -1368,6 +1390,49 @@ static int cmd_keys(int argc, char **argv)
     return die("unknown keys command '%s' (try llmgw keys --help)", argv[1]);
 }
 
+/* llmgw healthcheck: for container health checks without a shell — GET the URL, exit 0 on 200. */
+static size_t discard(char *p, size_t sz, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return sz * n;
+}
+
+static int cmd_healthcheck(int argc, char **argv)
+{
+    const char *url = "http://127.0.0.1:8080/healthz";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: llmgw healthcheck [--url URL]\n\n"
+                   "GET URL (default %s); exit 0 when it answers 200 within 3 s.\n", url);
+            return 0;
+        }
+        if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
+            url = argv[++i];
+        else
+            return die("unknown option '%s' (try llmgw healthcheck --help)", argv[i]);
+    }
+    CURL *c = curl_easy_init();
+    long status = 0;
+    if (c == NULL)
+        return die("%s", "out of memory");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK)
+        return die("health check failed: %s", curl_easy_strerror(rc));
+    if (status != 200) {
+        fprintf(stderr, "llmgw: health check answered %ld\n", status);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setup_logging();
@@ -1398,6 +1463,8 @@ int main(int argc, char **argv)
         return cmd_usage(argc - 1, argv + 1);
     if (strcmp(cmd, "app-clients") == 0)
         return cmd_app_clients(argc - 1, argv + 1);
+    if (strcmp(cmd, "healthcheck") == 0)
+        return cmd_healthcheck(argc - 1, argv + 1);
     fprintf(stderr, "llmgw: unknown command '%s'\n\n%s", cmd, usage_main);
     return 2;
 }

@@ -115,7 +115,7 @@ static const struct {
 
 static const char *const string_settings[] = {"listen",  "db",
                                               "catalog", "routing",
-                                              "mode",    "fallback.retry_uncertain",
+                                              "mode",    "fallback.retry_uncertain", "hardening",
                                               "router.model", "node_id",
                                               "conversations.summary_model", NULL};
 
@@ -136,6 +136,7 @@ int gw_config_init(struct gw_config *c)
     c->listen_port = 8080;
     c->workers = 0;
     c->production = 0;
+    c->hardening = -1;
     c->max_body = 1u << 20;
     c->max_upstream_body = 16u << 20;
     c->header_timeout_ms = 10000;
@@ -560,6 +561,19 @@ int gw_config_set(struct gw_config *c, const char *name, const char *value, stru
         return set_path(&c->routing_path, name, value, eb);
     if (strcmp(name, "mode") == 0)
         return set_mode(c, value, eb);
+    if (strcmp(name, "hardening") == 0) {
+        if (strcmp(value, "auto") == 0)
+            c->hardening = -1;
+        else if (strcmp(value, "on") == 0 || strcmp(value, "true") == 0)
+            c->hardening = 1;
+        else if (strcmp(value, "off") == 0 || strcmp(value, "false") == 0)
+            c->hardening = 0;
+        else {
+            gw_errbuf_set(eb, "invalid value for 'hardening': want auto, on or off");
+            return GW_EINVAL;
+        }
+        return 0;
+    }
     if (strcmp(name, "fallback.retry_uncertain") == 0)
         return set_retry_uncertain(c, value, eb);
     if (strcmp(name, "node_id") == 0) {

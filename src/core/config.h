@@ -77,6 +77,7 @@ struct gw_config {
     char *catalog_path;  /* owned */
     char *routing_path;  /* owned: heuristic routing rules (catalog/routing.yaml) */
     int production;      /* LLMGW_MODE=production */
+    int hardening;       /* llmgw serve's least privilege: -1 auto (on in production), 0, 1 */
     size_t max_body;     /* inbound body limit, bytes */
     size_t max_upstream_body; /* upstream (non-stream) response limit, bytes */
     int header_timeout_ms;    /* absolute deadline to receive request headers+body */

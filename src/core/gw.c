@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/gw_int.h"
+#include "core/harden.h"
 #include "llmgw.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -264,4 +265,14 @@ json_t *gw_health_breakers(struct gw *gw)
 const char *gw_store_backend_name(const struct gw *gw)
 {
     return gw->ledger.limits != NULL ? "sqlite" : "postgres";
+}
+
+int gw_harden_plan(const struct llmgw_config *cfg, int *keep_bind, long *nofile)
+{
+    const struct gw_config *c = &cfg->c;
+    long workers = c->workers > 0 ? c->workers : sysconf(_SC_NPROCESSORS_ONLN);
+    *keep_bind = c->listen_port > 0 && c->listen_port < 1024;
+    /* a client's connection and its upstream's for every connection allowed, and some spare */
+    *nofile = (workers > 0 ? workers : 1) * (long)c->max_conns_per_worker * 2 + 256;
+    return c->hardening == 1 || (c->hardening == -1 && c->production);
 }
