@@ -301,13 +301,6 @@ static void admin_done(struct gw_store_job *j)
     admin_free(a);
 }
 
-static void method_not_allowed(struct evhttp_request *req, const char *rid, const char *allow)
-{
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    gw_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
-                   "method not allowed on this endpoint", rid, 0);
-}
-
 int gw_admin_route(struct gw_worker *w, struct evhttp_request *req, const char *rid,
                    const char *path)
 {
@@ -319,7 +312,7 @@ int gw_admin_route(struct gw_worker *w, struct evhttp_request *req, const char *
     const struct route *r = find_route(m, path, param, allow, sizeof(allow));
     if (r == NULL) {
         if (allow[0] != '\0')
-            method_not_allowed(req, rid, allow);
+            gw_reply_method_not_allowed(req, rid, allow);
         else
             gw_reply_error(req, 404, "invalid_request_error", "not_found", "no such endpoint",
                            rid, 0);

@@ -74,12 +74,7 @@ struct conv_job {
 
 static int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
+    return gw_parse_i64(s, out) == 0 && *out >= min && *out <= max ? 0 : -1;
 }
 
 static void parse_query(struct conv_job *j)
@@ -537,13 +532,6 @@ static void job_done(struct gw_store_job *jb)
 
 /* ---- routing ---- */
 
-static void method_not_allowed(struct evhttp_request *req, const char *rid, const char *allow)
-{
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    gw_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
-                   "method not allowed on this endpoint", rid, 0);
-}
-
 static int id_ok(const char *s, size_t n)
 {
     return n > 0 && n < GW_CONV_ID_MAX &&
@@ -560,7 +548,7 @@ static int match(struct evhttp_request *req, const char *rid, const char *path, 
 
     if (strcmp(path, "/admin/v1/conversations/export") == 0) {
         if (m != EVHTTP_REQ_GET) {
-            method_not_allowed(req, rid, "GET");
+            gw_reply_method_not_allowed(req, rid, "GET");
             return -2;
         }
         *op = OP_EXPORT;
@@ -578,7 +566,7 @@ static int match(struct evhttp_request *req, const char *rid, const char *path, 
     }
     if (*rest == '\0') {
         if (m != EVHTTP_REQ_GET) {
-            method_not_allowed(req, rid, "GET");
+            gw_reply_method_not_allowed(req, rid, "GET");
             return -2;
         }
         *op = org ? OP_ORG_LIST : OP_LIST;
@@ -595,20 +583,20 @@ static int match(struct evhttp_request *req, const char *rid, const char *path, 
     id[n] = '\0';
     if (*tail != '\0') {
         if (m != EVHTTP_REQ_POST && m != EVHTTP_REQ_DELETE) {
-            method_not_allowed(req, rid, "POST, DELETE");
+            gw_reply_method_not_allowed(req, rid, "POST, DELETE");
             return -2;
         }
         *op = m == EVHTTP_REQ_POST ? OP_SHARE : OP_UNSHARE;
     } else if (org) {
         if (m != EVHTTP_REQ_GET) {
-            method_not_allowed(req, rid, "GET");
+            gw_reply_method_not_allowed(req, rid, "GET");
             return -2;
         }
         *op = OP_ORG_GET;
     } else if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_DELETE) {
         *op = m == EVHTTP_REQ_GET ? OP_GET : OP_DELETE;
     } else {
-        method_not_allowed(req, rid, "GET, DELETE");
+        gw_reply_method_not_allowed(req, rid, "GET, DELETE");
         return -2;
     }
     return 0;

@@ -372,10 +372,8 @@ static void handle(void *wdata, struct evhttp_request *req)
         if (strcmp(path, routes[i].path) != 0)
             continue;
         if (m != routes[i].method) {
-            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                              routes[i].method == EVHTTP_REQ_GET ? "GET" : "POST");
-            gw_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
-                           "method not allowed on this endpoint", rid, 0);
+            gw_reply_method_not_allowed(req, rid,
+                                        routes[i].method == EVHTTP_REQ_GET ? "GET" : "POST");
             return;
         }
         switch (routes[i].id) {

@@ -623,9 +623,7 @@ int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const cha
         op = OP_PREFLIGHT; /* a browser asks before its POST */
         a_signed = signed_path;
     } else if (m != EVHTTP_REQ_POST) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-        gw_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
-                       "method not allowed on this endpoint", rid, 0);
+        gw_reply_method_not_allowed(req, rid, "POST");
         return 1;
     }
     struct session_job *a = gw_calloc(1, sizeof(*a));

@@ -23,9 +23,7 @@ int gw_web_route(struct evhttp_request *req, const char *rid, const char *path)
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
-        evhttp_add_header(out, "Allow", "GET, HEAD");
-        gw_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
-                       "method not allowed on this endpoint", rid, 0);
+        gw_reply_method_not_allowed(req, rid, "GET, HEAD");
         return 1;
     }
     evhttp_add_header(out, "Content-Type", a->type);

@@ -99,3 +99,10 @@ void gw_reply_error(struct evhttp_request *req, int status, const char *type, co
     gw_reply_json(req, status, body, request_id);
     json_decref(body);
 }
+
+void gw_reply_method_not_allowed(struct evhttp_request *req, const char *rid, const char *allow)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    gw_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
+                   "method not allowed on this endpoint", rid, 0);
+}

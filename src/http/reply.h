@@ -26,6 +26,8 @@ void gw_reply_retry_after(struct evhttp_request *req, int seconds);
 /* Send an error. retry_after_s > 0 adds a Retry-After header. */
 void gw_reply_error(struct evhttp_request *req, int status, const char *type, const char *code,
                     const char *message, const char *request_id, int retry_after_s);
+/* 405 method_not_allowed with the Allow header ("GET, POST"). */
+void gw_reply_method_not_allowed(struct evhttp_request *req, const char *rid, const char *allow);
 /* Build the error object {"error":{...}} (new reference). */
 json_t *gw_error_body(const char *type, const char *code, const char *message,
                       const char *request_id);
