@@ -311,6 +311,27 @@ static void handle_test_clock(struct evhttp_request *req, const char *rid)
 }
 #endif
 
+#ifdef GW_TEST_HOOKS
+/* POST /__test/alloc {"fail_after": N} — test builds only: the Nth allocation from now (any
+ * thread's) fails (0: none); answers {"remaining": allocations before it, 0 once it failed}. An
+ * absent fail_after only reads. */
+static void handle_test_alloc(struct evhttp_request *req, const char *rid)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *data = (const char *)evbuffer_pullup(in, -1);
+    json_t *b = data ? json_loadb(data, len, 0, NULL) : NULL;
+    json_t *n = json_object_get(b, "fail_after");
+    long before = gw_mem_fail_remaining();
+    if (json_is_integer(n) && json_integer_value(n) >= 0)
+        gw_mem_fail_after((long)json_integer_value(n));
+    json_decref(b);
+    json_t *out = json_pack("{s:I}", "remaining", (json_int_t)before);
+    gw_reply_json(req, 200, out, rid);
+    json_decref(out);
+}
+#endif
+
 /* "req_" + the time in ms (12 hex digits) + 12 random hex digits: unique, and in time order,
  * so the usage rows' key grows at its end instead of touching a random page per row. */
 static void new_request_id(char *out, size_t n)
@@ -366,6 +387,7 @@ static void handle(void *wdata, struct evhttp_request *req)
         {"/api/v1/llm/chat", EVHTTP_REQ_POST, 3},
 #ifdef GW_TEST_HOOKS
         {"/__test/clock", EVHTTP_REQ_POST, 5},
+        {"/__test/alloc", EVHTTP_REQ_POST, 6},
 #endif
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
@@ -392,6 +414,9 @@ static void handle(void *wdata, struct evhttp_request *req)
 #ifdef GW_TEST_HOOKS
         case 5:
             handle_test_clock(req, rid);
+            return;
+        case 6:
+            handle_test_alloc(req, rid);
             return;
 #endif
         default:

@@ -2,19 +2,27 @@
 #include "util/mem.h"
 
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-static long fail_countdown;
+/* Atomic: a running gateway's threads all allocate (the test builds' /__test/alloc). */
+static _Atomic long fail_countdown;
 
 static int should_fail(void)
 {
-    if (fail_countdown <= 0)
+    if (atomic_load_explicit(&fail_countdown, memory_order_relaxed) <= 0)
         return 0;
-    return --fail_countdown == 0;
+    return atomic_fetch_sub(&fail_countdown, 1) == 1;
 }
 
-void gw_mem_fail_after(long n) { fail_countdown = n; }
+void gw_mem_fail_after(long n) { atomic_store(&fail_countdown, n); }
+
+long gw_mem_fail_remaining(void)
+{
+    long n = atomic_load(&fail_countdown);
+    return n > 0 ? n : 0;
+}
 
 void *gw_malloc(size_t n) { return should_fail() ? NULL : malloc(n ? n : 1); }
 

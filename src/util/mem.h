@@ -26,5 +26,7 @@ void gw_free_secret(char *s);
 
 /* Test hook: make the Nth allocation from now fail (0 disables). Not thread-safe. */
 void gw_mem_fail_after(long n);
+/* Allocations left before the failing one (0: it happened, or none is armed). */
+long gw_mem_fail_remaining(void);
 
 #endif
