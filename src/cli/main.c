@@ -61,15 +61,19 @@ static void log_stderr(void *arg, int level, const char *line)
     pthread_mutex_unlock(&log_mu);
 }
 
-static void setup_logging(void)
+/* The server logs from info up; the one-shot commands only warnings and errors (their answer
+ * is their output). LLMGW_LOG_LEVEL overrides both. */
+static void setup_logging(int serving_cmd)
 {
     const char *lvl = getenv("LLMGW_LOG_LEVEL");
-    int max = LLMGW_LOG_INFO;
+    int max = serving_cmd ? LLMGW_LOG_INFO : LLMGW_LOG_WARN;
     if (lvl != NULL) {
         if (strcmp(lvl, "error") == 0)
             max = LLMGW_LOG_ERROR;
         else if (strcmp(lvl, "warn") == 0)
             max = LLMGW_LOG_WARN;
+        else if (strcmp(lvl, "info") == 0)
+            max = LLMGW_LOG_INFO;
         else if (strcmp(lvl, "debug") == 0)
             max = LLMGW_LOG_DEBUG;
     }
@@ -1435,7 +1439,7 @@ static int cmd_healthcheck(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    setup_logging();
+    setup_logging(argc >= 2 && strcmp(argv[1], "serve") == 0);
     if (argc < 2) {
         fputs(usage_main, stderr);
         return 2;
