@@ -264,7 +264,7 @@ async function startEnvWith(fake, opts) {
         `SELECT COALESCE(json_agg(u), '[]') FROM usage u WHERE ${where}`], { timeoutMs: 5000 });
       return JSON.parse(stdout.trim() || '[]');
     }
-    const { stdout } = await run('sqlite3', ['-json', dbPath, `select * from usage where ${where}`], { timeoutMs: 5000 });
+    const { stdout } = await run('sqlite3', ['-cmd', '.timeout 5000', '-json', dbPath, `select * from usage where ${where}`], { timeoutMs: 10000 });
     return stdout.trim() ? JSON.parse(stdout) : [];
   }
   // Any SELECT, as an array of row objects, from whichever store (tests inspect what is stored).
@@ -274,13 +274,14 @@ async function startEnvWith(fake, opts) {
         `SELECT COALESCE(json_agg(q), '[]') FROM (${sql}) q`], { timeoutMs: 20000 });
       return JSON.parse(stdout.trim() || '[]');
     }
-    const { stdout } = await run('sqlite3', ['-json', dbPath, sql], { timeoutMs: 20000 });
+    const { stdout } = await run('sqlite3', ['-cmd', '.timeout 10000', '-json', dbPath, sql], { timeoutMs: 20000 });
     return stdout.trim() ? JSON.parse(stdout) : [];
   }
   // Run SQL statements (seeding) on whichever store.
   async function execSQL(sql) {
     if (pgSchema) await run('psql', [db, '-q', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeoutMs: 60000 });
-    else await run('sqlite3', [dbPath, sql], { timeoutMs: 60000 });
+    // (the gateway writes meanwhile: wait for its write lock rather than fail at once)
+    else await run('sqlite3', ['-cmd', '.timeout 10000', dbPath, sql], { timeoutMs: 60000 });
   }
   const cliEnv = { ...process.env };
   for (const p of PROVIDERS) {

@@ -126,6 +126,9 @@ test('budget-aware: below the threshold the choice is the rule\'s; above it the 
     const h = { authorization: `Bearer ${key}` };
     let r = await env2.request('POST', '/v1/chat/completions', { body: ask, headers: h });
     assert.equal(r.json.model, 'claude-sonnet-4-6', '0% spent: the rule\'s first choice');
+    // the first answer's settlement lands just after it (off the request path): wait for it, or
+    // the second request sees the first still held at its worst case
+    assert.equal((await env2.waitUsage(r.headers.get('x-request-id'))).state, 'settled');
     r = await env2.request('POST', '/v1/chat/completions', { body: ask, headers: h });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.model, 'gpt-4.1', 'the cheapest model of the code rule for this request');
