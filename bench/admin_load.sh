@@ -32,7 +32,7 @@ sqlite3 "$tmp/gw.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FR
     ELSE 'gemini' END, CASE i % 3 WHEN 0 THEN 'gpt-4o' WHEN 1 THEN 'claude-sonnet-4-6' ELSE
     'gemini-2.5-flash' END, 'chat.completions', 'settled', 10, 5, 50 + i % 97, 200,
     $t0 + i * 6000, 'chat', 'explicit', 'seed' FROM n"
-gport=$((20000 + RANDOM % 20000))
+gport=$((20000 + RANDOM % 12000)) # below the ephemeral ports (32768 on)
 OPENAI_API_KEY=fake-openai-key LLMGW_OPENAI_BASE_URL="http://127.0.0.1:$fport/openai" \
 LLMGW_LOG_LEVEL=warn build/llmgw serve --listen "127.0.0.1:$gport" --db "$db" --workers 2 \
     >"$tmp/gw.out" 2>"$tmp/gw.err" &

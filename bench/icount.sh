@@ -18,7 +18,7 @@ for _ in $(seq 50); do grep -q '^listening' "$tmp/fake.out" 2>/dev/null && break
 fport=$(sed -n 's/^listening \([0-9]*\).*/\1/p' "$tmp/fake.out" | head -n 1)
 
 measure() { # rounds -> total instructions of a gateway serving that many rounds of the mix
-    local n=$1 dir=$tmp/run$1 port=$(( 20000 + RANDOM % 20000 ))
+    local n=$1 dir=$tmp/run$1 port=$(( 20000 + RANDOM % 12000 )) # below the ephemeral ports (32768 on)
     rm -rf "$dir"
     mkdir -p "$dir"
     local db="sqlite:$dir/gw.db"

@@ -7,7 +7,7 @@ n=${1:-2000}
 dir=$(mktemp -d /tmp/llmgw-bench-pg-XXXXXX); chmod 755 "$dir"
 trap 'scripts/pg.sh stop "$dir/pg" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 url=""
-if url=$(scripts/pg.sh start "$dir/pg" $(( 20000 + RANDOM % 20000 )) 2>"$dir/err"); then
+if url=$(scripts/pg.sh start "$dir/pg" $(( 20000 + RANDOM % 12000 )) 2>"$dir/err"); then
     build/bench_reserve "$n" "$url"
 else
     echo "bench: PostgreSQL did not start ($(head -c 200 "$dir/err")); SQLite only"

@@ -24,7 +24,7 @@ db="sqlite:$tmp/gw.db"
 build/llmgw migrate --db "$db" >/dev/null
 build/llmgw orgs create bench --db "$db" >/dev/null
 key=$(build/llmgw keys create --org bench --db "$db" | tail -n 1)
-gport=$((20000 + RANDOM % 20000))
+gport=$((20000 + RANDOM % 12000)) # below the ephemeral ports (32768 on)
 OPENAI_API_KEY=fake-openai-key LLMGW_OPENAI_BASE_URL="http://127.0.0.1:$fport/openai" \
 LLMGW_LOG_LEVEL=warn build/llmgw serve --listen "127.0.0.1:$gport" --db "$db" --workers 2 \
     >"$tmp/gw.out" 2>"$tmp/gw.err" &

@@ -14,7 +14,7 @@ cleanup_pg() { scripts/pg.sh stop "$pgdir"; rm -rf "$pgdir"; }
 trap cleanup_pg EXIT
 export LLMGW_TEST_PG_URL=""
 for try in 1 2 3 4 5; do
-    port=$(( 20000 + (RANDOM % 20000) ))
+    port=$(( 20000 + (RANDOM % 12000) )) # below the ephemeral ports (32768 on)
     if url=$(scripts/pg.sh start "$pgdir/$try" "$port" 2>"$pgdir/start.log"); then
         LLMGW_TEST_PG_URL=$url; pgdir_used="$pgdir/$try"; break
     fi
