@@ -77,6 +77,25 @@ void gw_admin_usage_query(struct gw_admin_ctx *x);
  * max_range_ms (0: any): 0, or -1 having answered. */
 int gw_admin_usage_filter(struct gw_admin_ctx *x, struct gw_usage_filter *f, int64_t max_range_ms);
 
+/* A list answer's page, filled from a store callback asked for limit + 1 rows: the extra row
+ * only says that a next page exists. In the callback: `if (gw_admin_list_full(l)) return 1;`
+ * then `return gw_admin_list_add(l, row_id, item);` (item: a new reference; NULL fails). */
+struct gw_admin_list {
+    json_t *data;
+    int n, limit;
+    int64_t last; /* the row id of the page's last item: the next cursor */
+};
+void gw_admin_list_init(struct gw_admin_list *l, int limit);
+int gw_admin_list_full(struct gw_admin_list *l);
+int gw_admin_list_add(struct gw_admin_list *l, int64_t id, json_t *item);
+/* Answer {object: "list", data, next_cursor} — or, rc being the store's failure, 503. */
+void gw_admin_list_answer(struct gw_admin_ctx *x, struct gw_admin_list *l, int rc);
+
+/* A change was made to object "kind:id" of org_id: fill ctx->au for its audit entry. before
+ * and after are taken (new references; NULL: none); after NULL means the answer itself. */
+void gw_admin_audited(struct gw_admin_ctx *x, int64_t org_id, const char *kind, const char *id,
+                      json_t *before, json_t *after);
+
 /* Append ctx->au to the audit trail as action (after a handler succeeded); 0 or the store's
  * error (the caller then answers 503: a change without its audit entry is not reported done). */
 int gw_admin_audit_write(struct gw_admin_ctx *x, const char *action);

@@ -107,22 +107,10 @@ static int parse_members(struct gw_admin_ctx *x, struct gw_app_client *c, int cr
     return 0;
 }
 
-struct lister {
-    json_t *data;
-    int n, limit;
-    int64_t last;
-};
-
 static int list_cb(void *arg, const struct gw_app_client *c)
 {
-    struct lister *l = arg;
-    if (l->n == l->limit) { /* one more than the page: there is a next one */
-        l->n++;
-        return 1;
-    }
-    l->n++;
-    l->last = c->id;
-    return json_array_append_new(l->data, client_json(c)) != 0;
+    struct gw_admin_list *l = arg;
+    return gw_admin_list_full(l) ? 1 : gw_admin_list_add(l, c->id, client_json(c));
 }
 
 void gw_admin_app_clients_list(struct gw_admin_ctx *x)
@@ -133,29 +121,17 @@ void gw_admin_app_clients_list(struct gw_admin_ctx *x)
     if (gw_admin_page(x, LIST_DEFAULT, LIST_MAX, &limit, &cursor) != 0 ||
         gw_admin_target_org(x, NULL, 0, &o) != 0)
         return;
-    struct lister l = {json_array(), 0, limit, 0};
+    struct gw_admin_list l;
+    gw_admin_list_init(&l, limit);
     int rc = l.data != NULL
                  ? gw_store_app_client_list(x->s, o.id, cursor, limit + 1, list_cb, &l)
                  : GW_ENOMEM;
-    if (rc != 0) {
-        json_decref(l.data);
-        gw_answer_store_failed(&x->an, "admin", x->rid, rc);
-        return;
-    }
-    char next[24];
-    snprintf(next, sizeof(next), "%lld", (long long)l.last);
-    x->an.out = json_pack("{s:s,s:o,s:o}", "object", "list", "data", l.data, "next_cursor",
-                          l.n > l.limit ? json_string(next) : json_null());
-    x->an.status = 200;
+    gw_admin_list_answer(x, &l, rc);
 }
 
 static void audit_client(struct gw_admin_ctx *x, const struct gw_app_client *c, json_t *before)
 {
-    x->au.set = 1;
-    x->au.org_id = c->org_id;
-    snprintf(x->au.target, sizeof(x->au.target), "app_client:%s", c->client_id);
-    x->au.before = before;
-    x->au.after = json_incref(x->an.out);
+    gw_admin_audited(x, c->org_id, "app_client", c->client_id, before, NULL);
 }
 
 void gw_admin_app_clients_create(struct gw_admin_ctx *x)

@@ -14,19 +14,11 @@
 #define AUDIT_DEFAULT 100
 #define AUDIT_MAX 1000
 
-struct audit_lister {
-    json_t *data;
-    int n, limit;
-    int64_t last;
-};
-
 static int audit_cb(void *arg, const struct gw_audit *a)
 {
-    struct audit_lister *l = arg;
-    if (l->n == l->limit) {
-        l->n++;
+    struct gw_admin_list *l = arg;
+    if (gw_admin_list_full(l))
         return 1;
-    }
     json_t *detail = gw_json_parse(a->detail ? a->detail : "{}", a->detail ? strlen(a->detail) : 2,
                                    NULL);
     json_t *e = json_pack("{s:I,s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:o}", "id", (json_int_t)a->id,
@@ -35,9 +27,7 @@ static int audit_cb(void *arg, const struct gw_audit *a)
                           "actor", a->actor, "actor_role", a->actor_role, "action", a->action,
                           "target", a->target, "request_id", a->request_id, "detail",
                           detail != NULL ? detail : json_object());
-    l->n++;
-    l->last = a->id;
-    return json_array_append_new(l->data, e) != 0;
+    return gw_admin_list_add(l, a->id, e);
 }
 
 void gw_admin_audit_list(struct gw_admin_ctx *x)
@@ -48,17 +38,9 @@ void gw_admin_audit_list(struct gw_admin_ctx *x)
     if (gw_admin_page(x, AUDIT_DEFAULT, AUDIT_MAX, &limit, &cursor) != 0 ||
         gw_admin_target_org(x, NULL, 0, &o) != 0)
         return;
-    struct audit_lister l = {json_array(), 0, limit, 0};
+    struct gw_admin_list l;
+    gw_admin_list_init(&l, limit);
     int rc = l.data != NULL ? gw_store_audit_list(x->s, o.id, cursor, limit + 1, audit_cb, &l)
                             : GW_ENOMEM;
-    if (rc != 0) {
-        json_decref(l.data);
-        gw_answer_store_failed(&x->an, "admin", x->rid, rc);
-        return;
-    }
-    char next[24];
-    snprintf(next, sizeof(next), "%lld", (long long)l.last);
-    x->an.out = json_pack("{s:s,s:o,s:o}", "object", "list", "data", l.data, "next_cursor",
-                          l.n > l.limit ? json_string(next) : json_null());
-    x->an.status = 200;
+    gw_admin_list_answer(x, &l, rc);
 }

@@ -104,6 +104,45 @@ int gw_admin_page(struct gw_admin_ctx *x, int def, int max, int *limit, int64_t 
     return 0;
 }
 
+void gw_admin_list_init(struct gw_admin_list *l, int limit)
+{
+    l->data = json_array();
+    l->n = 0;
+    l->limit = limit;
+    l->last = 0;
+}
+
+int gw_admin_list_full(struct gw_admin_list *l)
+{
+    if (l->n < l->limit)
+        return 0;
+    l->n++; /* one more than the page: there is a next one */
+    return 1;
+}
+
+int gw_admin_list_add(struct gw_admin_list *l, int64_t id, json_t *item)
+{
+    l->n++;
+    l->last = id;
+    return json_array_append_new(l->data, item) != 0;
+}
+
+void gw_admin_list_answer(struct gw_admin_ctx *x, struct gw_admin_list *l, int rc)
+{
+    if (rc == 0 && l->data == NULL)
+        rc = GW_ENOMEM;
+    if (rc != 0) {
+        json_decref(l->data);
+        gw_answer_store_failed(&x->an, "admin", x->rid, rc);
+        return;
+    }
+    char next[24];
+    snprintf(next, sizeof(next), "%lld", (long long)l->last);
+    x->an.out = json_pack("{s:s,s:o,s:o}", "object", "list", "data", l->data, "next_cursor",
+                          l->n > l->limit ? json_string(next) : json_null());
+    x->an.status = 200;
+}
+
 int gw_admin_target_org(struct gw_admin_ctx *x, const char *slug, int need, struct gw_org *org)
 {
     memset(org, 0, sizeof(*org));
@@ -131,6 +170,16 @@ int gw_admin_target_org(struct gw_admin_ctx *x, const char *slug, int need, stru
         return -1;
     }
     return 0;
+}
+
+void gw_admin_audited(struct gw_admin_ctx *x, int64_t org_id, const char *kind, const char *id,
+                      json_t *before, json_t *after)
+{
+    x->au.set = 1;
+    x->au.org_id = org_id;
+    snprintf(x->au.target, sizeof(x->au.target), "%s:%s", kind, id);
+    x->au.before = before;
+    x->au.after = after != NULL ? after : json_incref(x->an.out);
 }
 
 int gw_admin_audit_write(struct gw_admin_ctx *x, const char *action)

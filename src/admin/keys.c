@@ -72,9 +72,8 @@ static int visible_key(struct gw_admin_ctx *x, struct gw_key_rec *k)
 }
 
 struct key_lister {
-    json_t *data;
-    int n, limit;
-    int64_t cursor, last;
+    struct gw_admin_list page;
+    int64_t cursor;
 };
 
 static int key_cb(void *arg, const struct gw_key_rec *k)
@@ -82,13 +81,8 @@ static int key_cb(void *arg, const struct gw_key_rec *k)
     struct key_lister *l = arg;
     if (l->cursor > 0 && k->id >= l->cursor) /* newest first: the page starts below the cursor */
         return 0;
-    if (l->n == l->limit) {
-        l->n++;
-        return 1;
-    }
-    l->n++;
-    l->last = k->id;
-    return json_array_append_new(l->data, gw_admin_key_json(k)) != 0;
+    return gw_admin_list_full(&l->page) ? 1
+                                        : gw_admin_list_add(&l->page, k->id, gw_admin_key_json(k));
 }
 
 void gw_admin_keys_list(struct gw_admin_ctx *x)
@@ -99,18 +93,10 @@ void gw_admin_keys_list(struct gw_admin_ctx *x)
     if (gw_admin_page(x, KEYS_DEFAULT, KEYS_MAX, &limit, &cursor) != 0 ||
         gw_admin_target_org(x, NULL, 1, &o) != 0)
         return;
-    struct key_lister l = {json_array(), 0, limit, cursor, 0};
-    int rc = l.data != NULL ? gw_store_key_list(x->s, o.id, key_cb, &l) : GW_ENOMEM;
-    if (rc != 0) {
-        json_decref(l.data);
-        gw_answer_store_failed(&x->an, "admin", x->rid, rc);
-        return;
-    }
-    char next[24];
-    snprintf(next, sizeof(next), "%lld", (long long)l.last);
-    x->an.out = json_pack("{s:s,s:o,s:o}", "object", "list", "data", l.data, "next_cursor",
-                          l.n > l.limit ? json_string(next) : json_null());
-    x->an.status = 200;
+    struct key_lister l = {.cursor = cursor};
+    gw_admin_list_init(&l.page, limit);
+    int rc = l.page.data != NULL ? gw_store_key_list(x->s, o.id, key_cb, &l) : GW_ENOMEM;
+    gw_admin_list_answer(x, &l.page, rc);
 }
 
 /* tier, allowlists and limits of body onto k (create: name, role, org too). */
@@ -163,11 +149,8 @@ static int apply(struct gw_admin_ctx *x, struct gw_key_rec *k, int creating)
 
 static void audit_key(struct gw_admin_ctx *x, const struct gw_key_rec *k, json_t *before)
 {
-    x->au.set = 1;
-    x->au.org_id = k->org_id;
-    snprintf(x->au.target, sizeof(x->au.target), "key:%s", k->key_id);
-    x->au.before = before;
-    x->au.after = gw_admin_key_json(k); /* without the raw key */
+    gw_admin_audited(x, k->org_id, "key", k->key_id, before,
+                     gw_admin_key_json(k)); /* without the raw key */
 }
 
 void gw_admin_keys_create(struct gw_admin_ctx *x)

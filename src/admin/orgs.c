@@ -23,22 +23,10 @@ static void bad(struct gw_admin_ctx *x, const char *msg)
     gw_answer_fail(&x->an, 400, "invalid_request_error", "invalid_request", msg);
 }
 
-struct org_lister {
-    json_t *data;
-    int n, limit;
-    int64_t last;
-};
-
 static int org_cb(void *arg, const struct gw_org *o)
 {
-    struct org_lister *l = arg;
-    if (l->n == l->limit) {
-        l->n++;
-        return 1;
-    }
-    l->n++;
-    l->last = o->id;
-    return json_array_append_new(l->data, gw_admin_org_json(o)) != 0;
+    struct gw_admin_list *l = arg;
+    return gw_admin_list_full(l) ? 1 : gw_admin_list_add(l, o->id, gw_admin_org_json(o));
 }
 
 void gw_admin_orgs_list(struct gw_admin_ctx *x)
@@ -47,7 +35,8 @@ void gw_admin_orgs_list(struct gw_admin_ctx *x)
     int64_t cursor;
     if (gw_admin_page(x, ORGS_DEFAULT, ORGS_MAX, &limit, &cursor) != 0)
         return;
-    struct org_lister l = {json_array(), 0, limit, 0};
+    struct gw_admin_list l;
+    gw_admin_list_init(&l, limit);
     int rc = l.data != NULL ? 0 : GW_ENOMEM;
     if (rc == 0 && x->super) {
         rc = gw_store_org_list(x->s, cursor, limit + 1, org_cb, &l);
@@ -56,16 +45,7 @@ void gw_admin_orgs_list(struct gw_admin_ctx *x)
         if ((rc = gw_store_org_get(x->s, x->who->org_slug, &o)) == 0)
             org_cb(&l, &o);
     }
-    if (rc != 0) {
-        json_decref(l.data);
-        gw_answer_store_failed(&x->an, "admin", x->rid, rc);
-        return;
-    }
-    char next[24];
-    snprintf(next, sizeof(next), "%lld", (long long)l.last);
-    x->an.out = json_pack("{s:s,s:o,s:o}", "object", "list", "data", l.data, "next_cursor",
-                          l.n > l.limit ? json_string(next) : json_null());
-    x->an.status = 200;
+    gw_admin_list_answer(x, &l, rc);
 }
 
 /* The policy members of body onto o: 0, or -1 having answered 400. allow: the other members
@@ -143,10 +123,7 @@ void gw_admin_orgs_create(struct gw_admin_ctx *x)
     }
     x->an.out = gw_admin_org_json(&o);
     x->an.status = 201;
-    x->au.set = 1;
-    x->au.org_id = o.id;
-    snprintf(x->au.target, sizeof(x->au.target), "org:%s", o.slug);
-    x->au.after = json_incref(x->an.out);
+    gw_admin_audited(x, o.id, "org", o.slug, NULL, NULL);
 }
 
 void gw_admin_orgs_get(struct gw_admin_ctx *x)
@@ -178,9 +155,5 @@ void gw_admin_orgs_patch(struct gw_admin_ctx *x)
     }
     x->an.out = gw_admin_org_json(&o);
     x->an.status = 200;
-    x->au.set = 1;
-    x->au.org_id = o.id;
-    snprintf(x->au.target, sizeof(x->au.target), "org:%s", o.slug);
-    x->au.before = before;
-    x->au.after = json_incref(x->an.out);
+    gw_admin_audited(x, o.id, "org", o.slug, before, NULL);
 }
