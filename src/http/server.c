@@ -5,11 +5,21 @@
  * which another thread activates (libevent is set up with pthreads locking for that). Sockets
  * are bound in gw_http_server_new, on the caller's thread, so an address error is reported
  * before any thread starts.
+ *
+ * Request deadlines: evhttp's own timeout is an idle one (a client dripping a byte a second
+ * would hold a connection forever), so each worker also gives every connection an absolute
+ * deadline for receiving a request (opts.read_timeout_ms), armed when the connection opens and
+ * when an answer has been sent, disarmed when a whole request has arrived. At the deadline the
+ * socket is shut down and evhttp ends the connection as for any lost client. evhttp owns the
+ * connection and says nothing when it frees one, so a struct conn never touches the
+ * bufferevent after its first turn: it is found by file descriptor and checked against the
+ * socket's inode, which a reused descriptor does not share.
  */
 #include "http/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/bufferevent.h>
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -17,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -37,6 +48,20 @@ struct gw_http_worker {
     int rc;
     pthread_t thread;
     int started;
+    struct conn **byfd; /* the connections this worker accepted, by descriptor */
+    size_t nbyfd;
+    struct conn *fresh;  /* accepted this turn, descriptor not known yet */
+    struct event *fresh_ev;
+};
+
+/* One accepted connection's request deadline (see the header comment). */
+struct conn {
+    struct gw_http_worker *w;
+    const struct bufferevent *bev; /* identity only, never dereferenced after the first turn */
+    evutil_socket_t fd;
+    ino_t ino;
+    struct event *deadline;
+    struct conn *next; /* in w->fresh */
 };
 
 struct gw_http_server {
@@ -134,10 +159,144 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     maybe_exit(w);
 }
 
+/* ---- request deadlines ---- */
+
+static void conn_free(struct conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->fd >= 0 && (size_t)c->fd < c->w->nbyfd && c->w->byfd[c->fd] == c)
+        c->w->byfd[c->fd] = NULL;
+    event_free(c->deadline);
+    gw_free(c);
+}
+
+static void conn_arm(struct conn *c)
+{
+    int ms = c->w->srv->opts.read_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->deadline, &tv);
+}
+
+static ino_t fd_inode(evutil_socket_t fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+/* The deadline passed. If the descriptor still holds the same socket, the request did not
+ * arrive in time: shut the socket down (evhttp sees the end and frees the connection). */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->ino != 0 && fd_inode(c->fd) == c->ino) {
+        GW_LOG_INFO("server", "worker %d: no whole request within %d ms, closing the connection",
+                    c->w->index, c->w->srv->opts.read_timeout_ms);
+        shutdown(c->fd, SHUT_RDWR);
+    }
+    conn_free(c);
+}
+
+/* The connection of a request, if this worker tracks it. */
+static struct conn *conn_of(struct gw_http_worker *w, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    struct conn *c = fd >= 0 && (size_t)fd < w->nbyfd ? w->byfd[fd] : NULL;
+    return c != NULL && c->bev == bev ? c : NULL;
+}
+
+/* After the accept callback: evhttp has given the fresh bufferevents their descriptors. */
+static void on_fresh(evutil_socket_t unused, short what, void *arg)
+{
+    struct gw_http_worker *w = arg;
+    (void)unused;
+    (void)what;
+    while (w->fresh != NULL) {
+        struct conn *c = w->fresh;
+        struct bufferevent *bev = (struct bufferevent *)c->bev;
+        bufferevent_data_cb readcb = NULL;
+        w->fresh = c->next;
+        c->next = NULL;
+        bufferevent_getcb(bev, &readcb, NULL, NULL, NULL);
+        evutil_socket_t fd = readcb != NULL ? bufferevent_getfd(bev) : -1; /* NULL: freed */
+        bufferevent_decref(bev);
+        if (fd < 0 || (c->ino = fd_inode(fd)) == 0) {
+            conn_free(c);
+            continue;
+        }
+        if ((size_t)fd >= w->nbyfd) {
+            size_t n = w->nbyfd ? w->nbyfd : 1024;
+            while (n <= (size_t)fd)
+                n *= 2;
+            struct conn **t = gw_realloc(w->byfd, n * sizeof(*t));
+            if (t == NULL) {
+                conn_free(c);
+                continue;
+            }
+            memset(t + w->nbyfd, 0, (n - w->nbyfd) * sizeof(*t));
+            w->byfd = t;
+            w->nbyfd = n;
+        }
+        conn_free(w->byfd[fd]); /* a connection that was on this descriptor before */
+        c->fd = fd;
+        w->byfd[fd] = c;
+        conn_arm(c);
+    }
+}
+
+/* evhttp's bufferevent factory, called for each accepted connection before it sets the
+ * descriptor. The reference held until on_fresh keeps the bufferevent readable even if evhttp
+ * frees it first. Without memory the connection simply has no deadline of its own. */
+static struct bufferevent *conn_new(struct event_base *base, void *arg)
+{
+    struct gw_http_worker *w = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    struct conn *c = bev ? gw_calloc(1, sizeof(*c)) : NULL;
+    if (c == NULL || (c->deadline = evtimer_new(base, on_deadline, c)) == NULL) {
+        gw_free(c);
+        return bev;
+    }
+    c->w = w;
+    c->bev = bev;
+    c->fd = -1;
+    bufferevent_incref(bev);
+    c->next = w->fresh;
+    w->fresh = c;
+    event_active(w->fresh_ev, EV_READ, 0);
+    return bev;
+}
+
+/* The answer is sent: the next request on the connection has a deadline of its own. */
+static void on_request_sent(struct evhttp_request *req, void *arg)
+{
+    struct conn *c = conn_of(arg, req);
+    if (c != NULL)
+        conn_arm(c);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct gw_http_worker *w = arg;
+    struct conn *c = conn_of(w, req);
+    if (c != NULL) {
+        evtimer_del(c->deadline);
+        evhttp_request_set_on_complete_cb(req, on_request_sent, w);
+    }
     w->srv->app.handle(w->wdata, req);
+}
+
+static void conns_free(struct gw_http_worker *w)
+{
+    on_fresh(-1, 0, w); /* drops the references */
+    for (size_t i = 0; i < w->nbyfd; i++)
+        conn_free(w->byfd[i]);
+    gw_free(w->byfd);
+    w->byfd = NULL;
+    w->nbyfd = 0;
 }
 
 static void *worker_main(void *arg)
@@ -171,8 +330,10 @@ static int worker_prepare(struct gw_http_server *s, struct gw_http_worker *w, st
     w->http = evhttp_new(w->base);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->grace_ev = evtimer_new(w->base, on_grace, w);
-    if (w->http == NULL || w->stop_ev == NULL || w->grace_ev == NULL)
+    w->fresh_ev = event_new(w->base, -1, 0, on_fresh, w);
+    if (w->http == NULL || w->stop_ev == NULL || w->grace_ev == NULL || w->fresh_ev == NULL)
         return GW_ENOMEM;
+    evhttp_set_bevcb(w->http, conn_new, w);
     int rc = gw_upstream_new(w->base, &w->upstream);
     if (rc != 0)
         return rc;
@@ -278,6 +439,9 @@ void gw_http_server_free(struct gw_http_server *s)
             evhttp_free(w->http); /* also closes a bound listener */
         else if (w->fd >= 0 && w->bound == NULL)
             close(w->fd);
+        conns_free(w);
+        if (w->fresh_ev != NULL)
+            event_free(w->fresh_ev);
         gw_upstream_free(w->upstream);
         if (w->stop_ev != NULL)
             event_free(w->stop_ev);

@@ -41,7 +41,7 @@ struct gw_http_opts {
     int workers;           /* >= 1 */
     size_t max_body;       /* application limit; evhttp gets a hard cap above it */
     size_t max_headers;
-    int read_timeout_ms;   /* idle read/write timeout per connection */
+    int read_timeout_ms;   /* idle timeout, and a request must arrive whole within it */
     int shutdown_grace_ms;
 };
 
