@@ -144,6 +144,21 @@ static void secret_hash(const char *secret, char hex[65])
     gw_hex(hex, digest, sizeof(digest));
 }
 
+/* At rest a session's HMAC key is wrapped with its token: stored as "w1." + base64url(key XOR
+ * HMAC-SHA256(token, WRAP_LABEL)). The token is stored only hashed, so the store alone gives
+ * neither; a request bearing the token unwraps the key. (A row written before: the bare key.) */
+#define WRAP_PREFIX "w1."
+#define WRAP_LABEL "llmgw subject session hmac key v1"
+
+static int key_wrap_mask(const char *token, unsigned char mask[32])
+{
+    unsigned int n = 0;
+    return HMAC(EVP_sha256(), token, (int)strlen(token), (const unsigned char *)WRAP_LABEL,
+                strlen(WRAP_LABEL), mask, &n) != NULL && n == 32
+               ? 0
+               : GW_ENOMEM;
+}
+
 /* The audit entry of a session's step (minting its share code, starting it): 0 or the store's
  * error (then the step is answered 503, not reported done). Never a code, token or key. */
 static int audit_session(struct gw_store *s, const char *action, const char *actor,
@@ -295,13 +310,26 @@ static void do_exchange(struct session_job *a, struct gw_store *s)
     memcpy(token, TOKEN_PREFIX, strlen(TOKEN_PREFIX));
     gw_b64url(token + strlen(TOKEN_PREFIX), raw, 32);
     gw_b64url(key, raw + 32, 32);
+    unsigned char mask[32];
+    rc = key_wrap_mask(token, mask);
+    for (size_t i = 0; i < sizeof(mask); i++)
+        mask[i] ^= raw[32 + i];
+    memcpy(ss.hmac_key, WRAP_PREFIX, strlen(WRAP_PREFIX));
+    gw_b64url(ss.hmac_key + strlen(WRAP_PREFIX), mask, sizeof(mask));
+    OPENSSL_cleanse(mask, sizeof(mask));
     OPENSSL_cleanse(raw, sizeof(raw));
+    if (rc != 0) {
+        OPENSSL_cleanse(token, sizeof(token));
+        OPENSSL_cleanse(key, sizeof(key));
+        OPENSSL_cleanse(ss.hmac_key, sizeof(ss.hmac_key));
+        store_failed(a, rc);
+        return;
+    }
     secret_hash(token, ss.token_hash);
     gw_strlcpy(ss.client_id, c.client_id, sizeof(ss.client_id));
     ss.org_id = c.org_id;
     gw_strlcpy(ss.subject, sc.subject, sizeof(ss.subject));
     gw_strlcpy(ss.origin, a->origin, sizeof(ss.origin));
-    gw_strlcpy(ss.hmac_key, key, sizeof(ss.hmac_key));
     ss.created_ms = gw_now_ms();
     ss.expires_ms = ss.created_ms + c.session_ttl_s * 1000;
     rc = gw_store_session_insert(s, &ss);
@@ -334,6 +362,7 @@ struct gw_session_auth {
     char nonce[129];
     int64_t ts_ms;
     unsigned char sig[32];
+    unsigned char mask[32]; /* unwraps the stored HMAC key (key_wrap_mask of the token) */
     char *canon; /* METHOD \n PATH_WITH_QUERY \n TIMESTAMP \n NONCE \n hex(SHA-256(BODY)) */
     size_t canon_len;
     struct gw_answer why; /* a refusal, set by lookup */
@@ -451,6 +480,10 @@ int gw_session_begin(struct gw_worker *w, struct evhttp_request *req, const char
     sa->canon_len = (size_t)snprintf(sa->canon, cap, "%s\n%s\n%s\n%s\n%s", method, uri, ts,
                                      nonce, body_hex);
     secret_hash(auth, sa->token_hash);
+    if (key_wrap_mask(auth, sa->mask) != 0) {
+        gw_session_auth_free(sa);
+        return refuse(req, rid, 401, "invalid_signature", "out of memory");
+    }
     gw_strlcpy(sa->origin, origin, sizeof(sa->origin));
     gw_strlcpy(sa->nonce, nonce, sizeof(sa->nonce));
     sa->ts_ms = ts_ms;
@@ -476,10 +509,14 @@ int gw_session_lookup(struct gw_store *s, struct gw_session_auth *sa, struct gw_
         return rc;
     unsigned char k[32], mac[32];
     unsigned int maclen = 0;
-    int good = b64url_decode(ss.hmac_key, k, sizeof(k)) == 0 &&
-               HMAC(EVP_sha256(), k, sizeof(k), (const unsigned char *)sa->canon, sa->canon_len,
-                    mac, &maclen) != NULL &&
-               maclen == sizeof(mac) && CRYPTO_memcmp(mac, sa->sig, sizeof(mac)) == 0;
+    int wrapped = strncmp(ss.hmac_key, WRAP_PREFIX, strlen(WRAP_PREFIX)) == 0;
+    int good = b64url_decode(ss.hmac_key + (wrapped ? strlen(WRAP_PREFIX) : 0), k, sizeof(k)) == 0;
+    for (size_t i = 0; wrapped && i < sizeof(k); i++)
+        k[i] ^= sa->mask[i];
+    good = good &&
+           HMAC(EVP_sha256(), k, sizeof(k), (const unsigned char *)sa->canon, sa->canon_len, mac,
+                &maclen) != NULL &&
+           maclen == sizeof(mac) && CRYPTO_memcmp(mac, sa->sig, sizeof(mac)) == 0;
     OPENSSL_cleanse(k, sizeof(k));
     OPENSSL_cleanse(ss.hmac_key, sizeof(ss.hmac_key));
     if (gw_now_ms() >= ss.expires_ms)

@@ -186,6 +186,27 @@ test('the app client\'s allowlist applies; a revoked client\'s sessions end', T,
   assert.equal(after.json.error.code, 'app_client_revoked');
 });
 
+test('the HMAC key is stored wrapped with its token (the store alone gives neither); a row from before the wrap (the bare key) still verifies', T, async () => {
+  const s = await session();
+  const tokenHash = crypto.createHash('sha256').update(s.token).digest('hex');
+  const [row] = await env.query(`SELECT hmac_key FROM subject_sessions WHERE token_hash = '${tokenHash}'`);
+  assert.ok(row, 'the session is stored by its token hash');
+  assert.match(row.hmac_key, /^w1\.[A-Za-z0-9_-]{43}$/);
+  assert.ok(!row.hmac_key.includes(s.key), 'not the key itself');
+  const raw = Buffer.from(s.key, 'base64url');
+  const mask = crypto.createHmac('sha256', s.token).update('llmgw subject session hmac key v1').digest();
+  const stored = Buffer.from(row.hmac_key.slice(3), 'base64url');
+  assert.ok(!stored.equals(raw) && !row.hmac_key.includes(raw.toString('hex')));
+  assert.ok(Buffer.from(stored.map((b, i) => b ^ mask[i])).equals(raw), 'unwrapped with the token it is the key');
+  const first = await send(s);
+  assert.equal(first.status, 200, first.text);
+  await env.execSQL(`UPDATE subject_sessions SET hmac_key = '${s.key}' WHERE token_hash = '${tokenHash}'`);
+  const bare = await send(s);
+  assert.equal(bare.status, 200, `a bare key (written before the wrap) verifies: ${bare.text}`);
+  const forged = { ...s, key: Buffer.alloc(32, 7).toString('base64url') };
+  assert.equal((await send(forged)).status, 401, 'another key does not');
+});
+
 test('an expired session is refused', T, async () => {
   const s = await session();
   await env.advanceClock(301000);
