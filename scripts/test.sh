@@ -49,16 +49,24 @@ else
     add_counts "$(tail -n 1 <<<"$out")"
 fi
 
+# The secret sweep's directory: the e2e suites leave each env's files there (harness.js)
+sweepdir=$(mktemp -d /tmp/llmgw-sweep-XXXXXX)
+
 echo "== end-to-end tests (node --test, fake providers)"
-out=$(scripts/run-e2e.sh 2>&1); echo "$out"
+out=$(LLMGW_E2E_SWEEP=$sweepdir scripts/run-e2e.sh 2>&1); echo "$out"
 add_counts "$(grep -E '^e2e: ' <<<"$out" | tail -n 1)"
 
 echo "== the governance, idempotency, app client, session, conversation and admin suites again, on PostgreSQL"
-out=$(LLMGW_E2E_PG=1 scripts/run-e2e.sh e2e-pg build/san/llmgw tests/e2e/governance.test.js \
+out=$(LLMGW_E2E_SWEEP=$sweepdir LLMGW_E2E_PG=1 scripts/run-e2e.sh e2e-pg build/san/llmgw tests/e2e/governance.test.js \
       tests/e2e/idempotency.test.js tests/e2e/app_clients.test.js tests/e2e/sessions.test.js \
       tests/e2e/signed.test.js tests/e2e/conversations.test.js tests/e2e/admin.test.js 2>&1)
 echo "$out"
 add_counts "$(grep -E '^e2e-pg: ' <<<"$out" | tail -n 1)"
+
+echo "== secret sweep: every key, token and HMAC key the suites used, in their databases, logs and exports"
+out=$(node tests/e2e/sweep.js "$sweepdir" 2>&1); echo "$out"
+add_counts "$(grep -E '^sweep: [0-9]+ passed' <<<"$out" | tail -n 1)"
+rm -rf "$sweepdir"
 
 echo "== threaded end-to-end tests under ThreadSanitizer (2 workers)"
 out=$(scripts/run-e2e.sh tsan build/tsan/llmgw tests/e2e/chat.test.js tests/e2e/streams.test.js \

@@ -36,6 +36,26 @@ const LEAK_MARKER = 'FAKE_PROVIDER_INTERNAL_DETAIL';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
+// The secret sweep (issue 10): with LLMGW_E2E_SWEEP=DIR, each env's files are kept in DIR at
+// stop() — the database (and WAL), the gateway's stderr (its logs), the exports and audit
+// answers it fetched, a PostgreSQL schema's dump — with secrets.json, every secret the env saw:
+// provider keys, raw API keys (created, rotated, the superadmin's), subject tokens, HMAC keys,
+// share codes. tests/e2e/sweep.js then looks for each secret in its env's files.
+const SWEEP = process.env.LLMGW_E2E_SWEEP || '';
+const SECRET_TEXT_RE = /\b(?:llmgw|llmst)_[A-Za-z0-9_-]{32,}/g;
+const SECRET_FIELDS = new Set(['key', 'api_key', 'raw_key', 'subject_token', 'hmac_key', 'share_code']);
+function collectSecrets(into, text, json) {
+  for (const m of String(text).matchAll(SECRET_TEXT_RE)) into.add(m[0]);
+  const walk = (v, depth) => {
+    if (depth > 6 || v === null || typeof v !== 'object') return;
+    for (const [k, x] of Object.entries(v)) {
+      if (typeof x === 'string' && SECRET_FIELDS.has(k) && x.length >= 16) into.add(x);
+      else walk(x, depth + 1);
+    }
+  };
+  walk(json, 0);
+}
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -290,7 +310,13 @@ async function startEnvWith(fake, opts) {
   }
   for (const k of ['LLMGW_CONFIG', 'LLMGW_LISTEN', 'LLMGW_DB', 'LLMGW_WORKERS', 'LLMGW_MODE']) delete cliEnv[k];
 
-  const cli = (args, o = {}) => run(BIN, args, { env: cliEnv, ...o });
+  const secrets = new Set(Object.values(FAKE_KEYS));
+  const sweepFiles = []; // [name, text] saved into the env's dir at stop
+  const cli = async (args, o = {}) => {
+    const r = await run(BIN, args, { env: cliEnv, ...o });
+    collectSecrets(secrets, r.stdout);
+    return r;
+  };
   await cli(['migrate', '--db', db]);
   await cli(['orgs', 'create', 'acme', '--db', db]);
   const createKey = async (name = 'e2e', extra = []) => {
@@ -321,6 +347,7 @@ async function startEnvWith(fake, opts) {
   const baseURL = `http://127.0.0.1:${port}`;
   let gw = null;
   let log = '';
+  let errLog = ''; // stderr only (stdout has the first start's banner, the superadmin key by design)
   let exitInfo = null;
   let exited = null;
 
@@ -331,7 +358,7 @@ async function startEnvWith(fake, opts) {
       { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let info = null;
     child.stdout.on('data', onLog);
-    child.stderr.on('data', onLog);
+    child.stderr.on('data', (d) => { onLog(d); if (onLog.stderr) onLog.stderr(d); });
     const done = new Promise((resolve) => child.once('exit', (code, signal) => { info = { code, signal }; resolve(info); }));
     const deadline = Date.now() + 10000;
     for (;;) {
@@ -352,7 +379,9 @@ async function startEnvWith(fake, opts) {
 
   async function launch() {
     try {
-      const g = await spawnGateway(port, (d) => { log += d; });
+      const onLog = (d) => { log += d; };
+      onLog.stderr = (d) => { errLog += d; };
+      const g = await spawnGateway(port, onLog);
       gw = g.child;
       exited = g.exited.then((i) => { exitInfo = i; return i; });
       exitInfo = null;
@@ -414,6 +443,12 @@ async function startEnvWith(fake, opts) {
     const text = await res.text();
     let json = null;
     try { json = JSON.parse(text); } catch { /* not JSON */ }
+    if (SWEEP) {
+      collectSecrets(secrets, text, json);
+      if (/^\/admin\/v1\/(usage\/export|conversations\/export|audit)|^\/v1\/(org\/)?conversations/.test(p)) {
+        sweepFiles.push([`answer-${sweepFiles.length}.txt`, text]);
+      }
+    }
     return { status: res.status, headers: res.headers, text, json };
   }
 
@@ -474,6 +509,22 @@ async function startEnvWith(fake, opts) {
     return node;
   }
 
+  // Move what the env wrote into the sweep directory (see SWEEP above).
+  async function keepForSweep() {
+    const sa = (/shown only this once:\s+(llmgw_[A-Za-z0-9_-]+)/.exec(log) || [])[1];
+    if (sa) secrets.add(sa);
+    fs.writeFileSync(path.join(tmp, 'gw-stderr.log'), errLog);
+    for (const [name, text] of sweepFiles) fs.writeFileSync(path.join(tmp, name), text);
+    if (pgSchema) {
+      await run('pg_dump', ['--no-owner', '-n', pgSchema, '-f', path.join(tmp, 'pg-dump.sql'), process.env.LLMGW_TEST_PG_URL],
+        { timeoutMs: 60000 }).catch((e) => fs.writeFileSync(path.join(tmp, 'pg-dump.failed'), e.message));
+    }
+    fs.writeFileSync(path.join(tmp, 'secrets.json'), JSON.stringify([...secrets]));
+    fs.mkdirSync(SWEEP, { recursive: true });
+    const dest = path.join(SWEEP, path.basename(tmp));
+    try { fs.renameSync(tmp, dest); } catch { fs.cpSync(tmp, dest, { recursive: true }); }
+  }
+
   async function stop() {
     for (const n of nodes) await n.stop();
     if (!exitInfo) {
@@ -486,11 +537,12 @@ async function startEnvWith(fake, opts) {
       }
     }
     await fake.stop();
+    if (SWEEP) await keepForSweep();
     if (pgSchema) {
       await run('psql', [process.env.LLMGW_TEST_PG_URL, '-q', '-c', `DROP SCHEMA ${pgSchema} CASCADE`], { timeoutMs: 10000 })
         .catch(() => {});
     }
-    if (!process.env.LLMGW_E2E_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
+    if (!process.env.LLMGW_E2E_KEEP && !SWEEP) fs.rmSync(tmp, { recursive: true, force: true });
     // The suite runs the gateway built with ASan+UBSan (or TSan): any report fails the file.
     const m = log.match(/(ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:)[\s\S]{0,3000}/);
     if (m) throw new Error(`sanitizer report in the gateway log:\n${m[0]}`);
