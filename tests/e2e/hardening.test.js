@@ -143,3 +143,51 @@ test('under the deployment\'s limits (256 tasks, 512 MB, as compose.yaml and llm
     for (const d of cg.dirs) try { fs.rmdirSync(d); } catch { /* still busy: left for the machine */ }
   }
 });
+
+// Open n kept-alive client connections, each having had one answer (so the gateway holds a whole
+// HTTP connection for it, not just a socket in the accept queue). Resolves with the sockets.
+async function holdConnections(port, n) {
+  const net = require('node:net');
+  const socks = [];
+  const one = () => new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    s.on('error', reject);
+    s.on('connect', () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+    s.on('data', (d) => {
+      got += d;
+      if (/\r\n\r\n/.test(got) && / 200 /.test(got)) { s.removeAllListeners('data'); resolve(s); }
+    });
+  });
+  for (let i = 0; i < n; i += 512) {
+    const batch = await Promise.all(Array.from({ length: Math.min(512, n - i) }, one));
+    socks.push(...batch);
+  }
+  return socks;
+}
+
+test('at the documented connection limit (2 workers × limits.max_connections_per_worker 4096 = 8192 open connections) threads stay well under 256 and memory under 512 MB, and the gateway serves', { timeout: 90000 }, async () => {
+  const e = await startEnv({ env: { LLMGW_MODE: 'production' }, timeouts: { request_read_ms: 120000 } });
+  envs.push(e);
+  const pid = e.gw.pid;
+  const socks = await holdConnections(e.port, 8192);
+  try {
+    const open = fs.readdirSync(`/proc/${pid}/fd`).length;
+    assert.ok(open >= 8192, `the gateway holds every connection (${open} descriptors)`);
+    // and serves beside them: plain and streamed
+    const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 4 === 0
+      ? fetch(`${e.baseURL}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${e.apiKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: `s${i}` }] }) }).then(async (r) => r.status === 200 && (await readSSE(r)).done)
+      : e.request('POST', '/v1/chat/completions', { body: { model: 'gpt-4o', messages: [{ role: 'user', content: `m${i}` }] }, timeoutMs: 30000 }).then((r) => r.status === 200))));
+    assert.ok(rs.every(Boolean), 'every request beside the held connections answered');
+    const st = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k) => Number((new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(st) || [])[1]);
+    const threads = kb('Threads');
+    const hwm = kb('VmHWM') * 1024;
+    console.log(`# 8192 connections held: ${threads} threads, peak RSS ${(hwm / 1048576).toFixed(0)} MB (${process.env.LLMGW_E2E_BIN || 'build/llmgw'})`);
+    assert.ok(threads < 64, `threads well under 256 (${threads})`);
+    assert.ok(hwm < 512 << 20, `peak RSS under 512 MB (${hwm})`);
+    assert.equal(status(pid).seccomp, '2');
+  } finally {
+    for (const s of socks) s.destroy();
+  }
+});
