@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/bufferevent.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -52,7 +53,14 @@ struct gw_http_worker {
     size_t nbyfd;
     struct conn *fresh;  /* accepted this turn, descriptor not known yet */
     struct event *fresh_ev;
+    struct event *resume_ev; /* accepting again after a pause (no descriptor free) */
 };
+
+#define ACCEPT_PAUSE_MS 100
+
+/* The worker whose loop runs on this thread (the listener's error callback gets evhttp's
+ * argument, not ours). */
+static _Thread_local struct gw_http_worker *this_worker;
 
 /* One accepted connection's request deadline (see the header comment). */
 struct conn {
@@ -299,11 +307,37 @@ static void conns_free(struct gw_http_worker *w)
     w->nbyfd = 0;
 }
 
+/* accept() failed for want of a descriptor (or memory): libevent would retry at once, forever,
+ * the socket still readable. Pause accepting instead; the backlog waits in the kernel. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    struct gw_http_worker *w = this_worker;
+    int err = EVUTIL_SOCKET_ERROR();
+    (void)arg;
+    if (w == NULL || w->bound == NULL || evhttp_bound_socket_get_listener(w->bound) != lev)
+        return;
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    GW_LOG_WARN("server", "worker %d: cannot accept a connection (%s): pausing %d ms", w->index,
+                strerror(err), ACCEPT_PAUSE_MS);
+    evconnlistener_disable(lev);
+    evtimer_add(w->resume_ev, &tv);
+}
+
+static void on_resume_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_http_worker *w = arg;
+    (void)fd;
+    (void)what;
+    if (w->bound != NULL)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(w->bound));
+}
+
 static void *worker_main(void *arg)
 {
     struct gw_http_worker *w = arg;
     struct gw_http_server *s = w->srv;
 
+    this_worker = w;
     w->rc = s->app.worker_init(s->app.arg, w, &w->wdata);
     if (w->rc != 0) {
         GW_LOG_ERROR("server", "worker %d failed to start: %s", w->index, gw_strerror(w->rc));
@@ -331,7 +365,9 @@ static int worker_prepare(struct gw_http_server *s, struct gw_http_worker *w, st
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->grace_ev = evtimer_new(w->base, on_grace, w);
     w->fresh_ev = event_new(w->base, -1, 0, on_fresh, w);
-    if (w->http == NULL || w->stop_ev == NULL || w->grace_ev == NULL || w->fresh_ev == NULL)
+    w->resume_ev = evtimer_new(w->base, on_resume_accept, w);
+    if (w->http == NULL || w->stop_ev == NULL || w->grace_ev == NULL || w->fresh_ev == NULL ||
+        w->resume_ev == NULL)
         return GW_ENOMEM;
     evhttp_set_bevcb(w->http, conn_new, w);
     int rc = gw_upstream_new(w->base, &w->upstream);
@@ -357,6 +393,7 @@ static int worker_prepare(struct gw_http_server *s, struct gw_http_worker *w, st
     w->bound = evhttp_accept_socket_with_handle(w->http, w->fd);
     if (w->bound == NULL)
         return GW_EIO;
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(w->bound), on_accept_error);
     return 0;
 }
 
@@ -442,6 +479,8 @@ void gw_http_server_free(struct gw_http_server *s)
         conns_free(w);
         if (w->fresh_ev != NULL)
             event_free(w->fresh_ev);
+        if (w->resume_ev != NULL)
+            event_free(w->resume_ev);
         gw_upstream_free(w->upstream);
         if (w->stop_ev != NULL)
             event_free(w->stop_ev);

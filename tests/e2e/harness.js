@@ -354,8 +354,9 @@ async function startEnvWith(fake, opts) {
   // Spawn `llmgw serve` on port with this env's config and database; resolves once /healthz
   // answers 200. onLog gets its output; returns {child, exited (a promise), exitInfo()}.
   async function spawnGateway(p, onLog) {
-    const child = spawn(BIN, ['serve', '--config', configPath, '--listen', `127.0.0.1:${p}`, '--db', db, '--workers', '2'],
-      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // opts.execPrefix: a command that execs the gateway (e.g. prlimit with its limits)
+    const argv = [...(opts.execPrefix || []), BIN, 'serve', '--config', configPath, '--listen', `127.0.0.1:${p}`, '--db', db, '--workers', '2'];
+    const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let info = null;
     child.stdout.on('data', onLog);
     child.stderr.on('data', (d) => { onLog(d); if (onLog.stderr) onLog.stderr(d); });

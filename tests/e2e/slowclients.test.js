@@ -142,3 +142,37 @@ test('a request that arrives whole inside the deadline, even slowly, is served',
   assert.match(answer, /^HTTP\/1\.1 200/);
   assert.match(answer, /echo: slow but in time/);
 });
+
+test('out of file descriptors, the gateway pauses accepting (no busy loop, no flood of log lines) and serves again once connections close', { timeout: 30000 }, async () => {
+  const e = await startEnv({ execPrefix: ['prlimit', '--nofile=128:128', '--'] });
+  try {
+    const pid = e.gw.pid;
+    const cpu = () => {
+      const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, ms (100 Hz ticks)
+    };
+    const socks = [];
+    for (let i = 0; i < 300; i++) {
+      const s = net.connect(e.port, '127.0.0.1');
+      s.on('error', () => {});
+      socks.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const c0 = cpu();
+    await new Promise((r) => setTimeout(r, 2000));
+    const used = cpu() - c0;
+    const pauses = (e.log().match(/cannot accept a connection/g) || []).length;
+    assert.ok(pauses > 0, 'the descriptors ran out (the test reached the limit)');
+    assert.ok(pauses < 200, `a pause per 100 ms per worker, not a retry loop: ${pauses} log lines`);
+    assert.ok(used < 1000, `the gateway mostly idle while full: ${used} ms of CPU in 2 s`);
+    for (const s of socks) s.destroy();
+    let ok = false;
+    for (let i = 0; i < 50 && !ok; i++) {
+      ok = await e.request('GET', '/healthz', { timeoutMs: 2000 }).then((r) => r.status === 200, () => false);
+      if (!ok) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(ok, 'served again once the connections closed');
+  } finally {
+    await e.stop();
+  }
+});
