@@ -5,9 +5,10 @@
  * - Every member read from the client's body is type-checked here, before gw_chat_validate
  *   checks the canonical body again: a wrong type is a 400 with the member named, never a
  *   crash or a silently dropped turn.
- * - Content the canonical form cannot carry is refused (400) rather than lost, except what only
- *   shapes an Anthropic call (thinking blocks of earlier turns, cache_control, top_k, thinking):
- *   other providers are called without it, Anthropic gets the client's own body.
+ * - Content the canonical form cannot carry is refused (400) rather than lost, except an
+ *   earlier turn's thinking blocks and a tool result's is_error. What only Anthropic's API takes
+ *   rides along in the canonical body (top-level thinking and top_k, cache_control on text parts)
+ *   for the Anthropic adapter; the other adapters leave it out.
  */
 #include "core/messages.h"
 
@@ -91,6 +92,45 @@ static int append(json_t *arr, json_t *v)
     return v == NULL || json_array_append_new(arr, v) != 0 ? GW_ENOMEM : 0;
 }
 
+/* A text block → a text part appended to parts (its cache_control kept for Anthropic). */
+static int text_part(const json_t *blk, json_t *parts, const char *what, struct gw_errbuf *eb)
+{
+    const char *text = gw_json_str(blk, "text");
+    json_t *cc = json_object_get(blk, "cache_control");
+    if (text == NULL)
+        return fail(eb, "%s: a text block needs a string 'text'", what);
+    if (cc != NULL && !json_is_object(cc))
+        return fail(eb, "%s: 'cache_control' must be an object", what);
+    json_t *p = json_pack("{s:s,s:s}", "type", "text", "text", text);
+    if (p != NULL && cc != NULL)
+        json_object_set(p, "cache_control", cc);
+    return append(parts, p);
+}
+
+/* The system prompt: a string, or text blocks — joined into one string, or kept as text parts
+ * when one of them carries cache_control. */
+static json_t *system_content(const json_t *sys, struct gw_errbuf *eb)
+{
+    size_t i;
+    json_t *blk;
+    int cached = 0;
+    json_array_foreach(sys, i, blk) cached |= json_object_get(blk, "cache_control") != NULL;
+    if (!cached)
+        return joined_text(sys, "system", eb);
+    json_t *parts = json_array();
+    json_array_foreach(sys, i, blk) {
+        const char *type = gw_json_str(blk, "type");
+        int rc = type == NULL || strcmp(type, "text") != 0
+                     ? fail(eb, "%s", "'system' blocks must be {\"type\":\"text\",\"text\":...}")
+                     : text_part(blk, parts, "system", eb);
+        if (rc != 0) {
+            json_decref(parts);
+            return NULL;
+        }
+    }
+    return parts;
+}
+
 /* One Messages turn → canonical messages appended to out (tool results first, as tool
  * messages, then the rest of the user's content; an assistant's text and tool calls). */
 static int convert_turn(const json_t *m, size_t idx, json_t *out, struct gw_errbuf *eb)
@@ -118,9 +158,7 @@ static int convert_turn(const json_t *m, size_t idx, json_t *out, struct gw_errb
         if (type == NULL) {
             rc = fail(eb, "%s.content blocks need a string 'type'", what);
         } else if (strcmp(type, "text") == 0) {
-            const char *text = gw_json_str(blk, "text");
-            rc = text == NULL ? fail(eb, "%s: a text block needs a string 'text'", what)
-                              : append(parts, json_pack("{s:s,s:s}", "type", "text", "text", text));
+            rc = text_part(blk, parts, what, eb);
         } else if (strcmp(type, "image") == 0 && !assistant) {
             json_t *p = image_part(blk, eb);
             rc = p == NULL && eb->msg[0] ? GW_EINVAL : append(parts, p);
@@ -241,8 +279,8 @@ static int convert_tools(const json_t *in, json_t *out, struct gw_errbuf *eb)
  * only Anthropic calls use (kept out of the canonical body). */
 static const char *const same_members[] = {"model", "temperature", "top_p", "stream",
                                            "provider", "auto_route", "route_method",
-                                           "conversation_id"};
-static const char *const anthropic_only[] = {"top_k", "thinking", "service_tier"};
+                                           "conversation_id", "top_k", "thinking"};
+static const char *const anthropic_only[] = {"service_tier"};
 
 int gw_messages_to_chat(const json_t *in, int count_only, json_t **out, struct gw_errbuf *eb)
 {
@@ -285,7 +323,7 @@ int gw_messages_to_chat(const json_t *in, int count_only, json_t **out, struct g
         json_object_set(body, "max_tokens", mt);
     json_t *sys = json_object_get(in, "system");
     if (rc == 0 && sys != NULL) {
-        json_t *text = joined_text(sys, "system", eb);
+        json_t *text = system_content(sys, eb);
         rc = text == NULL ? (eb->msg[0] ? GW_EINVAL : GW_ENOMEM)
                           : append(cm, json_pack("{s:s,s:o}", "role", "system", "content", text));
     }

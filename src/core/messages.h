@@ -19,11 +19,11 @@
 #include "util/buf.h"
 #include "util/err.h"
 
-/* Convert an Anthropic Messages request into a new canonical body (*out). Fields with no
- * canonical form that only Anthropic models take (top_k, thinking, service_tier, metadata
- * beyond user_id, cache_control on blocks other than text, is_error) are left out of it; the
- * caller keeps the original for a pass-through to Anthropic. count_only: the count_tokens
- * form (max_tokens not required, stream refused). Returns 0 or GW_EINVAL (message in eb). */
+/* Convert an Anthropic Messages request into a new canonical body (*out). What only Anthropic
+ * takes (top-level thinking and top_k, cache_control on text blocks and system blocks) stays in
+ * it for the Anthropic adapter (the others leave it out); service_tier, a tool result's
+ * is_error and earlier turns' thinking blocks are dropped. count_only: the count_tokens form
+ * (max_tokens not required, stream refused). Returns 0 or GW_EINVAL (message in eb). */
 GW_NODISCARD int gw_messages_to_chat(const json_t *in, int count_only, json_t **out,
                                      struct gw_errbuf *eb);
 

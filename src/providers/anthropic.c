@@ -238,11 +238,15 @@ static int build(const struct gw_provider_cfg *cfg, const json_t *req, const cha
 
     if (body == NULL)
         return GW_ENOMEM;
+    static const char *const unsupported[] = {"response_format", "logprobs", "top_logprobs",
+                                              "reasoning_effort", NULL};
     json_t *n = json_object_get(req, "n");
     if (json_is_integer(n) && json_integer_value(n) != 1) {
         rc = einval(eb, "anthropic models return one choice (n must be 1)");
         goto out;
     }
+    if ((rc = gw_refuse_fields(req, unsupported, "anthropic models", eb)) != 0)
+        goto out;
     json_object_set_new(body, "model", json_string(wire_model));
     if ((rc = translate_messages(json_object_get(req, "messages"), body, eb)) != 0)
         goto out;

@@ -135,3 +135,62 @@ json_t *gw_tool_call_args(const json_t *tool_call)
     }
     return v;
 }
+
+int gw_refuse_fields(const json_t *req, const char *const *fields, const char *what,
+                     struct gw_errbuf *eb)
+{
+    for (; *fields != NULL; fields++) {
+        json_t *v = json_object_get(req, *fields);
+        if (v != NULL && !json_is_null(v) && !json_is_false(v)) {
+            gw_errbuf_set(eb, "'%s' is not supported by %s", *fields, what);
+            return GW_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static const char *const anthropic_members[] = {"thinking", "top_k"};
+
+/* Calls f(part) for each content part object of each message; stops at the first non-zero. */
+static int each_part(const json_t *req, int (*f)(json_t *part))
+{
+    size_t i, k;
+    json_t *m, *part;
+    json_array_foreach(json_object_get(req, "messages"), i, m) {
+        json_t *content = json_object_get(m, "content");
+        if (!json_is_array(content))
+            continue;
+        json_array_foreach(content, k, part) {
+            int r = json_is_object(part) ? f(part) : 0;
+            if (r != 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+static int part_has_cache_control(json_t *part)
+{
+    return json_object_get(part, "cache_control") != NULL;
+}
+
+static int part_drop_cache_control(json_t *part)
+{
+    json_object_del(part, "cache_control");
+    return 0;
+}
+
+int gw_has_anthropic_only(const json_t *req)
+{
+    for (size_t i = 0; i < sizeof(anthropic_members) / sizeof(*anthropic_members); i++)
+        if (json_object_get(req, anthropic_members[i]) != NULL)
+            return 1;
+    return each_part(req, part_has_cache_control);
+}
+
+void gw_drop_anthropic_only(json_t *body)
+{
+    for (size_t i = 0; i < sizeof(anthropic_members) / sizeof(*anthropic_members); i++)
+        json_object_del(body, anthropic_members[i]);
+    (void)each_part(body, part_drop_cache_control);
+}

@@ -275,11 +275,15 @@ static int build(const struct gw_provider_cfg *cfg, const json_t *req, const cha
         rc = einval(eb, "invalid gemini model id");
         goto out;
     }
+    static const char *const unsupported[] = {"logprobs", "top_logprobs", "reasoning_effort",
+                                              NULL};
     json_t *n = json_object_get(req, "n");
     if (json_is_integer(n) && json_integer_value(n) != 1) {
         rc = einval(eb, "this gateway returns one choice (n must be 1)");
         goto out;
     }
+    if ((rc = gw_refuse_fields(req, unsupported, "gemini models", eb)) != 0)
+        goto out;
     if ((rc = translate_messages(json_object_get(req, "messages"), body, eb)) != 0 ||
         (rc = generation_config(req, body, eb)) != 0)
         goto out;

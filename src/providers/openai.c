@@ -39,16 +39,40 @@ static int build_common(enum flavor fl, const struct gw_provider_cfg *cfg, const
     /* most requests go out as the canonical request itself (its model already is the wire
      * id, and stream and stream_options are not in it): serialised as it is, no copy; the
      * ones an API wants changed (reasoning models) are changed on a copy */
+    static const char *const no_logprobs[] = {"logprobs", "top_logprobs", NULL};
+    static const char *const no_effort[] = {"reasoning_effort", NULL};
     const char *model = json_string_value(json_object_get(req, "model"));
-    int as_is = !cfg->reasoning && model != NULL && strcmp(model, wire_model) == 0;
-    json_t *body = as_is ? (json_t *)req : json_deep_copy(req);
+    int anthropic_only = gw_has_anthropic_only(req);
+    int as_is = !cfg->reasoning && !anthropic_only && model != NULL && strcmp(model, wire_model) == 0;
+    const char *rft = gw_json_str(json_object_get(req, "response_format"), "type");
+    json_t *n = json_object_get(req, "n");
     char auth[600];
-    int rc = GW_ENOMEM;
+    int rc;
 
+    if (fl == OPENAI && !cfg->reasoning &&
+        (rc = gw_refuse_fields(req, no_effort, "this model (not a reasoning model)", eb)) != 0)
+        return rc;
+    if (fl == PERPLEXITY) {
+        if ((rc = gw_refuse_fields(req, no_logprobs, "perplexity models", eb)) != 0)
+            return rc;
+        const char *why = json_is_integer(n) && json_integer_value(n) != 1
+                              ? "perplexity models return one choice (n must be 1)"
+                          : rft != NULL && strcmp(rft, "json_object") == 0
+                              ? "perplexity models take response_format json_schema, not json_object"
+                              : NULL;
+        if (why != NULL) {
+            gw_errbuf_set(eb, "%s", why);
+            return GW_EINVAL;
+        }
+    }
+    json_t *body = as_is ? (json_t *)req : json_deep_copy(req);
+    rc = GW_ENOMEM;
     if (body == NULL)
         return GW_ENOMEM;
     if (!as_is)
         json_object_set_new(body, "model", json_string(wire_model));
+    if (anthropic_only)
+        gw_drop_anthropic_only(body);
     if (fl == OPENAI && cfg->reasoning) {
         json_t *mt = json_object_get(body, "max_tokens");
         if (mt != NULL) {

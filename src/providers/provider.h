@@ -173,6 +173,15 @@ GW_NODISCARD int gw_data_url_split(const char *url, json_t **mime, const char **
 /* The arguments of an OpenAI tool call (its function.arguments JSON string; "" means {}) as a
  * new JSON object, or NULL when they are not a JSON object. */
 json_t *gw_tool_call_args(const json_t *tool_call);
+/* GW_EINVAL naming the first of fields (a NULL-terminated list) req carries (not null):
+ * "'F' is not supported by WHAT"; 0 when it carries none. */
+GW_NODISCARD int gw_refuse_fields(const json_t *req, const char *const *fields, const char *what,
+                                  struct gw_errbuf *eb);
+/* Does req carry what only Anthropic's API takes (top-level thinking or top_k, cache_control on
+ * a content part)? Other adapters leave it out. */
+int gw_has_anthropic_only(const json_t *req);
+/* Remove those members from body (a copy of such a req). */
+void gw_drop_anthropic_only(json_t *body);
 
 /* Generic error mapping by status alone (used when the body says nothing useful):
  * retryable for 408, 409, 429, 5xx and 529. */

@@ -67,7 +67,7 @@ static void request_plain(void **state)
                         "\"stream\":true}", 0, &eb);
     assert_non_null(c);
     assert_json(c, "{\"model\":\"claude-sonnet-4-6\",\"max_tokens\":100,\"temperature\":0.5,"
-                   "\"stream\":true,\"stop\":[\"END\"],\"user\":\"u-1\",\"messages\":["
+                   "\"stream\":true,\"top_k\":5,\"stop\":[\"END\"],\"user\":\"u-1\",\"messages\":["
                    "{\"role\":\"system\",\"content\":\"Be brief.\"},"
                    "{\"role\":\"user\",\"content\":\"Hello\"}]}");
     json_decref(c);
@@ -98,7 +98,8 @@ static void request_blocks_tools_images(void **state)
                 "{\"model\":\"gpt-4o\",\"max_tokens\":50,"
                 "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"w\","
                 "\"parameters\":{\"type\":\"object\"}}}],\"tool_choice\":\"required\",\"parallel_tool_calls\":false,"
-                "\"messages\":[{\"role\":\"system\",\"content\":\"A\\nB\"},"
+                "\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"A\","
+                "\"cache_control\":{\"type\":\"ephemeral\"}},{\"type\":\"text\",\"text\":\"B\"}]},"
                 "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Weather?\"},"
                 "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AAAA\"}}]},"
                 "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Let me look.\"}],"

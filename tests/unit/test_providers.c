@@ -421,6 +421,80 @@ static void refusals_are_client_errors(void **state)
     json_decref(req);
 }
 
+/* Build req (a JSON text) for provider p; the error code, and the message in eb. */
+static int build_text(const char *p, const char *wire, int reasoning, const char *js,
+                      struct gw_errbuf *eb, char **body)
+{
+    struct gw_upstream_req up = {0};
+    struct gw_provider_cfg cfg = *cfg_for(p);
+    json_error_t je;
+    json_t *req = json_loads(js, 0, &je);
+    assert_non_null(req);
+    cfg.reasoning = reasoning;
+    memset(eb, 0, sizeof(*eb));
+    int rc = gw_provider_find(p)->build(&cfg, req, wire, 0, &up, eb);
+    if (body != NULL)
+        *body = rc == 0 && up.body ? strdup(up.body) : NULL;
+    gw_upstream_req_cleanup(&up);
+    json_decref(req);
+    return rc;
+}
+
+/* What a provider lacks is refused by name; what only Anthropic takes stays out of the others. */
+static void unsupported_fields_refused_or_dropped(void **state)
+{
+    (void)state;
+    struct gw_errbuf eb;
+    char *body = NULL;
+#define MSG "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+    static const struct {
+        const char *provider, *wire;
+        int reasoning;
+        const char *req, *msg;
+    } refused[] = {
+        {"anthropic", "claude-sonnet-4-6", 0, "{\"model\":\"claude-sonnet-4-6\"," MSG ",\"response_format\":{\"type\":\"json_object\"}}",
+         "'response_format' is not supported by anthropic models"},
+        {"anthropic", "claude-sonnet-4-6", 0, "{\"model\":\"claude-sonnet-4-6\"," MSG ",\"logprobs\":true}",
+         "'logprobs' is not supported by anthropic models"},
+        {"gemini", "gemini-2.5-flash", 0, "{\"model\":\"gemini-2.5-flash\"," MSG ",\"top_logprobs\":2}",
+         "'top_logprobs' is not supported by gemini models"},
+        {"openai", "gpt-4o", 0, "{\"model\":\"gpt-4o\"," MSG ",\"reasoning_effort\":\"low\"}",
+         "'reasoning_effort' is not supported by this model (not a reasoning model)"},
+        {"perplexity", "sonar", 0, "{\"model\":\"sonar\"," MSG ",\"logprobs\":true}",
+         "'logprobs' is not supported by perplexity models"},
+        {"perplexity", "sonar", 0, "{\"model\":\"sonar\"," MSG ",\"n\":2}", "n must be 1"},
+        {"perplexity", "sonar", 0, "{\"model\":\"sonar\"," MSG ",\"response_format\":{\"type\":\"json_object\"}}",
+         "json_schema, not json_object"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+        assert_int_equal(build_text(refused[i].provider, refused[i].wire, refused[i].reasoning,
+                                    refused[i].req, &eb, NULL),
+                         GW_EINVAL);
+        if (strstr(eb.msg, refused[i].msg) == NULL)
+            fail_msg("%s: '%s' lacks '%s'", refused[i].provider, eb.msg, refused[i].msg);
+    }
+    /* accepted where the provider has it */
+    assert_int_equal(build_text("openai", "o3", 1, "{\"model\":\"o3\"," MSG ",\"reasoning_effort\":\"low\",\"logprobs\":false}", &eb, NULL), 0);
+    assert_int_equal(build_text("openai", "gpt-4o", 0, "{\"model\":\"gpt-4o\"," MSG ",\"logprobs\":true,\"n\":2,\"response_format\":{\"type\":\"json_object\"}}", &eb, NULL), 0);
+    assert_int_equal(build_text("perplexity", "sonar", 0, "{\"model\":\"sonar\"," MSG ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{}}}}", &eb, NULL), 0);
+    /* thinking, top_k and cache_control reach Anthropic and no one else */
+    const char *anth = "{\"model\":\"m\",\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":1024},\"top_k\":3,"
+                       "\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"S\",\"cache_control\":{\"type\":\"ephemeral\"}}]},"
+                       "{\"role\":\"user\",\"content\":\"hi\"}]}";
+    assert_int_equal(build_text("openai", "gpt-4o", 0, anth, &eb, &body), 0);
+    assert_null(strstr(body, "thinking"));
+    assert_null(strstr(body, "top_k"));
+    assert_null(strstr(body, "cache_control"));
+    assert_non_null(strstr(body, "\"text\":\"S\""));
+    free(body);
+    assert_int_equal(build_text("anthropic", "claude-sonnet-4-6", 0, anth, &eb, &body), 0);
+    assert_non_null(strstr(body, "\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":1024}"));
+    assert_non_null(strstr(body, "\"top_k\":3"));
+    assert_non_null(strstr(body, "\"cache_control\":{\"type\":\"ephemeral\"}"));
+    free(body);
+#undef MSG
+}
+
 /* Truncations and byte mutations of every answer: an error or a result, never a crash or leak. */
 static void malformed_answers_never_crash(void **state)
 {
@@ -694,6 +768,7 @@ int main(void)
         cmocka_unit_test(errors_map),
         cmocka_unit_test(reasoning_models),
         cmocka_unit_test(refusals_are_client_errors),
+        cmocka_unit_test(unsupported_fields_refused_or_dropped),
         cmocka_unit_test(malformed_answers_never_crash),
         cmocka_unit_test(malformed_stream_events_never_crash),
     };
