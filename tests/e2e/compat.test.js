@@ -1,0 +1,162 @@
+// Client compatibility (issue 12): the official clients people already use, unchanged, against
+// the gateway, for a model of every provider behind it — the `openai` client (chat, stream,
+// tools, JSON mode) and the Vercel AI SDK (`ai` with `@ai-sdk/openai-compatible`: generateText,
+// streamText). A provider that lacks a feature must answer a clear 400 naming it; that is the
+// cell's expected result. The matrix is printed at the end (the README's table).
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { startEnv } = require('./harness');
+
+const T = { timeout: 30000 };
+const MODELS = {
+  openai: 'gpt-4o',
+  anthropic: 'claude-sonnet-4-6',
+  gemini: 'gemini-2.5-flash',
+  xai: 'grok-3',
+  perplexity: 'sonar-pro',
+};
+const WEATHER = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'Weather for a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+};
+// Features a provider lacks: the gateway's 400 and the words it must say.
+const LACKS = {
+  'openai/tools': { perplexity: /perplexity models do not support tools/ },
+  'openai/json': { anthropic: /'response_format' is not supported by anthropic models/,
+    perplexity: /perplexity models take response_format json_schema, not json_object/ },
+};
+
+let env;
+const matrix = [];
+before(async () => { env = await startEnv(); }, { timeout: 60000 });
+after(async () => {
+  if (env) await env.stop();
+  const cols = Object.keys(MODELS);
+  const rows = [...new Set(matrix.map((m) => m.feature))];
+  console.log(`# compat matrix\n# | client / feature | ${cols.join(' | ')} |`);
+  for (const r of rows) {
+    const cells = cols.map((p) => (matrix.find((m) => m.feature === r && m.provider === p) || {}).result || '—');
+    console.log(`# | ${r} | ${cells.join(' | ')} |`);
+  }
+}, { timeout: 20000 });
+
+// Run one cell: fn must resolve (a feature that works) or, where the provider lacks it, reject
+// with a 400 whose message says so.
+async function cell(feature, provider, fn) {
+  const lacks = (LACKS[feature] || {})[provider];
+  try {
+    await fn();
+    assert.ok(!lacks, `${feature} on ${provider} should have been refused`);
+    matrix.push({ feature, provider, result: 'pass' });
+  } catch (e) {
+    if (lacks && e.status === 400 && lacks.test(e.message)) {
+      matrix.push({ feature, provider, result: '400 (lacks it)' });
+      return;
+    }
+    matrix.push({ feature, provider, result: 'FAIL' });
+    throw e;
+  }
+}
+
+async function lastUpstreamBody(provider) {
+  const reqs = await env.fake.requests(provider);
+  return reqs[reqs.length - 1].body;
+}
+
+for (const [provider, model] of Object.entries(MODELS)) {
+  test(`openai client, ${provider} (${model}): chat`, T, async () => {
+    await cell('openai/chat', provider, async () => {
+      const r = await env.client().chat.completions.create({ model, messages: [{ role: 'user', content: 'compat chat' }] });
+      assert.equal(r.choices[0].message.content, 'echo: compat chat');
+      assert.ok(r.usage.prompt_tokens > 0 && typeof r.usage.cost_usd === 'number');
+    });
+  });
+
+  test(`openai client, ${provider} (${model}): stream`, T, async () => {
+    await cell('openai/stream', provider, async () => {
+      const s = await env.client().chat.completions.create({
+        model, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'compat stream' }],
+      });
+      let text = '';
+      let usage = null;
+      for await (const ch of s) {
+        text += ch.choices[0]?.delta?.content || '';
+        if (ch.usage) usage = ch.usage;
+      }
+      assert.equal(text, 'echo: compat stream');
+      assert.ok(usage && usage.completion_tokens > 0, 'usage on the last chunk');
+    });
+  });
+
+  test(`openai client, ${provider} (${model}): tools (and streamed tool-call deltas)`, T, async () => {
+    await cell('openai/tools', provider, async () => {
+      const r = await env.client().chat.completions.create({ model, tools: [WEATHER], messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+      const call = r.choices[0].message.tool_calls[0];
+      assert.equal(r.choices[0].finish_reason, 'tool_calls');
+      assert.equal(call.function.name, 'get_weather');
+      assert.deepEqual(JSON.parse(call.function.arguments), { city: 'Paris' });
+      const s = await env.client().chat.completions.create({ model, stream: true, tools: [WEATHER], messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+      const args = {};
+      const names = {};
+      let finish = null;
+      for await (const ch of s) {
+        for (const tc of ch.choices[0]?.delta?.tool_calls || []) {
+          args[tc.index] = (args[tc.index] || '') + (tc.function?.arguments || '');
+          if (tc.function?.name) names[tc.index] = tc.function.name;
+        }
+        finish = ch.choices[0]?.finish_reason || finish;
+      }
+      assert.equal(finish, 'tool_calls');
+      assert.equal(names[0], 'get_weather');
+      assert.deepEqual(JSON.parse(args[0]), { city: 'Paris' });
+    });
+  });
+
+  test(`openai client, ${provider} (${model}): JSON mode`, T, async () => {
+    await cell('openai/json', provider, async () => {
+      const r = await env.client().chat.completions.create({
+        model, response_format: { type: 'json_object' }, messages: [{ role: 'user', content: 'json please' }],
+      });
+      assert.equal(r.choices[0].message.content, 'echo: json please');
+      const sent = await lastUpstreamBody(provider);
+      if (provider === 'gemini') assert.equal(sent.generationConfig.responseMimeType, 'application/json');
+      else assert.deepEqual(sent.response_format, { type: 'json_object' });
+    });
+    if (provider === 'perplexity' || provider === 'gemini') {
+      // json_schema: what Perplexity takes, and Gemini's responseJsonSchema
+      const schema = { type: 'object', properties: { a: { type: 'string' } } };
+      const r = await env.client().chat.completions.create({
+        model, response_format: { type: 'json_schema', json_schema: { name: 'x', schema } }, messages: [{ role: 'user', content: 'schema please' }],
+      });
+      assert.equal(r.choices[0].message.content, 'echo: schema please');
+      const sent = await lastUpstreamBody(provider);
+      if (provider === 'gemini') assert.deepEqual(sent.generationConfig.responseJsonSchema, schema);
+      else assert.deepEqual(sent.response_format.json_schema.schema, schema);
+    }
+  });
+
+  test(`Vercel AI SDK, ${provider} (${model}): generateText and streamText`, T, async () => {
+    const { generateText, streamText } = require('ai');
+    const { createOpenAICompatible } = require('@ai-sdk/openai-compatible');
+    const gw = createOpenAICompatible({ name: 'llmgw', baseURL: `${env.baseURL}/v1`, apiKey: env.apiKey, includeUsage: true });
+    await cell('ai/generateText', provider, async () => {
+      const r = await generateText({ model: gw(model), prompt: 'compat ai', maxRetries: 0 });
+      assert.equal(r.text, 'echo: compat ai');
+      assert.ok(r.usage.inputTokens > 0 && r.usage.outputTokens > 0, JSON.stringify(r.usage));
+    });
+    await cell('ai/streamText', provider, async () => {
+      const s = streamText({ model: gw(model), prompt: 'compat ai stream', maxRetries: 0, onError: () => {} });
+      let text = '';
+      for await (const t of s.textStream) text += t;
+      assert.equal(text, 'echo: compat ai stream');
+      const u = await s.usage;
+      assert.ok(u.outputTokens > 0, JSON.stringify(u));
+    });
+  });
+}
