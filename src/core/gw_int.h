@@ -47,6 +47,13 @@ struct gw {
     int64_t idem_recovered;
     int64_t started_ms; /* for the uptime */
     struct gw_metrics *metrics; /* GET /admin/v1/metrics */
+    struct gw_embed *embed;     /* the in-process front (embed.c; NULL until used) */
+};
+
+/* The public handle (include/llmgw.h). */
+struct llmgw {
+    struct gw gw;
+    struct gw_http_app app;
 };
 
 struct gw_worker {
@@ -114,6 +121,10 @@ struct gw_breaker *gw_breaker_of(struct gw *gw, const char *provider);
 /* The state of every provider's breaker as a new JSON object {provider: {state,
  * consecutive_failures, retry_in_ms, opened, configured}} (GET /admin/v1/health). */
 json_t *gw_health_breakers(struct gw *gw);
+
+/* embed.c: end llmgw_start's loop (any thread); free the in-process front (joins its thread). */
+void gw_embed_stop(struct gw *gw);
+void gw_embed_free(struct gw *gw);
 
 /* The HTTP application callbacks (endpoints.c). */
 extern const struct gw_http_app gw_app;
