@@ -149,7 +149,8 @@ struct llmgw_chat_opts {
 /* Start a chat request: json (len bytes, copied) is the OpenAI chat-completions body, with
  * the gateway's fields (auto_route, conversation_id, ...) as the HTTP endpoint takes them.
  * From the loop's thread. 0: on_done will run, *out (may be NULL) is the call's handle until
- * on_done starts; otherwise no callback runs (EINVAL: no loop, bad options). Refusals
+ * on_done starts; otherwise no callback runs (EINVAL: not attached or started, a required
+ * option missing; ETOOBIG: the body is over limits.max_body_bytes; ENOMEM). Refusals
  * (401, 429, a bad body) come through on_done, as HTTP answers would. */
 LLMGW_API LLMGW_NODISCARD int llmgw_chat(struct llmgw *gw, const char *json, size_t len,
                                          const struct llmgw_chat_opts *o,

@@ -276,7 +276,7 @@ int llmgw_chat(struct llmgw *g, const char *json, size_t len, const struct llmgw
         o->on_done == NULL)
         return GW_EINVAL;
     size_t kl = strlen(o->api_key), il = o->idempotency_key ? strlen(o->idempotency_key) : 0;
-    if (len > g->gw.cfg.max_body + 1 || kl > 4096 || il > 4096)
+    if (len > g->gw.cfg.max_body || kl > 4096 || il > 4096)
         return GW_ETOOBIG;
     if ((k = gw_calloc(1, sizeof(*k) + len + kl + il + 3)) == NULL)
         return GW_ENOMEM;
