@@ -140,4 +140,9 @@ clean:
 
 SAN_CLI_OBJ := $(CLI_SRC:%.c=build/san/obj/%.o)
 -include $(OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(SAN_CLI_OBJ:.o=.d) \
-    $(UNIT_BIN:=.d) $(TSAN_OBJ:.o=.d)
+    $(UNIT_BIN:=.d) $(TSAN_OBJ:.o=.d) build/san/embed_prog.d
+
+# The in-process API's driver for tests/e2e/embed.test.js (two gateways in one process).
+build/san/embed_prog: tests/embed/prog.c build/san/libllmgw.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $< build/san/libllmgw.a $(LDLIBS)

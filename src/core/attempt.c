@@ -49,7 +49,7 @@ void gw_attempt_init(struct gw_call *c)
     c->st.emit_raw = emit_raw_chunk;
     c->st.arg = c;
     c->retry_after_ms = -1;
-    c->timer_ev = evtimer_new(gw_http_worker_base(c->w->hw), on_timer, c);
+    c->timer_ev = evtimer_new(c->w->base, on_timer, c);
 }
 
 void gw_attempt_reset(struct gw_call *c)
@@ -218,11 +218,7 @@ static void fail_from_transport(struct gw_call *c, CURLcode result, struct gw_fa
 /* ---- streaming to the client ---- */
 
 /* Bytes queued for the client that the socket has not taken yet. */
-static size_t client_backlog(const struct gw_call *c)
-{
-    struct bufferevent *bev = c->evcon ? evhttp_connection_get_bufferevent(c->evcon) : NULL;
-    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
-}
+static size_t client_backlog(struct gw_call *c) { return c->cl.ops->backlog(&c->cl); }
 
 /* Close the object being written in out with its last member, the OpenAI-shaped usage (token
  * counts, details and cost_usd); *count as for gw_splice_member_*. */
@@ -242,10 +238,9 @@ static int close_with_usage(const struct gw_call *c, const struct gw_usage *u, s
 }
 
 /* The client's output buffer drained: let a paused upstream go on. */
-static void on_client_drained(struct evhttp_connection *evcon, void *arg)
+void gw_attempt_client_drained(void *arg)
 {
     struct gw_call *c = arg;
-    (void)evcon;
     if (c->paused && c->easy != NULL) {
         c->paused = 0;
         GW_LOG_DEBUG("http", "req=%s client caught up: resuming the upstream transfer", c->rid);
@@ -255,31 +250,24 @@ static void on_client_drained(struct evhttp_connection *evcon, void *arg)
 
 static int send_sse_data(struct gw_call *c, const char *data, size_t len)
 {
-    struct evbuffer *b = evbuffer_new();
-    if (b == NULL)
-        return GW_ENOMEM;
-    evbuffer_add(b, "data: ", 6);
-    evbuffer_add(b, data, len);
-    evbuffer_add(b, "\n\n", 2);
     if (c->idem != NULL) { /* kept for a replay of this key */
         gw_idem_capture_body(c, "data: ", 6);
         gw_idem_capture_body(c, data, len);
         gw_idem_capture_body(c, "\n\n", 2);
     }
-    evhttp_send_reply_chunk_with_cb(c->req, b, on_client_drained, c);
-    evbuffer_free(b);
+    c->cl.ops->stream_data(&c->cl, data, len);
     return 0;
 }
 
 static void start_stream_reply(struct gw_call *c)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    struct gw_client *cl = &c->cl;
     gw_call_answer_headers(c);
-    gw_reply_headers(c->req, "text/event-stream", c->rid);
-    evhttp_add_header(h, "Cache-Control", "no-cache");
-    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    gw_client_reply_headers(cl, "text/event-stream", c->rid);
+    cl->ops->add_header(cl, "Cache-Control", "no-cache");
+    cl->ops->add_header(cl, "X-Accel-Buffering", "no");
     gw_idem_capture_head(c, 200, "text/event-stream");
-    evhttp_send_reply_start(c->req, 200, "OK");
+    cl->ops->stream_start(cl, 200);
     c->reply_started = 1;
     /* no other attempt can follow now: the request itself is not needed any more (a long
      * stream should not hold it) */
@@ -320,7 +308,7 @@ static int emit_chunk(void *arg, json_t *chunk)
 {
     struct gw_call *c = arg;
 
-    if (c->req == NULL)
+    if (c->cl.ctx == NULL)
         return GW_EIO;
     count_emitted(c, chunk);
     gw_memory_chunk(c, chunk);
@@ -363,7 +351,7 @@ static int emit_raw_chunk(void *arg, const char *data, const struct gw_scan *sca
     struct gw_buf *o = &c->out;
     int n = 1, rc;
 
-    if (c->req == NULL)
+    if (c->cl.ctx == NULL)
         return GW_EIO;
     c->emitted_chars += scan->text_chars;
     gw_memory_chunk_raw(c, data, scan->text_chars);
@@ -388,7 +376,7 @@ static int on_sse_event(void *arg, const char *event, const char *data, size_t l
 
 void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const char *err_msg)
 {
-    if (c->req == NULL)
+    if (c->cl.ctx == NULL)
         return;
     if (err_code != NULL) {
         json_t *e = gw_error_body("upstream_error", err_code, err_msg, c->rid);
@@ -411,10 +399,9 @@ void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const cha
         c->row.status = 200;
     }
     gw_idem_capture_done(c);
-    if (c->evcon != NULL)
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-    evhttp_send_reply_end(c->req);
-    c->req = NULL;
+    c->cl.ops->watch(&c->cl, 0);
+    c->cl.ops->stream_end(&c->cl);
+    c->cl.ctx = NULL;
 }
 
 /* ---- curl callbacks ---- */

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <event2/http.h>
 
+#include "core/client.h"
 #include "core/gw_int.h"
 #include "core/request.h"
 #include "policy/ledger.h"
@@ -54,8 +55,7 @@ struct gw_idem;
 struct gw_call {
     struct gw_worker *w;
     struct gw_call *prev, *next;
-    struct evhttp_request *req;     /* NULL once answered */
-    struct evhttp_connection *evcon;
+    struct gw_client cl;            /* the client (cl.ctx NULL once answered) */
     char rid[72];
     enum gw_dialect dialect;
     struct gw_chat_opts opts;
@@ -184,6 +184,8 @@ void gw_call_settle_row(struct gw_call *c, struct gw_hold *hold, const struct gw
 /* ---- attempt.c ---- */
 /* Start the current attempt's transfer (c->model, c->ops, c->up built). 0 or an error. */
 GW_NODISCARD int gw_attempt_start(struct gw_call *c);
+/* The client took what was queued (struct gw_client's drained): resume a paused upstream. */
+void gw_attempt_client_drained(void *arg);
 /* Stop the transfer and its timer without any callback (client gone, shutdown). */
 void gw_attempt_cancel(struct gw_call *c);
 /* Free the attempt's transfer state and make it ready for the next attempt. */

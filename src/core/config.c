@@ -309,6 +309,10 @@ static int set_listen(struct gw_config *c, const char *v, struct gw_errbuf *eb)
     size_t hlen;
     int port, v6 = 0;
 
+    if (strcmp(v, "none") == 0) { /* embedded only: no socket is bound */
+        c->listen_port = -1;
+        return set_str(&c->listen_host, "", 0, 0);
+    }
     if (v[0] == '[') {
         const char *close = strchr(v, ']');
         if (close == NULL || close[1] != ':')

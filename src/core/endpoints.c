@@ -16,6 +16,7 @@
 #include "llmgw.h"
 #include "core/conversations.h"
 #include "core/call.h"
+#include "core/client.h"
 #include "core/gw_int.h"
 #include "core/request.h"
 #include "core/sessions.h"
@@ -44,13 +45,12 @@ static int configured_cb(void *arg, const char *provider)
 }
 
 /* The raw key from X-API-Key or Authorization: Bearer; NULL if neither. */
-static const char *presented_key(struct evhttp_request *req)
+static const char *presented_key(struct gw_client *cl)
 {
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    const char *k = evhttp_find_header(h, "X-API-Key");
+    const char *k = cl->ops->header(cl, "X-API-Key", NULL);
     if (k != NULL)
         return k;
-    const char *auth = evhttp_find_header(h, "Authorization");
+    const char *auth = cl->ops->header(cl, "Authorization", NULL);
     if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
         auth += 7;
         while (*auth == ' ')
@@ -60,23 +60,22 @@ static const char *presented_key(struct evhttp_request *req)
     return NULL;
 }
 
-int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
-                  unsigned char hash[32])
+int gw_auth_client_begin(struct gw_worker *w, struct gw_client *cl, const char *request_id,
+                         unsigned char hash[32])
 {
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    const char *raw = presented_key(req);
+    const char *raw = presented_key(cl);
 
     if (raw == NULL || raw[0] == '\0') {
-        gw_reply_error(req, 401, "authentication_error", "missing_api_key",
-                       "an API key is required (X-API-Key or Authorization: Bearer)", request_id,
-                       0);
+        gw_client_reply_error(cl, 401, "authentication_error", "missing_api_key",
+                              "an API key is required (X-API-Key or Authorization: Bearer)",
+                              request_id, 0);
         return -1;
     }
-    if (evhttp_find_header(h, "Origin") != NULL) { /* a browser showing a raw key */
+    if (cl->ops->header(cl, "Origin", NULL) != NULL) { /* a browser showing a raw key */
         if (w->gw->cfg.production) {
-            gw_reply_error(req, 403, "permission_error", "browser_key_forbidden",
-                           "browsers must use subject sessions, not raw API keys", request_id,
-                           0);
+            gw_client_reply_error(cl, 403, "permission_error", "browser_key_forbidden",
+                                  "browsers must use subject sessions, not raw API keys",
+                                  request_id, 0);
             return -1;
         }
         GW_LOG_WARN("auth", "req=%s a raw API key came with an Origin header (from a browser?): "
@@ -84,12 +83,20 @@ int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *r
     }
     size_t len = strlen(raw);
     if (!gw_key_is_wellformed(raw, len)) {
-        gw_reply_error(req, 401, "authentication_error", "invalid_api_key",
-                       "the API key is not valid", request_id, 0);
+        gw_client_reply_error(cl, 401, "authentication_error", "invalid_api_key",
+                              "the API key is not valid", request_id, 0);
         return -1;
     }
     gw_key_hash(raw, len, hash);
     return 0;
+}
+
+int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
+                  unsigned char hash[32])
+{
+    struct gw_client cl;
+    gw_client_evhttp_init(&cl, req);
+    return gw_auth_client_begin(w, &cl, request_id, hash);
 }
 
 int gw_auth_lookup(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *key)
@@ -103,22 +110,30 @@ int gw_auth_lookup(struct gw_store *s, const unsigned char hash[32], struct gw_k
     return 0;
 }
 
-int gw_auth_end(struct evhttp_request *req, const char *request_id, int rc,
-                const struct gw_key_rec *key)
+int gw_auth_client_end(struct gw_client *cl, const char *request_id, int rc,
+                       const struct gw_key_rec *key)
 {
     (void)key;
     if (rc == GW_ENOTFOUND) {
-        gw_reply_error(req, 401, "authentication_error", "invalid_api_key",
-                       "the API key is not valid", request_id, 0);
+        gw_client_reply_error(cl, 401, "authentication_error", "invalid_api_key",
+                              "the API key is not valid", request_id, 0);
         return -1;
     }
     if (rc != 0) {
         GW_LOG_ERROR("auth", "req=%s key lookup failed: %s", request_id, gw_strerror(rc));
-        gw_reply_error(req, 503, "service_unavailable", "store_unavailable",
-                       "the gateway cannot check credentials right now", request_id, 1);
+        gw_client_reply_error(cl, 503, "service_unavailable", "store_unavailable",
+                              "the gateway cannot check credentials right now", request_id, 1);
         return -1;
     }
     return 0;
+}
+
+int gw_auth_end(struct evhttp_request *req, const char *request_id, int rc,
+                const struct gw_key_rec *key)
+{
+    struct gw_client cl;
+    gw_client_evhttp_init(&cl, req);
+    return gw_auth_client_end(&cl, request_id, rc, key);
 }
 
 /* A small authenticated endpoint (models, health): the key lookup runs as store work, then the
@@ -334,7 +349,7 @@ static void handle_test_alloc(struct evhttp_request *req, const char *rid)
 
 /* "req_" + the time in ms (12 hex digits) + 12 random hex digits: unique, and in time order,
  * so the usage rows' key grows at its end instead of touching a random page per row. */
-static void new_request_id(char *out, size_t n)
+void gw_request_id_new(char *out, size_t n)
 {
     unsigned char r[6];
     char hex[13];
@@ -357,7 +372,7 @@ static void handle(void *wdata, struct evhttp_request *req)
     if (given != NULL && gw_request_id_ok(given)) {
         gw_strlcpy(rid, given, sizeof(rid));
     } else {
-        new_request_id(rid, sizeof(rid));
+        gw_request_id_new(rid, sizeof(rid));
     }
     const char *uri = evhttp_request_get_uri(req);
     size_t plen = strcspn(uri, "?#");
@@ -408,9 +423,12 @@ static void handle(void *wdata, struct evhttp_request *req)
         case 1:
             with_key(w, req, rid, models_then, 0);
             return;
-        case 2:
-            gw_pipeline_chat(w, req, rid, GW_DIALECT_OPENAI);
+        case 2: {
+            struct gw_client cl;
+            gw_client_evhttp_init(&cl, req);
+            gw_pipeline_chat(w, &cl, rid, GW_DIALECT_OPENAI);
             return;
+        }
 #ifdef GW_TEST_HOOKS
         case 5:
             handle_test_clock(req, rid);
@@ -419,9 +437,12 @@ static void handle(void *wdata, struct evhttp_request *req)
             handle_test_alloc(req, rid);
             return;
 #endif
-        default:
-            gw_pipeline_chat(w, req, rid, GW_DIALECT_SIMPLE);
+        default: {
+            struct gw_client cl;
+            gw_client_evhttp_init(&cl, req);
+            gw_pipeline_chat(w, &cl, rid, GW_DIALECT_SIMPLE);
             return;
+        }
         }
     }
     if (gw_admin_route(w, req, rid, path) || gw_sessions_route(w, req, rid, path) ||
@@ -431,47 +452,46 @@ static void handle(void *wdata, struct evhttp_request *req)
     gw_reply_error(req, 404, "invalid_request_error", "not_found", "no such endpoint", rid, 0);
 }
 
-static int worker_init(void *arg, struct gw_http_worker *hw, void **wdata)
+int gw_worker_new(struct gw *gw, struct gw_http_worker *hw, struct event_base *base,
+                  struct gw_upstream *up, int purge, struct gw_worker **out)
 {
-    struct gw *gw = arg;
     struct gw_worker *w = gw_calloc(1, sizeof(*w));
     struct gw_errbuf eb = {{0}};
     int rc = 0;
 
-    *wdata = NULL;
+    *out = NULL;
     if (w == NULL)
         return GW_ENOMEM;
     w->gw = gw;
     w->hw = hw;
-    w->upstream = gw_http_worker_upstream(hw);
+    w->base = base;
+    w->upstream = up;
     /* SQLite: the worker's own connection, used inline; a shared store: the pool's threads */
     if (gw->ledger.limits != NULL && (rc = gw_store_open(gw->cfg.db_url, &w->store, &eb)) != 0) {
-        GW_LOG_ERROR("server", "worker %d cannot open the store: %s", gw_http_worker_index(hw),
-                     eb.msg);
+        GW_LOG_ERROR("server", "worker %d cannot open the store: %s",
+                     hw != NULL ? gw_http_worker_index(hw) : -1, eb.msg);
         gw_free(w);
         return rc;
     }
-    if ((rc = gw_store_exec_new(gw_http_worker_base(hw), w->store, gw->pool, &w->exec)) == 0)
+    if ((rc = gw_store_exec_new(base, w->store, gw->pool, &w->exec)) == 0)
         gw_store_exec_readers(w->exec, gw->readers);
     if (rc != 0) {
         gw_store_free(w->store);
         gw_free(w);
         return rc;
     }
-    if (gw_http_worker_index(hw) == 0 && (rc = gw_idem_purger_start(w)) != 0) {
+    if (purge && (rc = gw_idem_purger_start(w)) != 0) {
         gw_store_exec_free(w->exec);
         gw_store_free(w->store);
         gw_free(w);
         return rc;
     }
-    *wdata = w;
+    *out = w;
     return 0;
 }
 
-static void worker_cleanup(void *arg, void *wdata)
+void gw_worker_free(struct gw_worker *w)
 {
-    struct gw_worker *w = wdata;
-    (void)arg;
     if (w == NULL)
         return;
     gw_idem_purger_stop(w);
@@ -482,6 +502,21 @@ static void worker_cleanup(void *arg, void *wdata)
     gw_worker_keys_free(w);
     gw_store_free(w->store);
     gw_free(w);
+}
+
+static int worker_init(void *arg, struct gw_http_worker *hw, void **wdata)
+{
+    struct gw_worker *w = NULL;
+    int rc = gw_worker_new(arg, hw, gw_http_worker_base(hw), gw_http_worker_upstream(hw),
+                           gw_http_worker_index(hw) == 0, &w);
+    *wdata = w;
+    return rc;
+}
+
+static void worker_cleanup(void *arg, void *wdata)
+{
+    (void)arg;
+    gw_worker_free(wdata);
 }
 
 static int inflight(void *wdata) { return ((struct gw_worker *)wdata)->inflight; }

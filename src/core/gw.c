@@ -22,11 +22,6 @@ struct llmgw_config {
     struct gw_config c;
 };
 
-struct llmgw {
-    struct gw gw;
-    struct gw_http_app app;
-};
-
 static void copy_err(char *err, size_t errsz, const char *msg)
 {
     if (err != NULL && errsz > 0)
@@ -196,7 +191,7 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
         .read_timeout_ms = gw->cfg.header_timeout_ms,
         .shutdown_grace_ms = gw->cfg.shutdown_grace_ms,
     };
-    if ((rc = gw_http_server_new(&o, &g->app, &gw->server, &eb)) != 0)
+    if (gw->cfg.listen_port >= 0 && (rc = gw_http_server_new(&o, &g->app, &gw->server, &eb)) != 0)
         goto out;
     *out = g;
     g = NULL;
@@ -211,19 +206,30 @@ out:
 
 int llmgw_serve(struct llmgw *g)
 {
+    if (g->gw.server == NULL)
+        return GW_EINVAL;
     GW_LOG_INFO("server", "listening on %s:%d with %d worker(s)", g->gw.cfg.listen_host,
                 gw_http_server_port(g->gw.server), g->gw.workers);
     return gw_http_server_run(g->gw.server);
 }
 
-void llmgw_stop(struct llmgw *g) { gw_http_server_stop(g->gw.server); }
+void llmgw_stop(struct llmgw *g)
+{
+    if (g->gw.server != NULL)
+        gw_http_server_stop(g->gw.server);
+    gw_embed_stop(&g->gw);
+}
 
-int llmgw_port(const struct llmgw *g) { return gw_http_server_port(g->gw.server); }
+int llmgw_port(const struct llmgw *g)
+{
+    return g->gw.server != NULL ? gw_http_server_port(g->gw.server) : -1;
+}
 
 void llmgw_free(struct llmgw *g)
 {
     if (g == NULL)
         return;
+    gw_embed_free(&g->gw);
     gw_http_server_free(g->gw.server);
     gw_router_free(g->gw.router);
     gw_free(g->gw.cooldowns);

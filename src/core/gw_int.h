@@ -47,11 +47,21 @@ struct gw {
     int64_t idem_recovered;
     int64_t started_ms; /* for the uptime */
     struct gw_metrics *metrics; /* GET /admin/v1/metrics */
+    struct gw_embed *embed;     /* the in-process front (embed.c; NULL until used) */
+};
+
+/* The public handle (include/llmgw.h). */
+struct llmgw {
+    struct gw gw;
+    struct gw_http_app app;
 };
 
 struct gw_worker {
     struct gw *gw;
-    struct gw_http_worker *hw;
+    struct gw_http_worker *hw;       /* NULL: an in-process worker (embed.c) */
+    struct event_base *base;         /* the loop the worker runs on */
+    void (*idle)(void *arg);         /* in-process: the last call in flight ended */
+    void *idle_arg;
     struct gw_upstream *upstream;
     struct gw_store *store;          /* SQLite: the worker's own connection (inline reads) */
     struct gw_store_exec *exec;      /* where the worker's store work runs */
@@ -71,9 +81,11 @@ extern const struct gw_key_rec gw_no_key; /* a call's key before it is known: al
 const struct gw_key_rec *gw_worker_key_share(struct gw_worker *w, const struct gw_key_rec *fresh);
 void gw_worker_keys_free(struct gw_worker *w);
 
-/* Run a chat request (takes over req: the pipeline replies). */
-void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
-                      enum gw_dialect dialect);
+/* Run a chat request from client (copied: the pipeline answers through it; its gone, drained
+ * and arg are the pipeline's). */
+struct gw_client;
+void gw_pipeline_chat(struct gw_worker *w, const struct gw_client *client,
+                      const char *request_id, enum gw_dialect dialect);
 /* End every call in flight now (shutdown grace period over). */
 void gw_pipeline_abort_all(struct gw_worker *w);
 
@@ -86,6 +98,20 @@ int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *r
 int gw_auth_lookup(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *key);
 int gw_auth_end(struct evhttp_request *req, const char *request_id, int rc,
                 const struct gw_key_rec *key);
+/* The same for any client (core/client.h): the pipeline's. */
+struct gw_client;
+int gw_auth_client_begin(struct gw_worker *w, struct gw_client *cl, const char *request_id,
+                         unsigned char hash[32]);
+int gw_auth_client_end(struct gw_client *cl, const char *request_id, int rc,
+                       const struct gw_key_rec *key);
+/* Create a worker on base (borrowed) with its upstream (borrowed), store connection and store
+ * executor; hw NULL for an in-process worker; purge: run the idempotency purger. */
+GW_NODISCARD int gw_worker_new(struct gw *gw, struct gw_http_worker *hw, struct event_base *base,
+                               struct gw_upstream *up, int purge, struct gw_worker **out);
+/* End what is in flight, wait for the store work, free (NULL is a no-op). */
+void gw_worker_free(struct gw_worker *w);
+/* A new request id ("req_" and random hex) into out. */
+void gw_request_id_new(char *out, size_t n);
 /* Is the provider configured (has a credential)? */
 int gw_provider_configured(const struct gw *gw, const char *provider);
 /* "sqlite" or "postgres": the store behind the gateway. */
@@ -95,6 +121,10 @@ struct gw_breaker *gw_breaker_of(struct gw *gw, const char *provider);
 /* The state of every provider's breaker as a new JSON object {provider: {state,
  * consecutive_failures, retry_in_ms, opened, configured}} (GET /admin/v1/health). */
 json_t *gw_health_breakers(struct gw *gw);
+
+/* embed.c: end llmgw_start's loop (any thread); free the in-process front (joins its thread). */
+void gw_embed_stop(struct gw *gw);
+void gw_embed_free(struct gw *gw);
 
 /* The HTTP application callbacks (endpoints.c). */
 extern const struct gw_http_app gw_app;

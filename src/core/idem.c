@@ -104,17 +104,10 @@ static size_t key_parse(const char *v, char out[GW_IDEM_KEY_MAX + 1])
 
 int gw_idem_begin(struct gw_call *c, const char *body, size_t len)
 {
-    struct evkeyvalq *in = evhttp_request_get_input_headers(c->req);
-    struct evkeyval *kv;
-    const char *value = NULL;
     int seen = 0;
+    const char *value = c->cl.ops->header(&c->cl, "Idempotency-Key", &seen);
     char key[GW_IDEM_KEY_MAX + 1];
 
-    TAILQ_FOREACH(kv, in, next)
-        if (strcasecmp(kv->key, "Idempotency-Key") == 0) {
-            value = kv->value;
-            seen++;
-        }
     if (seen == 0)
         return 0;
     if (seen > 1 || key_parse(value, key) == 0) {
@@ -155,7 +148,7 @@ static void claim_run(struct gw_call *c, struct gw_store *s)
 /* Answer with the stored response: its status, kept headers and body, byte for byte. */
 static void replay(struct gw_call *c, const struct gw_idem_rec *f)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    struct gw_client *cl = &c->cl;
     const char *p = f->headers ? f->headers : "";
     int typed = 0;
 
@@ -187,29 +180,23 @@ static void replay(struct gw_call *c, const struct gw_idem_rec *f)
             for (size_t k = 0; k < vl; k++)
                 printable &= value[k] >= 0x20 && value[k] < 0x7f;
             if (printable && strcasecmp(name, "Content-Type") == 0 && !typed) {
-                evhttp_add_header(h, "Content-Type", value);
+                cl->ops->add_header(cl, "Content-Type", value);
                 typed = 1;
             } else if (printable && kept_header(name)) {
-                evhttp_add_header(h, name, value);
+                cl->ops->add_header(cl, name, value);
             }
         }
         p += n + (e != NULL);
     }
     if (!typed)
-        evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "X-Request-Id", c->rid);
-    evhttp_add_header(h, "Idempotent-Replayed", "true");
+        cl->ops->add_header(cl, "Content-Type", "application/json");
+    cl->ops->add_header(cl, "X-Request-Id", c->rid);
+    cl->ops->add_header(cl, "Idempotent-Replayed", "true");
     if (gw_request_id_ok(f->request_id))
-        evhttp_add_header(h, "X-LLMGW-Original-Request-Id", f->request_id);
-    struct evbuffer *b = evbuffer_new();
-    if (b != NULL)
-        evbuffer_add(b, f->body, f->body_len);
-    if (c->evcon != NULL)
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-    evhttp_send_reply(c->req, f->status, gw_http_reason(f->status), b);
-    if (b != NULL)
-        evbuffer_free(b);
-    c->req = NULL;
+        cl->ops->add_header(cl, "X-LLMGW-Original-Request-Id", f->request_id);
+    cl->ops->watch(cl, 0);
+    cl->ops->reply(cl, f->status, f->body, f->body_len, "");
+    cl->ctx = NULL;
     c->row.status = f->status;
     gw_strlcpy(c->row.state, "replayed", sizeof(c->row.state));
 }
@@ -276,7 +263,7 @@ static void claim_done(struct gw_call *c)
         return;
     }
     if (!i->claimed) {
-        if (c->req != NULL) /* else the client left meanwhile */
+        if (c->cl.ctx != NULL) /* else the client left meanwhile */
             answer_from_record(c, &i->found);
         GW_LOG_INFO("idem", "req=%s key held by %s (%s)", c->rid, i->found.request_id,
                     i->found.state);
@@ -284,7 +271,7 @@ static void claim_done(struct gw_call *c)
         gw_call_end(c);
         return;
     }
-    if (c->req == NULL) { /* gone before anything ran: the claim is given back at the end */
+    if (c->cl.ctx == NULL) { /* gone before anything ran: the claim is given back at the end */
         gw_call_end(c);
         return;
     }
@@ -315,23 +302,29 @@ static int capturing(const struct gw_call *c)
     return c->idem != NULL && c->idem->claimed && !c->idem->complete;
 }
 
+static void capture_header(void *arg, const char *name, const char *value)
+{
+    struct gw_idem *i = arg;
+    if (!i->too_large && kept_header(name) &&
+        gw_buf_printf(&i->head, "%s: %s\n", name, value) != 0)
+        i->too_large = 1;
+}
+
 void gw_idem_capture_head(struct gw_call *c, int status, const char *content_type)
 {
     struct gw_idem *i = c->idem;
-    struct evkeyval *kv;
 
-    if (!capturing(c) || i->head_done || c->req == NULL)
+    if (!capturing(c) || i->head_done || c->cl.ctx == NULL)
         return;
     i->head_done = 1;
     i->status = status;
     if (status >= 200 && status < 300)
         i->executed = 1;
     int rc = gw_buf_printf(&i->head, "Content-Type: %s\n", content_type);
-    TAILQ_FOREACH(kv, evhttp_request_get_output_headers(c->req), next)
-        if (rc == 0 && kept_header(kv->key))
-            rc = gw_buf_printf(&i->head, "%s: %s\n", kv->key, kv->value);
     if (rc != 0)
         i->too_large = 1;
+    else
+        c->cl.ops->each_header(&c->cl, capture_header, i);
 }
 
 void gw_idem_capture_body(struct gw_call *c, const void *p, size_t n)
@@ -538,7 +531,7 @@ int gw_idem_purger_start(struct gw_worker *w)
     if (p == NULL)
         return GW_ENOMEM;
     p->w = w;
-    p->ev = evtimer_new(gw_http_worker_base(w->hw), on_purge_timer, p);
+    p->ev = evtimer_new(w->base, on_purge_timer, p);
     if (p->ev == NULL) {
         gw_free(p);
         return GW_ENOMEM;

@@ -297,7 +297,7 @@ static void load_done(struct gw_call *c)
     struct gw *gw = c->w->gw;
     struct gw_memory *m = c->mem;
 
-    if (c->req == NULL) { /* the client left meanwhile */
+    if (c->cl.ctx == NULL) { /* the client left meanwhile */
         gw_call_end(c);
         return;
     }

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "core/call.h"
+#include "core/client.h"
 #include "core/sessions.h"
 #include "http/reply.h"
 #include "http/upstream.h"
@@ -46,45 +47,43 @@ static void give_back_pass(struct gw_call *c, int verdict, int ok);
 
 void gw_call_answer_headers(struct gw_call *c)
 {
-    struct evkeyvalq *h;
+    struct gw_client *cl = &c->cl;
 
-    if (c->headers_added || c->req == NULL)
+    if (c->headers_added || cl->ctx == NULL)
         return;
     c->headers_added = 1;
-    h = evhttp_request_get_output_headers(c->req);
     if (c->route_reason[0] != '\0')
-        evhttp_add_header(h, "X-LLMGW-Route-Reason", c->route_reason);
+        cl->ops->add_header(cl, "X-LLMGW-Route-Reason", c->route_reason);
     if (c->trail[0] != '\0')
-        evhttp_add_header(h, "X-LLMGW-Fallback", c->trail);
+        cl->ops->add_header(cl, "X-LLMGW-Fallback", c->trail);
     if (c->attempts > 1) {
         char n[16];
         snprintf(n, sizeof(n), "%d", c->attempts);
-        evhttp_add_header(h, "X-LLMGW-Attempts", n);
+        cl->ops->add_header(cl, "X-LLMGW-Attempts", n);
     }
 }
 
 void gw_call_send_text(struct gw_call *c, int status, const char *text, size_t len,
                        int retry_after)
 {
-    if (c->req == NULL)
+    if (c->cl.ctx == NULL)
         return;
-    if (c->evcon != NULL)
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    c->cl.ops->watch(&c->cl, 0);
     gw_call_answer_headers(c);
-    gw_reply_retry_after(c->req, retry_after);
+    gw_client_reply_retry_after(&c->cl, retry_after);
     if (c->idem != NULL && text != NULL) { /* kept for a replay of this key */
         gw_idem_capture_head(c, status, "application/json");
         gw_idem_capture_body(c, text, len);
         gw_idem_capture_body(c, "\n", 1);
         gw_idem_capture_done(c);
     }
-    gw_reply_json_bytes(c->req, status, text, len, c->rid);
-    c->req = NULL;
+    gw_client_reply_json_bytes(&c->cl, status, text, len, c->rid);
+    c->cl.ctx = NULL;
 }
 
 void gw_call_send_json(struct gw_call *c, int status, const json_t *body, int retry_after)
 {
-    char *s = body != NULL && c->req != NULL ? json_dumps(body, GW_JSON_OUT) : NULL;
+    char *s = body != NULL && c->cl.ctx != NULL ? json_dumps(body, GW_JSON_OUT) : NULL;
     gw_call_send_text(c, status, s, s != NULL ? strlen(s) : 0, retry_after);
     gw_free(s);
 }
@@ -94,7 +93,7 @@ void gw_call_reply_error(struct gw_call *c, int status, const char *type, const 
 {
     c->row.status = status;
     gw_strlcpy(c->row.error_code, code, sizeof(c->row.error_code));
-    if (c->req == NULL)
+    if (c->cl.ctx == NULL)
         return;
     json_t *body = gw_error_body(type, code, msg, c->rid);
     gw_call_send_json(c, status, body, retry_after);
@@ -249,7 +248,7 @@ static void reply_limit(struct gw_call *c, const struct gw_refusal *why)
     gw_strlcpy(c->row.error_code, why->code, sizeof(c->row.error_code));
     GW_LOG_INFO("limits", "req=%s key=%s refused: %s %s (limit %lld, retry in %d s)", c->rid,
                 c->key->key_id, why->scope, why->limit, (long long)v, ra);
-    if (c->req == NULL)
+    if (c->cl.ctx == NULL)
         return;
     json_t *body = gw_error_body("rate_limit_error", why->code, msg, c->rid);
     if (body == NULL) {
@@ -548,7 +547,7 @@ static void on_admitted(struct gw_call *c)
         gw_ledger_abandon(&c->w->gw->ledger, a, GW_ESTORE);
     c->held_usd = a->now_held_usd;
     c->held_tokens = a->now_held_tokens;
-    if (c->req == NULL) { /* the client left (or shutdown) while the store decided */
+    if (c->cl.ctx == NULL) { /* the client left (or shutdown) while the store decided */
         if (a->rc == 0) {
             if (!a->first) {
                 c->charged_usd += c->row.cost_micros;
@@ -739,7 +738,7 @@ static void next_attempt(struct gw_call *c)
             return;
         }
         if (c->retry_ev == NULL &&
-            (c->retry_ev = evtimer_new(gw_http_worker_base(c->w->hw), on_retry_timer, c)) ==
+            (c->retry_ev = evtimer_new(c->w->base, on_retry_timer, c)) ==
                 NULL) {
             begin_attempt(c);
             return;
@@ -1114,7 +1113,7 @@ void gw_call_end(struct gw_call *c)
 {
     struct gw_worker *w = c->w;
 
-    if (c->req != NULL) /* a path forgot to answer: our bug, still answer */
+    if (c->cl.ctx != NULL) /* a path forgot to answer: our bug, still answer */
         reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
     if (c->side != NULL)
         gw_side_call_cancel(c);
@@ -1148,7 +1147,10 @@ void gw_call_end(struct gw_call *c)
         c->next->prev = c->prev;
     w->inflight--;
     call_free(c);
-    gw_http_worker_request_done(w->hw);
+    if (w->hw != NULL)
+        gw_http_worker_request_done(w->hw);
+    else if (w->idle != NULL && w->inflight == 0)
+        w->idle(w->idle_arg);
 }
 
 /* Stop whatever runs for c (router call, transfer, backoff) without callbacks. */
@@ -1161,10 +1163,9 @@ static void stop_everything(struct gw_call *c)
         evtimer_del(c->retry_ev);
 }
 
-static void on_client_close(struct evhttp_connection *evcon, void *arg)
+static void on_client_close(void *arg)
 {
     struct gw_call *c = arg;
-    (void)evcon;
     GW_LOG_INFO("http", "req=%s client closed the connection; cancelling the upstream call",
                 c->rid);
     int was_running = c->running;
@@ -1181,15 +1182,7 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
     } /* else: between attempts the row keeps the last attempt's outcome */
     c->row.status = 499;
     gw_strlcpy(c->row.error_code, "client_closed", sizeof(c->row.error_code));
-    /* libevent detached the request from the dying connection; finishing it frees it. */
-    c->evcon = NULL;
-    if (c->req != NULL) {
-        if (c->reply_started)
-            evhttp_send_reply_end(c->req);
-        else
-            evhttp_send_reply(c->req, 499, "Client Closed", NULL);
-        c->req = NULL;
-    }
+    c->cl.ops->abandon(&c->cl, c->reply_started);
     if (c->job_pending)
         return; /* the store work's done sees the call answered and ends it */
     gw_call_end(c);
@@ -1221,8 +1214,8 @@ void gw_pipeline_abort_all(struct gw_worker *w)
 
 static int parse_body(struct gw_call *c, json_t **out)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
-    size_t len = evbuffer_get_length(in);
+    size_t len = 0;
+    const char *data = c->cl.ops->body(&c->cl, &len);
     struct gw_errbuf eb = {{0}};
     char msg[320];
 
@@ -1233,7 +1226,6 @@ static int parse_body(struct gw_call *c, json_t **out)
         return -1;
     }
     c->input_estimate = tokens_estimate(len);
-    const char *data = (const char *)evbuffer_pullup(in, -1);
     *out = gw_json_parse(data ? data : "", len, &eb);
     if (*out == NULL) {
         snprintf(msg, sizeof(msg), "the body is not valid JSON: %s", eb.msg);
@@ -1286,7 +1278,7 @@ static void on_authed(struct gw_call *c)
 
     c->parsed = NULL;
     OPENSSL_cleanse(c->key_hash, sizeof(c->key_hash));
-    if (c->req == NULL) /* the client left meanwhile */
+    if (c->cl.ctx == NULL) /* the client left meanwhile */
         goto done;
     if (c->job_rc == 0) { /* the worker's calls of one key share one copy of its record */
         const struct gw_key_rec *shared = gw_worker_key_share(c->w, c->key_own);
@@ -1298,10 +1290,10 @@ static void on_authed(struct gw_call *c)
     }
     if (c->sess != NULL && c->job.batch_rc != 0) /* the nonce's burn was lost */
         c->job_rc = GW_ESTORE;
-    if (c->sess != NULL ? gw_session_end(c->req, c->rid, c->job_rc, c->sess) != 0
-                        : gw_auth_end(c->req, c->rid, c->job_rc, c->key) != 0) {
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-        c->req = NULL; /* answered */
+    if (c->sess != NULL ? gw_session_end(c->cl.ops->http(&c->cl), c->rid, c->job_rc, c->sess) != 0
+                        : gw_auth_client_end(&c->cl, c->rid, c->job_rc, c->key) != 0) {
+        c->cl.ops->watch(&c->cl, 0);
+        c->cl.ctx = NULL; /* answered */
         goto done;
     }
     if (c->dialect == GW_DIALECT_SIMPLE) {
@@ -1331,21 +1323,24 @@ done:
     gw_call_end(c);
 }
 
-void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
-                      enum gw_dialect dialect)
+void gw_pipeline_chat(struct gw_worker *w, const struct gw_client *client,
+                      const char *request_id, enum gw_dialect dialect)
 {
     struct gw_call *c = gw_calloc(1, sizeof(*c));
     json_t *body = NULL;
 
     if (c == NULL) {
-        gw_reply_error(req, 503, "service_unavailable", "overloaded", "out of memory", request_id,
-                       1);
+        struct gw_client cl = *client;
+        gw_client_reply_error(&cl, 503, "service_unavailable", "overloaded", "out of memory",
+                              request_id, 1);
         return;
     }
     c->w = w;
     c->key = &gw_no_key;
-    c->req = req;
-    c->evcon = evhttp_request_get_connection(req);
+    c->cl = *client;
+    c->cl.gone = on_client_close;
+    c->cl.drained = gw_attempt_client_drained;
+    c->cl.arg = c;
     c->dialect = dialect;
     c->t0_us = gw_mono_us();
     c->created = gw_now_s();
@@ -1364,13 +1359,15 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
 
     if (parse_body(c, &body) != 0)
         goto done;
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    const char *data = (const char *)evbuffer_pullup(in, -1); /* the bytes just parsed */
-    if (gw_idem_begin(c, data ? data : "", evbuffer_get_length(in)) < 0)
+    size_t len = 0;
+    const char *data = c->cl.ops->body(&c->cl, &len); /* the bytes just parsed */
+    if (gw_idem_begin(c, data ? data : "", len) < 0)
         goto done;
-    int session = gw_session_begin(w, c->req, c->rid, &c->sess);
-    if (session < 0 || (session == 0 && gw_auth_begin(w, c->req, c->rid, c->key_hash) != 0)) {
-        c->req = NULL; /* answered */
+    /* subject sessions sign HTTP requests: an in-process caller has none */
+    struct evhttp_request *http = c->cl.ops->http(&c->cl);
+    int session = http != NULL ? gw_session_begin(w, http, c->rid, &c->sess) : 0;
+    if (session < 0 || (session == 0 && gw_auth_client_begin(w, &c->cl, c->rid, c->key_hash) != 0)) {
+        c->cl.ctx = NULL; /* answered */
         goto done;
     }
     if ((c->key_own = gw_calloc(1, sizeof(*c->key_own))) == NULL) {
@@ -1380,7 +1377,7 @@ void gw_pipeline_chat(struct gw_worker *w, struct evhttp_request *req, const cha
     c->key = c->key_own;
     c->parsed = body;
     /* from here on the call waits (store, router, backoff, upstream): watch the client */
-    evhttp_connection_set_closecb(c->evcon, on_client_close, c);
+    c->cl.ops->watch(&c->cl, 1);
     gw_call_submit(c, session, auth_run, on_authed); /* a session's check burns its nonce */
     return;
 done:

@@ -190,7 +190,7 @@ static void side_admitted(struct gw_call *c)
     int err = c->adm.rc;
 
     sc->admitting = 0;
-    if (c->req == NULL) { /* the client left meanwhile: nothing was sent */
+    if (c->cl.ctx == NULL) { /* the client left meanwhile: nothing was sent */
         if (err == 0)
             settle(sc, "cancelled", 499, "client_closed");
         c->side = NULL;
