@@ -42,7 +42,7 @@ if ! make --no-print-directory check-clang; then
 fi
 
 echo "== unit tests (ASan+UBSan)"
-if ! make -j"$(nproc)" unit-build build/san/llmgw build/tsan/llmgw; then
+if ! make -j"$(nproc)" unit-build build/san/llmgw build/tsan/llmgw build/san/embed_prog; then
     echo "unit test build failed"; fail=$((fail + 1))
 else
     out=$(make --no-print-directory unit 2>&1); echo "$out"

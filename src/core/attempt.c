@@ -40,14 +40,21 @@ static int emit_chunk(void *arg, json_t *chunk);
 static int emit_raw_chunk(void *arg, const char *data, const struct gw_scan *scan);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 
+/* The adapter's stream hands its chunks to the call: as trees, or as the provider's bytes where
+ * they already are canonical (not for the Messages dialect, which translates every chunk). */
+static void stream_callbacks(struct gw_call *c)
+{
+    c->st.emit = emit_chunk;
+    c->st.emit_raw = c->dialect == GW_DIALECT_MESSAGES ? NULL : emit_raw_chunk;
+    c->st.arg = c;
+}
+
 void gw_attempt_init(struct gw_call *c)
 {
     gw_buf_init(&c->body, c->w->gw->cfg.max_upstream_body);
     gw_buf_init(&c->out, c->w->gw->cfg.max_upstream_body + 4096);
     gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
-    c->st.emit = emit_chunk;
-    c->st.emit_raw = emit_raw_chunk;
-    c->st.arg = c;
+    stream_callbacks(c);
     c->retry_after_ms = -1;
     c->timer_ev = evtimer_new(c->w->base, on_timer, c);
 }
@@ -61,9 +68,7 @@ void gw_attempt_reset(struct gw_call *c)
     if (c->ops != NULL && c->ops->stream_cleanup != NULL)
         c->ops->stream_cleanup(&c->st);
     memset(&c->st, 0, sizeof(c->st));
-    c->st.emit = emit_chunk;
-    c->st.emit_raw = emit_raw_chunk;
-    c->st.arg = c;
+    stream_callbacks(c);
     gw_sse_cleanup(&c->sse);
     gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
     gw_buf_reset(&c->body);
@@ -248,15 +253,32 @@ void gw_attempt_client_drained(void *arg)
     }
 }
 
-static int send_sse_data(struct gw_call *c, const char *data, size_t len)
+/* One SSE event to the client (event: the name, NULL for a plain data event). */
+static int send_sse_event(struct gw_call *c, const char *event, const char *data, size_t len)
 {
     if (c->idem != NULL) { /* kept for a replay of this key */
+        if (event != NULL) {
+            gw_idem_capture_body(c, "event: ", 7);
+            gw_idem_capture_body(c, event, strlen(event));
+            gw_idem_capture_body(c, "\n", 1);
+        }
         gw_idem_capture_body(c, "data: ", 6);
         gw_idem_capture_body(c, data, len);
         gw_idem_capture_body(c, "\n\n", 2);
     }
-    c->cl.ops->stream_data(&c->cl, data, len);
+    c->cl.ops->stream_data(&c->cl, event, data, len);
     return 0;
+}
+
+static int send_sse_data(struct gw_call *c, const char *data, size_t len)
+{
+    return send_sse_event(c, NULL, data, len);
+}
+
+/* The Messages dialect's translator hands its events here. */
+static int send_messages_event(void *arg, const char *event, const char *data, size_t len)
+{
+    return send_sse_event(arg, event, data, len);
 }
 
 static void start_stream_reply(struct gw_call *c)
@@ -269,6 +291,8 @@ static void start_stream_reply(struct gw_call *c)
     gw_idem_capture_head(c, 200, "text/event-stream");
     cl->ops->stream_start(cl, 200);
     c->reply_started = 1;
+    if (c->dialect == GW_DIALECT_MESSAGES)
+        gw_messages_stream_init(&c->ms, c->stream_id, c->opts.model, send_messages_event, c);
     /* no other attempt can follow now: the request itself is not needed any more (a long
      * stream should not hold it) */
     json_decref(c->canon);
@@ -316,6 +340,8 @@ static int emit_chunk(void *arg, json_t *chunk)
         return GW_ETOOBIG;
     if (!c->reply_started)
         start_stream_reply(c);
+    if (c->dialect == GW_DIALECT_MESSAGES)
+        return gw_messages_stream_chunk(&c->ms, chunk);
     json_object_set_new(chunk, "id", json_string(c->stream_id));
     json_object_set_new(chunk, "object", json_string("chat.completion.chunk"));
     json_object_set_new(chunk, "created", json_integer(c->created));
@@ -378,15 +404,24 @@ void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const cha
 {
     if (c->cl.ctx == NULL)
         return;
+    if (c->dialect == GW_DIALECT_MESSAGES) {
+        gw_messages_stream_usage(&c->ms, &c->st.usage, (double)c->row.cost_micros / 1e6);
+        (void)(err_code != NULL ? gw_messages_stream_error(&c->ms, 502, err_code, err_msg)
+                                : gw_messages_stream_end(&c->ms));
+    }
     if (err_code != NULL) {
-        json_t *e = gw_error_body("upstream_error", err_code, err_msg, c->rid);
-        char *s = e ? json_dumps(e, GW_JSON_OUT) : NULL;
-        if (s != NULL)
-            send_sse_data(c, s, strlen(s));
-        gw_free(s);
-        json_decref(e);
+        if (c->dialect != GW_DIALECT_MESSAGES) {
+            json_t *e = gw_error_body("upstream_error", err_code, err_msg, c->rid);
+            char *s = e ? json_dumps(e, GW_JSON_OUT) : NULL;
+            if (s != NULL)
+                send_sse_data(c, s, strlen(s));
+            gw_free(s);
+            json_decref(e);
+        }
         c->row.status = 502;
         gw_strlcpy(c->row.error_code, err_code, sizeof(c->row.error_code));
+    } else if (c->dialect == GW_DIALECT_MESSAGES) {
+        c->row.status = 200;
     } else {
         if (c->opts.include_usage) {
             struct gw_buf *o = &c->out;
@@ -515,7 +550,7 @@ static void finish_whole(struct gw_call *c)
     struct gw_scan scan;
     const char *body = c->body.data ? c->body.data : "";
     /* adapters whose answers already are canonical relay them without a tree */
-    int fast = c->dialect != GW_DIALECT_SIMPLE && c->ops->scan != NULL;
+    int fast = c->dialect == GW_DIALECT_OPENAI && c->ops->scan != NULL;
 
     int rc = fast ? c->ops->scan(body, c->body.len, &c->usage, &scan, &eb)
                   : c->ops->parse(body, c->body.len, &out, &c->usage, &eb);
@@ -540,6 +575,14 @@ static void finish_whole(struct gw_call *c)
         gw_memory_answer_raw(c, body, c->body.len);
     if (fast) {
         rc = send_scanned(c, &scan);
+    } else if (c->dialect == GW_DIALECT_MESSAGES) {
+        json_object_set_new(out, "id", json_string(c->stream_id));
+        json_t *m = gw_messages_answer(out, c->opts.model, &c->usage,
+                                       (double)c->row.cost_micros / 1e6);
+        rc = m != NULL ? 0 : GW_ENOMEM;
+        if (m != NULL)
+            gw_call_send_json(c, 200, m, 0);
+        json_decref(m);
     } else if (c->dialect == GW_DIALECT_SIMPLE) {
         json_t *msg = json_object_get(json_array_get(json_object_get(out, "choices"), 0),
                                       "message");

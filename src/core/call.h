@@ -17,6 +17,8 @@
 #define GW_CORE_CALL_H
 
 #include <curl/curl.h>
+
+#include "core/messages.h"
 #include <event2/http.h>
 
 #include "core/client.h"
@@ -123,6 +125,7 @@ struct gw_call {
     struct gw_buf out;              /* what is written to the client from it (answer, chunk) */
     struct gw_sse sse;
     struct gw_stream st;
+    struct gw_messages_stream ms; /* the Messages dialect's stream translation */
     struct gw_usage usage;          /* non-stream usage */
     struct event *timer_ev;         /* first byte, then silence between bytes */
     long upstream_status;

@@ -97,11 +97,13 @@ static void on_drained(struct evhttp_connection *evcon, void *arg)
         cl->drained(cl->arg);
 }
 
-static void ev_stream_data(struct gw_client *cl, const char *data, size_t len)
+static void ev_stream_data(struct gw_client *cl, const char *event, const char *data, size_t len)
 {
     struct evbuffer *b = evbuffer_new();
     if (b == NULL)
         return;
+    if (event != NULL)
+        evbuffer_add_printf(b, "event: %s\n", event);
     evbuffer_add(b, "data: ", 6);
     evbuffer_add(b, data, len);
     evbuffer_add(b, "\n\n", 2);
@@ -198,7 +200,9 @@ void gw_client_reply_json_bytes(struct gw_client *cl, int status, const char *te
 void gw_client_reply_error(struct gw_client *cl, int status, const char *type, const char *code,
                            const char *message, const char *rid, int retry_after_s)
 {
-    json_t *body = gw_error_body(type, code, message, rid);
+    json_t *body = gw_reply_anthropic(cl->ops->http(cl))
+                       ? gw_error_body_anthropic(status, code, message, rid)
+                       : gw_error_body(type, code, message, rid);
     char *s = body != NULL ? json_dumps(body, GW_JSON_OUT) : NULL;
 
     gw_client_reply_retry_after(cl, retry_after_s);

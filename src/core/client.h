@@ -35,10 +35,11 @@ struct gw_client_ops {
     /* The whole answer: status, len bytes of body (NULL: no body) then tail (NUL-terminated). */
     void (*reply)(struct gw_client *cl, int status, const char *body, size_t len,
                   const char *tail);
-    /* A stream: its head, one event's data (the implementation frames it; drained runs when
-     * the client took what was queued), the bytes queued and not taken yet, its end. */
+    /* A stream: its head, one event (its name, NULL for a plain data event, and its data; the
+     * implementation frames it; drained runs when the client took what was queued), the bytes
+     * queued and not taken yet, its end. */
     void (*stream_start)(struct gw_client *cl, int status);
-    void (*stream_data)(struct gw_client *cl, const char *data, size_t len);
+    void (*stream_data)(struct gw_client *cl, const char *event, const char *data, size_t len);
     size_t (*backlog)(struct gw_client *cl);
     void (*stream_end)(struct gw_client *cl);
     /* Report the client leaving through cl->gone (on) or stop reporting it (!on). */

@@ -165,9 +165,10 @@ static void em_reply(struct gw_client *cl, int status, const char *body, size_t 
 
 static void em_stream_start(struct gw_client *cl, int status) { call_of(cl)->status = status; }
 
-static void em_stream_data(struct gw_client *cl, const char *data, size_t len)
+static void em_stream_data(struct gw_client *cl, const char *event, const char *data, size_t len)
 {
     struct llmgw_call *k = call_of(cl);
+    (void)event; /* the in-process API takes the chat dialect only: data events */
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
         return; /* on_done says it */
     if (k->on_chunk != NULL)

@@ -136,26 +136,9 @@ int gw_auth_end(struct evhttp_request *req, const char *request_id, int rc,
     return gw_auth_client_end(&cl, request_id, rc, key);
 }
 
-/* A small authenticated endpoint (models, health): the key lookup runs as store work, then the
- * handler answers. If the client left meanwhile, libevent has detached the request and the
- * answer only frees it. */
-struct authed {
-    struct gw_store_job job;
-    struct gw_worker *w;
-    struct evhttp_request *req;
-    char rid[72];
-    unsigned char hash[32];
-    int rc;
-    struct gw_key_rec key;
-    void (*then)(struct authed *a);
-    int want_health;             /* the superadmin's: the store's health counts too */
-    int health_rc;
-    struct gw_store_health health;
-};
-
 static void authed_run(struct gw_store_job *j, struct gw_store *s)
 {
-    struct authed *a = (struct authed *)j;
+    struct gw_authed *a = (struct gw_authed *)j;
     a->rc = gw_auth_lookup(s, a->hash, &a->key);
     if (a->rc == 0 && a->want_health && strcmp(a->key.role, "superadmin") == 0)
         a->health_rc = gw_store_health(s, gw_now_ms(), &a->health);
@@ -163,17 +146,17 @@ static void authed_run(struct gw_store_job *j, struct gw_store *s)
 
 static void authed_done(struct gw_store_job *j)
 {
-    struct authed *a = (struct authed *)j;
+    struct gw_authed *a = (struct gw_authed *)j;
     OPENSSL_cleanse(a->hash, sizeof(a->hash));
     if (gw_auth_end(a->req, a->rid, a->rc, &a->key) == 0)
         a->then(a);
     gw_free(a);
 }
 
-static void with_key(struct gw_worker *w, struct evhttp_request *req, const char *rid,
-                     void (*then)(struct authed *a), int want_health)
+void gw_with_key(struct gw_worker *w, struct evhttp_request *req, const char *rid,
+                 void (*then)(struct gw_authed *a), int want_health)
 {
-    struct authed *a = gw_calloc(1, sizeof(*a));
+    struct gw_authed *a = gw_calloc(1, sizeof(*a));
     if (a == NULL) {
         gw_reply_error(req, 503, "service_unavailable", "overloaded", "out of memory", rid, 1);
         return;
@@ -192,7 +175,7 @@ static void with_key(struct gw_worker *w, struct evhttp_request *req, const char
     gw_store_submit(w->exec, &a->job);
 }
 
-static void models_then(struct authed *a)
+static void models_then(struct gw_authed *a)
 {
     json_t *list = gw_catalog_to_json(a->w->gw->catalog, configured_cb, a->w->gw);
     if (list == NULL) {
@@ -248,7 +231,7 @@ void gw_admin_health(struct gw_admin_ctx *x)
 }
 
 /* GET /admin/v1/metrics (superadmin): Prometheus text, version 0.0.4. */
-static void metrics_then(struct authed *a)
+static void metrics_then(struct gw_authed *a)
 {
     struct gw *gw = a->w->gw;
     struct gw_metrics_extra x;
@@ -299,7 +282,7 @@ int gw_metrics_route(struct gw_worker *w, struct evhttp_request *req, const char
                      const char *path)
 {
     (void)path;
-    with_key(w, req, rid, metrics_then, 1);
+    gw_with_key(w, req, rid, metrics_then, 1);
     return 1;
 }
 
@@ -400,6 +383,8 @@ static void handle(void *wdata, struct evhttp_request *req)
         {"/v1/models", EVHTTP_REQ_GET, 1},
         {"/v1/chat/completions", EVHTTP_REQ_POST, 2},
         {"/api/v1/llm/chat", EVHTTP_REQ_POST, 3},
+        {"/v1/messages", EVHTTP_REQ_POST, 4},
+        {"/v1/messages/count_tokens", EVHTTP_REQ_POST, 7},
 #ifdef GW_TEST_HOOKS
         {"/__test/clock", EVHTTP_REQ_POST, 5},
         {"/__test/alloc", EVHTTP_REQ_POST, 6},
@@ -421,14 +406,21 @@ static void handle(void *wdata, struct evhttp_request *req)
             return;
         }
         case 1:
-            with_key(w, req, rid, models_then, 0);
+            gw_with_key(w, req, rid, models_then, 0);
             return;
-        case 2: {
+        case 2:
+        case 3:
+        case 4: {
+            static const enum gw_dialect dialects[] = {GW_DIALECT_OPENAI, GW_DIALECT_SIMPLE,
+                                                       GW_DIALECT_MESSAGES};
             struct gw_client cl;
             gw_client_evhttp_init(&cl, req);
-            gw_pipeline_chat(w, &cl, rid, GW_DIALECT_OPENAI);
+            gw_pipeline_chat(w, &cl, rid, dialects[routes[i].id - 2]);
             return;
         }
+        case 7:
+            gw_messages_count(w, req, rid);
+            return;
 #ifdef GW_TEST_HOOKS
         case 5:
             handle_test_clock(req, rid);
@@ -437,12 +429,8 @@ static void handle(void *wdata, struct evhttp_request *req)
             handle_test_alloc(req, rid);
             return;
 #endif
-        default: {
-            struct gw_client cl;
-            gw_client_evhttp_init(&cl, req);
-            gw_pipeline_chat(w, &cl, rid, GW_DIALECT_SIMPLE);
+        default:
             return;
-        }
         }
     }
     if (gw_admin_route(w, req, rid, path) || gw_sessions_route(w, req, rid, path) ||

@@ -71,8 +71,11 @@ struct gw_worker {
     int inflight;
 };
 
-/* Entry points from endpoints.c into the pipeline. dialect: */
-enum gw_dialect { GW_DIALECT_OPENAI = 0, GW_DIALECT_SIMPLE = 1 };
+/* Entry points from endpoints.c into the pipeline. dialect: what the client speaks —
+ * OpenAI Chat Completions, the simple form, or Anthropic Messages (core/messages). */
+enum gw_dialect { GW_DIALECT_OPENAI = 0, GW_DIALECT_SIMPLE = 1, GW_DIALECT_MESSAGES = 2 };
+/* The endpoint's name in usage rows, idempotency records and the access log. */
+const char *gw_dialect_endpoint(enum gw_dialect d);
 
 /* The key records of a worker's calls, one counted copy per key and version: share returns
  * the copy equal to fresh (made if need be; NULL when out of memory). keys_free at the end. */
@@ -80,6 +83,28 @@ struct gw_key_rec;
 extern const struct gw_key_rec gw_no_key; /* a call's key before it is known: all empty */
 const struct gw_key_rec *gw_worker_key_share(struct gw_worker *w, const struct gw_key_rec *fresh);
 void gw_worker_keys_free(struct gw_worker *w);
+
+/* A small authenticated endpoint (models, health, count_tokens): gw_with_key checks the key
+ * (the lookup runs as store work), answers 401/503 itself, or calls then with the key; then
+ * answers a->req, and a is freed after it returns. If the client left meanwhile, libevent has
+ * detached the request and the answer only frees it. */
+struct gw_authed {
+    struct gw_store_job job;
+    struct gw_worker *w;
+    struct evhttp_request *req;
+    char rid[72];
+    unsigned char hash[32];
+    int rc;
+    struct gw_key_rec key;
+    void (*then)(struct gw_authed *a);
+    int want_health;             /* the superadmin's: the store's health counts too */
+    int health_rc;
+    struct gw_store_health health;
+};
+void gw_with_key(struct gw_worker *w, struct evhttp_request *req, const char *rid,
+                 void (*then)(struct gw_authed *a), int want_health);
+/* POST /v1/messages/count_tokens (core/count_tokens.c). */
+void gw_messages_count(struct gw_worker *w, struct evhttp_request *req, const char *rid);
 
 /* Run a chat request from client (copied: the pipeline answers through it; its gone, drained
  * and arg are the pipeline's). */

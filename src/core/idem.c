@@ -285,8 +285,7 @@ void gw_idem_claim(struct gw_call *c, void (*cont)(struct gw_call *c))
     struct gw_idem_rec *r = &i->rec;
 
     snprintf(r->caller, sizeof(r->caller), "key:%lld", (long long)c->key->id);
-    gw_strlcpy(r->endpoint, c->dialect == GW_DIALECT_SIMPLE ? "llm.chat" : "chat.completions",
-               sizeof(r->endpoint));
+    gw_strlcpy(r->endpoint, gw_dialect_endpoint(c->dialect), sizeof(r->endpoint));
     gw_strlcpy(r->request_id, c->rid, sizeof(r->request_id));
     gw_strlcpy(r->node, gw->cfg.node_id, sizeof(r->node));
     r->created_ms = gw_now_ms();

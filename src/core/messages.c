@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "http/reply.h"
+#include "util/buf.h"
 #include "util/json.h"
 #include "util/mem.h"
 #include "util/util.h"
@@ -378,27 +380,14 @@ static const char *stop_reason_of(const char *finish)
 }
 
 /* Anthropic's usage: input_tokens counts what was neither read from nor written to the cache. */
-static json_t *usage_json(int64_t in, int64_t cached, int64_t out, int have_cost, double cost)
+static json_t *usage_json(const struct gw_usage *u, double cost_usd)
 {
-    json_t *u = json_pack("{s:I,s:I,s:I,s:I}", "input_tokens", (json_int_t)(in - cached),
-                          "output_tokens", (json_int_t)out, "cache_read_input_tokens",
-                          (json_int_t)cached, "cache_creation_input_tokens", (json_int_t)0);
-    if (u != NULL && have_cost)
-        json_object_set_new(u, "cost_usd", json_real(cost));
-    return u;
-}
-
-static void usage_of(const json_t *u, int64_t *in, int64_t *cached, int64_t *out)
-{
-    *in = gw_json_int(u, "prompt_tokens", 0);
-    *cached = gw_json_int(json_object_get(u, "prompt_tokens_details"), "cached_tokens", 0);
-    *out = gw_json_int(u, "completion_tokens", 0);
-    if (*in < 0)
-        *in = 0;
-    if (*cached < 0 || *cached > *in)
-        *cached = 0;
-    if (*out < 0)
-        *out = 0;
+    int64_t cached = u->cached_input_tokens, written = u->cache_write_tokens;
+    int64_t in = u->input_tokens - cached - written;
+    return json_pack("{s:I,s:I,s:I,s:I,s:f}", "input_tokens", (json_int_t)(in > 0 ? in : 0),
+                     "output_tokens", (json_int_t)u->output_tokens, "cache_read_input_tokens",
+                     (json_int_t)cached, "cache_creation_input_tokens", (json_int_t)written,
+                     "cost_usd", cost_usd);
 }
 
 /* A tool call's arguments as the object Anthropic's input is ({} when they are not one). */
@@ -412,7 +401,8 @@ static json_t *tool_input(const char *args)
     return json_object();
 }
 
-json_t *gw_messages_answer(const json_t *completion, const char *model)
+json_t *gw_messages_answer(const json_t *completion, const char *model, const struct gw_usage *u,
+                           double cost_usd)
 {
     const json_t *choice = json_array_get(json_object_get(completion, "choices"), 0);
     const json_t *msg = json_object_get(choice, "message");
@@ -434,90 +424,63 @@ json_t *gw_messages_answer(const json_t *completion, const char *model)
                                         tid ? tid : "", "name", name ? name : "", "input",
                                         tool_input(gw_json_str(fn, "arguments"))));
     }
-    int64_t in, cached, out;
-    const json_t *u = json_object_get(completion, "usage");
-    const json_t *cost = json_object_get(u, "cost_usd");
-    usage_of(u, &in, &cached, &out);
     return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:n,s:o}", "id", id ? id : "", "type", "message",
                      "role", "assistant", "model", model ? model : "", "content", content,
                      "stop_reason", stop_reason_of(gw_json_str(choice, "finish_reason")),
-                     "stop_sequence", "usage",
-                     usage_json(in, cached, out, json_is_number(cost), json_number_value(cost)));
-}
-
-const char *gw_messages_error_type(int status)
-{
-    switch (status) {
-    case 400: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 402:
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    case 503:
-    case 529: return "overloaded_error";
-    default: return status >= 400 && status < 500 ? "invalid_request_error" : "api_error";
-    }
-}
-
-json_t *gw_messages_error(int status, const char *code, const char *message,
-                          const char *request_id)
-{
-    return json_pack("{s:s,s:{s:s,s:s,s:s},s:s}", "type", "error", "error", "type",
-                     gw_messages_error_type(status), "message", message ? message : "",
-                     "code", code ? code : "", "request_id", request_id ? request_id : "");
+                     "stop_sequence", "usage", usage_json(u, cost_usd));
 }
 
 /* ---- streams: canonical chunks → Messages events ---- */
 
-static int event(struct gw_buf *out, const char *name, json_t *data)
+static int event(struct gw_messages_stream *s, const char *name, json_t *data)
 {
-    char *s = data != NULL ? gw_json_dump(data) : NULL;
+    char *text = data != NULL ? gw_json_dump(data) : NULL;
     json_decref(data);
-    if (s == NULL)
+    if (text == NULL)
         return GW_ENOMEM;
-    int rc = gw_buf_printf(out, "event: %s\ndata: %s\n\n", name, s);
-    gw_free(s);
+    int rc = s->emit(s->arg, name, text, strlen(text));
+    gw_free(text);
     return rc;
 }
 
-void gw_messages_stream_init(struct gw_messages_stream *s, const char *id, const char *model)
+void gw_messages_stream_init(struct gw_messages_stream *s, const char *id, const char *model,
+                             gw_messages_emit_fn emit, void *arg)
 {
     memset(s, 0, sizeof(*s));
+    s->emit = emit;
+    s->arg = arg;
     gw_strlcpy(s->id, id ? id : "", sizeof(s->id));
     gw_strlcpy(s->model, model ? model : "", sizeof(s->model));
     s->block = -1;
 }
 
-static int stream_start(struct gw_messages_stream *s, struct gw_buf *out)
+static int stream_start(struct gw_messages_stream *s)
 {
     if (s->started)
         return 0;
     s->started = 1;
-    int rc = event(out, "message_start",
+    int rc = event(s, "message_start",
                    json_pack("{s:s,s:{s:s,s:s,s:s,s:s,s:[],s:n,s:n,s:{s:i,s:i}}}", "type",
                              "message_start", "message", "id", s->id, "type", "message", "role",
                              "assistant", "model", s->model, "content", "stop_reason",
                              "stop_sequence", "usage", "input_tokens", 0, "output_tokens", 0));
-    return rc != 0 ? rc : event(out, "ping", json_pack("{s:s}", "type", "ping"));
+    return rc != 0 ? rc : event(s, "ping", json_pack("{s:s}", "type", "ping"));
 }
 
-static int block_close(struct gw_messages_stream *s, struct gw_buf *out)
+static int block_close(struct gw_messages_stream *s)
 {
     if (s->block < 0)
         return 0;
-    int rc = event(out, "content_block_stop",
+    int rc = event(s, "content_block_stop",
                    json_pack("{s:s,s:i}", "type", "content_block_stop", "index", s->block));
     s->block = -1;
     return rc;
 }
 
 /* Open a new block (closing the open one); cb is stolen. */
-static int block_open(struct gw_messages_stream *s, json_t *cb, int is_tool, int tool_index,
-                      struct gw_buf *out)
+static int block_open(struct gw_messages_stream *s, json_t *cb, int is_tool, int tool_index)
 {
-    int rc = block_close(s, out);
+    int rc = block_close(s);
     if (rc != 0) {
         json_decref(cb);
         return rc;
@@ -525,24 +488,24 @@ static int block_open(struct gw_messages_stream *s, json_t *cb, int is_tool, int
     s->block = s->nblocks++;
     s->block_is_tool = is_tool;
     s->tool_index = tool_index;
-    return event(out, "content_block_start",
+    return event(s, "content_block_start",
                  json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", s->block,
                            "content_block", cb));
 }
 
-static int stream_text(struct gw_messages_stream *s, const char *text, struct gw_buf *out)
+static int stream_text(struct gw_messages_stream *s, const char *text)
 {
     int rc = 0;
     if (s->block < 0 || s->block_is_tool)
-        rc = block_open(s, json_pack("{s:s,s:s}", "type", "text", "text", ""), 0, 0, out);
+        rc = block_open(s, json_pack("{s:s,s:s}", "type", "text", "text", ""), 0, 0);
     return rc != 0 ? rc
-                   : event(out, "content_block_delta",
+                   : event(s, "content_block_delta",
                            json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta",
                                      "index", s->block, "delta", "type", "text_delta", "text",
                                      text));
 }
 
-static int stream_tool_call(struct gw_messages_stream *s, const json_t *tc, struct gw_buf *out)
+static int stream_tool_call(struct gw_messages_stream *s, const json_t *tc)
 {
     int idx = (int)gw_json_int(tc, "index", 0);
     const json_t *fn = json_object_get(tc, "function");
@@ -552,20 +515,19 @@ static int stream_tool_call(struct gw_messages_stream *s, const json_t *tc, stru
         const char *id = gw_json_str(tc, "id"), *name = gw_json_str(fn, "name");
         rc = block_open(s, json_pack("{s:s,s:s,s:s,s:{}}", "type", "tool_use", "id", id ? id : "",
                                      "name", name ? name : "", "input"),
-                        1, idx, out);
+                        1, idx);
     }
     if (rc == 0 && args != NULL && args[0] != '\0')
-        rc = event(out, "content_block_delta",
+        rc = event(s, "content_block_delta",
                    json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index",
                              s->block, "delta", "type", "input_json_delta", "partial_json",
                              args));
     return rc;
 }
 
-int gw_messages_stream_chunk(struct gw_messages_stream *s, const json_t *chunk,
-                             struct gw_buf *out)
+int gw_messages_stream_chunk(struct gw_messages_stream *s, const json_t *chunk)
 {
-    int rc = stream_start(s, out);
+    int rc = stream_start(s);
     const json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
     const json_t *delta = json_object_get(choice, "delta");
     const char *text = gw_json_str(delta, "content");
@@ -573,45 +535,42 @@ int gw_messages_stream_chunk(struct gw_messages_stream *s, const json_t *chunk,
     json_t *tc;
 
     if (rc == 0 && text != NULL && text[0] != '\0')
-        rc = stream_text(s, text, out);
+        rc = stream_text(s, text);
     json_array_foreach(json_object_get(delta, "tool_calls"), i, tc) {
         if (rc == 0)
-            rc = stream_tool_call(s, tc, out);
+            rc = stream_tool_call(s, tc);
     }
     const char *finish = gw_json_str(choice, "finish_reason");
     if (finish != NULL)
         gw_strlcpy(s->stop_reason, stop_reason_of(finish), sizeof(s->stop_reason));
-    const json_t *u = json_object_get(chunk, "usage");
-    if (json_is_object(u)) {
-        usage_of(u, &s->input_tokens, &s->cached_tokens, &s->output_tokens);
-        const json_t *cost = json_object_get(u, "cost_usd");
-        s->have_usage = json_is_number(cost);
-        s->cost_usd = json_number_value(cost);
-    }
     return rc;
 }
 
-int gw_messages_stream_end(struct gw_messages_stream *s, struct gw_buf *out)
+void gw_messages_stream_usage(struct gw_messages_stream *s, const struct gw_usage *u,
+                              double cost_usd)
 {
-    int rc = stream_start(s, out);
+    s->usage = *u;
+    s->cost_usd = cost_usd;
+}
+
+int gw_messages_stream_end(struct gw_messages_stream *s)
+{
+    int rc = stream_start(s);
     if (rc == 0)
-        rc = block_close(s, out);
+        rc = block_close(s);
     if (rc == 0)
-        rc = event(out, "message_delta",
+        rc = event(s, "message_delta",
                    json_pack("{s:s,s:{s:s,s:n},s:o}", "type", "message_delta", "delta",
                              "stop_reason", s->stop_reason[0] ? s->stop_reason : "end_turn",
-                             "stop_sequence", "usage",
-                             usage_json(s->input_tokens, s->cached_tokens, s->output_tokens,
-                                        s->have_usage, s->cost_usd)));
-    return rc != 0 ? rc : event(out, "message_stop", json_pack("{s:s}", "type", "message_stop"));
+                             "stop_sequence", "usage", usage_json(&s->usage, s->cost_usd)));
+    return rc != 0 ? rc : event(s, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 }
 
 int gw_messages_stream_error(struct gw_messages_stream *s, int status, const char *code,
-                             const char *message, struct gw_buf *out)
+                             const char *message)
 {
-    (void)s;
-    json_t *e = gw_messages_error(status, code, message, NULL);
+    json_t *e = gw_error_body_anthropic(status, code, message, NULL);
     if (e != NULL)
         json_object_del(e, "request_id");
-    return event(out, "error", e);
+    return event(s, "error", e);
 }

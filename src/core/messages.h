@@ -16,7 +16,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "util/buf.h"
+#include "providers/provider.h"
 #include "util/err.h"
 
 /* Convert an Anthropic Messages request into a new canonical body (*out). What only Anthropic
@@ -28,19 +28,18 @@ GW_NODISCARD int gw_messages_to_chat(const json_t *in, int count_only, json_t **
                                      struct gw_errbuf *eb);
 
 /* The Anthropic message for a canonical chat.completion (first choice), or NULL (OOM).
- * model: the model id to report. The usage carries the gateway's cost_usd when given. */
-json_t *gw_messages_answer(const json_t *completion, const char *model);
+ * model: the model id to report; u: the call's counts (input_tokens in Anthropic's sense is
+ * what was neither read from nor written to the cache), reported with the gateway's cost. */
+json_t *gw_messages_answer(const json_t *completion, const char *model, const struct gw_usage *u,
+                           double cost_usd);
 
-/* The Anthropic error type for a gateway error answered with HTTP status. */
-const char *gw_messages_error_type(int status);
+/* Stream translation: canonical chunks in, Anthropic SSE events out through emit (event name,
+ * its JSON data), which returns 0 or an error that ends the translation. */
+typedef int (*gw_messages_emit_fn)(void *arg, const char *event, const char *data, size_t len);
 
-/* The Anthropic error body {type:"error", error:{type, message, code}, request_id} (code: the
- * gateway's own error code), or NULL. */
-json_t *gw_messages_error(int status, const char *code, const char *message,
-                          const char *request_id);
-
-/* Stream translation: canonical chunks in, Anthropic SSE events out. */
 struct gw_messages_stream {
+    gw_messages_emit_fn emit;
+    void *arg;
     char id[80];
     char model[96];
     int started;       /* message_start sent */
@@ -49,20 +48,21 @@ struct gw_messages_stream {
     int block_is_tool; /* the open block is a tool_use block */
     int tool_index;    /* the canonical tool call index of the open tool_use block */
     char stop_reason[24];
-    int64_t input_tokens, output_tokens, cached_tokens;
+    struct gw_usage usage;
     double cost_usd;
-    int have_usage;
 };
 
-void gw_messages_stream_init(struct gw_messages_stream *s, const char *id, const char *model);
-/* Translate one canonical chunk, appending events to out. 0, GW_ENOMEM or GW_ETOOBIG. */
-GW_NODISCARD int gw_messages_stream_chunk(struct gw_messages_stream *s, const json_t *chunk,
-                                          struct gw_buf *out);
+void gw_messages_stream_init(struct gw_messages_stream *s, const char *id, const char *model,
+                             gw_messages_emit_fn emit, void *arg);
+/* Translate one canonical chunk. 0, GW_ENOMEM or emit's. */
+GW_NODISCARD int gw_messages_stream_chunk(struct gw_messages_stream *s, const json_t *chunk);
+/* The call's final counts and cost, for message_delta. */
+void gw_messages_stream_usage(struct gw_messages_stream *s, const struct gw_usage *u,
+                              double cost_usd);
 /* The stream ended well: close the open block, message_delta, message_stop. */
-GW_NODISCARD int gw_messages_stream_end(struct gw_messages_stream *s, struct gw_buf *out);
-/* The stream ends with an error event (after message_start when one was sent). */
+GW_NODISCARD int gw_messages_stream_end(struct gw_messages_stream *s);
+/* The stream ends with an error event. */
 GW_NODISCARD int gw_messages_stream_error(struct gw_messages_stream *s, int status,
-                                          const char *code, const char *message,
-                                          struct gw_buf *out);
+                                          const char *code, const char *message);
 
 #endif

@@ -95,9 +95,16 @@ void gw_call_reply_error(struct gw_call *c, int status, const char *type, const 
     gw_strlcpy(c->row.error_code, code, sizeof(c->row.error_code));
     if (c->cl.ctx == NULL)
         return;
-    json_t *body = gw_error_body(type, code, msg, c->rid);
+    json_t *body = c->dialect == GW_DIALECT_MESSAGES ? gw_error_body_anthropic(status, code, msg, c->rid)
+                                                     : gw_error_body(type, code, msg, c->rid);
     gw_call_send_json(c, status, body, retry_after);
     json_decref(body);
+}
+
+const char *gw_dialect_endpoint(enum gw_dialect d)
+{
+    return d == GW_DIALECT_SIMPLE ? "llm.chat" : d == GW_DIALECT_MESSAGES ? "messages"
+                                                                          : "chat.completions";
 }
 
 #define reply_error gw_call_reply_error
@@ -472,8 +479,7 @@ static void fill_row(struct gw_call *c, struct gw_usage_row *r)
         gw_strlcpy(r->subject, c->key->name, sizeof(r->subject));
     gw_strlcpy(r->provider, c->model->provider, sizeof(r->provider));
     gw_strlcpy(r->model, c->model->id, sizeof(r->model));
-    gw_strlcpy(r->endpoint, c->dialect == GW_DIALECT_SIMPLE ? "llm.chat" : "chat.completions",
-               sizeof(r->endpoint));
+    gw_strlcpy(r->endpoint, gw_dialect_endpoint(c->dialect), sizeof(r->endpoint));
     gw_strlcpy(r->kind, "chat", sizeof(r->kind));
     r->stream = c->opts.stream;
     r->attempts = c->attempts;
@@ -1070,9 +1076,7 @@ static void access_log(const struct gw_call *c)
         (rc = gw_splice_member_str(&b, &n, "request_id", c->rid)) ||
         (rc = gw_splice_member_int(&b, &n, "org_id", c->key->org_id)) ||
         (rc = gw_splice_member_str(&b, &n, "key_id", c->key->key_id)) ||
-        (rc = gw_splice_member_str(&b, &n, "endpoint",
-                                   c->dialect == GW_DIALECT_SIMPLE ? "llm.chat"
-                                                                   : "chat.completions")) ||
+        (rc = gw_splice_member_str(&b, &n, "endpoint", gw_dialect_endpoint(c->dialect))) ||
         (rc = gw_splice_member_str(&b, &n, "provider", c->ops ? c->ops->name : "")) ||
         (rc = gw_splice_member_str(&b, &n, "model", c->model ? c->model->id : c->opts.model)) ||
         (rc = gw_splice_member_str(&b, &n, "route_method",
@@ -1100,8 +1104,9 @@ static void count_request(const struct gw_call *c)
 {
     struct gw_metrics *m = c->w->gw->metrics;
     enum gw_metrics_provider p = gw_metrics_provider(c->ops ? c->ops->name : NULL);
-    gw_metrics_request(m, c->dialect == GW_DIALECT_SIMPLE ? GW_METRICS_EP_LLM_CHAT
-                                                          : GW_METRICS_EP_CHAT_COMPLETIONS,
+    gw_metrics_request(m, c->dialect == GW_DIALECT_SIMPLE     ? GW_METRICS_EP_LLM_CHAT
+                          : c->dialect == GW_DIALECT_MESSAGES ? GW_METRICS_EP_MESSAGES
+                                                              : GW_METRICS_EP_CHAT_COMPLETIONS,
                        p, c->row.status, gw_mono_us() - c->t0_us);
     if (c->row.tokens_in > 0 || c->row.tokens_out > 0 || c->row.cost_micros > 0)
         gw_metrics_tokens(m, p, c->row.tokens_in, c->row.tokens_out, c->row.cost_micros);
@@ -1296,9 +1301,11 @@ static void on_authed(struct gw_call *c)
         c->cl.ctx = NULL; /* answered */
         goto done;
     }
-    if (c->dialect == GW_DIALECT_SIMPLE) {
-        if (gw_simple_to_chat(body, &c->canon, &eb) != 0) {
-            reply_error(c, 400, "invalid_request_error", "invalid_request", eb.msg, 0);
+    if (c->dialect == GW_DIALECT_SIMPLE || c->dialect == GW_DIALECT_MESSAGES) {
+        if ((c->dialect == GW_DIALECT_SIMPLE ? gw_simple_to_chat(body, &c->canon, &eb)
+                                             : gw_messages_to_chat(body, 0, &c->canon, &eb)) != 0) {
+            reply_error(c, 400, "invalid_request_error", "invalid_request",
+                        eb.msg[0] ? eb.msg : "out of memory", 0);
             goto done;
         }
     } else {
@@ -1345,7 +1352,8 @@ void gw_pipeline_chat(struct gw_worker *w, const struct gw_client *client,
     c->t0_us = gw_mono_us();
     c->created = gw_now_s();
     gw_strlcpy(c->rid, request_id, sizeof(c->rid));
-    snprintf(c->stream_id, sizeof(c->stream_id), "chatcmpl-%s", request_id);
+    snprintf(c->stream_id, sizeof(c->stream_id), "%s%s",
+             dialect == GW_DIALECT_MESSAGES ? "msg_" : "chatcmpl-", request_id);
     gw_attempt_init(c);
     c->next = w->calls;
     if (w->calls != NULL)

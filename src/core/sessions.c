@@ -649,7 +649,8 @@ int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const cha
                     (strncmp(path, "/v1/org/conversations", 21) == 0 &&
                      (path[21] == '\0' || path[21] == '/'));
     int signed_path = strcmp(path, "/v1/chat/completions") == 0 ||
-                      strcmp(path, "/api/v1/llm/chat") == 0 || conv_path;
+                      strcmp(path, "/api/v1/llm/chat") == 0 || strcmp(path, "/v1/messages") == 0 ||
+                      conv_path;
     if (strcmp(path, "/v1/sessions/share-codes") == 0)
         op = OP_SHARE;
     else if (strcmp(path, "/v1/sessions/exchange") == 0 || (signed_path && m == EVHTTP_REQ_OPTIONS))

@@ -76,6 +76,37 @@ json_t *gw_error_body(const char *type, const char *code, const char *message,
                      message, "request_id", request_id ? request_id : "");
 }
 
+const char *gw_anthropic_error_type(int status)
+{
+    switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 402:
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 503:
+    case 529: return "overloaded_error";
+    default: return status >= 400 && status < 500 ? "invalid_request_error" : "api_error";
+    }
+}
+
+json_t *gw_error_body_anthropic(int status, const char *code, const char *message,
+                                const char *request_id)
+{
+    return json_pack("{s:s,s:{s:s,s:s,s:s},s:s}", "type", "error", "error", "type",
+                     gw_anthropic_error_type(status), "message", message ? message : "", "code",
+                     code ? code : "", "request_id", request_id ? request_id : "");
+}
+
+int gw_reply_anthropic(struct evhttp_request *req)
+{
+    const char *uri = req != NULL ? evhttp_request_get_uri(req) : NULL;
+    return uri != NULL && strncmp(uri, "/v1/messages", 12) == 0 &&
+           (uri[12] == '\0' || uri[12] == '/' || uri[12] == '?');
+}
+
 void gw_reply_retry_after(struct evhttp_request *req, int seconds)
 {
     if (seconds <= 0)
@@ -88,7 +119,9 @@ void gw_reply_retry_after(struct evhttp_request *req, int seconds)
 void gw_reply_error(struct evhttp_request *req, int status, const char *type, const char *code,
                     const char *message, const char *request_id, int retry_after_s)
 {
-    json_t *body = gw_error_body(type, code, message, request_id);
+    json_t *body = gw_reply_anthropic(req)
+                       ? gw_error_body_anthropic(status, code, message, request_id)
+                       : gw_error_body(type, code, message, request_id);
 
     gw_reply_retry_after(req, retry_after_s);
     if (body == NULL) {

@@ -31,6 +31,14 @@ void gw_reply_method_not_allowed(struct evhttp_request *req, const char *rid, co
 /* Build the error object {"error":{...}} (new reference). */
 json_t *gw_error_body(const char *type, const char *code, const char *message,
                       const char *request_id);
+/* The same in Anthropic's shape, for the Messages dialect: {"type":"error","error":{type (by
+ * status: invalid_request_error, authentication_error, ...), message, code}, request_id}. */
+json_t *gw_error_body_anthropic(int status, const char *code, const char *message,
+                                const char *request_id);
+const char *gw_anthropic_error_type(int status);
+/* Is req on one of the Messages dialect's routes (/v1/messages, /v1/messages/...)? Their
+ * errors take Anthropic's shape. */
+int gw_reply_anthropic(struct evhttp_request *req);
 /* Reason phrase for a status. */
 const char *gw_http_reason(int status);
 /* Add the common headers (X-Request-Id, content type). */

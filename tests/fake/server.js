@@ -10,6 +10,7 @@
 //   POST /perplexity/chat/completions         same shape + citations/search_results; the stream
 //                                             carries usage on the finish chunk and has no [DONE]
 //   POST /anthropic/v1/messages               Anthropic Messages (stream: event:/data: pairs)
+//   POST /anthropic/v1/messages/count_tokens  {input_tokens: 1000 + length of JSON(messages)}
 //   POST /gemini/v1beta/models/{m}:generateContent
 //   POST /gemini/v1beta/models/{m}:streamGenerateContent?alt=sse
 //
@@ -75,6 +76,7 @@
 
 const http = require('node:http');
 
+const COUNT_TOKENS_BASE = 1000; // count_tokens answers this + the length of JSON(messages)
 const KEYS = {
   openai: 'fake-openai-key',
   anthropic: 'fake-anthropic-key',
@@ -504,6 +506,7 @@ function route(method, pathname) {
   if ((provider === 'openai' || provider === 'xai') && rest === '/v1/chat/completions') return { provider, kind: 'chat' };
   if (provider === 'perplexity' && rest === '/chat/completions') return { provider, kind: 'chat' };
   if (provider === 'anthropic' && rest === '/v1/messages') return { provider, kind: 'messages' };
+  if (provider === 'anthropic' && rest === '/v1/messages/count_tokens') return { provider, kind: 'count_tokens' };
   if (provider === 'gemini') {
     const g = /^\/v1beta\/models\/([A-Za-z0-9._-]+):(generateContent|streamGenerateContent)$/.exec(rest);
     if (g) return { provider, kind: 'gemini', model: g[1], stream: g[2] === 'streamGenerateContent' };
@@ -544,6 +547,18 @@ async function handleProvider(req, res, r, url, entry, parsed) {
     return;
   }
   const body = parsed;
+
+  if (r.kind === 'count_tokens') {
+    // As the real endpoint: model and messages, no max_tokens; a count that is easy to check
+    if (typeof body.model !== 'string' || !Array.isArray(body.messages)) {
+      sendJSON(res, 400, errorBody(provider, 400, 'model and messages are required'));
+    } else if ('max_tokens' in body || 'stream' in body) {
+      sendJSON(res, 400, errorBody(provider, 400, 'max_tokens: Extra inputs are not permitted'));
+    } else {
+      sendJSON(res, 200, { input_tokens: COUNT_TOKENS_BASE + JSON.stringify(body.messages).length });
+    }
+    return;
+  }
 
   let model;
   let stream;

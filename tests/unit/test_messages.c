@@ -13,7 +13,9 @@
 
 #include "core/messages.h"
 #include "core/request.h"
+#include "http/reply.h"
 #include "util/err.h"
+#include "util/buf.h"
 #include "util/mem.h"
 
 static json_t *parse(const char *s)
@@ -196,24 +198,28 @@ static void answer_text_and_tools(void **state)
                       "\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},"
                       "\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":120,\"completion_tokens\":30,"
                       "\"prompt_tokens_details\":{\"cached_tokens\":20},\"cost_usd\":0.0005}}");
-    json_t *a = gw_messages_answer(c, "claude-sonnet-4-6");
+    struct gw_usage u = {.input_tokens = 200, .cached_input_tokens = 60, .cache_write_tokens = 40,
+                         .output_tokens = 30};
+    json_t *a = gw_messages_answer(c, "claude-sonnet-4-6", &u, 0.0005);
     assert_json(a, "{\"id\":\"req_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-6\","
                    "\"content\":[{\"type\":\"text\",\"text\":\"Hi\"},{\"type\":\"tool_use\",\"id\":\"call_1\","
                    "\"name\":\"get_weather\",\"input\":{\"city\":\"Paris\"}}],\"stop_reason\":\"tool_use\","
                    "\"stop_sequence\":null,\"usage\":{\"input_tokens\":100,\"output_tokens\":30,"
-                   "\"cache_read_input_tokens\":20,\"cache_creation_input_tokens\":0,\"cost_usd\":0.0005}}");
+                   "\"cache_read_input_tokens\":60,\"cache_creation_input_tokens\":40,\"cost_usd\":0.0005}}");
     json_decref(a);
     json_decref(c);
     /* malformed: still a message, never a crash */
     c = parse("{\"choices\":[{\"message\":{\"content\":5,\"tool_calls\":[{\"function\":{\"arguments\":\"[\"}}]},"
               "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":-4,\"completion_tokens\":\"x\"}}");
-    a = gw_messages_answer(c, NULL);
+    struct gw_usage bad = {.input_tokens = 5, .cached_input_tokens = 9};
+    a = gw_messages_answer(c, NULL, &bad, 0);
     assert_non_null(a);
     assert_string_equal(json_string_value(json_object_get(a, "stop_reason")), "max_tokens");
     assert_json(json_object_get(json_array_get(json_object_get(a, "content"), 0), "input"), "{}");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(a, "usage"), "input_tokens")), 0);
     json_decref(a);
     json_decref(c);
-    a = gw_messages_answer(NULL, NULL);
+    a = gw_messages_answer(NULL, NULL, &u, 0);
     assert_non_null(a);
     json_decref(a);
 }
@@ -221,19 +227,28 @@ static void answer_text_and_tools(void **state)
 static void errors(void **state)
 {
     (void)state;
-    assert_string_equal(gw_messages_error_type(400), "invalid_request_error");
-    assert_string_equal(gw_messages_error_type(401), "authentication_error");
-    assert_string_equal(gw_messages_error_type(403), "permission_error");
-    assert_string_equal(gw_messages_error_type(404), "not_found_error");
-    assert_string_equal(gw_messages_error_type(413), "request_too_large");
-    assert_string_equal(gw_messages_error_type(429), "rate_limit_error");
-    assert_string_equal(gw_messages_error_type(503), "overloaded_error");
-    assert_string_equal(gw_messages_error_type(502), "api_error");
-    assert_string_equal(gw_messages_error_type(409), "invalid_request_error");
-    json_t *e = gw_messages_error(429, "budget_exceeded", "over budget", "req_9");
+    assert_string_equal(gw_anthropic_error_type(400), "invalid_request_error");
+    assert_string_equal(gw_anthropic_error_type(401), "authentication_error");
+    assert_string_equal(gw_anthropic_error_type(403), "permission_error");
+    assert_string_equal(gw_anthropic_error_type(404), "not_found_error");
+    assert_string_equal(gw_anthropic_error_type(413), "request_too_large");
+    assert_string_equal(gw_anthropic_error_type(429), "rate_limit_error");
+    assert_string_equal(gw_anthropic_error_type(503), "overloaded_error");
+    assert_string_equal(gw_anthropic_error_type(502), "api_error");
+    assert_string_equal(gw_anthropic_error_type(409), "invalid_request_error");
+    json_t *e = gw_error_body_anthropic(429, "budget_exceeded", "over budget", "req_9");
     assert_json(e, "{\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"over budget\","
                    "\"code\":\"budget_exceeded\"},\"request_id\":\"req_9\"}");
     json_decref(e);
+}
+
+static int frame(void *arg, const char *event, const char *data, size_t len)
+{
+    struct gw_buf *out = arg;
+    int rc = gw_buf_printf(out, "event: %s\ndata: ", event);
+    if (rc == 0)
+        rc = gw_buf_add(out, data, len);
+    return rc != 0 ? rc : gw_buf_adds(out, "\n\n");
 }
 
 /* Feed chunks (a JSON array of them), end, and compare the event names in order. */
@@ -244,13 +259,15 @@ static char *run_stream(const char *chunks, int end)
     json_t *arr = parse(chunks);
     size_t i;
     json_t *c;
-    gw_messages_stream_init(&s, "msg_1", "gpt-4o");
     gw_buf_init(&out, 1 << 20);
-    json_array_foreach(arr, i, c) assert_int_equal(gw_messages_stream_chunk(&s, c, &out), 0);
+    gw_messages_stream_init(&s, "msg_1", "gpt-4o", frame, &out);
+    struct gw_usage u = {.input_tokens = 10, .output_tokens = 2};
+    json_array_foreach(arr, i, c) assert_int_equal(gw_messages_stream_chunk(&s, c), 0);
+    gw_messages_stream_usage(&s, &u, 0.01);
     if (end)
-        assert_int_equal(gw_messages_stream_end(&s, &out), 0);
+        assert_int_equal(gw_messages_stream_end(&s), 0);
     else
-        assert_int_equal(gw_messages_stream_error(&s, 502, "upstream_error", "lost", &out), 0);
+        assert_int_equal(gw_messages_stream_error(&s, 502, "upstream_error", "lost"), 0);
     json_decref(arr);
     assert_int_equal(gw_buf_add(&out, "", 1), 0);
     return gw_buf_take(&out);
