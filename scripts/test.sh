@@ -59,7 +59,8 @@ add_counts "$(grep -E '^e2e: ' <<<"$out" | tail -n 1)"
 echo "== the governance, idempotency, app client, session, conversation and admin suites again, on PostgreSQL"
 out=$(LLMGW_E2E_SWEEP=$sweepdir LLMGW_E2E_PG=1 scripts/run-e2e.sh e2e-pg build/san/llmgw tests/e2e/governance.test.js \
       tests/e2e/idempotency.test.js tests/e2e/app_clients.test.js tests/e2e/sessions.test.js \
-      tests/e2e/signed.test.js tests/e2e/conversations.test.js tests/e2e/admin.test.js 2>&1)
+      tests/e2e/signed.test.js tests/e2e/conversations.test.js tests/e2e/admin.test.js \
+      tests/e2e/crash.test.js tests/e2e/messages.test.js 2>&1)
 echo "$out"
 add_counts "$(grep -E '^e2e-pg: ' <<<"$out" | tail -n 1)"
 

@@ -53,6 +53,8 @@ void gw_attempt_init(struct gw_call *c)
 {
     gw_buf_init(&c->body, c->w->gw->cfg.max_upstream_body);
     gw_buf_init(&c->out, c->w->gw->cfg.max_upstream_body + 4096);
+    gw_buf_init(&c->relay, c->w->gw->cfg.max_upstream_body);
+    gw_buf_init(&c->relay_delta, GW_SSE_MAX_EVENT);
     gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
     stream_callbacks(c);
     c->retry_after_ms = -1;
@@ -72,6 +74,8 @@ void gw_attempt_reset(struct gw_call *c)
     gw_sse_cleanup(&c->sse);
     gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
     gw_buf_reset(&c->body);
+    gw_buf_reset(&c->relay);
+    gw_buf_reset(&c->relay_delta);
     memset(&c->usage, 0, sizeof(c->usage));
     c->upstream_status = 0;
     c->retry_after_ms = -1;
@@ -281,6 +285,88 @@ static int send_messages_event(void *arg, const char *event, const char *data, s
     return send_sse_event(arg, event, data, len);
 }
 
+/* ---- the Messages dialect answered by Anthropic: its own answer, relayed ---- */
+
+/* A Messages request on an Anthropic model gets Anthropic's answer as it is (thinking blocks,
+ * signatures, stop sequences, cache counts), with the gateway's id, model and cost. */
+static int relays(const struct gw_call *c)
+{
+    return c->dialect == GW_DIALECT_MESSAGES && c->ops != NULL &&
+           strcmp(c->ops->name, "anthropic") == 0;
+}
+
+/* The relayed event's data with the gateway's id and model (message_start) or cost
+ * (message_delta); a new string, or NULL. */
+static char *relay_rewrite(struct gw_call *c, const char *data, size_t len, int is_start)
+{
+    struct gw_errbuf eb = {{0}};
+    json_t *ev = gw_json_parse(data, len, &eb);
+    json_t *msg = json_object_get(ev, "message");
+    char *s = NULL;
+    if (is_start && json_is_object(msg)) {
+        json_object_set_new(msg, "id", json_string(c->stream_id));
+        json_object_set_new(msg, "model", json_string(c->opts.model));
+    } else if (!is_start && json_is_object(ev)) {
+        json_t *u = json_object_get(ev, "usage");
+        if (!json_is_object(u))
+            json_object_set_new(ev, "usage", u = json_object());
+        json_object_set_new(u, "cost_usd", json_real((double)c->row.cost_micros / 1e6));
+    }
+    if (json_is_object(ev))
+        s = gw_json_dump(ev);
+    json_decref(ev);
+    return s;
+}
+
+/* One event of Anthropic's stream, already read by the adapter: to the client (held until
+ * the reply starts; message_delta and message_stop wait for the end; error events are the
+ * gateway's own). */
+static int relay_event(struct gw_call *c, const char *event, const char *data, size_t len)
+{
+    if (event == NULL || strcmp(event, "message_stop") == 0 || strcmp(event, "error") == 0)
+        return 0;
+    if (strcmp(event, "message_delta") == 0) {
+        gw_buf_reset(&c->relay_delta);
+        return gw_buf_add(&c->relay_delta, data, len);
+    }
+    char *start = strcmp(event, "message_start") == 0 ? relay_rewrite(c, data, len, 1) : NULL;
+    const char *d = start != NULL ? start : data;
+    size_t n = start != NULL ? strlen(start) : len;
+    int rc = 0;
+    if (c->reply_started)
+        rc = send_sse_event(c, event, d, n);
+    else if ((rc = gw_buf_printf(&c->relay, "%s", event)) == 0 && (rc = gw_buf_add(&c->relay, "", 1)) == 0 &&
+             (rc = gw_buf_add(&c->relay, d, n)) == 0)
+        rc = gw_buf_add(&c->relay, "", 1);
+    gw_free(start);
+    return rc;
+}
+
+/* The reply started: the events held until now (name NUL data NUL ...). */
+static void relay_flush(struct gw_call *c)
+{
+    const char *p = c->relay.data, *end = p + c->relay.len;
+    while (p != NULL && p < end) {
+        const char *data = p + strlen(p) + 1;
+        size_t n = strlen(data);
+        send_sse_event(c, p, data, n);
+        p = data + n + 1;
+    }
+    gw_buf_reset(&c->relay);
+}
+
+/* The stream's end as Anthropic sent it (its message_delta with the cost, message_stop). */
+static void relay_end(struct gw_call *c)
+{
+    char *d = c->relay_delta.len > 0 ? relay_rewrite(c, c->relay_delta.data, c->relay_delta.len, 0)
+                                     : NULL;
+    if (d != NULL)
+        send_sse_event(c, "message_delta", d, strlen(d));
+    gw_free(d);
+    static const char stop[] = "{\"type\":\"message_stop\"}";
+    send_sse_event(c, "message_stop", stop, sizeof(stop) - 1);
+}
+
 static void start_stream_reply(struct gw_call *c)
 {
     struct gw_client *cl = &c->cl;
@@ -291,7 +377,9 @@ static void start_stream_reply(struct gw_call *c)
     gw_idem_capture_head(c, 200, "text/event-stream");
     cl->ops->stream_start(cl, 200);
     c->reply_started = 1;
-    if (c->dialect == GW_DIALECT_MESSAGES)
+    if (relays(c))
+        relay_flush(c);
+    else if (c->dialect == GW_DIALECT_MESSAGES)
         gw_messages_stream_init(&c->ms, c->stream_id, c->opts.model, send_messages_event, c);
     /* no other attempt can follow now: the request itself is not needed any more (a long
      * stream should not hold it) */
@@ -340,6 +428,8 @@ static int emit_chunk(void *arg, json_t *chunk)
         return GW_ETOOBIG;
     if (!c->reply_started)
         start_stream_reply(c);
+    if (relays(c)) /* on_sse_event relays the provider's event itself */
+        return 0;
     if (c->dialect == GW_DIALECT_MESSAGES)
         return gw_messages_stream_chunk(&c->ms, chunk);
     json_object_set_new(chunk, "id", json_string(c->stream_id));
@@ -395,6 +485,8 @@ static int on_sse_event(void *arg, const char *event, const char *data, size_t l
 {
     struct gw_call *c = arg;
     int rc = c->ops->stream_event(&c->st, event, data, len);
+    if (rc == 0 && relays(c))
+        rc = relay_event(c, event, data, len);
     if (rc != 0 && c->stream_rc == 0)
         c->stream_rc = rc;
     return rc;
@@ -404,7 +496,9 @@ void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const cha
 {
     if (c->cl.ctx == NULL)
         return;
-    if (c->dialect == GW_DIALECT_MESSAGES) {
+    if (relays(c) && err_code == NULL) {
+        relay_end(c);
+    } else if (c->dialect == GW_DIALECT_MESSAGES) {
         gw_messages_stream_usage(&c->ms, &c->st.usage, (double)c->row.cost_micros / 1e6);
         (void)(err_code != NULL ? gw_messages_stream_error(&c->ms, 502, err_code, err_msg)
                                 : gw_messages_stream_end(&c->ms));
@@ -543,6 +637,22 @@ static int send_with_usage(struct gw_call *c, const json_t *answer)
     return rc;
 }
 
+/* Anthropic's whole answer with the gateway's id, model and cost. */
+static json_t *relay_answer(struct gw_call *c)
+{
+    struct gw_errbuf eb = {{0}};
+    json_t *a = gw_json_parse(c->body.data ? c->body.data : "", c->body.len, &eb);
+    json_t *u = json_object_get(a, "usage");
+    if (!json_is_object(a) || !json_is_object(u)) {
+        json_decref(a);
+        return NULL;
+    }
+    json_object_set_new(a, "id", json_string(c->stream_id));
+    json_object_set_new(a, "model", json_string(c->opts.model));
+    json_object_set_new(u, "cost_usd", json_real((double)c->row.cost_micros / 1e6));
+    return a;
+}
+
 static void finish_whole(struct gw_call *c)
 {
     struct gw_errbuf eb = {{0}};
@@ -577,8 +687,9 @@ static void finish_whole(struct gw_call *c)
         rc = send_scanned(c, &scan);
     } else if (c->dialect == GW_DIALECT_MESSAGES) {
         json_object_set_new(out, "id", json_string(c->stream_id));
-        json_t *m = gw_messages_answer(out, c->opts.model, &c->usage,
-                                       (double)c->row.cost_micros / 1e6);
+        json_t *m = relays(c) ? relay_answer(c)
+                              : gw_messages_answer(out, c->opts.model, &c->usage,
+                                                   (double)c->row.cost_micros / 1e6);
         rc = m != NULL ? 0 : GW_ENOMEM;
         if (m != NULL)
             gw_call_send_json(c, 200, m, 0);

@@ -123,6 +123,9 @@ struct gw_call {
     struct curl_slist *hdrs;
     struct gw_buf body;             /* whole upstream answer (non-stream, or an error body) */
     struct gw_buf out;              /* what is written to the client from it (answer, chunk) */
+    /* The Messages dialect answered by Anthropic: its own events are relayed (relay: those
+     * before the reply starts, framed; relay_delta: its message_delta, sent last with the cost) */
+    struct gw_buf relay, relay_delta;
     struct gw_sse sse;
     struct gw_stream st;
     struct gw_messages_stream ms; /* the Messages dialect's stream translation */

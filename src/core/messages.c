@@ -5,10 +5,10 @@
  * - Every member read from the client's body is type-checked here, before gw_chat_validate
  *   checks the canonical body again: a wrong type is a 400 with the member named, never a
  *   crash or a silently dropped turn.
- * - Content the canonical form cannot carry is refused (400) rather than lost, except an
- *   earlier turn's thinking blocks and a tool result's is_error. What only Anthropic's API takes
- *   rides along in the canonical body (top-level thinking and top_k, cache_control on text parts)
- *   for the Anthropic adapter; the other adapters leave it out.
+ * - Content the canonical form cannot carry is refused (400) rather than lost, except a tool
+ *   result's is_error. What only Anthropic's API takes rides along in the canonical body
+ *   (top-level thinking and top_k, cache_control on text parts, earlier turns' thinking blocks
+ *   as parts) for the Anthropic adapter; the other adapters leave it out.
  */
 #include "core/messages.h"
 
@@ -195,7 +195,9 @@ static int convert_turn(const json_t *m, size_t idx, json_t *out, struct gw_errb
             }
         } else if ((strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0) &&
                    assistant) {
-            continue; /* an earlier turn's reasoning: only Anthropic takes it back */
+            /* an earlier turn's reasoning: kept for Anthropic (which checks its signature);
+             * the other adapters leave it out */
+            rc = append(parts, json_deep_copy(blk));
         } else {
             gw_errbuf_set(eb, "%s: content blocks of type '%.40s' are not supported here", what,
                           type);

@@ -20,9 +20,9 @@
 #include "util/err.h"
 
 /* Convert an Anthropic Messages request into a new canonical body (*out). What only Anthropic
- * takes (top-level thinking and top_k, cache_control on text blocks and system blocks) stays in
- * it for the Anthropic adapter (the others leave it out); service_tier, a tool result's
- * is_error and earlier turns' thinking blocks are dropped. count_only: the count_tokens form
+ * takes (top-level thinking and top_k, cache_control on text blocks and system blocks, earlier
+ * turns' thinking blocks as content parts) stays in it for the Anthropic adapter (the others
+ * leave it out); service_tier and a tool result's is_error are dropped. count_only: the count_tokens form
  * (max_tokens not required, stream refused). Returns 0 or GW_EINVAL (message in eb). */
 GW_NODISCARD int gw_messages_to_chat(const json_t *in, int count_only, json_t **out,
                                      struct gw_errbuf *eb);

@@ -941,6 +941,8 @@ static void call_free(struct gw_call *c)
     gw_sse_cleanup(&c->sse);
     gw_buf_cleanup(&c->body);
     gw_buf_cleanup(&c->out);
+    gw_buf_cleanup(&c->relay);
+    gw_buf_cleanup(&c->relay_delta);
     json_decref(c->canon);
     gw_memory_free(c->mem);
     if (c->timer_ev != NULL)

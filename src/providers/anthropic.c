@@ -75,6 +75,8 @@ static int content_blocks(const json_t *content, json_t *out, struct gw_errbuf *
             blk = image_block(url ? url : "", eb);
             if (blk == NULL)
                 return GW_EINVAL;
+        } else if (gw_part_is_anthropic_thinking(part)) {
+            blk = json_deep_copy(part); /* handed back as it came (its signature checks it) */
         } else {
             return einval(eb, "anthropic models accept text and image_url content parts only");
         }

@@ -169,9 +169,15 @@ static int each_part(const json_t *req, int (*f)(json_t *part))
     return 0;
 }
 
-static int part_has_cache_control(json_t *part)
+int gw_part_is_anthropic_thinking(const json_t *part)
 {
-    return json_object_get(part, "cache_control") != NULL;
+    const char *type = gw_json_str(part, "type");
+    return type != NULL && (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0);
+}
+
+static int part_is_anthropic_only(json_t *part)
+{
+    return json_object_get(part, "cache_control") != NULL || gw_part_is_anthropic_thinking(part);
 }
 
 static int part_drop_cache_control(json_t *part)
@@ -180,12 +186,32 @@ static int part_drop_cache_control(json_t *part)
     return 0;
 }
 
+/* Remove the thinking parts of each message's content (a content left empty becomes null, as
+ * an assistant turn of tool calls only has it, or "" otherwise). */
+static void drop_thinking_parts(json_t *body)
+{
+    size_t i, k;
+    json_t *m;
+    json_array_foreach(json_object_get(body, "messages"), i, m) {
+        json_t *content = json_object_get(m, "content");
+        if (!json_is_array(content))
+            continue;
+        for (k = json_array_size(content); k-- > 0;)
+            if (gw_part_is_anthropic_thinking(json_array_get(content, k)))
+                json_array_remove(content, k);
+        if (json_array_size(content) == 0)
+            json_object_set_new(m, "content", json_object_get(m, "tool_calls") != NULL
+                                                  ? json_null()
+                                                  : json_string(""));
+    }
+}
+
 int gw_has_anthropic_only(const json_t *req)
 {
     for (size_t i = 0; i < sizeof(anthropic_members) / sizeof(*anthropic_members); i++)
         if (json_object_get(req, anthropic_members[i]) != NULL)
             return 1;
-    return each_part(req, part_has_cache_control);
+    return each_part(req, part_is_anthropic_only);
 }
 
 void gw_drop_anthropic_only(json_t *body)
@@ -193,4 +219,5 @@ void gw_drop_anthropic_only(json_t *body)
     for (size_t i = 0; i < sizeof(anthropic_members) / sizeof(*anthropic_members); i++)
         json_object_del(body, anthropic_members[i]);
     (void)each_part(body, part_drop_cache_control);
+    drop_thinking_parts(body);
 }

@@ -72,6 +72,8 @@ static int content_parts(const json_t *content, json_t *parts, struct gw_errbuf 
             const char *url = gw_json_str(json_object_get(part, "image_url"), "url");
             if ((p = image_part(url ? url : "", eb)) == NULL)
                 return GW_EINVAL;
+        } else if (gw_part_is_anthropic_thinking(part)) {
+            continue; /* an earlier turn's Anthropic reasoning: only Anthropic takes it back */
         } else {
             return einval(eb, "gemini models accept text and image_url content parts only");
         }

@@ -177,8 +177,10 @@ json_t *gw_tool_call_args(const json_t *tool_call);
  * "'F' is not supported by WHAT"; 0 when it carries none. */
 GW_NODISCARD int gw_refuse_fields(const json_t *req, const char *const *fields, const char *what,
                                   struct gw_errbuf *eb);
+/* Is part an Anthropic thinking or redacted_thinking block (an earlier assistant turn's)? */
+int gw_part_is_anthropic_thinking(const json_t *part);
 /* Does req carry what only Anthropic's API takes (top-level thinking or top_k, cache_control on
- * a content part)? Other adapters leave it out. */
+ * a content part, thinking parts)? Other adapters leave it out. */
 int gw_has_anthropic_only(const json_t *req);
 /* Remove those members from body (a copy of such a req). */
 void gw_drop_anthropic_only(json_t *body);

@@ -69,21 +69,25 @@ async function lastUpstream(provider) {
 for (const [provider, model] of Object.entries(MODELS)) {
   test(`@anthropic-ai/sdk, ${provider} (${model}): messages.create`, T, async () => {
     await cell('messages', provider, async () => {
-      const r = await anthropic.messages.create({ model, max_tokens: 64, system: 'Be brief.', messages: [{ role: 'user', content: 'hello there' }] });
+      const rid = `msgs-${provider}-${Date.now()}`;
+      const r = await anthropic.messages.create({ model, max_tokens: 64, system: 'Be brief.', messages: [{ role: 'user', content: 'hello there' }] },
+        { headers: { 'X-Request-Id': rid } });
       assert.equal(r.type, 'message');
       assert.equal(r.role, 'assistant');
-      assert.match(r.id, /^msg_/);
+      assert.equal(r.id, `msg_${rid}`);
       assert.equal(r.model, model);
       assert.deepEqual(r.content, [{ type: 'text', text: 'echo: hello there' }]);
       assert.equal(r.stop_reason, 'end_turn');
       const want = anthropicUsage(model);
       for (const k of Object.keys(want)) assert.equal(r.usage[k], want[k], `usage.${k}`);
       assert.equal(Math.round(r.usage.cost_usd * 1e6), expectedCostMicros(model, FAKE_USAGE[model]), 'cost_usd');
-      const rid = r._request_id || null;
-      const rows = await env.query("SELECT endpoint, model, state, tokens_in, tokens_out, cost_micros FROM usage WHERE endpoint = 'messages' ORDER BY rowid DESC LIMIT 1");
-      assert.equal(rows[0].model, model, `usage row (${rid})`);
-      assert.equal(rows[0].tokens_in, FAKE_USAGE[model].input);
-      assert.equal(rows[0].tokens_out, FAKE_USAGE[model].output);
+      const row = await env.waitUsage(rid);
+      assert.equal(row.endpoint, 'messages');
+      assert.equal(row.model, model);
+      assert.equal(row.state, 'settled');
+      assert.equal(Number(row.tokens_in), FAKE_USAGE[model].input);
+      assert.equal(Number(row.tokens_out), FAKE_USAGE[model].output);
+      assert.equal(Number(row.cost_micros), expectedCostMicros(model, FAKE_USAGE[model]));
       const up = await lastUpstream(provider);
       if (provider === 'anthropic') assert.equal(up.body.system, 'Be brief.');
       else if (provider === 'gemini') assert.equal(up.body.systemInstruction.parts[0].text, 'Be brief.');
@@ -276,4 +280,31 @@ test('Idempotency-Key: a streamed Messages answer replays as the same events', T
   assert.equal(second.replayed, 'true');
   assert.equal(second.text, first.text);
   assert.equal((await env.fake.requests('openai')).length, 1, 'executed once');
+});
+
+test('to an Anthropic model the answer is Anthropic\'s own: thinking blocks and signatures kept, streamed as sent', T, async () => {
+  const body = { model: 'claude-sonnet-4-6', max_tokens: 2048, thinking: { type: 'enabled', budget_tokens: 1024 }, messages: [{ role: 'user', content: 'think first' }] };
+  const r = await anthropic.messages.create(body);
+  assert.deepEqual(r.content, [
+    { type: 'thinking', thinking: 'Let me think about that.', signature: 'sig-fake-1' },
+    { type: 'text', text: 'echo: think first' },
+  ]);
+  assert.equal(r.usage.cache_creation_input_tokens, FAKE_USAGE['claude-sonnet-4-6'].cacheWrite);
+  assert.ok(r.usage.cost_usd > 0);
+  const s = anthropic.messages.stream(body);
+  let thinking = '';
+  s.on('thinking', (t) => { thinking += t; });
+  const m = await s.finalMessage();
+  assert.equal(thinking, 'Let me think about that.');
+  assert.deepEqual(m.content, r.content);
+  assert.match(m.id, /^msg_req_|^msg_/);
+  assert.equal(m.model, 'claude-sonnet-4-6');
+  assert.equal(m.usage.output_tokens, FAKE_USAGE['claude-sonnet-4-6'].output);
+  // and a later turn can hand the thinking back: to Anthropic as it was, to others without it
+  const turns = [{ role: 'user', content: 'think first' }, { role: 'assistant', content: r.content }, { role: 'user', content: 'and then?' }];
+  await anthropic.messages.create({ ...body, messages: turns });
+  assert.deepEqual((await lastUpstream('anthropic')).body.messages[1].content[0].type, 'thinking');
+  await anthropic.messages.create({ ...body, model: 'gpt-4o', messages: turns });
+  const up = (await lastUpstream('openai')).body;
+  assert.deepEqual(up.messages[1], { role: 'assistant', content: [{ type: 'text', text: 'echo: think first' }] });
 });

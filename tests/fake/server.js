@@ -21,7 +21,9 @@
 //   anthropic  x-api-key: fake-anthropic-key   and an anthropic-version header
 //   gemini     x-goog-api-key: fake-gemini-key  and NO key in the query string
 //
-// Answers are deterministic: the text is "echo: " + the text of the last user message. When the
+// Answers are deterministic: the text is "echo: " + the text of the last user message.
+// Anthropic with thinking {type:"enabled"}: a thinking block (text THINKING, signature
+// "sig-fake-1") comes first, streamed as thinking_delta + signature_delta. When the
 // request carries tools (and the last message is not a tool result) the answer is a call to the
 // first tool with arguments {"city":"Paris"}.
 //
@@ -388,11 +390,16 @@ function anthropicUsage(model, streamStart) {
   };
 }
 
+// Extended thinking asked for (thinking: {type: "enabled"}): answers start with a thinking block.
+const THINKING = 'Let me think about that.';
+const thinks = (body) => body && body.thinking && body.thinking.type === 'enabled';
+
 function anthropicComplete(model, body) {
   const ans = decideAnswer('anthropic', body);
   const content = ans.kind === 'tool'
     ? [{ type: 'tool_use', id: 'toolu_fake_1', name: ans.name, input: ans.args }]
     : [{ type: 'text', text: ans.text }];
+  if (thinks(body)) content.unshift({ type: 'thinking', thinking: THINKING, signature: 'sig-fake-1' });
   return {
     id: nextId('msg_fake'),
     type: 'message',
@@ -412,25 +419,38 @@ function anthropicStreamFrames(model, body, opts = {}) {
   content.push(ev('message_start', { type: 'message_start', message: {
     id: nextId('msg_fake'), type: 'message', role: 'assistant', model, content: [],
     stop_reason: null, stop_sequence: null, usage: anthropicUsage(model, true) } }));
-  if (ans.kind === 'tool') {
+  let i = 0; // the answer's block index (a thinking block comes first when thinking is on)
+  if (thinks(body)) {
     content.push(ev('content_block_start', { type: 'content_block_start', index: 0,
+      content_block: { type: 'thinking', thinking: '', signature: '' } }));
+    for (const p of pieces(THINKING, 2)) {
+      content.push(ev('content_block_delta', { type: 'content_block_delta', index: 0,
+        delta: { type: 'thinking_delta', thinking: p } }));
+    }
+    content.push(ev('content_block_delta', { type: 'content_block_delta', index: 0,
+      delta: { type: 'signature_delta', signature: 'sig-fake-1' } }));
+    content.push(ev('content_block_stop', { type: 'content_block_stop', index: 0 }));
+    i = 1;
+  }
+  if (ans.kind === 'tool') {
+    content.push(ev('content_block_start', { type: 'content_block_start', index: i,
       content_block: { type: 'tool_use', id: 'toolu_fake_1', name: ans.name, input: {} } }));
     content.push(ev('ping', { type: 'ping' }));
     for (const p of pieces(JSON.stringify(ans.args), opts.nPieces || 3)) {
-      content.push(ev('content_block_delta', { type: 'content_block_delta', index: 0,
+      content.push(ev('content_block_delta', { type: 'content_block_delta', index: i,
         delta: { type: 'input_json_delta', partial_json: p } }));
     }
   } else {
-    content.push(ev('content_block_start', { type: 'content_block_start', index: 0,
+    content.push(ev('content_block_start', { type: 'content_block_start', index: i,
       content_block: { type: 'text', text: '' } }));
     content.push(ev('ping', { type: 'ping' }));
     for (const p of pieces(ans.text, opts.nPieces || 3)) {
-      content.push(ev('content_block_delta', { type: 'content_block_delta', index: 0,
+      content.push(ev('content_block_delta', { type: 'content_block_delta', index: i,
         delta: { type: 'text_delta', text: p } }));
     }
   }
   const end = [];
-  end.push(ev('content_block_stop', { type: 'content_block_stop', index: 0 }));
+  end.push(ev('content_block_stop', { type: 'content_block_stop', index: i }));
   end.push(ev('message_delta', { type: 'message_delta',
     delta: { stop_reason: ans.kind === 'tool' ? 'tool_use' : 'end_turn', stop_sequence: null },
     usage: { output_tokens: USAGE.anthropic(model).output } }));

@@ -480,9 +480,15 @@ static void unsupported_fields_refused_or_dropped(void **state)
     /* thinking, top_k and cache_control reach Anthropic and no one else */
     const char *anth = "{\"model\":\"m\",\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":1024},\"top_k\":3,"
                        "\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"S\",\"cache_control\":{\"type\":\"ephemeral\"}}]},"
-                       "{\"role\":\"user\",\"content\":\"hi\"}]}";
+                       "{\"role\":\"user\",\"content\":\"hi\"},"
+                       "{\"role\":\"assistant\",\"content\":[{\"type\":\"thinking\",\"thinking\":\"T\",\"signature\":\"sig\"},"
+                       "{\"type\":\"text\",\"text\":\"A\"}]},"
+                       "{\"role\":\"assistant\",\"content\":[{\"type\":\"redacted_thinking\",\"data\":\"x\"}],"
+                       "\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+                       "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"ok\"}]}";
     assert_int_equal(build_text("openai", "gpt-4o", 0, anth, &eb, &body), 0);
     assert_null(strstr(body, "thinking"));
+    assert_non_null(strstr(body, "{\"role\":\"assistant\",\"content\":null,\"tool_calls\""));
     assert_null(strstr(body, "top_k"));
     assert_null(strstr(body, "cache_control"));
     assert_non_null(strstr(body, "\"text\":\"S\""));
@@ -491,6 +497,12 @@ static void unsupported_fields_refused_or_dropped(void **state)
     assert_non_null(strstr(body, "\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":1024}"));
     assert_non_null(strstr(body, "\"top_k\":3"));
     assert_non_null(strstr(body, "\"cache_control\":{\"type\":\"ephemeral\"}"));
+    assert_non_null(strstr(body, "{\"type\":\"thinking\",\"thinking\":\"T\",\"signature\":\"sig\"}"));
+    assert_non_null(strstr(body, "{\"type\":\"redacted_thinking\",\"data\":\"x\"}"));
+    free(body);
+    assert_int_equal(build_text("gemini", "gemini-2.5-flash", 0, anth, &eb, &body), 0);
+    assert_null(strstr(body, "thinking"));
+    assert_null(strstr(body, "sig"));
     free(body);
 #undef MSG
 }
