@@ -25,7 +25,8 @@
 // Anthropic with thinking {type:"enabled"}: a thinking block (text THINKING, signature
 // "sig-fake-1") comes first, streamed as thinking_delta + signature_delta. When the
 // request carries tools (and the last message is not a tool result) the answer is a call to the
-// first tool with arguments {"city":"Paris"}.
+// first tool with arguments {"city":"Paris"}; when the question says "parallel", two calls at
+// once ({"city":"Paris"}, then {"city":"Rome"}).
 //
 // Fixed usage numbers (the same for stream and non-stream; see USAGE below):
 //   openai  (gpt-4o etc.)           prompt_tokens 120 (of which cached_tokens 20), completion_tokens 30,
@@ -200,7 +201,12 @@ function decideAnswer(provider, body) {
   if (REPLY.has(body)) return { kind: 'text', text: REPLY.get(body) };
   const u = lastUser(provider, body);
   const tool = firstToolName(provider, body);
-  if (tool && !u.toolResult) return { kind: 'tool', name: tool, args: { city: 'Paris' } };
+  if (tool && !u.toolResult) {
+    // "parallel" in the question: two calls at once (Paris, then Rome)
+    const calls = [{ name: tool, args: { city: 'Paris' } }];
+    if (/parallel/.test(u.text)) calls.push({ name: tool, args: { city: 'Rome' } });
+    return { kind: 'tool', name: tool, args: { city: 'Paris' }, calls };
+  }
   return { kind: 'text', text: 'echo: ' + (u.toolResult ? 'tool result: ' : '') + u.text };
 }
 
@@ -320,8 +326,8 @@ function openaiComplete(provider, model, body, res) {
   const message = { role: 'assistant', content: null, refusal: null };
   let finish = 'stop';
   if (ans.kind === 'tool') {
-    message.tool_calls = [{ id: 'call_fake_1', type: 'function',
-      function: { name: ans.name, arguments: JSON.stringify(ans.args) } }];
+    message.tool_calls = ans.calls.map((c, i) => ({ id: `call_fake_${i + 1}`, type: 'function',
+      function: { name: c.name, arguments: JSON.stringify(c.args) } }));
     finish = 'tool_calls';
   } else {
     message.content = ans.text;
@@ -356,12 +362,13 @@ function openaiStreamFrames(provider, model, body, opts = {}) {
   let finish = 'stop';
   if (ans.kind === 'tool') {
     finish = 'tool_calls';
-    const args = JSON.stringify(ans.args);
-    content.push(chunk({ tool_calls: [{ index: 0, id: 'call_fake_1', type: 'function',
-      function: { name: ans.name, arguments: '' } }] }));
-    for (const p of pieces(args, opts.nPieces || 3)) {
-      content.push(chunk({ tool_calls: [{ index: 0, function: { arguments: p } }] }));
-    }
+    ans.calls.forEach((c, i) => {
+      content.push(chunk({ tool_calls: [{ index: i, id: `call_fake_${i + 1}`, type: 'function',
+        function: { name: c.name, arguments: '' } }] }));
+      for (const p of pieces(JSON.stringify(c.args), opts.nPieces || 3)) {
+        content.push(chunk({ tool_calls: [{ index: i, function: { arguments: p } }] }));
+      }
+    });
   } else {
     for (const p of pieces(ans.text, opts.nPieces || 3)) content.push(chunk({ content: p }));
   }
@@ -397,7 +404,7 @@ const thinks = (body) => body && body.thinking && body.thinking.type === 'enable
 function anthropicComplete(model, body) {
   const ans = decideAnswer('anthropic', body);
   const content = ans.kind === 'tool'
-    ? [{ type: 'tool_use', id: 'toolu_fake_1', name: ans.name, input: ans.args }]
+    ? ans.calls.map((c, i) => ({ type: 'tool_use', id: `toolu_fake_${i + 1}`, name: c.name, input: c.args }))
     : [{ type: 'text', text: ans.text }];
   if (thinks(body)) content.unshift({ type: 'thinking', thinking: THINKING, signature: 'sig-fake-1' });
   return {
@@ -433,13 +440,16 @@ function anthropicStreamFrames(model, body, opts = {}) {
     i = 1;
   }
   if (ans.kind === 'tool') {
-    content.push(ev('content_block_start', { type: 'content_block_start', index: i,
-      content_block: { type: 'tool_use', id: 'toolu_fake_1', name: ans.name, input: {} } }));
-    content.push(ev('ping', { type: 'ping' }));
-    for (const p of pieces(JSON.stringify(ans.args), opts.nPieces || 3)) {
-      content.push(ev('content_block_delta', { type: 'content_block_delta', index: i,
-        delta: { type: 'input_json_delta', partial_json: p } }));
-    }
+    ans.calls.forEach((c, k) => {
+      if (k > 0) content.push(ev('content_block_stop', { type: 'content_block_stop', index: i++ }));
+      content.push(ev('content_block_start', { type: 'content_block_start', index: i,
+        content_block: { type: 'tool_use', id: `toolu_fake_${k + 1}`, name: c.name, input: {} } }));
+      if (k === 0) content.push(ev('ping', { type: 'ping' }));
+      for (const p of pieces(JSON.stringify(c.args), opts.nPieces || 3)) {
+        content.push(ev('content_block_delta', { type: 'content_block_delta', index: i,
+          delta: { type: 'input_json_delta', partial_json: p } }));
+      }
+    });
   } else {
     content.push(ev('content_block_start', { type: 'content_block_start', index: i,
       content_block: { type: 'text', text: '' } }));
@@ -477,7 +487,7 @@ function geminiUsage(model, candidatesSoFar) {
 function geminiComplete(model, body) {
   const ans = decideAnswer('gemini', body);
   const parts = ans.kind === 'tool'
-    ? [{ functionCall: { name: ans.name, args: ans.args } }]
+    ? ans.calls.map((c) => ({ functionCall: { name: c.name, args: c.args } }))
     : [{ text: ans.text }];
   return {
     candidates: [{ content: { role: 'model', parts }, finishReason: 'STOP', index: 0 }],
@@ -495,7 +505,7 @@ function geminiStreamFrames(model, body, opts = {}) {
   const content = [];
   const end = [];
   if (ans.kind === 'tool') {
-    end.push(frame({ candidates: [{ content: { role: 'model', parts: [{ functionCall: { name: ans.name, args: ans.args } }] },
+    end.push(frame({ candidates: [{ content: { role: 'model', parts: ans.calls.map((c) => ({ functionCall: { name: c.name, args: c.args } })) },
       finishReason: 'STOP', index: 0 }], usageMetadata: geminiUsage(model), modelVersion: model, responseId }));
     return { content, end };
   }
