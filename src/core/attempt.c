@@ -197,9 +197,11 @@ static void fail_from_transport(struct gw_call *c, CURLcode result, struct gw_fa
         f->upstream_status = (int)c->upstream_status;
         return;
     }
-    long connect_us = 0;
+    curl_off_t connect_us = 0;
     curl_easy_getinfo(c->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-    if (connect_us == 0 || !request_sent(c)) {
+    /* no connect time: never connected, unless curl sent it on a pooled connection (which has
+     * none) and wanted to send it again (see on_prereq): then it is not known */
+    if ((connect_us == 0 && c->sends <= 1) || !request_sent(c)) {
         fail_set(f, GW_OUT_UNSENT, result == CURLE_OPERATION_TIMEDOUT ? 504 : 502,
                  "upstream_error", result == CURLE_OPERATION_TIMEDOUT ? "upstream_timeout"
                                                                       : "upstream_error",
