@@ -40,11 +40,19 @@ static int emit_chunk(void *arg, json_t *chunk);
 static int emit_raw_chunk(void *arg, const char *data, const struct gw_scan *scan);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 
+/* The largest stream event taken: limits.max_upstream_body_bytes bounds one event as it bounds
+ * a whole answer (every adapter alike, not only those relayed through c->out). */
+static size_t sse_max_event(const struct gw_call *c)
+{
+    size_t lim = c->w->gw->cfg.max_upstream_body;
+    return lim < GW_SSE_MAX_EVENT ? lim : GW_SSE_MAX_EVENT;
+}
+
 void gw_attempt_init(struct gw_call *c)
 {
     gw_buf_init(&c->body, c->w->gw->cfg.max_upstream_body);
     gw_buf_init(&c->out, c->w->gw->cfg.max_upstream_body + 4096);
-    gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
+    gw_sse_init(&c->sse, sse_max_event(c), on_sse_event, c);
     c->st.emit = emit_chunk;
     c->st.emit_raw = emit_raw_chunk;
     c->st.arg = c;
@@ -65,7 +73,7 @@ void gw_attempt_reset(struct gw_call *c)
     c->st.emit_raw = emit_raw_chunk;
     c->st.arg = c;
     gw_sse_cleanup(&c->sse);
-    gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
+    gw_sse_init(&c->sse, sse_max_event(c), on_sse_event, c);
     gw_buf_reset(&c->body);
     memset(&c->usage, 0, sizeof(c->usage));
     c->upstream_status = 0;
