@@ -450,14 +450,40 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
     return len;
 }
 
+/* Is the answer's Content-Type an event stream (or absent: then it is read as one)? */
+static int answer_is_sse(struct gw_call *c)
+{
+    static const char sse[] = "text/event-stream";
+    const char *ct = NULL;
+
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    if (ct == NULL)
+        return 1;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return strncasecmp(ct, sse, sizeof(sse) - 1) == 0 &&
+           (ct[sizeof(sse) - 1] == '\0' || ct[sizeof(sse) - 1] == ';' ||
+            ct[sizeof(sse) - 1] == ' ');
+}
+
 static size_t on_write(char *p, size_t sz, size_t n, void *arg)
 {
     struct gw_call *c = arg;
     size_t len = sz * n;
 
     upstream_alive(c);
-    if (c->upstream_status == 0)
+    if (c->upstream_status == 0) { /* the answer's first body bytes */
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
+        if (c->opts.stream && c->upstream_status >= 200 && c->upstream_status < 300 &&
+            !answer_is_sse(c)) {
+            /* a whole answer, an HTML page: not the stream asked for, however it ends */
+            GW_LOG_WARN("upstream", "req=%s provider=%s answered a stream request with "
+                        "another content type", c->rid, c->ops->name);
+            c->stream_rc = GW_EPARSE;
+            c->sse_error = 1;
+            return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+        }
+    }
     if (c->opts.stream && c->upstream_status >= 200 && c->upstream_status < 300) {
         if (c->reply_started && client_backlog(c) > GW_CLIENT_HIGH_WATER) {
             /* curl keeps these bytes and hands them over again after the resume */
