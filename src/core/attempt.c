@@ -49,13 +49,21 @@ static void stream_callbacks(struct gw_call *c)
     c->st.arg = c;
 }
 
+/* The largest stream event taken: limits.max_upstream_body_bytes bounds one event as it bounds
+ * a whole answer (every adapter alike, not only those relayed through c->out). */
+static size_t sse_max_event(const struct gw_call *c)
+{
+    size_t lim = c->w->gw->cfg.max_upstream_body;
+    return lim < GW_SSE_MAX_EVENT ? lim : GW_SSE_MAX_EVENT;
+}
+
 void gw_attempt_init(struct gw_call *c)
 {
     gw_buf_init(&c->body, c->w->gw->cfg.max_upstream_body);
     gw_buf_init(&c->out, c->w->gw->cfg.max_upstream_body + 4096);
     gw_buf_init(&c->relay, c->w->gw->cfg.max_upstream_body);
     gw_buf_init(&c->relay_delta, GW_SSE_MAX_EVENT);
-    gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
+    gw_sse_init(&c->sse, sse_max_event(c), on_sse_event, c);
     stream_callbacks(c);
     c->retry_after_ms = -1;
     c->timer_ev = evtimer_new(c->w->base, on_timer, c);
@@ -72,7 +80,7 @@ void gw_attempt_reset(struct gw_call *c)
     memset(&c->st, 0, sizeof(c->st));
     stream_callbacks(c);
     gw_sse_cleanup(&c->sse);
-    gw_sse_init(&c->sse, GW_SSE_MAX_EVENT, on_sse_event, c);
+    gw_sse_init(&c->sse, sse_max_event(c), on_sse_event, c);
     gw_buf_reset(&c->body);
     gw_buf_reset(&c->relay);
     gw_buf_reset(&c->relay_delta);
@@ -206,9 +214,11 @@ static void fail_from_transport(struct gw_call *c, CURLcode result, struct gw_fa
         f->upstream_status = (int)c->upstream_status;
         return;
     }
-    long connect_us = 0;
+    curl_off_t connect_us = 0;
     curl_easy_getinfo(c->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-    if (connect_us == 0 || !request_sent(c)) {
+    /* no connect time: never connected, unless curl sent it on a pooled connection (which has
+     * none) and wanted to send it again (see on_prereq): then it is not known */
+    if ((connect_us == 0 && c->sends <= 1) || !request_sent(c)) {
         fail_set(f, GW_OUT_UNSENT, result == CURLE_OPERATION_TIMEDOUT ? 504 : 502,
                  "upstream_error", result == CURLE_OPERATION_TIMEDOUT ? "upstream_timeout"
                                                                       : "upstream_error",
@@ -556,14 +566,40 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
     return len;
 }
 
+/* Is the answer's Content-Type an event stream (or absent: then it is read as one)? */
+static int answer_is_sse(struct gw_call *c)
+{
+    static const char sse[] = "text/event-stream";
+    const char *ct = NULL;
+
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    if (ct == NULL)
+        return 1;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return strncasecmp(ct, sse, sizeof(sse) - 1) == 0 &&
+           (ct[sizeof(sse) - 1] == '\0' || ct[sizeof(sse) - 1] == ';' ||
+            ct[sizeof(sse) - 1] == ' ');
+}
+
 static size_t on_write(char *p, size_t sz, size_t n, void *arg)
 {
     struct gw_call *c = arg;
     size_t len = sz * n;
 
     upstream_alive(c);
-    if (c->upstream_status == 0)
+    if (c->upstream_status == 0) { /* the answer's first body bytes */
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->upstream_status);
+        if (c->opts.stream && c->upstream_status >= 200 && c->upstream_status < 300 &&
+            !answer_is_sse(c)) {
+            /* a whole answer, an HTML page: not the stream asked for, however it ends */
+            GW_LOG_WARN("upstream", "req=%s provider=%s answered a stream request with "
+                        "another content type", c->rid, c->ops->name);
+            c->stream_rc = GW_EPARSE;
+            c->sse_error = 1;
+            return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+        }
+    }
     if (c->opts.stream && c->upstream_status >= 200 && c->upstream_status < 300) {
         if (c->reply_started && client_backlog(c) > GW_CLIENT_HIGH_WATER) {
             /* curl keeps these bytes and hands them over again after the resume */

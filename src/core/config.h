@@ -79,7 +79,7 @@ struct gw_config {
     int production;      /* LLMGW_MODE=production */
     int hardening;       /* llmgw serve's least privilege: -1 auto (on in production), 0, 1 */
     size_t max_body;     /* inbound body limit, bytes */
-    size_t max_upstream_body; /* upstream (non-stream) response limit, bytes */
+    size_t max_upstream_body; /* upstream answer limit (non-stream), and of one stream event */
     int header_timeout_ms;    /* absolute deadline to receive request headers+body */
     struct gw_timeouts timeouts; /* upstream defaults (every field > 0) */
     int shutdown_grace_ms;    /* in-flight requests get this long on SIGTERM */

@@ -5,9 +5,12 @@
 //   before(async () => { env = await startEnv(); });
 //   after(async () => { await env.stop(); });
 //
-// env: { baseURL, apiKey, port, tmp, db, dbPath, fake: {url, next, requests, reset, clear},
+// env: { baseURL, apiKey, port, tmp, db, dbPath, fake: {url, next, nextAll, requests, reset, clear},
 //        log(), superadminKey(), createKey(name), revokeKey(keyId), listKeys(), usageRow(id), waitUsage(id, opts),
 //        client(opts) (official openai client), request(method, path, opts), stop() }
+// startEnv options: timeouts {first_byte_ms, total_ms, ...} and limits {max_body_bytes,
+//   max_upstream_body_bytes, ...} (merged into the config's defaults), extraConfig (more YAML
+//   lines), env (more environment, e.g. LLMGW_<P>_BASE_URL), omitProviders, postgres.
 'use strict';
 
 const { spawn, execFile } = require('node:child_process');
@@ -138,6 +141,8 @@ async function startFake() {
     stderr: () => stderr,
     // next('openai', 'status', {status: 500}) — script the provider's next answer.
     next: (provider, action, extra = {}) => call('POST', '/_control/next', { provider, action, ...extra }),
+    // nextAll([{provider, action, ...}, ...]) — script many answers in one call.
+    nextAll: (entries) => call('POST', '/_control/next', entries),
     requests: (provider) => call('GET', provider ? `/_requests?provider=${encodeURIComponent(provider)}` : '/_requests'),
     clear: () => call('DELETE', '/_requests'),
     reset: () => call('POST', '/_control/reset'),
@@ -331,7 +336,8 @@ async function startEnvWith(fake, opts) {
   fs.writeFileSync(configPath, [
     `timeouts: {${Object.entries({ first_byte_ms: 1500, total_ms: 6000, connect_ms: 1000, ...(opts.timeouts || {}) })
       .map(([k, v]) => `${k}: ${Number(v)}`).join(', ')}}`,
-    'limits: {max_body_bytes: 65536}',
+    `limits: {${Object.entries({ max_body_bytes: 65536, ...(opts.limits || {}) })
+      .map(([k, v]) => `${k}: ${Number(v)}`).join(', ')}}`,
     ...(opts.extraConfig ? [opts.extraConfig] : []),
     '',
   ].join('\n'));

@@ -51,18 +51,41 @@
 //     "status"   {status, body?, headers?}  error answer (provider-shaped body by default; a 429
 //                                            carries retry-after: 2 unless headers are given)
 //     "delay"    {ms}                       wait, then answer normally
-//     "reset"                               destroy the socket without answering
+//     "reset"    {rst?}                     destroy the socket without answering (rst: true =
+//                                            abort it with a TCP RST instead of a FIN)
 //     "hang"                                never answer
 //     "truncate" {mode?}                    stream: a few events then end without the end marker
 //                                            (mode "end" = clean HTTP end [default], "destroy" =
-//                                            socket destroyed); non-stream: half the body, then
-//                                            the socket is destroyed
-//     "badjson"                             200 with invalid JSON (stream: an invalid data: line)
+//                                            socket destroyed, "rst" = TCP RST); non-stream: half
+//                                            the body, then the socket is destroyed ("rst": reset;
+//                                            "end" given explicitly: half the body, chunked, then
+//                                            a clean HTTP end)
+//     "badjson"  {mid?}                     200 with invalid JSON (stream: an invalid data: line;
+//                                            mid: true = after the content events but the last)
 //     "slow"     {ms, events?}              stream with ms between events (~20 content events)
 //     "big"      {repeat?, events?}         stream (openai/xai/perplexity): the echoed text
 //                                            repeated `repeat` times, sent at once in `events` pieces
 //     "reply"    {content, ms?}             answer normally (after ms), but with this text
 //                                            (e.g. a router model's choice)
+//     "stall"                               200 headers and a part of the answer (non-stream: half
+//                                            the body, chunked; stream: the content events but the
+//                                            last), then silence until the client closes
+//     "drip"     {ms, bytes?, events?}      the whole normal answer (stream or not), `bytes`
+//                                            (default 1) at a time with ms between writes (a
+//                                            stream's text in `events` content events, default 3)
+//     "huge"     {bytes, events?}           an answer whose text is "echo: " and then `bytes`
+//                                            characters (any provider); non-stream: one body;
+//                                            stream: "echo: " in one event, then the rest in
+//                                            `events` (default 1) equal content events
+//     "ctype"    {shape, type?}             a 200 with Content-Type `type` (default: the shape's
+//                                            own) and a body of `shape`: "html" (an HTML error page
+//                                            with the marker below), "json" (the whole non-stream
+//                                            answer, also to a stream request), "sse" (the whole
+//                                            stream, also to a non-stream request)
+//   Any entry may carry {match: "text"}: it is then consumed only by a request whose raw body
+//   contains that text (so concurrent tests each get their own fault); entries without match
+//   are consumed first come, first served as before. The body may also be an array of entries
+//   (all checked, then all queued).
 //   POST /_control/reset                    clear queues and the request log
 //   GET  /_requests[?provider=P]            [{provider, method, path, query, headers, body,
 //                                             aborted, answered, closedByFake, action, at}]
@@ -73,8 +96,8 @@
 //                                            where the fake closes it: closedByFake)
 //   DELETE /_requests                       clear the request log
 //
-// Error bodies for scripted statuses contain the marker FAKE_PROVIDER_INTERNAL_DETAIL so tests can
-// check it never reaches the gateway's client.
+// Error bodies for scripted statuses (and the "ctype" html page) contain the marker
+// FAKE_PROVIDER_INTERNAL_DETAIL so tests can check it never reaches the gateway's client.
 'use strict';
 
 const http = require('node:http');
@@ -195,6 +218,13 @@ function firstToolName(provider, body) {
 
 // Scripted answer texts ("reply" action), by request body.
 const REPLY = new WeakMap();
+// Scripted stream pieces of that text ("huge" action), by request body.
+const SPLIT = new WeakMap();
+
+// The stream pieces of an answer text: the scripted ones, else n equal pieces.
+function textPieces(body, text, n) {
+  return SPLIT.has(body) ? SPLIT.get(body) : pieces(text, n);
+}
 
 // Decide the answer: {kind: "text", text} or {kind: "tool", name, args}
 function decideAnswer(provider, body) {
@@ -370,7 +400,7 @@ function openaiStreamFrames(provider, model, body, opts = {}) {
       }
     });
   } else {
-    for (const p of pieces(ans.text, opts.nPieces || 3)) content.push(chunk({ content: p }));
+    for (const p of textPieces(body, ans.text, opts.nPieces || 3)) content.push(chunk({ content: p }));
   }
   const usage = openaiUsage(provider, model, body);
   const end = [];
@@ -454,7 +484,7 @@ function anthropicStreamFrames(model, body, opts = {}) {
     content.push(ev('content_block_start', { type: 'content_block_start', index: i,
       content_block: { type: 'text', text: '' } }));
     content.push(ev('ping', { type: 'ping' }));
-    for (const p of pieces(ans.text, opts.nPieces || 3)) {
+    for (const p of textPieces(body, ans.text, opts.nPieces || 3)) {
       content.push(ev('content_block_delta', { type: 'content_block_delta', index: i,
         delta: { type: 'text_delta', text: p } }));
     }
@@ -509,7 +539,7 @@ function geminiStreamFrames(model, body, opts = {}) {
       finishReason: 'STOP', index: 0 }], usageMetadata: geminiUsage(model), modelVersion: model, responseId }));
     return { content, end };
   }
-  const ps = pieces(ans.text, opts.nPieces || 3);
+  const ps = textPieces(body, ans.text, opts.nPieces || 3);
   // All pieces but the last are content frames with growing usage; the last carries STOP.
   ps.forEach((p, i) => {
     const last = i === ps.length - 1;
@@ -554,16 +584,40 @@ async function writeFrames(res, frames, gapMs) {
   return !res.destroyed;
 }
 
-function startSSE(res) {
+function startSSE(res, type) {
   res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
+    'content-type': type || 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
     connection: 'keep-alive',
   });
   if (res.socket) res.socket.setNoDelay(true);
 }
 
-async function handleProvider(req, res, r, url, entry, parsed) {
+// The provider's next scripted action for a request with this raw body (see "match" above).
+function takeAction(provider, raw) {
+  const q = queues[provider];
+  const i = q.findIndex((a) => a.match === undefined || a.match === null || raw.includes(String(a.match)));
+  return i < 0 ? null : q.splice(i, 1)[0];
+}
+
+// Writes s (a string) to res `bytes` at a time with gapMs between writes; stops if the
+// connection is gone. Returns false if aborted.
+async function drip(res, s, bytes, gapMs) {
+  const b = Buffer.from(s);
+  for (let i = 0; i < b.length; i += bytes) {
+    if (res.destroyed || res.writableEnded) return false;
+    res.write(b.subarray(i, i + bytes));
+    await sleep(gapMs);
+  }
+  return !res.destroyed;
+}
+
+function htmlPage() {
+  return '<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body>' +
+    `<h1>502 Bad Gateway</h1><p>${LEAK_MARKER}: upstream shard-7 did not answer</p></body></html>\n`;
+}
+
+async function handleProvider(req, res, r, url, entry, parsed, raw) {
   const provider = r.provider;
   const authProblem = checkAuth(provider, req, url.searchParams);
   if (authProblem) { authError(provider, res, authProblem); return; }
@@ -616,7 +670,7 @@ async function handleProvider(req, res, r, url, entry, parsed) {
     }
   }
 
-  const action = queues[provider].shift() || null;
+  const action = takeAction(provider, raw);
   entry.action = action ? action.action : null;
   const act = action ? action.action : 'normal';
 
@@ -637,11 +691,13 @@ async function handleProvider(req, res, r, url, entry, parsed) {
     }
     case 'reset':
       entry.closedByFake = true;
-      req.socket.destroy();
+      if (action.rst) req.socket.resetAndDestroy();
+      else req.socket.destroy();
       return;
     case 'hang':
       return; // never answer; the socket stays until the client or the fake closes it
     case 'badjson':
+      if (stream && action.mid) break; // after the content events, below
       if (stream) {
         startSSE(res);
         res.end('data: {"id":"broken", "choices": [ {"delta": {"content": "oops"\n\n');
@@ -659,31 +715,65 @@ async function handleProvider(req, res, r, url, entry, parsed) {
       await sleep(Number(action.ms) || 0);
       if (res.destroyed) return;
       break;
+    case 'huge': {
+      const filler = 'x'.repeat(Math.max(1, Number(action.bytes) || 1));
+      REPLY.set(body, 'echo: ' + filler);
+      SPLIT.set(body, ['echo: ', ...pieces(filler, Math.max(1, Number(action.events) || 1))]);
+      break;
+    }
+    case 'ctype':
+      if (action.shape === 'html') {
+        const page = htmlPage();
+        res.writeHead(200, { 'content-type': action.type || 'text/html; charset=utf-8',
+          'content-length': Buffer.byteLength(page) });
+        res.end(page);
+        return;
+      }
+      break;
     default:
       break;
   }
+  // "ctype": the answer's shape, whatever the request asked for
+  const asStream = act === 'ctype' ? action.shape === 'sse' : stream;
+  const ctype = act === 'ctype' ? action.type : undefined;
 
-  if (!stream) {
+  if (!asStream) {
     if (act === 'slow') await sleep((Number(action.ms) || 100) * (Number(action.events) || 20));
     if (res.destroyed) return;
     let out;
     if (r.kind === 'chat') out = openaiComplete(provider, model, body);
     else if (r.kind === 'messages') out = anthropicComplete(model, body);
     else out = geminiComplete(model, body);
-    if (act === 'truncate') {
-      const s = JSON.stringify(out);
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
-      res.write(s.slice(0, Math.floor(s.length / 2)));
-      entry.closedByFake = true;
-      setTimeout(() => req.socket.destroy(), 50);
+    const s = JSON.stringify(out);
+    const half = s.slice(0, Math.floor(s.length / 2));
+    if (act === 'truncate' && action.mode === 'end') { // chunked: a clean end, half a body
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(half);
       return;
     }
-    sendJSON(res, 200, out);
+    if (act === 'truncate') {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
+      res.write(half);
+      entry.closedByFake = true;
+      setTimeout(() => (action.mode === 'rst' ? req.socket.resetAndDestroy() : req.socket.destroy()), 50);
+      return;
+    }
+    if (act === 'stall') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(half);
+      return; // silence; the socket stays until the client closes it
+    }
+    if (act === 'drip') {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
+      if (await drip(res, s, Number(action.bytes) || 1, Number(action.ms) || 10)) res.end();
+      return;
+    }
+    sendJSON(res, 200, out, ctype ? { 'content-type': ctype } : {});
     return;
   }
 
   const slow = act === 'slow';
-  let nPieces = slow ? (Number(action.events) || 20) : 3;
+  let nPieces = slow || (act === 'drip' && action.events) ? (Number(action.events) || 20) : 3;
   let genBody = body;
   if (act === 'big' && r.kind === 'chat') {
     // A large answer, fast: the last user message repeated `repeat` times, in `events` pieces.
@@ -697,16 +787,35 @@ async function handleProvider(req, res, r, url, entry, parsed) {
   else if (r.kind === 'messages') frames = anthropicStreamFrames(model, body, { nPieces });
   else frames = geminiStreamFrames(model, body, { nPieces });
 
-  startSSE(res);
+  startSSE(res, ctype);
+  // The content events but the last (never the end marker: finish chunk / [DONE] /
+  // message_stop / finishReason).
+  const c = frames.content;
+  const partial = c.length > 2 ? c.slice(0, c.length - 1) : c;
   if (act === 'truncate') {
-    // The content events but the last (never the end marker: finish chunk / [DONE] /
-    // message_stop / finishReason), then end.
-    const c = frames.content;
-    const partial = c.length > 2 ? c.slice(0, c.length - 1) : c;
     await writeFrames(res, partial, 10);
     await sleep(50);
-    if (action.mode === 'destroy') { entry.closedByFake = true; req.socket.destroy(); }
-    else if (!res.destroyed) res.end();
+    if (action.mode === 'destroy' || action.mode === 'rst') {
+      entry.closedByFake = true;
+      if (action.mode === 'rst') req.socket.resetAndDestroy();
+      else req.socket.destroy();
+    } else if (!res.destroyed) {
+      res.end();
+    }
+    return;
+  }
+  if (act === 'badjson') { // mid: the content events but the last, then garbage
+    await writeFrames(res, partial, 10);
+    if (!res.destroyed) res.end('data: {"id":"broken", "choices": [ {"delta": {"content": "oops"\n\n');
+    return;
+  }
+  if (act === 'stall') {
+    await writeFrames(res, partial, 0);
+    return; // silence; the socket stays until the client closes it
+  }
+  if (act === 'drip') {
+    if (await drip(res, [...frames.content, ...frames.end].join(''), Number(action.bytes) || 1,
+      Number(action.ms) || 10)) res.end();
     return;
   }
   const gap = slow ? (Number(action.ms) || 100) : 0;
@@ -718,13 +827,19 @@ async function handleProvider(req, res, r, url, entry, parsed) {
 function handleControl(req, res, url, raw) {
   const p = url.pathname;
   if (p === '/_control/next' && req.method === 'POST') {
-    let cmd;
-    try { cmd = JSON.parse(raw); } catch { return sendJSON(res, 400, { error: 'invalid JSON' }); }
-    if (!cmd || !PROVIDERS.includes(cmd.provider)) return sendJSON(res, 400, { error: 'unknown provider' });
-    const known = ['status', 'delay', 'reset', 'hang', 'truncate', 'badjson', 'slow', 'big', 'reply'];
-    if (!known.includes(cmd.action)) return sendJSON(res, 400, { error: 'unknown action' });
-    queues[cmd.provider].push(cmd);
-    return sendJSON(res, 200, { ok: true, queued: queues[cmd.provider].length });
+    let cmds;
+    try { cmds = JSON.parse(raw); } catch { return sendJSON(res, 400, { error: 'invalid JSON' }); }
+    const batch = Array.isArray(cmds);
+    if (!batch) cmds = [cmds];
+    const known = ['status', 'delay', 'reset', 'hang', 'truncate', 'badjson', 'slow', 'big', 'reply',
+      'stall', 'drip', 'huge', 'ctype'];
+    for (const cmd of cmds) {
+      if (!cmd || !PROVIDERS.includes(cmd.provider)) return sendJSON(res, 400, { error: 'unknown provider' });
+      if (!known.includes(cmd.action)) return sendJSON(res, 400, { error: 'unknown action' });
+    }
+    for (const cmd of cmds) queues[cmd.provider].push(cmd);
+    if (batch) return sendJSON(res, 200, { ok: true, queued: cmds.length });
+    return sendJSON(res, 200, { ok: true, queued: queues[cmds[0].provider].length });
   }
   if (p === '/_control/reset' && req.method === 'POST') {
     for (const q of Object.values(queues)) q.length = 0;
@@ -775,7 +890,7 @@ const server = http.createServer(async (req, res) => {
     else entry.answered = true;
   });
   try {
-    await handleProvider(req, res, r, url, entry, body);
+    await handleProvider(req, res, r, url, entry, body, raw);
   } catch (e) {
     process.stderr.write(`fake: handler error: ${e && e.stack}\n`);
     if (!res.headersSent) sendJSON(res, 500, errorBody(r.provider, 500, 'fake internal error'));

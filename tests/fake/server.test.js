@@ -217,3 +217,75 @@ test('control: unknown action/provider refused; DELETE /_requests clears the log
   await fake.clear();
   assert.equal((await fake.requests()).length, 0);
 });
+
+test('match: a scripted entry waits for its own request; a batch queues several', T, async () => {
+  const body = (c) => ({ model: 'gpt-4o', messages: [{ role: 'user', content: c }] });
+  await fake.nextAll([
+    { provider: 'openai', action: 'status', status: 503, match: '[[b]]' },
+    { provider: 'openai', action: 'status', status: 500, match: '[[a]]' },
+  ]);
+  assert.equal((await post('/openai/v1/chat/completions', body('plain'), HDR.openai)).status, 200, 'no match: normal');
+  assert.equal((await post('/openai/v1/chat/completions', body('x [[a]]'), HDR.openai)).status, 500);
+  assert.equal((await post('/openai/v1/chat/completions', body('x [[b]]'), HDR.openai)).status, 503);
+  assert.equal((await post('/openai/v1/chat/completions', body('x [[b]]'), HDR.openai)).status, 200, 'consumed');
+  await assert.rejects(fake.nextAll([{ provider: 'openai', action: 'hang' }, { provider: 'openai', action: 'nope' }]));
+  assert.equal((await post('/openai/v1/chat/completions', body('after a refused batch'), HDR.openai)).status, 200,
+    'a refused batch queues nothing');
+});
+
+test('scripted rst, truncate end/rst, stall, drip, huge, ctype, badjson mid behave', T, async () => {
+  const chat = { model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] };
+  const url = '/openai/v1/chat/completions';
+
+  await fake.next('openai', 'reset', { rst: true });
+  await assert.rejects(post(url, chat, HDR.openai), (e) => /ECONNRESET|other side closed|fetch failed/.test(`${e.cause?.code} ${e.cause?.message} ${e.message}`));
+
+  await fake.next('openai', 'truncate', { mode: 'end' });
+  const te = await post(url, chat, HDR.openai);
+  const tet = await te.text();
+  assert.ok(tet.length > 0 && !tet.endsWith('}'), 'half a body, cleanly ended');
+  assert.throws(() => JSON.parse(tet));
+
+  await fake.next('openai', 'truncate', { mode: 'rst' });
+  const tr = await post(url, { ...chat, stream: true }, HDR.openai);
+  await assert.rejects(readSSE(tr), 'a stream cut by a reset');
+
+  await fake.next('openai', 'stall');
+  const st = await post(url, { ...chat, stream: true }, HDR.openai);
+  const got = await readSSE(st, { onEvent: (ev, evs) => (evs.length >= 2 ? false : undefined) });
+  assert.equal(got.cancelled, true, 'events came, then silence');
+
+  await fake.next('anthropic', 'drip', { ms: 1, bytes: 64 });
+  const t0 = Date.now();
+  const dr = await post('/anthropic/v1/messages', { model: 'claude-sonnet-4-6', max_tokens: 5, messages: [{ role: 'user', content: 'drip' }] }, HDR.anthropic);
+  const dj = await dr.json();
+  assert.equal(dj.content[0].text, 'echo: drip');
+  assert.ok(Date.now() - t0 >= 3, 'written in pieces');
+
+  await fake.next('gemini', 'huge', { bytes: 5000, events: 5 });
+  const hg = await post('/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+    { contents: [{ role: 'user', parts: [{ text: 'big' }] }] }, HDR.gemini);
+  const { events } = await readSSE(hg);
+  const texts = events.map((e) => e.json.candidates[0].content.parts[0].text);
+  assert.deepEqual(texts.map((t) => t.length), [6, 1000, 1000, 1000, 1000, 1000]);
+  assert.equal(texts.join(''), `echo: ${'x'.repeat(5000)}`);
+
+  await fake.next('openai', 'ctype', { shape: 'html' });
+  const html = await post(url, chat, HDR.openai);
+  assert.match(html.headers.get('content-type'), /text\/html/);
+  assert.match(await html.text(), /FAKE_PROVIDER_INTERNAL_DETAIL/);
+  await fake.next('openai', 'ctype', { shape: 'json' });
+  const js = await post(url, { ...chat, stream: true }, HDR.openai);
+  assert.match(js.headers.get('content-type'), /application\/json/);
+  assert.equal((await js.json()).object, 'chat.completion');
+  await fake.next('openai', 'ctype', { shape: 'sse', type: 'text/plain' });
+  const ss = await post(url, chat, HDR.openai);
+  assert.match(ss.headers.get('content-type'), /text\/plain/);
+  assert.match(await ss.text(), /^data: /);
+
+  await fake.next('anthropic', 'badjson', { mid: true });
+  const bm = await post('/anthropic/v1/messages', { model: 'claude-sonnet-4-6', max_tokens: 5, stream: true, messages: [{ role: 'user', content: 'mid' }] }, HDR.anthropic);
+  const mid = await readSSE(bm);
+  assert.equal(mid.events[0].event, 'message_start', 'valid events first');
+  assert.equal(mid.events[mid.events.length - 1].json, undefined, 'then an unreadable one');
+});
