@@ -145,6 +145,10 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 MANDIR  ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share/llmgw
+# llmgw.pc: Requires.private names the pkg-config modules of PKGS but libpq, which is -lpq in
+# Libs.private: Debian's libpq.pc asks `--static` links for -lpgcommon -lpgport, which no -dev
+# package puts on the linker's path, so `pkg-config --static --libs llmgw` would not link.
+PC_REQUIRES := $(filter-out libpq,$(PKGS))
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR)
@@ -157,7 +161,7 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libllmgw.so
 	install -m 644 catalog/models.yaml catalog/routing.yaml $(DESTDIR)$(DATADIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@DATADIR@|$(DATADIR)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PKGS@|$(PKGS)|' \
+	    -e 's|@DATADIR@|$(DATADIR)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PC_REQUIRES@|$(PC_REQUIRES)|' \
 	    llmgw.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/llmgw.pc
 
 clean:
