@@ -118,6 +118,12 @@ test('make install, the installed library, examples/embed against it', async () 
     const out = path.join(dir, 'out');
     fs.mkdirSync(out);
     await run('make', ['--no-print-directory', '-s', '-C', 'examples/embed', `O=${out}`, 'CFLAGS=-O2 -g -Werror'], { env });
+    // the README's complete example compiles against the installed library as it is
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const hello = /## Embedding\n[\s\S]*?```c\n([\s\S]*?)```/.exec(readme)[1];
+    fs.writeFileSync(path.join(out, 'hello.c'), hello);
+    const helloFlags = (await pc('--cflags', '--libs', 'llmgw')).split(/\s+/);
+    await run('cc', ['-std=c17', '-Wall', '-Wextra', '-Werror', '-o', path.join(out, 'hello'), path.join(out, 'hello.c'), ...helloFlags]);
     const { stdout: ldd } = await run('ldd', [path.join(out, 'embed')], { env: { ...process.env, LD_LIBRARY_PATH: lib } });
     assert.match(ldd, new RegExp(`libllmgw\\.so\\.0 => ${lib}/libllmgw\\.so\\.0`), ldd);
     const { stdout: lddS } = await run('ldd', [path.join(out, 'embed-static')]);
