@@ -34,6 +34,11 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/san/%)
 .PHONY: all run test unit unit-build check-clang e2e bench fuzz install clean deps
 all: build/llmgw build/libllmgw.a build/libllmgw.so
 
+# The shared library's version and soname (bump SOMAJOR on an ABI break).
+VERSION := $(shell sed -n 's/^#define LLMGW_VERSION "\(.*\)"/\1/p' include/llmgw.h)
+SOMAJOR := 0
+SONAME  := libllmgw.so.$(SOMAJOR)
+
 # V=1 shows the full commands.
 Q := $(if $(V),,@)
 
@@ -55,8 +60,14 @@ build/libllmgw.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/libllmgw.so: $(OBJ)
-	$(CC) -shared -o $@ $^ $(LDLIBS)
+build/libllmgw.so.$(VERSION): $(OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -o $@ $^ $(LDLIBS)
+
+build/$(SONAME): build/libllmgw.so.$(VERSION)
+	ln -sf libllmgw.so.$(VERSION) $@
+
+build/libllmgw.so: build/$(SONAME)
+	ln -sf $(SONAME) $@
 
 build/llmgw: $(CLI_OBJ) build/libllmgw.a
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) build/libllmgw.a $(LDLIBS)
@@ -126,14 +137,32 @@ bench: all build/bench_route build/bench_reserve
 	@bench/streams.sh
 	@bench/admin_load.sh
 
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary and its man page, the header, the
+# static and shared libraries (soname libllmgw.so.$(SOMAJOR)), llmgw.pc and the model catalog.
+# It builds what `all` builds, with the same flags; PREFIX only goes into llmgw.pc.
+BINDIR  ?= $(PREFIX)/bin
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+MANDIR  ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/llmgw
+# llmgw.pc: Requires.private names the pkg-config modules of PKGS but libpq, which is -lpq in
+# Libs.private: Debian's libpq.pc asks `--static` links for -lpgcommon -lpgport, which no -dev
+# package puts on the linker's path, so `pkg-config --static --libs llmgw` would not link.
+PC_REQUIRES := $(filter-out libpq,$(PKGS))
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 build/llmgw $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 build/libllmgw.a build/libllmgw.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/llmgw.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@PKGS@|$(PKGS)|' llmgw.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/llmgw.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR)
+	install -m 755 build/llmgw $(DESTDIR)$(BINDIR)/
+	install -m 644 docs/llmgw.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 include/llmgw.h $(DESTDIR)$(INCDIR)/
+	install -m 644 build/libllmgw.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 build/libllmgw.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libllmgw.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libllmgw.so
+	install -m 644 catalog/models.yaml catalog/routing.yaml $(DESTDIR)$(DATADIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@DATADIR@|$(DATADIR)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PC_REQUIRES@|$(PC_REQUIRES)|' \
+	    llmgw.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/llmgw.pc
 
 clean:
 	rm -rf build

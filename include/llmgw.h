@@ -178,7 +178,10 @@ struct llmgw_stats {
 /* The in-process calls' counters (any thread). */
 LLMGW_API void llmgw_stats(const struct llmgw *gw, struct llmgw_stats *out);
 
-/* Route the library's log lines to cb (process-wide; NULL drops them). */
+/* Route the library's log lines to cb (process-wide; NULL drops them). libevent's own lines
+ * (which it would write to stderr) come here too: the first llmgw_set_log_handler or llmgw_new
+ * installs a process-wide event_set_log_callback once; a host that wants libevent's lines
+ * itself sets its own callback after that. */
 LLMGW_API void llmgw_set_log_handler(void (*cb)(void *arg, int level, const char *line),
                                      void *arg, int max_level);
 /* Describe an error code. */

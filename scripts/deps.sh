@@ -6,6 +6,9 @@ want=(build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-de
 if [ "${1:-build}" = test ]; then
     # chromium: the browser test (tests/e2e/browser.test.js, headless through playwright-core)
     want+=(libcmocka-dev nodejs npm curl clang sqlite3 postgresql valgrind chromium)
+    # the libraries libcurl.pc names for `pkg-config --static` (tests/e2e/install.test.js links
+    # examples/embed with libllmgw.a and `pkg-config --static --libs llmgw`)
+    want+=(libnghttp2-dev librtmp-dev libssh2-1-dev libpsl-dev libkrb5-dev libldap-dev libzstd-dev)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -5,6 +5,7 @@
  * the store, recover reservations left by a dead process, bind the sockets.
  */
 #include <curl/curl.h>
+#include <event2/event.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -71,6 +72,8 @@ int llmgw_config_set(struct llmgw_config *cfg, const char *name, const char *val
     return rc;
 }
 
+static void libevent_log_init(void);
+
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, size_t errsz)
@@ -83,6 +86,7 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
 
     *out = NULL;
     pthread_once(&once, curl_init_once);
+    libevent_log_init();
     g = gw_calloc(1, sizeof(*g));
     if (g == NULL)
         goto out;
@@ -242,9 +246,35 @@ void llmgw_free(struct llmgw *g)
     gw_free(g);
 }
 
+/* libevent writes its warnings to stderr unless given a callback: pass them to the host's
+ * handler too. Installed once per process (libevent's callback is process-wide), so a host that
+ * wants libevent's lines itself can set its own callback afterwards. */
+static void libevent_log(int severity, const char *msg)
+{
+    char line[1024];
+    int level = severity >= EVENT_LOG_ERR    ? GW_LOG_LVL_ERROR
+                : severity == EVENT_LOG_WARN ? GW_LOG_LVL_WARN
+                : severity == EVENT_LOG_MSG  ? GW_LOG_LVL_INFO
+                                             : GW_LOG_LVL_DEBUG;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    if (!gw_log_enabled(level))
+        return;
+    snprintf(line, sizeof(line), "%s libevent: %s", names[level], msg ? msg : "");
+    gw_log_line(level, line);
+}
+
+static void libevent_log_once(void) { event_set_log_callback(libevent_log); }
+
+static void libevent_log_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, libevent_log_once);
+}
+
 void llmgw_set_log_handler(void (*cb)(void *arg, int level, const char *line), void *arg,
                            int max_level)
 {
+    libevent_log_init();
     gw_log_set_handler(cb, arg, max_level);
 }
 
