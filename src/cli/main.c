@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 #include <event2/http.h>
 
 #include "core/admin.h"
@@ -62,17 +61,6 @@ static void log_stderr(void *arg, int level, const char *line)
     pthread_mutex_unlock(&log_mu);
 }
 
-/* libevent's own warnings (it would print them bare on stderr) as log lines of ours. */
-static void log_libevent(int severity, const char *msg)
-{
-    char line[512];
-    if (severity < EVENT_LOG_WARN)
-        return;
-    snprintf(line, sizeof(line), "%s libevent: %s", severity >= EVENT_LOG_ERR ? "error" : "warn",
-             msg);
-    log_stderr(NULL, severity >= EVENT_LOG_ERR ? LLMGW_LOG_ERROR : LLMGW_LOG_WARN, line);
-}
-
 /* The server logs from info up; the one-shot commands only warnings and errors (their answer
  * is their output). LLMGW_LOG_LEVEL overrides both. */
 static void setup_logging(int serving_cmd)
@@ -89,8 +77,7 @@ static void setup_logging(int serving_cmd)
         else if (strcmp(lvl, "debug") == 0)
             max = LLMGW_LOG_DEBUG;
     }
-    llmgw_set_log_handler(log_stderr, NULL, max);
-    event_set_log_callback(log_libevent);
+    llmgw_set_log_handler(log_stderr, NULL, max); /* libevent's warnings come through it too */
 }
 
 /* ---- configuration layering ---- */
