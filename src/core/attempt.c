@@ -420,7 +420,7 @@ static int over_reservation(struct gw_call *c)
     if (!c->capped || c->max_out <= 0)
         return 0;
     int64_t out = c->st.usage.output_tokens, est = (c->emitted_chars + 7) / 8;
-    if ((est > out ? est : out) <= c->max_out)
+    if ((est > out ? est : out) <= gw_call_out_reserved(c))
         return 0;
     c->over_reservation = 1;
     return GW_ETOOBIG;
@@ -782,8 +782,8 @@ static void finish_stream_outcome(struct gw_call *c, CURLcode result)
         /* what was relayed is what the reservation covers: charge that */
         if (u->input_tokens == 0)
             u->input_tokens = c->input_estimate;
-        if (u->output_tokens < c->max_out)
-            u->output_tokens = c->max_out;
+        if (u->output_tokens < gw_call_out_reserved(c))
+            u->output_tokens = gw_call_out_reserved(c);
         gw_call_usage_to_row(c, u);
         if (!c->reply_started)
             start_stream_reply(c);

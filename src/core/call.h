@@ -17,12 +17,11 @@
 #define GW_CORE_CALL_H
 
 #include <curl/curl.h>
-
-#include "core/messages.h"
 #include <event2/http.h>
 
 #include "core/client.h"
 #include "core/gw_int.h"
+#include "core/messages.h"
 #include "core/request.h"
 #include "policy/ledger.h"
 #include "policy/limits.h"
@@ -275,5 +274,11 @@ int gw_memory_owner(const struct gw_key_rec *k, int subject, char *out, size_t o
  * or timed out, gw_call_routed() runs from the event loop. Returns 0 when the call started. */
 GW_NODISCARD int gw_router_call_start(struct gw_call *c, const struct gw_model *const *cands,
                                       int n);
+
+/* The output reserved for the call: max_out for each choice asked for. */
+static inline int64_t gw_call_out_reserved(const struct gw_call *c)
+{
+    return c->max_out * (c->opts.n > 1 ? c->opts.n : 1);
+}
 
 #endif

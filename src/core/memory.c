@@ -388,6 +388,8 @@ void gw_memory_chunk(struct gw_call *c, const json_t *chunk)
         return;
     m->streamed = 1;
     json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
+        if (gw_json_int(ch, "index", 0) != 0)
+            continue; /* with n > 1 choices, the conversation goes on with the first */
         const char *s = gw_json_str(json_object_get(ch, "delta"), "content");
         if (s != NULL && !m->text_cut && gw_buf_add(&m->text, s, strlen(s)) != 0)
             m->text_cut = 1;

@@ -485,8 +485,9 @@ static void fill_row(struct gw_call *c, struct gw_usage_row *r)
     r->attempts = c->attempts;
     gw_strlcpy(r->route_method, c->route_method, sizeof(r->route_method));
     gw_strlcpy(r->state, "reserved", sizeof(r->state));
-    r->reserved_micros = gw_cost_worst_micros(c->model, c->input_estimate, c->max_out);
-    r->reserved_tokens = c->input_estimate + c->max_out;
+    int64_t out = gw_call_out_reserved(c); /* every choice may use the whole max_tokens */
+    r->reserved_micros = gw_cost_worst_micros(c->model, c->input_estimate, out);
+    r->reserved_tokens = c->input_estimate + out;
     gw_strlcpy(r->catalog_version, gw_catalog_version(gw->catalog), sizeof(r->catalog_version));
     gw_strlcpy(r->node, gw->cfg.node_id, sizeof(r->node));
     r->created_ms = c->row.request_id[0] != '\0' ? c->row.created_ms : gw_now_ms();

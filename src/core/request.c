@@ -281,8 +281,15 @@ int gw_chat_validate(json_t *body, struct gw_chat_opts *o, struct gw_errbuf *eb)
         (rc = check_stop(body, eb)) != 0 || (rc = check_tools(body, eb)) != 0)
         return rc;
     json_t *n = json_object_get(body, "n");
-    if (n != NULL && !json_is_null(n) && !(json_is_integer(n) && json_integer_value(n) == 1))
-        return fail(eb, "'n' other than 1 is not supported");
+    o->n = 1;
+    if (n != NULL && !json_is_null(n)) {
+        if (!json_is_integer(n) || json_integer_value(n) < 1 ||
+            json_integer_value(n) > GW_MAX_CHOICES) {
+            gw_errbuf_set(eb, "'n' must be an integer from 1 to %d", GW_MAX_CHOICES);
+            return GW_EINVAL;
+        }
+        o->n = (int)json_integer_value(n);
+    }
     static const char *bools[] = {"stream", "auto_route", "parallel_tool_calls"};
     for (size_t b = 0; b < 3; b++) {
         json_t *v = json_object_get(body, bools[b]);

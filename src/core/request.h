@@ -15,6 +15,7 @@
 #include "util/err.h"
 
 #define GW_MAX_MESSAGES 4096
+#define GW_MAX_CHOICES 8
 
 struct gw_chat_opts {
     char model[96];           /* "" when absent */
@@ -24,6 +25,7 @@ struct gw_chat_opts {
     int include_usage;
     int auto_route;
     int64_t max_tokens;       /* max_completion_tokens or max_tokens; 0 when absent */
+    int n;                    /* choices asked for: 1 to GW_MAX_CHOICES (each up to max_tokens) */
 };
 
 /* Validate body (an OpenAI chat request) and fill o. On success the gateway's own fields

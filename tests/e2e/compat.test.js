@@ -26,8 +26,13 @@ const WEATHER = {
   },
 };
 // Features a provider lacks: the gateway's 400 and the words it must say.
+const NO_TOOLS = { perplexity: /perplexity models do not support tools/ };
 const LACKS = {
-  'openai/tools': { perplexity: /perplexity models do not support tools/ },
+  'openai/tools': NO_TOOLS,
+  'openai/parallel tool calls': NO_TOOLS,
+  'openai/n > 1': { anthropic: /n must be 1/, gemini: /n must be 1/, perplexity: /n must be 1/ },
+  'openai/logprobs': { anthropic: /'logprobs' is not supported by anthropic models/,
+    gemini: /'logprobs' is not supported by gemini models/, perplexity: /'logprobs' is not supported by perplexity models/ },
   'openai/json': { anthropic: /'response_format' is not supported by anthropic models/,
     perplexity: /perplexity models take response_format json_schema, not json_object/ },
 };
@@ -118,6 +123,21 @@ for (const [provider, model] of Object.entries(MODELS)) {
     });
   });
 
+  if (provider === 'openai') {
+    test('openai client, o3 (a reasoning model): max_completion_tokens and reasoning_effort; reasoning_effort refused on gpt-4o', T, async () => {
+      await cell('openai/reasoning_effort', provider, async () => {
+        const r = await env.client().chat.completions.create({ model: 'o3', max_completion_tokens: 200, reasoning_effort: 'low', messages: [{ role: 'user', content: 'think' }] });
+        assert.equal(r.choices[0].message.content, 'echo: think');
+        assert.ok(r.usage.completion_tokens_details.reasoning_tokens > 0);
+        const sent = await lastUpstreamBody('openai');
+        assert.equal(sent.max_completion_tokens, 200);
+        assert.equal(sent.reasoning_effort, 'low');
+        await assert.rejects(env.client().chat.completions.create({ model: 'gpt-4o', reasoning_effort: 'low', messages: [{ role: 'user', content: 'x' }] }),
+          (e) => e.status === 400 && /reasoning_effort/.test(e.message));
+      });
+    });
+  }
+
   test(`openai client, ${provider} (${model}): JSON mode`, T, async () => {
     await cell('openai/json', provider, async () => {
       const r = await env.client().chat.completions.create({
@@ -139,6 +159,56 @@ for (const [provider, model] of Object.entries(MODELS)) {
       if (provider === 'gemini') assert.deepEqual(sent.generationConfig.responseJsonSchema, schema);
       else assert.deepEqual(sent.response_format.json_schema.schema, schema);
     }
+  });
+
+  test(`openai client, ${provider} (${model}): parallel tool calls, whole and streamed`, T, async () => {
+    await cell('openai/parallel tool calls', provider, async () => {
+      const messages = [{ role: 'user', content: 'parallel: weather in Paris and Rome?' }];
+      const r = await env.client().chat.completions.create({ model, tools: [WEATHER], messages });
+      assert.deepEqual(r.choices[0].message.tool_calls.map((t) => JSON.parse(t.function.arguments)), [{ city: 'Paris' }, { city: 'Rome' }]);
+      const ids = r.choices[0].message.tool_calls.map((t) => t.id);
+      assert.equal(new Set(ids).size, 2, 'distinct call ids');
+      const s = await env.client().chat.completions.create({ model, stream: true, tools: [WEATHER], messages });
+      const args = {};
+      for await (const ch of s) {
+        for (const tc of ch.choices[0]?.delta?.tool_calls || []) args[tc.index] = (args[tc.index] || '') + (tc.function?.arguments || '');
+      }
+      assert.deepEqual(Object.values(args).map((a) => JSON.parse(a)), [{ city: 'Paris' }, { city: 'Rome' }]);
+      // both results go back in one turn
+      const r2 = await env.client().chat.completions.create({
+        model, tools: [WEATHER], messages: [...messages, r.choices[0].message,
+          { role: 'tool', tool_call_id: ids[0], content: 'sunny' }, { role: 'tool', tool_call_id: ids[1], content: 'rain' }],
+      });
+      assert.equal(r2.choices[0].finish_reason, 'stop');
+    });
+  });
+
+  test(`openai client, ${provider} (${model}): n, logprobs, user`, T, async () => {
+    await cell('openai/n > 1', provider, async () => {
+      const rid = `n2-${provider}-${Date.now()}`;
+      const r = await env.client().chat.completions.create({ model, n: 2, max_tokens: 100, messages: [{ role: 'user', content: 'two' }] },
+        { headers: { 'X-Request-Id': rid } });
+      assert.equal(r.choices.length, 2);
+      assert.deepEqual(r.choices.map((c) => c.index), [0, 1]);
+      const one = `n1-${provider}-${Date.now()}`;
+      await env.client().chat.completions.create({ model, max_tokens: 100, messages: [{ role: 'user', content: 'two' }] },
+        { headers: { 'X-Request-Id': one } });
+      const [a, b] = [await env.waitUsage(rid), await env.waitUsage(one)];
+      const more = Number(a.reserved_tokens) - Number(b.reserved_tokens); // (+ the few bytes of "n":2)
+      assert.ok(more >= 100 && more < 110, `each choice reserves its max_tokens: ${more} more`);
+    });
+    await cell('openai/logprobs', provider, async () => {
+      await env.client().chat.completions.create({ model, logprobs: true, top_logprobs: 2, messages: [{ role: 'user', content: 'lp' }] });
+      const sent = await lastUpstreamBody(provider);
+      assert.equal(sent.logprobs, true);
+      assert.equal(sent.top_logprobs, 2);
+    });
+    await cell('openai/user', provider, async () => {
+      await env.client().chat.completions.create({ model, user: 'end-user-7', messages: [{ role: 'user', content: 'who' }] });
+      const sent = await lastUpstreamBody(provider);
+      if (provider === 'anthropic') assert.deepEqual(sent.metadata, { user_id: 'end-user-7' });
+      else if (provider !== 'gemini') assert.equal(sent.user, 'end-user-7');
+    });
   });
 
   test(`Vercel AI SDK, ${provider} (${model}): generateText and streamText`, T, async () => {

@@ -308,3 +308,14 @@ test('to an Anthropic model the answer is Anthropic\'s own: thinking blocks and 
   const up = (await lastUpstream('openai')).body;
   assert.deepEqual(up.messages[1], { role: 'assistant', content: [{ type: 'text', text: 'echo: think first' }] });
 });
+
+test('parallel tool calls: two tool_use blocks, whole and streamed, from an Anthropic model and from the others', T, async () => {
+  for (const model of ['claude-sonnet-4-6', 'gpt-4o', 'gemini-2.5-flash']) {
+    const body = { model, max_tokens: 64, tools: [WEATHER], messages: [{ role: 'user', content: 'parallel: Paris and Rome?' }] };
+    const r = await anthropic.messages.create(body);
+    assert.deepEqual(r.content.filter((b) => b.type === 'tool_use').map((b) => b.input), [{ city: 'Paris' }, { city: 'Rome' }], model);
+    const m = await anthropic.messages.stream(body).finalMessage();
+    assert.deepEqual(m.content.filter((b) => b.type === 'tool_use').map((b) => b.input), [{ city: 'Paris' }, { city: 'Rome' }], `${model} streamed`);
+    assert.equal(new Set(m.content.map((b) => b.id)).size, 2, 'distinct ids');
+  }
+});

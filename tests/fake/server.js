@@ -367,7 +367,9 @@ function openaiComplete(provider, model, body, res) {
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
     model,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
+    // n > 1: as many choices, the same answer in each
+    choices: Array.from({ length: Number.isInteger(body.n) && body.n > 1 ? Math.min(body.n, 8) : 1 },
+      (_, i) => ({ index: i, message, logprobs: null, finish_reason: finish })),
     usage: openaiUsage(provider, model, body),
     system_fingerprint: 'fp_fake',
   };
