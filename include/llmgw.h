@@ -133,7 +133,13 @@ struct llmgw_result {
 };
 
 struct llmgw_chat_opts {
-    const char *api_key;         /* the caller: a gateway API key (copied; required) */
+    /* The caller, one of: a gateway API key (copied), or a subject the host has authenticated
+     * itself — subject (e.g. its user id) of app client app_client_id (both copied), run with
+     * that client's allowlists and its org's policy and limits, as a subject session's request
+     * is. A revoked or unapproved app client is refused (403 app_client_revoked). */
+    const char *api_key;
+    const char *app_client_id;
+    const char *subject;
     const char *idempotency_key; /* as the Idempotency-Key header (copied; NULL: none) */
     /* A streamed request ("stream": true): each event's data, a chat.completion.chunk (or an
      * error object) as JSON text, len bytes, not NUL-terminated; the final [DONE] is not

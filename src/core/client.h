@@ -58,6 +58,9 @@ struct gw_client {
     gw_client_cb gone;    /* the client left (while watched) */
     gw_client_cb drained; /* the client took what was queued */
     void *arg;            /* for gone and drained */
+    /* In-process only: a subject the host has authenticated, run as app client
+     * subject_client's (instead of an API key); NULL for HTTP. Borrowed until the answer. */
+    const char *subject_client, *subject;
 };
 
 /* The HTTP client: cl answers req (borrowed; evhttp frees it after the answer). */

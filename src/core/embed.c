@@ -45,10 +45,11 @@ struct llmgw_call {
     char rid[72];
     char headers[EMBED_HEADERS_MAX];
     size_t hlen;
-    const char *api_key;            /* into data */
+    const char *api_key;            /* into data (NULL: a subject) */
     const char *idem;               /* into data (NULL: none) */
+    const char *client, *subject;   /* into data (NULL: an API key) */
     size_t body_len;
-    char data[];                    /* body, NUL, api key, NUL, idempotency key, NUL */
+    char data[];                    /* body, NUL, then each string given, NUL-terminated */
 };
 
 struct gw_embed {
@@ -273,13 +274,23 @@ int llmgw_chat(struct llmgw *g, const char *json, size_t len, const struct llmgw
 
     if (out != NULL)
         *out = NULL;
-    if (e == NULL || e->w == NULL || json == NULL || o == NULL || o->api_key == NULL ||
-        o->on_done == NULL)
+    /* the caller: an API key, or a subject of an app client the host vouches for */
+    int by_key = o != NULL && o->api_key != NULL;
+    if (e == NULL || e->w == NULL || json == NULL || o == NULL || o->on_done == NULL ||
+        by_key == (o->app_client_id != NULL || o->subject != NULL) ||
+        (!by_key && (o->app_client_id == NULL || o->subject == NULL || o->subject[0] == '\0')))
         return GW_EINVAL;
-    size_t kl = strlen(o->api_key), il = o->idempotency_key ? strlen(o->idempotency_key) : 0;
-    if (len > g->gw.cfg.max_body || kl > 4096 || il > 4096)
+    const char *strs[] = {o->api_key, o->idempotency_key, o->app_client_id, o->subject};
+    size_t sl[4], total = 0;
+    for (int i = 0; i < 4; i++) {
+        sl[i] = strs[i] != NULL ? strlen(strs[i]) : 0;
+        if (sl[i] > 4096)
+            return GW_ETOOBIG;
+        total += sl[i] + 1;
+    }
+    if (len > g->gw.cfg.max_body)
         return GW_ETOOBIG;
-    if ((k = gw_calloc(1, sizeof(*k) + len + kl + il + 3)) == NULL)
+    if ((k = gw_calloc(1, sizeof(*k) + len + 1 + total)) == NULL)
         return GW_ENOMEM;
     k->g = g;
     k->on_chunk = o->on_chunk;
@@ -287,9 +298,14 @@ int llmgw_chat(struct llmgw *g, const char *json, size_t len, const struct llmgw
     k->arg = o->arg;
     memcpy(k->data, json, len);
     k->body_len = len;
-    k->api_key = memcpy(k->data + len + 1, o->api_key, kl + 1);
-    if (o->idempotency_key != NULL)
-        k->idem = memcpy(k->data + len + kl + 2, o->idempotency_key, il + 1);
+    const char **dst[] = {&k->api_key, &k->idem, &k->client, &k->subject};
+    char *p = k->data + len + 1;
+    for (int i = 0; i < 4; i++) {
+        if (strs[i] == NULL)
+            continue;
+        *dst[i] = memcpy(p, strs[i], sl[i] + 1);
+        p += sl[i] + 1;
+    }
     event_assign(&k->ev, e->base, -1, 0, on_call_event, k);
     gw_request_id_new(k->rid, sizeof(k->rid));
     k->next = e->calls;
@@ -300,7 +316,8 @@ int llmgw_chat(struct llmgw *g, const char *json, size_t len, const struct llmgw
     atomic_fetch_add(&e->inflight, 1);
     if (out != NULL)
         *out = k;
-    struct gw_client cl = {.ops = &embed_ops, .ctx = k};
+    struct gw_client cl = {.ops = &embed_ops, .ctx = k, .subject_client = k->client,
+                           .subject = k->subject};
     gw_pipeline_chat(e->w, &cl, k->rid, GW_DIALECT_OPENAI); /* answers later, through k->ev */
     return 0;
 }

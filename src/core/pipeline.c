@@ -1247,7 +1247,9 @@ static int parse_body(struct gw_call *c, json_t **out)
 static void auth_run(struct gw_call *c, struct gw_store *s)
 {
     c->job_rc = c->sess != NULL ? gw_session_lookup(s, c->sess, c->key_own)
-                                : gw_auth_lookup(s, c->key_hash, c->key_own);
+                : c->cl.subject_client != NULL
+                    ? gw_subject_key(s, c->cl.subject_client, c->cl.subject, gw_now_ms(), c->key_own)
+                    : gw_auth_lookup(s, c->key_hash, c->key_own);
     if (c->job_rc != 0)
         return;
     c->tier = gw_config_tier(&c->w->gw->cfg, c->key->tier);
@@ -1298,6 +1300,15 @@ static void on_authed(struct gw_call *c)
     }
     if (c->sess != NULL && c->job.batch_rc != 0) /* the nonce's burn was lost */
         c->job_rc = GW_ESTORE;
+    if (c->cl.subject_client != NULL && c->job_rc != 0) { /* the host's subject */
+        if (c->job_rc == GW_EDENIED)
+            reply_error(c, 403, "permission_error", "app_client_revoked",
+                        "the app client is unknown, revoked or not approved", 0);
+        else
+            reply_error(c, 503, "service_unavailable", "store_unavailable",
+                        "the gateway cannot check the caller right now", 1);
+        goto done;
+    }
     if (c->sess != NULL ? gw_session_end(c->cl.ops->http(&c->cl), c->rid, c->job_rc, c->sess) != 0
                         : gw_auth_client_end(&c->cl, c->rid, c->job_rc, c->key) != 0) {
         c->cl.ops->watch(&c->cl, 0);
@@ -1377,7 +1388,8 @@ void gw_pipeline_chat(struct gw_worker *w, const struct gw_client *client,
     /* subject sessions sign HTTP requests: an in-process caller has none */
     struct evhttp_request *http = c->cl.ops->http(&c->cl);
     int session = http != NULL ? gw_session_begin(w, http, c->rid, &c->sess) : 0;
-    if (session < 0 || (session == 0 && gw_auth_client_begin(w, &c->cl, c->rid, c->key_hash) != 0)) {
+    if (session < 0 || (session == 0 && c->cl.subject_client == NULL &&
+                        gw_auth_client_begin(w, &c->cl, c->rid, c->key_hash) != 0)) {
         c->cl.ctx = NULL; /* answered */
         goto done;
     }

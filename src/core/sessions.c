@@ -533,11 +533,22 @@ int gw_session_lookup(struct gw_store *s, struct gw_session_auth *sa, struct gw_
         return session_refused(sa, 401, "nonce_reused", "the request's nonce was already used");
     if (rc != 0)
         return rc;
-    struct gw_app_client c;
-    struct gw_org o;
-    if ((rc = gw_store_app_client_get(s, ss.client_id, &c)) == GW_ENOTFOUND || (rc == 0 && (c.revoked || !c.approved)))
+    rc = gw_subject_key(s, ss.client_id, ss.subject, ss.created_ms, key);
+    if (rc == GW_EDENIED)
         return session_refused(sa, 403, "app_client_revoked",
                                "the session's app client is revoked");
+    return rc;
+}
+
+int gw_subject_key(struct gw_store *s, const char *client_id, const char *subject,
+                   int64_t created_ms, struct gw_key_rec *key)
+{
+    struct gw_app_client c;
+    struct gw_org o;
+    int rc;
+    if ((rc = gw_store_app_client_get(s, client_id, &c)) == GW_ENOTFOUND ||
+        (rc == 0 && (c.revoked || !c.approved)))
+        return GW_EDENIED;
     if (rc != 0 || (rc = gw_store_org_get(s, c.org_slug, &o)) != 0)
         return rc == GW_ENOTFOUND ? GW_ESTORE : rc;
     /* the request runs as its app client (a row id of its own: negative, apart from keys'),
@@ -547,7 +558,7 @@ int gw_session_lookup(struct gw_store *s, struct gw_session_auth *sa, struct gw_
     gw_strlcpy(key->key_id, c.client_id, sizeof(key->key_id));
     key->org_id = c.org_id;
     gw_strlcpy(key->org_slug, c.org_slug, sizeof(key->org_slug));
-    gw_strlcpy(key->name, ss.subject, sizeof(key->name));
+    gw_strlcpy(key->name, subject, sizeof(key->name));
     gw_strlcpy(key->role, "subject", sizeof(key->role));
     gw_strlcpy(key->providers, c.providers, sizeof(key->providers));
     gw_strlcpy(key->models, c.models, sizeof(key->models));
@@ -555,7 +566,7 @@ int gw_session_lookup(struct gw_store *s, struct gw_session_auth *sa, struct gw_
     gw_strlcpy(key->org_models, o.models, sizeof(key->org_models));
     key->org_limits = o.limits;
     key->org_conv = o.conv;
-    key->created_ms = ss.created_ms;
+    key->created_ms = created_ms;
     return 0;
 }
 

@@ -39,6 +39,11 @@ int gw_session_lookup(struct gw_store *s, struct gw_session_auth *sa, struct gw_
 int gw_session_end(struct evhttp_request *req, const char *rid, int rc,
                    const struct gw_session_auth *sa);
 void gw_session_auth_free(struct gw_session_auth *sa);
+/* The key record a subject of app client client_id runs as (its allowlists, its org's
+ * policy): 0, GW_EDENIED (no such client, revoked or not approved) or the store's error.
+ * Subject sessions use it, and the in-process API for a subject the host vouches for. */
+int gw_subject_key(struct gw_store *s, const char *client_id, const char *subject,
+                   int64_t created_ms, struct gw_key_rec *key);
 
 /* Answer req if path is one of the routes above (1), else leave it (0). */
 int gw_sessions_route(struct gw_worker *w, struct evhttp_request *req, const char *rid,

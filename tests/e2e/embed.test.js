@@ -40,11 +40,19 @@ test('embedded: plain, streamed and cancelled calls in-process; two gateways sha
   try {
     const s1 = await store(dir, 'one.db');
     const s2 = await store(dir, 'two.db');
-    // the fake's answers in order: plain, stream (normal), then the cancelled call's (hangs)
+    // app clients in gw1's store: one approved, one not (a host vouches for their subjects)
+    const client = async (name) => JSON.parse((await run(BIN, ['app-clients', 'create', '--org', 'acme', '--name', name,
+      '--origins', 'https://app.test', '--db', s1.db])).stdout);
+    const approved = await client('web');
+    await run(BIN, ['app-clients', 'approve', approved.id, '--db', s1.db]);
+    const unapproved = await client('draft');
+    // the fake's answers in order: plain, the subject's, stream (normal), then the cancelled
+    // call's (hangs)
+    await fake.next('openai', 'delay', { ms: 0 });
     await fake.next('openai', 'delay', { ms: 0 });
     await fake.next('openai', 'delay', { ms: 0 });
     await fake.next('openai', 'hang');
-    const { stdout, stderr } = await run('build/san/embed_prog', [fake.url, s1.db, s1.key, s2.db, s2.key],
+    const { stdout, stderr } = await run('build/san/embed_prog', [fake.url, s1.db, s1.key, s2.db, s2.key, approved.id, unapproved.id],
       { env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1' } });
     assert.equal(stderr, '', 'the library writes nothing to stderr');
     const out = Object.fromEntries(stdout.trim().split('\n').map((l) => JSON.parse(l)).map((o) => [o.what, o]));
@@ -56,7 +64,7 @@ test('embedded: plain, streamed and cancelled calls in-process; two gateways sha
     assert.equal(answer.choices[0].message.content, 'echo: hello embedded');
     const cost = expectedCostMicros('gpt-4o', FAKE_USAGE['gpt-4o']);
     const r1 = await rows(s1.file, "kind = 'chat' or kind is null or kind = ''");
-    const plainRows = r1.filter((r) => r.status === 200);
+    const plainRows = r1.filter((r) => r.status === 200 && !r.subject);
     assert.equal(plainRows.length, 1, JSON.stringify(r1));
     assert.equal(plainRows[0].state, 'settled');
     assert.equal(plainRows[0].tokens_in, 120);
@@ -77,6 +85,18 @@ test('embedded: plain, streamed and cancelled calls in-process; two gateways sha
     assert.equal(r2[0].cost_micros, cost);
     assert.equal((await rows(s1.file, `request_id = '${out.stream.request_id}'`)).length, 0);
 
+    // a subject the host vouches for: runs as its app client (the subject in the usage row);
+    // an unapproved client's is refused; an API key and a subject at once is EINVAL
+    assert.equal(out.subject.status, 200, out.subject.body);
+    assert.equal(JSON.parse(out.subject.body).choices[0].message.content, 'echo: hello embedded');
+    const subjRows = await rows(s1.file, "subject = 'user-42'");
+    assert.equal(subjRows.length, 1);
+    assert.ok(Number(subjRows[0].key_row_id) < 0, 'the app client, not a key');
+    assert.equal(subjRows[0].cost_micros, cost);
+    assert.equal(out.subject_refused.status, 403);
+    assert.equal(JSON.parse(out.subject_refused.body).error.code, 'app_client_revoked');
+    assert.equal(out.both.rc, -2 /* LLMGW_EINVAL */);
+
     // gw1's key means nothing to gw2: separate stores
     assert.equal(out.cross.status, 401);
     assert.equal(JSON.parse(out.cross.body).error.code, 'invalid_api_key');
@@ -87,7 +107,7 @@ test('embedded: plain, streamed and cancelled calls in-process; two gateways sha
     assert.equal(rc.length, 1);
     assert.equal(rc[0].status, 499);
 
-    assert.deepEqual(out.stats.g1, { calls: 1, ok: 1, inflight: 0 });
+    assert.deepEqual(out.stats.g1, { calls: 3, ok: 2, inflight: 0 });
     assert.deepEqual(out.stats.g2, { calls: 3, ok: 1, failed: 2, cancelled: 1, inflight: 0 });
   } finally {
     await fake.stop();

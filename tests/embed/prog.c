@@ -106,7 +106,7 @@ static void cancel_now(evutil_socket_t fd, short what, void *arg)
 int main(int argc, char **argv)
 {
     struct llmgw *g1 = NULL, *g2 = NULL;
-    if (argc != 6)
+    if (argc != 8) /* fake URL, db1, key1, db2, key2, an approved and an unapproved app client */
         return 2;
     evthread_use_pthreads();
     if (make(argv[1], argv[2], &g1) != 0 || make(argv[1], argv[4], &g2) != 0)
@@ -130,6 +130,23 @@ int main(int argc, char **argv)
     print_json_str(body, blen);
     printf("}\n");
     llmgw_buf_free(body);
+
+    /* a subject the host vouches for, of an approved app client, then of an unapproved one */
+    const char *what[] = {"subject", "subject_refused"};
+    for (int i = 0; i < 2; i++) {
+        struct llmgw_chat_opts os = {.app_client_id = argv[6 + i], .subject = "user-42"};
+        if ((rc = llmgw_chat_sync(g1, plain, strlen(plain), &os, &status, &body, &blen)) != 0) {
+            fprintf(stderr, "chat_sync (subject): %s\n", llmgw_strerror(rc));
+            return 1;
+        }
+        printf("{\"what\":\"%s\",\"status\":%d,\"body\":", what[i], status);
+        print_json_str(body, blen);
+        printf("}\n");
+        llmgw_buf_free(body);
+    }
+    struct llmgw_chat_opts both = {.api_key = argv[3], .app_client_id = argv[6], .subject = "x"};
+    printf("{\"what\":\"both\",\"rc\":%d}\n",
+           llmgw_chat_sync(g1, plain, strlen(plain), &both, &status, &body, &blen));
 
     /* gw2: on this program's loop, async and streamed */
     struct event_base *base = event_base_new();
