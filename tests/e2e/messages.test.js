@@ -210,9 +210,10 @@ test('a stream that fails midway ends with an error event', T, async () => {
   assert.ok(!names.includes('message_stop'));
 });
 
-test('thinking, top_k and cache_control reach Anthropic as sent, and no other provider', T, async () => {
+test('thinking, top_k and cache_control reach Anthropic as sent, and no other provider; stop_sequences and metadata.user_id reach both in their form', T, async () => {
   const body = {
-    max_tokens: 2048, top_k: 5, thinking: { type: 'enabled', budget_tokens: 1024 },
+    max_tokens: 2048, top_k: 5, thinking: { type: 'enabled', budget_tokens: 1024 }, stop_sequences: ['END', 'STOP'],
+    metadata: { user_id: 'end-user-9' },
     system: [{ type: 'text', text: 'Long context.', cache_control: { type: 'ephemeral' } }],
     messages: [{ role: 'user', content: [{ type: 'text', text: 'cached question', cache_control: { type: 'ephemeral' } }] }],
   };
@@ -222,8 +223,12 @@ test('thinking, top_k and cache_control reach Anthropic as sent, and no other pr
   assert.equal(up.top_k, 5);
   assert.deepEqual(up.system, body.system);
   assert.deepEqual(up.messages[0].content, body.messages[0].content);
+  assert.deepEqual(up.stop_sequences, ['END', 'STOP']);
+  assert.deepEqual(up.metadata, { user_id: 'end-user-9' });
   await anthropic.messages.create({ model: 'gpt-4o', ...body });
   up = (await lastUpstream('openai')).body;
+  assert.deepEqual(up.stop, ['END', 'STOP']);
+  assert.equal(up.user, 'end-user-9');
   assert.equal(up.thinking, undefined);
   assert.equal(up.top_k, undefined);
   assert.ok(!JSON.stringify(up).includes('cache_control'));
