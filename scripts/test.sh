@@ -73,7 +73,8 @@ echo "== threaded end-to-end tests under ThreadSanitizer (2 workers)"
 out=$(scripts/run-e2e.sh tsan build/tsan/llmgw tests/e2e/chat.test.js tests/e2e/streams.test.js \
       tests/e2e/shutdown.test.js tests/e2e/backpressure.test.js tests/e2e/breaker.test.js \
       tests/e2e/fallback.test.js tests/e2e/governance.test.js tests/e2e/postgres.test.js \
-      tests/e2e/idempotency.test.js tests/e2e/conversations.test.js tests/e2e/admin.test.js 2>&1)
+      tests/e2e/idempotency.test.js tests/e2e/conversations.test.js tests/e2e/admin.test.js \
+      tests/e2e/slowclients.test.js tests/e2e/messages.test.js 2>&1)
 echo "$out"
 add_counts "$(grep -E '^tsan: ' <<<"$out" | tail -n 1)"
 

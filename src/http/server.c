@@ -13,7 +13,7 @@
  * socket is shut down and evhttp ends the connection as for any lost client. evhttp owns the
  * connection and says nothing when it frees one, so a struct conn never touches the
  * bufferevent after its first turn: it is found by file descriptor and checked against the
- * socket's inode, which a reused descriptor does not share.
+ * socket's cookie (SO_COOKIE), which a reused descriptor does not share.
  */
 #include "http/server.h"
 
@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -67,7 +66,7 @@ struct conn {
     struct gw_http_worker *w;
     const struct bufferevent *bev; /* identity only, never dereferenced after the first turn */
     evutil_socket_t fd;
-    ino_t ino;
+    uint64_t cookie; /* the socket's SO_COOKIE: unique while the system runs */
     struct event *deadline;
     struct conn *next; /* in w->fresh */
 };
@@ -186,10 +185,17 @@ static void conn_arm(struct conn *c)
     evtimer_add(c->deadline, &tv);
 }
 
-static ino_t fd_inode(evutil_socket_t fd)
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+
+/* Which socket a descriptor holds now (0: none, or not known). A socket option rather than
+ * fstat: the descriptor may since be another worker's, and this touches nothing of it. */
+static uint64_t fd_cookie(evutil_socket_t fd)
 {
-    struct stat st;
-    return fstat(fd, &st) == 0 ? st.st_ino : 0;
+    uint64_t cookie = 0;
+    socklen_t len = sizeof(cookie);
+    return getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0 ? cookie : 0;
 }
 
 /* The deadline passed. If the descriptor still holds the same socket, the request did not
@@ -199,7 +205,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     (void)fd;
     (void)what;
-    if (c->ino != 0 && fd_inode(c->fd) == c->ino) {
+    if (c->cookie != 0 && fd_cookie(c->fd) == c->cookie) {
         GW_LOG_INFO("server", "worker %d: no whole request within %d ms, closing the connection",
                     c->w->index, c->w->srv->opts.read_timeout_ms);
         shutdown(c->fd, SHUT_RDWR);
@@ -232,7 +238,7 @@ static void on_fresh(evutil_socket_t unused, short what, void *arg)
         bufferevent_getcb(bev, &readcb, NULL, NULL, NULL);
         evutil_socket_t fd = readcb != NULL ? bufferevent_getfd(bev) : -1; /* NULL: freed */
         bufferevent_decref(bev);
-        if (fd < 0 || (c->ino = fd_inode(fd)) == 0) {
+        if (fd < 0 || (c->cookie = fd_cookie(fd)) == 0) {
             conn_free(c);
             continue;
         }

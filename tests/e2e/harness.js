@@ -316,6 +316,7 @@ async function startEnvWith(fake, opts) {
   for (const k of ['LLMGW_CONFIG', 'LLMGW_LISTEN', 'LLMGW_DB', 'LLMGW_WORKERS', 'LLMGW_MODE']) delete cliEnv[k];
 
   const secrets = new Set(Object.values(FAKE_KEYS));
+  const planted = new Set(); // secrets a test itself wrote into the store (not the gateway's doing)
   const sweepFiles = []; // [name, text] saved into the env's dir at stop
   const cli = async (args, o = {}) => {
     const r = await run(BIN, args, { env: cliEnv, ...o });
@@ -526,6 +527,7 @@ async function startEnvWith(fake, opts) {
       await run('pg_dump', ['--no-owner', '-n', pgSchema, '-f', path.join(tmp, 'pg-dump.sql'), process.env.LLMGW_TEST_PG_URL],
         { timeoutMs: 60000 }).catch((e) => fs.writeFileSync(path.join(tmp, 'pg-dump.failed'), e.message));
     }
+    for (const s of planted) secrets.delete(s);
     fs.writeFileSync(path.join(tmp, 'secrets.json'), JSON.stringify([...secrets]));
     fs.mkdirSync(SWEEP, { recursive: true });
     const dest = path.join(SWEEP, path.basename(tmp));
@@ -593,6 +595,8 @@ async function startEnvWith(fake, opts) {
       }
     },
     cli,
+    // A secret this test wrote into the store itself, on purpose: the sweep leaves it out.
+    plantedSecret: (s) => planted.add(s),
     createKey,
     listKeys: async () => (await cli(['keys', 'list', '--org', 'acme', '--db', db])).stdout,
     revokeKey: (keyId) => cli(['keys', 'revoke', keyId, '--db', db]),
