@@ -216,8 +216,12 @@ describe('rate limits', () => {
     const key = await env.createKey('tph', ['--tph', '350']);
     let r = await chat(key); // holds prompt estimate + 50, settles to the fake's 150 tokens
     assert.equal(r.status, 200, r.text);
+    // (a settlement lands just after its answer, off the request path: wait for it, or the
+    // next request still sees the smaller hold)
+    await env.waitUsage(r.headers.get('x-request-id'));
     r = await chat(key);
     assert.equal(r.status, 200, r.text);
+    await env.waitUsage(r.headers.get('x-request-id'));
     r = await chat(key);
     assert.equal(r.status, 429, r.text);
     assert.equal(r.json.error.code, 'tokens_per_hour_exceeded');
