@@ -9,9 +9,11 @@
 #include "http/upstream.h"
 
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "util/log.h"
 #include "util/mem.h"
@@ -244,6 +246,26 @@ int64_t gw_upstream_retry_after_ms(const char *line, size_t len, int64_t now_ms)
     return d < 0 ? 0 : d < day_ms ? d : day_ms;
 }
 
+/* May the CA directory be left out? curl caches the certificate store it builds from the CA
+ * file (for a day, per multi handle) only when no CA directory is set, and Debian's libcurl
+ * sets both by default: each new TLS connection then parsed the whole bundle again (~50 ms of
+ * CPU on the worker's loop). With a readable default CA file (on Debian the same certificates
+ * as the directory) the directory goes and the cache works. Decided once per process. */
+static int ca_file_only(CURL *e)
+{
+    static atomic_int state; /* 0: not decided yet, 1: yes, 2: no */
+    int st = atomic_load(&state);
+    if (st == 0) {
+        char *file = NULL;
+        st = curl_easy_getinfo(e, CURLINFO_CAINFO, &file) == CURLE_OK && file != NULL &&
+                     access(file, R_OK) == 0
+                 ? 1
+                 : 2;
+        atomic_store(&state, st);
+    }
+    return st == 1;
+}
+
 int gw_upstream_easy_new(struct gw_upstream *u, const struct gw_easy_opts *o, CURL **easy,
                          struct curl_slist **hdrs)
 {
@@ -283,8 +305,12 @@ int gw_upstream_easy_new(struct gw_upstream *u, const struct gw_easy_opts *o, CU
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, o->on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, o->arg);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, o->on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, o->arg);
+    if (o->on_header != NULL) { /* (header data without a function would be taken as a FILE *) */
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, o->on_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, o->arg);
+    }
+    if (ca_file_only(e))
+        curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
     *easy = e;
     *hdrs = h;
     return 0;
