@@ -566,6 +566,9 @@ static void scan_agrees_with_parse(void **state)
         ("{\"usage\":{\"prompt_tokens\":10,\"prompt_tokens_details\":{\"cached_tokens\":99}},"
          "\"choices\":[]}"),
         "{\"usage\":{\"num_search_queries\":3,\"search_context_size\":\"high\"},\"choices\":[]}",
+        /* found by fuzz_openai_response: not an integer, so one search (scan billed none) */
+        "{\"usage\":{\"num_search_queries\":2.0},\"choices\":[]}",
+        "{\"usage\":{\"num_search_queries\":-1e3},\"choices\":[]}",
         "{\"usage\":{\"search_context_size\":\"much-too-long\"},\"choices\":[]}",
         " { \"choices\" : [ { \"message\" : { \"content\" : \"a\\\"b\" } } ] , \"x\" : 1 } ",
         "{\"choices\":[]} x", "{\"choices\":[],}", "{\"choices\":[]}{}", "{\"choices\":[\"\\u00e9\"]}",
@@ -604,6 +607,20 @@ static void scan_refuses_what_it_cannot_relay(void **state)
     /* token counts past 64 bits */
     static const char big[] = "{\"choices\":[],\"usage\":{\"prompt_tokens\":99999999999999999999}}";
     assert_int_equal(ops->scan(big, strlen(big), &u, &sc, NULL), GW_EPARSE);
+    static const char longer[] = "{\"choices\":[],\"usage\":{\"prompt_tokens\":"
+                                 "1000000000000000000000000000000000000000}}";
+    assert_int_equal(ops->scan(longer, strlen(longer), &u, &sc, NULL), GW_EPARSE);
+    /* what yajl lets through and JSON does not (found by fuzz_openai_stream): \v and \f for
+     * whitespace, malformed UTF-8 of the right shape, an unterminated string after the root */
+    static const char *const lax[] = {"{\"choices\":[]\v}", "\f{\"choices\":[]}",
+                                      "{\"choices\":[],\"x\":\"\xc1\xa3\"}",
+                                      "{\"choices\":[],\"\xed\xa0\x80\":1}",
+                                      "{\"choices\":[],\"x\":\"\\ud800\"}",
+                                      "{\"choices\":[],\"\\udc00\":1}",
+                                      "{\"choices\":[]} \"x"};
+    for (size_t i = 0; i < sizeof(lax) / sizeof(lax[0]); i++)
+        if (ops->scan(lax[i], strlen(lax[i]), &u, &sc, NULL) != GW_EPARSE)
+            fail_msg("scan took '%s'", lax[i]);
     /* nesting is bounded */
     struct gw_buf b;
     gw_buf_init(&b, 1 << 20);
