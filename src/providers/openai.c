@@ -124,7 +124,8 @@ static void usage_clamp(struct gw_usage *u)
         u->reasoning_tokens = u->output_tokens;
 }
 
-static int64_t nonneg(json_int_t v) { return v < 0 ? 0 : (int64_t)v; }
+/* A count the provider reports, into [0, GW_USAGE_MAX]. */
+static int64_t nonneg(json_int_t v) { return v < 0 ? 0 : v > GW_USAGE_MAX ? GW_USAGE_MAX : v; }
 
 /* Read an OpenAI-shaped usage object into u. */
 static void read_usage(enum flavor fl, const json_t *usage, struct gw_usage *u)
@@ -247,7 +248,7 @@ static int usage_int(const char *num, size_t len, int64_t *dst)
     long long v = strtoll(tmp, NULL, 10);
     if (errno == ERANGE)
         return 0;
-    *dst = v < 0 ? 0 : (int64_t)v;
+    *dst = nonneg(v);
     return 1;
 }
 

@@ -497,6 +497,48 @@ static void malformed_stream_events_never_crash(void **state)
     }
 }
 
+/* Token counts past any real answer are clamped to GW_USAGE_MAX, so that sums of them (the
+ * adapters' own, the pipeline's) never overflow (found by fuzz_gemini_response and
+ * fuzz_anthropic_stream: signed overflow adding two of them). */
+static void usage_counts_are_bounded(void **state)
+{
+    static const struct {
+        const char *provider, *body;
+    } answers[] = {
+        {"openai", "{\"choices\":[],\"usage\":{\"prompt_tokens\":9223372036854775807,"
+                   "\"completion_tokens\":9223372036854775807}}"},
+        {"anthropic", "{\"content\":[],\"usage\":{\"input_tokens\":9223372036854775807,"
+                      "\"cache_read_input_tokens\":9223372036854775807,"
+                      "\"cache_creation_input_tokens\":9223372036854775807}}"},
+        {"gemini", "{\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":1,"
+                   "\"candidatesTokenCount\":9223372036854775807,\"thoughtsTokenCount\":2}}"},
+    };
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        const struct gw_provider_ops *ops = gw_provider_find(answers[i].provider);
+        json_t *out = NULL;
+        struct gw_usage u;
+        assert_int_equal(ops->parse(answers[i].body, strlen(answers[i].body), &out, &u, NULL), 0);
+        assert_true(u.input_tokens <= 3 * GW_USAGE_MAX && u.output_tokens <= 2 * GW_USAGE_MAX);
+        assert_true(u.input_tokens > 0);
+        json_decref(out);
+    }
+    /* a stream's usage, merged event by event */
+    static const char start[] = "{\"type\":\"message_start\",\"message\":{\"usage\":{"
+                                "\"input_tokens\":9223372036854775807,"
+                                "\"cache_read_input_tokens\":9223372036854775807}}}";
+    static const char delta[] = "{\"type\":\"message_delta\",\"usage\":{"
+                                "\"cache_creation_input_tokens\":9223372036854775807}}";
+    const struct gw_provider_ops *ops = gw_provider_find("anthropic");
+    struct gw_stream st;
+    memset(&st, 0, sizeof(st));
+    st.emit = drop_chunk;
+    assert_int_equal(ops->stream_init(&st), 0);
+    assert_int_equal(ops->stream_event(&st, "", start, strlen(start)), 0);
+    assert_int_equal(ops->stream_event(&st, "", delta, strlen(delta)), 0);
+    assert_true(st.usage.input_tokens <= 3 * GW_USAGE_MAX && st.usage.input_tokens > 0);
+    ops->stream_cleanup(&st);
+}
+
 /* ---- the fast path: scan + splice must say what parse says ---- */
 
 static int has_scan(const struct gw_provider_ops *ops) { return ops->scan != NULL; }
@@ -713,6 +755,7 @@ int main(void)
         cmocka_unit_test(refusals_are_client_errors),
         cmocka_unit_test(malformed_answers_never_crash),
         cmocka_unit_test(malformed_stream_events_never_crash),
+        cmocka_unit_test(usage_counts_are_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
