@@ -137,6 +137,41 @@ bench: all build/bench_route build/bench_reserve
 	@bench/streams.sh
 	@bench/admin_load.sh
 
+# ---- fuzz: libFuzzer harnesses, one per parser of outside input (tests/fuzz, docs/fuzzing.md) ----
+# make fuzz [FUZZ_SECONDS=N]: build them (clang), replay each corpus and its regressions, then
+# fuzz each harness for N seconds (scripts/fuzz.sh). The library is rebuilt for them in its own
+# object tree, instrumented for coverage and under ASan+UBSan, with the test hooks.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all -DGW_TEST_HOOKS
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_COMMON  := $(sort $(wildcard tests/fuzz/common/*.c))
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_COMMON_OBJ := $(FUZZ_COMMON:%.c=build/fuzz/obj/%.o)
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC fuzz $<")
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+
+build/fuzz/libllmgw.a: $(FUZZ_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COMMON_OBJ) build/fuzz/libllmgw.a
+	@$(if $(V),,echo "  LD fuzz $@")
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
+	    $(FUZZ_COMMON_OBJ) build/fuzz/libllmgw.a $(LDLIBS)
+
+.PHONY: fuzz-build
+fuzz-build: $(FUZZ_BIN)
+
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_COMMON_OBJ:.o=.d) $(FUZZ_BIN:=.d)
+
 # make install [PREFIX=/usr/local] [DESTDIR=...]: the binary and its man page, the header, the
 # static and shared libraries (soname libllmgw.so.$(SOMAJOR)), llmgw.pc and the model catalog.
 # It builds what `all` builds, with the same flags; PREFIX only goes into llmgw.pc.

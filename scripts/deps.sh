@@ -5,7 +5,7 @@ want=(build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-de
       libssl-dev libsqlite3-dev libyaml-dev libpq-dev libseccomp-dev ca-certificates)
 if [ "${1:-build}" = test ]; then
     # chromium: the browser test (tests/e2e/browser.test.js, headless through playwright-core)
-    want+=(libcmocka-dev nodejs npm curl clang sqlite3 postgresql valgrind chromium)
+    want+=(libcmocka-dev nodejs npm curl clang libclang-rt-14-dev sqlite3 postgresql valgrind chromium)
     # the libraries libcurl.pc names for `pkg-config --static` (tests/e2e/install.test.js links
     # examples/embed with libllmgw.a and `pkg-config --static --libs llmgw`)
     want+=(libnghttp2-dev librtmp-dev libssh2-1-dev libpsl-dev libkrb5-dev libldap-dev libzstd-dev)

@@ -78,6 +78,10 @@ out=$(scripts/run-e2e.sh tsan build/tsan/llmgw tests/e2e/chat.test.js tests/e2e/
 echo "$out"
 add_counts "$(grep -E '^tsan: ' <<<"$out" | tail -n 1)"
 
+echo "== fuzzing: every parser of outside input, its corpus and regressions replayed, then 15 s each"
+out=$(scripts/fuzz.sh 15 2>&1); echo "$out" | tail -n 25
+add_counts "$(grep -E '^fuzz: [0-9]+ passed' <<<"$out" | tail -n 1)"
+
 echo "== instructions per request (callgrind, release build) against bench/icount.txt"
 if bench/icount.sh; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 

@@ -313,7 +313,8 @@ static const char *finish_reason(const char *stop_reason)
     return "stop"; /* end_turn, stop_sequence, pause_turn */
 }
 
-static int64_t nonneg(json_int_t v) { return v < 0 ? 0 : (int64_t)v; }
+/* A count the provider reports, into [0, GW_USAGE_MAX]. */
+static int64_t nonneg(json_int_t v) { return v < 0 ? 0 : v > GW_USAGE_MAX ? GW_USAGE_MAX : v; }
 
 /* Merge Anthropic usage fields present in u_json into u (fields absent are kept). */
 static void read_usage(const json_t *uj, struct gw_usage *u)

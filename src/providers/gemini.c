@@ -323,7 +323,8 @@ static const char *finish_reason(const char *r)
     return "stop";
 }
 
-static int64_t nonneg(json_int_t v) { return v < 0 ? 0 : (int64_t)v; }
+/* A count the provider reports, into [0, GW_USAGE_MAX]. */
+static int64_t nonneg(json_int_t v) { return v < 0 ? 0 : v > GW_USAGE_MAX ? GW_USAGE_MAX : v; }
 
 static void read_usage(const json_t *um, struct gw_usage *u)
 {

@@ -148,7 +148,8 @@ static void usage_clamp(struct gw_usage *u)
         u->reasoning_tokens = u->output_tokens;
 }
 
-static int64_t nonneg(json_int_t v) { return v < 0 ? 0 : (int64_t)v; }
+/* A count the provider reports, into [0, GW_USAGE_MAX]. */
+static int64_t nonneg(json_int_t v) { return v < 0 ? 0 : v > GW_USAGE_MAX ? GW_USAGE_MAX : v; }
 
 /* Read an OpenAI-shaped usage object into u. */
 static void read_usage(enum flavor fl, const json_t *usage, struct gw_usage *u)
@@ -237,6 +238,7 @@ enum kind { K_NULL, K_BOOL, K_NUM, K_STR, K_MAP, K_ARRAY };
 
 struct scan {
     yajl_handle h;
+    const char *body;    /* what yajl reads */
     enum flavor fl;
     int chunk;           /* a stream chunk (choices[].delta), else an answer (choices[].message) */
     int depth;           /* 0 outside the root, 1 inside it, 2 inside a root member, ... */
@@ -260,16 +262,17 @@ static size_t scan_at(const struct scan *sc) { return yajl_get_bytes_consumed(sc
 static int usage_int(const char *num, size_t len, int64_t *dst)
 {
     char tmp[32];
-    if (len >= sizeof(tmp) || memchr(num, '.', len) || memchr(num, 'e', len) ||
-        memchr(num, 'E', len))
+    if (memchr(num, '.', len) || memchr(num, 'e', len) || memchr(num, 'E', len))
         return 1; /* not an integer: left at 0, as parse() does */
+    if (len >= sizeof(tmp))
+        return 0; /* an integer past 64 bits: refused, as parse() does */
     memcpy(tmp, num, len);
     tmp[len] = '\0';
     errno = 0;
     long long v = strtoll(tmp, NULL, 10);
     if (errno == ERANGE)
         return 0;
-    *dst = v < 0 ? 0 : (int64_t)v;
+    *dst = nonneg(v);
     return 1;
 }
 
@@ -307,8 +310,10 @@ static int value_begin(struct scan *sc, enum kind k, const char *s, size_t len)
             if (k == K_NUM && sc->ukey == U_COMPLETION)
                 return usage_int(s, len, &u->output_tokens);
             if (k == K_NUM && sc->ukey == U_SEARCHES && sc->fl == PERPLEXITY) {
-                u->search_requests = 0;
-                return usage_int(s, len, &u->search_requests);
+                int64_t n = 1; /* a count that is not an integer: one search, as parse() has it */
+                int ok = usage_int(s, len, &n);
+                u->search_requests = n;
+                return ok;
             }
             if (k == K_STR && sc->ukey == U_CONTEXT && sc->fl == PERPLEXITY) {
                 size_t n = strnlen(s, len < sizeof(u->search_context_size)
@@ -379,9 +384,15 @@ static int on_bool(void *ctx, int v)
     return scalar(ctx, K_BOOL, NULL, 0);
 }
 static int on_number(void *ctx, const char *s, size_t len) { return scalar(ctx, K_NUM, s, len); }
+/* A string or key jansson takes (and parse() with it): strict UTF-8, surrogates paired. */
+static int text_ok(const struct scan *sc, const unsigned char *s, size_t len)
+{
+    return gw_json_utf8_ok(s, len) && gw_json_surrogates_ok(sc->body, scan_at(sc));
+}
+
 static int on_string(void *ctx, const unsigned char *s, size_t len)
 {
-    return scalar(ctx, K_STR, (const char *)s, len);
+    return text_ok(ctx, s, len) && scalar(ctx, K_STR, (const char *)s, len);
 }
 
 static int open_container(void *ctx, enum kind k)
@@ -419,6 +430,8 @@ static int key_is(const unsigned char *k, size_t len, const char *name)
 static int on_key(void *ctx, const unsigned char *k, size_t len)
 {
     struct scan *sc = ctx;
+    if (!text_ok(sc, k, len))
+        return 0;
     switch (sc->depth) {
     case 1:
         sc->top = T_OTHER;
@@ -493,6 +506,12 @@ static int scan_body(enum flavor fl, int chunk, const char *body, size_t len,
     sc.chunk = chunk;
     sc.usage = usage;
     sc.out = out;
+    sc.body = body;
+    /* what yajl lets through and jansson does not (as util/json): \v and \f taken for
+     * whitespace, UTF-8 of the right shape only and unpaired surrogate escapes (checked per
+     * string), and an unterminated string after the root */
+    if (gw_json_bad_space(body, len) != NULL)
+        return GW_EPARSE;
     sc.h = yajl_alloc(&scan_callbacks, NULL, &sc);
     if (sc.h == NULL)
         return GW_ENOMEM;
@@ -501,6 +520,8 @@ static int scan_body(enum flavor fl, int chunk, const char *body, size_t len,
     yajl_free(sc.h);
     if (sc.has_error)
         return GW_EUPSTREAM;
+    for (size_t i = out->sp.close + 1; ok && i < len; i++)
+        ok = body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r';
     if (!ok || !(sc.seen & (1u << T_CHOICES)))
         return GW_EPARSE;
     if (finish != NULL && sc.finish[0] != '\0')

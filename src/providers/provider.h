@@ -26,7 +26,10 @@
 #include "util/err.h"
 #include "util/splice.h"
 
-/* Normalised token counts. All fields >= 0. */
+/* Normalised token counts. All fields are in [0, GW_USAGE_MAX]: a provider's larger number is
+ * its error, clamped on reading, so that the pipeline's sums of counts (and of their costs)
+ * never overflow. */
+#define GW_USAGE_MAX 1000000000000LL /* 10^12 */
 struct gw_usage {
     int64_t input_tokens;        /* every prompt token, including cached and cache-written */
     int64_t cached_input_tokens; /* of input_tokens: read from the provider's prompt cache */

@@ -1,10 +1,12 @@
 /* util/json — strict parsing and typed accessors; see json.h.
  *
- * Parsing builds the jansson tree from yajl's events: yajl lexes and validates (UTF-8
- * included) an order of magnitude faster than jansson's own reader, which goes byte by byte
- * through a stream (a 4 kB request: 89 µs against 10). The rules are jansson's strict ones:
- * one value of any kind, no duplicate keys, no NUL in strings or keys, integers that fit in 64
- * bits, finite reals, at most GW_JSON_MAX_DEPTH levels.
+ * Parsing builds the jansson tree from yajl's events: yajl lexes and validates an order of
+ * magnitude faster than jansson's own reader, which goes byte by byte through a stream (a 4 kB
+ * request: 89 µs against 10). The rules are jansson's strict ones: one value of any kind, no
+ * duplicate keys, no NUL in strings or keys, integers that fit in 64 bits, finite reals, at
+ * most GW_JSON_MAX_DEPTH levels. Where yajl is laxer than that, we check ourselves: it takes
+ * \v and \f for whitespace, checks only the shape of UTF-8 sequences, and misses an
+ * unterminated string after the value.
  */
 #include "util/json.h"
 
@@ -21,7 +23,10 @@
 
 struct builder {
     const char *text; /* the input, and yajl reading it (for a string token's raw bytes) */
+    size_t len;
     yajl_handle h;
+    int finishing;   /* in yajl_complete_parse: yajl reads a " " of its own, not the input */
+    size_t root_end; /* where in the input the root value ended */
     json_t **stack; /* open arrays and objects, innermost last */
     int depth, cap;
     json_t *root;
@@ -36,6 +41,14 @@ static int fail(struct builder *b, const char *why)
     return 0;
 }
 
+/* The root value is complete: note where, to check that only whitespace follows. yajl misses
+ * trailing garbage that is an unterminated string ("{} \"x"): its lexer waits for the rest of
+ * the token and reports the end of the input, not an error. */
+static void root_done(struct builder *b)
+{
+    b->root_end = b->finishing ? b->len : yajl_get_bytes_consumed(b->h);
+}
+
 /* Attach v (taken) where the parse is: the root, the open array, or the open object's key. */
 static int add(struct builder *b, json_t *v)
 {
@@ -43,6 +56,8 @@ static int add(struct builder *b, json_t *v)
         return fail(b, "out of memory");
     if (b->depth == 0) {
         b->root = v;
+        if (!json_is_object(v) && !json_is_array(v))
+            root_done(b);
         return 1;
     }
     json_t *top = b->stack[b->depth - 1];
@@ -121,15 +136,12 @@ static unsigned hex4(const char *p)
     return v;
 }
 
-/* yajl turns an unpaired UTF-16 surrogate escape into '?' or into invalid UTF-8, where jansson
- * refuses the text. The string token just read ends where yajl is (after its closing quote);
- * its opening quote is the first one before that not escaped (no other can be in it). */
-static int surrogates_paired(const struct builder *b)
+int gw_json_surrogates_ok(const char *t, size_t end)
 {
-    const char *t = b->text;
-    size_t end = yajl_get_bytes_consumed(b->h);
     if (end < 2)
         return 1;
+    /* the string's opening quote is the first one before its closing one that is not escaped
+     * (no other can be in it) */
     size_t close = end - 1, open = close;
     while (open > 0) {
         open--;
@@ -162,12 +174,54 @@ static int surrogates_paired(const struct builder *b)
     return 1;
 }
 
-/* A string or key jansson would take: no NUL, no unpaired surrogate (yajl checked the UTF-8). */
+int gw_json_utf8_ok(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i], lo = 0x80, hi = 0xbf; /* the second byte's range */
+        size_t k;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            k = 1;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            k = 2;
+            lo = c == 0xe0 ? 0xa0 : lo; /* overlong */
+            hi = c == 0xed ? 0x9f : hi; /* a surrogate */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            k = 3;
+            lo = c == 0xf0 ? 0x90 : lo; /* overlong */
+            hi = c == 0xf4 ? 0x8f : hi; /* above U+10FFFF */
+        } else {
+            return 0;
+        }
+        if (n - i <= k || s[i + 1] < lo || s[i + 1] > hi)
+            return 0;
+        for (size_t j = 2; j <= k; j++)
+            if ((s[i + j] & 0xc0) != 0x80)
+                return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+const char *gw_json_bad_space(const char *buf, size_t len)
+{
+    if (len == 0)
+        return NULL;
+    const char *v = memchr(buf, '\v', len), *f = memchr(buf, '\f', len);
+    return v == NULL || (f != NULL && f < v) ? f : v;
+}
+
+/* A string or key jansson would take: no NUL, strict UTF-8, no unpaired surrogate escape. */
 static int text_ok(struct builder *b, const unsigned char *s, size_t len)
 {
     if (memchr(s, '\0', len) != NULL)
         return fail(b, "\\u0000 is not allowed");
-    if (!surrogates_paired(b))
+    if (!gw_json_utf8_ok(s, len))
+        return fail(b, "invalid UTF-8");
+    if (!gw_json_surrogates_ok(b->text, yajl_get_bytes_consumed(b->h)))
         return fail(b, "invalid Unicode escape (an unpaired surrogate)");
     return 1;
 }
@@ -195,7 +249,9 @@ static int on_start_array(void *ctx) { return open_container(ctx, json_array());
 
 static int on_end(void *ctx)
 {
-    ((struct builder *)ctx)->depth--;
+    struct builder *b = ctx;
+    if (--b->depth == 0)
+        root_done(b);
     return 1;
 }
 
@@ -214,9 +270,15 @@ static const yajl_callbacks build_callbacks = {
 json_t *gw_json_parse(const char *buf, size_t len, struct gw_errbuf *eb)
 {
     struct builder b;
+    const char *bad = gw_json_bad_space(buf, len);
+    if (bad != NULL) {
+        gw_errbuf_set(eb, "invalid whitespace near byte %zu", (size_t)(bad - buf));
+        return NULL;
+    }
     memset(&b, 0, sizeof(b));
     gw_buf_init(&b.key, len + 1);
     b.text = buf;
+    b.len = len;
     yajl_handle h = b.h = yajl_alloc(&build_callbacks, NULL, &b);
     if (h == NULL) {
         gw_errbuf_set(eb, "out of memory");
@@ -224,9 +286,18 @@ json_t *gw_json_parse(const char *buf, size_t len, struct gw_errbuf *eb)
         return NULL;
     }
     yajl_status st = yajl_parse(h, (const unsigned char *)buf, len);
-    if (st == yajl_status_ok)
+    if (st == yajl_status_ok) {
+        b.finishing = 1;
         st = yajl_complete_parse(h);
-    if (st != yajl_status_ok) {
+    }
+    size_t end = b.root_end;
+    while (st == yajl_status_ok && end < len && memchr(" \t\n\r", buf[end], 4) != NULL)
+        end++;
+    if (st == yajl_status_ok && end < len) {
+        gw_errbuf_set(eb, "trailing garbage near byte %zu", end);
+        json_decref(b.root);
+        b.root = NULL;
+    } else if (st != yajl_status_ok) {
         size_t at = yajl_get_bytes_consumed(h);
         if (b.err[0] != '\0') {
             gw_errbuf_set(eb, "%s near byte %zu", b.err, at);

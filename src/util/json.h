@@ -12,9 +12,19 @@
 #include "util/err.h"
 
 /* Parse exactly len bytes strictly (duplicate keys rejected, one value, no trailing data, no
- * NUL in strings, 64-bit integers, finite reals, at most 2048 levels). On error returns NULL
- * and writes "message near byte N" into eb. */
+ * NUL in strings, well-formed UTF-8, 64-bit integers, finite reals, at most 2048 levels). On
+ * error returns NULL and writes "message near byte N" into eb. */
 json_t *gw_json_parse(const char *buf, size_t len, struct gw_errbuf *eb);
+/* For scanners built on yajl (the OpenAI fast path), the places where yajl is laxer than
+ * jansson: is s (n bytes) well-formed UTF-8, without overlong forms, surrogates or code points
+ * above U+10FFFF (yajl checks only each sequence's shape)? The first \v or \f in buf (yajl
+ * skips them as whitespace; no JSON text holds one), or NULL. And, text[0, end) ending with a
+ * string token (its closing quote at end - 1: where yajl is in a string or key callback), does
+ * every \u escape of a UTF-16 surrogate in it come in a high-low pair (yajl turns an unpaired
+ * one into '?' or into invalid UTF-8)? */
+int gw_json_utf8_ok(const unsigned char *s, size_t n);
+const char *gw_json_bad_space(const char *buf, size_t len);
+int gw_json_surrogates_ok(const char *text, size_t end);
 /* String member or NULL (also NULL when obj is not an object). */
 const char *gw_json_str(const json_t *obj, const char *key);
 /* Integer member or fallback. */

@@ -75,7 +75,9 @@ int gw_sse_feed(struct gw_sse *p, const char *buf, size_t n)
 {
     size_t i = 0;
 
-    if (n > 0 && p->last_was_cr && buf[0] == '\n')
+    if (n == 0) /* nothing: a CR that ended the last piece still waits for its LF */
+        return 0;
+    if (p->last_was_cr && buf[0] == '\n')
         i = 1;
     p->last_was_cr = 0;
     while (i < n) {
@@ -93,7 +95,8 @@ int gw_sse_feed(struct gw_sse *p, const char *buf, size_t n)
             rc = line_done(p, p->line.data, p->line.len);
             gw_buf_reset(&p->line);
         } else {
-            rc = line_done(p, start, k);
+            /* the cap holds for a line met whole too, not only for one kept across pieces */
+            rc = k > p->line.max ? GW_ETOOBIG : line_done(p, start, k);
         }
         if (rc != 0)
             return rc;

@@ -583,6 +583,48 @@ static void malformed_stream_events_never_crash(void **state)
     }
 }
 
+/* Token counts past any real answer are clamped to GW_USAGE_MAX, so that sums of them (the
+ * adapters' own, the pipeline's) never overflow (found by fuzz_gemini_response and
+ * fuzz_anthropic_stream: signed overflow adding two of them). */
+static void usage_counts_are_bounded(void **state)
+{
+    static const struct {
+        const char *provider, *body;
+    } answers[] = {
+        {"openai", "{\"choices\":[],\"usage\":{\"prompt_tokens\":9223372036854775807,"
+                   "\"completion_tokens\":9223372036854775807}}"},
+        {"anthropic", "{\"content\":[],\"usage\":{\"input_tokens\":9223372036854775807,"
+                      "\"cache_read_input_tokens\":9223372036854775807,"
+                      "\"cache_creation_input_tokens\":9223372036854775807}}"},
+        {"gemini", "{\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":1,"
+                   "\"candidatesTokenCount\":9223372036854775807,\"thoughtsTokenCount\":2}}"},
+    };
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        const struct gw_provider_ops *ops = gw_provider_find(answers[i].provider);
+        json_t *out = NULL;
+        struct gw_usage u;
+        assert_int_equal(ops->parse(answers[i].body, strlen(answers[i].body), &out, &u, NULL), 0);
+        assert_true(u.input_tokens <= 3 * GW_USAGE_MAX && u.output_tokens <= 2 * GW_USAGE_MAX);
+        assert_true(u.input_tokens > 0);
+        json_decref(out);
+    }
+    /* a stream's usage, merged event by event */
+    static const char start[] = "{\"type\":\"message_start\",\"message\":{\"usage\":{"
+                                "\"input_tokens\":9223372036854775807,"
+                                "\"cache_read_input_tokens\":9223372036854775807}}}";
+    static const char delta[] = "{\"type\":\"message_delta\",\"usage\":{"
+                                "\"cache_creation_input_tokens\":9223372036854775807}}";
+    const struct gw_provider_ops *ops = gw_provider_find("anthropic");
+    struct gw_stream st;
+    memset(&st, 0, sizeof(st));
+    st.emit = drop_chunk;
+    assert_int_equal(ops->stream_init(&st), 0);
+    assert_int_equal(ops->stream_event(&st, "", start, strlen(start)), 0);
+    assert_int_equal(ops->stream_event(&st, "", delta, strlen(delta)), 0);
+    assert_true(st.usage.input_tokens <= 3 * GW_USAGE_MAX && st.usage.input_tokens > 0);
+    ops->stream_cleanup(&st);
+}
+
 /* ---- the fast path: scan + splice must say what parse says ---- */
 
 static int has_scan(const struct gw_provider_ops *ops) { return ops->scan != NULL; }
@@ -652,6 +694,9 @@ static void scan_agrees_with_parse(void **state)
         ("{\"usage\":{\"prompt_tokens\":10,\"prompt_tokens_details\":{\"cached_tokens\":99}},"
          "\"choices\":[]}"),
         "{\"usage\":{\"num_search_queries\":3,\"search_context_size\":\"high\"},\"choices\":[]}",
+        /* found by fuzz_openai_response: not an integer, so one search (scan billed none) */
+        "{\"usage\":{\"num_search_queries\":2.0},\"choices\":[]}",
+        "{\"usage\":{\"num_search_queries\":-1e3},\"choices\":[]}",
         "{\"usage\":{\"search_context_size\":\"much-too-long\"},\"choices\":[]}",
         " { \"choices\" : [ { \"message\" : { \"content\" : \"a\\\"b\" } } ] , \"x\" : 1 } ",
         "{\"choices\":[]} x", "{\"choices\":[],}", "{\"choices\":[]}{}", "{\"choices\":[\"\\u00e9\"]}",
@@ -690,6 +735,20 @@ static void scan_refuses_what_it_cannot_relay(void **state)
     /* token counts past 64 bits */
     static const char big[] = "{\"choices\":[],\"usage\":{\"prompt_tokens\":99999999999999999999}}";
     assert_int_equal(ops->scan(big, strlen(big), &u, &sc, NULL), GW_EPARSE);
+    static const char longer[] = "{\"choices\":[],\"usage\":{\"prompt_tokens\":"
+                                 "1000000000000000000000000000000000000000}}";
+    assert_int_equal(ops->scan(longer, strlen(longer), &u, &sc, NULL), GW_EPARSE);
+    /* what yajl lets through and JSON does not (found by fuzz_openai_stream): \v and \f for
+     * whitespace, malformed UTF-8 of the right shape, an unterminated string after the root */
+    static const char *const lax[] = {"{\"choices\":[]\v}", "\f{\"choices\":[]}",
+                                      "{\"choices\":[],\"x\":\"\xc1\xa3\"}",
+                                      "{\"choices\":[],\"\xed\xa0\x80\":1}",
+                                      "{\"choices\":[],\"x\":\"\\ud800\"}",
+                                      "{\"choices\":[],\"\\udc00\":1}",
+                                      "{\"choices\":[]} \"x"};
+    for (size_t i = 0; i < sizeof(lax) / sizeof(lax[0]); i++)
+        if (ops->scan(lax[i], strlen(lax[i]), &u, &sc, NULL) != GW_EPARSE)
+            fail_msg("scan took '%s'", lax[i]);
     /* nesting is bounded */
     struct gw_buf b;
     gw_buf_init(&b, 1 << 20);
@@ -783,6 +842,7 @@ int main(void)
         cmocka_unit_test(unsupported_fields_refused_or_dropped),
         cmocka_unit_test(malformed_answers_never_crash),
         cmocka_unit_test(malformed_stream_events_never_crash),
+        cmocka_unit_test(usage_counts_are_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

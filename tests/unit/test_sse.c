@@ -148,6 +148,34 @@ static void over_cap_is_refused(void **state)
     free(out);
 }
 
+/* Found by fuzz_sse: an empty piece between a CR and its LF made the LF a second line end (a
+ * blank line, dispatching early); a line over the cap was refused only when it came split. */
+static void empty_pieces_and_long_lines_do_not_depend_on_splits(void **state)
+{
+    static const char *const pieces[] = {"data: a\r", "", "\ndata: b\n\n"};
+    struct gw_sse p;
+    struct rec r;
+    rec_init(&r);
+    gw_sse_init(&p, 1024, on_event, &r);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(gw_sse_feed(&p, pieces[i], strlen(pieces[i])), 0);
+    gw_sse_cleanup(&p);
+    assert_string_equal(r.out.data, "|a\nb\n");
+    gw_buf_cleanup(&r.out);
+
+    char line[300];
+    size_t n = (size_t)snprintf(line, sizeof(line), ": "); /* a comment, but over the cap */
+    memset(line + n, 'x', 200);
+    n += 200;
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\ndata: 1\n\n");
+    for (size_t step = 0; step <= 1; step++) {
+        int rc = 0;
+        char *out = parse_split(line, n, step, 100, &rc, NULL);
+        assert_int_equal(rc, GW_ETOOBIG);
+        free(out);
+    }
+}
+
 static void callback_stop_is_returned(void **state)
 {
     struct gw_sse p;
@@ -187,6 +215,7 @@ int main(void)
         cmocka_unit_test(multiline_data_comments_and_fields),
         cmocka_unit_test(event_name_resets_between_events),
         cmocka_unit_test(over_cap_is_refused),
+        cmocka_unit_test(empty_pieces_and_long_lines_do_not_depend_on_splits),
         cmocka_unit_test(callback_stop_is_returned),
         cmocka_unit_test(finish_reports_truncation),
     };

@@ -126,7 +126,12 @@ static void json_parse_agrees_with_jansson(void **state)
         "\"caf\xc3\xa9\"", "\"\xff\"", "\"\xc3\"", "[1,]", "{\"a\":1,}",
         "[1 2]", "{} {}", "{}x", "", "   ", "/* c */ {}", "{'a':1}", "[01]", "[.5]", "[1.]",
         "[-]", "[tru]", "{\"a\"}", "{\"a\":}", "{1:2}", "[\"\t\"]", "\"abc", "[[[[[]]]]]",
-        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]}"};
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]}",
+        /* found by fuzz_json: what yajl lets through and jansson does not */
+        "\"\" \"", "{} \"x", "[1] \"\\u00", "\v{}", "[1,\f2]", "{\"a\":\v1}", "\"\xc1\xa3\"",
+        "\"\xe0\x80\xaf\"", "{\"\xc0\x80\":1}", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"",
+        "\"\xf5\x80\x80\x80\"", "\"\xf0\x9f\x98\x80\"", "\"\xef\xbf\xbf\"", "\"\xf4\x8f\xbf\xbf\"",
+        "\"\xed\x9f\xbf\"", " 1 ", "[1]\t\r\n"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct gw_errbuf eb = {{0}};
         json_t *want = json_loadb(cases[i], strlen(cases[i]),
