@@ -395,6 +395,8 @@ static void start_stream_reply(struct gw_call *c)
      * stream should not hold it) */
     json_decref(c->canon);
     c->canon = NULL;
+    json_decref(c->native);
+    c->native = NULL;
     c->rq.body = NULL;
 }
 

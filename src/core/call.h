@@ -128,6 +128,10 @@ struct gw_call {
     struct gw_sse sse;
     struct gw_stream st;
     struct gw_messages_stream ms; /* the Messages dialect's stream translation */
+    /* The Messages dialect: the client's own body (sent as it is to an Anthropic model unless
+     * conversation memory changed the messages), and what in it only Anthropic can take */
+    json_t *native;
+    struct gw_errbuf native_only;
     struct gw_usage usage;          /* non-stream usage */
     struct event *timer_ev;         /* first byte, then silence between bytes */
     long upstream_status;

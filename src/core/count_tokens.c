@@ -195,7 +195,8 @@ static void count_then(struct gw_authed *a)
     }
     const char *model = gw_json_str(in, "model");
     const struct gw_model *m = model ? gw_catalog_find(a->w->gw->catalog, model) : NULL;
-    if (gw_messages_to_chat(in, 1, &canon, &eb) != 0) {
+    struct gw_errbuf native = {{0}}; /* Anthropic counts it all; the estimate what it can */
+    if (gw_messages_to_chat(in, 1, &canon, &eb, &native) != 0) {
         refuse(a->req, a->rid, 400, "invalid_request", eb.msg[0] ? eb.msg : "out of memory");
     } else if (model == NULL) {
         refuse(a->req, a->rid, 400, "invalid_request", "'model' is required");

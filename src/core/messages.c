@@ -135,7 +135,23 @@ static json_t *system_content(const json_t *sys, struct gw_errbuf *eb)
 
 /* One Messages turn → canonical messages appended to out (tool results first, as tool
  * messages, then the rest of the user's content; an assistant's text and tool calls). */
-static int convert_turn(const json_t *m, size_t idx, json_t *out, struct gw_errbuf *eb)
+/* Something the canonical form cannot carry: refused (GW_EINVAL, eb says what), or — when only
+ * an Anthropic model can take it (native given) — left out, the first such thing said in native
+ * (0). */
+static int untranslatable(struct gw_errbuf *eb, struct gw_errbuf *native, const char *what,
+                          const char *name)
+{
+    if (native == NULL && strcmp(what, "the member") == 0)
+        gw_errbuf_set(eb, "unknown field '%.64s'", name);
+    else if (native == NULL)
+        gw_errbuf_set(eb, "%s '%.40s' are not supported here", what, name);
+    else if (native->msg[0] == '\0')
+        gw_errbuf_set(native, "%s '%.40s'", what, name);
+    return native != NULL ? 0 : GW_EINVAL;
+}
+
+static int convert_turn(const json_t *m, size_t idx, json_t *out, struct gw_errbuf *eb,
+                        struct gw_errbuf *native)
 {
     char what[48];
     snprintf(what, sizeof(what), "messages[%zu]", idx);
@@ -199,9 +215,9 @@ static int convert_turn(const json_t *m, size_t idx, json_t *out, struct gw_errb
              * the other adapters leave it out */
             rc = append(parts, json_deep_copy(blk));
         } else {
-            gw_errbuf_set(eb, "%s: content blocks of type '%.40s' are not supported here", what,
-                          type);
-            rc = GW_EINVAL;
+            char kind[96];
+            snprintf(kind, sizeof(kind), "%s: content blocks of type", what);
+            rc = untranslatable(eb, native, kind, type);
         }
     }
     if (rc == 0 && (json_array_size(parts) > 0 || json_array_size(calls) > 0)) {
@@ -222,7 +238,8 @@ static int convert_turn(const json_t *m, size_t idx, json_t *out, struct gw_errb
     return rc;
 }
 
-static int convert_tools(const json_t *in, json_t *out, struct gw_errbuf *eb)
+static int convert_tools(const json_t *in, json_t *out, struct gw_errbuf *eb,
+                         struct gw_errbuf *native)
 {
     json_t *tools = json_object_get(in, "tools");
     if (tools != NULL) {
@@ -238,8 +255,11 @@ static int convert_tools(const json_t *in, json_t *out, struct gw_errbuf *eb)
             const char *name = gw_json_str(t, "name"), *type = gw_json_str(t, "type");
             json_t *schema = json_object_get(t, "input_schema");
             json_t *desc = json_object_get(t, "description");
-            if (type != NULL && strcmp(type, "custom") != 0)
-                return fail(eb, "tools of type '%.40s' are not supported here", type);
+            if (type != NULL && strcmp(type, "custom") != 0) { /* a server tool */
+                if (untranslatable(eb, native, "tools of type", type) != 0)
+                    return GW_EINVAL;
+                continue;
+            }
             if (name == NULL || (schema != NULL && !json_is_object(schema)) ||
                 (desc != NULL && !json_is_string(desc)))
                 return fail(eb, "%s", "each tool needs a string 'name', an object 'input_schema' "
@@ -286,7 +306,8 @@ static const char *const same_members[] = {"model", "temperature", "top_p", "str
                                            "conversation_id", "top_k", "thinking"};
 static const char *const anthropic_only[] = {"service_tier"};
 
-int gw_messages_to_chat(const json_t *in, int count_only, json_t **out, struct gw_errbuf *eb)
+int gw_messages_to_chat(const json_t *in, int count_only, json_t **out, struct gw_errbuf *eb,
+                        struct gw_errbuf *native)
 {
     *out = NULL;
     if (!json_is_object(in))
@@ -302,8 +323,8 @@ int gw_messages_to_chat(const json_t *in, int count_only, json_t **out, struct g
             known = strcmp(key, same_members[i]) == 0;
         for (size_t i = 0; !known && i < sizeof(anthropic_only) / sizeof(*anthropic_only); i++)
             known = strcmp(key, anthropic_only[i]) == 0;
-        if (!known)
-            return fail(eb, "unknown field '%.64s'", key);
+        if (!known && untranslatable(eb, native, "the member", key) != 0)
+            return GW_EINVAL;
     }
     json_t *msgs = json_object_get(in, "messages");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
@@ -338,7 +359,7 @@ int gw_messages_to_chat(const json_t *in, int count_only, json_t **out, struct g
         if (!json_is_object(v))
             rc = fail(eb, "%s", "each message must be an object");
         else
-            rc = convert_turn(v, i, cm, eb);
+            rc = convert_turn(v, i, cm, eb, native);
     }
     json_t *stop = json_object_get(in, "stop_sequences");
     if (rc == 0 && stop != NULL) {
@@ -348,7 +369,7 @@ int gw_messages_to_chat(const json_t *in, int count_only, json_t **out, struct g
             json_object_set(body, "stop", stop);
     }
     if (rc == 0)
-        rc = convert_tools(in, body, eb);
+        rc = convert_tools(in, body, eb, native);
     json_t *meta = json_object_get(in, "metadata");
     if (rc == 0 && meta != NULL) {
         json_t *uid = json_object_get(meta, "user_id");

@@ -22,10 +22,13 @@
 /* Convert an Anthropic Messages request into a new canonical body (*out). What only Anthropic
  * takes (top-level thinking and top_k, cache_control on text blocks and system blocks, earlier
  * turns' thinking blocks as content parts) stays in it for the Anthropic adapter (the others
- * leave it out); service_tier and a tool result's is_error are dropped. count_only: the count_tokens form
- * (max_tokens not required, stream refused). Returns 0 or GW_EINVAL (message in eb). */
+ * leave it out); service_tier and a tool result's is_error are dropped. count_only: the
+ * count_tokens form (max_tokens not required, stream refused). What the canonical form cannot
+ * carry at all (other content blocks such as documents, server tools, other members) is refused
+ * — or, when native is given, left out and named in native (the request can then go to an
+ * Anthropic model only, as the client sent it). Returns 0 or GW_EINVAL (message in eb). */
 GW_NODISCARD int gw_messages_to_chat(const json_t *in, int count_only, json_t **out,
-                                     struct gw_errbuf *eb);
+                                     struct gw_errbuf *eb, struct gw_errbuf *native);
 
 /* The Anthropic message for a canonical chat.completion (first choice), or NULL (OOM).
  * model: the model id to report; u: the call's counts (input_tokens in Anthropic's sense is

@@ -618,6 +618,16 @@ static int build(struct gw_call *c, struct gw_errbuf *eb)
     json_object_set_new(c->canon, "model", json_string(c->model->wire_id));
     if (c->opts.max_tokens == 0 && c->capped) /* what is reserved is what may be generated */
         json_object_set_new(c->canon, "max_tokens", json_integer(c->max_out));
+    /* a Messages request to an Anthropic model goes as the client sent it, unless memory added
+     * turns to it; what only Anthropic takes goes nowhere else */
+    int native = c->native != NULL && strcmp(c->model->provider, "anthropic") == 0 &&
+                 c->opts.conversation_id[0] == '\0';
+    if (c->native_only.msg[0] != '\0' && !native) {
+        gw_errbuf_set(eb, "%s can go to an Anthropic model only, without conversation_id",
+                      c->native_only.msg);
+        return GW_EINVAL;
+    }
+    pcfg.native = native ? c->native : NULL;
     return c->ops->build(&pcfg, c->canon, c->model->wire_id, c->opts.stream, &c->up, eb);
 }
 
@@ -944,6 +954,7 @@ static void call_free(struct gw_call *c)
     gw_buf_cleanup(&c->out);
     gw_buf_cleanup(&c->relay);
     gw_buf_cleanup(&c->relay_delta);
+    json_decref(c->native);
     json_decref(c->canon);
     gw_memory_free(c->mem);
     if (c->timer_ev != NULL)
@@ -1317,7 +1328,8 @@ static void on_authed(struct gw_call *c)
     }
     if (c->dialect == GW_DIALECT_SIMPLE || c->dialect == GW_DIALECT_MESSAGES) {
         if ((c->dialect == GW_DIALECT_SIMPLE ? gw_simple_to_chat(body, &c->canon, &eb)
-                                             : gw_messages_to_chat(body, 0, &c->canon, &eb)) != 0) {
+                                             : gw_messages_to_chat(body, 0, &c->canon, &eb,
+                                                                   &c->native_only)) != 0) {
             reply_error(c, 400, "invalid_request_error", "invalid_request",
                         eb.msg[0] ? eb.msg : "out of memory", 0);
             goto done;
@@ -1325,6 +1337,8 @@ static void on_authed(struct gw_call *c)
     } else {
         c->canon = json_incref(body);
     }
+    if (c->dialect == GW_DIALECT_MESSAGES)
+        c->native = json_incref(body);
     if (gw_chat_validate(c->canon, &c->opts, &eb) != 0) {
         reply_error(c, 400, "invalid_request_error", "invalid_request", eb.msg, 0);
         goto done;

@@ -232,14 +232,37 @@ static int translate_tools(const json_t *req, json_t *body, struct gw_errbuf *eb
     return 0;
 }
 
+/* The client's own Messages body with the wire model, the gateway's max_tokens and stream, and
+ * none of the gateway's members (cfg->native). */
+static json_t *native_body(const struct gw_provider_cfg *cfg, const json_t *req,
+                           const char *wire_model, int stream)
+{
+    static const char *const gateway[] = {"provider", "auto_route", "route_method",
+                                          "conversation_id", "stream"};
+    json_t *body = json_deep_copy(cfg->native);
+    if (body == NULL)
+        return NULL;
+    for (size_t i = 0; i < sizeof(gateway) / sizeof(*gateway); i++)
+        json_object_del(body, gateway[i]);
+    json_object_set_new(body, "model", json_string(wire_model));
+    json_t *max = json_object_get(req, "max_tokens");
+    if (json_is_integer(max))
+        json_object_set(body, "max_tokens", max);
+    if (stream)
+        json_object_set_new(body, "stream", json_true());
+    return body;
+}
+
 static int build(const struct gw_provider_cfg *cfg, const json_t *req, const char *wire_model,
                  int stream, struct gw_upstream_req *out, struct gw_errbuf *eb)
 {
-    json_t *body = json_object();
+    json_t *body = cfg->native != NULL ? native_body(cfg, req, wire_model, stream) : json_object();
     int rc;
 
     if (body == NULL)
         return GW_ENOMEM;
+    if (cfg->native != NULL)
+        goto send;
     static const char *const unsupported[] = {"response_format", "logprobs", "top_logprobs",
                                               "reasoning_effort", NULL};
     json_t *n = json_object_get(req, "n");
@@ -287,6 +310,7 @@ static int build(const struct gw_provider_cfg *cfg, const json_t *req, const cha
         json_object_set_new(body, "metadata", json_pack("{s:s}", "user_id", user));
     if (stream)
         json_object_set_new(body, "stream", json_true());
+send:
     if ((rc = gw_upstream_req_url(out, cfg->base_url, "/v1/messages")) ||
         (rc = gw_upstream_req_header(out, "x-api-key", cfg->api_key ? cfg->api_key : "")) ||
         (rc = gw_upstream_req_header(out, "anthropic-version",

@@ -63,6 +63,9 @@ struct gw_provider_cfg {
     int reasoning;           /* target model is a reasoning model (catalog flag): OpenAI wants
                               * max_completion_tokens and rejects temperature; xAI rejects
                               * stop/penalties/reasoning_effort */
+    const json_t *native;    /* the client's own body in this provider's dialect (Anthropic
+                              * Messages), sent as it is but for the model, max_tokens and the
+                              * gateway's members; NULL: build from the canonical request */
 };
 
 /* A mapped upstream failure. message is the provider's own text, for the server log only. */

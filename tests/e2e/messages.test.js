@@ -324,3 +324,31 @@ test('parallel tool calls: two tool_use blocks, whole and streamed, from an Anth
     assert.equal(new Set(m.content.map((b) => b.id)).size, 2, 'distinct ids');
   }
 });
+
+test('to an Anthropic model the request goes as the client sent it (documents, server tools, is_error, members the gateway does not know); elsewhere those are refused by name', T, async () => {
+  const body = {
+    model: 'claude-sonnet-4-6', max_tokens: 64, context_management: { edits: [] },
+    tools: [WEATHER, { type: 'web_search_20250305', name: 'web_search', max_uses: 1 }],
+    messages: [
+      { role: 'user', content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'A memo.' } }, { type: 'text', text: 'summarize the memo' }] },
+      { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_9', name: 'get_weather', input: { city: 'Oslo' } }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_9', is_error: true, content: 'no such city' }, { type: 'text', text: 'try again' }] },
+    ],
+  };
+  const rid = `native-${Date.now()}`;
+  await anthropic.messages.create(body, { headers: { 'X-Request-Id': rid } });
+  const up = (await lastUpstream('anthropic')).body;
+  const { model, ...rest } = up;
+  assert.equal(model, 'claude-sonnet-4-6');
+  const { model: _m, ...sent } = body;
+  assert.deepEqual(rest, sent, 'the body as the client sent it');
+  assert.equal((await env.waitUsage(rid)).state, 'settled');
+  // the same to another provider: refused by name, nothing sent
+  const before = (await env.fake.requests('openai')).length;
+  await assert.rejects(anthropic.messages.create({ ...body, model: 'gpt-4o' }),
+    (e) => e.status === 400 && /can go to an Anthropic model only/.test(e.message) && /context_management|document|web_search/.test(e.message));
+  assert.equal((await env.fake.requests('openai')).length, before);
+  // with conversation memory the canonical form is what goes, so such a request is refused too
+  await assert.rejects(anthropic.messages.create({ ...body, conversation_id: `conv-native-${Date.now()}` }),
+    (e) => e.status === 400 && /without conversation_id/.test(e.message));
+});

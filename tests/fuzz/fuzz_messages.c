@@ -70,7 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int count_only = 0; count_only <= 1; count_only++) {
         json_t *canon = NULL;
         memset(&eb, 0, sizeof(eb));
-        int rc = gw_messages_to_chat(body, count_only, &canon, &eb);
+        struct gw_errbuf native = {{0}};
+        int rc = gw_messages_to_chat(body, count_only, &canon, &eb, count_only ? &native : NULL);
         if (!json_equal(before, body))
             fz_fail("gw_messages_to_chat changed the body it was given");
         if (rc != 0) {

@@ -31,7 +31,7 @@ static json_t *parse(const char *s)
 static json_t *convert(const char *js, int count_only, struct gw_errbuf *eb)
 {
     json_t *in = parse(js), *out = NULL;
-    int rc = gw_messages_to_chat(in, count_only, &out, eb);
+    int rc = gw_messages_to_chat(in, count_only, &out, eb, NULL);
     json_decref(in);
     if (rc != 0) {
         assert_null(out);
@@ -191,6 +191,30 @@ static void request_refusals(void **state)
 #undef MSGS
 }
 
+/* With native given, what only Anthropic takes is left out and named, not refused. */
+static void request_native_only(void **state)
+{
+    (void)state;
+    struct gw_errbuf eb = {{0}}, native = {{0}};
+    json_t *in = parse("{\"model\":\"m\",\"max_tokens\":1,\"context_management\":{},"
+                       "\"tools\":[{\"type\":\"web_search_20250305\",\"name\":\"w\"},{\"name\":\"t\"}],"
+                       "\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"document\",\"source\":{}},"
+                       "{\"type\":\"text\",\"text\":\"sum it up\"}]}]}");
+    json_t *out = NULL;
+    assert_int_equal(gw_messages_to_chat(in, 0, &out, &eb, &native), 0);
+    assert_string_equal(native.msg, "the member 'context_management'");
+    assert_json(json_object_get(out, "messages"),
+                "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"sum it up\"}]}]");
+    assert_int_equal(json_array_size(json_object_get(out, "tools")), 1);
+    json_decref(out);
+    json_object_del(in, "context_management");
+    memset(&native, 0, sizeof(native));
+    assert_int_equal(gw_messages_to_chat(in, 0, &out, &eb, &native), 0);
+    assert_string_equal(native.msg, "messages[0]: content blocks of type 'document'");
+    json_decref(out);
+    json_decref(in);
+}
+
 static void answer_text_and_tools(void **state)
 {
     (void)state;
@@ -348,6 +372,7 @@ int main(void)
         cmocka_unit_test(request_tool_choice_forms),
         cmocka_unit_test(request_count_only),
         cmocka_unit_test(request_refusals),
+        cmocka_unit_test(request_native_only),
         cmocka_unit_test(answer_text_and_tools),
         cmocka_unit_test(errors),
         cmocka_unit_test(stream_text),
