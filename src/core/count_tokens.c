@@ -151,12 +151,9 @@ static void count_upstream(struct gw_authed *a, const json_t *in, const struct g
         gw_buf_init(&k->answer, COUNT_ANSWER_MAX);
         a->w->inflight++;
     }
-    if (rc == 0 && !(rc = gw_upstream_req_url(&k->up, pc->base_url, "/v1/messages/count_tokens")) &&
-        !(rc = gw_upstream_req_header(&k->up, "x-api-key", pc->api_key ? pc->api_key : "")) &&
-        !(rc = gw_upstream_req_header(&k->up, "anthropic-version",
-                                      pc->api_version ? pc->api_version : "2023-06-01")) &&
-        !(rc = gw_upstream_req_header(&k->up, "content-type", "application/json")) &&
-        !(rc = gw_upstream_req_body(&k->up, body))) {
+    struct gw_provider_cfg pcfg = {
+        .base_url = pc->base_url, .api_key = pc->api_key, .api_version = pc->api_version};
+    if (rc == 0 && (rc = gw_anthropic_request(&pcfg, "/v1/messages/count_tokens", body, &k->up)) == 0) {
         struct gw_easy_opts o = {
             .url = k->up.url,
             .headers = (const char *const *)k->up.headers,

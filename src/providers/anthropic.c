@@ -232,6 +232,19 @@ static int translate_tools(const json_t *req, json_t *body, struct gw_errbuf *eb
     return 0;
 }
 
+int gw_anthropic_request(const struct gw_provider_cfg *cfg, const char *path, const json_t *body,
+                         struct gw_upstream_req *out)
+{
+    int rc;
+    if ((rc = gw_upstream_req_url(out, cfg->base_url, path)) ||
+        (rc = gw_upstream_req_header(out, "x-api-key", cfg->api_key ? cfg->api_key : "")) ||
+        (rc = gw_upstream_req_header(out, "anthropic-version",
+                                     cfg->api_version ? cfg->api_version : DEFAULT_VERSION)) ||
+        (rc = gw_upstream_req_header(out, "content-type", "application/json")))
+        return rc;
+    return gw_upstream_req_body(out, body);
+}
+
 /* The client's own Messages body with the wire model, the gateway's max_tokens and stream, and
  * none of the gateway's members (cfg->native). */
 static json_t *native_body(const struct gw_provider_cfg *cfg, const json_t *req,
@@ -311,14 +324,7 @@ static int build(const struct gw_provider_cfg *cfg, const json_t *req, const cha
     if (stream)
         json_object_set_new(body, "stream", json_true());
 send:
-    if ((rc = gw_upstream_req_url(out, cfg->base_url, "/v1/messages")) ||
-        (rc = gw_upstream_req_header(out, "x-api-key", cfg->api_key ? cfg->api_key : "")) ||
-        (rc = gw_upstream_req_header(out, "anthropic-version",
-                                     cfg->api_version ? cfg->api_version : DEFAULT_VERSION)) ||
-        (rc = gw_upstream_req_header(out, "content-type", "application/json")) ||
-        (rc = gw_upstream_req_body(out, body)))
-        goto out;
-    rc = 0;
+    rc = gw_anthropic_request(cfg, "/v1/messages", body, out);
 out:
     json_decref(body);
     return rc;

@@ -191,6 +191,11 @@ int gw_has_anthropic_only(const json_t *req);
 /* Remove those members from body (a copy of such a req). */
 void gw_drop_anthropic_only(json_t *body);
 
+/* An Anthropic API request: base URL + path, its credential and version headers, body (borrowed,
+ * serialised). The Messages adapter's, and the count_tokens endpoint's (core/count_tokens). */
+GW_NODISCARD int gw_anthropic_request(const struct gw_provider_cfg *cfg, const char *path,
+                                      const json_t *body, struct gw_upstream_req *out);
+
 /* Generic error mapping by status alone (used when the body says nothing useful):
  * retryable for 408, 409, 429, 5xx and 529. */
 void gw_upstream_error_default(int status, struct gw_upstream_error *out);
