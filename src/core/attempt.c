@@ -345,9 +345,9 @@ static int relay_event(struct gw_call *c, const char *event, const char *data, s
     int rc = 0;
     if (c->reply_started)
         rc = send_sse_event(c, event, d, n);
-    else if ((rc = gw_buf_printf(&c->relay, "%s", event)) == 0 && (rc = gw_buf_add(&c->relay, "", 1)) == 0 &&
+    else if ((rc = gw_buf_add(&c->relay, event, strlen(event) + 1)) == 0 &&
              (rc = gw_buf_add(&c->relay, d, n)) == 0)
-        rc = gw_buf_add(&c->relay, "", 1);
+        rc = gw_buf_add(&c->relay, "", 1); /* name NUL data NUL */
     gw_free(start);
     return rc;
 }
