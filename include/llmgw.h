@@ -128,7 +128,8 @@ struct llmgw_result {
                              * chat.completion or {"error":{...}} and a newline); a stream: NULL */
     size_t body_len;
     const char *headers;    /* the answer's headers, "Name: value\n" each, NUL-terminated
-                             * (Content-Type, X-Request-Id, X-LLMGW-Route-Reason, Retry-After, ...) */
+                             * (Content-Type, X-Request-Id, X-LLMGW-Route-Reason, Retry-After,
+                             * ...) */
     const char *request_id;
 };
 

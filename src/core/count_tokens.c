@@ -113,7 +113,8 @@ static void on_done(void *arg, CURL *easy, CURLcode result)
             refuse(k->req, k->rid, 400, "upstream_rejected_request",
                    "the provider rejected the request");
         else
-            refuse(k->req, k->rid, 502, "upstream_error", "the provider could not count the tokens");
+            refuse(k->req, k->rid, 502, "upstream_error",
+                   "the provider could not count the tokens");
     }
     json_decref(a);
     count_free(k);
@@ -153,7 +154,8 @@ static void count_upstream(struct gw_authed *a, const json_t *in, const struct g
     }
     struct gw_provider_cfg pcfg = {
         .base_url = pc->base_url, .api_key = pc->api_key, .api_version = pc->api_version};
-    if (rc == 0 && (rc = gw_anthropic_request(&pcfg, "/v1/messages/count_tokens", body, &k->up)) == 0) {
+    if (rc == 0 &&
+        (rc = gw_anthropic_request(&pcfg, "/v1/messages/count_tokens", body, &k->up)) == 0) {
         struct gw_easy_opts o = {
             .url = k->up.url,
             .headers = (const char *const *)k->up.headers,

@@ -95,8 +95,9 @@ void gw_call_reply_error(struct gw_call *c, int status, const char *type, const 
     gw_strlcpy(c->row.error_code, code, sizeof(c->row.error_code));
     if (c->cl.ctx == NULL)
         return;
-    json_t *body = c->dialect == GW_DIALECT_MESSAGES ? gw_error_body_anthropic(status, code, msg, c->rid)
-                                                     : gw_error_body(type, code, msg, c->rid);
+    json_t *body = c->dialect == GW_DIALECT_MESSAGES
+                       ? gw_error_body_anthropic(status, code, msg, c->rid)
+                       : gw_error_body(type, code, msg, c->rid);
     gw_call_send_json(c, status, body, retry_after);
     json_decref(body);
 }
@@ -1257,10 +1258,13 @@ static int parse_body(struct gw_call *c, json_t **out)
 /* Store work: find the key, and (with a budget) how much of it is spent. */
 static void auth_run(struct gw_call *c, struct gw_store *s)
 {
-    c->job_rc = c->sess != NULL ? gw_session_lookup(s, c->sess, c->key_own)
-                : c->cl.subject_client != NULL
-                    ? gw_subject_key(s, c->cl.subject_client, c->cl.subject, gw_now_ms(), c->key_own)
-                    : gw_auth_lookup(s, c->key_hash, c->key_own);
+    if (c->sess != NULL)
+        c->job_rc = gw_session_lookup(s, c->sess, c->key_own);
+    else if (c->cl.subject_client != NULL) /* a subject the in-process host vouches for */
+        c->job_rc = gw_subject_key(s, c->cl.subject_client, c->cl.subject, gw_now_ms(),
+                                   c->key_own);
+    else
+        c->job_rc = gw_auth_lookup(s, c->key_hash, c->key_own);
     if (c->job_rc != 0)
         return;
     c->tier = gw_config_tier(&c->w->gw->cfg, c->key->tier);

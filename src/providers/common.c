@@ -172,7 +172,8 @@ static int each_part(const json_t *req, int (*f)(json_t *part))
 int gw_part_is_anthropic_thinking(const json_t *part)
 {
     const char *type = gw_json_str(part, "type");
-    return type != NULL && (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0);
+    return type != NULL &&
+           (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0);
 }
 
 static int part_is_anthropic_only(json_t *part)

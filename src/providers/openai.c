@@ -43,7 +43,8 @@ static int build_common(enum flavor fl, const struct gw_provider_cfg *cfg, const
     static const char *const no_effort[] = {"reasoning_effort", NULL};
     const char *model = json_string_value(json_object_get(req, "model"));
     int anthropic_only = gw_has_anthropic_only(req);
-    int as_is = !cfg->reasoning && !anthropic_only && model != NULL && strcmp(model, wire_model) == 0;
+    int as_is = !cfg->reasoning && !anthropic_only && model != NULL &&
+                strcmp(model, wire_model) == 0;
     const char *rft = gw_json_str(json_object_get(req, "response_format"), "type");
     json_t *n = json_object_get(req, "n");
     char auth[600];
@@ -58,7 +59,8 @@ static int build_common(enum flavor fl, const struct gw_provider_cfg *cfg, const
         const char *why = json_is_integer(n) && json_integer_value(n) != 1
                               ? "perplexity models return one choice (n must be 1)"
                           : rft != NULL && strcmp(rft, "json_object") == 0
-                              ? "perplexity models take response_format json_schema, not json_object"
+                              ? "perplexity models take response_format json_schema, not "
+                                "json_object"
                               : NULL;
         if (why != NULL) {
             gw_errbuf_set(eb, "%s", why);
