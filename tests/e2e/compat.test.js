@@ -8,6 +8,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startEnv } = require('./harness');
+const { compatMatrix } = require('./matrix');
 
 const T = { timeout: 30000 };
 const MODELS = {
@@ -38,36 +39,15 @@ const LACKS = {
 };
 
 let env;
-const matrix = [];
+const matrix = compatMatrix(Object.keys(MODELS));
 before(async () => { env = await startEnv(); }, { timeout: 60000 });
 after(async () => {
   if (env) await env.stop();
-  const cols = Object.keys(MODELS);
-  const rows = [...new Set(matrix.map((m) => m.feature))];
-  console.log(`# compat matrix\n# | client / feature | ${cols.join(' | ')} |`);
-  for (const r of rows) {
-    const cells = cols.map((p) => (matrix.find((m) => m.feature === r && m.provider === p) || {}).result || '—');
-    console.log(`# | ${r} | ${cells.join(' | ')} |`);
-  }
+  matrix.print('compat matrix\n# | client / feature');
 }, { timeout: 20000 });
 
-// Run one cell: fn must resolve (a feature that works) or, where the provider lacks it, reject
-// with a 400 whose message says so.
-async function cell(feature, provider, fn) {
-  const lacks = (LACKS[feature] || {})[provider];
-  try {
-    await fn();
-    assert.ok(!lacks, `${feature} on ${provider} should have been refused`);
-    matrix.push({ feature, provider, result: 'pass' });
-  } catch (e) {
-    if (lacks && e.status === 400 && lacks.test(e.message)) {
-      matrix.push({ feature, provider, result: '400 (lacks it)' });
-      return;
-    }
-    matrix.push({ feature, provider, result: 'FAIL' });
-    throw e;
-  }
-}
+// One cell of the table (matrix.js): where the provider lacks the feature, LACKS says the 400.
+const cell = (feature, provider, fn) => matrix.cell(feature, provider, fn, (LACKS[feature] || {})[provider]);
 
 async function lastUpstreamBody(provider) {
   const reqs = await env.fake.requests(provider);

@@ -8,6 +8,7 @@
 const { test, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const { startEnv, FAKE_USAGE, expectedCostMicros, assertNoSecrets } = require('./harness');
+const { compatMatrix } = require('./matrix');
 
 const T = { timeout: 30000 };
 const MODELS = {
@@ -21,7 +22,8 @@ const WEATHER = { name: 'get_weather', description: 'Weather for a city', input_
 
 let env;
 let anthropic;
-const matrix = [];
+const matrix = compatMatrix(Object.keys(MODELS));
+const cell = matrix.cell;
 before(async () => {
   env = await startEnv();
   const Anthropic = require('@anthropic-ai/sdk');
@@ -30,30 +32,9 @@ before(async () => {
 }, { timeout: 60000 });
 after(async () => {
   if (env) await env.stop();
-  const cols = Object.keys(MODELS);
-  const rows = [...new Set(matrix.map((m) => m.feature))];
-  console.log(`# messages matrix\n# | @anthropic-ai/sdk feature | ${cols.join(' | ')} |`);
-  for (const r of rows) {
-    const cells = cols.map((p) => (matrix.find((m) => m.feature === r && m.provider === p) || {}).result || '—');
-    console.log(`# | ${r} | ${cells.join(' | ')} |`);
-  }
+  matrix.print('messages matrix\n# | @anthropic-ai/sdk feature');
 }, { timeout: 20000 });
 beforeEach(async () => { if (env) await env.fake.reset(); }, { timeout: 10000 });
-
-async function cell(feature, provider, fn, lacks) {
-  try {
-    await fn();
-    assert.ok(!lacks, `${feature} on ${provider} should have been refused`);
-    matrix.push({ feature, provider, result: 'pass' });
-  } catch (e) {
-    if (lacks && e.status === 400 && lacks.test(e.message)) {
-      matrix.push({ feature, provider, result: '400 (lacks it)' });
-      return;
-    }
-    matrix.push({ feature, provider, result: 'FAIL' });
-    throw e;
-  }
-}
 
 // Anthropic's usage for the fake's counts: input_tokens is what was neither cached nor written.
 function anthropicUsage(model) {
