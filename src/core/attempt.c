@@ -400,21 +400,6 @@ static void start_stream_reply(struct gw_call *c)
     c->rq.body = NULL;
 }
 
-static void count_emitted(struct gw_call *c, json_t *chunk)
-{
-    size_t i;
-    json_t *ch;
-    json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
-        json_t *d = json_object_get(ch, "delta");
-        const char *s = gw_json_str(d, "content");
-        if (s != NULL)
-            c->emitted_chars += (int64_t)strlen(s);
-        s = gw_json_str(d, "reasoning_content");
-        if (s != NULL)
-            c->emitted_chars += (int64_t)strlen(s);
-    }
-}
-
 /* The provider went past the output it was asked for and we reserved: stop there (counting at
  * least a token per 8 characters relayed). */
 static int over_reservation(struct gw_call *c)
@@ -434,7 +419,7 @@ static int emit_chunk(void *arg, json_t *chunk)
 
     if (c->cl.ctx == NULL)
         return GW_EIO;
-    count_emitted(c, chunk);
+    c->emitted_chars += gw_chunk_text_chars(chunk);
     gw_memory_chunk(c, chunk);
     if (over_reservation(c))
         return GW_ETOOBIG;

@@ -222,3 +222,18 @@ void gw_drop_anthropic_only(json_t *body)
     (void)each_part(body, part_drop_cache_control);
     drop_thinking_parts(body);
 }
+
+int64_t gw_chunk_text_chars(const json_t *chunk)
+{
+    size_t i;
+    json_t *ch;
+    int64_t n = 0;
+    json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
+        json_t *d = json_object_get(ch, "delta");
+        const char *s = gw_json_str(d, "content");
+        n += s != NULL ? (int64_t)strlen(s) : 0;
+        s = gw_json_str(d, "reasoning_content");
+        n += s != NULL ? (int64_t)strlen(s) : 0;
+    }
+    return n;
+}

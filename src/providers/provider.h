@@ -183,6 +183,9 @@ json_t *gw_tool_call_args(const json_t *tool_call);
  * "'F' is not supported by WHAT"; 0 when it carries none. */
 GW_NODISCARD int gw_refuse_fields(const json_t *req, const char *const *fields, const char *what,
                                   struct gw_errbuf *eb);
+/* Characters of text a canonical chunk carries (every choice's delta content and
+ * reasoning_content): what the pipeline counts as relayed, and what a scan's text_chars is. */
+int64_t gw_chunk_text_chars(const json_t *chunk);
 /* Is part an Anthropic thinking or redacted_thinking block (an earlier assistant turn's)? */
 int gw_part_is_anthropic_thinking(const json_t *part);
 /* Does req carry what only Anthropic's API takes (top-level thinking or top_k, cache_control on

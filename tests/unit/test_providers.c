@@ -229,22 +229,6 @@ static json_t *run_stream(const struct gw_provider_ops *ops, const char *path, s
     return run_stream_as(ops, path, step, rc_out, 0);
 }
 
-/* Characters of delta content and reasoning_content in a chunk (as the pipeline counts). */
-static int64_t chunk_text_chars(const json_t *chunk)
-{
-    size_t i;
-    json_t *ch;
-    int64_t n = 0;
-    json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
-        json_t *d = json_object_get(ch, "delta");
-        const char *s = json_string_value(json_object_get(d, "content"));
-        n += s ? (int64_t)strlen(s) : 0;
-        s = json_string_value(json_object_get(d, "reasoning_content"));
-        n += s ? (int64_t)strlen(s) : 0;
-    }
-    return n;
-}
-
 static void drop_replaced(json_t *t, int chunk);
 
 /* The fast path relays the same chunks, usage and end as the tree path. */
@@ -267,7 +251,7 @@ static void stream_raw_matches_tree(void **state)
             json_array_foreach(json_object_get(tree, "chunks"), k, ch) {
                 json_t *want = json_deep_copy(ch);
                 drop_replaced(want, 1);
-                json_object_set_new(want, "text_chars", json_integer(chunk_text_chars(ch)));
+                json_object_set_new(want, "text_chars", json_integer(gw_chunk_text_chars(ch)));
                 json_t *got = json_array_get(json_object_get(raw, "chunks"), k);
                 if (!json_equal(want, got))
                     fail_msg("%s: raw chunk %zu differs", providers[i], k);

@@ -68,21 +68,6 @@ static json_t *spliced_tree(const char *body, const struct gw_splice *sp, const 
     return v;
 }
 
-static int64_t chunk_text_chars(const json_t *chunk)
-{
-    size_t i;
-    json_t *ch;
-    int64_t n = 0;
-    json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
-        json_t *d = json_object_get(ch, "delta");
-        const char *s = json_string_value(json_object_get(d, "content"));
-        n += s ? (int64_t)strlen(s) : 0;
-        s = json_string_value(json_object_get(d, "reasoning_content"));
-        n += s ? (int64_t)strlen(s) : 0;
-    }
-    return n;
-}
-
 void fz_response(const struct gw_provider_ops *ops, const uint8_t *data, size_t size)
 {
     static const int statuses[] = {400, 401, 403, 404, 429, 500, 503, 529};
@@ -159,7 +144,7 @@ static int collect_chunk(void *arg, json_t *chunk)
         fz_fail("%s: a chunk without choices", r->ops->name);
     json_t *c = json_deep_copy(chunk);
     drop_replaced(c, 1);
-    json_object_set_new(c, "text_chars", json_integer(chunk_text_chars(chunk)));
+    json_object_set_new(c, "text_chars", json_integer(gw_chunk_text_chars(chunk)));
     return json_array_append_new(r->chunks, c) != 0 ? GW_ENOMEM : 0;
 }
 
