@@ -456,6 +456,8 @@ out:
 
 /* ---- what is stored ----------------------------------------------------------------------- */
 
+int gw_history_is_turn(const json_t *msg) { return json_is_object(msg) && !is_system(msg); }
+
 json_t *gw_history_new_turns(const json_t *request_messages, const json_t *answer)
 {
     json_t *out = json_array();
@@ -465,7 +467,7 @@ json_t *gw_history_new_turns(const json_t *request_messages, const json_t *answe
     if (out == NULL)
         return NULL;
     json_array_foreach (request_messages, i, msg) {
-        if (!json_is_object(msg) || is_system(msg))
+        if (!gw_history_is_turn(msg))
             continue;
         if (append_new(out, json_deep_copy(msg)) != 0)
             goto fail;

@@ -71,6 +71,8 @@ json_t *gw_history_summary_request(const char *old_summary, const json_t *turns,
  * messages (as sent by the caller, before any history was applied), then the answer (an
  * assistant message; NULL: none). NULL when out of memory. */
 json_t *gw_history_new_turns(const json_t *request_messages, const json_t *answer);
+/* Whether a request's message is one of those turns (an object, not a system message). */
+int gw_history_is_turn(const json_t *msg);
 
 /* A conversation's title from its first user message: its text, whitespace runs folded to one
  * space, cut on a UTF-8 boundary to fit out (outsz bytes with the NUL); "" when there is no

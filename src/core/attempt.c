@@ -467,7 +467,7 @@ static int emit_raw_chunk(void *arg, const char *data, const struct gw_scan *sca
     if (c->cl.ctx == NULL)
         return GW_EIO;
     c->emitted_chars += scan->text_chars;
-    gw_memory_chunk_raw(c, data, scan->text_chars);
+    gw_memory_chunk_raw(c, data, scan);
     if (over_reservation(c))
         return GW_ETOOBIG;
     if (!c->reply_started)
@@ -705,7 +705,7 @@ static void finish_whole(struct gw_call *c)
     if (out != NULL)
         gw_memory_answer(c, out);
     else /* fast: the provider's bytes are canonical */
-        gw_memory_answer_raw(c, body, c->body.len);
+        gw_memory_answer_raw(c, body, &scan);
     if (fast) {
         rc = send_scanned(c, &scan);
     } else if (c->dialect == GW_DIALECT_MESSAGES) {

@@ -259,12 +259,12 @@ int gw_memory_begin(struct gw_call *c);
  * put it before the request's messages, then cont(c); or answer an error and end the call. */
 void gw_memory_load(struct gw_call *c, void (*cont)(struct gw_call *c));
 /* The answer, for the conversation: a whole canonical chat.completion; the bytes of one (an
- * answer relayed as the provider's bytes); a canonical stream chunk; a chunk's JSON text with
- * the bytes of text it carries. */
+ * answer relayed as the provider's bytes) with what the adapter's scan found in them; a
+ * canonical stream chunk; a chunk's JSON text with its scan. */
 void gw_memory_answer(struct gw_call *c, const json_t *completion);
-void gw_memory_answer_raw(struct gw_call *c, const char *body, size_t len);
+void gw_memory_answer_raw(struct gw_call *c, const char *body, const struct gw_scan *scan);
 void gw_memory_chunk(struct gw_call *c, const json_t *chunk);
-void gw_memory_chunk_raw(struct gw_call *c, const char *data, int64_t text_chars);
+void gw_memory_chunk_raw(struct gw_call *c, const char *data, const struct gw_scan *scan);
 /* The call ends: a complete answer (status 200) and the request's messages are appended to the
  * conversation (off the request path); c->mem is freed either way. */
 void gw_memory_end(struct gw_call *c);

@@ -346,37 +346,49 @@ void gw_memory_load(struct gw_call *c, void (*cont)(struct gw_call *c))
 
 /* ---- the answer ---- */
 
+/* Keep msg (owned: a message object, or NULL) as the answer's turn. */
+static void keep_answer(struct gw_memory *m, json_t *msg)
+{
+    if (!json_is_object(msg)) {
+        json_decref(msg);
+        return;
+    }
+    json_decref(m->answer);
+    m->answer = msg;
+    /* what the provider adds beyond a message is not the turn's */
+    json_object_del(msg, "refusal");
+    json_object_del(msg, "annotations");
+    json_object_del(msg, "audio");
+}
+
 void gw_memory_answer(struct gw_call *c, const json_t *completion)
 {
-    struct gw_memory *m = c->mem;
-    if (m == NULL)
+    if (c->mem == NULL)
         return;
     json_t *msg = json_object_get(json_array_get(json_object_get(completion, "choices"), 0),
                                   "message");
-    if (!json_is_object(msg))
-        return;
-    json_decref(m->answer);
-    m->answer = json_deep_copy(msg);
-    if (m->answer != NULL) { /* what the provider adds beyond a message is not the turn's */
-        json_object_del(m->answer, "refusal");
-        json_object_del(m->answer, "annotations");
-        json_object_del(m->answer, "audio");
-    }
+    if (json_is_object(msg))
+        keep_answer(c->mem, json_deep_copy(msg));
 }
 
-void gw_memory_answer_raw(struct gw_call *c, const char *body, size_t len)
+void gw_memory_answer_raw(struct gw_call *c, const char *body, const struct gw_scan *scan)
 {
     struct gw_errbuf eb = {{0}};
-    if (c->mem == NULL)
+    if (c->mem == NULL || scan->msg_close == 0)
         return;
-    /* relayed as the provider's bytes: they already are a canonical chat.completion */
-    json_t *out = gw_json_parse(body, len, &eb);
-    if (out != NULL)
-        gw_memory_answer(c, out);
+    /* relayed as the provider's bytes, already checked: only the message is read */
+    json_t *msg = gw_json_parse(body + scan->msg_open, scan->msg_close - scan->msg_open, &eb);
+    if (msg != NULL)
+        keep_answer(c->mem, msg);
     else
         GW_LOG_WARN("conv", "req=%s the answer could not be read for its conversation: %s",
                     c->rid, eb.msg);
-    json_decref(out);
+}
+
+static void add_text(struct gw_memory *m, const char *s, size_t len)
+{
+    if (s != NULL && !m->text_cut && gw_buf_add(&m->text, s, len) != 0)
+        m->text_cut = 1;
 }
 
 void gw_memory_chunk(struct gw_call *c, const json_t *chunk)
@@ -390,19 +402,23 @@ void gw_memory_chunk(struct gw_call *c, const json_t *chunk)
     json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
         if (gw_json_int(ch, "index", 0) != 0)
             continue; /* with n > 1 choices, the conversation goes on with the first */
-        const char *s = gw_json_str(json_object_get(ch, "delta"), "content");
-        if (s != NULL && !m->text_cut && gw_buf_add(&m->text, s, strlen(s)) != 0)
-            m->text_cut = 1;
+        json_t *s = json_object_get(json_object_get(ch, "delta"), "content");
+        add_text(m, json_string_value(s), json_string_length(s));
     }
 }
 
-void gw_memory_chunk_raw(struct gw_call *c, const char *data, int64_t text_chars)
+void gw_memory_chunk_raw(struct gw_call *c, const char *data, const struct gw_scan *scan)
 {
-    if (c->mem == NULL || text_chars == 0) /* a chunk without text adds nothing */
+    struct gw_memory *m = c->mem;
+    if (m == NULL || scan->text_chars == 0) /* a chunk without text adds nothing */
         return;
-    json_t *chunk = gw_json_parse(data, strlen(data), NULL);
-    gw_memory_chunk(c, chunk);
-    json_decref(chunk);
+    m->streamed = 1;
+    if (scan->text_close == 0) /* text for another choice, or reasoning only */
+        return;
+    /* only the content string is read: the scan has checked the rest */
+    json_t *s = gw_json_parse(data + scan->text_open, scan->text_close - scan->text_open, NULL);
+    add_text(m, json_string_value(s), json_string_length(s));
+    json_decref(s);
 }
 
 /* ---- capture ---- */
@@ -454,10 +470,29 @@ static int new_ref(char *out, size_t outsz, int64_t now_ms)
     return n > 0 && (size_t)n < outsz ? 0 : GW_ETOOBIG;
 }
 
+/* Write turn t (borrowed) into the job's next slot; model: the answer's ("" none), else NULL. */
+static void add_turn(struct capture_job *cj, const json_t *t, const char *rid, const char *model,
+                     int64_t now)
+{
+    struct gw_conv_turn *ct = &cj->turns[cj->n];
+    if ((ct->message = json_dumps(t, JSON_COMPACT)) == NULL)
+        return;
+    ct->message_len = strlen(ct->message);
+    gw_strlcpy(ct->role, gw_json_str(t, "role") ? gw_json_str(t, "role") : "user",
+               sizeof(ct->role));
+    gw_strlcpy(ct->request_id, rid, sizeof(ct->request_id));
+    if (model != NULL)
+        gw_strlcpy(ct->model, model, sizeof(ct->model));
+    ct->tokens = gw_tokens_message(t);
+    ct->created_ms = now;
+    cj->n++;
+}
+
 void gw_memory_end(struct gw_call *c)
 {
     struct gw_memory *m = c->mem;
-    json_t *turns = NULL;
+    const json_t *msg;
+    size_t i, n = 0;
 
     if (m == NULL)
         return;
@@ -472,33 +507,24 @@ void gw_memory_end(struct gw_call *c)
         m->answer = json_pack("{s:s,s:s%}", "role", "assistant", "content",
                               m->text.data ? m->text.data : "", m->text.len);
     }
-    turns = gw_history_new_turns(m->asked, m->answer);
-    size_t n = json_array_size(turns);
-    struct capture_job *cj = turns != NULL && n > 0
-                                 ? gw_calloc(1, sizeof(*cj) + n * sizeof(cj->turns[0]))
-                                 : NULL;
+    /* the turns are the request's own messages and the answer (gw_history_new_turns), written
+     * out here without a copy: nothing changes them any more */
+    json_array_foreach(m->asked, i, msg)
+        n += gw_history_is_turn(msg) ? 1 : 0;
+    n += m->answer != NULL;
+    struct capture_job *cj = n > 0 ? gw_calloc(1, sizeof(*cj) + n * sizeof(cj->turns[0])) : NULL;
     if (cj == NULL) {
-        GW_LOG_ERROR("conv", "req=%s out of memory: the turns of conversation %s are not kept",
-                     c->rid, m->conv_id);
+        if (n > 0)
+            GW_LOG_ERROR("conv", "req=%s out of memory: the turns of conversation %s are not "
+                         "kept", c->rid, m->conv_id);
         goto out;
     }
     int64_t now = gw_now_ms();
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = json_array_get(turns, i);
-        struct gw_conv_turn *ct = &cj->turns[cj->n];
-        ct->message = json_dumps(t, JSON_COMPACT);
-        if (ct->message == NULL)
-            continue;
-        ct->message_len = strlen(ct->message);
-        gw_strlcpy(ct->role, gw_json_str(t, "role") ? gw_json_str(t, "role") : "user",
-                   sizeof(ct->role));
-        gw_strlcpy(ct->request_id, c->rid, sizeof(ct->request_id));
-        if (i + 1 == n && m->answer != NULL)
-            gw_strlcpy(ct->model, c->model ? c->model->id : "", sizeof(ct->model));
-        ct->tokens = gw_tokens_message(t);
-        ct->created_ms = now;
-        cj->n++;
-    }
+    json_array_foreach(m->asked, i, msg)
+        if (gw_history_is_turn(msg))
+            add_turn(cj, msg, c->rid, NULL, now);
+    if (m->answer != NULL)
+        add_turn(cj, m->answer, c->rid, c->model ? c->model->id : "", now);
     gw_strlcpy(cj->owner, m->owner, sizeof(cj->owner));
     gw_strlcpy(cj->conv_id, m->conv_id, sizeof(cj->conv_id));
     gw_strlcpy(cj->rid, c->rid, sizeof(cj->rid));
@@ -522,6 +548,5 @@ void gw_memory_end(struct gw_call *c)
     cj->job.writes = 1;
     gw_store_submit(c->w->exec, &cj->job);
 out:
-    json_decref(turns);
     gw_memory_free(m);
 }

@@ -252,6 +252,11 @@ struct scan {
     int in_body;         /* choices: the key at depth 3 is message / delta */
     int text_key;        /* choices: the key at depth 4 is content (1) / reasoning_content (2) */
     int body_seen;       /* the current choice has its message / delta object */
+    int index_key;       /* choices: the key at depth 3 is index */
+    int not_first;       /* the current choice's index is not 0 */
+    size_t key_end;      /* offset just past the last key */
+    size_t body_open;    /* the current choice's message object starts here */
+    size_t text_open, text_close; /* the current choice's delta content string */
     int id_string;
     int has_error;
     struct gw_usage *usage;
@@ -304,7 +309,8 @@ static int value_begin(struct scan *sc, enum kind k, const char *s, size_t len)
             if (k != K_MAP)
                 return 0;
             sc->out->nchoices++;
-            sc->body_seen = sc->in_body = 0;
+            sc->body_seen = sc->in_body = sc->not_first = 0;
+            sc->text_open = sc->text_close = 0;
         } else if (sc->top == T_USAGE) {
             struct gw_usage *u = sc->usage;
             if (k == K_NUM && sc->ukey == U_PROMPT)
@@ -330,6 +336,9 @@ static int value_begin(struct scan *sc, enum kind k, const char *s, size_t len)
             if (k != K_MAP)
                 return 0;
             sc->body_seen = 1;
+            sc->body_open = scan_at(sc) - 1; /* just past the "{" */
+        } else if (sc->top == T_CHOICES && sc->index_key) {
+            sc->not_first = k != K_NUM || len != 1 || s[0] != '0';
         } else if (sc->top == T_CHOICES && sc->text_key == 3 && k == K_STR) {
             size_t n = len < sizeof(sc->finish) ? len : sizeof(sc->finish) - 1;
             memcpy(sc->finish, s, n);
@@ -347,6 +356,11 @@ static int value_begin(struct scan *sc, enum kind k, const char *s, size_t len)
                 return 0; /* message.content: a string or null */
             if (sc->chunk && k == K_STR)
                 sc->out->text_chars += (int64_t)len;
+            if (sc->chunk && k == K_STR && sc->text_key == 1) { /* the string after the key */
+                const char *q = memchr(sc->body + sc->key_end, '"', scan_at(sc) - sc->key_end);
+                sc->text_open = q != NULL ? (size_t)(q - sc->body) : 0;
+                sc->text_close = q != NULL ? scan_at(sc) : 0;
+            }
         }
         return 1;
     default:
@@ -417,8 +431,19 @@ static int close_container(void *ctx)
         sc->out->sp.close = scan_at(sc) - 1;
         return 1;
     }
-    if (sc->depth == 2 && sc->top == T_CHOICES && !sc->body_seen)
-        return 0; /* a choice without its message / delta */
+    if (sc->depth == 2 && sc->top == T_CHOICES) {
+        if (!sc->body_seen)
+            return 0; /* a choice without its message / delta */
+        if (sc->chunk && !sc->not_first && sc->out->text_close == 0) {
+            sc->out->text_open = sc->text_open;
+            sc->out->text_close = sc->text_close;
+        }
+    }
+    if (sc->depth == 3 && sc->top == T_CHOICES && sc->in_body && !sc->chunk &&
+        sc->out->nchoices == 1) {
+        sc->out->msg_open = sc->body_open;
+        sc->out->msg_close = scan_at(sc);
+    }
     if (sc->depth == 3)
         sc->in_body = 0;
     return value_end(sc);
@@ -434,6 +459,7 @@ static int on_key(void *ctx, const unsigned char *k, size_t len)
     struct scan *sc = ctx;
     if (!text_ok(sc, k, len))
         return 0;
+    sc->key_end = scan_at(sc);
     switch (sc->depth) {
     case 1:
         sc->top = T_OTHER;
@@ -471,6 +497,7 @@ static int on_key(void *ctx, const unsigned char *k, size_t len)
         if (sc->top == T_CHOICES) {
             sc->in_body = key_is(k, len, sc->chunk ? "delta" : "message");
             sc->text_key = key_is(k, len, "finish_reason") ? 3 : 0;
+            sc->index_key = key_is(k, len, "index");
         }
         return 1;
     case 4:

@@ -93,6 +93,11 @@ struct gw_scan {
     int has_id;          /* answers: a string "id" is kept */
     size_t nchoices;     /* entries of "choices" */
     int64_t text_chars;  /* chunks: bytes of delta content and reasoning_content */
+    /* Where the part a conversation keeps is, so that it is read without the rest: answers:
+     * the first choice's message object is [msg_open, msg_close); chunks: the delta content
+     * string (JSON, quotes included) of the choice with index 0 is [text_open, text_close).
+     * Both 0: none. */
+    size_t msg_open, msg_close, text_open, text_close;
 };
 /* Receive one canonical chunk as the provider's bytes (data, len) with what the scan found:
  * id, object, created, model and usage are cut for the pipeline to set. Same contract as

@@ -242,6 +242,33 @@ test('a subject session\'s conversations are its subject\'s: signed requests rem
   assert.deepEqual(list.json.data.map((c) => c.id), ['help']);
 });
 
+test('what is remembered of a relayed answer is its first choice, escapes and all, whole or streamed', T, async () => {
+  const said = 'quote " backslash \\ tab \t é 😀 \u2028 end';
+  for (const stream of [false, true]) {
+    const id = `mem-escapes-${stream}`;
+    const body = { model: 'gpt-4o', n: 2, stream, conversation_id: id, messages: [{ role: 'user', content: said }] };
+    const res = await fetch(`${env.baseURL}/v1/chat/completions`, {
+      method: 'POST', headers: { ...auth(env.apiKey), 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+    assert.equal(res.status, 200);
+    let text;
+    if (stream) {
+      const { events } = await readSSE(res);
+      text = events.filter((e) => e.data !== '[DONE]').map((e) => JSON.parse(e.data))
+        .flatMap((c) => c.choices.filter((ch) => ch.index === 0)).map((ch) => (ch.delta && ch.delta.content) || '').join('');
+    } else {
+      const j = await res.json();
+      assert.equal(j.choices.length, 2);
+      text = j.choices[0].message.content;
+    }
+    assert.equal(text, `echo: ${said}`);
+    const conv = await waitTurns(id, 2);
+    assert.deepEqual(conv.messages.map((t) => t.message), [
+      { role: 'user', content: said }, { role: 'assistant', content: text },
+    ]);
+  }
+});
+
 test('a request without conversation_id is captured as a conversation of its own', T, async () => {
   const r = await chat({ model: 'gpt-4o', messages: [{ role: 'user', content: 'captured once' }] });
   assert.equal(r.status, 200);

@@ -180,6 +180,10 @@ static int collect_raw(void *arg, const char *data, const struct gw_scan *scan)
     if (t == NULL)
         return GW_EPARSE;
     json_object_set_new(t, "text_chars", json_integer(scan->text_chars));
+    if (scan->text_close != 0) /* the first choice's content, as the scan found it */
+        json_object_set_new(t, "text0", json_loadb(data + scan->text_open,
+                                                   scan->text_close - scan->text_open,
+                                                   JSON_DECODE_ANY, NULL));
     return json_array_append_new(r->chunks, t);
 }
 
@@ -231,6 +235,21 @@ static json_t *run_stream(const struct gw_provider_ops *ops, const char *path, s
 
 static void drop_replaced(json_t *t, int chunk);
 
+/* The content string of a chunk's first choice with index 0 (absent: 0) that has one. */
+static json_t *first_text(const json_t *chunk)
+{
+    size_t i;
+    json_t *ch;
+    json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
+        json_t *ix = json_object_get(ch, "index");
+        json_t *s = json_object_get(json_object_get(ch, "delta"), "content");
+        if ((ix == NULL || (json_is_integer(ix) && json_integer_value(ix) == 0)) &&
+            json_is_string(s))
+            return s;
+    }
+    return NULL;
+}
+
 /* The fast path relays the same chunks, usage and end as the tree path. */
 static void stream_raw_matches_tree(void **state)
 {
@@ -252,6 +271,8 @@ static void stream_raw_matches_tree(void **state)
                 json_t *want = json_deep_copy(ch);
                 drop_replaced(want, 1);
                 json_object_set_new(want, "text_chars", json_integer(gw_chunk_text_chars(ch)));
+                if (first_text(ch) != NULL)
+                    json_object_set(want, "text0", first_text(ch));
                 json_t *got = json_array_get(json_object_get(raw, "chunks"), k);
                 if (!json_equal(want, got))
                     fail_msg("%s: raw chunk %zu differs", providers[i], k);
@@ -659,6 +680,17 @@ static void check_scan(const struct gw_provider_ops *ops, const char *body, size
     if (!json_equal(tree, got))
         fail_msg("%s: the spliced answer differs from the parsed one", ops->name);
     assert_int_equal(sc.has_id, json_is_string(json_object_get(tree, "id")));
+    /* the first choice's message, for the conversation, is where the scan says */
+    json_t *msg = json_object_get(json_array_get(json_object_get(tree, "choices"), 0), "message");
+    if (sc.msg_close == 0) {
+        assert_null(msg);
+    } else {
+        json_t *slice = json_loadb(body + sc.msg_open, sc.msg_close - sc.msg_open, 0, NULL);
+        if (!json_equal(slice, msg))
+            fail_msg("%s: the message slice [%zu, %zu) is not choices[0].message", ops->name,
+                     sc.msg_open, sc.msg_close);
+        json_decref(slice);
+    }
     assert_memory_equal(&pu, &su, sizeof(pu));
     json_decref(got);
     json_decref(tree);
@@ -705,6 +737,43 @@ static void scan_agrees_with_parse(void **state)
         for (size_t k = 0; k < sizeof(odd) / sizeof(odd[0]); k++)
             check_scan(ops, odd[k], strlen(odd[k]));
         free(body);
+    }
+}
+
+/* The content a conversation keeps from a streamed chunk: index 0's, wherever its members are,
+ * escapes and all. */
+static void scan_finds_the_first_choice_text(void **state)
+{
+    static const char *const chunks[][2] = {
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}", "\"hi\""},
+        {"{\"choices\":[{\"delta\":{\"content\" : \"a\\\"b\\u00e9\"},\"index\":0}]}",
+         "\"a\\\"b\u00e9\""},
+        {"{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"x\"}},"
+         "{\"index\":0,\"delta\":{\"content\":\"y\"}}]}", "\"y\""},
+        {"{\"choices\":[{\"delta\":{\"content\":\"z\"},\"index\":2}]}", NULL},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"r\"}}]}", NULL},
+        {"{\"choices\":[{\"delta\":{\"content\":\"\"}}]}", "\"\""},
+    };
+    const struct gw_provider_ops *ops = gw_provider_find("openai");
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+        struct runner r;
+        memset(&r, 0, sizeof(r));
+        r.ops = ops;
+        r.chunks = json_array();
+        r.st.emit = collect_chunk;
+        r.st.emit_raw = collect_raw;
+        r.st.arg = &r;
+        if (ops->stream_init != NULL)
+            assert_int_equal(ops->stream_init(&r.st), 0);
+        assert_int_equal(ops->stream_event(&r.st, NULL, chunks[i][0], strlen(chunks[i][0])), 0);
+        json_t *got = json_object_get(json_array_get(r.chunks, 0), "text0");
+        json_t *want = chunks[i][1] ? json_loads(chunks[i][1], JSON_DECODE_ANY, NULL) : NULL;
+        if (!(want == NULL ? got == NULL : json_equal(got, want)))
+            fail_msg("chunk %zu: the scan's text is %s", i, got ? json_string_value(got) : "none");
+        json_decref(want);
+        json_decref(r.chunks);
+        if (ops->stream_cleanup != NULL)
+            ops->stream_cleanup(&r.st);
     }
 }
 
@@ -817,6 +886,7 @@ int main(void)
         cmocka_unit_test(stream_raw_matches_tree),
         cmocka_unit_test(scan_agrees_with_parse),
         cmocka_unit_test(scan_refuses_what_it_cannot_relay),
+        cmocka_unit_test(scan_finds_the_first_choice_text),
         cmocka_unit_test(splice_writes_what_jansson_writes),
         cmocka_unit_test(body_with_members),
         cmocka_unit_test(anthropic_stream_error_event_fails),
