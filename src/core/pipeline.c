@@ -1137,6 +1137,7 @@ void gw_call_end(struct gw_call *c)
         reply_error(c, 500, "internal_error", "internal_error", "internal error", 0);
     if (c->side != NULL)
         gw_side_call_cancel(c);
+    gw_store_cork(w->exec); /* what the end writes goes to the store together */
     gw_idem_end(c); /* the answer kept, the key quarantined, or given back */
     gw_memory_end(c); /* a complete answer's turns appended to its conversation */
     c->row.latency_ms = (gw_mono_us() - c->t0_us) / 1000;
@@ -1155,6 +1156,7 @@ void gw_call_end(struct gw_call *c)
         gw_call_settle_row(c, &c->hold, &c->row, c->charged_usd + c->row.cost_micros,
                            c->charged_tokens + c->row.tokens_in + c->row.tokens_out,
                            c->held_usd, c->held_tokens);
+    gw_store_uncork(w->exec);
     access_log(c);
     count_request(c);
     if (c->reserved)

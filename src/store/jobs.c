@@ -42,6 +42,9 @@ struct gw_store_exec {
     pthread_mutex_t mu;
     struct gw_store_job *done_head; /* run, done not yet called */
     _Atomic int pending;
+    int corked;                     /* jobs for the pool wait in cork_head (worker's own) */
+    struct gw_store_job *cork_head, *cork_tail;
+    int ncorked;
 };
 
 static void finish(struct gw_store_job *j)
@@ -332,6 +335,15 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
         finish(j);
         return;
     }
+    if (x->corked && p == x->pool) {
+        if (x->cork_tail != NULL)
+            x->cork_tail->next = j;
+        else
+            x->cork_head = j;
+        x->cork_tail = j;
+        x->ncorked++;
+        return;
+    }
     pthread_mutex_lock(&p->mu);
     if (p->tail != NULL)
         p->tail->next = j;
@@ -341,4 +353,27 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
     if (j->write == NULL || !p->writing) /* else it goes with the next writes */
         pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+}
+
+void gw_store_cork(struct gw_store_exec *x) { x->corked = 1; }
+
+void gw_store_uncork(struct gw_store_exec *x)
+{
+    struct gw_store_pool *p = x->pool;
+    x->corked = 0;
+    if (x->cork_head == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    if (p->tail != NULL)
+        p->tail->next = x->cork_head;
+    else
+        p->head = x->cork_head;
+    p->tail = x->cork_tail;
+    if (x->ncorked > 1) /* a batch takes them all; other pools may need a thread each */
+        pthread_cond_broadcast(&p->cv);
+    else
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    x->cork_head = x->cork_tail = NULL;
+    x->ncorked = 0;
 }

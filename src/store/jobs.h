@@ -76,5 +76,10 @@ void gw_store_exec_free(struct gw_store_exec *x);
 /* Submit j (run and done set). Never fails and allocates nothing: a pooled job waits in the
  * queue for a thread. */
 void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j);
+/* Between cork and uncork, jobs submitted for the pool are held on the worker and handed over
+ * together at uncork, with one wake-up: the writer then commits them in one transaction
+ * instead of waking for the first and committing the others after it. */
+void gw_store_cork(struct gw_store_exec *x);
+void gw_store_uncork(struct gw_store_exec *x);
 
 #endif

@@ -174,6 +174,30 @@ static void queued_writes_commit_together(void **state)
     }
 }
 
+/* Corked writes wait on the worker, then go to the writer at once: one transaction (b's
+ * rollback takes a with it); reads still run inline. */
+static void corked_writes_go_together(void **state)
+{
+    struct fx *f = *state;
+    struct tjob a, b, r;
+    gw_store_cork(f->x);
+    submit(f, &a, CREATE_ORG, "corked-a", 1);
+    submit(f, &b, ROLL_BACK, "", 1);
+    submit(f, &r, CREATE_ORG, "corked-read", 0);
+    assert_true(pthread_equal(r.ran_on, pthread_self()));
+    usleep(50000);
+    assert_int_equal(a.done, 0);
+    assert_false(org_exists(f, "corked-a")); /* not run: still on the worker */
+    gw_store_uncork(f->x);
+    gw_store_exec_drain(f->x);
+    assert_int_equal(a.done, 1);
+    assert_int_equal(b.done, 1);
+    assert_int_equal(a.run_rc, 0);
+    assert_int_not_equal(a.batch_rc, 0);
+    assert_false(org_exists(f, "corked-a"));
+    gw_store_uncork(f->x); /* nothing corked: nothing happens */
+}
+
 static void a_failed_batch_fails_every_job_in_it(void **state)
 {
     struct fx *f = *state;
@@ -293,6 +317,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(reads_inline_writes_on_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(queued_writes_commit_together, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_batch_fails_every_job_in_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(corked_writes_go_together, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_writes_in_a_pool, setup, teardown),
     };
     return cmocka_run_group_tests_name("jobs", tests, NULL, NULL);
