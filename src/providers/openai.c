@@ -403,7 +403,7 @@ static int on_number(void *ctx, const char *s, size_t len) { return scalar(ctx, 
 /* A string or key jansson takes (and parse() with it): strict UTF-8, surrogates paired. */
 static int text_ok(const struct scan *sc, const unsigned char *s, size_t len)
 {
-    return gw_json_utf8_ok(s, len) && gw_json_surrogates_ok(sc->body, scan_at(sc));
+    return gw_json_utf8_ok(s, len) && gw_json_surrogates_ok(sc->body, scan_at(sc), s);
 }
 
 static int on_string(void *ctx, const unsigned char *s, size_t len)

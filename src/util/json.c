@@ -136,9 +136,11 @@ static unsigned hex4(const char *p)
     return v;
 }
 
-int gw_json_surrogates_ok(const char *t, size_t end)
+int gw_json_surrogates_ok(const char *t, size_t end, const unsigned char *s)
 {
-    if (end < 2)
+    /* yajl hands over a token without escapes where it is (with them, or split across two
+     * reads, from a buffer of its own) */
+    if (end < 2 || ((const char *)s >= t && (const char *)s < t + end))
         return 1;
     /* the string's opening quote is the first one before its closing one that is not escaped
      * (no other can be in it) */
@@ -221,7 +223,7 @@ static int text_ok(struct builder *b, const unsigned char *s, size_t len)
         return fail(b, "\\u0000 is not allowed");
     if (!gw_json_utf8_ok(s, len))
         return fail(b, "invalid UTF-8");
-    if (!gw_json_surrogates_ok(b->text, yajl_get_bytes_consumed(b->h)))
+    if (!gw_json_surrogates_ok(b->text, yajl_get_bytes_consumed(b->h), s))
         return fail(b, "invalid Unicode escape (an unpaired surrogate)");
     return 1;
 }

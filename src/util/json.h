@@ -21,10 +21,11 @@ json_t *gw_json_parse(const char *buf, size_t len, struct gw_errbuf *eb);
  * skips them as whitespace; no JSON text holds one), or NULL. And, text[0, end) ending with a
  * string token (its closing quote at end - 1: where yajl is in a string or key callback), does
  * every \u escape of a UTF-16 surrogate in it come in a high-low pair (yajl turns an unpaired
- * one into '?' or into invalid UTF-8)? */
+ * one into '?' or into invalid UTF-8)? s: the string yajl gave for that token; when it lies
+ * inside text, yajl took it straight from there, so it has no escape at all. */
 int gw_json_utf8_ok(const unsigned char *s, size_t n);
 const char *gw_json_bad_space(const char *buf, size_t len);
-int gw_json_surrogates_ok(const char *text, size_t end);
+int gw_json_surrogates_ok(const char *text, size_t end, const unsigned char *s);
 /* String member or NULL (also NULL when obj is not an object). */
 const char *gw_json_str(const json_t *obj, const char *key);
 /* Integer member or fallback. */
