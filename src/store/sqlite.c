@@ -240,8 +240,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CONV_UPSERT] = "INSERT INTO conversations(ref, org_id, owner, conv_id, title, turns, "
                       "created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
                       "ON CONFLICT (org_id, owner, conv_id) DO UPDATE SET turns = turns + "
-                      "excluded.turns, updated_ms = max(updated_ms, excluded.updated_ms) "
-                      "RETURNING " CONV_COLS,
+                      "excluded.turns, updated_ms = max(updated_ms, excluded.updated_ms)",
+    /* (then S_CONV_GET reads the row: RETURNING would gather it in an ephemeral table, whose
+     * page cache and b-tree cost more than the lookup, on every captured request) */
     [S_TURN_INSERT] = "INSERT INTO conversation_turns(conv, " TURN_COLS ") VALUES (?1, ?2, ?3, ?4, "
                       "?5, ?6, ?7, ?8)",
     [S_CONV_GET] = "SELECT " CONV_COLS " FROM conversations WHERE org_id = ?1 AND owner = ?2 AND "
@@ -1978,6 +1979,15 @@ static int sq_conv_append(struct gw_store *base, const struct gw_conv_append *a,
     bind_text(st, 5, a->title);
     sqlite3_bind_int64(st, 6, a->n);
     sqlite3_bind_int64(st, 7, a->now_ms);
+    if ((rc = exec_done(s, st)) != 0)
+        goto out;
+    if ((st = stmt(s, S_CONV_GET)) == NULL) {
+        rc = GW_ESTORE;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, a->org_id);
+    bind_text(st, 2, a->owner);
+    bind_text(st, 3, a->conv_id);
     int step = sqlite3_step(st);
     rc = step == SQLITE_ROW ? read_conv(st, &row, conv != NULL) : 0;
     found = step == SQLITE_ROW;
