@@ -44,7 +44,6 @@ struct gw_store_exec {
     _Atomic int pending;
     int corked;                     /* jobs for the pool wait in cork_head (worker's own) */
     struct gw_store_job *cork_head, *cork_tail;
-    int ncorked;
 };
 
 static void finish(struct gw_store_job *j)
@@ -341,7 +340,6 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
         else
             x->cork_head = j;
         x->cork_tail = j;
-        x->ncorked++;
         return;
     }
     pthread_mutex_lock(&p->mu);
@@ -369,11 +367,10 @@ void gw_store_uncork(struct gw_store_exec *x)
     else
         p->head = x->cork_head;
     p->tail = x->cork_tail;
-    if (x->ncorked > 1) /* a batch takes them all; other pools may need a thread each */
+    if (x->cork_head != x->cork_tail) /* a batch takes them all; other pools: a thread each */
         pthread_cond_broadcast(&p->cv);
     else
         pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     x->cork_head = x->cork_tail = NULL;
-    x->ncorked = 0;
 }
