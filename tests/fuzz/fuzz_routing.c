@@ -18,13 +18,9 @@ static json_t *requests;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    struct gw_errbuf eb = {{0}};
-    char path[4096];
     (void)argc;
     (void)argv;
-    fz_repo_path("catalog/models.yaml", path, sizeof(path));
-    if (gw_catalog_load(path, &catalog, &eb) != 0)
-        fz_fail("cannot load %s: %s", path, eb.msg);
+    catalog = fz_catalog();
     requests = json_loads(
         "[{\"messages\":[{\"role\":\"user\",\"content\":\"Fix this stack trace in my Python "
         "code: TypeError\"}]},"

@@ -19,9 +19,7 @@ void fz_canon_setup(void)
     char path[4096];
     if (catalog != NULL)
         return;
-    fz_repo_path("catalog/models.yaml", path, sizeof(path));
-    if (gw_catalog_load(path, &catalog, &eb) != 0)
-        fz_fail("cannot load %s: %s", path, eb.msg);
+    catalog = fz_catalog();
     fz_repo_path("catalog/routing.yaml", path, sizeof(path));
     if (gw_router_load(path, catalog, &router, &eb) != 0)
         fz_fail("cannot load %s: %s", path, eb.msg);

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/catalog.h"
 #include "http/reply.h"
 #include "store/jobs.h"
 #include "util/log.h"
@@ -81,6 +82,19 @@ void fz_repo_path(const char *rel, char *out, size_t outsz)
         }
     }
     snprintf(out, outsz, "%s", rel);
+}
+
+struct gw_catalog *fz_catalog(void)
+{
+    static struct gw_catalog *catalog;
+    struct gw_errbuf eb = {{0}};
+    char path[4096];
+    if (catalog != NULL)
+        return catalog;
+    fz_repo_path("catalog/models.yaml", path, sizeof(path));
+    if (gw_catalog_load(path, &catalog, &eb) != 0)
+        fz_fail("cannot load %s: %s", path, eb.msg);
+    return catalog;
 }
 
 const char *fz_file(const void *data, size_t size)

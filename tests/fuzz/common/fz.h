@@ -42,6 +42,9 @@ void fz_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)
 /* The path of a file of the repository (rel: "catalog/models.yaml"), found from the harness
  * binary's place (build/fuzz/fuzz_<name>) or else the working directory. */
 void fz_repo_path(const char *rel, char *out, size_t outsz);
+/* The repository's catalog (catalog/models.yaml), loaded on the first call; aborts when it does
+ * not load. Kept for the process. */
+struct gw_catalog *fz_catalog(void);
 /* A file holding data, for loaders that only take a path: a memfd, rewritten per input. */
 const char *fz_file(const void *data, size_t size);
 
