@@ -7,17 +7,11 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startEnv } = require('./harness');
+const { startEnv, PROVIDER_MODELS } = require('./harness');
 const { compatMatrix } = require('./matrix');
 
 const T = { timeout: 30000 };
-const MODELS = {
-  openai: 'gpt-4o',
-  anthropic: 'claude-sonnet-4-6',
-  gemini: 'gemini-2.5-flash',
-  xai: 'grok-3',
-  perplexity: 'sonar-pro',
-};
+const MODELS = PROVIDER_MODELS;
 const WEATHER = {
   type: 'function',
   function: {

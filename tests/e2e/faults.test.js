@@ -20,7 +20,7 @@ const http = require('node:http');
 const https = require('node:https');
 const os = require('node:os');
 const path = require('node:path');
-const { startEnv, LEAK_MARKER, REQUEST_ID_RE, assertNoSecrets, sleep } = require('./harness');
+const { startEnv, PROVIDER_MODELS, LEAK_MARKER, REQUEST_ID_RE, assertNoSecrets, sleep } = require('./harness');
 
 // Short deadlines keep the timeout cases quick, with room for a loaded machine (a normal answer
 // of the fake takes milliseconds); a drip writes every 10 ms, far under idle_ms.
@@ -75,13 +75,7 @@ async function stopTlsEndpoints() {
 }
 
 // ------------------------------------------------------------------ the faults
-const MODELS = {
-  openai: 'gpt-4o',
-  anthropic: 'claude-sonnet-4-6',
-  gemini: 'gemini-2.5-flash',
-  xai: 'grok-3',
-  perplexity: 'sonar-pro',
-};
+const MODELS = PROVIDER_MODELS;
 // Each model's first fallback (catalog/routing.yaml) and who serves it; null: every target of
 // the chain is on the same broken provider (the Sonar models only fall back to each other).
 const FALLBACK = {

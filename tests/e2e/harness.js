@@ -254,6 +254,15 @@ const FAKE_USAGE = {
   'grok-3': { input: 100, cached: 10, cacheWrite: 0, output: 25, reasoning: 0 },
   'sonar-pro': { input: 80, cached: 0, cacheWrite: 0, output: 40, reasoning: 0, searches: 1, ctx: 'low' },
 };
+// A model of every provider (each priced in FAKE_USAGE), in PROVIDERS' order: for the suites
+// that run the same requests against every provider.
+const PROVIDER_MODELS = {
+  openai: 'gpt-4o',
+  anthropic: 'claude-sonnet-4-6',
+  gemini: 'gemini-2.5-flash',
+  xai: 'grok-3',
+  perplexity: 'sonar-pro',
+};
 
 // ------------------------------------------------------------------ gateway
 async function startEnv(opts = {}) {
@@ -663,6 +672,7 @@ module.exports = {
   PROVIDERS,
   FAKE_KEYS,
   FAKE_USAGE,
+  PROVIDER_MODELS,
   LEAK_MARKER,
   REQUEST_ID_RE,
   startEnv,

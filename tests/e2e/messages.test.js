@@ -7,17 +7,11 @@
 
 const { test, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
-const { startEnv, FAKE_USAGE, expectedCostMicros, assertNoSecrets } = require('./harness');
+const { startEnv, FAKE_USAGE, PROVIDER_MODELS, expectedCostMicros, assertNoSecrets } = require('./harness');
 const { compatMatrix } = require('./matrix');
 
 const T = { timeout: 30000 };
-const MODELS = {
-  anthropic: 'claude-sonnet-4-6',
-  openai: 'gpt-4o',
-  gemini: 'gemini-2.5-flash',
-  xai: 'grok-3',
-  perplexity: 'sonar-pro',
-};
+const MODELS = { anthropic: PROVIDER_MODELS.anthropic, ...PROVIDER_MODELS }; // its own first
 const WEATHER = { name: 'get_weather', description: 'Weather for a city', input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } };
 
 let env;
