@@ -83,14 +83,6 @@ static size_t on_write(char *p, size_t sz, size_t n, void *arg)
     return gw_buf_add(&k->answer, p, sz * n) == 0 ? sz * n : 0;
 }
 
-/* Headers are not wanted (without this curl would hand them to on_write). */
-static size_t on_header(char *p, size_t sz, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return sz * n;
-}
-
 static void on_done(void *arg, CURL *easy, CURLcode result)
 {
     struct count_call *k = arg;
@@ -165,7 +157,6 @@ static void count_upstream(struct gw_authed *a, const json_t *in, const struct g
             .connect_ms = to.connect_ms,
             .total_ms = to.connect_ms + to.first_byte_ms,
             .on_write = on_write,
-            .on_header = on_header,
             .arg = k,
         };
         rc = gw_upstream_easy_new(a->w->upstream, &o, &k->easy, &k->hdrs);

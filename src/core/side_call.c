@@ -49,13 +49,6 @@ static size_t on_write(char *p, size_t sz, size_t n, void *arg)
     return gw_buf_add(&sc->body, p, len) == 0 ? len : 0;
 }
 
-static size_t on_header(char *p, size_t sz, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return sz * n;
-}
-
 static void side_free(struct gw_side_call *sc)
 {
     if (sc->ops->free != NULL && sc->arg != NULL)
@@ -221,7 +214,6 @@ static void side_admitted(struct gw_call *c)
         .connect_ms = to.connect_ms < total ? to.connect_ms : total,
         .total_ms = total,
         .on_write = on_write,
-        .on_header = on_header,
         .arg = sc,
     };
     if (gw_upstream_easy_new(c->w->upstream, &o, &sc->easy, &sc->hdrs) != 0 ||

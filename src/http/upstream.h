@@ -51,7 +51,7 @@ struct gw_easy_opts {
     size_t body_len;
     int sse;                   /* ask for text/event-stream */
     long connect_ms, total_ms;
-    curl_write_callback on_write, on_header;
+    curl_write_callback on_write, on_header; /* on_header NULL: the headers are dropped */
     void *arg;                 /* for both callbacks */
 };
 
