@@ -129,7 +129,8 @@ build/bench_route: bench/route.c build/libllmgw.a
 build/bench_reserve: bench/reserve.c build/libllmgw.a
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< build/libllmgw.a $(LDLIBS)
 
-bench: all build/bench_route build/bench_reserve
+bench: deps
+	@$(MAKE) --no-print-directory all build/bench_route build/bench_reserve
 	@build/bench_route
 	@bench/reserve.sh
 	@bench/run.sh

@@ -417,6 +417,7 @@ static void *signal_thread(void *arg)
 {
     sigset_t *set = arg;
     int sig = 0;
+    pthread_setname_np(pthread_self(), "gw-signals");
     while (sigwait(set, &sig) == 0) {
         if (sig == SIGINT || sig == SIGTERM) {
             fprintf(stderr, "llmgw: %s received, finishing requests in flight\n",

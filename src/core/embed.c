@@ -389,6 +389,7 @@ static void *loop_main(void *arg)
 {
     struct llmgw *g = arg;
     struct gw_embed *e = g->gw.embed;
+    pthread_setname_np(pthread_self(), "llmgw-loop");
     event_base_loop(e->base, EVLOOP_NO_EXIT_ON_EMPTY);
     llmgw_detach(g);
     return NULL;

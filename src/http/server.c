@@ -343,6 +343,9 @@ static void *worker_main(void *arg)
     struct gw_http_worker *w = arg;
     struct gw_http_server *s = w->srv;
 
+    char name[16];
+    snprintf(name, sizeof(name), "gw-http-%d", w->index);
+    pthread_setname_np(pthread_self(), name); /* for top -H, perf and gdb */
     this_worker = w;
     w->rc = s->app.worker_init(s->app.arg, w, &w->wdata);
     if (w->rc != 0) {

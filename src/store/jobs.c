@@ -156,6 +156,7 @@ static void *pool_main(void *arg)
     struct thread_arg ta = *(struct thread_arg *)arg;
     struct gw_store_pool *p = ta.p;
     gw_free(arg);
+    pthread_setname_np(pthread_self(), p->batch ? "gw-writer" : "gw-store");
     for (;;) {
         pthread_mutex_lock(&p->mu);
         if (p->batch) { /* the whole queue, in one transaction */

@@ -598,6 +598,7 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 static void *ckpt_main(void *arg)
 {
     struct sq_ckpt *k = arg;
+    pthread_setname_np(pthread_self(), "gw-checkpoint");
     pthread_mutex_lock(&k->mu);
     for (;;) {
         while (!k->pending && !k->stop)
