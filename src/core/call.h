@@ -53,6 +53,14 @@ struct gw_side_call;
 struct gw_memory;
 struct gw_idem;
 
+/* An attempt's admission while the store decides (pipeline.c reserve, on_admitted). */
+struct gw_call_admission {
+    struct gw_admission a;
+    struct gw_store_write write; /* its plain write, when it is one */
+    struct gw_usage_row row;     /* the row it writes */
+    struct gw_usage_row archive; /* and the failed attempt's row it keeps (fallback) */
+};
+
 struct gw_call {
     struct gw_worker *w;
     struct gw_call *prev, *next;
@@ -84,10 +92,8 @@ struct gw_call {
     int64_t job_t0_us;              /* when it was submitted (the store's latency, metrics) */
     unsigned char key_hash[32];     /* the presented key, hashed, until it is looked up */
     json_t *parsed;                 /* the parsed body, until the key is known */
-    struct gw_admission adm;        /* an admission in flight */
-    struct gw_store_write adm_write; /* its plain write, when it is one */
-    struct gw_usage_row adm_row;    /* the row it writes */
-    struct gw_usage_row adm_archive;/* and the failed attempt's row it keeps (fallback) */
+    struct gw_call_admission *adm;  /* an admission in flight (NULL: none; held only while the
+                                     * store decides, so that a long stream does not carry it) */
     json_t *canon;
     struct gw_route_req rq;         /* the routing view of canon */
     int64_t input_estimate;

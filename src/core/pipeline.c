@@ -496,7 +496,7 @@ static void fill_row(struct gw_call *c, struct gw_usage_row *r)
 
 static void admit_run(struct gw_call *c, struct gw_store *s)
 {
-    gw_ledger_admit(&c->w->gw->ledger, s, &c->adm);
+    gw_ledger_admit(&c->w->gw->ledger, s, &c->adm->a);
 }
 
 static void on_admitted(struct gw_call *c);
@@ -508,25 +508,35 @@ static void submit(struct gw_call *c, int writes, struct gw_store_write *write,
  * attempt before keeps its own row and the request's row moves on to the new target. */
 static void reserve(struct gw_call *c)
 {
-    struct gw_admission *a = &c->adm;
     int first = c->row.request_id[0] == '\0';
+    struct gw_call_admission *ca = gw_malloc(sizeof(*ca));
+    if (ca == NULL) {
+        GW_LOG_ERROR("store", "req=%s out of memory reserving; refusing", c->rid);
+        give_back_pass(c, 0, 0);
+        reply_error(c, 503, "service_unavailable", "store_unavailable",
+                    "the gateway cannot record usage right now; try again", 1);
+        gw_call_end(c);
+        return;
+    }
+    c->adm = ca;
+    struct gw_admission *a = &ca->a;
 
     /* what this request may cost in all: earlier attempts, the last one, this one's worst */
     int64_t prev_usd = first ? 0 : c->row.cost_micros;
     int64_t prev_tokens = first ? 0 : c->row.tokens_in + c->row.tokens_out;
     memset(a, 0, sizeof(*a));
-    fill_row(c, &c->adm_row);
+    fill_row(c, &ca->row);
     a->q = gw_call_limit_req(c);
-    a->q.usd = c->charged_usd + prev_usd + c->adm_row.reserved_micros;
-    a->q.tokens = c->charged_tokens + prev_tokens + c->adm_row.reserved_tokens;
+    a->q.usd = c->charged_usd + prev_usd + ca->row.reserved_micros;
+    a->q.tokens = c->charged_tokens + prev_tokens + ca->row.reserved_tokens;
     a->q.request = 1;
     a->first = first;
     a->hold = &c->hold;
     a->held_usd = c->held_usd;
     a->held_tokens = c->held_tokens;
-    a->row = &c->adm_row;
+    a->row = &ca->row;
     if (!first) {
-        struct gw_usage_row *ar = &c->adm_archive;
+        struct gw_usage_row *ar = &ca->archive;
         *ar = c->row;
         snprintf(ar->request_id, sizeof(ar->request_id), "%.64s.%d", c->rid,
                  (c->attempts - 1) % 100);
@@ -537,17 +547,18 @@ static void reserve(struct gw_call *c)
         ar->settled_ms = gw_now_ms();
         a->archive = ar;
     }
-    if (gw_ledger_admit_write(&c->w->gw->ledger, a, &c->adm_write)) /* with others, maybe */
-        submit(c, 1, &c->adm_write, NULL, on_admitted);
+    if (gw_ledger_admit_write(&c->w->gw->ledger, a, &ca->write)) /* with others, maybe */
+        submit(c, 1, &ca->write, NULL, on_admitted);
     else
         gw_call_submit(c, 1, admit_run, on_admitted);
 }
 
 static void start_attempt(struct gw_call *c);
 
-static void on_admitted(struct gw_call *c)
+/* The store has decided on ca (no longer c->adm: a fallback may begin another). */
+static void admitted(struct gw_call *c, struct gw_call_admission *ca)
 {
-    struct gw_admission *a = &c->adm;
+    struct gw_admission *a = &ca->a;
 
     if (c->job.write != NULL)
         gw_ledger_admit_written(a, c->job.write);
@@ -561,7 +572,7 @@ static void on_admitted(struct gw_call *c)
                 c->charged_usd += c->row.cost_micros;
                 c->charged_tokens += c->row.tokens_in + c->row.tokens_out;
             }
-            c->row = c->adm_row;
+            c->row = ca->row;
             gw_strlcpy(c->row.state, "cancelled", sizeof(c->row.state));
         }
         give_back_pass(c, 0, 0);
@@ -593,12 +604,20 @@ static void on_admitted(struct gw_call *c)
         c->charged_usd += c->row.cost_micros;
         c->charged_tokens += c->row.tokens_in + c->row.tokens_out;
     }
-    c->row = c->adm_row;
+    c->row = ca->row;
     if (!c->reserved) {
         c->reserved = 1;
         gw_metrics_inflight(c->w->gw->metrics, 1);
     }
     start_attempt(c);
+}
+
+static void on_admitted(struct gw_call *c)
+{
+    struct gw_call_admission *ca = c->adm;
+    c->adm = NULL;
+    admitted(c, ca);
+    gw_free(ca);
 }
 
 /* Build the upstream request for c->model. 0, or GW_EINVAL (eb says why) when this provider
@@ -962,6 +981,7 @@ static void call_free(struct gw_call *c)
         event_free(c->timer_ev);
     if (c->retry_ev != NULL)
         event_free(c->retry_ev);
+    gw_free(c->adm); /* NULL: a call ends after its admission's done */
     gw_free(c);
 }
 

@@ -39,6 +39,7 @@ struct gw_side_call {
     int64_t t0_us;
     struct gw_usage_row row;
     struct gw_hold hold; /* the side call's own usage in the key's and org's limits */
+    struct gw_admission adm;
     int admitting;       /* its admission is store work in flight (the call's job) */
 };
 
@@ -161,7 +162,7 @@ static void on_done(void *arg, CURL *easy, CURLcode result)
 
 static void side_admit_run(struct gw_call *c, struct gw_store *s)
 {
-    gw_ledger_admit(&c->w->gw->ledger, s, &c->adm);
+    gw_ledger_admit(&c->w->gw->ledger, s, &c->side->adm);
 }
 
 /* Refused before anything was sent: the row says why, the owner hears it. */
@@ -179,8 +180,8 @@ static void side_admitted(struct gw_call *c)
     struct gw *gw = c->w->gw;
     struct gw_side_call *sc = c->side;
     if (c->job.batch_rc != 0) /* the row's write was lost */
-        gw_ledger_abandon(&gw->ledger, &c->adm, GW_ESTORE);
-    int err = c->adm.rc;
+        gw_ledger_abandon(&gw->ledger, &sc->adm, GW_ESTORE);
+    int err = sc->adm.rc;
 
     sc->admitting = 0;
     if (c->cl.ctx == NULL) { /* the client left meanwhile: nothing was sent */
@@ -284,7 +285,7 @@ int gw_side_call_start(struct gw_call *c, const struct gw_side_ops *ops, void *a
     r->reserved_micros = gw_cost_worst_micros(m, in, max_output);
     gw_strlcpy(r->catalog_version, gw_catalog_version(gw->catalog), sizeof(r->catalog_version));
     gw_strlcpy(r->node, gw->cfg.node_id, sizeof(r->node));
-    struct gw_admission *a = &c->adm;
+    struct gw_admission *a = &sc->adm;
     memset(a, 0, sizeof(*a));
     a->q = gw_call_limit_req(c);
     a->q.usd = r->reserved_micros;
