@@ -434,7 +434,7 @@ static int emit_chunk(void *arg, json_t *chunk)
     json_object_set_new(chunk, "created", json_integer(c->created));
     json_object_set_new(chunk, "model", json_string(c->opts.model));
     json_object_del(chunk, "usage");
-    char *s = json_dumps(chunk, GW_JSON_OUT);
+    char *s = gw_json_dumps(chunk, GW_JSON_OUT_PRECISION);
     if (s == NULL)
         return GW_ENOMEM;
     int rc = send_sse_data(c, s, strlen(s));
@@ -503,7 +503,7 @@ void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const cha
     if (err_code != NULL) {
         if (c->dialect != GW_DIALECT_MESSAGES) {
             json_t *e = gw_error_body("upstream_error", err_code, err_msg, c->rid);
-            char *s = e ? json_dumps(e, GW_JSON_OUT) : NULL;
+            char *s = e ? gw_json_dumps(e, GW_JSON_OUT_PRECISION) : NULL;
             if (s != NULL)
                 send_sse_data(c, s, strlen(s));
             gw_free(s);
@@ -648,7 +648,7 @@ static int send_scanned(struct gw_call *c, const struct gw_scan *scan)
 static int send_with_usage(struct gw_call *c, const json_t *answer)
 {
     struct gw_buf *o = &c->out;
-    char *s = json_dumps(answer, GW_JSON_OUT);
+    char *s = gw_json_dumps(answer, GW_JSON_OUT_PRECISION);
     size_t len = s != NULL ? strlen(s) : 0;
     int n = 1, rc = len > 2 ? 0 : GW_ENOMEM; /* at least {"choices":[]} */
 

@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "http/reply.h"
+#include "util/json.h"
 #include "util/mem.h"
 
 static struct evhttp_request *req_of(struct gw_client *cl) { return cl->ctx; }
@@ -203,7 +204,7 @@ void gw_client_reply_error(struct gw_client *cl, int status, const char *type, c
     json_t *body = gw_reply_anthropic(cl->ops->http(cl))
                        ? gw_error_body_anthropic(status, code, message, rid)
                        : gw_error_body(type, code, message, rid);
-    char *s = body != NULL ? json_dumps(body, GW_JSON_OUT) : NULL;
+    char *s = body != NULL ? gw_json_dumps(body, GW_JSON_OUT_PRECISION) : NULL;
 
     gw_client_reply_retry_after(cl, retry_after_s);
     if (body == NULL) {

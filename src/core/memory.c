@@ -475,7 +475,7 @@ static void add_turn(struct capture_job *cj, const json_t *t, const char *rid, c
                      int64_t now)
 {
     struct gw_conv_turn *ct = &cj->turns[cj->n];
-    if ((ct->message = json_dumps(t, JSON_COMPACT)) == NULL)
+    if ((ct->message = gw_json_dump(t)) == NULL)
         return;
     ct->message_len = strlen(ct->message);
     gw_strlcpy(ct->role, gw_json_str(t, "role") ? gw_json_str(t, "role") : "user",

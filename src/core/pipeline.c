@@ -83,7 +83,7 @@ void gw_call_send_text(struct gw_call *c, int status, const char *text, size_t l
 
 void gw_call_send_json(struct gw_call *c, int status, const json_t *body, int retry_after)
 {
-    char *s = body != NULL && c->cl.ctx != NULL ? json_dumps(body, GW_JSON_OUT) : NULL;
+    char *s = body != NULL && c->cl.ctx != NULL ? gw_json_dumps(body, GW_JSON_OUT_PRECISION) : NULL;
     gw_call_send_text(c, status, s, s != NULL ? strlen(s) : 0, retry_after);
     gw_free(s);
 }

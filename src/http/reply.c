@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/json.h"
 #include "util/mem.h"
 
 const char *gw_http_reason(int status)
@@ -64,7 +65,7 @@ void gw_reply_json_bytes(struct evhttp_request *req, int status, const char *tex
 void gw_reply_json(struct evhttp_request *req, int status, const json_t *body,
                    const char *request_id)
 {
-    char *s = json_dumps(body, GW_JSON_OUT);
+    char *s = gw_json_dumps(body, GW_JSON_OUT_PRECISION);
     gw_reply_json_text(req, status, s, request_id);
     gw_free(s);
 }

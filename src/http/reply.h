@@ -9,8 +9,8 @@
 #include <event2/http.h>
 #include <jansson.h>
 
-/* Flags for json_dumps on everything we send: compact, and money printed without float noise. */
-#define GW_JSON_OUT (JSON_COMPACT | JSON_REAL_PRECISION(15))
+/* The precision of reals in everything we send (gw_json_dumps): money without float noise. */
+#define GW_JSON_OUT_PRECISION 15
 
 /* Send body (borrowed) with status. */
 void gw_reply_json(struct evhttp_request *req, int status, const json_t *body,

@@ -12,12 +12,15 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
 #include "util/buf.h"
 #include "util/mem.h"
+#include "util/splice.h"
 
 #define GW_JSON_MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
 
@@ -336,4 +339,71 @@ json_int_t gw_json_int(const json_t *obj, const char *key, json_int_t fallback)
 
 int gw_json_true(const json_t *obj, const char *key) { return json_is_true(json_object_get(obj, key)); }
 
-char *gw_json_dump(const json_t *v) { return json_dumps(v, JSON_COMPACT); }
+/* ---- writing ---- */
+
+static int write_value(struct gw_buf *out, const json_t *v, int precision, int depth)
+{
+    char num[40];
+    int rc = 0;
+
+    if ((json_is_object(v) || json_is_array(v)) && depth > GW_JSON_MAX_DEPTH)
+        return GW_EINVAL;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *sep = "{";
+        for (void *it = json_object_iter((json_t *)v); it != NULL && rc == 0;
+             it = json_object_iter_next((json_t *)v, it)) {
+            const char *key = json_object_iter_key(it);
+            if ((rc = gw_buf_add(out, sep, 1)) == 0 &&
+                (rc = gw_buf_add_json_strn(out, key, json_object_iter_key_len(it))) == 0 &&
+                (rc = gw_buf_add(out, ":", 1)) == 0)
+                rc = write_value(out, json_object_iter_value(it), precision, depth + 1);
+            sep = ",";
+        }
+        return rc != 0 ? rc : gw_buf_add(out, *sep == '{' ? "{}" : "}", *sep == '{' ? 2 : 1);
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(v);
+        rc = gw_buf_add(out, "[", 1);
+        for (size_t i = 0; i < n && rc == 0; i++)
+            if (i == 0 || (rc = gw_buf_add(out, ",", 1)) == 0)
+                rc = write_value(out, json_array_get(v, i), precision, depth + 1);
+        return rc != 0 ? rc : gw_buf_add(out, "]", 1);
+    }
+    case JSON_STRING:
+        return gw_buf_add_json_strn(out, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER: {
+        int len = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return gw_buf_add(out, num, (size_t)len);
+    }
+    case JSON_REAL:
+        gw_json_real_textp(num, sizeof(num), json_real_value(v), precision > 0 ? precision : 17);
+        return gw_buf_adds(out, num);
+    case JSON_TRUE:
+        return gw_buf_add(out, "true", 4);
+    case JSON_FALSE:
+        return gw_buf_add(out, "false", 5);
+    default:
+        return gw_buf_add(out, "null", 4);
+    }
+}
+
+int gw_json_write(struct gw_buf *out, const json_t *v, int precision)
+{
+    return v != NULL ? write_value(out, v, precision, 1) : GW_EINVAL;
+}
+
+char *gw_json_dumps(const json_t *v, int precision)
+{
+    struct gw_buf b;
+    if (!json_is_object(v) && !json_is_array(v))
+        return NULL;
+    gw_buf_init(&b, SIZE_MAX - 1);
+    if (gw_json_write(&b, v, precision) != 0) {
+        gw_buf_cleanup(&b);
+        return NULL;
+    }
+    return gw_buf_take(&b);
+}
+
+char *gw_json_dump(const json_t *v) { return gw_json_dumps(v, 0); }

@@ -11,6 +11,8 @@
 
 #include "util/err.h"
 
+struct gw_buf;
+
 /* Parse exactly len bytes strictly (duplicate keys rejected, one value, no trailing data, no
  * NUL in strings, well-formed UTF-8, 64-bit integers, finite reals, at most 2048 levels). On
  * error returns NULL and writes "message near byte N" into eb. */
@@ -32,7 +34,15 @@ const char *gw_json_str(const json_t *obj, const char *key);
 json_int_t gw_json_int(const json_t *obj, const char *key, json_int_t fallback);
 /* Boolean member (true only if JSON true). */
 int gw_json_true(const json_t *obj, const char *key);
-/* Serialize compactly into a new string; the caller frees it with gw_free. NULL on OOM. */
+/* Serialize compactly into a new string, byte for byte as json_dumps(v, JSON_COMPACT |
+ * JSON_REAL_PRECISION(precision)) does (precision 0: jansson's 17), without its cost: jansson
+ * hashes every container's address into a set to detect cycles (our trees have none; depth is
+ * bounded instead) and writes through a callback per piece. The caller frees the string with
+ * gw_free. NULL when out of memory, or when v is not an object or an array (as jansson). */
+char *gw_json_dumps(const json_t *v, int precision);
+/* The same with precision 0. */
 char *gw_json_dump(const json_t *v);
+/* Append v (any kind) so. 0, GW_ENOMEM, GW_ETOOBIG, or GW_EINVAL past GW_JSON_MAX_DEPTH levels. */
+GW_NODISCARD int gw_json_write(struct gw_buf *out, const json_t *v, int precision);
 
 #endif

@@ -84,11 +84,16 @@ int gw_splice_member_int(struct gw_buf *out, int *count, const char *name, int64
 
 int gw_buf_add_json_str(struct gw_buf *out, const char *s)
 {
+    return gw_buf_add_json_strn(out, s, strlen(s));
+}
+
+int gw_buf_add_json_strn(struct gw_buf *out, const char *s, size_t len)
+{
     static const char hex[] = "0123456789ABCDEF"; /* as jansson writes them */
-    const char *run = s;
+    const char *run = s, *end = s + len;
     int rc = gw_buf_add(out, "\"", 1);
 
-    for (; rc == 0 && *s != '\0'; s++) {
+    for (; rc == 0 && s < end; s++) {
         unsigned char ch = (unsigned char)*s;
         char esc[6];
         size_t n = 2;
@@ -119,9 +124,11 @@ int gw_buf_add_json_str(struct gw_buf *out, const char *s)
     return rc != 0 ? rc : gw_buf_add(out, "\"", 1);
 }
 
-void gw_json_real_text(char *dst, size_t n, double v)
+void gw_json_real_text(char *dst, size_t n, double v) { gw_json_real_textp(dst, n, v, 15); }
+
+void gw_json_real_textp(char *dst, size_t n, double v, int precision)
 {
-    int len = snprintf(dst, n, "%.15g", v);
+    int len = snprintf(dst, n, "%.*g", precision, v);
     if (len <= 0 || (size_t)len >= n)
         return;
     char *e = strchr(dst, 'e');

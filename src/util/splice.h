@@ -42,9 +42,13 @@ GW_NODISCARD int gw_splice_member_str(struct gw_buf *out, int *count, const char
                                       const char *value);
 GW_NODISCARD int gw_splice_member_int(struct gw_buf *out, int *count, const char *name,
                                       int64_t value);
-/* Append s as a JSON string literal (quoted, escaped as jansson does). */
+/* Append s (NUL-terminated; or len bytes) as a JSON string literal (quoted, escaped as jansson
+ * does: only the quote, the backslash and control characters). */
 GW_NODISCARD int gw_buf_add_json_str(struct gw_buf *out, const char *s);
-/* Format v as jansson does with JSON_REAL_PRECISION(15) ("%.15g", ".0" added to integers). */
+GW_NODISCARD int gw_buf_add_json_strn(struct gw_buf *out, const char *s, size_t len);
+/* Format v as jansson does with JSON_REAL_PRECISION(15) ("%.15g", ".0" added to integers,
+ * no "+" or leading zeros in the exponent); textp with another precision. */
 void gw_json_real_text(char *dst, size_t n, double v);
+void gw_json_real_textp(char *dst, size_t n, double v, int precision);
 
 #endif

@@ -6,7 +6,8 @@
  * agrees with json_loadb(JSON_DECODE_ANY | JSON_REJECT_DUPLICATES): both refuse, or both give
  * equal trees; the only refusals of ours jansson does not share are the documented bound (a
  * number token of 400 bytes or more) and NUL bytes between tokens, which jansson skips. What
- * it accepts serialises, and parses back equal.
+ * it accepts serialises, and parses back equal; and gw_json_dumps writes it byte for byte as
+ * json_dumps does (compact; the default precision and 15).
  */
 #include <jansson.h>
 #include <string.h>
@@ -50,6 +51,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fz_fail("a serialised tree does not parse back equal");
         json_decref(back);
         gw_free(s);
+        for (int p = 0; p <= 15; p += 15) {
+            char *want = json_dumps(ours, JSON_COMPACT | JSON_REAL_PRECISION(p));
+            char *got = gw_json_dumps(ours, p);
+            if ((want == NULL) != (got == NULL) || (want != NULL && strcmp(want, got) != 0))
+                fz_fail("gw_json_dumps (precision %d) writes %s where json_dumps writes %s", p,
+                        got ? got : "(null)", want ? want : "(null)");
+            gw_free(want);
+            gw_free(got);
+        }
     }
     json_decref(ours);
     json_decref(theirs);

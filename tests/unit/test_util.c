@@ -168,6 +168,60 @@ static void json_parse_agrees_with_jansson(void **state)
     assert_non_null(strstr(eb.msg, "duplicate object key 'dup'"));
 }
 
+/* gw_json_dumps writes what json_dumps writes (compact, at either precision), built trees too. */
+static void json_dumps_agrees_with_jansson(void **state)
+{
+    static const char *const cases[] = {
+        "{}", "[]", "[[],{}]", "{\"a\":{\"b\":[1,-2,0]}}", "[0.1,0.7,1e300,-1e-300,2.5,100.0,-0.0]",
+        "[1e21,123456789012345678901234567890.0,3.3e-7,1.0e-5,5e-324,1.7976931348623157e308]",
+        "[9223372036854775807,-9223372036854775808]", "[true,false,null]",
+        "[\"\",\"\\n\\t\\r\\b\\f\\\"\\\\/\\u0001\\u001f\\u007f\"]",
+        "{\"\\u00e9\\ud83d\\ude00\\u2028\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\"}",
+        "{\"z\":1,\"a\":2,\"m\":[{\"k\":\"v\"}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}],"
+        "\"temperature\":0.7,\"max_tokens\":100}"};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = gw_json_parse(cases[i], strlen(cases[i]), NULL);
+        if (v == NULL)
+            fail_msg("case %zu '%s' does not parse", i, cases[i]);
+        for (int p = 0; p <= 17; p += p == 0 ? 15 : 2) {
+            char *want = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(p));
+            char *got = gw_json_dumps(v, p);
+            if (want == NULL || got == NULL || strcmp(want, got) != 0)
+                fail_msg("case %zu, precision %d: json_dumps %s, gw_json_dumps %s", i, p,
+                         want ? want : "(null)", got ? got : "(null)");
+            free(want);
+            gw_free(got);
+        }
+        json_decref(v);
+    }
+    /* built, not parsed: keys in insertion order, a string with a NUL, reals of json_real */
+    json_t *o = json_pack("{s:s#,s:f,s:[i,f]}", "k", "a\0b", (int)3, "x", 1.0 / 3, "y", 7, 2.0);
+    char *want = json_dumps(o, JSON_COMPACT), *got = gw_json_dump(o);
+    assert_string_equal(got, want);
+    free(want);
+    gw_free(got);
+    json_decref(o);
+    /* like json_dumps, only an object or an array; any value through gw_json_write */
+    json_t *s = json_string("x");
+    assert_null(gw_json_dump(s));
+    struct gw_buf b;
+    gw_buf_init(&b, 64);
+    assert_int_equal(gw_json_write(&b, s, 0), 0);
+    assert_string_equal(b.data, "\"x\"");
+    gw_buf_cleanup(&b);
+    json_decref(s);
+    /* deeper than a parse may build: refused, not a stack overflow */
+    json_t *deep = json_array(), *at = deep;
+    for (int d = 1; d < 2100; d++) {
+        json_t *inner = json_array();
+        json_array_append_new(at, inner);
+        at = inner;
+    }
+    assert_null(gw_json_dump(deep));
+    json_decref(deep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +229,7 @@ int main(void)
         cmocka_unit_test(buf_oom_leaves_buffer_intact), cmocka_unit_test(micros_parse_exact),
         cmocka_unit_test(i64_parse_strict),      cmocka_unit_test(b64url_and_hex),
         cmocka_unit_test(log_escape_bounds),       cmocka_unit_test(json_parse_agrees_with_jansson),
+        cmocka_unit_test(json_dumps_agrees_with_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
