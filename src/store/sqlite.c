@@ -404,6 +404,14 @@ static void bind_text(sqlite3_stmt *st, int idx, const char *v)
     sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT);
 }
 
+/* The same without SQLite's copy (a malloc and a memcpy each), for the statements of every
+ * request (a usage row's reservation and settlement, a capture): each of their uses binds every
+ * parameter before it steps, and the values outlive the step, the only time SQLite reads them. */
+static void bind_text_ref(sqlite3_stmt *st, int idx, const char *v, int len)
+{
+    sqlite3_bind_text(st, idx, v, len, SQLITE_STATIC);
+}
+
 /* Read six limit columns from index first on. */
 static void read_limits(sqlite3_stmt *st, int first, struct gw_limit_set *l)
 {
@@ -1321,14 +1329,14 @@ static int sq_usage_reserve(struct gw_store *base, const struct gw_usage_row *r)
     sqlite3_stmt *st = stmt(s, S_USAGE_INSERT);
     if (st == NULL)
         return GW_ESTORE;
-    bind_text(st, 1, r->request_id);
+    bind_text_ref(st, 1, r->request_id, -1);
     sqlite3_bind_int64(st, 2, r->org_id);
     sqlite3_bind_int64(st, 3, r->key_row_id);
-    bind_text(st, 4, r->provider);
-    bind_text(st, 5, r->model);
-    bind_text(st, 6, r->endpoint);
+    bind_text_ref(st, 4, r->provider, -1);
+    bind_text_ref(st, 5, r->model, -1);
+    bind_text_ref(st, 6, r->endpoint, -1);
     sqlite3_bind_int(st, 7, r->stream);
-    bind_text(st, 8, r->state);
+    bind_text_ref(st, 8, r->state, -1);
     sqlite3_bind_int64(st, 9, r->reserved_micros);
     sqlite3_bind_int64(st, 10, r->tokens_in);
     sqlite3_bind_int64(st, 11, r->tokens_out);
@@ -1337,17 +1345,17 @@ static int sq_usage_reserve(struct gw_store *base, const struct gw_usage_row *r)
     sqlite3_bind_int64(st, 14, r->cost_micros);
     sqlite3_bind_int64(st, 15, r->latency_ms);
     sqlite3_bind_int(st, 16, r->status);
-    bind_text(st, 17, r->error_code);
-    bind_text(st, 18, r->catalog_version);
+    bind_text_ref(st, 17, r->error_code, -1);
+    bind_text_ref(st, 18, r->catalog_version, -1);
     sqlite3_bind_int64(st, 19, r->created_ms);
     sqlite3_bind_int64(st, 20, r->settled_ms);
-    bind_text(st, 21, r->parent_request_id);
-    bind_text(st, 22, r->kind[0] ? r->kind : "chat");
+    bind_text_ref(st, 21, r->parent_request_id, -1);
+    bind_text_ref(st, 22, r->kind[0] ? r->kind : "chat", -1);
     sqlite3_bind_int(st, 23, r->attempts > 0 ? r->attempts : 1);
-    bind_text(st, 24, r->route_method);
-    bind_text(st, 25, r->node);
+    bind_text_ref(st, 24, r->route_method, -1);
+    bind_text_ref(st, 25, r->node, -1);
     sqlite3_bind_int64(st, 26, r->reserved_tokens);
-    bind_text(st, 27, r->subject);
+    bind_text_ref(st, 27, r->subject, -1);
     return exec_done(s, st);
 }
 
@@ -1357,8 +1365,8 @@ static int sq_usage_settle(struct gw_store *base, const struct gw_usage_row *r)
     sqlite3_stmt *st = stmt(s, S_USAGE_SETTLE);
     if (st == NULL)
         return GW_ESTORE;
-    bind_text(st, 1, r->request_id);
-    bind_text(st, 2, r->state);
+    bind_text_ref(st, 1, r->request_id, -1);
+    bind_text_ref(st, 2, r->state, -1);
     sqlite3_bind_int64(st, 3, r->tokens_in);
     sqlite3_bind_int64(st, 4, r->tokens_out);
     sqlite3_bind_int64(st, 5, r->cached_tokens);
@@ -1366,13 +1374,13 @@ static int sq_usage_settle(struct gw_store *base, const struct gw_usage_row *r)
     sqlite3_bind_int64(st, 7, r->cost_micros);
     sqlite3_bind_int64(st, 8, r->latency_ms);
     sqlite3_bind_int(st, 9, r->status);
-    bind_text(st, 10, r->error_code);
+    bind_text_ref(st, 10, r->error_code, -1);
     sqlite3_bind_int64(st, 11, r->settled_ms);
-    bind_text(st, 12, r->provider);
-    bind_text(st, 13, r->model);
+    bind_text_ref(st, 12, r->provider, -1);
+    bind_text_ref(st, 13, r->model, -1);
     sqlite3_bind_int64(st, 14, r->reserved_micros);
     sqlite3_bind_int(st, 15, r->attempts > 0 ? r->attempts : 1);
-    bind_text(st, 16, r->route_method);
+    bind_text_ref(st, 16, r->route_method, -1);
     sqlite3_bind_int64(st, 17, r->reserved_tokens);
     int rc = exec_done(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
@@ -1973,11 +1981,11 @@ static int sq_conv_append(struct gw_store *base, const struct gw_conv_append *a,
         rc = GW_ESTORE;
         goto out;
     }
-    bind_text(st, 1, a->ref);
+    bind_text_ref(st, 1, a->ref, -1);
     sqlite3_bind_int64(st, 2, a->org_id);
-    bind_text(st, 3, a->owner);
-    bind_text(st, 4, a->conv_id);
-    bind_text(st, 5, a->title);
+    bind_text_ref(st, 3, a->owner, -1);
+    bind_text_ref(st, 4, a->conv_id, -1);
+    bind_text_ref(st, 5, a->title, -1);
     sqlite3_bind_int64(st, 6, a->n);
     sqlite3_bind_int64(st, 7, a->now_ms);
     if ((rc = exec_done(s, st)) != 0)
@@ -1987,8 +1995,8 @@ static int sq_conv_append(struct gw_store *base, const struct gw_conv_append *a,
         goto out;
     }
     sqlite3_bind_int64(st, 1, a->org_id);
-    bind_text(st, 2, a->owner);
-    bind_text(st, 3, a->conv_id);
+    bind_text_ref(st, 2, a->owner, -1);
+    bind_text_ref(st, 3, a->conv_id, -1);
     int step = sqlite3_step(st);
     rc = step == SQLITE_ROW ? read_conv(st, &row, conv != NULL) : 0;
     found = step == SQLITE_ROW;
@@ -2007,10 +2015,10 @@ static int sq_conv_append(struct gw_store *base, const struct gw_conv_append *a,
         }
         sqlite3_bind_int64(st, 1, row.id);
         sqlite3_bind_int64(st, 2, row.turns - a->n + 1 + i);
-        bind_text(st, 3, t->role);
-        sqlite3_bind_text(st, 4, t->message, (int)t->message_len, SQLITE_TRANSIENT);
-        bind_text(st, 5, t->request_id);
-        bind_text(st, 6, t->model);
+        bind_text_ref(st, 3, t->role, -1);
+        bind_text_ref(st, 4, t->message, (int)t->message_len);
+        bind_text_ref(st, 5, t->request_id, -1);
+        bind_text_ref(st, 6, t->model, -1);
         sqlite3_bind_int64(st, 7, t->tokens);
         sqlite3_bind_int64(st, 8, t->created_ms != 0 ? t->created_ms : a->now_ms);
         rc = exec_done(s, st);
