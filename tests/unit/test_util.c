@@ -178,8 +178,8 @@ static void json_dumps_agrees_with_jansson(void **state)
         "[\"\",\"\\n\\t\\r\\b\\f\\\"\\\\/\\u0001\\u001f\\u007f\"]",
         "{\"\\u00e9\\ud83d\\ude00\\u2028\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\"}",
         "{\"z\":1,\"a\":2,\"m\":[{\"k\":\"v\"}]}",
-        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}],"
-        "\"temperature\":0.7,\"max_tokens\":100}"};
+        ("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}],"
+         "\"temperature\":0.7,\"max_tokens\":100}")};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *v = gw_json_parse(cases[i], strlen(cases[i]), NULL);
         if (v == NULL)
