@@ -503,6 +503,16 @@ static void on_admitted(struct gw_call *c);
 static void submit(struct gw_call *c, int writes, struct gw_store_write *write,
                    void (*run)(struct gw_call *c, struct gw_store *s), void (*done)(struct gw_call *c));
 
+/* The attempt's reservation cannot be made: refuse the request (its row keeps the last
+ * attempt's outcome). */
+static void refuse_unrecorded(struct gw_call *c)
+{
+    give_back_pass(c, 0, 0);
+    reply_error(c, 503, "service_unavailable", "store_unavailable",
+                "the gateway cannot record usage right now; try again", 1);
+    gw_call_end(c);
+}
+
 /* Hold the current target's worst case in every limit and make the usage row durable, both
  * before anything goes upstream (store work: on_admitted continues). For a fallback, the failed
  * attempt before keeps its own row and the request's row moves on to the new target. */
@@ -512,10 +522,7 @@ static void reserve(struct gw_call *c)
     struct gw_call_admission *ca = gw_malloc(sizeof(*ca));
     if (ca == NULL) {
         GW_LOG_ERROR("store", "req=%s out of memory reserving; refusing", c->rid);
-        give_back_pass(c, 0, 0);
-        reply_error(c, 503, "service_unavailable", "store_unavailable",
-                    "the gateway cannot record usage right now; try again", 1);
-        gw_call_end(c);
+        refuse_unrecorded(c);
         return;
     }
     c->adm = ca;
@@ -594,10 +601,7 @@ static void admitted(struct gw_call *c, struct gw_call_admission *ca)
     if (a->rc != 0) {
         GW_LOG_ERROR("store", "req=%s could not reserve (%s); refusing", c->rid,
                      gw_strerror(a->rc));
-        give_back_pass(c, 0, 0);
-        reply_error(c, 503, "service_unavailable", "store_unavailable",
-                    "the gateway cannot record usage right now; try again", 1);
-        gw_call_end(c); /* the row keeps the last attempt's outcome */
+        refuse_unrecorded(c);
         return;
     }
     if (!a->first) {
