@@ -997,6 +997,34 @@ static void conv_policy_of_orgs_and_keys(void **state)
     assert_int_equal(got.org_conv.export_all, 0);
 }
 
+/* Appends of 4 turns (PostgreSQL: the most one statement takes) and of 5 (the statement per
+ * turn): numbered on from each other. */
+static void conv_append_many_turns(void **state)
+{
+    struct fx *f = *state;
+    struct gw_conv c;
+    struct turns_seen ts = {.n = 0};
+    const char *A = "key:key_aaaa";
+    assert_int_equal(conv_add(f->s, 1, A, "many", "cv_000000000000000000000009", "Many", 1000, "",
+                              &c, "user", "{\"n\":1}", "assistant", "{\"n\":2}", "user",
+                              "{\"n\":3}", "assistant", "{\"n\":4}", NULL),
+                     0);
+    assert_int_equal(c.turns, 4);
+    int64_t id = c.id;
+    gw_conv_cleanup(&c);
+    assert_int_equal(conv_add(f->s, 1, A, "many", "cv_000000000000000000000010", "", 2000, "",
+                              &c, "user", "{\"n\":5}", "assistant", "{\"n\":6}", "user",
+                              "{\"n\":7}", "assistant", "{\"n\":8}", "user", "{\"n\":9}", NULL),
+                     0);
+    assert_int_equal(c.id, id);
+    assert_int_equal(c.turns, 9);
+    gw_conv_cleanup(&c);
+    assert_int_equal(gw_store_conv_turns(f->s, id, 0, 0, see_turn, &ts), 0);
+    assert_string_equal(ts.text, "1:user:{\"n\":1};2:assistant:{\"n\":2};3:user:{\"n\":3};"
+                                 "4:assistant:{\"n\":4};5:user:{\"n\":5};6:assistant:{\"n\":6};"
+                                 "7:user:{\"n\":7};8:assistant:{\"n\":8};9:user:{\"n\":9};");
+}
+
 static void conv_append_creates_then_extends(void **state)
 {
     struct fx *f = *state;
@@ -2294,6 +2322,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(key_cache_sees_changes_from_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_policy_of_orgs_and_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_append_creates_then_extends, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_append_many_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_shared_only_in_its_org, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_list_newest_first_with_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_summary_only_moves_forward, setup, teardown),
@@ -2328,6 +2357,7 @@ int main(void)
                                         teardown_pg),
         cmocka_unit_test_setup_teardown(conv_policy_of_orgs_and_keys, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(conv_append_creates_then_extends, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_append_many_turns, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(conv_shared_only_in_its_org, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(conv_list_newest_first_with_filters, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(conv_summary_only_moves_forward, setup_pg, teardown_pg),
