@@ -100,6 +100,9 @@ test('budget-aware: a key that has spent most of its daily budget is routed to t
   let r = await chat(ask, key);
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.model, 'claude-sonnet-4-6'); // 918 micro-USD: 91% of the budget
+  // as below: the settlement lands just after the answer (off the request path); until it has,
+  // the first request still holds its worst case and the second one does not fit
+  assert.equal((await env.waitUsage(r.headers.get('x-request-id'))).state, 'settled');
   r = await chat(ask, key);
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.route_method, 'heuristic');
