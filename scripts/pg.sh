@@ -18,10 +18,8 @@ start)
     [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
     as_pg "$bin/initdb" -D "$dir/data" -U llmgw -A trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
-    # tests trade durability for speed; PG_DURABLE=1 (the benchmark) keeps the defaults. No
-    # autovacuum either: a test drops its schema at once after filling it, and a vacuum then at
-    # work on those tables (it opens their indexes with RowExclusiveLock) can deadlock the DROP
-    fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c autovacuum=off"
+    # tests trade durability for speed; PG_DURABLE=1 (the benchmark) keeps the defaults
+    fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     [ "${PG_DURABLE:-0}" = 1 ] && fast=""
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
         -o "-p $port -c listen_addresses=127.0.0.1 -k $dir $fast -c max_connections=300" \
