@@ -46,14 +46,19 @@ struct gw_store_exec {
     struct gw_store_job *cork_head, *cork_tail;
 };
 
+/* j done: onto the executor's list, and its event made active by the job that finds the list
+ * empty. Under the mutex, event_active included: once on_done_event has taken j (and the last
+ * pending job with it), the executor may be freed at once (gw_store_exec_drain, then
+ * gw_store_exec_free), so this thread must not touch x after the unlock. */
 static void finish(struct gw_store_job *j)
 {
     struct gw_store_exec *x = j->x;
     pthread_mutex_lock(&x->mu);
     j->next = x->done_head;
     x->done_head = j;
+    if (j->next == NULL)
+        event_active(x->ev, EV_READ, 0);
     pthread_mutex_unlock(&x->mu);
-    event_active(x->ev, EV_READ, 0);
 }
 
 /* ---- the pool ---- */

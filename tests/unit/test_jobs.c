@@ -310,6 +310,41 @@ static void plain_writes_in_a_pool(void **state)
     gw_store_pool_free(pool);
 }
 
+static void nop_run(struct gw_store_job *j, struct gw_store *s)
+{
+    (void)j;
+    (void)s;
+}
+
+static void nop_done(struct gw_store_job *j) { (void)j; }
+
+/* Freed as soon as drained: the pool's threads finish jobs side by side, and the one whose job
+ * on_done_event took along with another's must be done with the executor by then (under
+ * AddressSanitizer, a use after free otherwise; the embedded gateway's shutdown did this). */
+static void an_executor_is_freed_right_after_its_drain(void **state)
+{
+    struct fx *f = *state;
+    struct gw_errbuf eb = {{0}};
+    struct gw_store_pool *pool;
+    assert_int_equal(gw_store_pool_new(f->url, 4, 0, &pool, &eb), 0);
+    for (int round = 0; round < 3000; round++) {
+        struct event_base *base = event_base_new();
+        struct gw_store_exec *x;
+        struct gw_store_job j[4];
+        assert_non_null(base);
+        assert_int_equal(gw_store_exec_new(base, NULL, pool, &x), 0);
+        for (int i = 0; i < 4; i++) {
+            j[i] = (struct gw_store_job){.run = nop_run, .done = nop_done};
+            gw_store_submit(x, &j[i]);
+        }
+        gw_store_exec_drain(x);
+        assert_int_equal(gw_store_exec_pending(x), 0);
+        gw_store_exec_free(x);
+        event_base_free(base);
+    }
+    gw_store_pool_free(pool);
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -319,6 +354,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_failed_batch_fails_every_job_in_it, setup, teardown),
         cmocka_unit_test_setup_teardown(corked_writes_go_together, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_writes_in_a_pool, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_executor_is_freed_right_after_its_drain, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("jobs", tests, NULL, NULL);
 }
