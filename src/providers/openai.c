@@ -400,10 +400,11 @@ static int on_bool(void *ctx, int v)
     return scalar(ctx, K_BOOL, NULL, 0);
 }
 static int on_number(void *ctx, const char *s, size_t len) { return scalar(ctx, K_NUM, s, len); }
-/* A string or key jansson takes (and parse() with it): strict UTF-8, surrogates paired. */
+/* A string or key jansson takes (and parse() with it): no NUL, strict UTF-8, surrogates
+ * paired. */
 static int text_ok(const struct scan *sc, const unsigned char *s, size_t len)
 {
-    return gw_json_utf8_ok(s, len) && gw_json_surrogates_ok(sc->body, scan_at(sc), s);
+    return gw_json_text_bad(sc->body, scan_at(sc), s, len) == NULL;
 }
 
 static int on_string(void *ctx, const unsigned char *s, size_t len)

@@ -219,16 +219,22 @@ const char *gw_json_bad_space(const char *buf, size_t len)
     return v == NULL || (f != NULL && f < v) ? f : v;
 }
 
+const char *gw_json_text_bad(const char *text, size_t end, const unsigned char *s, size_t len)
+{
+    if (memchr(s, '\0', len) != NULL)
+        return "\\u0000 is not allowed";
+    if (!gw_json_utf8_ok(s, len))
+        return "invalid UTF-8";
+    if (!gw_json_surrogates_ok(text, end, s))
+        return "invalid Unicode escape (an unpaired surrogate)";
+    return NULL;
+}
+
 /* A string or key jansson would take: no NUL, strict UTF-8, no unpaired surrogate escape. */
 static int text_ok(struct builder *b, const unsigned char *s, size_t len)
 {
-    if (memchr(s, '\0', len) != NULL)
-        return fail(b, "\\u0000 is not allowed");
-    if (!gw_json_utf8_ok(s, len))
-        return fail(b, "invalid UTF-8");
-    if (!gw_json_surrogates_ok(b->text, yajl_get_bytes_consumed(b->h), s))
-        return fail(b, "invalid Unicode escape (an unpaired surrogate)");
-    return 1;
+    const char *why = gw_json_text_bad(b->text, yajl_get_bytes_consumed(b->h), s, len);
+    return why == NULL || fail(b, why);
 }
 
 static int on_string(void *ctx, const unsigned char *s, size_t len)

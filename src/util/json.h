@@ -28,6 +28,10 @@ json_t *gw_json_parse(const char *buf, size_t len, struct gw_errbuf *eb);
 int gw_json_utf8_ok(const unsigned char *s, size_t n);
 const char *gw_json_bad_space(const char *buf, size_t len);
 int gw_json_surrogates_ok(const char *text, size_t end, const unsigned char *s);
+/* All three for the string or key s (len bytes) that yajl gave for the token ending text[0,
+ * end), and no NUL in it (jansson refuses \u0000): NULL when jansson would take it, else why
+ * not. */
+const char *gw_json_text_bad(const char *text, size_t end, const unsigned char *s, size_t len);
 /* String member or NULL (also NULL when obj is not an object). */
 const char *gw_json_str(const json_t *obj, const char *key);
 /* Integer member or fallback. */
