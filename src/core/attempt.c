@@ -244,16 +244,23 @@ static size_t client_backlog(struct gw_call *c) { return c->cl.ops->backlog(&c->
 static int close_with_usage(const struct gw_call *c, const struct gw_usage *u, struct gw_buf *out,
                             int *count)
 {
-    char usd[32];
-    gw_json_real_text(usd, sizeof(usd), (double)c->row.cost_micros / 1e6);
-    return gw_buf_printf(out,
-                         "%s\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
-                         "\"prompt_tokens_details\":{\"cached_tokens\":%lld},"
-                         "\"completion_tokens_details\":{\"reasoning_tokens\":%lld},"
-                         "\"cost_usd\":%s}}",
-                         *count > 0 ? "," : "", (long long)u->input_tokens, (long long)u->output_tokens,
-                         (long long)(u->input_tokens + u->output_tokens),
-                         (long long)u->cached_input_tokens, (long long)u->reasoning_tokens, usd);
+    static const char *const text[] = {
+        "\"usage\":{\"prompt_tokens\":", ",\"completion_tokens\":", ",\"total_tokens\":",
+        ",\"prompt_tokens_details\":{\"cached_tokens\":",
+        "},\"completion_tokens_details\":{\"reasoning_tokens\":", "},\"cost_usd\":"};
+    const int64_t n[] = {u->input_tokens, u->output_tokens, u->input_tokens + u->output_tokens,
+                         u->cached_input_tokens, u->reasoning_tokens};
+    char num[32];
+    int rc = *count > 0 ? gw_buf_add(out, ",", 1) : 0;
+    for (size_t i = 0; rc == 0 && i < sizeof(n) / sizeof(n[0]); i++) {
+        size_t len = gw_int_text(num, n[i]);
+        if ((rc = gw_buf_adds(out, text[i])) == 0)
+            rc = gw_buf_add(out, num, len);
+    }
+    gw_json_real_text(num, sizeof(num), (double)c->row.cost_micros / 1e6);
+    if (rc == 0 && (rc = gw_buf_adds(out, text[5])) == 0 && (rc = gw_buf_adds(out, num)) == 0)
+        rc = gw_buf_add(out, "}}", 2);
+    return rc;
 }
 
 /* The client's output buffer drained: let a paused upstream go on. */

@@ -334,14 +334,8 @@ static void handle_test_alloc(struct evhttp_request *req, const char *rid)
  * so the usage rows' key grows at its end instead of touching a random page per row. */
 void gw_request_id_new(char *out, size_t n)
 {
-    unsigned char r[6];
-    char hex[13];
-    if (gw_random(r, sizeof(r)) != 0) {
+    if (gw_time_id(out, n, "req_", gw_now_ms()) != 0)
         gw_strlcpy(out, "req_unavailable", n);
-        return;
-    }
-    gw_hex(hex, r, sizeof(r));
-    snprintf(out, n, "req_%012llx%s", (unsigned long long)gw_now_ms() & 0xffffffffffffULL, hex);
 }
 
 static void handle(void *wdata, struct evhttp_request *req)

@@ -78,9 +78,16 @@ static int conv_id_ok(const char *s)
 
 int gw_memory_owner(const struct gw_key_rec *k, int subject, char *out, size_t outsz)
 {
-    int n = subject ? snprintf(out, outsz, "subject:%s:%s", k->key_id, k->name)
-                    : snprintf(out, outsz, "key:%s", k->key_id);
-    return n > 0 && (size_t)n < outsz ? 0 : GW_ETOOBIG;
+    const char *part[] = {subject ? "subject:" : "key:", k->key_id, ":", k->name};
+    size_t len = 0, n = subject ? 4 : 2;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(part[i]);
+        if (l >= outsz - len)
+            return GW_ETOOBIG;
+        memcpy(out + len, part[i], l + 1);
+        len += l;
+    }
+    return 0;
 }
 
 int gw_memory_begin(struct gw_call *c)
@@ -455,21 +462,6 @@ static void capture_done(struct gw_store_job *j)
     gw_free(cj);
 }
 
-/* A new conversation's ref: "cv_", its time in ms (12 hex digits), 12 random hex digits. In
- * time order, so that the index on refs grows at its end instead of dirtying a random page
- * with every captured request. */
-static int new_ref(char *out, size_t outsz, int64_t now_ms)
-{
-    unsigned char r[6];
-    char hex[13];
-    if (gw_random(r, sizeof(r)) != 0)
-        return GW_EIO;
-    gw_hex(hex, r, sizeof(r));
-    int n = snprintf(out, outsz, "cv_%012llx%s", (unsigned long long)now_ms & 0xffffffffffffULL,
-                     hex);
-    return n > 0 && (size_t)n < outsz ? 0 : GW_ETOOBIG;
-}
-
 /* Write turn t (borrowed) into the job's next slot; model: the answer's ("" none), else NULL. */
 static void add_turn(struct capture_job *cj, const json_t *t, const char *rid, const char *model,
                      int64_t now)
@@ -529,7 +521,9 @@ void gw_memory_end(struct gw_call *c)
     gw_strlcpy(cj->conv_id, m->conv_id, sizeof(cj->conv_id));
     gw_strlcpy(cj->rid, c->rid, sizeof(cj->rid));
     gw_history_title(m->asked, cj->title, sizeof(cj->title));
-    if (new_ref(cj->ref, sizeof(cj->ref), now) != 0 || cj->n == 0) {
+    /* a new conversation's ref, in time order: the index on refs grows at its end instead of
+     * dirtying a random page with every captured request */
+    if (gw_time_id(cj->ref, sizeof(cj->ref), "cv_", now) != 0 || cj->n == 0) {
         capture_done(&cj->job);
         goto out;
     }

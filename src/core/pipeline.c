@@ -1410,8 +1410,10 @@ void gw_pipeline_chat(struct gw_worker *w, const struct gw_client *client,
     c->t0_us = gw_mono_us();
     c->created = gw_now_s();
     gw_strlcpy(c->rid, request_id, sizeof(c->rid));
-    snprintf(c->stream_id, sizeof(c->stream_id), "%s%s",
-             dialect == GW_DIALECT_MESSAGES ? "msg_" : "chatcmpl-", request_id);
+    const char *sp = dialect == GW_DIALECT_MESSAGES ? "msg_" : "chatcmpl-";
+    size_t spl = strlen(sp);
+    memcpy(c->stream_id, sp, spl);
+    gw_strlcpy(c->stream_id + spl, request_id, sizeof(c->stream_id) - spl);
     gw_attempt_init(c);
     c->next = w->calls;
     if (w->calls != NULL)

@@ -68,10 +68,20 @@ static int check_string_field(const json_t *obj, const char *key, int required, 
     return 0;
 }
 
+/* "messages[i]" and then suffix into what (at least 40 bytes and suffix's length): the name of
+ * what is checked, for its error messages; built for every message, so without printf. */
+static void message_label(char *what, size_t i, const char *suffix)
+{
+    memcpy(what, "messages[", 9);
+    size_t n = 9 + gw_int_text(what + 9, (int64_t)i);
+    what[n++] = ']';
+    strcpy(what + n, suffix);
+}
+
 static int check_content_part(const json_t *part, size_t mi, struct gw_errbuf *eb)
 {
     char what[64];
-    snprintf(what, sizeof(what), "messages[%zu].content part", mi);
+    message_label(what, mi, ".content part");
     if (!json_is_object(part))
         return fail(eb, "message content parts must be objects");
     const char *type = gw_json_str(part, "type");
@@ -112,7 +122,7 @@ static int check_message(const json_t *m, size_t i, struct gw_errbuf *eb)
     static const char *roles[] = {"system", "developer", "user", "assistant", "tool"};
     char what[48];
 
-    snprintf(what, sizeof(what), "messages[%zu]", i);
+    message_label(what, i, "");
     if (!json_is_object(m)) {
         gw_errbuf_set(eb, "%s must be an object", what);
         return GW_EINVAL;

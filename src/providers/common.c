@@ -13,8 +13,9 @@ int gw_upstream_req_header(struct gw_upstream_req *r, const char *name, const ch
     if (r->nheaders >= GW_UPSTREAM_MAX_HEADERS)
         return GW_ETOOBIG;
     gw_buf_init(&b, 16384);
-    int rc = gw_buf_printf(&b, "%s: %s", name, value);
-    if (rc != 0) {
+    int rc;
+    if ((rc = gw_buf_adds(&b, name)) || (rc = gw_buf_add(&b, ": ", 2)) ||
+        (rc = gw_buf_adds(&b, value))) {
         gw_buf_cleanup(&b);
         return rc;
     }

@@ -109,7 +109,10 @@ static int build_common(enum flavor fl, const struct gw_provider_cfg *cfg, const
             goto out;
         }
     }
-    snprintf(auth, sizeof(auth), "Bearer %s", cfg->api_key ? cfg->api_key : "");
+    size_t kl = cfg->api_key ? strnlen(cfg->api_key, sizeof(auth) - 8) : 0;
+    memcpy(auth, "Bearer ", 7);
+    memcpy(auth + 7, cfg->api_key ? cfg->api_key : "", kl);
+    auth[7 + kl] = '\0';
     if ((rc = gw_upstream_req_url(out, cfg->base_url, fl == PERPLEXITY ? "/chat/completions"
                                                                        : "/v1/chat/completions")) ||
         (rc = gw_upstream_req_header(out, "Authorization", auth)) ||

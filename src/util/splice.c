@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/util.h"
+
 int gw_splice_cut(struct gw_splice *sp, size_t from, size_t to)
 {
     if (sp->ncut >= GW_SPLICE_MAX)
@@ -77,9 +79,9 @@ int gw_splice_member_str(struct gw_buf *out, int *count, const char *name, const
 
 int gw_splice_member_int(struct gw_buf *out, int *count, const char *name, int64_t value)
 {
-    char n[24];
-    int len = snprintf(n, sizeof(n), "%lld", (long long)value);
-    return gw_splice_member_raw(out, count, name, n, (size_t)len);
+    char n[GW_INT_TEXT_MAX];
+    size_t len = gw_int_text(n, value);
+    return gw_splice_member_raw(out, count, name, n, len);
 }
 
 int gw_buf_add_json_str(struct gw_buf *out, const char *s)

@@ -90,6 +90,36 @@ int gw_random_id(char *out, size_t outsz, const char *prefix, size_t nbytes)
     return 0;
 }
 
+int gw_time_id(char *out, size_t outsz, const char *prefix, int64_t now_ms)
+{
+    unsigned char t[6];
+    size_t plen = strlen(prefix);
+    if (plen + 25 > outsz)
+        return GW_EINVAL;
+    for (int i = 0; i < 6; i++)
+        t[i] = (unsigned char)((uint64_t)now_ms >> (40 - 8 * i));
+    memcpy(out, prefix, plen);
+    gw_hex(out + plen, t, sizeof(t));
+    return gw_random_id(out + plen + 12, outsz - plen - 12, "", 6);
+}
+
+size_t gw_int_text(char *out, int64_t v)
+{
+    char tmp[GW_INT_TEXT_MAX];
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, len = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        out[len++] = '-';
+    while (n > 0)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
 void gw_hex(char *out, const unsigned char *in, size_t n)
 {
     static const char digits[] = "0123456789abcdef";

@@ -26,6 +26,14 @@ GW_NODISCARD int gw_random(void *buf, size_t n);
 /* Write "prefix" + 2*nbytes random hex chars into out (size outsz). Returns 0 or an error. */
 GW_NODISCARD int gw_random_id(char *out, size_t outsz, const char *prefix, size_t nbytes);
 
+/* prefix, then the low 48 bits of unix ms now_ms as 12 hex digits, then 12 random ones: an id
+ * that sorts by time (request ids "req_...", conversation refs "cv_..."). 0, GW_EIO (no
+ * randomness) or GW_EINVAL (outsz too small). */
+GW_NODISCARD int gw_time_id(char *out, size_t outsz, const char *prefix, int64_t now_ms);
+/* v in decimal into out (GW_INT_TEXT_MAX bytes at least), NUL-terminated; returns the length. */
+#define GW_INT_TEXT_MAX 21
+size_t gw_int_text(char *out, int64_t v);
+
 /* Lower-case hex of n bytes into out (needs 2n+1). */
 void gw_hex(char *out, const unsigned char *in, size_t n);
 /* base64url without padding of n bytes into out (needs 4*ceil(n/3)+1). Returns length. */

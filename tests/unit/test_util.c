@@ -103,6 +103,30 @@ static void b64url_and_hex(void **state)
     assert_string_equal(out, "ba7816bf");
 }
 
+/* gw_int_text against printf's %lld, the ends of int64 included; gw_time_id's shape: prefix, the
+ * time's 12 hex digits (as %012llx of its low 48 bits), 12 random ones, and a too small buffer */
+static void int_text_and_time_id(void **state)
+{
+    (void)state;
+    const int64_t v[] = {0, 7, -7, 10, 99, -100, 1234567890123LL, INT64_MAX, INT64_MIN};
+    char got[GW_INT_TEXT_MAX], want[32];
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        snprintf(want, sizeof(want), "%lld", (long long)v[i]);
+        assert_int_equal(gw_int_text(got, v[i]), strlen(want));
+        assert_string_equal(got, want);
+    }
+    char id[40], t[16];
+    int64_t ms = 0x1234567890abcdLL;
+    assert_int_equal(gw_time_id(id, sizeof(id), "req_", ms), 0);
+    snprintf(t, sizeof(t), "%012llx", (unsigned long long)ms & 0xffffffffffffULL);
+    assert_int_equal(strlen(id), 28);
+    assert_memory_equal(id, "req_", 4);
+    assert_memory_equal(id + 4, t, 12);
+    assert_int_equal(strspn(id + 16, "0123456789abcdef"), 12);
+    assert_int_equal(gw_time_id(id, 28, "req_", ms), GW_EINVAL);
+    assert_int_equal(gw_time_id(id, 29, "req_", ms), 0);
+}
+
 static void log_escape_bounds(void **state)
 {
     char out[16];
@@ -229,7 +253,7 @@ int main(void)
         cmocka_unit_test(buf_oom_leaves_buffer_intact), cmocka_unit_test(micros_parse_exact),
         cmocka_unit_test(i64_parse_strict),      cmocka_unit_test(b64url_and_hex),
         cmocka_unit_test(log_escape_bounds),       cmocka_unit_test(json_parse_agrees_with_jansson),
-        cmocka_unit_test(json_dumps_agrees_with_jansson),
+        cmocka_unit_test(json_dumps_agrees_with_jansson), cmocka_unit_test(int_text_and_time_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
