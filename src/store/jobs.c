@@ -16,6 +16,7 @@
 #include "store/jobs.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -42,23 +43,28 @@ struct gw_store_exec {
     pthread_mutex_t mu;
     struct gw_store_job *done_head; /* run, done not yet called */
     _Atomic int pending;
+    _Atomic int finishing;          /* pool threads inside finish(): they still use x */
     int corked;                     /* jobs for the pool wait in cork_head (worker's own) */
     struct gw_store_job *cork_head, *cork_tail;
 };
 
 /* j done: onto the executor's list, and its event made active by the job that finds the list
- * empty. Under the mutex, event_active included: once on_done_event has taken j (and the last
- * pending job with it), the executor may be freed at once (gw_store_exec_drain, then
- * gw_store_exec_free), so this thread must not touch x after the unlock. */
+ * empty (outside the mutex: the worker's loop takes it meanwhile). Once on_done_event has taken
+ * j (the last pending job, say), the executor may be drained and freed while this thread has
+ * yet to call event_active: finishing counts the threads still here, and gw_store_exec_drain
+ * waits for them too. */
 static void finish(struct gw_store_job *j)
 {
     struct gw_store_exec *x = j->x;
+    atomic_fetch_add(&x->finishing, 1);
     pthread_mutex_lock(&x->mu);
     j->next = x->done_head;
     x->done_head = j;
-    if (j->next == NULL)
-        event_active(x->ev, EV_READ, 0);
+    int first = j->next == NULL;
     pthread_mutex_unlock(&x->mu);
+    if (first)
+        event_active(x->ev, EV_READ, 0);
+    atomic_fetch_sub(&x->finishing, 1); /* x is not touched after this */
 }
 
 /* ---- the pool ---- */
@@ -309,6 +315,8 @@ void gw_store_exec_drain(struct gw_store_exec *x)
 {
     while (atomic_load(&x->pending) > 0)
         event_base_loop(x->base, EVLOOP_ONCE);
+    while (atomic_load(&x->finishing) > 0) /* a pool thread between its unlock and return */
+        sched_yield();
 }
 
 void gw_store_exec_free(struct gw_store_exec *x)
