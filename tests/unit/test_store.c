@@ -664,6 +664,63 @@ static void plain_writes_together(void **state)
     }
 }
 
+static void snapshot_is(struct fx *f, int64_t now, int64_t spent, int64_t requests,
+                        int64_t tokens)
+{
+    for (int scope = 0; scope < 2; scope++) {
+        struct gw_scope_usage u;
+        assert_int_equal(gw_store_usage_snapshot(f->s, scope ? GW_SCOPE_ORG : GW_SCOPE_KEY,
+                                                 scope ? 3 : 7, now / 1000 - 3600, now - 1000,
+                                                 now - 2000, GW_SNAP_HOUR | GW_SNAP_BUDGET, &u),
+                         0);
+        assert_int_equal(u.day_spent, spent);
+        assert_int_equal(u.month_spent, spent);
+        assert_int_equal(u.requests, requests);
+        assert_int_equal(u.tokens, tokens);
+    }
+}
+
+/* Counter changes in a transaction (SQLite sums them and writes them at the commit): a read
+ * inside it sees them, the commit keeps them all, more distinct rows than one sum holds
+ * included, a prune removes what is older than its bound, and a rollback drops them. */
+static void counters_in_a_transaction(void **state)
+{
+    struct fx *f = *state;
+    int64_t now = gw_now_ms(), sec = now / 1000;
+    struct gw_counters_delta d = {.key_id = 7, .org_id = 3, .day_start = now - 1000,
+                                  .month_start = now - 2000, .usd = 100, .second = sec,
+                                  .requests = 1, .tokens = 10, .spread_key = 1};
+    assert_int_equal(gw_store_tx_begin(f->s), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+    snapshot_is(f, now, 500, 5, 50); /* read inside the transaction */
+    for (int i = 0; i < 70; i++) { /* 70 seconds of the last hour, each a row of its own */
+        d.second = sec - 69 + i;
+        assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+    }
+    assert_int_equal(gw_store_tx_commit(f->s), 0);
+    snapshot_is(f, now, 7500, 75, 750);
+    /* a prune (with a change of its own) drops the buckets before its bound */
+    assert_int_equal(gw_store_tx_begin(f->s), 0);
+    d = (struct gw_counters_delta){.key_id = 7, .org_id = 3, .day_start = now - 1000,
+                                   .month_start = now - 2000, .second = sec, .requests = 1,
+                                   .prune_before = sec - 9};
+    assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+    assert_int_equal(gw_store_tx_commit(f->s), 0);
+    snapshot_is(f, now, 7500, 5 + 10 + 1, 50 + 100); /* sec-9 .. sec kept */
+    /* a rollback leaves nothing of its changes */
+    assert_int_equal(gw_store_tx_begin(f->s), 0);
+    d.usd = 999;
+    d.prune_before = 0;
+    assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+    gw_store_tx_rollback(f->s);
+    snapshot_is(f, now, 7500, 16, 150);
+    /* and outside a transaction each change is written at once */
+    d.usd = 1;
+    assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+    snapshot_is(f, now, 7501, 17, 150);
+}
+
 static void usage_attempt_rows_retarget_and_spent(void **state)
 {
     struct fx *f = *state;
@@ -2314,6 +2371,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(superadmin_exists, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup, teardown),
+        cmocka_unit_test_setup_teardown(counters_in_a_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(idempotency_records, setup, teardown),
@@ -2349,6 +2407,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(superadmin_exists, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(counters_in_a_transaction, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup_pg,
                                         teardown_pg),
         cmocka_unit_test_setup_teardown(idempotency_records, setup_pg, teardown_pg),
