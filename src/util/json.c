@@ -21,6 +21,7 @@
 #include "util/buf.h"
 #include "util/mem.h"
 #include "util/splice.h"
+#include "util/util.h"
 
 #define GW_JSON_MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
 
@@ -378,10 +379,8 @@ static int write_value(struct gw_buf *out, const json_t *v, int precision, int d
     }
     case JSON_STRING:
         return gw_buf_add_json_strn(out, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER: {
-        int len = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return gw_buf_add(out, num, (size_t)len);
-    }
+    case JSON_INTEGER:
+        return gw_buf_add(out, num, gw_int_text(num, json_integer_value(v)));
     case JSON_REAL:
         gw_json_real_textp(num, sizeof(num), json_real_value(v), precision > 0 ? precision : 17);
         return gw_buf_adds(out, num);
