@@ -572,6 +572,7 @@ struct sq_ckpt {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int pending, stop;
+    int running;     /* a checkpoint is under way (cv is signalled when it ends) */
     struct sq *conn; /* a connection of its own (a PASSIVE checkpoint never blocks writers) */
     struct sq *writer;
 };
@@ -581,23 +582,35 @@ struct sq_ckpt {
  * stall every reservation behind it; the WAL is restarted by a later checkpoint instead. */
 #define SQ_RESTART_WAIT_US 10000
 
-/* After each commit on the writer: wake the checkpointer once the WAL is long. Should it fall
- * far behind (its thread starved on a loaded machine), the writer catches up itself, once,
- * rather than let the WAL grow without bound. */
+#define SQ_CKPT_WAIT_MS 2000 /* the most the writer waits for a checkpoint under way */
+
+/* After each commit on the writer (its write lock released): wake the checkpointer once the WAL
+ * is long. Should it fall far behind (its thread starved, its syncs slow on a loaded machine),
+ * the writer waits for the checkpoint under way, if any (a second one cannot run beside it),
+ * and catches up itself rather than let the WAL grow without bound. */
 static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct sq_ckpt *k = arg;
     (void)name;
-    if (pages >= SQ_CKPT_HARD &&
-        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK) {
-        k->writer->busy_cap_us = SQ_RESTART_WAIT_US;
-        (void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
-        k->writer->busy_cap_us = 0;
+    if (pages >= SQ_CKPT_HARD) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += SQ_CKPT_WAIT_MS / 1000;
+        pthread_mutex_lock(&k->mu);
+        while (k->running && pthread_cond_timedwait(&k->cv, &k->mu, &until) == 0)
+            ;
+        pthread_mutex_unlock(&k->mu);
+        if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) ==
+            SQLITE_OK) {
+            k->writer->busy_cap_us = SQ_RESTART_WAIT_US;
+            (void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+            k->writer->busy_cap_us = 0;
+        }
     }
     if (pages >= SQ_CKPT_PAGES) {
         pthread_mutex_lock(&k->mu);
         k->pending = 1;
-        pthread_cond_signal(&k->cv);
+        pthread_cond_broadcast(&k->cv);
         pthread_mutex_unlock(&k->mu);
     }
     return SQLITE_OK;
@@ -614,6 +627,7 @@ static void *ckpt_main(void *arg)
         if (k->stop)
             break;
         k->pending = 0;
+        k->running = 1;
         pthread_mutex_unlock(&k->mu);
         /* the bulk without blocking anyone; then the few pages written meanwhile with writers
          * held back (a busy writer never lets a passive checkpoint finish, and only a finished
@@ -626,6 +640,8 @@ static void *ckpt_main(void *arg)
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             GW_LOG_WARN("store", "WAL checkpoint failed: %s", sqlite3_errmsg(k->conn->db));
         pthread_mutex_lock(&k->mu);
+        k->running = 0;
+        pthread_cond_broadcast(&k->cv); /* a writer waiting for it */
     }
     pthread_mutex_unlock(&k->mu);
     return NULL;
@@ -635,7 +651,7 @@ static void ckpt_stop(struct sq_ckpt *k)
 {
     pthread_mutex_lock(&k->mu);
     k->stop = 1;
-    pthread_cond_signal(&k->cv);
+    pthread_cond_broadcast(&k->cv);
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->thread, NULL);
     sq_free(&k->conn->base);
