@@ -10,18 +10,11 @@
 
 #include <cmocka.h>
 
+#include "test_json.h"
+
 #include "conv/history.h"
 #include "util/err.h"
 #include "util/mem.h"
-
-static json_t *parse(const char *s)
-{
-    json_error_t e;
-    json_t *v = json_loads(s, JSON_DECODE_ANY, &e);
-    if (v == NULL)
-        fail_msg("bad test JSON: %s (%s)", e.text, s);
-    return v;
-}
 
 static int64_t tok(const char *s) { return gw_tokens_text(s, strlen(s)); }
 

@@ -11,21 +11,14 @@
 
 #include <cmocka.h>
 
+#include "test_json.h"
+
 #include "core/messages.h"
 #include "core/request.h"
 #include "http/reply.h"
 #include "util/err.h"
 #include "util/buf.h"
 #include "util/mem.h"
-
-static json_t *parse(const char *s)
-{
-    json_error_t e;
-    json_t *v = json_loads(s, JSON_DECODE_ANY, &e);
-    if (v == NULL)
-        fail_msg("bad test JSON: %s (%s)", e.text, s);
-    return v;
-}
 
 /* Convert js; on success the canonical body also passes gw_chat_validate. */
 static json_t *convert(const char *js, int count_only, struct gw_errbuf *eb)

@@ -10,18 +10,11 @@
 
 #include <cmocka.h>
 
+#include "test_json.h"
+
 #include "core/request.h"
 #include "policy/keys.h"
 #include "util/util.h"
-
-static json_t *parse(const char *s)
-{
-    json_error_t e;
-    json_t *v = json_loads(s, 0, &e);
-    if (v == NULL)
-        fail_msg("bad test JSON: %s", e.text);
-    return v;
-}
 
 static int validate(const char *s, struct gw_chat_opts *o, struct gw_errbuf *eb)
 {
