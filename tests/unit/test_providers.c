@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "../common/replaced.h"
+
 #include "providers/provider.h"
 #include "util/buf.h"
 #include "util/splice.h"
@@ -232,8 +234,6 @@ static json_t *run_stream(const struct gw_provider_ops *ops, const char *path, s
 {
     return run_stream_as(ops, path, step, rc_out, 0);
 }
-
-static void drop_replaced(json_t *t, int chunk);
 
 /* The content string of a chunk's first choice with index 0 (absent: 0) that has one. */
 static json_t *first_text(const json_t *chunk)
@@ -646,18 +646,6 @@ static json_t *spliced_tree(const char *body, const struct gw_splice *sp)
     json_t *v = json_loadb(b.data, b.len, JSON_REJECT_DUPLICATES, NULL);
     gw_buf_cleanup(&b);
     return v;
-}
-
-/* What the pipeline replaces, taken out of a tree from parse(). */
-static void drop_replaced(json_t *t, int chunk)
-{
-    static const char *const cut[] = {"object", "created", "model", "provider", "route_method"};
-    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++)
-        if (!chunk || i < 3)
-            json_object_del(t, cut[i]);
-    if (chunk || !json_is_string(json_object_get(t, "id")))
-        json_object_del(t, "id");
-    json_object_del(t, "usage");
 }
 
 /* Scan and parse one body: both accept or both refuse; when accepted, the same members and

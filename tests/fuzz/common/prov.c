@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/catalog.h"
+#include "../../common/replaced.h"
 #include "fz.h"
 #include "util/buf.h"
 #include "util/json.h"
@@ -32,18 +33,6 @@ static void check_usage(const struct gw_usage *u, const char *where)
         fz_fail("%s: search_context_size is not terminated", where);
     if (gw_cost_micros(&priced, u) < 0)
         fz_fail("%s: a negative cost", where);
-}
-
-/* The members the pipeline writes itself, taken out of a tree from parse() (or a chunk). */
-static void drop_replaced(json_t *t, int chunk)
-{
-    static const char *const cut[] = {"object", "created", "model", "provider", "route_method"};
-    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++)
-        if (!chunk || i < 3)
-            json_object_del(t, cut[i]);
-    if (chunk || !json_is_string(json_object_get(t, "id")))
-        json_object_del(t, "id");
-    json_object_del(t, "usage");
 }
 
 /* The scanned body rebuilt as the pipeline relays it, minus our own members: "{" kept "}".
