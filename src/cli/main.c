@@ -1463,22 +1463,17 @@ int main(int argc, char **argv)
         printf("llmgw %s\n", LLMGW_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "serve") == 0)
-        return cmd_serve(argc - 1, argv + 1);
-    if (strcmp(cmd, "migrate") == 0)
-        return cmd_migrate(argc - 1, argv + 1);
-    if (strcmp(cmd, "admin") == 0)
-        return cmd_admin(argc - 1, argv + 1);
-    if (strcmp(cmd, "orgs") == 0)
-        return cmd_orgs(argc - 1, argv + 1);
-    if (strcmp(cmd, "keys") == 0)
-        return cmd_keys(argc - 1, argv + 1);
-    if (strcmp(cmd, "usage") == 0)
-        return cmd_usage(argc - 1, argv + 1);
-    if (strcmp(cmd, "app-clients") == 0)
-        return cmd_app_clients(argc - 1, argv + 1);
-    if (strcmp(cmd, "healthcheck") == 0)
-        return cmd_healthcheck(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } commands[] = {
+        {"serve", cmd_serve}, {"migrate", cmd_migrate}, {"admin", cmd_admin},
+        {"orgs", cmd_orgs},   {"keys", cmd_keys},       {"usage", cmd_usage},
+        {"app-clients", cmd_app_clients}, {"healthcheck", cmd_healthcheck},
+    };
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "llmgw: unknown command '%s'\n\n%s", cmd, usage_main);
     return 2;
 }
