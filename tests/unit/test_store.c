@@ -579,6 +579,24 @@ static void count_batch_failures(void *arg, int level, const char *line)
         ++*(int *)arg;
 }
 
+/* The key's (7) and the org's (3) counters at now: spent today and this month, requests and
+ * tokens in the last hour. */
+static void snapshot_is(struct fx *f, int64_t now, int64_t spent, int64_t requests,
+                        int64_t tokens)
+{
+    for (int scope = 0; scope < 2; scope++) {
+        struct gw_scope_usage u;
+        assert_int_equal(gw_store_usage_snapshot(f->s, scope ? GW_SCOPE_ORG : GW_SCOPE_KEY,
+                                                 scope ? 3 : 7, now / 1000 - 3600, now - 1000,
+                                                 now - 2000, GW_SNAP_HOUR | GW_SNAP_BUDGET, &u),
+                         0);
+        assert_int_equal(u.day_spent, spent);
+        assert_int_equal(u.month_spent, spent);
+        assert_int_equal(u.requests, requests);
+        assert_int_equal(u.tokens, tokens);
+    }
+}
+
 /* Plain writes run together: each its own result; the counters of those written only; a
  * write that fails (a request id taken) fails alone. Text that needs quoting in an array. */
 static void plain_writes_together(void **state)
@@ -650,39 +668,12 @@ static void plain_writes_together(void **state)
     assert_int_equal(got.cost_micros, 400);
     assert_int_equal(gw_store_usage_get(f->s, "w6", &got), GW_ENOTFOUND);
     /* counted: 7 reservations of 1000, 3 of them settled at 400 */
-    int64_t want = 7 * 1000 - 3 * 600;
-    for (int scope = 0; scope < 2; scope++) {
-        struct gw_scope_usage u;
-        assert_int_equal(gw_store_usage_snapshot(f->s, scope ? GW_SCOPE_ORG : GW_SCOPE_KEY,
-                                                 scope ? 3 : 7, now / 1000 - 10, now - 1000,
-                                                 now - 2000, GW_SNAP_HOUR | GW_SNAP_BUDGET, &u),
-                         0);
-        assert_int_equal(u.day_spent, want);
-        assert_int_equal(u.month_spent, want);
-        assert_int_equal(u.requests, 7);
-        assert_int_equal(u.tokens, 70);
-    }
+    snapshot_is(f, now, 7 * 1000 - 3 * 600, 7, 70);
 }
 
-static void snapshot_is(struct fx *f, int64_t now, int64_t spent, int64_t requests,
-                        int64_t tokens)
-{
-    for (int scope = 0; scope < 2; scope++) {
-        struct gw_scope_usage u;
-        assert_int_equal(gw_store_usage_snapshot(f->s, scope ? GW_SCOPE_ORG : GW_SCOPE_KEY,
-                                                 scope ? 3 : 7, now / 1000 - 3600, now - 1000,
-                                                 now - 2000, GW_SNAP_HOUR | GW_SNAP_BUDGET, &u),
-                         0);
-        assert_int_equal(u.day_spent, spent);
-        assert_int_equal(u.month_spent, spent);
-        assert_int_equal(u.requests, requests);
-        assert_int_equal(u.tokens, tokens);
-    }
-}
-
-/* Counter changes in a transaction (SQLite sums them and writes them at the commit): a read
- * inside it sees them, the commit keeps them all, more distinct rows than one sum holds
- * included, a prune removes what is older than its bound, and a rollback drops them. */
+/* Counter changes in a transaction: a read inside it sees them, the commit keeps them all
+ * (70 distinct second rows among them), a prune removes what is older than its bound, and a
+ * rollback drops them. */
 static void counters_in_a_transaction(void **state)
 {
     struct fx *f = *state;
