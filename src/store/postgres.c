@@ -80,6 +80,10 @@ enum stmt_id {
     P_IDEM_PURGE,
     P_CONV_UPSERT,
     P_TURN_INSERT,
+    P_CONV_APPEND1, /* ... 4: the upsert and 1 to 4 turns in one statement */
+    P_CONV_APPEND2,
+    P_CONV_APPEND3,
+    P_CONV_APPEND4,
     P_CONV_GET,
     P_CONV_GET_SHARED,
     P_CONV_TURNS,
@@ -425,6 +429,29 @@ static const struct {
     [P_TURN_INSERT] = {"INSERT INTO conversation_turns(conv, " TURN_COLS ") VALUES ($1, $2, $3, "
                        "$4, $5, $6, $7, $8)",
                        8},
+/* The upsert and the turns after it as one statement (its own transaction when no other is
+ * open: no BEGIN and COMMIT round trips; the row is locked from the upsert to the end as
+ * above). Turn i's role, message, request id, model, tokens and time are $(8 + 6i) on. */
+#define CONV_APPEND_SQL(rows)                                                                      \
+    "WITH c AS (INSERT INTO conversations(ref, org_id, owner, conv_id, title, turns, created_ms, " \
+    "updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (org_id, owner, conv_id) DO " \
+    "UPDATE SET turns = conversations.turns + EXCLUDED.turns, updated_ms = "                      \
+    "GREATEST(conversations.updated_ms, EXCLUDED.updated_ms) RETURNING " CONV_COLS "), "         \
+    "t AS (INSERT INTO conversation_turns(conv, " TURN_COLS ") SELECT c.id, c.turns - $6 + v.i, " \
+    "v.role, v.message, v.request_id, v.model, v.tokens, v.created_ms FROM c, (VALUES " rows    \
+    ") AS v(i, role, message, request_id, model, tokens, created_ms)) SELECT " CONV_COLS          \
+    " FROM c"
+#define TURN_ROW(i, a, b, c, d, e, f)                                                              \
+    "(" #i ", $" #a "::text, $" #b "::text, $" #c "::text, $" #d "::text, $" #e "::bigint, $" #f    \
+    "::bigint)"
+#define TURN_ROWS1 TURN_ROW(1, 8, 9, 10, 11, 12, 13)
+#define TURN_ROWS2 TURN_ROWS1 ", " TURN_ROW(2, 14, 15, 16, 17, 18, 19)
+#define TURN_ROWS3 TURN_ROWS2 ", " TURN_ROW(3, 20, 21, 22, 23, 24, 25)
+#define TURN_ROWS4 TURN_ROWS3 ", " TURN_ROW(4, 26, 27, 28, 29, 30, 31)
+    [P_CONV_APPEND1] = {CONV_APPEND_SQL(TURN_ROWS1), 13},
+    [P_CONV_APPEND2] = {CONV_APPEND_SQL(TURN_ROWS2), 19},
+    [P_CONV_APPEND3] = {CONV_APPEND_SQL(TURN_ROWS3), 25},
+    [P_CONV_APPEND4] = {CONV_APPEND_SQL(TURN_ROWS4), 31},
     [P_CONV_GET] = {"SELECT " CONV_COLS " FROM conversations WHERE org_id = $1 AND owner = $2 "
                     "AND conv_id = $3",
                     3},
@@ -1918,9 +1945,65 @@ static int add_turn(struct pg *s, int64_t conv, int64_t seq, const struct gw_con
     return rc;
 }
 
+#define APPEND_ONE_MAX 4 /* turns that go with the upsert in one statement */
+
+/* The upsert's parameters, $1 to $7. */
+static void conv_params(struct params *p, const struct gw_conv_append *a)
+{
+    p_text(p, a->ref);
+    p_i64(p, a->org_id);
+    p_text(p, a->owner);
+    p_text(p, a->conv_id);
+    p_text(p, a->title);
+    p_i64(p, a->n);
+    p_i64(p, a->now_ms);
+}
+
+/* conv_append_once for 1 to APPEND_ONE_MAX turns: one statement, one round trip. */
+static int conv_append_one(struct pg *s, const struct gw_conv_append *a, struct gw_conv *conv,
+                           int *own_out)
+{
+    struct params p = {0};
+    char *msg[APPEND_ONE_MAX] = {0};
+    PGresult *r = NULL;
+    int rc = 0;
+
+    *own_out = !s->in_tx; /* a failed statement of its own may be run again */
+    conv_params(&p, a);
+    for (int i = 0; i < a->n && rc == 0; i++) {
+        const struct gw_conv_turn *t = &a->turns[i];
+        /* a text parameter goes up to its NUL: a message that is a slice is copied */
+        if ((msg[i] = gw_strndup(t->message, t->message_len)) == NULL) {
+            rc = GW_ENOMEM;
+            break;
+        }
+        p_text(&p, t->role);
+        p_text(&p, msg[i]);
+        p_text(&p, t->request_id);
+        p_text(&p, t->model);
+        p_i64(&p, t->tokens);
+        p_i64(&p, t->created_ms != 0 ? t->created_ms : a->now_ms);
+    }
+    if (rc == 0)
+        rc = run(s, (enum stmt_id)(P_CONV_APPEND1 + a->n - 1), &p, &r);
+    if (rc == 0 && PQntuples(r) != 1)
+        rc = GW_ESTORE;
+    if (rc == 0 && conv != NULL)
+        rc = read_conv(r, 0, conv, 1);
+    PQclear(r);
+    for (int i = 0; i < a->n; i++)
+        if (msg[i] != NULL) {
+            OPENSSL_cleanse(msg[i], a->turns[i].message_len);
+            gw_free(msg[i]);
+        }
+    return rc;
+}
+
 static int conv_append_once(struct pg *s, const struct gw_conv_append *a, struct gw_conv *conv,
                             int *own_out)
 {
+    if (a->n >= 1 && a->n <= APPEND_ONE_MAX)
+        return conv_append_one(s, a, conv, own_out);
     struct params p = {0};
     struct gw_conv row = {0};
     PGresult *r = NULL;
@@ -1929,13 +2012,7 @@ static int conv_append_once(struct pg *s, const struct gw_conv_append *a, struct
     if ((rc = own_begin(s, &own)) != 0)
         return rc;
     *own_out = own;
-    p_text(&p, a->ref);
-    p_i64(&p, a->org_id);
-    p_text(&p, a->owner);
-    p_text(&p, a->conv_id);
-    p_text(&p, a->title);
-    p_i64(&p, a->n);
-    p_i64(&p, a->now_ms);
+    conv_params(&p, a);
     rc = run(s, P_CONV_UPSERT, &p, &r);
     if (rc == 0 && PQntuples(r) != 1)
         rc = GW_ESTORE;
