@@ -419,13 +419,12 @@ static const struct {
     /* creates or extends the conversation and answers its row; the row stays locked to the
      * end of the transaction, so a concurrent append (another connection, another node) waits
      * and then counts on from this one's turns: the seqs never collide */
-    [P_CONV_UPSERT] = {"INSERT INTO conversations(ref, org_id, owner, conv_id, title, turns, "
-                       "created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) "
-                       "ON CONFLICT (org_id, owner, conv_id) DO UPDATE SET turns = "
-                       "conversations.turns + EXCLUDED.turns, updated_ms = "
-                       "GREATEST(conversations.updated_ms, EXCLUDED.updated_ms) RETURNING "
-                       CONV_COLS,
-                       7},
+#define CONV_UPSERT_SQL                                                                            \
+    "INSERT INTO conversations(ref, org_id, owner, conv_id, title, turns, created_ms, "            \
+    "updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (org_id, owner, conv_id) DO " \
+    "UPDATE SET turns = conversations.turns + EXCLUDED.turns, updated_ms = "                      \
+    "GREATEST(conversations.updated_ms, EXCLUDED.updated_ms) RETURNING " CONV_COLS
+    [P_CONV_UPSERT] = {CONV_UPSERT_SQL, 7},
     [P_TURN_INSERT] = {"INSERT INTO conversation_turns(conv, " TURN_COLS ") VALUES ($1, $2, $3, "
                        "$4, $5, $6, $7, $8)",
                        8},
@@ -433,11 +432,7 @@ static const struct {
  * open: no BEGIN and COMMIT round trips; the row is locked from the upsert to the end as
  * above). Turn i's role, message, request id, model, tokens and time are $(8 + 6i) on. */
 #define CONV_APPEND_SQL(rows)                                                                      \
-    "WITH c AS (INSERT INTO conversations(ref, org_id, owner, conv_id, title, turns, created_ms, " \
-    "updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (org_id, owner, conv_id) DO " \
-    "UPDATE SET turns = conversations.turns + EXCLUDED.turns, updated_ms = "                      \
-    "GREATEST(conversations.updated_ms, EXCLUDED.updated_ms) RETURNING " CONV_COLS "), "         \
-    "t AS (INSERT INTO conversation_turns(conv, " TURN_COLS ") SELECT c.id, c.turns - $6 + v.i, " \
+    "WITH c AS (" CONV_UPSERT_SQL "), t AS (INSERT INTO conversation_turns(conv, " TURN_COLS ") SELECT c.id, c.turns - $6 + v.i, " \
     "v.role, v.message, v.request_id, v.model, v.tokens, v.created_ms FROM c, (VALUES " rows    \
     ") AS v(i, role, message, request_id, model, tokens, created_ms)) SELECT " CONV_COLS          \
     " FROM c"
@@ -1922,26 +1917,42 @@ static int read_conv(const PGresult *r, int row, struct gw_conv *c, int dup)
     return 0;
 }
 
+/* Turn t's parameters: role, message, request id, model, tokens, time. A text parameter goes
+ * up to its NUL, so the message (maybe a slice of a longer text) is copied into *copy, which
+ * drop_copy wipes and frees. GW_ENOMEM. */
+static int turn_params(struct params *p, const struct gw_conv_turn *t, int64_t now_ms,
+                       char **copy)
+{
+    if ((*copy = gw_strndup(t->message, t->message_len)) == NULL)
+        return GW_ENOMEM;
+    p_text(p, t->role);
+    p_text(p, *copy);
+    p_text(p, t->request_id);
+    p_text(p, t->model);
+    p_i64(p, t->tokens);
+    p_i64(p, t->created_ms != 0 ? t->created_ms : now_ms);
+    return 0;
+}
+
+static void drop_copy(char *copy, size_t len)
+{
+    if (copy == NULL)
+        return;
+    OPENSSL_cleanse(copy, len);
+    gw_free(copy);
+}
+
 static int add_turn(struct pg *s, int64_t conv, int64_t seq, const struct gw_conv_turn *t,
                     int64_t now_ms)
 {
     struct params p = {0};
-    /* a text parameter goes up to its NUL: a message that is a slice of a longer text is
-     * copied */
-    char *m = gw_strndup(t->message, t->message_len);
-    if (m == NULL)
-        return GW_ENOMEM;
+    char *m = NULL;
     p_i64(&p, conv);
     p_i64(&p, seq);
-    p_text(&p, t->role);
-    p_text(&p, m);
-    p_text(&p, t->request_id);
-    p_text(&p, t->model);
-    p_i64(&p, t->tokens);
-    p_i64(&p, t->created_ms != 0 ? t->created_ms : now_ms);
-    int rc = run(s, P_TURN_INSERT, &p, NULL);
-    OPENSSL_cleanse(m, t->message_len);
-    gw_free(m);
+    int rc = turn_params(&p, t, now_ms, &m);
+    if (rc == 0)
+        rc = run(s, P_TURN_INSERT, &p, NULL);
+    drop_copy(m, t->message_len);
     return rc;
 }
 
@@ -1970,20 +1981,8 @@ static int conv_append_one(struct pg *s, const struct gw_conv_append *a, struct 
 
     *own_out = !s->in_tx; /* a failed statement of its own may be run again */
     conv_params(&p, a);
-    for (int i = 0; i < a->n && rc == 0; i++) {
-        const struct gw_conv_turn *t = &a->turns[i];
-        /* a text parameter goes up to its NUL: a message that is a slice is copied */
-        if ((msg[i] = gw_strndup(t->message, t->message_len)) == NULL) {
-            rc = GW_ENOMEM;
-            break;
-        }
-        p_text(&p, t->role);
-        p_text(&p, msg[i]);
-        p_text(&p, t->request_id);
-        p_text(&p, t->model);
-        p_i64(&p, t->tokens);
-        p_i64(&p, t->created_ms != 0 ? t->created_ms : a->now_ms);
-    }
+    for (int i = 0; i < a->n && rc == 0; i++)
+        rc = turn_params(&p, &a->turns[i], a->now_ms, &msg[i]);
     if (rc == 0)
         rc = run(s, (enum stmt_id)(P_CONV_APPEND1 + a->n - 1), &p, &r);
     if (rc == 0 && PQntuples(r) != 1)
@@ -1992,10 +1991,7 @@ static int conv_append_one(struct pg *s, const struct gw_conv_append *a, struct 
         rc = read_conv(r, 0, conv, 1);
     PQclear(r);
     for (int i = 0; i < a->n; i++)
-        if (msg[i] != NULL) {
-            OPENSSL_cleanse(msg[i], a->turns[i].message_len);
-            gw_free(msg[i]);
-        }
+        drop_copy(msg[i], a->turns[i].message_len);
     return rc;
 }
 
