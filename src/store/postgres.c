@@ -563,6 +563,16 @@ static int is_unique_violation(const PGresult *r)
     return st != NULL && strcmp(st, "23505") == 0;
 }
 
+/* A deadlock or serialization failure: the server rolled the statement back whole, and a
+ * statement of its own (no transaction open) may run again. Two first appends of one
+ * conversation can deadlock inside one upsert: each waits on the other's speculative entry
+ * in a different unique index. */
+static int is_transient(const PGresult *r)
+{
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return st != NULL && (strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0);
+}
+
 /* Run prepared statement id with n parameters (text); *res (may be NULL) gets the result to
  * PQclear. Returns 0, GW_EEXIST (unique violation) or GW_ESTORE. */
 static int run_values(struct pg *s, enum stmt_id id, int n, const char *const *values,
@@ -604,9 +614,11 @@ static int run_values(struct pg *s, enum stmt_id id, int n, const char *const *v
             return 0;
         }
         int rc = is_unique_violation(r) ? GW_EEXIST : GW_ESTORE;
+        int again = attempt == 0 && !s->in_tx &&
+                    (PQstatus(s->conn) != CONNECTION_OK || is_transient(r));
         PQclear(r);
-        if (rc == GW_ESTORE && PQstatus(s->conn) != CONNECTION_OK && attempt == 0 && !s->in_tx)
-            continue; /* lost on the way: the statement did not run */
+        if (rc == GW_ESTORE && again)
+            continue; /* lost on the way, or rolled back whole: the statement did not run */
         return rc;
     }
     return GW_ESTORE;
@@ -2035,10 +2047,11 @@ static int pg_conv_append(struct gw_store *base, const struct gw_conv_append *a,
     struct pg *s = (struct pg *)base;
     int own = 0;
     int rc = conv_append_once(s, a, conv, &own);
-    /* two first appends at once, with one ref: ON CONFLICT settles only the (org, owner,
-     * conv_id) race, and the loser may meet the winner's ref first; by now the conversation
-     * is there, and once more extends it (a ref that another conversation holds fails again) */
-    if (rc == GW_EEXIST && own)
+    /* first appends at once, with one ref: ON CONFLICT settles only the (org, owner, conv_id)
+     * race, and a loser may meet a winner's ref first; by now the conversation is there, and
+     * once more extends it. With several at once a loser's second try may meet another still
+     * in progress, hence a third (a ref that another conversation holds fails every time). */
+    for (int again = 0; rc == GW_EEXIST && own && again < 2; again++)
         rc = conv_append_once(s, a, conv, &own);
     return rc;
 }
