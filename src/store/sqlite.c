@@ -2004,8 +2004,16 @@ static int sq_conv_append(struct gw_store *base, const struct gw_conv_append *a,
     bind_text_ref(st, 5, a->title, -1);
     sqlite3_bind_int64(st, 6, a->n);
     sqlite3_bind_int64(st, 7, a->now_ms);
+    sqlite3_set_last_insert_rowid(s->db, 0); /* the upsert's update leaves it so */
     if ((rc = exec_done(s, st)) != 0)
         goto out;
+    /* a new conversation (a request's own, most often): its id is the new rowid and its turns
+     * are these, without reading the row back */
+    if (conv == NULL && sqlite3_last_insert_rowid(s->db) > 0) {
+        row.id = sqlite3_last_insert_rowid(s->db);
+        row.turns = a->n;
+        goto turns;
+    }
     if ((st = stmt(s, S_CONV_GET)) == NULL) {
         rc = GW_ESTORE;
         goto out;
@@ -2023,6 +2031,7 @@ static int sq_conv_append(struct gw_store *base, const struct gw_conv_append *a,
         rc = err_from(s, step, NULL);
     else if (rc == 0 && !found)
         rc = GW_ESTORE;
+turns:
     for (int i = 0; rc == 0 && i < a->n; i++) {
         const struct gw_conv_turn *t = &a->turns[i];
         if ((st = stmt(s, S_TURN_INSERT)) == NULL) {
