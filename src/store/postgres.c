@@ -432,10 +432,10 @@ static const struct {
  * open: no BEGIN and COMMIT round trips; the row is locked from the upsert to the end as
  * above). Turn i's role, message, request id, model, tokens and time are $(8 + 6i) on. */
 #define CONV_APPEND_SQL(rows)                                                                      \
-    "WITH c AS (" CONV_UPSERT_SQL "), t AS (INSERT INTO conversation_turns(conv, " TURN_COLS ") SELECT c.id, c.turns - $6 + v.i, " \
-    "v.role, v.message, v.request_id, v.model, v.tokens, v.created_ms FROM c, (VALUES " rows    \
-    ") AS v(i, role, message, request_id, model, tokens, created_ms)) SELECT " CONV_COLS          \
-    " FROM c"
+    "WITH c AS (" CONV_UPSERT_SQL "), t AS (INSERT INTO conversation_turns(conv, " TURN_COLS      \
+    ") SELECT c.id, c.turns - $6 + v.i, v.role, v.message, v.request_id, v.model, v.tokens, "     \
+    "v.created_ms FROM c, (VALUES " rows ") AS v(i, role, message, request_id, model, tokens, "    \
+    "created_ms)) SELECT " CONV_COLS " FROM c"
 #define TURN_ROW(i, a, b, c, d, e, f)                                                              \
     "(" #i ", $" #a "::text, $" #b "::text, $" #c "::text, $" #d "::text, $" #e "::bigint, $" #f    \
     "::bigint)"
@@ -564,9 +564,8 @@ static int is_unique_violation(const PGresult *r)
 }
 
 /* A deadlock or serialization failure: the server rolled the statement back whole, and a
- * statement of its own (no transaction open) may run again. Two first appends of one
- * conversation can deadlock inside one upsert: each waits on the other's speculative entry
- * in a different unique index. */
+ * statement of its own (no transaction open) may run again (a one-statement capture waits on
+ * rows and index entries that concurrent appends hold). */
 static int is_transient(const PGresult *r)
 {
     const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
