@@ -359,8 +359,12 @@ struct sq {
     int epoch_pending;           /* a key or org changed in the open transaction */
 };
 
+static int ckpt_wait_done(struct sq_ckpt *k);
+
 /* Another worker holds the write lock for a few microseconds: retry after a short back-off
- * (SQLite's own handler sleeps 1 ms and more, which shows as tail latency), give up after 5 s. */
+ * (SQLite's own handler sleeps 1 ms and more, which shows as tail latency), give up after 5 s.
+ * The writer held back by its checkpointer's last step waits for that step to end instead: it
+ * is woken the moment the lock is free, not up to a back-off later. */
 static int on_busy(void *arg, int count)
 {
     struct sq *s = arg;
@@ -369,6 +373,8 @@ static int on_busy(void *arg, int count)
         s->busy_since_us = now;
     if (now - s->busy_since_us > (s->busy_cap_us > 0 ? s->busy_cap_us : 5000000))
         return 0;
+    if (s->ckpt != NULL && ckpt_wait_done(s->ckpt))
+        return 1;
     struct timespec ts = {0, count < 10 ? 20000L : count < 100 ? 200000L : 2000000L};
     nanosleep(&ts, NULL);
     return 1;
@@ -616,6 +622,26 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
+/* On the writer, held back: if a checkpoint is under way, wait for its end (at most
+ * SQ_RESTART_WAIT_US, as long as its last step may hold writers back) and return 1; 0 when
+ * none is (someone else holds the lock). */
+static int ckpt_wait_done(struct sq_ckpt *k)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += SQ_RESTART_WAIT_US * 1000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&k->mu);
+    int was = k->running;
+    while (k->running && pthread_cond_timedwait(&k->cv, &k->mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&k->mu);
+    return was;
+}
+
 static void *ckpt_main(void *arg)
 {
     struct sq_ckpt *k = arg;
@@ -626,7 +652,6 @@ static void *ckpt_main(void *arg)
             pthread_cond_wait(&k->cv, &k->mu);
         if (k->stop)
             break;
-        k->pending = 0;
         k->running = 1;
         pthread_mutex_unlock(&k->mu);
         /* the bulk without blocking anyone; then the few pages written meanwhile with writers
@@ -641,6 +666,10 @@ static void *ckpt_main(void *arg)
             GW_LOG_WARN("store", "WAL checkpoint failed: %s", sqlite3_errmsg(k->conn->db));
         pthread_mutex_lock(&k->mu);
         k->running = 0;
+        /* the commits during this cycle asked for the next one with the WAL still long; once
+         * it has been restarted they would run a second cycle at once for nothing, holding
+         * writers back again. A WAL still long asks again at the next commit. */
+        k->pending = 0;
         pthread_cond_broadcast(&k->cv); /* a writer waiting for it */
     }
     pthread_mutex_unlock(&k->mu);
