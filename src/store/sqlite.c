@@ -359,7 +359,12 @@ struct sq {
     int epoch_pending;           /* a key or org changed in the open transaction */
 };
 
-static int ckpt_wait_done(struct sq_ckpt *k);
+/* How long a RESTART checkpoint waits for readers on an old snapshot. While it waits it holds
+ * writers back, so it gives up soon: a long read (an admin query, an export's page) must not
+ * stall every reservation behind it; the WAL is restarted by a later checkpoint instead. */
+#define SQ_RESTART_WAIT_US 10000
+
+static int ckpt_wait_done(struct sq_ckpt *k, long wait_us);
 
 /* Another worker holds the write lock for a few microseconds: retry after a short back-off
  * (SQLite's own handler sleeps 1 ms and more, which shows as tail latency), give up after 5 s.
@@ -373,8 +378,8 @@ static int on_busy(void *arg, int count)
         s->busy_since_us = now;
     if (now - s->busy_since_us > (s->busy_cap_us > 0 ? s->busy_cap_us : 5000000))
         return 0;
-    if (s->ckpt != NULL && ckpt_wait_done(s->ckpt))
-        return 1;
+    if (s->ckpt != NULL && ckpt_wait_done(s->ckpt, SQ_RESTART_WAIT_US))
+        return 1; /* as long as the checkpoint's last step may hold writers back */
     struct timespec ts = {0, count < 10 ? 20000L : count < 100 ? 200000L : 2000000L};
     nanosleep(&ts, NULL);
     return 1;
@@ -583,12 +588,27 @@ struct sq_ckpt {
     struct sq *writer;
 };
 
-/* How long a RESTART checkpoint waits for readers on an old snapshot. While it waits it holds
- * writers back, so it gives up soon: a long read (an admin query, an export's page) must not
- * stall every reservation behind it; the WAL is restarted by a later checkpoint instead. */
-#define SQ_RESTART_WAIT_US 10000
-
 #define SQ_CKPT_WAIT_MS 2000 /* the most the writer waits for a checkpoint under way */
+
+/* If a checkpoint is under way, wait for its end, at most wait_us, and return 1; 0 when none
+ * is. */
+static int ckpt_wait_done(struct sq_ckpt *k, long wait_us)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += wait_us / 1000000;
+    until.tv_nsec += (wait_us % 1000000) * 1000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&k->mu);
+    int was = k->running;
+    while (k->running && pthread_cond_timedwait(&k->cv, &k->mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&k->mu);
+    return was;
+}
 
 /* After each commit on the writer (its write lock released): wake the checkpointer once the WAL
  * is long. Should it fall far behind (its thread starved, its syncs slow on a loaded machine),
@@ -599,13 +619,7 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
     struct sq_ckpt *k = arg;
     (void)name;
     if (pages >= SQ_CKPT_HARD) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += SQ_CKPT_WAIT_MS / 1000;
-        pthread_mutex_lock(&k->mu);
-        while (k->running && pthread_cond_timedwait(&k->cv, &k->mu, &until) == 0)
-            ;
-        pthread_mutex_unlock(&k->mu);
+        (void)ckpt_wait_done(k, SQ_CKPT_WAIT_MS * 1000L);
         if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) ==
             SQLITE_OK) {
             k->writer->busy_cap_us = SQ_RESTART_WAIT_US;
@@ -620,26 +634,6 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
         pthread_mutex_unlock(&k->mu);
     }
     return SQLITE_OK;
-}
-
-/* On the writer, held back: if a checkpoint is under way, wait for its end (at most
- * SQ_RESTART_WAIT_US, as long as its last step may hold writers back) and return 1; 0 when
- * none is (someone else holds the lock). */
-static int ckpt_wait_done(struct sq_ckpt *k)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += SQ_RESTART_WAIT_US * 1000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&k->mu);
-    int was = k->running;
-    while (k->running && pthread_cond_timedwait(&k->cv, &k->mu, &until) == 0)
-        ;
-    pthread_mutex_unlock(&k->mu);
-    return was;
 }
 
 static void *ckpt_main(void *arg)
