@@ -196,11 +196,12 @@ static void *pool_main(void *arg)
             run_writes(jobs, n, ta.conn);
             pthread_mutex_lock(&p->mu);
             p->writing = 0;
-            if (p->stopping) /* those waiting for the writes to end may leave */
-                pthread_cond_broadcast(&p->cv);
-            else if (p->head != NULL) /* writes queued meanwhile: a thread for them */
-                pthread_cond_signal(&p->cv);
+            int stopping = p->stopping, queued = p->head != NULL;
             pthread_mutex_unlock(&p->mu);
+            if (stopping) /* those waiting for the writes to end may leave */
+                pthread_cond_broadcast(&p->cv);
+            else if (queued) /* writes queued meanwhile: a thread for them */
+                pthread_cond_signal(&p->cv);
             continue;
         }
         pthread_mutex_unlock(&p->mu);
@@ -362,9 +363,10 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
     else
         p->head = j;
     p->tail = j;
-    if (j->write == NULL || !p->writing) /* else it goes with the next writes */
-        pthread_cond_signal(&p->cv);
+    int wake = j->write == NULL || !p->writing; /* else it goes with the next writes */
     pthread_mutex_unlock(&p->mu);
+    if (wake) /* after the unlock: the thread woken does not then wait for the mutex */
+        pthread_cond_signal(&p->cv);
 }
 
 void gw_store_cork(struct gw_store_exec *x) { x->corked = 1; }
@@ -381,10 +383,10 @@ void gw_store_uncork(struct gw_store_exec *x)
     else
         p->head = x->cork_head;
     p->tail = x->cork_tail;
+    pthread_mutex_unlock(&p->mu);
     if (x->cork_head != x->cork_tail) /* a batch takes them all; other pools: a thread each */
         pthread_cond_broadcast(&p->cv);
     else
         pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
     x->cork_head = x->cork_tail = NULL;
 }
