@@ -75,6 +75,7 @@ static const struct int_setting {
     {"budgets.daily_reset_hour_utc", 0, 23, K_INT, offsetof(struct gw_config, budgets.reset_hour)},
     {"budgets.monthly_reset_day", 1, 28, K_INT, offsetof(struct gw_config, budgets.reset_day)},
     {"db_pool", 1, 256, K_INT, offsetof(struct gw_config, db_pool)},
+    {"db_poll_us", 0, 100000, K_INT, offsetof(struct gw_config, db_poll_us)},
     {"idempotency.retention_days", 1, 3650, K_INT, offsetof(struct gw_config, idem.retention_days)},
     {"idempotency.max_response_bytes", 1024, 1LL << 30, K_SIZE,
      offsetof(struct gw_config, idem.max_response_bytes)},
@@ -171,6 +172,7 @@ int gw_config_init(struct gw_config *c)
     c->budgets.reset_hour = 0;
     c->budgets.reset_day = 1;
     c->db_pool = 8;
+    c->db_poll_us = 500;
     c->idem.retention_days = 30;
     c->idem.max_response_bytes = 4u << 20;
     c->idem.purge_interval_ms = 60000;

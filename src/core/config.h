@@ -93,6 +93,7 @@ struct gw_config {
     struct gw_budget_windows budgets; /* when budget days and months start */
     char node_id[64];    /* this gateway node's name in the shared store; "" = host:port */
     int db_pool;         /* PostgreSQL connections per gateway (their own threads) */
+    int db_poll_us;      /* SQLite: how long the writer polls for work before it sleeps */
     struct gw_idem_conf idem;
     struct gw_conv_conf conv;
 };

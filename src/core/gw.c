@@ -180,8 +180,10 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
                 : gw_store_pool_new(gw->cfg.db_url, 1, 1, &gw->pool, &eb);
     /* SQLite: the admin plane's long reads (usage queries, exports) get a reader thread of
      * their own, off the workers' loops and out of the writer's way */
-    if (rc == 0 && !shared)
+    if (rc == 0 && !shared) {
+        gw_store_pool_poll(gw->pool, gw->cfg.db_poll_us);
         rc = gw_store_pool_new(gw->cfg.db_url, 1, 0, &gw->readers, &eb);
+    }
     if (rc != 0)
         goto out;
     g->app = gw_app;

@@ -7,18 +7,22 @@
  * COMMIT; a failed BEGIN or COMMIT is every job's batch_rc. In the other pools plain writes go
  * together: one thread at a time takes every plain write queued and runs them at once
  * (gw_store_write_many), while the others serve the rest; what queues meanwhile goes with the
- * next, so the busier the store, the more share one commit. A finished job goes onto its
- * executor's done list (the executor's own mutex) and the executor's event is activated,
- * which libevent allows from another thread (evthread_use_pthreads, done by the HTTP server
- * before any base exists). The executor's callback runs the done function of every finished
- * job.
+ * next, so the busier the store, the more share one commit. A batch pool's thread out of work
+ * polls a while before it sleeps (await_jobs), and is signalled only when it sleeps. A finished
+ * job goes onto its executor's done list (the executor's own mutex) and the executor's event is
+ * activated, which libevent allows from another thread (evthread_use_pthreads, done by the HTTP
+ * server before any base exists). The executor's callback runs the done function of every
+ * finished job.
  */
 #include "store/jobs.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/mem.h"
 
@@ -29,6 +33,9 @@ struct gw_store_pool {
     int stopping;
     int batch;
     int writing; /* a thread runs plain writes */
+    int sleeping;            /* batch pool: its thread waits on cv (else it runs or polls) */
+    _Atomic unsigned queued; /* jobs ever queued: what a polling thread watches */
+    _Atomic int poll_us;     /* batch pool: the longest poll before sleeping (0: none) */
     int nthreads, nconns;
     pthread_t *threads;
     struct gw_store **conns;
@@ -118,9 +125,11 @@ struct thread_arg {
 
 /* Run the jobs from j on in transactions: as many as one transaction holds. When SQLite ends
  * the transaction by itself while a job runs (disk full, I/O error), that job and those before
- * it in the batch fail with it, and the rest, not run yet, start a new one. */
-static void run_batch(struct gw_store_job *j, struct gw_store *conn)
+ * it in the batch fail with it, and the rest, not run yet, start a new one. Returns how many
+ * jobs there were. */
+static int run_batch(struct gw_store_job *j, struct gw_store *conn)
 {
+    int n = 0;
     while (j != NULL) {
         struct gw_store_job *k = j, *rest = NULL;
         int rc = gw_store_tx_begin(conn);
@@ -139,8 +148,10 @@ static void run_batch(struct gw_store_job *j, struct gw_store *conn)
             j->batch_rc = rc;
             finish(j);
             j = next;
+            n++;
         }
     }
+    return n;
 }
 
 /* The next job for a thread (under the pool's mutex), off the queue: the first, unless it is a
@@ -162,23 +173,98 @@ static struct gw_store_job *next_job(struct gw_store_pool *p)
     return j;
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Watch *queued move from seen for at most us; 1 if it did. Each turn yields the CPU to any
+ * other thread ready to run on it, so the poll only uses time nobody else wants. */
+static int poll_queue(_Atomic unsigned *queued, unsigned seen, int us)
+{
+    int64_t until = mono_us() + us;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(queued, memory_order_relaxed) != seen)
+                return 1;
+            cpu_relax();
+        }
+        sched_yield();
+        if (mono_us() >= until)
+            return 0;
+    }
+}
+
+#define POLL_MIN_US 16  /* a shorter window is not worth a poll: sleep */
+#define POLL_BATCH_MAX 2 /* after a larger batch jobs queue while one runs: no poll (it would
+                          * only make the next batches smaller) */
+
+/* The batch pool's thread, out of work, under p->mu: poll for the next job (the mutex
+ * released meanwhile), then sleep on cv until one comes. A job that comes while the thread
+ * polls is taken at once, without the wake-up of a sleeping thread (tens of microseconds on a
+ * virtual machine whose idle CPU has halted): at one connection, the settlement after the
+ * upstream's answer and the next reservation after it. The window adapts as a hypervisor's
+ * halt polling does: a wait that a window of poll_us would have covered doubles it, a longer
+ * one halves it; so the thread of a gateway receiving a job every few milliseconds soon sleeps
+ * at once, and one receiving them every few hundred microseconds takes each without a wake-up.
+ * may_poll: the last batch was small (a busy store's jobs wait for the batch under way). */
+static void await_jobs(struct gw_store_pool *p, int *window, int may_poll)
+{
+    int max = atomic_load_explicit(&p->poll_us, memory_order_relaxed);
+    if (p->head != NULL || p->stopping)
+        return;
+    int64_t t0 = mono_us();
+    if (*window > max)
+        *window = max;
+    if (may_poll && *window >= POLL_MIN_US) {
+        unsigned seen = atomic_load_explicit(&p->queued, memory_order_relaxed);
+        pthread_mutex_unlock(&p->mu);
+        int got = poll_queue(&p->queued, seen, *window);
+        pthread_mutex_lock(&p->mu);
+        if (got && (p->head != NULL || p->stopping))
+            return;
+    }
+    while (p->head == NULL && !p->stopping) {
+        p->sleeping = 1;
+        pthread_cond_wait(&p->cv, &p->mu);
+        p->sleeping = 0;
+    }
+    if (max < POLL_MIN_US)
+        *window = 0;
+    else if (mono_us() - t0 < max)
+        *window = *window < POLL_MIN_US ? POLL_MIN_US : *window * 2;
+    else
+        *window /= 2;
+}
+
 static void *pool_main(void *arg)
 {
     struct thread_arg ta = *(struct thread_arg *)arg;
     struct gw_store_pool *p = ta.p;
     gw_free(arg);
     pthread_setname_np(pthread_self(), p->batch ? "gw-writer" : "gw-store");
+    int window = INT_MAX, last = 0; /* the batch pool's poll and its last batch's jobs */
     for (;;) {
         pthread_mutex_lock(&p->mu);
         if (p->batch) { /* the whole queue, in one transaction */
-            while (p->head == NULL && !p->stopping)
-                pthread_cond_wait(&p->cv, &p->mu);
+            await_jobs(p, &window, last <= POLL_BATCH_MAX);
             struct gw_store_job *j = p->head;
             p->head = p->tail = NULL;
             pthread_mutex_unlock(&p->mu);
             if (j == NULL) /* stopping, and nothing left */
                 return NULL;
-            run_batch(j, ta.conn);
+            last = run_batch(j, ta.conn);
             continue;
         }
         struct gw_store_job *j;
@@ -251,12 +337,18 @@ fail:
     return rc;
 }
 
+void gw_store_pool_poll(struct gw_store_pool *p, int us)
+{
+    atomic_store_explicit(&p->poll_us, us > 0 ? us : 0, memory_order_relaxed);
+}
+
 void gw_store_pool_free(struct gw_store_pool *p)
 {
     if (p == NULL)
         return;
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
+    atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed); /* ends a poll too */
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads; i++)
@@ -363,7 +455,9 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
     else
         p->head = j;
     p->tail = j;
-    int wake = j->write == NULL || !p->writing; /* else it goes with the next writes */
+    atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
+    int wake = (j->write == NULL || !p->writing) /* else it goes with the next writes */
+               && (!p->batch || p->sleeping);
     pthread_mutex_unlock(&p->mu);
     if (wake) /* after the unlock: the thread woken does not then wait for the mutex */
         pthread_cond_signal(&p->cv);
@@ -383,10 +477,12 @@ void gw_store_uncork(struct gw_store_exec *x)
     else
         p->head = x->cork_head;
     p->tail = x->cork_tail;
+    atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
+    int wake = !p->batch || p->sleeping;
     pthread_mutex_unlock(&p->mu);
-    if (x->cork_head != x->cork_tail) /* a batch takes them all; other pools: a thread each */
+    if (wake && x->cork_head != x->cork_tail) /* a batch takes all; others: a thread each */
         pthread_cond_broadcast(&p->cv);
-    else
+    else if (wake)
         pthread_cond_signal(&p->cv);
     x->cork_head = x->cork_tail = NULL;
 }

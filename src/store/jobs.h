@@ -55,6 +55,9 @@ struct gw_store_job {
  * writer: n = 1). */
 GW_NODISCARD int gw_store_pool_new(const char *url, int n, int batch, struct gw_store_pool **out,
                                    struct gw_errbuf *eb);
+/* A batch pool's thread, out of work, polls for the next job up to us microseconds (adapting
+ * the window to how often jobs come) before it sleeps; 0 (the default): it sleeps at once. */
+void gw_store_pool_poll(struct gw_store_pool *p, int us);
 /* Stop the threads after the queue has emptied. Executors using it must be drained first. */
 void gw_store_pool_free(struct gw_store_pool *p);
 

@@ -237,6 +237,7 @@ static void config_defaults(void **state)
     assert_int_equal(c.timeouts.total_ms, 600000);
     assert_int_equal(c.shutdown_grace_ms, 10000);
     assert_int_equal(c.max_conns_per_worker, 4096);
+    assert_int_equal(c.db_poll_us, 500);
 
     static const char *const names[] = {"anthropic", "openai", "gemini", "xai", "perplexity"};
     static const char *const urls[] = {"https://api.anthropic.com", "https://api.openai.com",
@@ -355,6 +356,12 @@ static void config_set_numbers(void **state)
     assert_int_equal(c.shutdown_grace_ms, 0);
     set_bad(&c, "timeouts.connect_ms", "0");
     set_bad(&c, "timeouts.total_ms", "99999999999");
+    set_ok(&c, "db_poll_us", "0");
+    assert_int_equal(c.db_poll_us, 0);
+    set_ok(&c, "db_poll_us", "100000");
+    assert_int_equal(c.db_poll_us, 100000);
+    set_bad(&c, "db_poll_us", "100001");
+    set_bad(&c, "db_poll_us", "-1");
     gw_config_cleanup(&c);
 }
 

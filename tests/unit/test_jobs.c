@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -48,8 +49,10 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     char cmd[128];
-    gw_store_exec_drain(f->x);
-    gw_store_exec_free(f->x);
+    if (f->x != NULL) {
+        gw_store_exec_drain(f->x);
+        gw_store_exec_free(f->x);
+    }
     gw_store_pool_free(f->writer);
     event_base_free(f->base);
     gw_store_free(f->s);
@@ -255,6 +258,53 @@ static void submit_write(struct gw_store_exec *x, struct wjob *t, const char *id
     gw_store_submit(x, &t->job);
 }
 
+/* The writer polls for work before it sleeps: jobs that come while it polls, just as its
+ * window ends and once it sleeps, submitted or uncorked, all run; none waits for a wake-up
+ * that never comes (the alarm would end the test). */
+static void a_polling_writer_loses_no_job(void **state)
+{
+    struct fx *f = *state;
+    static const int pause_us[] = {0, 20, 150, 190, 210, 400, 2000};
+    struct tjob t;
+    char slug[32];
+    gw_store_pool_poll(f->writer, 200);
+    alarm(60);
+    for (int i = 0; i < 140; i++) {
+        snprintf(slug, sizeof(slug), "polled-%d", i);
+        if (i % 3 == 2)
+            gw_store_cork(f->x);
+        submit(f, &t, CREATE_ORG, slug, 1);
+        if (i % 3 == 2)
+            gw_store_uncork(f->x);
+        gw_store_exec_drain(f->x);
+        assert_int_equal(t.done, 1);
+        assert_int_equal(t.batch_rc, 0);
+        assert_true(org_exists(f, slug));
+        usleep((useconds_t)pause_us[i % 7]);
+    }
+    alarm(0);
+}
+
+/* A writer in the middle of a long poll stops at once when its pool is freed. */
+static void a_polling_writer_stops_at_once(void **state)
+{
+    struct fx *f = *state;
+    struct tjob t;
+    gw_store_pool_poll(f->writer, 10 * 1000 * 1000); /* 10 s */
+    submit(f, &t, CREATE_ORG, "before-stop", 1);
+    gw_store_exec_drain(f->x);
+    assert_int_equal(t.done, 1);
+    usleep(1000); /* the writer is polling now */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    gw_store_exec_free(f->x);
+    gw_store_pool_free(f->writer);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    f->x = NULL;
+    f->writer = NULL;
+    assert_true(t1.tv_sec - t0.tv_sec < 5);
+}
+
 /* A pool of threads (as on PostgreSQL): plain writes among other jobs, each with its own
  * result; the pool stops cleanly after them. */
 static void plain_writes_in_a_pool(void **state)
@@ -354,6 +404,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_failed_batch_fails_every_job_in_it, setup, teardown),
         cmocka_unit_test_setup_teardown(corked_writes_go_together, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_writes_in_a_pool, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_polling_writer_loses_no_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_polling_writer_stops_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(an_executor_is_freed_right_after_its_drain, setup,
                                         teardown),
     };
