@@ -16,13 +16,16 @@
  */
 #include "store/jobs.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/mem.h"
 
@@ -46,7 +49,8 @@ struct gw_store_exec {
     struct gw_store *store;     /* reads, inline */
     struct gw_store_pool *pool; /* writes (and reads without store) */
     struct gw_store_pool *readers; /* heavy reads (may be NULL) */
-    struct event *ev;
+    struct event *ev; /* reads wake, persistent */
+    int wake;         /* eventfd: written by the thread that finds the done list empty */
     pthread_mutex_t mu;
     struct gw_store_job *done_head; /* run, done not yet called */
     _Atomic int pending;
@@ -55,11 +59,13 @@ struct gw_store_exec {
     struct gw_store_job *cork_head, *cork_tail;
 };
 
-/* j done: onto the executor's list, and its event made active by the job that finds the list
- * empty (outside the mutex: the worker's loop takes it meanwhile). Once on_done_event has taken
- * j (the last pending job, say), the executor may be drained and freed while this thread has
- * yet to call event_active: finishing counts the threads still here, and gw_store_exec_drain
- * waits for them too. */
+/* j done: onto the executor's list, and the worker woken through the executor's eventfd by the
+ * job that finds the list empty (outside the mutex: the worker's loop takes it meanwhile). The
+ * eventfd is the executor's own, not libevent's event_active, which holds the worker's base lock
+ * while it notifies, so that the worker woken first waits for this thread to let go of it. Once
+ * on_done_event has taken j (the last pending job, say), the executor may be drained and freed
+ * while this thread has yet to write: finishing counts the threads still here, and
+ * gw_store_exec_drain waits for them too. */
 static void finish(struct gw_store_job *j)
 {
     struct gw_store_exec *x = j->x;
@@ -69,8 +75,11 @@ static void finish(struct gw_store_job *j)
     x->done_head = j;
     int first = j->next == NULL;
     pthread_mutex_unlock(&x->mu);
-    if (first)
-        event_active(x->ev, EV_READ, 0);
+    if (first) {
+        uint64_t one = 1;
+        while (write(x->wake, &one, sizeof(one)) < 0 && errno == EINTR)
+            ; /* EAGAIN: the counter is already far from 0, the worker is woken anyway */
+    }
     atomic_fetch_sub(&x->finishing, 1); /* x is not touched after this */
 }
 
@@ -367,8 +376,11 @@ void gw_store_pool_free(struct gw_store_pool *p)
 static void on_done_event(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_store_exec *x = arg;
-    (void)fd;
+    uint64_t n;
     (void)what;
+    /* drained before the list is taken: a job finished after the take writes again */
+    while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR)
+        ;
     pthread_mutex_lock(&x->mu);
     struct gw_store_job *j = x->done_head;
     x->done_head = NULL;
@@ -394,7 +406,13 @@ int gw_store_exec_new(struct event_base *base, struct gw_store *store,
     x->store = store;
     x->pool = pool;
     pthread_mutex_init(&x->mu, NULL);
-    if ((x->ev = event_new(base, -1, 0, on_done_event, x)) == NULL) {
+    x->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (x->wake < 0) {
+        gw_store_exec_free(x);
+        return GW_EIO;
+    }
+    if ((x->ev = event_new(base, x->wake, EV_READ | EV_PERSIST, on_done_event, x)) == NULL ||
+        event_add(x->ev, NULL) != 0) {
         gw_store_exec_free(x);
         return GW_ENOMEM;
     }
@@ -418,6 +436,8 @@ void gw_store_exec_free(struct gw_store_exec *x)
         return;
     if (x->ev != NULL)
         event_free(x->ev);
+    if (x->wake >= 0)
+        close(x->wake);
     pthread_mutex_destroy(&x->mu);
     gw_free(x);
 }
