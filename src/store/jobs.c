@@ -36,7 +36,7 @@ struct gw_store_pool {
     int stopping;
     int batch;
     int writing; /* a thread runs plain writes */
-    int sleeping;            /* batch pool: its thread waits on cv (else it runs or polls) */
+    int sleeping;            /* batch pool: threads waiting on cv (the others run or poll) */
     _Atomic unsigned queued; /* jobs ever queued: what a polling thread watches */
     _Atomic int poll_us;     /* batch pool: the longest poll before sleeping (0: none) */
     int nthreads, nconns;
@@ -245,9 +245,9 @@ static void await_jobs(struct gw_store_pool *p, int *window, int may_poll)
             return;
     }
     while (p->head == NULL && !p->stopping) {
-        p->sleeping = 1;
+        p->sleeping++;
         pthread_cond_wait(&p->cv, &p->mu);
-        p->sleeping = 0;
+        p->sleeping--;
     }
     if (max < POLL_MIN_US)
         *window = 0;
@@ -477,7 +477,7 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
     p->tail = j;
     atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
     int wake = (j->write == NULL || !p->writing) /* else it goes with the next writes */
-               && (!p->batch || p->sleeping);
+               && (!p->batch || p->sleeping > 0);
     pthread_mutex_unlock(&p->mu);
     if (wake) /* after the unlock: the thread woken does not then wait for the mutex */
         pthread_cond_signal(&p->cv);
@@ -498,7 +498,7 @@ void gw_store_uncork(struct gw_store_exec *x)
         p->head = x->cork_head;
     p->tail = x->cork_tail;
     atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
-    int wake = !p->batch || p->sleeping;
+    int wake = !p->batch || p->sleeping > 0;
     pthread_mutex_unlock(&p->mu);
     if (wake && x->cork_head != x->cork_tail) /* a batch takes all; others: a thread each */
         pthread_cond_broadcast(&p->cv);
