@@ -9,10 +9,9 @@
  * (gw_store_write_many), while the others serve the rest; what queues meanwhile goes with the
  * next, so the busier the store, the more share one commit. A batch pool's thread out of work
  * polls a while before it sleeps (await_jobs), and is signalled only when it sleeps. A finished
- * job goes onto its executor's done list (the executor's own mutex) and the executor's event is
- * activated, which libevent allows from another thread (evthread_use_pthreads, done by the HTTP
- * server before any base exists). The executor's callback runs the done function of every
- * finished job.
+ * job goes onto its executor's done list (the executor's own mutex), and the thread that finds
+ * the list empty writes the executor's eventfd, which a persistent event on the worker's loop
+ * reads; its callback runs the done function of every finished job.
  */
 #include "store/jobs.h"
 
@@ -24,10 +23,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "util/mem.h"
+#include "util/util.h"
 
 struct gw_store_pool {
     pthread_mutex_t mu;
@@ -61,8 +60,8 @@ struct gw_store_exec {
 
 /* j done: onto the executor's list, and the worker woken through the executor's eventfd by the
  * job that finds the list empty (outside the mutex: the worker's loop takes it meanwhile). The
- * eventfd is the executor's own, not libevent's event_active, which holds the worker's base lock
- * while it notifies, so that the worker woken first waits for this thread to let go of it. Once
+ * eventfd is the executor's own: libevent's event_active holds the worker's base lock while it
+ * notifies, and the worker, woken at once, then waited for this thread to let go of it. Once
  * on_done_event has taken j (the last pending job, say), the executor may be drained and freed
  * while this thread has yet to write: finishing counts the threads still here, and
  * gw_store_exec_drain waits for them too. */
@@ -182,13 +181,6 @@ static struct gw_store_job *next_job(struct gw_store_pool *p)
     return j;
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -202,7 +194,7 @@ static inline void cpu_relax(void)
  * other thread ready to run on it, so the poll only uses time nobody else wants. */
 static int poll_queue(_Atomic unsigned *queued, unsigned seen, int us)
 {
-    int64_t until = mono_us() + us;
+    int64_t until = gw_mono_us() + us;
     for (;;) {
         for (int i = 0; i < 64; i++) {
             if (atomic_load_explicit(queued, memory_order_relaxed) != seen)
@@ -210,7 +202,7 @@ static int poll_queue(_Atomic unsigned *queued, unsigned seen, int us)
             cpu_relax();
         }
         sched_yield();
-        if (mono_us() >= until)
+        if (gw_mono_us() >= until)
             return 0;
     }
 }
@@ -233,7 +225,7 @@ static void await_jobs(struct gw_store_pool *p, int *window, int may_poll)
     int max = atomic_load_explicit(&p->poll_us, memory_order_relaxed);
     if (p->head != NULL || p->stopping)
         return;
-    int64_t t0 = mono_us();
+    int64_t t0 = gw_mono_us();
     if (*window > max)
         *window = max;
     if (may_poll && *window >= POLL_MIN_US) {
@@ -251,7 +243,7 @@ static void await_jobs(struct gw_store_pool *p, int *window, int may_poll)
     }
     if (max < POLL_MIN_US)
         *window = 0;
-    else if (mono_us() - t0 < max)
+    else if (gw_mono_us() - t0 < max)
         *window = *window < POLL_MIN_US ? POLL_MIN_US : *window * 2;
     else
         *window /= 2;
@@ -291,11 +283,11 @@ static void *pool_main(void *arg)
             run_writes(jobs, n, ta.conn);
             pthread_mutex_lock(&p->mu);
             p->writing = 0;
-            int stopping = p->stopping, queued = p->head != NULL;
+            int stopping = p->stopping, more = p->head != NULL;
             pthread_mutex_unlock(&p->mu);
             if (stopping) /* those waiting for the writes to end may leave */
                 pthread_cond_broadcast(&p->cv);
-            else if (queued) /* writes queued meanwhile: a thread for them */
+            else if (more) /* writes queued meanwhile: a thread for them */
                 pthread_cond_signal(&p->cv);
             continue;
         }
