@@ -178,12 +178,12 @@ int llmgw_new(const struct llmgw_config *cfg, struct llmgw **out, char *err, siz
      * db_pool threads, each with its own connection, run all store work */
     rc = shared ? gw_store_pool_new(gw->cfg.db_url, gw->cfg.db_pool, 0, &gw->pool, &eb)
                 : gw_store_pool_new(gw->cfg.db_url, 1, 1, &gw->pool, &eb);
+    if (rc == 0 && !shared) /* the writer polls a while for work before it sleeps */
+        gw_store_pool_poll(gw->pool, gw->cfg.db_poll_us);
     /* SQLite: the admin plane's long reads (usage queries, exports) get a reader thread of
      * their own, off the workers' loops and out of the writer's way */
-    if (rc == 0 && !shared) {
-        gw_store_pool_poll(gw->pool, gw->cfg.db_poll_us);
+    if (rc == 0 && !shared)
         rc = gw_store_pool_new(gw->cfg.db_url, 1, 0, &gw->readers, &eb);
-    }
     if (rc != 0)
         goto out;
     g->app = gw_app;
