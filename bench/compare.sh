@@ -114,17 +114,22 @@ pk_headers=$'x-portkey-provider: openai\nAuthorization: Bearer sk-bench'
 
 results=$tmp/results
 : >"$results"
+cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9; exit}' /proc/stat; }
 run() { # name mode conns url body [auth] [headers]
-    local out=$tmp/$1-$2-$3.txt
+    local out=$tmp/$1-$2-$3.txt t0 s0 t1 s1
+    read -r t0 s0 < <(cpu_ticks)
     BENCH_BODY=$5 BENCH_AUTH=${6:-} BENCH_HEADERS=${7:-} \
         wrk -t"$(( $3 < 2 ? 1 : 2 ))" -c"$3" -d"${dur}s" --timeout 10s --latency \
         -s bench/post.lua "$4" >"$out" 2>&1 || true
+    read -r t1 s1 < <(cpu_ticks)
     local rps p50 p99 errs
     rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$out")
     p50=$(wrk_p50_us "$out")
     p99=$(wrk_p99_us "$out")
     errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
-    echo "$1 $2 $3 ${rps:-0} ${p50:-0} ${p99:-0} $errs" >>"$results"
+    # the share of the CPU the hypervisor gave to other guests meanwhile (steal)
+    local steal=$(( t1 > t0 ? (s1 - s0) * 100 / (t1 - t0) : 0 ))
+    echo "$1 $2 $3 ${rps:-0} ${p50:-0} ${p99:-0} $errs $steal" >>"$results"
 }
 rss_kb() { # peak RSS of pid and its children, kB
     local total=0 p
@@ -133,38 +138,8 @@ rss_kb() { # peak RSS of pid and its children, kB
     done
     echo "$total"
 }
-declare -A rss
-echo "bench: wrk ${dur}s per run, 1 / 64 / 256 connections, non-streamed and streamed"
-for c in 1 64 256; do
-    run upstream json "$c" "http://127.0.0.1:$UP_JSON/v1/chat/completions" "$json_body"
-    run upstream sse "$c" "http://127.0.0.1:$UP_SSE/v1/chat/completions" "$sse_body"
-done
-rss[upstream]=$(rss_kb "${pids[0]}")
-for c in 1 64 256; do
-    run hop json "$c" "http://127.0.0.1:$HOP_JSON/v1/chat/completions" "$json_body"
-    run hop sse "$c" "http://127.0.0.1:$HOP_SSE/v1/chat/completions" "$sse_body"
-done
-rss[hop]=$(rss_kb "${pids[1]}")
-if [ "$have_pk" = 1 ]; then
-    for c in 1 64 256; do
-        run portkey json "$c" "http://127.0.0.1:$PK/v1/chat/completions" "$json_body" "" \
-            "$pk_headers"$'\n'"x-portkey-custom-host: http://127.0.0.1:$UP_JSON/v1"
-        run portkey sse "$c" "http://127.0.0.1:$PK/v1/chat/completions" "$sse_body" "" \
-            "$pk_headers"$'\n'"x-portkey-custom-host: http://127.0.0.1:$UP_SSE/v1"
-    done
-    rss[portkey]=$(rss_kb "$pk_pid")
-    grep -q "TypeError" "$tmp/portkey.out" &&
-        echo "bench: Portkey logged errors: $(grep -m1 -o 'TypeError[^\n]\{0,80\}' "$tmp/portkey.out")"
-fi
-for c in 1 64 256; do
-    run llmgw json "$c" "http://127.0.0.1:$GW/v1/chat/completions" "$json_body" "$key"
-    run llmgw sse "$c" "http://127.0.0.1:$GW/v1/chat/completions" "$gw_sse_body" "$key"
-done
-rss[llmgw]=$(rss_kb "$gw_pid")
-rows=$(build/llmgw usage --format totals --db "$db" 2>/dev/null | sed -n 's/.*totals //p')
-kill "$gw_pid" 2>/dev/null || true
-
-# llmgw on PostgreSQL (the database on the same two cores)
+# llmgw on PostgreSQL beside it (the database on the same two cores), non-streamed
+have_pg=0
 if [ "${BENCH_SKIP_PG:-0}" != 1 ] &&
    pg_url=$(PG_DURABLE=1 scripts/pg.sh start "$tmp/pg" "$PG_PORT" 2>"$tmp/pg.err"); then
     build/llmgw migrate --db "$pg_url" >/dev/null
@@ -174,30 +149,59 @@ if [ "${BENCH_SKIP_PG:-0}" != 1 ] &&
     LLMGW_LOG_LEVEL=warn build/llmgw serve --listen "127.0.0.1:$GW_PG" --db "$pg_url" \
         --workers 2 >"$tmp/llmgw-pg.out" 2>&1 &
     pids+=($!); gw_pg_pid=$!
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW_PG/healthz" >/dev/null && break; sleep 0.1; done
-    for c in 1 64 256; do
-        run llmgw-pg json "$c" "http://127.0.0.1:$GW_PG/v1/chat/completions" "$json_body" "$pg_key"
-    done
-    rss[llmgw-pg]=$(rss_kb "$gw_pg_pid")
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW_PG/healthz" >/dev/null && { have_pg=1; break; }; sleep 0.1; done
 elif [ "${BENCH_SKIP_PG:-0}" != 1 ]; then
     echo "bench: no PostgreSQL for the llmgw-pg row: $(head -c 200 "$tmp/pg.err")"
 fi
 
+declare -A rss
+# The targets take turns at each connection count rather than each running all its counts in a
+# row: this machine's speed varies over minutes (other guests of its host, seen as steal), and
+# a slow spell should fall on every row of a ratio, not on one.
+echo "bench: wrk ${dur}s per run, 1 / 64 / 256 connections, non-streamed and streamed, the targets in turn"
+up=http://127.0.0.1
+for c in 1 64 256; do
+    run upstream json "$c" "$up:$UP_JSON/v1/chat/completions" "$json_body"
+    run hop json "$c" "$up:$HOP_JSON/v1/chat/completions" "$json_body"
+    [ "$have_pk" = 1 ] && run portkey json "$c" "$up:$PK/v1/chat/completions" "$json_body" "" \
+        "$pk_headers"$'\n'"x-portkey-custom-host: $up:$UP_JSON/v1"
+    run llmgw json "$c" "$up:$GW/v1/chat/completions" "$json_body" "$key"
+    [ "$have_pg" = 1 ] && run llmgw-pg json "$c" "$up:$GW_PG/v1/chat/completions" "$json_body" "$pg_key"
+    run upstream sse "$c" "$up:$UP_SSE/v1/chat/completions" "$sse_body"
+    run hop sse "$c" "$up:$HOP_SSE/v1/chat/completions" "$sse_body"
+    [ "$have_pk" = 1 ] && run portkey sse "$c" "$up:$PK/v1/chat/completions" "$sse_body" "" \
+        "$pk_headers"$'\n'"x-portkey-custom-host: $up:$UP_SSE/v1"
+    run llmgw sse "$c" "$up:$GW/v1/chat/completions" "$gw_sse_body" "$key"
+done
+rss[upstream]=$(rss_kb "${pids[0]}")
+rss[hop]=$(rss_kb "${pids[1]}")
+if [ "$have_pk" = 1 ]; then
+    rss[portkey]=$(rss_kb "$pk_pid")
+    grep -q "TypeError" "$tmp/portkey.out" &&
+        echo "bench: Portkey logged errors: $(grep -m1 -o 'TypeError[^\n]\{0,80\}' "$tmp/portkey.out")"
+fi
+rss[llmgw]=$(rss_kb "$gw_pid")
+[ "$have_pg" = 1 ] && rss[llmgw-pg]=$(rss_kb "$gw_pg_pid")
+rows=$(build/llmgw usage --format totals --db "$db" 2>/dev/null | sed -n 's/.*totals //p')
+kill "$gw_pid" 2>/dev/null || true
+
 echo
-printf '%-9s %-6s %10s %10s %11s %11s %11s %11s %8s %9s\n' target mode "p50 c=1" "p99 c=1" \
-    "req/s c=64" "p99 c=64" "req/s c=256" "p99 c=256" errors "peak RSS"
+printf '%-9s %-6s %10s %10s %11s %11s %11s %11s %8s %9s %6s\n' target mode "p50 c=1" "p99 c=1" \
+    "req/s c=64" "p99 c=64" "req/s c=256" "p99 c=256" errors "peak RSS" steal
 for t in upstream hop portkey llmgw llmgw-pg; do
     for m in json sse; do
         awk -v t="$t" -v m="$m" -v rss="${rss[$t]:-0}" '
-            $1 == t && $2 == m { rps[$3] = $4; p50[$3] = $5; p99[$3] = $6; e += $7; seen = 1 }
+            $1 == t && $2 == m { rps[$3] = $4; p50[$3] = $5; p99[$3] = $6; e += $7; seen = 1
+                                 if ($8 > st) st = $8 }
             function us(v) { return v >= 10000 ? sprintf("%.1f ms", v / 1000) : sprintf("%d us", v) }
             END { if (!seen) exit
-                printf "%-9s %-6s %10s %10s %11d %11s %11d %11s %8d %6.1f MB\n", t, m, us(p50[1]),
-                    us(p99[1]), rps[64], us(p99[64]), rps[256], us(p99[256]), e, rss / 1024 }' \
+                printf "%-9s %-6s %10s %10s %11d %11s %11d %11s %8d %6.1f MB %5d%%\n", t, m, us(p50[1]),
+                    us(p99[1]), rps[64], us(p99[64]), rps[256], us(p99[256]), e, rss / 1024, st }' \
             "$results"
     done
 done
 [ "$have_pk" = 1 ] || echo "(Portkey not measured)"
+awk '{ s += $8; n++; if ($8 > m) m = $8 } END { printf "steal: the largest share of the CPU the hypervisor gave other guests during one of the row'"'"'s runs (over all runs %d%% on average, at most %d%%); a run under steal is slower than this machine\n", n ? s / n : 0, m }' "$results"
 echo
 awk -v rest="$gw_rest_kb" -v peak="${rss[llmgw]}" '
     { k = $1 " " $2 " " $3; rps[k] = $4; p50[k] = $5; p99[k] = $6 }
