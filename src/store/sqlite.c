@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -501,8 +502,13 @@ int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
     sqlite3_busy_handler(s->db, on_busy, s);
     sqlite3_extended_result_codes(s->db, 0);
     if (sqlite3_exec(s->db,
-                     /* secure_delete: a deleted conversation's bytes are overwritten, not
+                     /* page_size (a new database only): a request changes a row or two in
+                      * each of a dozen b-trees, and each page changed is written whole to the
+                      * WAL and again by the checkpoint: 1 KiB pages write about half the
+                      * bytes of 4 KiB ones per request (large rows take overflow pages).
+                      * secure_delete: a deleted conversation's bytes are overwritten, not
                       * left in free space */
+                     "PRAGMA page_size=1024; "
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
                      "PRAGMA secure_delete=ON;",
                      NULL, NULL, NULL) != SQLITE_OK) {
@@ -575,8 +581,18 @@ static struct sq_key_slot *key_slot(struct sq *s, const unsigned char hash[32])
 
 /* ---- writer mode: WAL checkpoints off the writer's thread ---- */
 
-#define SQ_CKPT_PAGES 1000 /* SQLite's own autocheckpoint threshold */
-#define SQ_CKPT_HARD 3000  /* past this the writer checkpoints itself: the WAL stays bounded */
+/* A passive checkpoint each time the WAL has grown by SQ_CKPT_PAGES frames (SQLite's own
+ * autocheckpoint threshold); it blocks nobody. Only a checkpoint that holds writers back lets
+ * the WAL start over (a busy writer never lets a passive one catch up): its copy of the last
+ * frames and its two syncs stall the writer for about a millisecond here, so it runs once the
+ * WAL holds ckpt_restart_bytes, not every cycle (at one connection this machine ran ~100
+ * cycles a second, and with a restart in each the writer stood still a tenth of the time). */
+#define SQ_CKPT_PAGES 1000
+static long ckpt_restart_bytes = 32L << 20;
+
+#ifdef GW_TEST_HOOKS
+void gw_sqlite_test_ckpt_restart_bytes(long bytes) { ckpt_restart_bytes = bytes; }
+#endif
 
 struct sq_ckpt {
     pthread_t thread;
@@ -584,6 +600,9 @@ struct sq_ckpt {
     pthread_cond_t cv;
     int pending, stop;
     int running;     /* a checkpoint is under way (cv is signalled when it ends) */
+    _Atomic int next_at; /* WAL frames at which the writer asks for the next cycle */
+    int restart_at;      /* WAL frames past which a cycle ends with a restart */
+    int hard_at;         /* past this the writer checkpoints itself: the WAL stays bounded */
     struct sq *conn; /* a connection of its own (a PASSIVE checkpoint never blocks writers) */
     struct sq *writer;
 };
@@ -618,16 +637,18 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct sq_ckpt *k = arg;
     (void)name;
-    if (pages >= SQ_CKPT_HARD) {
+    if (pages >= k->hard_at) {
         (void)ckpt_wait_done(k, SQ_CKPT_WAIT_MS * 1000L);
         if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) ==
             SQLITE_OK) {
             k->writer->busy_cap_us = SQ_RESTART_WAIT_US;
-            (void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+            if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL) ==
+                SQLITE_OK)
+                atomic_store_explicit(&k->next_at, SQ_CKPT_PAGES, memory_order_relaxed);
             k->writer->busy_cap_us = 0;
         }
     }
-    if (pages >= SQ_CKPT_PAGES) {
+    if (pages >= atomic_load_explicit(&k->next_at, memory_order_relaxed)) {
         pthread_mutex_lock(&k->mu);
         k->pending = 1;
         pthread_cond_broadcast(&k->cv);
@@ -648,14 +669,19 @@ static void *ckpt_main(void *arg)
             break;
         k->running = 1;
         pthread_mutex_unlock(&k->mu);
-        /* the bulk without blocking anyone; then the few pages written meanwhile with writers
-         * held back (a busy writer never lets a passive checkpoint finish, and only a finished
-         * one lets the WAL start over instead of growing) */
-        int rc = sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                                           NULL);
-        if (rc == SQLITE_OK)
+        /* the bulk without blocking anyone; once the WAL is long, the few pages written
+         * meanwhile with writers held back, and the WAL starts over */
+        int nlog = 0, ncopied = 0;
+        int rc = sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog,
+                                           &ncopied);
+        int next = nlog + SQ_CKPT_PAGES;
+        if (rc == SQLITE_OK && nlog >= k->restart_at) {
             rc = sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL,
                                            NULL);
+            if (rc == SQLITE_OK)
+                next = SQ_CKPT_PAGES;
+        }
+        atomic_store_explicit(&k->next_at, next, memory_order_relaxed);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             GW_LOG_WARN("store", "WAL checkpoint failed: %s", sqlite3_errmsg(k->conn->db));
         pthread_mutex_lock(&k->mu);
@@ -707,6 +733,16 @@ static int sq_writer_mode(struct gw_store *base)
     k->conn = (struct sq *)other;
     k->conn->busy_cap_us = SQ_RESTART_WAIT_US; /* it only checkpoints */
     k->writer = s;
+    atomic_init(&k->next_at, SQ_CKPT_PAGES);
+    int page = 4096;
+    sqlite3_stmt *ps = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &ps, NULL) == SQLITE_OK &&
+        sqlite3_step(ps) == SQLITE_ROW && sqlite3_column_int(ps, 0) > 0)
+        page = sqlite3_column_int(ps, 0);
+    sqlite3_finalize(ps);
+    long frames = ckpt_restart_bytes / (page + 24); /* a frame: its header and the page */
+    k->restart_at = frames < 1 ? 1 : frames > INT_MAX / 3 ? INT_MAX / 3 : (int)frames;
+    k->hard_at = 3 * (k->restart_at > SQ_CKPT_PAGES ? k->restart_at : SQ_CKPT_PAGES);
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
     if (pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {

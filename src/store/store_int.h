@@ -200,5 +200,10 @@ extern const int gw_schema_count;
 /* Backends. */
 GW_NODISCARD int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb);
 GW_NODISCARD int gw_postgres_open(const char *url, struct gw_store **out, struct gw_errbuf *eb);
+#ifdef GW_TEST_HOOKS
+/* Test builds only: the WAL size (bytes) past which the SQLite writer's checkpoints restart
+ * it, for stores put in writer mode from then on (32 MiB otherwise). */
+void gw_sqlite_test_ckpt_restart_bytes(long bytes);
+#endif
 
 #endif

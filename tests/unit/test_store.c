@@ -15,9 +15,11 @@
 #include <cmocka.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <sqlite3.h>
 
 #include "policy/budget.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -927,18 +929,87 @@ static void writer_mode_keeps_the_wal_short(void **state)
     struct fx *f = *state;
     char path[600], slug[32];
     struct stat st;
+    gw_sqlite_test_ckpt_restart_bytes(1L << 20);
     assert_int_equal(gw_store_writer_mode(f->s), 0);
     assert_int_equal(gw_store_writer_mode(f->s), 0); /* once is enough */
+    gw_sqlite_test_ckpt_restart_bytes(32L << 20);
     for (int i = 0; i < 5000; i++) {
         snprintf(slug, sizeof(slug), "org-%d", i);
         assert_int_equal(gw_store_org_create(f->s, slug, slug, NULL), 0);
     }
     snprintf(path, sizeof(path), "%s-wal", f->url + 7);
     assert_int_equal(stat(path, &st), 0);
-    /* some 15,000 pages were committed: without checkpoints the WAL would be ~60 MB */
-    assert_true(st.st_size < 16 * 1024 * 1024);
+    /* some 15,000 pages of 1 KiB were committed: without restarts the WAL would be ~15 MB;
+     * restarted past 1 MiB, and by the writer itself past three times that at the latest */
+    assert_true(st.st_size < 6 * 1024 * 1024);
     struct gw_org o;
     assert_int_equal(gw_store_org_get(f->s, "org-4999", &o), 0);
+}
+
+static int page_size_of(const char *file)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    assert_int_equal(sqlite3_open_v2(file, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static int turn_len(void *arg, const struct gw_conv_turn *t)
+{
+    *(size_t *)arg = t->message_len;
+    return 0;
+}
+
+/* A new database gets 1 KiB pages (fewer bytes written per request); one made before, with
+ * SQLite's 4 KiB, keeps them and works as it did, its rows and large values included. */
+static void sqlite_page_size_new_and_old(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(page_size_of(f->url + 7), 1024);
+
+    char file[600], url[620];
+    snprintf(file, sizeof(file), "%s/old.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(file, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; "
+                                      "CREATE TABLE t(x);", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    snprintf(url, sizeof(url), "sqlite:%s", file);
+    struct gw_store *s = NULL;
+    struct gw_errbuf eb = {{0}};
+    assert_int_equal(gw_store_open(url, &s, &eb), 0);
+    assert_int_equal(gw_store_migrate(s, &eb), 0);
+    assert_int_equal(gw_store_writer_mode(s), 0);
+    /* a value of many pages: a conversation turn of 300 KiB */
+    size_t big = 300u << 10;
+    char *msg = malloc(big + 64);
+    assert_non_null(msg);
+    int off = snprintf(msg, 64, "{\"role\":\"user\",\"content\":\"");
+    memset(msg + off, 'q', big);
+    strcpy(msg + off + big, "\"}");
+    struct gw_conv_turn t;
+    memset(&t, 0, sizeof(t));
+    gw_strlcpy(t.role, "user", sizeof(t.role));
+    t.message = msg;
+    struct gw_conv c;
+    memset(&c, 0, sizeof(c));
+    struct gw_conv_append a = {.org_id = 1, .owner = "key:k", .conv_id = "big", .ref = "cv_big",
+                               .title = "big", .turns = &t, .n = 1, .now_ms = gw_now_ms()};
+    assert_int_equal(gw_store_conv_append(s, &a, &c), 0);
+    size_t got = 0;
+    assert_int_equal(gw_store_conv_turns(s, c.id, 0, 0, turn_len, &got), 0);
+    assert_int_equal(got, strlen(msg));
+    gw_conv_cleanup(&c);
+    gw_store_free(s);
+    assert_int_equal(page_size_of(file), 4096);
+    free(msg);
 }
 
 /* ---- conversations and the audit trail ---- */
@@ -2368,6 +2439,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(idempotency_records, setup, teardown),
         cmocka_unit_test_setup_teardown(two_connections_share_the_file, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_mode_keeps_the_wal_short, setup, teardown),
+        cmocka_unit_test_setup_teardown(sqlite_page_size_new_and_old, setup, teardown),
         cmocka_unit_test_setup_teardown(key_cache_sees_changes_from_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_policy_of_orgs_and_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_append_creates_then_extends, setup, teardown),
