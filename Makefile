@@ -69,8 +69,13 @@ build/$(SONAME): build/libllmgw.so.$(VERSION)
 build/libllmgw.so: build/$(SONAME)
 	ln -sf $(SONAME) $@
 
+# The server takes mimalloc for malloc (its whole process: the library's link line names it
+# first, and --no-as-needed keeps it though nothing calls it by name); the library itself
+# leaves the allocator to whoever embeds it, and the sanitized builds keep the sanitizers' own.
+SERVER_LIBS := -Wl,--push-state,--no-as-needed -lmimalloc -Wl,--pop-state
+
 build/llmgw: $(CLI_OBJ) build/libllmgw.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) build/libllmgw.a $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) build/libllmgw.a $(SERVER_LIBS) $(LDLIBS)
 
 build/san/libllmgw.a: $(SAN_OBJ)
 	@rm -f $@

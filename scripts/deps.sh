@@ -2,7 +2,7 @@
 # Install the Debian packages llmgw needs, only those missing. Usage: deps.sh build|test
 set -euo pipefail
 want=(build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev libyajl-dev
-      libssl-dev libsqlite3-dev libyaml-dev libpq-dev libseccomp-dev ca-certificates)
+      libssl-dev libsqlite3-dev libyaml-dev libpq-dev libseccomp-dev libmimalloc-dev ca-certificates)
 if [ "${1:-build}" = test ]; then
     # chromium: the browser test (tests/e2e/browser.test.js, headless through playwright-core)
     want+=(libcmocka-dev nodejs npm curl clang libclang-rt-14-dev sqlite3 postgresql valgrind chromium)

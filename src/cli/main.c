@@ -483,7 +483,8 @@ static int cmd_serve(int argc, char **argv)
      * free top passes 128 kB, and each trim is an madvise that interrupts every core running
      * a thread of ours to flush its TLB (SQLite takes 85 kB for a transaction's page cache).
      * Fixed thresholds also stop glibc raising them on its own. The embedding host's allocator
-     * is the host's business, so this is the server's alone. */
+     * is the host's business, so this is the server's alone. (The Makefile's server links
+     * mimalloc, which takes malloc over and ignores these: they hold for a build without it.) */
     (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
     (void)mallopt(M_MMAP_THRESHOLD, 4 << 20);
     /* Least privilege before any thread exists (each thread inherits it): no new privileges,
