@@ -671,9 +671,9 @@ static void *ckpt_main(void *arg)
         pthread_mutex_unlock(&k->mu);
         /* the bulk without blocking anyone; once the WAL is long, the few pages written
          * meanwhile with writers held back, and the WAL starts over */
-        int nlog = 0, ncopied = 0;
+        int nlog = 0;
         int rc = sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog,
-                                           &ncopied);
+                                           NULL);
         int next = nlog + SQ_CKPT_PAGES;
         if (rc == SQLITE_OK && nlog >= k->restart_at) {
             rc = sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL,
