@@ -196,7 +196,9 @@ static enum usage_index usage_index(const struct gw_usage_filter *f)
  * start, $5 usd, $6 second, $7 requests, $8 tokens, $9 prune before, $10 the key's shard, $11
  * the org's; guard is a further condition on every change. Counters are changed in one order
  * everywhere (scope, id, period), so two statements never wait on each other in a circle; the
- * buckets that left the hour are dropped by whoever gets them first (SKIP LOCKED). */
+ * buckets that left the hour are dropped by whoever gets them first (SKIP LOCKED), each
+ * scope's looked up in the index through a lateral join (a plain join or an OR of the scopes
+ * plans as a scan of the whole table: an hour of buckets, on every write). */
 #define COUNTERS_CTE(guard)                                                                        \
     "t AS (INSERT INTO usage_totals(scope, id, period, window_start, shard, spent_micros) "        \
     "SELECT * FROM (VALUES (0, $1::bigint, 'd', $3::bigint, $10::int, $5::bigint), (0, $1, 'm', "  \
@@ -209,9 +211,10 @@ static enum usage_index usage_index(const struct gw_usage_filter *f)
     "WHERE v.column2 > 0 AND (v.column5 <> 0 OR v.column6 <> 0)" guard " ON CONFLICT (scope, id, " \
     "second, shard) DO UPDATE SET requests = usage_rate.requests + excluded.requests, tokens = "   \
     "usage_rate.tokens + excluded.tokens RETURNING 1), "                                           \
-    "p AS (DELETE FROM usage_rate WHERE ctid = ANY (ARRAY(SELECT ctid FROM usage_rate WHERE "      \
-    "$9::bigint > 0 AND second < $9 AND ((scope = 0 AND id = $1) OR (scope = 1 AND id = $2))"     \
-    guard " FOR UPDATE SKIP LOCKED)) RETURNING 1) "
+    "p AS (DELETE FROM usage_rate WHERE ctid = ANY (ARRAY(SELECT b.ctid FROM (VALUES (0, "          \
+    "$1::bigint), (1, $2::bigint)) x(scope, sid) CROSS JOIN LATERAL (SELECT ctid FROM usage_rate "  \
+    "b WHERE b.scope = x.scope AND b.id = x.sid AND b.second < $9 AND $9::bigint > 0" guard       \
+    " FOR UPDATE SKIP LOCKED) b)) RETURNING 1) "
 #define COUNTERS_COUNT "(SELECT count(*) FROM t), (SELECT count(*) FROM r), (SELECT count(*) FROM p)"
 
 static const struct {
@@ -287,10 +290,11 @@ static const struct {
                  "requests = usage_rate.requests + excluded.requests, tokens = "
                  "usage_rate.tokens + excluded.tokens RETURNING 1), "
                  "p AS (DELETE FROM usage_rate WHERE ctid = ANY (ARRAY(SELECT u.ctid FROM "
-                 "usage_rate u JOIN (SELECT scope, sid, MAX(prune) AS prune FROM c WHERE prune > 0 "
-                 "GROUP BY scope, sid) x ON u.scope = x.scope AND u.id = x.sid AND u.second < "
-                 "x.prune WHERE NOT EXISTS (SELECT 1 FROM c WHERE c.scope = u.scope AND c.sid = "
-                 "u.id AND c.second = u.second) FOR UPDATE OF u SKIP LOCKED)) RETURNING 1) "
+                 "(SELECT scope, sid, MAX(prune) AS prune FROM c WHERE prune > 0 GROUP BY scope, "
+                 "sid) x CROSS JOIN LATERAL (SELECT b.ctid FROM usage_rate b WHERE b.scope = "
+                 "x.scope AND b.id = x.sid AND b.second < x.prune AND NOT EXISTS (SELECT 1 FROM c "
+                 "WHERE c.scope = b.scope AND c.sid = b.id AND c.second = b.second) FOR UPDATE OF "
+                 "b SKIP LOCKED) u)) RETURNING 1) "
                  "SELECT id FROM upd WHERE (SELECT count(*) FROM t) >= 0 AND (SELECT count(*) "
                  "FROM r) >= 0 AND (SELECT count(*) FROM p) >= 0",
                  56},

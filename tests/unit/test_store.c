@@ -673,6 +673,57 @@ static void plain_writes_together(void **state)
     snapshot_is(f, now, 7 * 1000 - 3 * 600, 7, 70);
 }
 
+/* Writes together drop the buckets that left the hour: of their own scopes only, and those
+ * before the latest bound among them. */
+static void writes_together_prune_old_buckets(void **state)
+{
+    struct fx *f = *state;
+    int64_t now = gw_now_ms(), sec = now / 1000;
+    for (int i = 0; i < 70; i++) { /* 70 seconds of buckets of key 7 (org 3), and of key 8 */
+        struct gw_counters_delta d = {.key_id = 7, .org_id = 3, .day_start = now - 1000,
+                                      .month_start = now - 2000, .second = sec - 69 + i,
+                                      .requests = 1, .tokens = 10};
+        assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+        d.key_id = 8;
+        d.org_id = 0;
+        assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+    }
+    snapshot_is(f, now, 0, 70, 700);
+    struct gw_usage_row rows[2];
+    struct gw_store_write w[2], *wp[2] = {&w[0], &w[1]};
+    for (int i = 0; i < 2; i++) {
+        memset(&rows[i], 0, sizeof(rows[i]));
+        snprintf(rows[i].request_id, sizeof(rows[i].request_id), "p%d", i);
+        strcpy(rows[i].provider, "openai");
+        strcpy(rows[i].model, "gpt-4o");
+        strcpy(rows[i].endpoint, "chat.completions");
+        strcpy(rows[i].state, "reserved");
+        rows[i].org_id = 3;
+        rows[i].key_row_id = 7;
+        rows[i].reserved_micros = 1000;
+        rows[i].created_ms = now;
+        w[i] = (struct gw_store_write){
+            .row = &rows[i],
+            .d = {.key_id = 7, .org_id = 3, .day_start = now - 1000, .month_start = now - 2000,
+                  .usd = 1000, .second = sec, .requests = 1, .tokens = 10, .spread_key = i,
+                  .prune_before = i == 0 ? sec - 9 : sec - 30},
+        };
+    }
+    int failed = 0;
+    gw_log_set_handler(count_batch_failures, &failed, GW_LOG_LVL_WARN);
+    gw_store_write_many(f->s, wp, 2);
+    gw_log_set_handler(NULL, NULL, GW_LOG_LVL_ERROR);
+    assert_int_equal(failed, 0);
+    assert_int_equal(w[0].rc, 0);
+    assert_int_equal(w[1].rc, 0);
+    snapshot_is(f, now, 2000, 10 + 2, 100 + 20); /* sec-9 .. sec kept, and the two */
+    struct gw_scope_usage u;
+    assert_int_equal(gw_store_usage_snapshot(f->s, GW_SCOPE_KEY, 8, sec - 3600, now - 1000,
+                                             now - 2000, GW_SNAP_HOUR, &u),
+                     0);
+    assert_int_equal(u.requests, 70); /* another key's buckets stay */
+}
+
 /* Counter changes in a transaction: a read inside it sees them, the commit keeps them all
  * (70 distinct second rows among them), a prune removes what is older than its bound, and a
  * rollback drops them. */
@@ -2438,6 +2489,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup, teardown),
         cmocka_unit_test_setup_teardown(counters_in_a_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(writes_together_prune_old_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(idempotency_records, setup, teardown),
@@ -2475,6 +2527,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(usage_reserve_settle_recover, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(plain_writes_together, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(counters_in_a_transaction, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(writes_together_prune_old_buckets, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup_pg,
                                         teardown_pg),
         cmocka_unit_test_setup_teardown(idempotency_records, setup_pg, teardown_pg),
