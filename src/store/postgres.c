@@ -184,6 +184,7 @@ static enum usage_index usage_index(const struct gw_usage_filter *f)
  * admission); with two bounds it estimates 0.5 % and goes through the index. The far bound,
  * 30 years off, is always true. */
 #define HOUR_SINCE(lo) "second >= " lo " AND second < " lo " + 1000000000"
+#define HOUR_SINCE_MIN(lo) "minute >= " lo " AND minute < " lo " + 1000000000"
 #define HOUR_BEFORE(col, hi) col " < " hi " AND " col " >= " hi " - 1000000000"
 #define SNAPSHOT_SQL(col, scope)                                                                   \
     "SELECT h.requests, h.tokens, "                                                                \
@@ -196,8 +197,10 @@ static enum usage_index usage_index(const struct gw_usage_filter *f)
     "CASE WHEN $5 & 4 <> 0 THEN (SELECT COALESCE(SUM(spent_micros), 0) FROM usage_totals WHERE "  \
     "scope = " scope " AND id = $1 AND period = 'm' AND window_start = $4) ELSE 0 END "           \
     "FROM (SELECT COALESCE(SUM(requests), 0) AS requests, COALESCE(SUM(tokens), 0) AS tokens "   \
-    "FROM usage_rate WHERE $5 & 1 <> 0 AND scope = " scope " AND id = $1 AND "                     \
-    HOUR_SINCE("$2") ") h"
+    "FROM (SELECT requests, tokens FROM usage_rate WHERE $5 & 1 <> 0 AND scope = " scope " AND "   \
+    "id = $1 AND second >= $2 AND second < ($2 + 59) / 60 * 60 UNION ALL SELECT requests, tokens " \
+    "FROM usage_rate_min WHERE $5 & 1 <> 0 AND scope = " scope " AND id = $1 AND "                 \
+    HOUR_SINCE_MIN("($2 + 59) / 60") ") b) h"
 /* Every counter of the key and (when $2 > 0) the org: the spend of the day and the month, the
  * hour bucket, and the buckets that left the hour. $1 key, $2 org, $3 day start, $4 month
  * start, $5 usd, $6 second, $7 requests, $8 tokens, $9 prune before, $10 the key's shard, $11
@@ -218,11 +221,31 @@ static enum usage_index usage_index(const struct gw_usage_filter *f)
     "WHERE v.column2 > 0 AND (v.column5 <> 0 OR v.column6 <> 0)" guard " ON CONFLICT (scope, id, " \
     "second, shard) DO UPDATE SET requests = usage_rate.requests + excluded.requests, tokens = "   \
     "usage_rate.tokens + excluded.tokens RETURNING 1), "                                           \
-    "p AS (DELETE FROM usage_rate WHERE ctid = ANY (ARRAY(SELECT b.ctid FROM (VALUES (0, "          \
-    "$1::bigint), (1, $2::bigint)) x(scope, sid) CROSS JOIN LATERAL (SELECT ctid FROM usage_rate "  \
-    "b WHERE b.scope = x.scope AND b.id = x.sid AND " HOUR_BEFORE("b.second", "$9") " AND "        \
-    "$9::bigint > 0" guard " FOR UPDATE SKIP LOCKED) b)) RETURNING 1) "
-#define COUNTERS_COUNT "(SELECT count(*) FROM t), (SELECT count(*) FROM r), (SELECT count(*) FROM p)"
+    "m AS (INSERT INTO usage_rate_min(scope, id, minute, shard, requests, tokens) SELECT * FROM "  \
+    "(VALUES (0, $1, $6 / 60, $10, $7, $8), (1, $2, $6 / 60, $11, $7, $8)) v WHERE v.column2 > 0 " \
+    "AND (v.column5 <> 0 OR v.column6 <> 0)" guard " ON CONFLICT (scope, id, minute, shard) DO "   \
+    "UPDATE SET requests = usage_rate_min.requests + excluded.requests, tokens = "                \
+    "usage_rate_min.tokens + excluded.tokens RETURNING 1), "                                       \
+    PRUNE_CTE("p", "usage_rate", "second", "$9", guard) ", "                                      \
+    PRUNE_CTE("q", "usage_rate_min", "minute", "$9 / 60", guard) " "
+/* The buckets of key $1 and org $2 before hi in table (col: second or minute) */
+#define PRUNE_CTE(name, table, col, hi, guard)                                                     \
+    name " AS (DELETE FROM " table " WHERE ctid = ANY (ARRAY(SELECT b.ctid FROM (VALUES (0, "      \
+    "$1::bigint), (1, $2::bigint)) x(scope, sid) CROSS JOIN LATERAL (SELECT ctid FROM " table     \
+    " b WHERE b.scope = x.scope AND b.id = x.sid AND " HOUR_BEFORE("b." col, hi) " AND "          \
+    "$9::bigint > 0" guard " FOR UPDATE SKIP LOCKED) b)) RETURNING 1)"
+#define COUNTERS_COUNT                                                                             \
+    "(SELECT count(*) FROM t), (SELECT count(*) FROM r), (SELECT count(*) FROM m), (SELECT "       \
+    "count(*) FROM p), (SELECT count(*) FROM q)"
+
+/* P_BATCH's buckets of each scope in c before its latest bound, in table (col: second or
+ * minute; cur: the column of c's own buckets, which stay) */
+#define BATCH_PRUNE_CTE(name, table, col, hi, cur)                                                 \
+    name " AS (DELETE FROM " table " WHERE ctid = ANY (ARRAY(SELECT u.ctid FROM (SELECT scope, "   \
+    "sid, MAX(prune) AS prune FROM c WHERE prune > 0 GROUP BY scope, sid) x CROSS JOIN LATERAL "   \
+    "(SELECT b.ctid FROM " table " b WHERE b.scope = x.scope AND b.id = x.sid AND "               \
+    HOUR_BEFORE("b." col, hi) " AND NOT EXISTS (SELECT 1 FROM c WHERE c.scope = b.scope AND "     \
+    "c.sid = b.id AND " cur " = b." col ") FOR UPDATE OF b SKIP LOCKED) u)) RETURNING 1)"
 
 static const struct {
     const char *sql;
@@ -296,15 +319,17 @@ static const struct {
                  "scope, sid, second, shard ON CONFLICT (scope, id, second, shard) DO UPDATE SET "
                  "requests = usage_rate.requests + excluded.requests, tokens = "
                  "usage_rate.tokens + excluded.tokens RETURNING 1), "
-                 "p AS (DELETE FROM usage_rate WHERE ctid = ANY (ARRAY(SELECT u.ctid FROM "
-                 "(SELECT scope, sid, MAX(prune) AS prune FROM c WHERE prune > 0 GROUP BY scope, "
-                 "sid) x CROSS JOIN LATERAL (SELECT b.ctid FROM usage_rate b WHERE b.scope = "
-                 "x.scope AND b.id = x.sid AND " HOUR_BEFORE("b.second", "x.prune") " AND NOT "
-                 "EXISTS (SELECT 1 FROM c "
-                 "WHERE c.scope = b.scope AND c.sid = b.id AND c.second = b.second) FOR UPDATE OF "
-                 "b SKIP LOCKED) u)) RETURNING 1) "
-                 "SELECT id FROM upd WHERE (SELECT count(*) FROM t) >= 0 AND (SELECT count(*) "
-                 "FROM r) >= 0 AND (SELECT count(*) FROM p) >= 0",
+                 "m AS (INSERT INTO usage_rate_min(scope, id, minute, shard, requests, tokens) "
+                 "SELECT scope, sid, second / 60, shard, SUM(requests), SUM(tokens) FROM c GROUP "
+                 "BY scope, sid, second / 60, shard HAVING SUM(requests) <> 0 OR SUM(tokens) <> 0 "
+                 "ORDER BY scope, sid, second / 60, shard ON CONFLICT (scope, id, minute, shard) "
+                 "DO UPDATE SET requests = usage_rate_min.requests + excluded.requests, tokens = "
+                 "usage_rate_min.tokens + excluded.tokens RETURNING 1), "
+                 BATCH_PRUNE_CTE("p", "usage_rate", "second", "x.prune", "c.second") ", "
+                 BATCH_PRUNE_CTE("q", "usage_rate_min", "minute", "x.prune / 60", "c.second / 60")
+                 " SELECT id FROM upd WHERE (SELECT count(*) FROM t) >= 0 AND (SELECT count(*) "
+                 "FROM r) >= 0 AND (SELECT count(*) FROM m) >= 0 AND (SELECT count(*) FROM p) >= "
+                 "0 AND (SELECT count(*) FROM q) >= 0",
                  56},
     [P_IDEM_CLAIM] = {"INSERT INTO idempotency(caller, endpoint, idem_key, fingerprint, state, "
                       "request_id, node, created_ms, expires_ms) VALUES ($1, $2, $3, $4, "

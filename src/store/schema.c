@@ -4,7 +4,7 @@
  * Written in the SQL both SQLite and PostgreSQL take. The one difference, the type of an
  * auto-numbered id ("INTEGER PRIMARY KEY" here), a backend rewrites (postgres.c: BIGSERIAL).
  * A migration that starts with GW_SCHEMA_SQLITE_ONLY changes only SQLite databases
- * (PostgreSQL records its version and runs nothing).
+ * (PostgreSQL records its version and runs nothing); GW_SCHEMA_POSTGRES_ONLY the other way.
  */
 #include "store/store_int.h"
 
@@ -290,5 +290,22 @@ const char *const gw_schema_migrations[] = {
     /* (state): a count reads the index alone (SQLite: COVERING INDEX) */
     "CREATE INDEX usage_uncertain ON usage(state) WHERE state = 'uncertain';"
     "CREATE INDEX idempotency_uncertain ON idempotency(state) WHERE state = 'uncertain';",
+    /* 19: PostgreSQL checks a scope's hour in the store, under its lock: the hour's requests
+     * and tokens by the minute beside the seconds, so that a check reads the seconds of the
+     * minute the hour starts in and the whole minutes after it (at most 60 + 61 rows, not
+     * 3,600). Written in the same statements as the seconds; filled from them here. SQLite
+     * checks in memory. */
+    GW_SCHEMA_POSTGRES_ONLY
+    "CREATE TABLE usage_rate_min ("
+    "  scope INTEGER NOT NULL,"
+    "  id BIGINT NOT NULL,"
+    "  minute BIGINT NOT NULL,"
+    "  shard INTEGER NOT NULL DEFAULT 0,"
+    "  requests BIGINT NOT NULL DEFAULT 0,"
+    "  tokens BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (scope, id, minute, shard));"
+    "INSERT INTO usage_rate_min(scope, id, minute, shard, requests, tokens) "
+    "  SELECT scope, id, second / 60, shard, SUM(requests), SUM(tokens) FROM usage_rate "
+    "  GROUP BY scope, id, second / 60, shard;",
 };
 const int gw_schema_count = (int)(sizeof(gw_schema_migrations) / sizeof(gw_schema_migrations[0]));

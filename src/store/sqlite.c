@@ -812,7 +812,10 @@ static int sq_migrate(struct gw_store *base, struct gw_errbuf *eb)
         char rec[128];
         snprintf(rec, sizeof(rec), "INSERT INTO schema_version VALUES (%d, %lld)", v,
                  (long long)gw_now_ms());
-        if (sqlite3_exec(s->db, gw_schema_migrations[v - 1], NULL, NULL, NULL) != SQLITE_OK ||
+        const char *src = gw_schema_migrations[v - 1];
+        if (strncmp(src, GW_SCHEMA_POSTGRES_ONLY, strlen(GW_SCHEMA_POSTGRES_ONLY)) == 0)
+            src = ""; /* not for this backend: only its number */
+        if (sqlite3_exec(s->db, src, NULL, NULL, NULL) != SQLITE_OK ||
             sqlite3_exec(s->db, rec, NULL, NULL, NULL) != SQLITE_OK)
             goto fail;
     }

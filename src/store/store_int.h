@@ -194,6 +194,7 @@ struct gw_store {
 
 /* The versioned schema (schema.c): migration v is gw_schema_migrations[v - 1]. */
 #define GW_SCHEMA_SQLITE_ONLY "-- sqlite only\n"
+#define GW_SCHEMA_POSTGRES_ONLY "-- postgres only\n"
 extern const char *const gw_schema_migrations[];
 extern const int gw_schema_count;
 

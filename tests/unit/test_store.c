@@ -673,22 +673,45 @@ static void plain_writes_together(void **state)
     snapshot_is(f, now, 7 * 1000 - 3 * 600, 7, 70);
 }
 
+static int count_bucket(void *arg, int64_t second, int64_t requests, int64_t tokens)
+{
+    (void)second, (void)requests, (void)tokens;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* The seconds with a bucket of the scope from since on. */
+static int buckets(struct fx *f, enum gw_scope scope, int64_t id, int64_t since)
+{
+    int n = 0;
+    assert_int_equal(gw_store_rate_list(f->s, scope, id, since, count_bucket, &n), 0);
+    return n;
+}
+
+/* 70 seconds of buckets of key 7 (org 3) and of key 8 (no org) before the hour, and n in it. */
+static void buckets_around_the_hour(struct fx *f, int64_t now, int n)
+{
+    int64_t sec = now / 1000;
+    for (int i = 0; i < 70 + n; i++) {
+        struct gw_counters_delta d = {.key_id = 7, .org_id = 3, .day_start = now - 1000,
+                                      .month_start = now - 2000, .requests = 1, .tokens = 10,
+                                      .second = i < 70 ? sec - 3600 - 70 + i : sec - 70 - n + i};
+        assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+        d.key_id = 8;
+        d.org_id = 0;
+        assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+    }
+}
+
 /* Writes together drop the buckets that left the hour: of their own scopes only, and those
  * before the latest bound among them. */
 static void writes_together_prune_old_buckets(void **state)
 {
     struct fx *f = *state;
     int64_t now = gw_now_ms(), sec = now / 1000;
-    for (int i = 0; i < 70; i++) { /* 70 seconds of buckets of key 7 (org 3), and of key 8 */
-        struct gw_counters_delta d = {.key_id = 7, .org_id = 3, .day_start = now - 1000,
-                                      .month_start = now - 2000, .second = sec - 69 + i,
-                                      .requests = 1, .tokens = 10};
-        assert_int_equal(gw_store_counters_add(f->s, &d), 0);
-        d.key_id = 8;
-        d.org_id = 0;
-        assert_int_equal(gw_store_counters_add(f->s, &d), 0);
-    }
-    snapshot_is(f, now, 0, 70, 700);
+    buckets_around_the_hour(f, now, 10);
+    snapshot_is(f, now, 0, 10, 100);
+    assert_int_equal(buckets(f, GW_SCOPE_KEY, 7, sec - 7200), 80);
     struct gw_usage_row rows[2];
     struct gw_store_write w[2], *wp[2] = {&w[0], &w[1]};
     for (int i = 0; i < 2; i++) {
@@ -706,7 +729,7 @@ static void writes_together_prune_old_buckets(void **state)
             .row = &rows[i],
             .d = {.key_id = 7, .org_id = 3, .day_start = now - 1000, .month_start = now - 2000,
                   .usd = 1000, .second = sec, .requests = 1, .tokens = 10, .spread_key = i,
-                  .prune_before = i == 0 ? sec - 9 : sec - 30},
+                  .prune_before = i == 0 ? sec - 3600 : sec - 3630},
         };
     }
     int failed = 0;
@@ -716,17 +739,41 @@ static void writes_together_prune_old_buckets(void **state)
     assert_int_equal(failed, 0);
     assert_int_equal(w[0].rc, 0);
     assert_int_equal(w[1].rc, 0);
-    snapshot_is(f, now, 2000, 10 + 2, 100 + 20); /* sec-9 .. sec kept, and the two */
-    struct gw_scope_usage u;
-    assert_int_equal(gw_store_usage_snapshot(f->s, GW_SCOPE_KEY, 8, sec - 3600, now - 1000,
-                                             now - 2000, GW_SNAP_HOUR, &u),
-                     0);
-    assert_int_equal(u.requests, 70); /* another key's buckets stay */
+    snapshot_is(f, now, 2000, 10 + 2, 100 + 20);
+    assert_int_equal(buckets(f, GW_SCOPE_KEY, 7, sec - 7200), 10 + 1); /* the hour's, and now */
+    assert_int_equal(buckets(f, GW_SCOPE_ORG, 3, sec - 7200), 10 + 1);
+    assert_int_equal(buckets(f, GW_SCOPE_KEY, 8, sec - 7200), 80); /* another key's stay */
+}
+
+/* The hour counts every second from its start on, wherever in a minute it starts. */
+static void hour_from_any_second(void **state)
+{
+    struct fx *f = *state;
+    int64_t now = gw_now_ms(), base = (now / 1000 - 1800) / 60 * 60; /* a minute's start */
+    for (int i = -30; i < 90; i++) { /* a request a second, base - 30 .. base + 89 */
+        struct gw_counters_delta d = {.key_id = 7, .org_id = 3, .day_start = now - 1000,
+                                      .month_start = now - 2000, .second = base + i,
+                                      .requests = 1, .tokens = 10, .spread_key = i % 2};
+        assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+    }
+    const int64_t from[] = {-31, -30, -1, 0, 1, 59, 60, 61, 89, 90};
+    for (size_t k = 0; k < sizeof(from) / sizeof(from[0]); k++) {
+        int64_t want = from[k] < -30 ? 120 : 90 - from[k];
+        for (int scope = 0; scope < 2; scope++) {
+            struct gw_scope_usage u;
+            assert_int_equal(gw_store_usage_snapshot(f->s, scope ? GW_SCOPE_ORG : GW_SCOPE_KEY,
+                                                     scope ? 3 : 7, base + from[k], now - 1000,
+                                                     now - 2000, GW_SNAP_HOUR, &u),
+                             0);
+            assert_int_equal(u.requests, want);
+            assert_int_equal(u.tokens, want * 10);
+        }
+    }
 }
 
 /* Counter changes in a transaction: a read inside it sees them, the commit keeps them all
- * (70 distinct second rows among them), a prune removes what is older than its bound, and a
- * rollback drops them. */
+ * (70 distinct second rows among them), a prune removes what left the hour, and a rollback
+ * drops them. */
 static void counters_in_a_transaction(void **state)
 {
     struct fx *f = *state;
@@ -744,25 +791,30 @@ static void counters_in_a_transaction(void **state)
     }
     assert_int_equal(gw_store_tx_commit(f->s), 0);
     snapshot_is(f, now, 7500, 75, 750);
-    /* a prune (with a change of its own) drops the buckets before its bound */
+    buckets_around_the_hour(f, now, 0); /* and 70 seconds before the hour */
+    snapshot_is(f, now, 7500, 75, 750);
+    assert_int_equal(buckets(f, GW_SCOPE_KEY, 7, sec - 7200), 140);
+    /* a prune (with a change of its own) drops the buckets that left the hour */
     assert_int_equal(gw_store_tx_begin(f->s), 0);
     d = (struct gw_counters_delta){.key_id = 7, .org_id = 3, .day_start = now - 1000,
                                    .month_start = now - 2000, .second = sec, .requests = 1,
-                                   .prune_before = sec - 9};
+                                   .prune_before = sec - 3600};
     assert_int_equal(gw_store_counters_add(f->s, &d), 0);
     assert_int_equal(gw_store_tx_commit(f->s), 0);
-    snapshot_is(f, now, 7500, 5 + 10 + 1, 50 + 100); /* sec-9 .. sec kept */
+    snapshot_is(f, now, 7500, 76, 750);
+    assert_int_equal(buckets(f, GW_SCOPE_KEY, 7, sec - 7200), 70);
+    assert_int_equal(buckets(f, GW_SCOPE_ORG, 3, sec - 7200), 70);
     /* a rollback leaves nothing of its changes */
     assert_int_equal(gw_store_tx_begin(f->s), 0);
     d.usd = 999;
     d.prune_before = 0;
     assert_int_equal(gw_store_counters_add(f->s, &d), 0);
     gw_store_tx_rollback(f->s);
-    snapshot_is(f, now, 7500, 16, 150);
+    snapshot_is(f, now, 7500, 76, 750);
     /* and outside a transaction each change is written at once */
     d.usd = 1;
     assert_int_equal(gw_store_counters_add(f->s, &d), 0);
-    snapshot_is(f, now, 7501, 17, 150);
+    snapshot_is(f, now, 7501, 77, 750);
 }
 
 static void usage_attempt_rows_retarget_and_spent(void **state)
@@ -2490,6 +2542,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(plain_writes_together, setup, teardown),
         cmocka_unit_test_setup_teardown(counters_in_a_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(writes_together_prune_old_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(hour_from_any_second, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(idempotency_records, setup, teardown),
@@ -2528,6 +2581,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(plain_writes_together, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(counters_in_a_transaction, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(writes_together_prune_old_buckets, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(hour_from_any_second, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup_pg,
                                         teardown_pg),
         cmocka_unit_test_setup_teardown(idempotency_records, setup_pg, teardown_pg),
