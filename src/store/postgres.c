@@ -251,7 +251,8 @@ static const struct {
     const char *sql;
     int nparams;
 } stmts[P_COUNT] = {
-    [P_LOCK] = {"SELECT pg_advisory_xact_lock($1)", 1},
+    [P_LOCK] = {"SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)",
+                1},
     [P_SNAPSHOT] = {SNAPSHOT_SQL("key_row_id", "0"), 5},
     [P_SNAPSHOT_ORG] = {SNAPSHOT_SQL("org_id", "1"), 5},
     [P_COUNTERS_ADD] = {"WITH " COUNTERS_CTE("") "SELECT " COUNTERS_COUNT, 11},
@@ -576,6 +577,7 @@ struct pg {
     PGconn *conn;
     unsigned char prepared[P_COUNT];
     int in_tx; /* inside BEGIN..COMMIT: a lost connection fails, never reconnects */
+    int flush_due; /* this transaction locked a scope: it commits unflushed, then flushes */
     int shard; /* of the counters, 1..COUNTER_SHARDS: what this connection adds unlocked */
 };
 
@@ -1586,16 +1588,30 @@ static int pg_tx(struct gw_store *base, const char *what)
     }
     int rc = exec_simple(s, what);
     s->in_tx = begin && rc == 0;
+    /* The commit of a transaction that locked a scope does not wait for its WAL to reach the
+     * disk (set with the lock): it releases the lock (and the counters' rows) at once, so the
+     * scope's next admission does not queue behind this one's flush. The caller still gets
+     * the answer only once it is durable: a transaction that assigns an id commits
+     * synchronously, and its flush covers all the WAL before it, this commit and every one
+     * this transaction read. */
+    if (s->flush_due && rc == 0 && strcmp(what, "COMMIT") == 0)
+        rc = exec_simple(s, "SELECT txid_current()");
+    if (!s->in_tx)
+        s->flush_due = 0;
     return rc;
 }
 
 /* One advisory lock per scope, held to the end of the transaction: keys and orgs in their own
- * halves of the lock space. */
+ * halves of the lock space. The transaction then commits without waiting for the disk (pg_tx
+ * waits after). */
 static int pg_lock_scope(struct gw_store *base, enum gw_scope scope, int64_t id)
 {
     struct params p = {0};
     p_i64(&p, id * 2 + (scope == GW_SCOPE_ORG ? 1 : 0));
-    return run((struct pg *)base, P_LOCK, &p, NULL);
+    int rc = run((struct pg *)base, P_LOCK, &p, NULL);
+    if (rc == 0)
+        ((struct pg *)base)->flush_due = 1;
+    return rc;
 }
 
 static int pg_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t id,
