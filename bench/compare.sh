@@ -10,6 +10,9 @@
 #             provider adapter, cost and the usage row on every request (2 workers)
 #   llmgw-pg  the same on a local PostgreSQL with its durable defaults (fsync, synchronous
 #             commit), non-streamed (BENCH_SKIP_PG=1 leaves it out)
+#   llmgw-pgl the same gateway with a key that has limits (requests and tokens per hour,
+#             requests in flight, a daily budget, none of them reached): every admission locks
+#             its scope and checks it in the database
 #
 # wrk at 1, 64 and 256 connections, non-streamed and streamed, against each in turn; one table
 # with req/s, p50, p99, errors and peak RSS, then llmgw's ratios to the hop and to Portkey. The
@@ -145,6 +148,8 @@ if [ "${BENCH_SKIP_PG:-0}" != 1 ] &&
     build/llmgw migrate --db "$pg_url" >/dev/null
     build/llmgw orgs create bench --db "$pg_url" >/dev/null
     pg_key=$(build/llmgw keys create --org bench --db "$pg_url" | tail -n 1)
+    pgl_key=$(build/llmgw keys create --org bench --name limited --rph 1000000000 \
+        --tph 1000000000000 --max-concurrent 100000 --daily-usd 1000000 --db "$pg_url" | tail -n 1)
     OPENAI_API_KEY=sk-bench LLMGW_OPENAI_BASE_URL="http://127.0.0.1:$UP_JSON" \
     LLMGW_LOG_LEVEL=warn build/llmgw serve --listen "127.0.0.1:$GW_PG" --db "$pg_url" \
         --workers 2 >"$tmp/llmgw-pg.out" 2>&1 &
@@ -167,6 +172,7 @@ for c in 1 64 256; do
         "$pk_headers"$'\n'"x-portkey-custom-host: $up:$UP_JSON/v1"
     run llmgw json "$c" "$up:$GW/v1/chat/completions" "$json_body" "$key"
     [ "$have_pg" = 1 ] && run llmgw-pg json "$c" "$up:$GW_PG/v1/chat/completions" "$json_body" "$pg_key"
+    [ "$have_pg" = 1 ] && run llmgw-pgl json "$c" "$up:$GW_PG/v1/chat/completions" "$json_body" "$pgl_key"
     run upstream sse "$c" "$up:$UP_SSE/v1/chat/completions" "$sse_body"
     run hop sse "$c" "$up:$HOP_SSE/v1/chat/completions" "$sse_body"
     [ "$have_pk" = 1 ] && run portkey sse "$c" "$up:$PK/v1/chat/completions" "$sse_body" "" \
@@ -181,14 +187,14 @@ if [ "$have_pk" = 1 ]; then
         echo "bench: Portkey logged errors: $(grep -m1 -o 'TypeError[^\n]\{0,80\}' "$tmp/portkey.out")"
 fi
 rss[llmgw]=$(rss_kb "$gw_pid")
-[ "$have_pg" = 1 ] && rss[llmgw-pg]=$(rss_kb "$gw_pg_pid")
+[ "$have_pg" = 1 ] && rss[llmgw-pg]=$(rss_kb "$gw_pg_pid") && rss[llmgw-pgl]=${rss[llmgw-pg]}
 rows=$(build/llmgw usage --format totals --db "$db" 2>/dev/null | sed -n 's/.*totals //p')
 kill "$gw_pid" 2>/dev/null || true
 
 echo
 printf '%-9s %-6s %10s %10s %11s %11s %11s %11s %8s %9s %6s\n' target mode "p50 c=1" "p99 c=1" \
     "req/s c=64" "p99 c=64" "req/s c=256" "p99 c=256" errors "peak RSS" steal
-for t in upstream hop portkey llmgw llmgw-pg; do
+for t in upstream hop portkey llmgw llmgw-pg llmgw-pgl; do
     for m in json sse; do
         awk -v t="$t" -v m="$m" -v rss="${rss[$t]:-0}" '
             $1 == t && $2 == m { rps[$3] = $4; p50[$3] = $5; p99[$3] = $6; e += $7; seen = 1
@@ -219,6 +225,9 @@ awk -v rest="$gw_rest_kb" -v peak="${rss[llmgw]}" '
         if (rps["llmgw-pg json 64"] > 0)
             printf "llmgw on PostgreSQL / hop, at 64:           %s json (bar >= 0.15x)\n",
                 r(rps["llmgw-pg json 64"], rps["hop json 64"])
+        if (rps["llmgw-pgl json 64"] > 0)
+            printf "the same with limits checked in the store:  %s json (%d req/s)\n",
+                r(rps["llmgw-pgl json 64"], rps["hop json 64"]), rps["llmgw-pgl json 64"]
         if (rps["portkey json 64"] > 0)
             printf "llmgw / Portkey, throughput at 64:          %s json, %s sse\n",
                 r(rps["llmgw json 64"], rps["portkey json 64"]), r(rps["llmgw sse 64"], rps["portkey sse 64"])

@@ -432,6 +432,7 @@ void gw_memory_chunk_raw(struct gw_call *c, const char *data, const struct gw_sc
 
 struct capture_job {
     struct gw_store_job job;
+    struct gw_store_write write; /* the append, a plain write: it may go with others */
     struct gw_conv_append a;
     char owner[GW_CONV_OWNER_MAX];
     char conv_id[GW_CONV_ID_MAX];
@@ -442,19 +443,13 @@ struct capture_job {
     struct gw_conv_turn turns[];
 };
 
-static void capture_run(struct gw_store_job *j, struct gw_store *s)
-{
-    struct capture_job *cj = (struct capture_job *)j;
-    int rc = gw_store_conv_append(s, &cj->a, NULL);
-    if (rc != 0)
-        GW_LOG_ERROR("conv", "req=%s could not store the turns of conversation %s: %s", cj->rid,
-                     cj->conv_id, gw_strerror(rc));
-}
-
 static void capture_done(struct gw_store_job *j)
 {
     struct capture_job *cj = (struct capture_job *)j;
-    if (j->batch_rc != 0)
+    if (j->write != NULL && j->write->rc != 0)
+        GW_LOG_ERROR("conv", "req=%s could not store the turns of conversation %s: %s", cj->rid,
+                     cj->conv_id, gw_strerror(j->write->rc));
+    else if (j->batch_rc != 0)
         GW_LOG_ERROR("conv", "req=%s the turns of conversation %s were lost with their batch: %s",
                      cj->rid, cj->conv_id, gw_strerror(j->batch_rc));
     for (int i = 0; i < cj->n; i++)
@@ -537,7 +532,8 @@ void gw_memory_end(struct gw_call *c)
         .n = cj->n,
         .now_ms = now,
     };
-    cj->job.run = capture_run;
+    cj->write = (struct gw_store_write){.conv = &cj->a};
+    cj->job.write = &cj->write;
     cj->job.done = capture_done;
     cj->job.writes = 1;
     gw_store_submit(c->w->exec, &cj->job);

@@ -226,11 +226,11 @@ int gw_ledger_admit_write(const struct gw_ledger *l, struct gw_admission *a,
         return 0;
     memset(&a->why, 0, sizeof(a->why));
     a->now_held_usd = a->now_held_tokens = 0;
-    w->settle = 0;
-    w->row = a->row;
-    w->d = delta(l, &a->q, a->row->created_ms, a->q.usd, a->q.request ? 1 : 0, a->q.tokens,
-                 hour_second(a->q.now_ms) - 1);
-    w->rc = 0;
+    *w = (struct gw_store_write){
+        .row = a->row,
+        .d = delta(l, &a->q, a->row->created_ms, a->q.usd, a->q.request ? 1 : 0, a->q.tokens,
+                   hour_second(a->q.now_ms) - 1),
+    };
     return 1;
 }
 
@@ -280,10 +280,11 @@ int gw_ledger_settle_write(const struct gw_ledger *l, const struct gw_usage_row 
     if (l->limits != NULL || row->request_id[0] == '\0' || counts(q->key) ||
         (q->org_id > 0 && counts(q->org)))
         return 0;
-    w->settle = 1;
-    w->row = row;
-    w->d = delta(l, q, row->created_ms, usd - held_usd, 0, tokens - held_tokens, 0);
-    w->rc = 0;
+    *w = (struct gw_store_write){
+        .settle = 1,
+        .row = row,
+        .d = delta(l, q, row->created_ms, usd - held_usd, 0, tokens - held_tokens, 0),
+    };
     return 1;
 }
 

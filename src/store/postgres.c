@@ -84,6 +84,7 @@ enum stmt_id {
     P_CONV_APPEND2,
     P_CONV_APPEND3,
     P_CONV_APPEND4,
+    P_CONV_BATCH,
     P_CONV_GET,
     P_CONV_GET_SHARED,
     P_CONV_TURNS,
@@ -486,6 +487,29 @@ static const struct {
     [P_CONV_APPEND2] = {CONV_APPEND_SQL(TURN_ROWS2), 19},
     [P_CONV_APPEND3] = {CONV_APPEND_SQL(TURN_ROWS3), 25},
     [P_CONV_APPEND4] = {CONV_APPEND_SQL(TURN_ROWS4), 31},
+    /* many appends, one statement: each column an array. The conversations' upserts $1..$7 (as
+     * P_CONV_UPSERT, in row order by (org, owner, conv_id), as a single append locks one),
+     * every turn's $8 conversation (its 1-based place in $1), $9 place among its
+     * conversation's, then role, message, request id, model, tokens, time. Answers how many
+     * conversations and turns it wrote. */
+    [P_CONV_BATCH] = {"WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], "
+                      "$4::text[], $5::text[], $6::bigint[], $7::bigint[]) WITH ORDINALITY AS "
+                      "v(ref, org_id, owner, conv_id, title, n, now_ms, k)), "
+                      "c AS (INSERT INTO conversations(ref, org_id, owner, conv_id, title, turns, "
+                      "created_ms, updated_ms) SELECT ref, org_id, owner, conv_id, title, n, now_ms, "
+                      "now_ms FROM v ORDER BY org_id, owner, conv_id ON CONFLICT (org_id, owner, "
+                      "conv_id) DO UPDATE SET turns = conversations.turns + EXCLUDED.turns, "
+                      "updated_ms = GREATEST(conversations.updated_ms, EXCLUDED.updated_ms) "
+                      "RETURNING id, org_id, owner, conv_id, turns), "
+                      "t AS (INSERT INTO conversation_turns(conv, " TURN_COLS ") SELECT c.id, "
+                      "c.turns - v.n + x.i, x.role, x.message, x.request_id, x.model, x.tokens, "
+                      "x.created_ms FROM unnest($8::bigint[], $9::bigint[], $10::text[], "
+                      "$11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[]) AS "
+                      "x(k, i, role, message, request_id, model, tokens, created_ms) JOIN v ON "
+                      "v.k = x.k JOIN c ON c.org_id = v.org_id AND c.owner = v.owner AND "
+                      "c.conv_id = v.conv_id RETURNING 1) "
+                      "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM t)",
+                      15},
     [P_CONV_GET] = {"SELECT " CONV_COLS " FROM conversations WHERE org_id = $1 AND owner = $2 "
                     "AND conv_id = $3",
                     3},
@@ -1694,22 +1718,26 @@ static int settle_one(struct pg *s, const struct gw_usage_row *row,
  * statement fails, they run one by one, so that one bad write fails alone. */
 #define BATCH_COLS 56 /* P_BATCH's parameters */
 
-/* Append one array element, quoted (the text form of a PostgreSQL array). */
-static int array_add(struct gw_buf *b, const char *v)
+/* Append one array element of len bytes (no NUL among them), quoted (the text form of a
+ * PostgreSQL array). */
+static int array_add_n(struct gw_buf *b, const char *v, size_t len)
 {
     int rc = gw_buf_add(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
-    for (const char *q = v; rc == 0 && *q != '\0'; q++) {
-        size_t run = strcspn(q, "\"\\");
-        if ((rc = gw_buf_add(b, q, run)) != 0)
+    const char *q = v, *end = v + len;
+    while (rc == 0 && q < end) {
+        const char *e = q;
+        while (e < end && *e != '"' && *e != '\\')
+            e++;
+        if ((rc = gw_buf_add(b, q, (size_t)(e - q))) != 0 || e == end)
             break;
-        q += run;
-        if (*q == '\0')
-            break;
-        char esc[2] = {'\\', *q};
+        char esc[2] = {'\\', *e};
         rc = gw_buf_add(b, esc, 2);
+        q = e + 1;
     }
     return rc != 0 ? rc : gw_buf_add(b, "\"", 1);
 }
+
+static int array_add(struct gw_buf *b, const char *v) { return array_add_n(b, v, strlen(v)); }
 
 static void add_params(struct gw_buf *cols, const struct params *p, int *rc)
 {
@@ -1760,10 +1788,10 @@ static int batch_statement(struct pg *s, struct gw_store_write *const *w, int n)
     return rc;
 }
 
-static void pg_write_many(struct gw_store *base, struct gw_store_write *const *w, int n)
+/* The usage writes as one statement, or one by one when it fails. */
+static void usage_many(struct pg *s, struct gw_store_write *const *w, int n)
 {
-    struct pg *s = (struct pg *)base;
-    if (n > 1 && !s->in_tx) {
+    if (n > 1) {
         if (batch_statement(s, w, n) == 0)
             return;
         char msg[300];
@@ -2110,6 +2138,149 @@ static int pg_conv_append(struct gw_store *base, const struct gw_conv_append *a,
 }
 
 /* The one conversation statement id gives, with its summary (new). */
+/* ---- many writes at once ----
+ *
+ * The pool hands plain writes that queued together to write_many. The usage writes go as one
+ * statement (P_BATCH) and the conversations' appends as another (P_CONV_BATCH), each with one
+ * commit; an append that a batch cannot take as it is (gw_store_conv_append_ready), or a
+ * second one to the same conversation, or one past CONV_BATCH_BYTES, runs on its own after. */
+#define CONV_BATCH_COLS 15
+#define CONV_BATCH_BYTES (4u << 20) /* the messages of one statement */
+
+/* The appends as one statement: 0 with every one written, else an error (none written). */
+static int conv_batch_statement(struct pg *s, struct gw_store_write *const *w, int n)
+{
+    struct gw_buf cols[CONV_BATCH_COLS];
+    const char *v[CONV_BATCH_COLS];
+    int rc = 0;
+    long turns = 0;
+    for (int i = 0; i < CONV_BATCH_COLS; i++) {
+        gw_buf_init(&cols[i], 64u << 20);
+        if (rc == 0)
+            rc = gw_buf_add(&cols[i], "{", 1);
+    }
+    for (int k = 0; k < n && rc == 0; k++) {
+        const struct gw_conv_append *a = w[k]->conv;
+        struct params p = {0};
+        conv_params(&p, a);
+        add_params(cols, &p, &rc);
+        for (int i = 0; i < a->n && rc == 0; i++, turns++) {
+            const struct gw_conv_turn *t = &a->turns[i];
+            struct params q = {0}, r = {0};
+            p_i64(&q, k + 1);
+            p_i64(&q, i + 1);
+            p_text(&q, t->role);
+            add_params(cols + 7, &q, &rc);
+            if (rc == 0)
+                rc = array_add_n(&cols[10], t->message, t->message_len);
+            p_text(&r, t->request_id);
+            p_text(&r, t->model);
+            p_i64(&r, t->tokens);
+            p_i64(&r, t->created_ms != 0 ? t->created_ms : a->now_ms);
+            add_params(cols + 11, &r, &rc);
+        }
+    }
+    for (int i = 0; i < CONV_BATCH_COLS && rc == 0; i++)
+        if ((rc = gw_buf_add(&cols[i], "}", 1)) == 0)
+            v[i] = cols[i].data;
+    PGresult *r = NULL;
+    if (rc == 0 && (rc = run_values(s, P_CONV_BATCH, CONV_BATCH_COLS, v, &r)) == 0 &&
+        (PQntuples(r) != 1 || col_i64(r, 0, 0) != n || col_i64(r, 0, 1) != turns)) {
+        GW_LOG_ERROR("store", "%d appends together wrote %s conversations and %s turns of %ld", n,
+                     PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "?",
+                     PQntuples(r) == 1 ? PQgetvalue(r, 0, 1) : "?", turns);
+        rc = GW_ESTORE; /* committed: not to be written again */
+        for (int k = 0; k < n; k++)
+            w[k]->rc = rc;
+        rc = 0;
+    } else if (rc == 0) {
+        for (int k = 0; k < n; k++)
+            w[k]->rc = 0;
+    }
+    PQclear(r);
+    OPENSSL_cleanse(cols[10].data, cols[10].len); /* the messages */
+    for (int i = 0; i < CONV_BATCH_COLS; i++)
+        gw_buf_cleanup(&cols[i]);
+    return rc;
+}
+
+static size_t append_bytes(const struct gw_conv_append *a)
+{
+    size_t n = 0;
+    for (int i = 0; i < a->n; i++)
+        n += a->turns[i].message_len;
+    return n;
+}
+
+static int same_conv(const struct gw_conv_append *a, const struct gw_conv_append *b)
+{
+    return a != NULL && b != NULL && a->owner != NULL && b->owner != NULL &&
+           a->conv_id != NULL && b->conv_id != NULL && a->org_id == b->org_id &&
+           strcmp(a->owner, b->owner) == 0 && strcmp(a->conv_id, b->conv_id) == 0;
+}
+
+static int conv_among(const struct gw_conv_append *a, struct gw_store_write *const *w, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (same_conv(a, w[k]->conv))
+            return 1;
+    return 0;
+}
+
+static void conv_many(struct pg *s, struct gw_store_write *const *w, int n)
+{
+    if (n > 1) {
+        if (conv_batch_statement(s, w, n) == 0)
+            return;
+        char msg[300];
+        const char *m = PQerrorMessage(s->conn);
+        gw_log_escape(msg, sizeof(msg), m, strlen(m));
+        if (PQstatus(s->conn) != CONNECTION_OK) { /* it may have run: never twice */
+            GW_LOG_ERROR("store", "%d appends together were lost with the connection: %s", n,
+                         msg);
+            for (int k = 0; k < n; k++)
+                w[k]->rc = GW_ESTORE;
+            return;
+        }
+        GW_LOG_WARN("store", "%d appends together failed, writing them one by one: %s", n, msg);
+    }
+    for (int k = 0; k < n; k++)
+        gw_store_write_one(&s->base, w[k]);
+}
+
+/* The appends a batch leaves (rest) run after it, in their order: a conversation's turns keep
+ * the order they came in. */
+static void pg_write_many(struct gw_store *base, struct gw_store_write *const *w, int n)
+{
+    struct pg *s = (struct pg *)base;
+    struct gw_store_write **part = NULL;
+    if (n < 2 || s->in_tx || (part = gw_malloc(3 * (size_t)n * sizeof(*part))) == NULL) {
+        for (int k = 0; k < n; k++)
+            gw_store_write_one(base, w[k]);
+        return;
+    }
+    struct gw_store_write **usage = part, **conv = part + n, **rest = part + 2 * n;
+    int nu = 0, nc = 0, nr = 0;
+    size_t bytes = 0;
+    for (int k = 0; k < n; k++) {
+        const struct gw_conv_append *a = w[k]->conv;
+        if (a == NULL) {
+            usage[nu++] = w[k];
+        } else if (gw_store_conv_append_ready(a) && bytes + append_bytes(a) <= CONV_BATCH_BYTES &&
+                   !conv_among(a, conv, nc) && !conv_among(a, rest, nr)) {
+            bytes += append_bytes(a);
+            conv[nc++] = w[k];
+        } else {
+            rest[nr++] = w[k];
+        }
+    }
+    usage_many(s, usage, nu);
+    conv_many(s, conv, nc);
+    for (int k = 0; k < nr; k++)
+        gw_store_write_one(base, rest[k]);
+    gw_free(part);
+}
+
 static int conv_one(struct pg *s, enum stmt_id id, const struct params *p, struct gw_conv *out)
 {
     PGresult *r;

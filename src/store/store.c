@@ -352,8 +352,14 @@ void gw_store_write_many(struct gw_store *s, struct gw_store_write *const *w, in
         return;
     }
     for (int i = 0; i < n; i++)
-        w[i]->rc = w[i]->settle ? gw_store_usage_settle_counted(s, w[i]->row, &w[i]->d)
-                                : gw_store_usage_reserve_counted(s, w[i]->row, &w[i]->d);
+        gw_store_write_one(s, w[i]);
+}
+
+void gw_store_write_one(struct gw_store *s, struct gw_store_write *w)
+{
+    w->rc = w->conv != NULL ? gw_store_conv_append(s, w->conv, NULL)
+            : w->settle     ? gw_store_usage_settle_counted(s, w->row, &w->d)
+                            : gw_store_usage_reserve_counted(s, w->row, &w->d);
 }
 
 int gw_store_rate_list(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_second,
@@ -429,6 +435,18 @@ static int check_turn(const struct gw_conv_turn *t)
         return GW_ETOOBIG;
     /* text: PostgreSQL's cannot hold a NUL, so neither backend stores one */
     return memchr(t->message, '\0', n) != NULL ? GW_EINVAL : 0;
+}
+
+int gw_store_conv_append_ready(const struct gw_conv_append *a)
+{
+    if (a == NULL || !fits(a->owner, GW_CONV_OWNER_MAX) || !fits(a->conv_id, GW_CONV_ID_MAX) ||
+        !fits(a->ref, sizeof(((struct gw_conv *)0)->ref)) || a->n < 1 || a->turns == NULL ||
+        (a->title != NULL && strlen(a->title) >= sizeof(((struct gw_conv *)0)->title)))
+        return 0;
+    for (int i = 0; i < a->n; i++)
+        if (a->turns[i].message_len == 0 || check_turn(&a->turns[i]) != 0)
+            return 0;
+    return 1;
 }
 
 void gw_conv_cleanup(struct gw_conv *c)

@@ -303,11 +303,14 @@ GW_NODISCARD int gw_store_usage_reserve_counted(struct gw_store *s,
 GW_NODISCARD int gw_store_usage_settle_counted(struct gw_store *s,
                                                const struct gw_usage_row *row,
                                                const struct gw_counters_delta *d);
-/* One of those two as data, so that many can run together: a plain write. */
+/* One of those two, or a conversation's turns, as data, so that many can run together: a
+ * plain write. */
+struct gw_conv_append;
 struct gw_store_write {
     int settle; /* 0: gw_store_usage_reserve_counted, 1: gw_store_usage_settle_counted */
     const struct gw_usage_row *row;
     struct gw_counters_delta d;
+    const struct gw_conv_append *conv; /* set: gw_store_conv_append(conv) instead (no result) */
     int rc; /* its result, set by gw_store_write_many */
 };
 /* Run n plain writes outside any transaction, each atomic on its own and with its own result

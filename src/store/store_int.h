@@ -193,6 +193,12 @@ struct gw_store {
 };
 
 /* The versioned schema (schema.c): migration v is gw_schema_migrations[v - 1]. */
+/* A plain write on its own, as gw_store_write_many runs it without a backend's batch. */
+void gw_store_write_one(struct gw_store *s, struct gw_store_write *w);
+/* 1 when a backend may store the append as it is: valid, with each message_len set and a
+ * title that fits (what gw_store_conv_append checks and fixes first); 0: through it. */
+int gw_store_conv_append_ready(const struct gw_conv_append *a);
+
 #define GW_SCHEMA_SQLITE_ONLY "-- sqlite only\n"
 #define GW_SCHEMA_POSTGRES_ONLY "-- postgres only\n"
 extern const char *const gw_schema_migrations[];

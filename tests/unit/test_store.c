@@ -577,7 +577,7 @@ static void usage_reserve_settle_recover(void **state)
 static void count_batch_failures(void *arg, int level, const char *line)
 {
     (void)level;
-    if (strstr(line, "writes together failed") != NULL)
+    if (strstr(line, "together failed") != NULL)
         ++*(int *)arg;
 }
 
@@ -1249,6 +1249,89 @@ static void conv_append_many_turns(void **state)
     assert_string_equal(ts.text, "1:user:{\"n\":1};2:assistant:{\"n\":2};3:user:{\"n\":3};"
                                  "4:assistant:{\"n\":4};5:user:{\"n\":5};6:assistant:{\"n\":6};"
                                  "7:user:{\"n\":7};8:assistant:{\"n\":8};9:user:{\"n\":9};");
+}
+
+/* Appends as plain writes, together: each conversation gets its turns in the order they came
+ * (a second append to one in the same batch, and one the batch cannot take as it is, after
+ * the first), text that needs quoting in an array comes back as it went, and the usage writes
+ * among them are written too. */
+static void conv_appends_together(void **state)
+{
+    struct fx *f = *state;
+    struct gw_conv c;
+    const char *A = "key:key_aaaa";
+    assert_int_equal(conv_add(f->s, 1, A, "old", "cv_000000000000000000000100", "Old", 1000, "",
+                              &c, "user", "{\"o\":1}", "assistant", "{\"o\":2}", NULL),
+                     0);
+    int64_t old_id = c.id;
+    gw_conv_cleanup(&c);
+    enum { N = 5 };
+    struct gw_conv_turn t[N][6];
+    struct gw_conv_append a[N];
+    struct gw_store_write w[N + 1], *wp[N + 1];
+    static const char *const conv_ids[N] = {"n1", "old", "n2", "n1", "n3"};
+    static const int turns[N] = {2, 1, 6, 1, 1};
+    static const char *const msg[N] = {"{\"t\":\"a \\\"q\\\" \\\\ \\u00e9 {x,y}\"}", "{\"o\":3}",
+                                       "{\"m\":%d}", "{\"n1\":3}", "{\"n3\":%d}"};
+    char text[N][6][64], refs[N][40];
+    memset(t, 0, sizeof(t));
+    for (int k = 0; k < N; k++) {
+        for (int i = 0; i < turns[k]; i++) {
+            snprintf(text[k][i], sizeof(text[k][i]), msg[k], i + 1);
+            gw_strlcpy(t[k][i].role, i % 2 ? "assistant" : "user", sizeof(t[k][i].role));
+            t[k][i].message = text[k][i];
+            /* the last one leaves its length to the store: not for a batch as it is */
+            t[k][i].message_len = k == N - 1 ? 0 : strlen(text[k][i]);
+            snprintf(t[k][i].request_id, sizeof(t[k][i].request_id), "req_%d", k);
+            t[k][i].tokens = 7;
+        }
+        char *ref = refs[k];
+        snprintf(ref, sizeof(refs[k]), "cv_0000000000000000000002%02d", k);
+        a[k] = (struct gw_conv_append){.org_id = 1, .owner = A, .conv_id = conv_ids[k],
+                                       .ref = ref, .title = "T", .turns = t[k],
+                                       .n = turns[k], .now_ms = 2000 + k};
+        w[k] = (struct gw_store_write){.conv = &a[k]};
+        wp[k] = &w[k];
+    }
+    struct gw_usage_row row = {0};
+    strcpy(row.request_id, "with_appends");
+    strcpy(row.provider, "openai");
+    strcpy(row.model, "gpt-4o");
+    strcpy(row.endpoint, "chat.completions");
+    strcpy(row.state, "reserved");
+    row.key_row_id = 7;
+    row.created_ms = 2000;
+    w[N] = (struct gw_store_write){.row = &row, .d = {.key_id = 7, .second = 2, .requests = 1}};
+    wp[N] = &w[N];
+    int failed = 0;
+    gw_log_set_handler(count_batch_failures, &failed, GW_LOG_LVL_WARN);
+    gw_store_write_many(f->s, wp, N + 1);
+    gw_log_set_handler(NULL, NULL, GW_LOG_LVL_ERROR);
+    assert_int_equal(failed, 0);
+    for (int k = 0; k <= N; k++)
+        assert_int_equal(w[k].rc, 0);
+    struct gw_usage_row got;
+    assert_int_equal(gw_store_usage_get(f->s, "with_appends", &got), 0);
+    static const char *const want[] = {
+        "1:user:{\"t\":\"a \\\"q\\\" \\\\ \\u00e9 {x,y}\"};2:assistant:{\"t\":\"a \\\"q\\\" \\\\ "
+        "\\u00e9 {x,y}\"};3:user:{\"n1\":3};",
+        "1:user:{\"o\":1};2:assistant:{\"o\":2};3:user:{\"o\":3};",
+        "1:user:{\"m\":1};2:assistant:{\"m\":2};3:user:{\"m\":3};4:assistant:{\"m\":4};"
+        "5:user:{\"m\":5};6:assistant:{\"m\":6};",
+        "1:user:{\"n3\":1};",
+    };
+    static const char *const ids[] = {"n1", "old", "n2", "n3"};
+    for (int k = 0; k < 4; k++) {
+        struct turns_seen ts = {.n = 0};
+        assert_int_equal(gw_store_conv_get(f->s, 1, A, ids[k], &c), 0);
+        if (k == 1)
+            assert_int_equal(c.id, old_id);
+        assert_string_equal(c.title, k == 1 ? "Old" : "T");
+        assert_int_equal(gw_store_conv_turns(f->s, c.id, 0, 0, see_turn, &ts), 0);
+        assert_int_equal(c.turns, ts.n);
+        gw_conv_cleanup(&c);
+        assert_string_equal(ts.text, want[k]);
+    }
 }
 
 static void conv_append_creates_then_extends(void **state)
@@ -2551,6 +2634,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(sqlite_page_size_new_and_old, setup, teardown),
         cmocka_unit_test_setup_teardown(key_cache_sees_changes_from_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_policy_of_orgs_and_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(conv_appends_together, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_append_creates_then_extends, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_append_many_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(conv_shared_only_in_its_org, setup, teardown),
@@ -2589,6 +2673,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(key_cache_sees_changes_from_elsewhere, setup_pg,
                                         teardown_pg),
         cmocka_unit_test_setup_teardown(conv_policy_of_orgs_and_keys, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(conv_appends_together, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(conv_append_creates_then_extends, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(conv_append_many_turns, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(conv_shared_only_in_its_org, setup_pg, teardown_pg),
