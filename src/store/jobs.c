@@ -5,9 +5,10 @@
  * nothing) under one mutex and condition variable, served by N threads with a connection
  * each. A batch pool's thread takes the whole queue at once and runs it inside BEGIN ...
  * COMMIT; a failed BEGIN or COMMIT is every job's batch_rc. In the other pools plain writes go
- * together: one thread at a time takes every plain write queued and runs them at once
- * (gw_store_write_many), while the others serve the rest; what queues meanwhile goes with the
- * next, so the busier the store, the more share one commit. A batch pool's thread out of work
+ * together: one thread at a time per lane (usage rows; conversations' turns) takes every plain
+ * write of its lane queued and runs them at once (gw_store_write_many), while the others serve
+ * the rest; what queues meanwhile goes with the next, so the busier the store, the more share
+ * one commit. A batch pool's thread out of work
  * polls a while before it sleeps (await_jobs), and is signalled only when it sleeps. A finished
  * job goes onto its executor's done list (the executor's own mutex), and the thread that finds
  * the list empty writes the executor's eventfd, which a persistent event on the worker's loop
@@ -34,7 +35,7 @@ struct gw_store_pool {
     struct gw_store_job *head, *tail; /* queued */
     int stopping;
     int batch;
-    int writing; /* a thread runs plain writes */
+    int writing; /* the lanes (bits) whose plain writes a thread runs */
     int sleeping;            /* batch pool: threads waiting on cv (the others run or poll) */
     _Atomic unsigned queued; /* jobs ever queued: what a polling thread watches */
     _Atomic int poll_us;     /* batch pool: the longest poll before sleeping (0: none) */
@@ -86,6 +87,14 @@ static void finish(struct gw_store_job *j)
 
 #define WRITES_MAX 256 /* plain writes run together */
 
+/* A job's lane of plain writes: 0 none (a job of its own), 1 usage rows, 2 conversations'
+ * turns. Each lane has one thread at a time: its writes go together, and in their order; the
+ * two run side by side, so a reservation does not wait for the turns written before it. */
+static int lane(const struct gw_store_job *j)
+{
+    return j->write == NULL ? 0 : j->write->conv != NULL ? 2 : 1;
+}
+
 static void run_job(struct gw_store_job *j, struct gw_store *conn)
 {
     if (j->write != NULL)
@@ -94,8 +103,8 @@ static void run_job(struct gw_store_job *j, struct gw_store *conn)
         j->run(j, conn);
 }
 
-/* j (a plain write, just taken) and the plain writes still queued, up to WRITES_MAX, off the
- * queue (under the pool's mutex) and into jobs; returns how many. */
+/* j (a plain write, just taken) and the plain writes of its lane still queued, up to
+ * WRITES_MAX, off the queue (under the pool's mutex) and into jobs; returns how many. */
 static int take_writes(struct gw_store_pool *p, struct gw_store_job *j, struct gw_store_job **jobs)
 {
     int n = 0;
@@ -103,7 +112,7 @@ static int take_writes(struct gw_store_pool *p, struct gw_store_job *j, struct g
     struct gw_store_job **pp = &p->head;
     while (*pp != NULL && n < WRITES_MAX) {
         struct gw_store_job *k = *pp;
-        if (k->write == NULL) {
+        if (lane(k) != lane(j)) {
             pp = &k->next;
             continue;
         }
@@ -163,12 +172,12 @@ static int run_batch(struct gw_store_job *j, struct gw_store *conn)
 }
 
 /* The next job for a thread (under the pool's mutex), off the queue: the first, unless it is a
- * plain write while another thread runs writes (one at a time: those that queue meanwhile
- * go together next), then the first that is not. NULL: none for now. */
+ * plain write while another thread runs its lane's writes (one at a time: those that queue
+ * meanwhile go together next), then the first that is not. NULL: none for now. */
 static struct gw_store_job *next_job(struct gw_store_pool *p)
 {
     struct gw_store_job **pp = &p->head, *prev = NULL;
-    while (*pp != NULL && (*pp)->write != NULL && p->writing) {
+    while (*pp != NULL && (p->writing & lane(*pp)) != 0) {
         prev = *pp;
         pp = &(*pp)->next;
     }
@@ -277,12 +286,12 @@ static void *pool_main(void *arg)
         }
         if (j->write != NULL) {
             struct gw_store_job *jobs[WRITES_MAX];
-            int n = take_writes(p, j, jobs);
-            p->writing = 1;
+            int n = take_writes(p, j, jobs), mine = lane(j);
+            p->writing |= mine;
             pthread_mutex_unlock(&p->mu);
             run_writes(jobs, n, ta.conn);
             pthread_mutex_lock(&p->mu);
-            p->writing = 0;
+            p->writing &= ~mine;
             int stopping = p->stopping, more = p->head != NULL;
             pthread_mutex_unlock(&p->mu);
             if (stopping) /* those waiting for the writes to end may leave */
@@ -468,7 +477,7 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
         p->head = j;
     p->tail = j;
     atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
-    int wake = (j->write == NULL || !p->writing) /* else it goes with the next writes */
+    int wake = (p->writing & lane(j)) == 0 /* else it goes with its lane's next writes */
                && (!p->batch || p->sleeping > 0);
     pthread_mutex_unlock(&p->mu);
     if (wake) /* after the unlock: the thread woken does not then wait for the mutex */
