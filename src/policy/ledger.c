@@ -265,9 +265,13 @@ int gw_ledger_settle(const struct gw_ledger *l, struct gw_store *s, struct gw_ho
     }
     if (row->request_id[0] == '\0')
         return 0; /* no row was written */
-    /* the counters move from what was held to what it cost, with the row */
+    /* the counters move from what was held to what it cost, with the row; into the writing
+     * connection's shards, not the locked writers' (shard 0): a settlement takes no lock, and
+     * on shard 0 it would hold the rows the scope's next admission changes until its commit
+     * is durable (a read sums every shard) */
     struct gw_counters_delta d =
         delta(l, q, row->created_ms, usd - held_usd, 0, tokens - held_tokens, 0);
+    d.spread_key = d.spread_org = 1;
     return gw_store_usage_settle_counted(s, row, &d);
 }
 
