@@ -84,26 +84,25 @@ static int counts(const struct gw_limit_set *lim)
                            lim->daily_usd_micros > 0 || lim->monthly_usd_micros > 0);
 }
 
-static int scope_check(const struct gw_ledger *l, struct gw_store *s, enum gw_scope scope,
-                       int64_t id, const struct gw_limit_set *lim, int64_t requests,
-                       int64_t tokens, int64_t usd, int64_t now, struct gw_refusal *why)
+/* What a scope's limits need read (GW_SNAP_*): only what is set. */
+static int want_of(const struct gw_limit_set *lim)
 {
-    struct gw_scope_usage u;
     if (lim == NULL)
         return 0;
-    /* read only what the limits that are set need */
-    int want = (lim->rph > 0 || lim->tph > 0 ? GW_SNAP_HOUR : 0) |
-               (lim->max_concurrent > 0 ? GW_SNAP_INFLIGHT : 0) |
-               (lim->daily_usd_micros > 0 || lim->monthly_usd_micros > 0 ? GW_SNAP_BUDGET : 0);
-    if (want == 0)
+    return (lim->rph > 0 || lim->tph > 0 ? GW_SNAP_HOUR : 0) |
+           (lim->max_concurrent > 0 ? GW_SNAP_INFLIGHT : 0) |
+           (lim->daily_usd_micros > 0 || lim->monthly_usd_micros > 0 ? GW_SNAP_BUDGET : 0);
+}
+
+static int scope_check(const struct gw_ledger *l, struct gw_store *s, enum gw_scope scope,
+                       int64_t id, const struct gw_limit_set *lim,
+                       const struct gw_scope_usage *u, int64_t requests, int64_t tokens,
+                       int64_t usd, int64_t now, struct gw_refusal *why)
+{
+    if (want_of(lim) == 0)
         return 0;
-    int rc = gw_store_usage_snapshot(s, scope, id, hour_second(now),
-                                     gw_budget_day_start(&l->windows, now),
-                                     gw_budget_month_start(&l->windows, now), want, &u);
-    if (rc != 0)
-        return rc;
-    struct wait_arg w = {s, scope, id, &u};
-    return gw_limits_check(&l->windows, &u, lim, scope == GW_SCOPE_ORG ? "org" : "key",
+    struct wait_arg w = {s, scope, id, u};
+    return gw_limits_check(&l->windows, u, lim, scope == GW_SCOPE_ORG ? "org" : "key",
                            requests, tokens, usd, now, store_wait, &w, why);
 }
 
@@ -173,18 +172,29 @@ static void store_admit(const struct gw_ledger *l, struct gw_store *s, struct gw
         rc = gw_store_usage_reserve_counted(s, a->row, &d);
         goto out;
     }
-    if ((rc = gw_store_tx_begin(s)) != 0) {
+    /* the transaction, the locks and what the limits read, at once */
+    struct gw_admission_read rd = {
+        .lock_org = lock_org,
+        .lock_key = lock_key,
+        .org_id = q->org_id,
+        .key_id = q->key_id,
+        .org_want = q->org_id > 0 ? want_of(q->org) : 0,
+        .key_want = want_of(q->key),
+        .hour_start = hour_second(q->now_ms),
+        .day_start = gw_budget_day_start(&l->windows, q->now_ms),
+        .month_start = gw_budget_month_start(&l->windows, q->now_ms),
+    };
+    struct gw_scope_usage ku, ou;
+    if ((rc = gw_store_admission_begin(s, &rd, &ku, &ou)) != 0) {
         a->rc = rc;
         return;
     }
     /* the limits check only what grows */
     int64_t ctok = tokens > 0 ? tokens : 0, cusd = usd > 0 ? usd : 0;
-    if ((lock_org && (rc = gw_store_lock_scope(s, GW_SCOPE_ORG, q->org_id)) != 0) ||
-        (lock_key && (rc = gw_store_lock_scope(s, GW_SCOPE_KEY, q->key_id)) != 0) ||
-        (rc = scope_check(l, s, GW_SCOPE_KEY, q->key_id, q->key, requests, ctok, cusd,
+    if ((rc = scope_check(l, s, GW_SCOPE_KEY, q->key_id, q->key, &ku, requests, ctok, cusd,
                           q->now_ms, &a->why)) != 0 ||
-        (q->org_id > 0 && (rc = scope_check(l, s, GW_SCOPE_ORG, q->org_id, q->org, requests,
-                                            ctok, cusd, q->now_ms, &a->why)) != 0))
+        (q->org_id > 0 && (rc = scope_check(l, s, GW_SCOPE_ORG, q->org_id, q->org, &ou,
+                                            requests, ctok, cusd, q->now_ms, &a->why)) != 0))
         goto fail;
     if (a->first)
         rc = gw_store_usage_reserve_counted(s, a->row, &d);

@@ -638,6 +638,24 @@ static int is_transient(const PGresult *r)
 
 /* Run prepared statement id with n parameters (text); *res (may be NULL) gets the result to
  * PQclear. Returns 0, GW_EEXIST (unique violation) or GW_ESTORE. */
+static void stmt_name(enum stmt_id id, char name[16]) { snprintf(name, 16, "s%d", (int)id); }
+
+/* Statement id prepared on this connection (once): 0, else an error. */
+static int prepare(struct pg *s, enum stmt_id id)
+{
+    char name[16];
+    if (s->prepared[id])
+        return 0;
+    stmt_name(id, name);
+    PGresult *r = PQprepare(s->conn, name, stmts[id].sql, stmts[id].nparams, NULL);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok)
+        return GW_ESTORE;
+    s->prepared[id] = 1;
+    return 0;
+}
+
 static int run_values(struct pg *s, enum stmt_id id, int n, const char *const *values,
                       PGresult **res)
 {
@@ -646,7 +664,7 @@ static int run_values(struct pg *s, enum stmt_id id, int n, const char *const *v
 
     if (res != NULL)
         *res = NULL;
-    snprintf(name, sizeof(name), "s%d", (int)id);
+    stmt_name(id, name);
     for (int attempt = 0; attempt < 2; attempt++) {
         if (PQstatus(s->conn) != CONNECTION_OK && s->in_tx)
             return GW_ESTORE; /* the transaction is gone with the connection */
@@ -656,16 +674,10 @@ static int run_values(struct pg *s, enum stmt_id id, int n, const char *const *v
             if (PQstatus(s->conn) != CONNECTION_OK)
                 return GW_ESTORE;
         }
-        if (!s->prepared[id]) {
-            r = PQprepare(s->conn, name, stmts[id].sql, stmts[id].nparams, NULL);
-            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-            PQclear(r);
-            if (!ok) {
-                if (PQstatus(s->conn) != CONNECTION_OK)
-                    continue;
-                return GW_ESTORE;
-            }
-            s->prepared[id] = 1;
+        if (prepare(s, id) != 0) {
+            if (PQstatus(s->conn) != CONNECTION_OK)
+                continue;
+            return GW_ESTORE;
         }
         r = PQexecPrepared(s->conn, name, n, values, NULL, NULL, 0);
         ExecStatusType st = PQresultStatus(r);
@@ -1638,6 +1650,19 @@ static int pg_lock_scope(struct gw_store *base, enum gw_scope scope, int64_t id)
     return rc;
 }
 
+static int read_snapshot(const PGresult *r, struct gw_scope_usage *out)
+{
+    if (PQntuples(r) != 1 || PQnfields(r) < 6)
+        return GW_ESTORE;
+    out->requests = col_i64(r, 0, 0);
+    out->tokens = col_i64(r, 0, 1);
+    out->inflight = col_i64(r, 0, 2);
+    out->held_usd = col_i64(r, 0, 3);
+    out->day_spent = col_i64(r, 0, 4);
+    out->month_spent = col_i64(r, 0, 5);
+    return 0;
+}
+
 static int pg_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t id,
                              int64_t hour_start, int64_t day_start, int64_t month_start, int want,
                              struct gw_scope_usage *out)
@@ -1651,17 +1676,105 @@ static int pg_usage_snapshot(struct gw_store *base, enum gw_scope scope, int64_t
     p_i64(&p, month_start);
     p_i64(&p, want);
     int rc = run((struct pg *)base, scope == GW_SCOPE_ORG ? P_SNAPSHOT_ORG : P_SNAPSHOT, &p, &r);
-    if (rc == 0 && PQntuples(r) == 1) {
-        out->requests = col_i64(r, 0, 0);
-        out->tokens = col_i64(r, 0, 1);
-        out->inflight = col_i64(r, 0, 2);
-        out->held_usd = col_i64(r, 0, 3);
-        out->day_spent = col_i64(r, 0, 4);
-        out->month_spent = col_i64(r, 0, 5);
-    } else if (rc == 0) {
-        rc = GW_ESTORE;
-    }
+    if (rc == 0)
+        rc = read_snapshot(r, out);
     PQclear(r);
+    return rc;
+}
+
+/* An admission's start as one pipeline: BEGIN, the locks, the snapshots, then one sync; the
+ * server runs them in turn, each statement with a snapshot of its own taken after the one
+ * before it ended, so the reads see every commit made before the locks were granted. */
+static int pg_admission_begin(struct gw_store *base, const struct gw_admission_read *rd,
+                              struct gw_scope_usage *key, struct gw_scope_usage *org)
+{
+    struct pg *s = (struct pg *)base;
+    enum { Q_BEGIN, Q_LOCK, Q_KEY, Q_ORG };
+    struct params p[4];
+    int kind[5], n = 0, rc = 0, begun = 0;
+    char name[16];
+
+    memset(p, 0, sizeof(p));
+    if (s->in_tx)
+        return GW_EINVAL;
+    if (PQstatus(s->conn) != CONNECTION_OK) { /* no transaction yet: reconnect once */
+        PQreset(s->conn);
+        memset(s->prepared, 0, sizeof(s->prepared));
+    }
+    if (PQstatus(s->conn) != CONNECTION_OK || prepare(s, P_LOCK) != 0 ||
+        (rd->key_want && prepare(s, P_SNAPSHOT) != 0) ||
+        (rd->org_want && prepare(s, P_SNAPSHOT_ORG) != 0))
+        return GW_ESTORE;
+    if (PQenterPipelineMode(s->conn) != 1)
+        return GW_ESTORE;
+    int ok = PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    kind[n++] = Q_BEGIN;
+    for (int org_first = 1; org_first >= 0; org_first--) {
+        if (!(org_first ? rd->lock_org : rd->lock_key))
+            continue;
+        struct params *lp = &p[org_first];
+        p_i64(lp, org_first ? rd->org_id * 2 + 1 : rd->key_id * 2);
+        stmt_name(P_LOCK, name);
+        ok = ok && PQsendQueryPrepared(s->conn, name, 1, lp->v, NULL, NULL, 0);
+        kind[n++] = Q_LOCK;
+    }
+    for (int is_org = 0; is_org < 2; is_org++) {
+        int want = is_org ? rd->org_want : rd->key_want;
+        if (want == 0)
+            continue;
+        struct params *sp = &p[2 + is_org];
+        p_i64(sp, is_org ? rd->org_id : rd->key_id);
+        p_i64(sp, rd->hour_start);
+        p_i64(sp, rd->day_start);
+        p_i64(sp, rd->month_start);
+        p_i64(sp, want);
+        stmt_name(is_org ? P_SNAPSHOT_ORG : P_SNAPSHOT, name);
+        ok = ok && PQsendQueryPrepared(s->conn, name, 5, sp->v, NULL, NULL, 0);
+        kind[n++] = is_org ? Q_ORG : Q_KEY;
+    }
+    ok = ok && PQpipelineSync(s->conn);
+    for (int i = 0; ok && i < n; i++) { /* each statement's result, then a NULL */
+        PGresult *r = PQgetResult(s->conn);
+        if (r == NULL) {
+            ok = 0;
+            break;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            rc = GW_ESTORE;
+        } else if (kind[i] == Q_BEGIN) {
+            begun = 1;
+        } else if (kind[i] == Q_KEY || kind[i] == Q_ORG) {
+            int rr = read_snapshot(r, kind[i] == Q_KEY ? key : org);
+            if (rc == 0)
+                rc = rr;
+        }
+        PQclear(r);
+        while ((r = PQgetResult(s->conn)) != NULL) /* the NULL that ends this statement's */
+            PQclear(r);
+    }
+    if (ok) { /* the sync's own result */
+        PGresult *r = PQgetResult(s->conn);
+        ok = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+    }
+    if (PQexitPipelineMode(s->conn) != 1)
+        ok = 0;
+    if (!ok && rc == 0)
+        rc = GW_ESTORE;
+    if (rc == 0) {
+        s->in_tx = 1;
+        s->flush_due = rd->lock_org || rd->lock_key; /* P_LOCK: commits unflushed */
+        return 0;
+    }
+    char msg[300];
+    const char *m = PQerrorMessage(s->conn);
+    gw_log_escape(msg, sizeof(msg), m, strlen(m));
+    GW_LOG_WARN("store", "an admission's locks and reads failed: %s", msg);
+    if (begun && PQstatus(s->conn) == CONNECTION_OK && !PQisBusy(s->conn))
+        (void)exec_simple(s, "ROLLBACK");
+    s->in_tx = 0;
+    s->flush_due = 0;
     return rc;
 }
 
@@ -2558,6 +2671,7 @@ static const struct gw_store_ops postgres_ops = {
     .tx = pg_tx,
     .in_tx = pg_in_tx,
     .lock_scope = pg_lock_scope,
+    .admission_begin = pg_admission_begin,
     .usage_snapshot = pg_usage_snapshot,
     .counters_add = pg_counters_add,
     .usage_reserve_counted = pg_usage_reserve_counted,

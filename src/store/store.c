@@ -281,6 +281,28 @@ int gw_store_tx_commit(struct gw_store *s) { return s->ops->tx(s, "COMMIT"); }
 void gw_store_tx_rollback(struct gw_store *s) { (void)s->ops->tx(s, "ROLLBACK"); }
 int gw_store_in_tx(struct gw_store *s) { return s->ops->in_tx(s); }
 
+int gw_store_admission_begin(struct gw_store *s, const struct gw_admission_read *r,
+                             struct gw_scope_usage *key, struct gw_scope_usage *org)
+{
+    memset(key, 0, sizeof(*key));
+    memset(org, 0, sizeof(*org));
+    if (s->ops->admission_begin != NULL)
+        return s->ops->admission_begin(s, r, key, org);
+    int rc = gw_store_tx_begin(s);
+    if (rc != 0)
+        return rc;
+    if ((r->lock_org && (rc = gw_store_lock_scope(s, GW_SCOPE_ORG, r->org_id)) != 0) ||
+        (r->lock_key && (rc = gw_store_lock_scope(s, GW_SCOPE_KEY, r->key_id)) != 0) ||
+        (r->key_want && (rc = gw_store_usage_snapshot(s, GW_SCOPE_KEY, r->key_id, r->hour_start,
+                                                      r->day_start, r->month_start,
+                                                      r->key_want, key)) != 0) ||
+        (r->org_want && (rc = gw_store_usage_snapshot(s, GW_SCOPE_ORG, r->org_id, r->hour_start,
+                                                      r->day_start, r->month_start,
+                                                      r->org_want, org)) != 0))
+        gw_store_tx_rollback(s);
+    return rc;
+}
+
 int gw_store_writer_mode(struct gw_store *s)
 {
     return s->ops->writer_mode != NULL ? s->ops->writer_mode(s) : 0;

@@ -278,6 +278,19 @@ GW_NODISCARD int gw_store_usage_snapshot(struct gw_store *s, enum gw_scope scope
                                          int64_t hour_start, int64_t day_start,
                                          int64_t month_start, int want,
                                          struct gw_scope_usage *out);
+/* The start of an admission that checks its limits in the store: a transaction, the scopes'
+ * locks asked for (org before key), then what each scope's want (GW_SNAP_*; 0: nothing)
+ * reads, into key and org (zeroed first). On success the transaction stays open, the locks
+ * held; on failure none is. (PostgreSQL sends it all at once: one round trip.) */
+struct gw_admission_read {
+    int lock_org, lock_key;
+    int64_t org_id, key_id;
+    int org_want, key_want;
+    int64_t hour_start, day_start, month_start;
+};
+GW_NODISCARD int gw_store_admission_begin(struct gw_store *s, const struct gw_admission_read *r,
+                                          struct gw_scope_usage *key,
+                                          struct gw_scope_usage *org);
 /* A change to the counters of a key and (org_id > 0) its org: usd to the spend of the budget
  * day and month starting at day_start and month_start (usage_totals); requests and tokens to
  * the sliding hour's bucket of `second` (usage_rate). prune_before > 0 also drops hour buckets

@@ -144,6 +144,9 @@ struct gw_store_ops {
     int (*in_tx)(struct gw_store *s);                /* a transaction is open */
     int (*writer_mode)(struct gw_store *s);          /* optional: see gw_store_writer_mode */
     int (*lock_scope)(struct gw_store *s, enum gw_scope scope, int64_t id);
+    /* NULL: gw_store_admission_begin runs tx, lock_scope and usage_snapshot in turn */
+    int (*admission_begin)(struct gw_store *s, const struct gw_admission_read *r,
+                           struct gw_scope_usage *key, struct gw_scope_usage *org);
     int (*usage_snapshot)(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t hour_start,
                           int64_t day_start, int64_t month_start, int want,
                           struct gw_scope_usage *out);

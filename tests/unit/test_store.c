@@ -703,6 +703,49 @@ static void buckets_around_the_hour(struct fx *f, int64_t now, int n)
     }
 }
 
+/* An admission's start: the transaction open, and what each scope wanted read as a snapshot
+ * reads it (nothing for a scope that wants nothing). */
+static void admission_begin_reads_like_snapshots(void **state)
+{
+    struct fx *f = *state;
+    int64_t now = gw_now_ms(), sec = now / 1000;
+    buckets_around_the_hour(f, now, 10);
+    struct gw_counters_delta d = {.key_id = 7, .org_id = 3, .day_start = now - 1000,
+                                  .month_start = now - 2000, .usd = 250, .second = sec,
+                                  .requests = 1, .tokens = 5};
+    assert_int_equal(gw_store_counters_add(f->s, &d), 0);
+    for (int variant = 0; variant < 3; variant++) {
+        struct gw_admission_read rd = {
+            .lock_org = variant != 1, .lock_key = variant != 2, .org_id = 3, .key_id = 7,
+            .key_want = GW_SNAP_HOUR | GW_SNAP_BUDGET | GW_SNAP_INFLIGHT,
+            .org_want = variant == 2 ? 0 : GW_SNAP_HOUR | GW_SNAP_BUDGET,
+            .hour_start = sec - 3600, .day_start = now - 1000, .month_start = now - 2000};
+        struct gw_scope_usage ku, ou, want;
+        assert_int_equal(gw_store_admission_begin(f->s, &rd, &ku, &ou), 0);
+        assert_true(gw_store_in_tx(f->s));
+        assert_int_equal(gw_store_usage_snapshot(f->s, GW_SCOPE_KEY, 7, sec - 3600, now - 1000,
+                                                 now - 2000, rd.key_want, &want),
+                         0);
+        assert_memory_equal(&ku, &want, sizeof(want));
+        assert_int_equal(ku.requests, 11);
+        assert_int_equal(ku.day_spent, 250);
+        if (rd.org_want) {
+            assert_int_equal(gw_store_usage_snapshot(f->s, GW_SCOPE_ORG, 3, sec - 3600,
+                                                     now - 1000, now - 2000, rd.org_want, &want),
+                             0);
+            assert_memory_equal(&ou, &want, sizeof(want));
+            assert_int_equal(ou.tokens, 10 * 10 + 5);
+        } else {
+            assert_int_equal(ou.requests, 0);
+        }
+        if (variant == 0)
+            assert_int_equal(gw_store_tx_commit(f->s), 0);
+        else
+            gw_store_tx_rollback(f->s);
+        assert_false(gw_store_in_tx(f->s));
+    }
+}
+
 /* Writes together drop the buckets that left the hour: of their own scopes only, and those
  * before the latest bound among them. */
 static void writes_together_prune_old_buckets(void **state)
@@ -2625,6 +2668,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(plain_writes_together, setup, teardown),
         cmocka_unit_test_setup_teardown(counters_in_a_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(writes_together_prune_old_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(admission_begin_reads_like_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(hour_from_any_second, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_windows, setup, teardown),
@@ -2665,6 +2709,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(plain_writes_together, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(counters_in_a_transaction, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(writes_together_prune_old_buckets, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(admission_begin_reads_like_snapshots, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(hour_from_any_second, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_attempt_rows_retarget_and_spent, setup_pg,
                                         teardown_pg),
