@@ -801,6 +801,14 @@ static int exec_simple(struct pg *s, const char *sql)
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : GW_ESTORE;
 }
 
+/* The connection's last error, escaped for a log line (never sent to a client). */
+static const char *conn_error(const struct pg *s, char *msg, size_t size)
+{
+    const char *m = PQerrorMessage(s->conn);
+    gw_log_escape(msg, size, m, strlen(m));
+    return msg;
+}
+
 static int read_version(struct pg *s, int *out)
 {
     PGresult *r = PQexec(s->conn, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
@@ -869,7 +877,7 @@ static int pg_migrate(struct gw_store *base, struct gw_errbuf *eb)
     return 0;
 fail:;
     char msg[200];
-    gw_log_escape(msg, sizeof(msg), PQerrorMessage(s->conn), strlen(PQerrorMessage(s->conn)));
+    conn_error(s, msg, sizeof(msg));
     gw_errbuf_set(eb, "migration failed: %s", msg);
     (void)exec_simple(s, "ROLLBACK");
     return GW_ESTORE;
@@ -1768,9 +1776,8 @@ static int pg_admission_begin(struct gw_store *base, const struct gw_admission_r
         return 0;
     }
     char msg[300];
-    const char *m = PQerrorMessage(s->conn);
-    gw_log_escape(msg, sizeof(msg), m, strlen(m));
-    GW_LOG_WARN("store", "an admission's locks and reads failed: %s", msg);
+    GW_LOG_WARN("store", "an admission's locks and reads failed: %s",
+                conn_error(s, msg, sizeof(msg)));
     if (begun && PQstatus(s->conn) == CONNECTION_OK && !PQisBusy(s->conn))
         (void)exec_simple(s, "ROLLBACK");
     s->in_tx = 0;
@@ -1908,8 +1915,7 @@ static void usage_many(struct pg *s, struct gw_store_write *const *w, int n)
         if (batch_statement(s, w, n) == 0)
             return;
         char msg[300];
-        const char *m = PQerrorMessage(s->conn);
-        gw_log_escape(msg, sizeof(msg), m, strlen(m));
+        conn_error(s, msg, sizeof(msg));
         GW_LOG_WARN("store", "%d writes together failed, writing them one by one: %s", n, msg);
     }
     for (int k = 0; k < n; k++)
@@ -2346,8 +2352,7 @@ static void conv_many(struct pg *s, struct gw_store_write *const *w, int n)
         if (conv_batch_statement(s, w, n) == 0)
             return;
         char msg[300];
-        const char *m = PQerrorMessage(s->conn);
-        gw_log_escape(msg, sizeof(msg), m, strlen(m));
+        conn_error(s, msg, sizeof(msg));
         if (PQstatus(s->conn) != CONNECTION_OK) { /* it may have run: never twice */
             GW_LOG_ERROR("store", "%d appends together were lost with the connection: %s", n,
                          msg);
