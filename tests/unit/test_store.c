@@ -530,18 +530,25 @@ static void superadmin_exists(void **state)
     assert_int_equal(yes, 0);
 }
 
-static void usage_reserve_settle_recover(void **state)
+/* A reserved chat row of request id (an openai gpt-4o call), created at created_ms. */
+static struct gw_usage_row reserved_row(const char *id, int64_t created_ms)
 {
-    struct fx *f = *state;
-    struct gw_usage_row r = {0}, got;
-    strcpy(r.request_id, "req_1");
+    struct gw_usage_row r = {0};
+    gw_strlcpy(r.request_id, id, sizeof(r.request_id));
     strcpy(r.provider, "openai");
     strcpy(r.model, "gpt-4o");
     strcpy(r.endpoint, "chat.completions");
     strcpy(r.state, "reserved");
+    r.created_ms = created_ms;
+    return r;
+}
+
+static void usage_reserve_settle_recover(void **state)
+{
+    struct fx *f = *state;
+    struct gw_usage_row r = reserved_row("req_1", gw_now_ms()), got;
     strcpy(r.catalog_version, "2026-11-24");
     r.reserved_micros = 9000;
-    r.created_ms = gw_now_ms();
     assert_int_equal(gw_store_usage_reserve(f->s, &r), 0);
     assert_int_equal(gw_store_usage_reserve(f->s, &r), GW_EEXIST);
     struct gw_usage_row r2 = r;
@@ -611,17 +618,13 @@ static void plain_writes_together(void **state)
     int64_t now = gw_now_ms();
     for (int i = 0; i < N + 2; i++) {
         struct gw_usage_row *r = &rows[i];
-        memset(r, 0, sizeof(*r));
-        snprintf(r->request_id, sizeof(r->request_id), "w%d", i);
-        strcpy(r->provider, "openai");
-        strcpy(r->model, "gpt-4o");
-        strcpy(r->endpoint, "chat.completions");
-        strcpy(r->state, "reserved");
+        char id[16];
+        snprintf(id, sizeof(id), "w%d", i);
+        *r = reserved_row(id, now);
         strcpy(r->error_code, i == 1 ? "a \"quoted\", {braced} \\ text" : "");
         r->org_id = 3;
         r->key_row_id = 7;
         r->reserved_micros = 1000;
-        r->created_ms = now;
         w[i] = (struct gw_store_write){
             .row = r,
             .d = {.key_id = 7, .org_id = 3, .day_start = now - 1000, .month_start = now - 2000,
@@ -758,16 +761,10 @@ static void writes_together_prune_old_buckets(void **state)
     struct gw_usage_row rows[2];
     struct gw_store_write w[2], *wp[2] = {&w[0], &w[1]};
     for (int i = 0; i < 2; i++) {
-        memset(&rows[i], 0, sizeof(rows[i]));
-        snprintf(rows[i].request_id, sizeof(rows[i].request_id), "p%d", i);
-        strcpy(rows[i].provider, "openai");
-        strcpy(rows[i].model, "gpt-4o");
-        strcpy(rows[i].endpoint, "chat.completions");
-        strcpy(rows[i].state, "reserved");
+        rows[i] = reserved_row(i == 0 ? "p0" : "p1", now);
         rows[i].org_id = 3;
         rows[i].key_row_id = 7;
         rows[i].reserved_micros = 1000;
-        rows[i].created_ms = now;
         w[i] = (struct gw_store_write){
             .row = &rows[i],
             .d = {.key_id = 7, .org_id = 3, .day_start = now - 1000, .month_start = now - 2000,
@@ -863,17 +860,11 @@ static void counters_in_a_transaction(void **state)
 static void usage_attempt_rows_retarget_and_spent(void **state)
 {
     struct fx *f = *state;
-    struct gw_usage_row r = {0}, a, got;
     int64_t now = 1796000000000, spent = -1;
-    strcpy(r.request_id, "req_f");
-    strcpy(r.provider, "openai");
-    strcpy(r.model, "gpt-4o");
-    strcpy(r.endpoint, "chat.completions");
-    strcpy(r.state, "reserved");
+    struct gw_usage_row r = reserved_row("req_f", now), a, got;
     strcpy(r.route_method, "explicit");
     r.key_row_id = 7;
     r.reserved_micros = 5000;
-    r.created_ms = now;
     assert_int_equal(gw_store_usage_reserve(f->s, &r), 0);
     /* the first attempt failed: archived as its own row, linked to the request */
     a = r;
@@ -1336,14 +1327,8 @@ static void conv_appends_together(void **state)
         w[k] = (struct gw_store_write){.conv = &a[k]};
         wp[k] = &w[k];
     }
-    struct gw_usage_row row = {0};
-    strcpy(row.request_id, "with_appends");
-    strcpy(row.provider, "openai");
-    strcpy(row.model, "gpt-4o");
-    strcpy(row.endpoint, "chat.completions");
-    strcpy(row.state, "reserved");
+    struct gw_usage_row row = reserved_row("with_appends", 2000);
     row.key_row_id = 7;
-    row.created_ms = 2000;
     w[N] = (struct gw_store_write){.row = &row, .d = {.key_id = 7, .second = 2, .requests = 1}};
     wp[N] = &w[N];
     int failed = 0;
@@ -1737,13 +1722,8 @@ static void conv_delete_leaves_nothing(void **state)
         r.body_len = strlen(r.body);
         r.completed_ms = t0;
         assert_int_equal(gw_store_idem_complete(f->s, &r), 0);
-        struct gw_usage_row u = {0};
-        gw_strlcpy(u.request_id, reqs[i], sizeof(u.request_id));
-        strcpy(u.provider, "openai");
-        strcpy(u.model, "gpt-4o");
-        strcpy(u.endpoint, "chat.completions");
+        struct gw_usage_row u = reserved_row(reqs[i], t0);
         strcpy(u.state, "settled");
-        u.created_ms = t0;
         assert_int_equal(gw_store_usage_reserve(f->s, &u), 0);
     }
     int is_sqlite = strcmp(gw_store_backend(f->s), "sqlite") == 0;
