@@ -76,14 +76,6 @@ static int64_t store_wait(void *arg, int tokens, int64_t add, int64_t limit, int
     return w.wait > 0 ? w.wait : 1;
 }
 
-/* Does a limit on the scope read what the store has counted? Such a scope is locked for the
- * check and the change; one without is not, and its counters spread over shards. */
-static int counts(const struct gw_limit_set *lim)
-{
-    return lim != NULL && (lim->rph > 0 || lim->tph > 0 || lim->max_concurrent > 0 ||
-                           lim->daily_usd_micros > 0 || lim->monthly_usd_micros > 0);
-}
-
 /* What a scope's limits need read (GW_SNAP_*): only what is set. */
 static int want_of(const struct gw_limit_set *lim)
 {
@@ -94,12 +86,16 @@ static int want_of(const struct gw_limit_set *lim)
            (lim->daily_usd_micros > 0 || lim->monthly_usd_micros > 0 ? GW_SNAP_BUDGET : 0);
 }
 
+/* Does a limit on the scope read what the store has counted? Such a scope is locked for the
+ * check and the change; one without is not, and its counters spread over shards. */
+static int counts(const struct gw_limit_set *lim) { return want_of(lim) != 0; }
+
 static int scope_check(const struct gw_ledger *l, struct gw_store *s, enum gw_scope scope,
                        int64_t id, const struct gw_limit_set *lim,
                        const struct gw_scope_usage *u, int64_t requests, int64_t tokens,
                        int64_t usd, int64_t now, struct gw_refusal *why)
 {
-    if (want_of(lim) == 0)
+    if (!counts(lim))
         return 0;
     struct wait_arg w = {s, scope, id, u};
     return gw_limits_check(&l->windows, u, lim, scope == GW_SCOPE_ORG ? "org" : "key",
