@@ -446,6 +446,14 @@ static size_t turn_len(const struct gw_conv_turn *t)
     return t->message_len != 0 ? t->message_len : strlen(t->message);
 }
 
+/* An append's names and counts within their bounds (its turns are check_turn's). */
+static int append_fits(const struct gw_conv_append *a)
+{
+    return a != NULL && fits(a->owner, GW_CONV_OWNER_MAX) && fits(a->conv_id, GW_CONV_ID_MAX) &&
+           fits(a->ref, sizeof(((struct gw_conv *)0)->ref)) && a->n >= 0 &&
+           (a->n == 0 || a->turns != NULL);
+}
+
 static int check_turn(const struct gw_conv_turn *t)
 {
     if (t->message == NULL || !fits(t->role, sizeof(t->role)) ||
@@ -461,9 +469,8 @@ static int check_turn(const struct gw_conv_turn *t)
 
 int gw_store_conv_append_ready(const struct gw_conv_append *a)
 {
-    if (a == NULL || !fits(a->owner, GW_CONV_OWNER_MAX) || !fits(a->conv_id, GW_CONV_ID_MAX) ||
-        !fits(a->ref, sizeof(((struct gw_conv *)0)->ref)) || a->n < 1 || a->turns == NULL ||
-        (a->title != NULL && strlen(a->title) >= sizeof(((struct gw_conv *)0)->title)))
+    if (!append_fits(a) || a->n < 1 || a->title == NULL ||
+        strlen(a->title) >= sizeof(((struct gw_conv *)0)->title))
         return 0;
     for (int i = 0; i < a->n; i++)
         if (a->turns[i].message_len == 0 || check_turn(&a->turns[i]) != 0)
@@ -490,9 +497,7 @@ int gw_store_conv_append(struct gw_store *s, const struct gw_conv_append *a, str
 
     if (conv != NULL)
         memset(conv, 0, sizeof(*conv));
-    if (a == NULL || !fits(a->owner, GW_CONV_OWNER_MAX) || !fits(a->conv_id, GW_CONV_ID_MAX) ||
-        !fits(a->ref, sizeof(((struct gw_conv *)0)->ref)) || a->n < 0 ||
-        (a->n > 0 && a->turns == NULL))
+    if (!append_fits(a))
         return GW_EINVAL;
     for (int i = 0; i < a->n; i++)
         if ((rc = check_turn(&a->turns[i])) != 0)

@@ -1286,8 +1286,8 @@ static void conv_append_many_turns(void **state)
 }
 
 /* Appends as plain writes, together: each conversation gets its turns in the order they came
- * (a second append to one in the same batch, and one the batch cannot take as it is, after
- * the first), text that needs quoting in an array comes back as it went, and the usage writes
+ * (a second append to one in the same batch, and ones the batch cannot take as they are: no
+ * title, a length left to the store, after the first), text that needs quoting in an array comes back as it went, and the usage writes
  * among them are written too. */
 static void conv_appends_together(void **state)
 {
@@ -1322,7 +1322,7 @@ static void conv_appends_together(void **state)
         char *ref = refs[k];
         snprintf(ref, sizeof(refs[k]), "cv_0000000000000000000002%02d", k);
         a[k] = (struct gw_conv_append){.org_id = 1, .owner = A, .conv_id = conv_ids[k],
-                                       .ref = ref, .title = "T", .turns = t[k],
+                                       .ref = ref, .title = k == 2 ? NULL : "T", .turns = t[k],
                                        .n = turns[k], .now_ms = 2000 + k};
         w[k] = (struct gw_store_write){.conv = &a[k]};
         wp[k] = &w[k];
@@ -1354,7 +1354,7 @@ static void conv_appends_together(void **state)
         assert_int_equal(gw_store_conv_get(f->s, 1, A, ids[k], &c), 0);
         if (k == 1)
             assert_int_equal(c.id, old_id);
-        assert_string_equal(c.title, k == 1 ? "Old" : "T");
+        assert_string_equal(c.title, k == 1 ? "Old" : k == 2 ? "" : "T");
         assert_int_equal(gw_store_conv_turns(f->s, c.id, 0, 0, see_turn, &ts), 0);
         assert_int_equal(c.turns, ts.n);
         gw_conv_cleanup(&c);
