@@ -8,8 +8,8 @@
  * together: one thread at a time per lane (usage rows; conversations' turns) takes every plain
  * write of its lane queued and runs them at once (gw_store_write_many), while the others serve
  * the rest; what queues meanwhile goes with the next, so the busier the store, the more share
- * one commit. A batch pool's thread out of work
- * polls a while before it sleeps (await_jobs), and is signalled only when it sleeps. A finished
+ * one commit. A batch pool's thread out of work polls a while before it sleeps (await_jobs),
+ * and is signalled only when it sleeps. A finished
  * job goes onto its executor's done list (the executor's own mutex), and the thread that finds
  * the list empty writes the executor's eventfd, which a persistent event on the worker's loop
  * reads; its callback runs the done function of every finished job.
