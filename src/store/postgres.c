@@ -1766,8 +1766,16 @@ static int pg_admission_begin(struct gw_store *base, const struct gw_admission_r
         ok = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
         PQclear(r);
     }
-    if (PQexitPipelineMode(s->conn) != 1)
+    char msg[300] = "";
+    if (!ok || rc != 0)
+        conn_error(s, msg, sizeof(msg)); /* before a reset below forgets it */
+    if (PQexitPipelineMode(s->conn) != 1) { /* results left unread: start over clean (the
+                                                * server ends the transaction with the session) */
         ok = 0;
+        begun = 0;
+        PQreset(s->conn);
+        memset(s->prepared, 0, sizeof(s->prepared));
+    }
     if (!ok && rc == 0)
         rc = GW_ESTORE;
     if (rc == 0) {
@@ -1775,9 +1783,8 @@ static int pg_admission_begin(struct gw_store *base, const struct gw_admission_r
         s->flush_due = rd->lock_org || rd->lock_key; /* P_LOCK: commits unflushed */
         return 0;
     }
-    char msg[300];
     GW_LOG_WARN("store", "an admission's locks and reads failed: %s",
-                conn_error(s, msg, sizeof(msg)));
+                msg[0] ? msg : conn_error(s, msg, sizeof(msg)));
     if (begun && PQstatus(s->conn) == CONNECTION_OK && !PQisBusy(s->conn))
         (void)exec_simple(s, "ROLLBACK");
     s->in_tx = 0;
