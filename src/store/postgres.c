@@ -1872,17 +1872,39 @@ static void add_params(struct gw_buf *cols, const struct params *p, int *rc)
         *rc = array_add(&cols[i], p->v[i]);
 }
 
+/* n array parameters built in cols: each opened ("{"), then closed ("}") into v once its
+ * elements are in (rc: what building them gave), then freed. */
+static int arrays_open(struct gw_buf *cols, int n)
+{
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        gw_buf_init(&cols[i], 64u << 20);
+        if (rc == 0)
+            rc = gw_buf_add(&cols[i], "{", 1);
+    }
+    return rc;
+}
+
+static int arrays_close(struct gw_buf *cols, int n, const char **v, int rc)
+{
+    for (int i = 0; i < n && rc == 0; i++)
+        if ((rc = gw_buf_add(&cols[i], "}", 1)) == 0)
+            v[i] = cols[i].data;
+    return rc;
+}
+
+static void arrays_free(struct gw_buf *cols, int n)
+{
+    for (int i = 0; i < n; i++)
+        gw_buf_cleanup(&cols[i]);
+}
+
 /* The writes as one statement: 0 with every result set, else an error and none set. */
 static int batch_statement(struct pg *s, struct gw_store_write *const *w, int n)
 {
     struct gw_buf cols[BATCH_COLS];
     const char *v[BATCH_COLS];
-    int rc = 0;
-    for (int i = 0; i < BATCH_COLS; i++) {
-        gw_buf_init(&cols[i], 64u << 20);
-        if (rc == 0)
-            rc = gw_buf_add(&cols[i], "{", 1);
-    }
+    int rc = arrays_open(cols, BATCH_COLS);
     for (int k = 0; k < n && rc == 0; k++) {
         struct params p = {0}, q = {0};
         if (w[k]->settle)
@@ -1894,9 +1916,7 @@ static int batch_statement(struct pg *s, struct gw_store_write *const *w, int n)
         p_counters(&q, s, &w[k]->d);
         add_params(cols + 44, &q, &rc);
     }
-    for (int i = 0; i < BATCH_COLS && rc == 0; i++)
-        if ((rc = gw_buf_add(&cols[i], "}", 1)) == 0)
-            v[i] = cols[i].data;
+    rc = arrays_close(cols, BATCH_COLS, v, rc);
     PGresult *r = NULL;
     if (rc == 0)
         rc = run_values(s, P_BATCH, BATCH_COLS, v, &r);
@@ -1910,8 +1930,7 @@ static int batch_statement(struct pg *s, struct gw_store_write *const *w, int n)
                 w[k]->rc = 0;
     }
     PQclear(r);
-    for (int i = 0; i < BATCH_COLS; i++)
-        gw_buf_cleanup(&cols[i]);
+    arrays_free(cols, BATCH_COLS);
     return rc;
 }
 
@@ -2278,13 +2297,8 @@ static int conv_batch_statement(struct pg *s, struct gw_store_write *const *w, i
 {
     struct gw_buf cols[CONV_BATCH_COLS];
     const char *v[CONV_BATCH_COLS];
-    int rc = 0;
     long turns = 0;
-    for (int i = 0; i < CONV_BATCH_COLS; i++) {
-        gw_buf_init(&cols[i], 64u << 20);
-        if (rc == 0)
-            rc = gw_buf_add(&cols[i], "{", 1);
-    }
+    int rc = arrays_open(cols, CONV_BATCH_COLS);
     for (int k = 0; k < n && rc == 0; k++) {
         const struct gw_conv_append *a = w[k]->conv;
         struct params p = {0};
@@ -2306,9 +2320,7 @@ static int conv_batch_statement(struct pg *s, struct gw_store_write *const *w, i
             add_params(cols + 11, &r, &rc);
         }
     }
-    for (int i = 0; i < CONV_BATCH_COLS && rc == 0; i++)
-        if ((rc = gw_buf_add(&cols[i], "}", 1)) == 0)
-            v[i] = cols[i].data;
+    rc = arrays_close(cols, CONV_BATCH_COLS, v, rc);
     PGresult *r = NULL;
     if (rc == 0 && (rc = run_values(s, P_CONV_BATCH, CONV_BATCH_COLS, v, &r)) == 0 &&
         (PQntuples(r) != 1 || col_i64(r, 0, 0) != n || col_i64(r, 0, 1) != turns)) {
@@ -2325,8 +2337,7 @@ static int conv_batch_statement(struct pg *s, struct gw_store_write *const *w, i
     }
     PQclear(r);
     OPENSSL_cleanse(cols[10].data, cols[10].len); /* the messages */
-    for (int i = 0; i < CONV_BATCH_COLS; i++)
-        gw_buf_cleanup(&cols[i]);
+    arrays_free(cols, CONV_BATCH_COLS);
     return rc;
 }
 
