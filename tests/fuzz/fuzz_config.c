@@ -4,8 +4,8 @@
  * calls; it takes a path, so each input is written to a memory file first.
  *
  * Oracles: a refused file says why and changes nothing (config.c validates on a scratch copy
- * first); an accepted one leaves a config whose strings are set and whose port is valid, and
- * loads again, the same, over itself.
+ * first); an accepted one leaves a config whose strings are set and whose port is valid (or
+ * none: "listen: none", embedded), and loads again, the same, over itself.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,9 +64,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!same(&c, &before))
             fz_fail("a refused config changed the settings (%s)", eb.msg);
     } else {
+        /* a port, or none at all ("listen: none", embedded: no socket, no host) */
+        int no_socket = c.listen_port == -1 && c.listen_host != NULL && c.listen_host[0] == '\0';
         if (c.listen_host == NULL || c.db_url == NULL || c.catalog_path == NULL ||
-            c.routing_path == NULL || c.listen_port < 1 || c.listen_port > 65535 ||
-            c.ntiers < 0 || c.ntiers > GW_MAX_TIERS)
+            c.routing_path == NULL ||
+            (!no_socket && (c.listen_port < 1 || c.listen_port > 65535)) || c.ntiers < 0 ||
+            c.ntiers > GW_MAX_TIERS)
             fz_fail("an accepted config is not whole");
         for (int i = 0; i < GW_NPROVIDERS; i++)
             if (c.providers[i].base_url == NULL)
