@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 
+#include "policy/budget.h"
 #include "policy/ledger.h"
 #include "store/store.h"
 #include "util/util.h"
@@ -371,8 +373,56 @@ static void unlocked_counters_sum_across_connections(void **state)
     assert_string_equal(q.a.why.code, "daily_budget_exceeded");
 }
 
+/* The reference the windows are held to: libc's calendar (timegm, gmtime_r). */
+static int64_t ref_reset(const struct gw_budget_windows *w, int year, int mon)
+{
+    struct tm tm = {.tm_year = year, .tm_mon = mon, .tm_mday = w->reset_day,
+                    .tm_hour = w->reset_hour};
+    return (int64_t)timegm(&tm) * 1000; /* timegm normalizes mon -1 and 12 */
+}
+
+static int64_t ref_month_start(const struct gw_budget_windows *w, int64_t now_ms)
+{
+    time_t t = (time_t)(now_ms / 1000);
+    struct tm tm;
+    assert_non_null(gmtime_r(&t, &tm));
+    int64_t start = ref_reset(w, tm.tm_year, tm.tm_mon);
+    return start > now_ms ? ref_reset(w, tm.tm_year, tm.tm_mon - 1) : start;
+}
+
+static void month_windows_match_the_calendar(void **state)
+{
+    (void)state;
+    static const struct gw_budget_windows ws[] = {{0, 1}, {23, 1}, {5, 28}, {0, 28}, {12, 15}};
+    uint64_t x = 88172645463325252ULL; /* xorshift: instants from 1970 to ~2100 */
+    for (size_t k = 0; k < sizeof(ws) / sizeof(ws[0]); k++) {
+        const struct gw_budget_windows *w = &ws[k];
+        for (int i = 0; i < 20000; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int64_t now = (int64_t)(x % 4102444800000ULL);
+            if (i % 4 == 0) /* on and around a reset instant, leap days included */
+                now = ref_month_start(w, now) + (int64_t)(x % 3) - 1;
+            int64_t start = gw_budget_month_start(w, now);
+            assert_int_equal(start, ref_month_start(w, now));
+            assert_true(start <= now);
+            int64_t next = gw_budget_next_month(w, now);
+            assert_true(next > now);
+            assert_int_equal(next, ref_month_start(w, next));
+            assert_int_equal(gw_budget_month_start(w, next - 1), start);
+        }
+    }
+    /* a leap year's February and the turn of a year */
+    struct gw_budget_windows first = {0, 1};
+    assert_int_equal(gw_budget_month_start(&first, 951782400000LL), 949363200000LL); /* 2000-02-29 */
+    assert_int_equal(gw_budget_next_month(&first, 951782400000LL), 951868800000LL);  /* 03-01 */
+    assert_int_equal(gw_budget_next_month(&first, 1703980800000LL), 1704067200000LL); /* 2023-12-31 */
+}
+
 int main(void)
 {
+    const struct CMUnitTest calendar_tests[] = {
+        cmocka_unit_test(month_windows_match_the_calendar),
+    };
     const struct CMUnitTest sqlite_tests[] = {
         cmocka_unit_test_setup_teardown(spend_and_refunds, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(exact_across_connections, setup_sqlite, teardown),
@@ -387,7 +437,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(unlocked_counters_sum_across_connections, setup_pg,
                                         teardown),
     };
-    int failed = cmocka_run_group_tests_name("ledger on sqlite", sqlite_tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("budget windows", calendar_tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("ledger on sqlite", sqlite_tests, NULL, NULL);
     const char *pg = getenv("LLMGW_TEST_PG_URL");
     if (pg == NULL || pg[0] == '\0') {
         printf("[ SKIPPED  ] ledger on postgres: LLMGW_TEST_PG_URL is not set\n");
