@@ -220,12 +220,30 @@ const char *gw_json_bad_space(const char *buf, size_t len)
     return v == NULL || (f != NULL && f < v) ? f : v;
 }
 
+/* Whether every byte of s is 0x01..0x7f, eight at a time: most keys and values are. */
+static int plain_ascii(const unsigned char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    for (; n >= 8; s += 8, n -= 8) {
+        uint64_t v;
+        memcpy(&v, s, sizeof(v));
+        if ((v | ((v - ones) & ~v)) & highs) /* a byte >= 0x80, or a zero byte */
+            return 0;
+    }
+    for (; n > 0; s++, n--)
+        if (*s == 0 || *s >= 0x80)
+            return 0;
+    return 1;
+}
+
 const char *gw_json_text_bad(const char *text, size_t end, const unsigned char *s, size_t len)
 {
-    if (memchr(s, '\0', len) != NULL)
-        return "\\u0000 is not allowed";
-    if (!gw_json_utf8_ok(s, len))
-        return "invalid UTF-8";
+    if (!plain_ascii(s, len)) {
+        if (memchr(s, '\0', len) != NULL)
+            return "\\u0000 is not allowed";
+        if (!gw_json_utf8_ok(s, len))
+            return "invalid UTF-8";
+    }
     if (!gw_json_surrogates_ok(text, end, s))
         return "invalid Unicode escape (an unpaired surrogate)";
     return NULL;
