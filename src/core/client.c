@@ -73,16 +73,7 @@ static void ev_each_header(struct gw_client *cl, gw_client_header_fn fn, void *a
 static void ev_reply(struct gw_client *cl, int status, const char *body, size_t len,
                      const char *tail)
 {
-    struct evbuffer *b = evbuffer_new();
-
-    if (b != NULL && body != NULL) {
-        evbuffer_add(b, body, len);
-        if (tail[0] != '\0')
-            evbuffer_add(b, tail, strlen(tail));
-    }
-    evhttp_send_reply(req_of(cl), status, gw_http_reason(status), b);
-    if (b != NULL)
-        evbuffer_free(b);
+    gw_reply_send(req_of(cl), status, body, len, tail);
 }
 
 static void ev_stream_start(struct gw_client *cl, int status)
@@ -103,8 +94,11 @@ static void ev_stream_data(struct gw_client *cl, const char *event, const char *
     struct evbuffer *b = evbuffer_new();
     if (b == NULL)
         return;
-    if (event != NULL)
-        evbuffer_add_printf(b, "event: %s\n", event);
+    if (event != NULL) {
+        evbuffer_add(b, "event: ", 7);
+        evbuffer_add(b, event, strlen(event));
+        evbuffer_add(b, "\n", 1);
+    }
     evbuffer_add(b, "data: ", 6);
     evbuffer_add(b, data, len);
     evbuffer_add(b, "\n\n", 2);

@@ -5,9 +5,11 @@
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/json.h"
 #include "util/mem.h"
+#include "util/util.h"
 
 const char *gw_http_reason(int status)
 {
@@ -47,19 +49,56 @@ void gw_reply_json_text(struct evhttp_request *req, int status, const char *text
     gw_reply_json_bytes(req, status, text, text != NULL ? strlen(text) : 0, request_id);
 }
 
+/* "Thu, 03 Dec 2026 16:50:57 GMT" for now, formatted once a second by each thread. */
+static const char *http_date(void)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static _Thread_local time_t at = -1;
+    static _Thread_local char text[40];
+    time_t now = time(NULL);
+    struct tm tm;
+    if (now != at && gmtime_r(&now, &tm) != NULL) {
+        snprintf(text, sizeof(text), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec);
+        at = now;
+    }
+    return text[0] != '\0' ? text : NULL;
+}
+
+void gw_reply_send(struct evhttp_request *req, int status, const char *body, size_t len,
+                   const char *tail)
+{
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    size_t tail_len = strlen(tail);
+
+    if (body != NULL && (evbuffer_add(out, body, len) != 0 || evbuffer_add(out, tail, tail_len) != 0))
+        evbuffer_drain(out, evbuffer_get_length(out)); /* out of memory: an empty answer */
+    /* evhttp adds them itself when they are missing (on HTTP/1.1, for a status with a body,
+     * not on HEAD); ours come first, so it finds them */
+    if (status >= 200 && status != 204 && status != 304 &&
+        evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+        const char *date = http_date();
+        char n[24];
+        if (date != NULL && evhttp_find_header(h, "Date") == NULL)
+            evhttp_add_header(h, "Date", date);
+        if (evhttp_find_header(h, "Content-Length") == NULL &&
+            evhttp_find_header(h, "Transfer-Encoding") == NULL) {
+            n[gw_int_text(n, (int64_t)evbuffer_get_length(out))] = '\0';
+            evhttp_add_header(h, "Content-Length", n);
+        }
+    }
+    evhttp_send_reply(req, status, gw_http_reason(status), NULL);
+}
+
 void gw_reply_json_bytes(struct evhttp_request *req, int status, const char *text, size_t len,
                          const char *request_id)
 {
-    struct evbuffer *buf = evbuffer_new();
-
     gw_reply_headers(req, "application/json", request_id);
-    if (buf != NULL && text != NULL) {
-        evbuffer_add(buf, text, len);
-        evbuffer_add(buf, "\n", 1);
-    }
-    evhttp_send_reply(req, status, gw_http_reason(status), buf);
-    if (buf != NULL)
-        evbuffer_free(buf);
+    gw_reply_send(req, status, text, len, "\n");
 }
 
 void gw_reply_json(struct evhttp_request *req, int status, const json_t *body,
