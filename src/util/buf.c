@@ -49,7 +49,7 @@ static int reserve(struct gw_buf *b, size_t extra)
     return 0;
 }
 
-int gw_buf_add(struct gw_buf *b, const void *p, size_t n)
+int gw_buf_add_grow(struct gw_buf *b, const void *p, size_t n)
 {
     int rc = reserve(b, n);
     if (rc != 0)

@@ -8,6 +8,7 @@
 #define GW_UTIL_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "util/err.h"
 
@@ -25,7 +26,17 @@ void gw_buf_cleanup(struct gw_buf *b);
 /* Forget the content, keep the storage. */
 void gw_buf_reset(struct gw_buf *b);
 /* Append n bytes. Returns 0, GW_ETOOBIG or GW_ENOMEM. */
-GW_NODISCARD int gw_buf_add(struct gw_buf *b, const void *p, size_t n);
+GW_NODISCARD int gw_buf_add_grow(struct gw_buf *b, const void *p, size_t n);
+/* The same, inline where the bytes fit in what is allocated (most appends). */
+GW_NODISCARD static inline int gw_buf_add(struct gw_buf *b, const void *p, size_t n)
+{
+    if (n == 0 || n >= b->cap - b->len || n > b->max - b->len)
+        return gw_buf_add_grow(b, p, n);
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
 /* Append a NUL-terminated string. */
 GW_NODISCARD int gw_buf_adds(struct gw_buf *b, const char *s);
 /* Append formatted text. */

@@ -1,6 +1,7 @@
 /* util/splice — relaying a JSON object with members cut and added; see splice.h. */
 #include "util/splice.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -89,6 +90,18 @@ int gw_buf_add_json_str(struct gw_buf *out, const char *s)
     return gw_buf_add_json_strn(out, s, strlen(s));
 }
 
+/* Whether any of the 8 bytes at s is below 0x20, '"' or '\\' (sometimes also when one follows
+ * such a byte: the caller then looks at each). */
+static int needs_escape8(const char *s)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t v, q, b;
+    memcpy(&v, s, sizeof(v));
+    q = v ^ (ones * '"');
+    b = v ^ (ones * '\\');
+    return (((v - ones * 0x20) | (q - ones) | (b - ones)) & ~v & highs) != 0;
+}
+
 int gw_buf_add_json_strn(struct gw_buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF"; /* as jansson writes them */
@@ -96,6 +109,10 @@ int gw_buf_add_json_strn(struct gw_buf *out, const char *s, size_t len)
     int rc = gw_buf_add(out, "\"", 1);
 
     for (; rc == 0 && s < end; s++) {
+        while (end - s >= 8 && !needs_escape8(s)) /* the common case: nothing to escape */
+            s += 8;
+        if (s == end)
+            break;
         unsigned char ch = (unsigned char)*s;
         char esc[6];
         size_t n = 2;

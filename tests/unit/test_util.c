@@ -246,6 +246,49 @@ static void json_dumps_agrees_with_jansson(void **state)
     json_decref(deep);
 }
 
+/* The word-at-a-time paths (string escaping, the ASCII check) agree with jansson and with a
+ * byte-at-a-time reading for every kind of byte at every offset of every length. */
+static void strings_word_paths_agree(void **state)
+{
+    (void)state;
+    static const unsigned char kinds[] = {'a', ' ', '~', 0x7f, 0x1f, 0x00, 0x01, '\n', '"', '\\',
+                                          '/', 0x80, 0xc3, 0xa9, 0xff};
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int round = 0; round < 4000; round++) {
+        unsigned char text[40];
+        size_t len = (size_t)round % 33;
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* mostly plain letters, one odd byte here and there */
+            text[i] = x % 5 == 0 ? kinds[(x >> 8) % sizeof(kinds)] : (unsigned char)('a' + x % 26);
+        }
+        /* escaping, as json_dumps escapes (only valid UTF-8 goes to jansson) */
+        int ascii = 1, valid = gw_json_utf8_ok(text, len);
+        for (size_t i = 0; i < len; i++)
+            ascii &= text[i] != 0 && text[i] < 0x80;
+        if (valid) {
+            json_t *a = json_pack("[s#]", (const char *)text, (int)len);
+            assert_non_null(a);
+            char *want = json_dumps(a, JSON_COMPACT), *got = gw_json_dump(a);
+            if (want == NULL || got == NULL || strcmp(want, got) != 0)
+                fail_msg("round %d: json_dumps %s, gw_json_dump %s", round, want, got);
+            free(want);
+            gw_free(got);
+            json_decref(a);
+        }
+        /* the check of a token yajl hands over in place (no escapes in the text) */
+        const char *why = gw_json_text_bad((const char *)text, len, text, len);
+        if (ascii)
+            assert_null(why);
+        else if (memchr(text, 0, len) != NULL)
+            assert_string_equal(why, "\\u0000 is not allowed");
+        else if (!valid)
+            assert_string_equal(why, "invalid UTF-8");
+        else
+            assert_null(why);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -253,7 +296,7 @@ int main(void)
         cmocka_unit_test(buf_oom_leaves_buffer_intact), cmocka_unit_test(micros_parse_exact),
         cmocka_unit_test(i64_parse_strict),      cmocka_unit_test(b64url_and_hex),
         cmocka_unit_test(log_escape_bounds),       cmocka_unit_test(json_parse_agrees_with_jansson),
-        cmocka_unit_test(json_dumps_agrees_with_jansson), cmocka_unit_test(int_text_and_time_id),
+        cmocka_unit_test(json_dumps_agrees_with_jansson), cmocka_unit_test(strings_word_paths_agree), cmocka_unit_test(int_text_and_time_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
