@@ -47,33 +47,28 @@ static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
 int64_t gw_tokens_text(const char *s, size_t n)
 {
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
     int64_t tokens = 0;
-    size_t letters = 0, digits = 0;
 
     if (s == NULL)
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int letter = is_letter(c), digit = is_digit(c);
-        if (!letter && letters > 0) {
-            tokens += (int64_t)((letters + 5) / 6);
-            letters = 0;
+    while (p < end) {
+        const unsigned char *run = p;
+        if (is_letter(*p)) { /* a word: a token for each 6 letters begun */
+            while (++p < end && is_letter(*p))
+                ;
+            tokens += (int64_t)((size_t)(p - run) + 5) / 6;
+        } else if (is_digit(*p)) { /* a number: one for each 3 digits begun */
+            while (++p < end && is_digit(*p))
+                ;
+            tokens += (int64_t)((size_t)(p - run) + 2) / 3;
+        } else {
+            /* punctuation and symbols count one, and so does a UTF-8 lead byte (a character);
+             * whitespace, control characters and continuation bytes count nothing */
+            tokens += (*p > 0x20 && *p < 0x7f) || *p >= 0xc0;
+            p++;
         }
-        if (!digit && digits > 0) {
-            tokens += (int64_t)((digits + 2) / 3);
-            digits = 0;
-        }
-        if (letter)
-            letters++;
-        else if (digit)
-            digits++;
-        else if (c > 0x20 && c < 0x7f)
-            tokens++; /* punctuation, symbols */
-        else if (c >= 0xc0)
-            tokens++; /* a UTF-8 lead byte: one character */
-        /* whitespace, control characters and UTF-8 continuation bytes: nothing */
     }
-    tokens += (int64_t)((letters + 5) / 6) + (int64_t)((digits + 2) / 3);
     return tokens;
 }
 

@@ -84,6 +84,45 @@ static void tokens_of_known_texts(void **state)
     assert_int_equal(gw_tokens_text("a\0b", 3), 2);
 }
 
+/* The estimate's definition, a byte at a time: runs of letters count one per 6 begun, runs of
+ * digits one per 3, other printable ASCII and UTF-8 lead bytes one each. */
+static int64_t tokens_ref(const unsigned char *s, size_t n)
+{
+    int64_t tokens = 0;
+    size_t letters = 0, digits = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = s[i];
+        int letter = (c | 0x20) >= 'a' && (c | 0x20) <= 'z', digit = c >= '0' && c <= '9';
+        if (!letter && letters > 0)
+            tokens += (int64_t)((letters + 5) / 6), letters = 0;
+        if (!digit && digits > 0)
+            tokens += (int64_t)((digits + 2) / 3), digits = 0;
+        if (letter)
+            letters++;
+        else if (digit)
+            digits++;
+        else
+            tokens += (c > 0x20 && c < 0x7f) || c >= 0xc0;
+    }
+    return tokens + (int64_t)((letters + 5) / 6) + (int64_t)((digits + 2) / 3);
+}
+
+static void tokens_agree_with_the_definition(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "aZq09 ,.\t\n_\x01\x7f\x80\xbf\xc3\xe6\xf0\xff@[`{";
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    for (int round = 0; round < 5000; round++) {
+        unsigned char text[64];
+        size_t len = (size_t)round % sizeof(text);
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            text[i] = (unsigned char)alphabet[x % (sizeof(alphabet) - 1)];
+        }
+        assert_int_equal(gw_tokens_text((const char *)text, len), tokens_ref(text, len));
+    }
+}
+
 static void tokens_of_messages(void **state)
 {
     assert_int_equal(msg_tokens("{\"role\":\"user\",\"content\":\"Hello, world!\"}"), 8);
@@ -731,6 +770,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tokens_of_known_texts),
+        cmocka_unit_test(tokens_agree_with_the_definition),
         cmocka_unit_test(tokens_of_messages),
         cmocka_unit_test(tokens_of_malformed_messages),
         cmocka_unit_test(summary_tokens),
