@@ -47,8 +47,9 @@ struct gw_memory {
     int64_t req_tokens, budget;
     /* the answer */
     json_t *answer;                 /* a whole answer's message */
-    struct gw_buf text;             /* a stream's content */
-    int streamed, text_cut;
+    struct gw_buf text;             /* a stream's content, or a plain answer's text */
+    int as_text;                    /* the answer is text (role assistant), not answer */
+    int text_cut;
 };
 
 /* The summarizer's answer, kept until its side call is done. */
@@ -378,11 +379,38 @@ void gw_memory_answer(struct gw_call *c, const json_t *completion)
         keep_answer(c->mem, json_deep_copy(msg));
 }
 
+static void add_text(struct gw_memory *m, const char *s, size_t len)
+{
+    if (s != NULL && !m->text_cut && gw_buf_add(&m->text, s, len) != 0)
+        m->text_cut = 1;
+}
+
+/* Add the JSON string [open, close) of data (quotes included) as text when it has no escape:
+ * then its bytes are the text, and nothing need decode them. */
+static int add_plain_string(struct gw_memory *m, const char *data, size_t open, size_t close)
+{
+    if (close < open + 2 || memchr(data + open, '\\', close - open) != NULL)
+        return 0;
+    add_text(m, data + open + 1, close - open - 2);
+    return 1;
+}
+
 void gw_memory_answer_raw(struct gw_call *c, const char *body, const struct gw_scan *scan)
 {
     struct gw_errbuf eb = {{0}};
-    if (c->mem == NULL || scan->msg_close == 0)
+    struct gw_memory *m = c->mem;
+    if (m == NULL || scan->msg_close == 0)
         return;
+    json_decref(m->answer); /* a new answer replaces what an earlier one left */
+    m->answer = NULL;
+    gw_buf_reset(&m->text);
+    m->as_text = m->text_cut = 0;
+    /* a plain assistant text (the scan says): what the turn keeps is that text alone */
+    if (scan->text_close != 0 && scan->text_close - scan->text_open < ANSWER_MAX &&
+        add_plain_string(m, body, scan->text_open, scan->text_close)) {
+        m->as_text = 1;
+        return;
+    }
     /* relayed as the provider's bytes, already checked: only the message is read */
     json_t *msg = gw_json_parse(body + scan->msg_open, scan->msg_close - scan->msg_open, &eb);
     if (msg != NULL)
@@ -392,12 +420,6 @@ void gw_memory_answer_raw(struct gw_call *c, const char *body, const struct gw_s
                     c->rid, eb.msg);
 }
 
-static void add_text(struct gw_memory *m, const char *s, size_t len)
-{
-    if (s != NULL && !m->text_cut && gw_buf_add(&m->text, s, len) != 0)
-        m->text_cut = 1;
-}
-
 void gw_memory_chunk(struct gw_call *c, const json_t *chunk)
 {
     struct gw_memory *m = c->mem;
@@ -405,7 +427,7 @@ void gw_memory_chunk(struct gw_call *c, const json_t *chunk)
     json_t *ch;
     if (m == NULL)
         return;
-    m->streamed = 1;
+    m->as_text = 1;
     json_array_foreach(json_object_get(chunk, "choices"), i, ch) {
         if (gw_json_int(ch, "index", 0) != 0)
             continue; /* with n > 1 choices, the conversation goes on with the first */
@@ -419,10 +441,12 @@ void gw_memory_chunk_raw(struct gw_call *c, const char *data, const struct gw_sc
     struct gw_memory *m = c->mem;
     if (m == NULL || scan->text_chars == 0) /* a chunk without text adds nothing */
         return;
-    m->streamed = 1;
+    m->as_text = 1;
     if (scan->text_close == 0) /* text for another choice, or reasoning only */
         return;
     /* only the content string is read: the scan has checked the rest */
+    if (add_plain_string(m, data, scan->text_open, scan->text_close))
+        return;
     json_t *s = gw_json_parse(data + scan->text_open, scan->text_close - scan->text_open, NULL);
     add_text(m, json_string_value(s), json_string_length(s));
     json_decref(s);
@@ -484,9 +508,9 @@ void gw_memory_end(struct gw_call *c)
     if (m == NULL)
         return;
     c->mem = NULL;
-    if (c->row.status != 200 || (m->answer == NULL && !m->streamed))
+    if (c->row.status != 200 || (m->answer == NULL && !m->as_text))
         goto out; /* nothing complete to keep */
-    if (m->streamed) {
+    if (m->as_text) {
         if (m->text_cut)
             GW_LOG_WARN("conv", "req=%s the streamed answer is longer than %u bytes; its "
                         "conversation keeps the first %u", c->rid, ANSWER_MAX, ANSWER_MAX);

@@ -253,7 +253,10 @@ struct scan {
     size_t member_start;
     enum ukey ukey, dkey; /* usage: key at depth 2, key at depth 3 */
     int in_body;         /* choices: the key at depth 3 is message / delta */
-    int text_key;        /* choices: the key at depth 4 is content (1) / reasoning_content (2) */
+    int text_key;        /* choices: the key at depth 4 is content (1) / reasoning_content (2)
+                          * / role (4) / another a conversation drops (5) */
+    int plain;           /* answers: the message so far is a plain assistant text (gw_scan) */
+    int roles, contents; /* answers: role and content members of the message met */
     int body_seen;       /* the current choice has its message / delta object */
     int index_key;       /* choices: the key at depth 3 is index */
     int not_first;       /* the current choice's index is not 0 */
@@ -340,6 +343,8 @@ static int value_begin(struct scan *sc, enum kind k, const char *s, size_t len)
                 return 0;
             sc->body_seen = 1;
             sc->body_open = scan_at(sc) - 1; /* just past the "{" */
+            sc->plain = 1;
+            sc->roles = sc->contents = 0;
         } else if (sc->top == T_CHOICES && sc->index_key) {
             sc->not_first = k != K_NUM || len != 1 || s[0] != '0';
         } else if (sc->top == T_CHOICES && sc->text_key == 3 && k == K_STR) {
@@ -354,12 +359,20 @@ static int value_begin(struct scan *sc, enum kind k, const char *s, size_t len)
         }
         return 1;
     case 4:
-        if (sc->top == T_CHOICES && sc->in_body && sc->text_key != 0) {
-            if (!sc->chunk && sc->text_key == 1 && k != K_STR && k != K_NULL)
+        if (sc->top == T_CHOICES && sc->in_body && !sc->chunk) {
+            if (sc->text_key == 1 && k != K_STR && k != K_NULL)
                 return 0; /* message.content: a string or null */
+            if (sc->text_key == 4)
+                sc->plain &= k == K_STR && len == 9 && memcmp(s, "assistant", 9) == 0;
+            else if (sc->text_key == 1)
+                sc->plain &= k == K_STR;
+            else if (sc->text_key != 5)
+                sc->plain = 0;
+        }
+        if (sc->top == T_CHOICES && sc->in_body && sc->text_key != 0 && sc->text_key < 4) {
             if (sc->chunk && k == K_STR)
                 sc->out->text_chars += (int64_t)len;
-            if (sc->chunk && k == K_STR && sc->text_key == 1) { /* the string after the key */
+            if (k == K_STR && sc->text_key == 1) { /* the string after the key */
                 const char *q = memchr(sc->body + sc->key_end, '"', scan_at(sc) - sc->key_end);
                 sc->text_open = q != NULL ? (size_t)(q - sc->body) : 0;
                 sc->text_close = q != NULL ? scan_at(sc) : 0;
@@ -447,6 +460,10 @@ static int close_container(void *ctx)
         sc->out->nchoices == 1) {
         sc->out->msg_open = sc->body_open;
         sc->out->msg_close = scan_at(sc);
+        if (sc->plain && sc->roles == 1 && sc->contents == 1) {
+            sc->out->text_open = sc->text_open;
+            sc->out->text_close = sc->text_close;
+        }
     }
     if (sc->depth == 3)
         sc->in_body = 0;
@@ -505,10 +522,17 @@ static int on_key(void *ctx, const unsigned char *k, size_t len)
         }
         return 1;
     case 4:
-        if (sc->top == T_CHOICES && sc->in_body)
+        if (sc->top == T_CHOICES && sc->in_body) {
             sc->text_key = key_is(k, len, "content")             ? 1
                            : key_is(k, len, "reasoning_content") ? 2
-                                                                 : 0;
+                           : key_is(k, len, "role")              ? 4
+                           : key_is(k, len, "refusal") || key_is(k, len, "annotations") ||
+                                   key_is(k, len, "audio")
+                               ? 5
+                               : 0;
+            sc->roles += sc->text_key == 4;
+            sc->contents += sc->text_key == 1;
+        }
         return 1;
     default:
         return 1;

@@ -96,7 +96,9 @@ struct gw_scan {
     /* Where the part a conversation keeps is, so that it is read without the rest: answers:
      * the first choice's message object is [msg_open, msg_close); chunks: the delta content
      * string (JSON, quotes included) of the choice with index 0 is [text_open, text_close).
-     * Both 0: none. */
+     * Answers have the message's content string there too when the message is plain text:
+     * role "assistant", a string content, and else only what a conversation drops (refusal,
+     * annotations, audio), each member once. Both 0: none. */
     size_t msg_open, msg_close, text_open, text_close;
 };
 /* Receive one canonical chunk as the provider's bytes (data, len) with what the scan found:

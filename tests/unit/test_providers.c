@@ -679,6 +679,26 @@ static void check_scan(const struct gw_provider_ops *ops, const char *body, size
                      sc.msg_open, sc.msg_close);
         json_decref(slice);
     }
+    /* and, when it is plain assistant text, its content string too */
+    int plain = json_is_object(msg) && json_is_string(json_object_get(msg, "content")) &&
+                json_is_string(json_object_get(msg, "role")) &&
+                strcmp(json_string_value(json_object_get(msg, "role")), "assistant") == 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(plain ? msg : NULL, k, v)
+        plain &= strcmp(k, "role") == 0 || strcmp(k, "content") == 0 ||
+                 strcmp(k, "refusal") == 0 || strcmp(k, "annotations") == 0 ||
+                 strcmp(k, "audio") == 0;
+    if (!plain) {
+        assert_int_equal(sc.text_close, 0);
+    } else {
+        json_t *text = json_loadb(body + sc.text_open, sc.text_close - sc.text_open,
+                                  JSON_DECODE_ANY, NULL);
+        if (sc.text_close == 0 || !json_equal(text, json_object_get(msg, "content")))
+            fail_msg("%s: the content slice [%zu, %zu) is not the plain message's content",
+                     ops->name, sc.text_open, sc.text_close);
+        json_decref(text);
+    }
     assert_memory_equal(&pu, &su, sizeof(pu));
     json_decref(got);
     json_decref(tree);
@@ -704,7 +724,18 @@ static void scan_agrees_with_parse(void **state)
         "{\"usage\":{\"search_context_size\":\"much-too-long\"},\"choices\":[]}",
         " { \"choices\" : [ { \"message\" : { \"content\" : \"a\\\"b\" } } ] , \"x\" : 1 } ",
         "{\"choices\":[]} x", "{\"choices\":[],}", "{\"choices\":[]}{}", "{\"choices\":[\"\\u00e9\"]}",
-        "{\"a\":{\"b\":[[[{\"c\":null}]]]},\"choices\":[{\"message\":{}}],\"z\":true}"};
+        "{\"a\":{\"b\":[[[{\"c\":null}]]]},\"choices\":[{\"message\":{}}],\"z\":true}",
+        /* plain assistant text, or not quite */
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"hi \\u00e9\",\"refusal\":null}}]}",
+        "{\"choices\":[{\"message\":{\"content\":\"\",\"annotations\":[1],\"role\":\"assistant\"}}]}",
+        "{\"choices\":[{\"message\":{\"role\":\"user\",\"content\":\"hi\"}}]}",
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":null}}]}",
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"a\",\"tool_calls\":[]}}]}",
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"a\",\"reasoning_content\":\"b\"}}]}",
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"a\",\"name\":\"b\"}}]}",
+        "{\"choices\":[{\"message\":{\"content\":\"a\"}}]}",
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"a\"}},{\"message\":{\"role\":\"assistant\",\"content\":\"b\"}}]}",
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"audio\":{\"content\":1},\"content\":\"a\"}}]}"};
     for (int i = 0; i < NPROV; i++) {
         const struct gw_provider_ops *ops = gw_provider_find(providers[i]);
         if (!has_scan(ops))
