@@ -29,6 +29,8 @@ int64_t gw_tokens_text(const char *s, size_t n);
  * "text" of each part; another part such as an image counts 85), plus the text of its
  * tool_calls' names and arguments, plus its name if any. */
 int64_t gw_tokens_message(const json_t *msg);
+/* The same for a message whose content is the string s (n bytes) alone. */
+int64_t gw_tokens_text_message(const char *s, size_t n);
 /* The sum over an array of messages (0 for anything else), plus 3 for the reply's priming. */
 int64_t gw_tokens_messages(const json_t *messages);
 

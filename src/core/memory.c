@@ -19,6 +19,7 @@
  * - An org that does not capture stores nothing; a conversation_id there is refused (400), so
  *   that nobody believes a conversation is remembered when it is not.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@
 #include "util/json.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/splice.h"
 #include "util/util.h"
 
 #define ANSWER_MAX (1u << 20) /* of streamed text kept for the conversation */
@@ -481,22 +483,50 @@ static void capture_done(struct gw_store_job *j)
     gw_free(cj);
 }
 
-/* Write turn t (borrowed) into the job's next slot; model: the answer's ("" none), else NULL. */
-static void add_turn(struct capture_job *cj, const json_t *t, const char *rid, const char *model,
-                     int64_t now)
+/* Fill the job's next slot with message (owned, JSON text), of role and tokens; model: the
+ * answer's ("" none), else NULL. */
+static void add_turn_text(struct capture_job *cj, char *message, size_t len, const char *role,
+                          int64_t tokens, const char *rid, const char *model, int64_t now)
 {
     struct gw_conv_turn *ct = &cj->turns[cj->n];
-    if ((ct->message = gw_json_dump(t)) == NULL)
-        return;
-    ct->message_len = strlen(ct->message);
-    gw_strlcpy(ct->role, gw_json_str(t, "role") ? gw_json_str(t, "role") : "user",
-               sizeof(ct->role));
+    ct->message = message;
+    ct->message_len = len;
+    gw_strlcpy(ct->role, role, sizeof(ct->role));
     gw_strlcpy(ct->request_id, rid, sizeof(ct->request_id));
     if (model != NULL)
         gw_strlcpy(ct->model, model, sizeof(ct->model));
-    ct->tokens = gw_tokens_message(t);
+    ct->tokens = tokens;
     ct->created_ms = now;
     cj->n++;
+}
+
+/* Write turn t (borrowed) into the job's next slot, as add_turn_text. */
+static void add_turn(struct capture_job *cj, const json_t *t, const char *rid, const char *model,
+                     int64_t now)
+{
+    char *message = gw_json_dump(t);
+    if (message != NULL)
+        add_turn_text(cj, message, strlen(message),
+                      gw_json_str(t, "role") ? gw_json_str(t, "role") : "user",
+                      gw_tokens_message(t), rid, model, now);
+}
+
+/* The answer's text (m->text) as the assistant's turn, written out without a tree. */
+static void add_text_turn(struct capture_job *cj, const struct gw_memory *m, const char *rid,
+                          const char *model, int64_t now)
+{
+    static const char head[] = "{\"role\":\"assistant\",\"content\":";
+    const char *text = m->text.data ? m->text.data : "";
+    struct gw_buf b;
+    gw_buf_init(&b, SIZE_MAX - 1);
+    if (gw_buf_add(&b, head, sizeof(head) - 1) != 0 ||
+        gw_buf_add_json_strn(&b, text, m->text.len) != 0 || gw_buf_add(&b, "}", 1) != 0) {
+        gw_buf_cleanup(&b);
+        return;
+    }
+    size_t len = b.len;
+    add_turn_text(cj, gw_buf_take(&b), len, "assistant", gw_tokens_text_message(text, m->text.len),
+                  rid, model, now);
 }
 
 void gw_memory_end(struct gw_call *c)
@@ -510,19 +540,14 @@ void gw_memory_end(struct gw_call *c)
     c->mem = NULL;
     if (c->row.status != 200 || (m->answer == NULL && !m->as_text))
         goto out; /* nothing complete to keep */
-    if (m->as_text) {
-        if (m->text_cut)
-            GW_LOG_WARN("conv", "req=%s the streamed answer is longer than %u bytes; its "
-                        "conversation keeps the first %u", c->rid, ANSWER_MAX, ANSWER_MAX);
-        json_decref(m->answer);
-        m->answer = json_pack("{s:s,s:s%}", "role", "assistant", "content",
-                              m->text.data ? m->text.data : "", m->text.len);
-    }
+    if (m->as_text && m->text_cut)
+        GW_LOG_WARN("conv", "req=%s the streamed answer is longer than %u bytes; its "
+                    "conversation keeps the first %u", c->rid, ANSWER_MAX, ANSWER_MAX);
     /* the turns are the request's own messages and the answer (gw_history_new_turns), written
      * out here without a copy: nothing changes them any more */
     json_array_foreach(m->asked, i, msg)
         n += gw_history_is_turn(msg) ? 1 : 0;
-    n += m->answer != NULL;
+    n += m->answer != NULL || m->as_text;
     struct capture_job *cj = n > 0 ? gw_calloc(1, sizeof(*cj) + n * sizeof(cj->turns[0])) : NULL;
     if (cj == NULL) {
         if (n > 0)
@@ -534,7 +559,9 @@ void gw_memory_end(struct gw_call *c)
     json_array_foreach(m->asked, i, msg)
         if (gw_history_is_turn(msg))
             add_turn(cj, msg, c->rid, NULL, now);
-    if (m->answer != NULL)
+    if (m->as_text)
+        add_text_turn(cj, m, c->rid, c->model ? c->model->id : "", now);
+    else if (m->answer != NULL)
         add_turn(cj, m->answer, c->rid, c->model ? c->model->id : "", now);
     gw_strlcpy(cj->owner, m->owner, sizeof(cj->owner));
     gw_strlcpy(cj->conv_id, m->conv_id, sizeof(cj->conv_id));
