@@ -78,6 +78,7 @@ static void ev_reply(struct gw_client *cl, int status, const char *body, size_t 
 
 static void ev_stream_start(struct gw_client *cl, int status)
 {
+    gw_reply_add_date(req_of(cl)); /* as evhttp would, without its gmtime and snprintf */
     evhttp_send_reply_start(req_of(cl), status, gw_http_reason(status));
 }
 

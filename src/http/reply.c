@@ -68,6 +68,14 @@ static const char *http_date(void)
     return text[0] != '\0' ? text : NULL;
 }
 
+void gw_reply_add_date(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    const char *date = http_date();
+    if (date != NULL && evhttp_find_header(h, "Date") == NULL)
+        evhttp_add_header(h, "Date", date);
+}
+
 void gw_reply_send(struct evhttp_request *req, int status, const char *body, size_t len,
                    const char *tail)
 {
@@ -81,10 +89,8 @@ void gw_reply_send(struct evhttp_request *req, int status, const char *body, siz
      * not on HEAD); ours come first, so it finds them */
     if (status >= 200 && status != 204 && status != 304 &&
         evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
-        const char *date = http_date();
         char n[24];
-        if (date != NULL && evhttp_find_header(h, "Date") == NULL)
-            evhttp_add_header(h, "Date", date);
+        gw_reply_add_date(req);
         if (evhttp_find_header(h, "Content-Length") == NULL &&
             evhttp_find_header(h, "Transfer-Encoding") == NULL) {
             n[gw_int_text(n, (int64_t)evbuffer_get_length(out))] = '\0';

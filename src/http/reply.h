@@ -49,5 +49,7 @@ void gw_reply_headers(struct evhttp_request *req, const char *content_type,
  * snprintf calls an answer. */
 void gw_reply_send(struct evhttp_request *req, int status, const char *body, size_t len,
                    const char *tail);
+/* Add Date (unless there is one) from that per-thread clock string, before a reply starts. */
+void gw_reply_add_date(struct evhttp_request *req);
 
 #endif
