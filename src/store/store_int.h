@@ -212,7 +212,7 @@ GW_NODISCARD int gw_sqlite_open(const char *url, struct gw_store **out, struct g
 GW_NODISCARD int gw_postgres_open(const char *url, struct gw_store **out, struct gw_errbuf *eb);
 #ifdef GW_TEST_HOOKS
 /* Test builds only: the WAL size (bytes) past which the SQLite writer's checkpoints restart
- * it, for stores put in writer mode from then on (32 MiB otherwise). */
+ * it, for stores put in writer mode from then on (0: the default, 128 MiB). */
 void gw_sqlite_test_ckpt_restart_bytes(long bytes);
 #endif
 
