@@ -120,7 +120,10 @@ int64_t gw_tokens_message(const json_t *msg)
     return tokens;
 }
 
-int64_t gw_tokens_text_message(const char *s, size_t n) { return MESSAGE_TOKENS + gw_tokens_text(s, n); }
+int64_t gw_tokens_text_message(const char *s, size_t n)
+{
+    return MESSAGE_TOKENS + gw_tokens_text(s, n);
+}
 
 int64_t gw_tokens_messages(const json_t *messages)
 {

@@ -3,7 +3,8 @@
  * answers built on any client's ops. See client.h.
  *
  * Invariant: what an HTTP client receives is what http/reply.c and the pipeline sent before
- * this interface existed, byte for byte (same headers in the same order, same reason phrases).
+ * this interface existed, byte for byte (same headers in the same order, same reason phrases),
+ * but that a stream's Date now comes before evhttp's Transfer-Encoding.
  */
 #include "core/client.h"
 

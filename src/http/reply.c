@@ -83,13 +83,14 @@ void gw_reply_send(struct evhttp_request *req, int status, const char *body, siz
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     size_t tail_len = strlen(tail);
 
-    if (body != NULL && (evbuffer_add(out, body, len) != 0 || evbuffer_add(out, tail, tail_len) != 0))
+    if (body != NULL &&
+        (evbuffer_add(out, body, len) != 0 || evbuffer_add(out, tail, tail_len) != 0))
         evbuffer_drain(out, evbuffer_get_length(out)); /* out of memory: an empty answer */
     /* evhttp adds them itself when they are missing (on HTTP/1.1, for a status with a body,
      * not on HEAD); ours come first, so it finds them */
     if (status >= 200 && status != 204 && status != 304 &&
         evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
-        char n[24];
+        char n[GW_INT_TEXT_MAX];
         gw_reply_add_date(req);
         if (evhttp_find_header(h, "Content-Length") == NULL &&
             evhttp_find_header(h, "Transfer-Encoding") == NULL) {

@@ -42,7 +42,10 @@ static void civil_from_days(int64_t z, int64_t *y, int *m)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
 
 /* The reset instant of month m (0-based, may be -1 or 12) of year y, as unix ms. */
 static int64_t month_reset(const struct gw_budget_windows *w, int64_t y, int m)
