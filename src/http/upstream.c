@@ -129,7 +129,13 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
         event_assign(sc->ev, u->base, fd, kind, on_socket, u);
     }
     if (sc->ev == NULL || event_add(sc->ev, NULL) != 0) {
+        /* curl gives the transfer up and forgets the socket without a CURL_POLL_REMOVE: its
+         * context goes now, or it would leak */
         GW_LOG_ERROR("upstream", "cannot watch socket %d", (int)fd);
+        if (sc->ev != NULL)
+            event_free(sc->ev);
+        gw_free(sc);
+        curl_multi_assign(u->multi, fd, NULL);
         return -1;
     }
     return 0;
