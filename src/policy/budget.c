@@ -50,8 +50,9 @@ static int64_t floor_div(int64_t a, int64_t b)
 /* The reset instant of month m (0-based, may be -1 or 12) of year y, as unix ms. */
 static int64_t month_reset(const struct gw_budget_windows *w, int64_t y, int m)
 {
-    y += floor_div(m, 12);
-    m -= (int)floor_div(m, 12) * 12;
+    int64_t years = floor_div(m, 12);
+    y += years;
+    m -= (int)years * 12;
     return days_from_civil(y, m + 1, w->reset_day) * DAY_MS + w->reset_hour * HOUR_MS;
 }
 
