@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "store/store_int.h"
+#include "store/walvfs.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/util.h"
@@ -493,7 +494,7 @@ int gw_sqlite_open(const char *url, struct gw_store **out, struct gw_errbuf *eb)
     s->base.ops = &sqlite_ops;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                           SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        gw_walvfs_name()) != SQLITE_OK) {
         gw_errbuf_set(eb, "cannot open %s: %s", path,
                       s->db ? sqlite3_errmsg(s->db) : "out of memory");
         sq_free(&s->base);
