@@ -29,6 +29,7 @@ struct gw_upstream {
     int running;
     CURL *spare[GW_EASY_SPARE];
     int nspare;
+    struct sock_ctx *socks; /* every socket context, for those curl forgets without telling */
 };
 
 struct xfer {
@@ -40,7 +41,21 @@ struct sock_ctx {
     struct gw_upstream *u;
     curl_socket_t fd;
     struct event *ev;
+    struct sock_ctx *prev, *next;
 };
+
+static void sock_free(struct gw_upstream *u, struct sock_ctx *sc)
+{
+    if (sc->prev != NULL)
+        sc->prev->next = sc->next;
+    else
+        u->socks = sc->next;
+    if (sc->next != NULL)
+        sc->next->prev = sc->prev;
+    if (sc->ev != NULL)
+        event_free(sc->ev);
+    gw_free(sc);
+}
 
 static void check_done(struct gw_upstream *u)
 {
@@ -68,7 +83,8 @@ static void check_done(struct gw_upstream *u)
 static void on_socket(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_upstream *u = arg;
-    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
+                ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 
     curl_multi_socket_action(u->multi, fd, flags, &u->running);
     /* No "nothing running: drop the timer" shortcut here: a done callback may start a new
@@ -107,9 +123,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
 
     if (what == CURL_POLL_REMOVE) {
         if (sc != NULL) {
-            if (sc->ev != NULL)
-                event_free(sc->ev);
-            gw_free(sc);
+            sock_free(u, sc);
             curl_multi_assign(u->multi, fd, NULL);
         }
         return 0;
@@ -123,6 +137,9 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
         sc->u = u;
         sc->fd = fd;
         sc->ev = event_new(u->base, fd, kind, on_socket, u);
+        if ((sc->next = u->socks) != NULL)
+            sc->next->prev = sc;
+        u->socks = sc;
         curl_multi_assign(u->multi, fd, sc);
     } else if (event_get_events(sc->ev) != kind) { /* the same event, watching for more or less */
         event_del(sc->ev);
@@ -132,9 +149,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
         /* curl gives the transfer up and forgets the socket without a CURL_POLL_REMOVE: its
          * context goes now, or it would leak */
         GW_LOG_ERROR("upstream", "cannot watch socket %d", (int)fd);
-        if (sc->ev != NULL)
-            event_free(sc->ev);
-        gw_free(sc);
+        sock_free(u, sc);
         curl_multi_assign(u->multi, fd, NULL);
         return -1;
     }
@@ -170,6 +185,10 @@ void gw_upstream_free(struct gw_upstream *u)
         return;
     if (u->multi != NULL)
         curl_multi_cleanup(u->multi);
+    /* curl's cleanup forgets the sockets of transfers still in the multi without a
+     * CURL_POLL_REMOVE, as does a multi a callback has failed (aborted) */
+    while (u->socks != NULL)
+        sock_free(u, u->socks);
     while (u->nspare > 0)
         curl_easy_cleanup(u->spare[--u->nspare]);
     if (u->timer != NULL)
