@@ -250,14 +250,14 @@ static int close_with_usage(const struct gw_call *c, const struct gw_usage *u, s
         "},\"completion_tokens_details\":{\"reasoning_tokens\":", "},\"cost_usd\":"};
     const int64_t n[] = {u->input_tokens, u->output_tokens, u->input_tokens + u->output_tokens,
                          u->cached_input_tokens, u->reasoning_tokens};
-    char num[32];
+    char num[GW_JSON_MICROS_MAX];
     int rc = *count > 0 ? gw_buf_add(out, ",", 1) : 0;
     for (size_t i = 0; rc == 0 && i < sizeof(n) / sizeof(n[0]); i++) {
         size_t len = gw_int_text(num, n[i]);
         if ((rc = gw_buf_adds(out, text[i])) == 0)
             rc = gw_buf_add(out, num, len);
     }
-    gw_json_real_text(num, sizeof(num), (double)c->row.cost_micros / 1e6);
+    gw_json_micros_text(num, sizeof(num), c->row.cost_micros);
     if (rc == 0 && (rc = gw_buf_adds(out, text[5])) == 0 && (rc = gw_buf_adds(out, num)) == 0)
         rc = gw_buf_add(out, "}}", 2);
     return rc;

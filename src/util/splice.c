@@ -164,3 +164,41 @@ void gw_json_real_textp(char *dst, size_t n, double v, int precision)
         memcpy(dst + len, ".0", 3);
     }
 }
+
+/* Below 10^15 micro-dollars the quotient's 15 significant digits are the exact decimal
+ * micros * 10^-6 (a double carries more than 15), so "%.15g" prints that decimal: under 100
+ * (below 10^-4) as d[.d]e-N, from 100 on as the integer part and up to six decimals without
+ * trailing zeros; the normalisation then drops the exponent's zero and adds ".0" to an integer. */
+void gw_json_micros_text(char *dst, size_t n, int64_t micros)
+{
+    if (micros < 0 || micros >= 1000000000000000 || n < GW_JSON_MICROS_MAX) {
+        gw_json_real_text(dst, n, (double)micros / 1e6);
+        return;
+    }
+    char *p = dst;
+    if (micros == 0) {
+        memcpy(p, "0.0", 4);
+        return;
+    }
+    if (micros < 100) {
+        *p++ = (char)('0' + (micros >= 10 ? micros / 10 : micros));
+        if (micros >= 10 && micros % 10 != 0) {
+            *p++ = '.';
+            *p++ = (char)('0' + micros % 10);
+        }
+        memcpy(p, micros >= 10 ? "e-5" : "e-6", 4);
+        return;
+    }
+    p += gw_int_text(p, micros / 1000000);
+    int frac = (int)(micros % 1000000);
+    if (frac == 0) {
+        memcpy(p, ".0", 3);
+        return;
+    }
+    *p++ = '.';
+    for (int div = 100000; frac != 0; div /= 10) {
+        *p++ = (char)('0' + frac / div);
+        frac %= div;
+    }
+    *p = '\0';
+}

@@ -50,5 +50,9 @@ GW_NODISCARD int gw_buf_add_json_strn(struct gw_buf *out, const char *s, size_t 
  * no "+" or leading zeros in the exponent); textp with another precision. */
 void gw_json_real_text(char *dst, size_t n, double v);
 void gw_json_real_textp(char *dst, size_t n, double v, int precision);
+/* gw_json_real_text(dst, n, micros / 1e6) (dollars from micro-dollars), the same text written
+ * without printf; dst of GW_JSON_MICROS_MAX bytes at least */
+#define GW_JSON_MICROS_MAX 32
+void gw_json_micros_text(char *dst, size_t n, int64_t micros);
 
 #endif
