@@ -539,13 +539,22 @@ void gw_attempt_finish_stream(struct gw_call *c, const char *err_code, const cha
 
 /* ---- curl callbacks ---- */
 
-/* Upstream bytes arrived: from the first one on, the timer measures silence. */
+static void arm_timer_us(struct gw_call *c, int64_t us)
+{
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    evtimer_add(c->timer_ev, &tv);
+}
+
+/* Upstream bytes arrived: from the first one on, the timer measures silence. Every header line
+ * and every chunk of the answer comes here: the time is noted, and the timer, set once for the
+ * whole silence allowed, looks at that time when it fires (re-arming a timer costs more). */
 static void upstream_alive(struct gw_call *c)
 {
-    int ms = c->to.idle_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    c->got_first_byte = 1;
-    evtimer_add(c->timer_ev, &tv);
+    c->alive_us = gw_mono_us();
+    if (!c->got_first_byte) {
+        c->got_first_byte = 1;
+        arm_timer_us(c, (int64_t)c->to.idle_ms * 1000);
+    }
 }
 
 static size_t on_header(char *p, size_t sz, size_t n, void *arg)
@@ -851,8 +860,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (c->paused) { /* silence because the client is slow, not the provider */
-        upstream_alive(c);
+        c->alive_us = gw_mono_us();
+        arm_timer_us(c, (int64_t)c->to.idle_ms * 1000);
         return;
+    }
+    if (c->got_first_byte) { /* bytes came since the timer was set: the rest of the silence */
+        int64_t left = (int64_t)c->to.idle_ms * 1000 - (gw_mono_us() - c->alive_us);
+        if (left > 0) {
+            arm_timer_us(c, left);
+            return;
+        }
     }
     GW_LOG_WARN("upstream", "req=%s provider=%s model=%s %s for %d ms", c->rid, c->ops->name,
                 c->model->id, c->got_first_byte ? "silent" : "no answer",
@@ -906,7 +923,6 @@ int gw_attempt_start(struct gw_call *c)
     if ((rc = gw_upstream_start(c->w->upstream, c->easy, on_done, c)) != 0)
         return rc;
     c->running = 1;
-    struct timeval tv = {c->to.first_byte_ms / 1000, (c->to.first_byte_ms % 1000) * 1000};
-    evtimer_add(c->timer_ev, &tv);
+    arm_timer_us(c, (int64_t)c->to.first_byte_ms * 1000);
     return 0;
 }

@@ -143,6 +143,7 @@ struct gw_call {
     long upstream_status;
     int64_t retry_after_ms;         /* the provider's Retry-After header (-1: none) */
     int got_first_byte;
+    int64_t alive_us;               /* when upstream bytes last came (from the first on) */
     int reply_started;              /* stream: client has the 200 and some events */
     int sse_error;                  /* our SSE handling aborted the transfer */
     int stream_rc;                  /* what the adapter or the SSE parser reported */
