@@ -9,7 +9,6 @@
 #include "http/upstream.h"
 
 #include <openssl/crypto.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +17,6 @@
 
 #include "util/log.h"
 #include "util/mem.h"
-#include "util/util.h"
 
 /* Easy handles kept for reuse (curl_easy_reset clears the options and keeps nothing of the
  * last transfer but caches): making one costs more than the request it carries. */
@@ -293,49 +291,6 @@ static int ca_file_only(CURL *e)
     return st == 1;
 }
 
-/* The proxy settings of the environment, as curl reads them (an empty value is none): no_proxy
- * or NO_PROXY; for http, http_proxy (never HTTP_PROXY, which a CGI client could set), for https,
- * https_proxy or HTTPS_PROXY; failing those, all_proxy or ALL_PROXY. curl looks them up on every
- * transfer (five getenv calls a request); they are read once, the first time, and given to each
- * transfer as its options. A value too long is left to curl. */
-#define PROXY_MAX 1024
-
-static struct {
-    char no[PROXY_MAX], http[PROXY_MAX], https[PROXY_MAX];
-    int ok;
-} proxy_env;
-
-static const char *env_first(const char *a, const char *b)
-{
-    const char *v = getenv(a);
-    if ((v == NULL || v[0] == '\0') && b != NULL)
-        v = getenv(b);
-    return v != NULL && v[0] != '\0' ? v : NULL;
-}
-
-static void proxy_env_read(void)
-{
-    const char *all = env_first("all_proxy", "ALL_PROXY");
-    const char *no = env_first("no_proxy", "NO_PROXY"), *http = env_first("http_proxy", NULL);
-    const char *https = env_first("https_proxy", "HTTPS_PROXY");
-    http = http != NULL ? http : all;
-    https = https != NULL ? https : all;
-    proxy_env.ok = gw_strlcpy(proxy_env.no, no ? no : "", PROXY_MAX) == 0 &&
-                   gw_strlcpy(proxy_env.http, http ? http : "", PROXY_MAX) == 0 &&
-                   gw_strlcpy(proxy_env.https, https ? https : "", PROXY_MAX) == 0;
-}
-
-static void set_proxy(CURL *e, const char *url)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, proxy_env_read);
-    int tls = strncasecmp(url, "https://", 8) == 0;
-    if (!proxy_env.ok || (!tls && strncasecmp(url, "http://", 7) != 0))
-        return; /* curl reads the environment itself */
-    curl_easy_setopt(e, CURLOPT_NOPROXY, proxy_env.no);
-    curl_easy_setopt(e, CURLOPT_PROXY, tls ? proxy_env.https : proxy_env.http);
-}
-
 int gw_upstream_easy_new(struct gw_upstream *u, const struct gw_easy_opts *o, CURL **easy,
                          struct curl_slist **hdrs)
 {
@@ -363,7 +318,6 @@ int gw_upstream_easy_new(struct gw_upstream *u, const struct gw_easy_opts *o, CU
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 2048L);
     }
     curl_easy_setopt(e, CURLOPT_URL, o->url);
-    set_proxy(e, o->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
