@@ -270,8 +270,8 @@ static const char *registered;
 static void vfs_register(void)
 {
     sqlite3_vfs *orig = sqlite3_vfs_find(NULL);
-    /* the default VFS of every SQLite build on Linux is version 3 (unix); anything older or
-     * newer is left alone */
+    /* the default VFS of every SQLite build on Linux is version 3 (unix); one older than 2
+     * is left alone (this VFS is version 2 and forwards those methods) */
     if (orig == NULL || orig->iVersion < 2)
         return;
     wal_vfs = (sqlite3_vfs){

@@ -834,6 +834,17 @@ static void scan_refuses_what_it_cannot_relay(void **state)
     gw_buf_cleanup(&b);
 }
 
+/* gw_json_micros_text(m) is the text of gw_json_real_text(m / 1e6) */
+static void micros_as_division(int64_t m)
+{
+    char got[GW_JSON_MICROS_MAX], want[GW_JSON_MICROS_MAX];
+    gw_json_micros_text(got, sizeof(got), m);
+    gw_json_real_text(want, sizeof(want), (double)m / 1e6);
+    if (strcmp(got, want) != 0)
+        fail_msg("%lld micro-dollars: \"%s\", the division gives \"%s\"", (long long)m, got,
+                 want);
+}
+
 static void splice_writes_what_jansson_writes(void **state)
 {
     static const char *const strs[] = {"", "plain", "q\"b\\s/", "\n\r\t\b\f", "\x01\x1f\x7f",
@@ -861,26 +872,18 @@ static void splice_writes_what_jansson_writes(void **state)
     }
     /* micro-dollars as dollars: the text of the division, for every small amount, around each
      * power of ten, at random magnitudes, and (by the division itself) beyond 10^15 and below 0 */
+    for (int64_t p = 1;; p *= 10) { /* 10^0 .. 10^18 and their neighbours */
+        for (int64_t d = -1; d <= 1; d++)
+            micros_as_division(p + d);
+        if (p > INT64_MAX / 10)
+            break;
+    }
+    for (int64_t m = -3; m < 200000; m++)
+        micros_as_division(m);
     uint64_t x = 88172645463325252u;
-    for (int64_t i = -3; i < 3000000; i++) {
-        int64_t m = i;
-        if (i >= 200000) { /* log-uniform up to 10^18 */
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            m = (int64_t)(x % 1000000000000000000u) >> (x % 60);
-        }
-        char got[GW_JSON_MICROS_MAX], want[GW_JSON_MICROS_MAX];
-        if (i == 0) /* the powers of ten up to 10^18 and their neighbours, for m = 0, 1, -1 */
-            for (int64_t p = 1, k = 0; k <= 18; k++, p = k <= 18 ? p * 10 : p)
-                for (int64_t d = -1; d <= 1; d++) {
-                    gw_json_micros_text(got, sizeof(got), p + d);
-                    gw_json_real_text(want, sizeof(want), (double)(p + d) / 1e6);
-                    assert_string_equal(got, want);
-                }
-        gw_json_micros_text(got, sizeof(got), m);
-        gw_json_real_text(want, sizeof(want), (double)m / 1e6);
-        if (strcmp(got, want) != 0)
-            fail_msg("%lld micro-dollars: \"%s\", the division gives \"%s\"", (long long)m, got,
-                     want);
+    for (int i = 0; i < 2800000; i++) { /* log-uniform up to 10^18 */
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        micros_as_division((int64_t)(x % 1000000000000000000u) >> (x % 60));
     }
     /* members cut at the start, the middle and the end; separators normalised */
     static const char body[] = "{ \"a\":1 ,\"b\":[2], \"c\":{\"d\":3},\"e\":\"f\" }";
