@@ -91,6 +91,7 @@ struct gw_call {
     int job_rc;
     int64_t job_t0_us;              /* when it was submitted (the store's latency, metrics) */
     unsigned char key_hash[32];     /* the presented key, hashed, until it is looked up */
+    struct gw_store_write key_read; /* its lookup, a plain read (with others on PostgreSQL) */
     json_t *parsed;                 /* the parsed body, until the key is known */
     struct gw_call_admission *adm;  /* an admission in flight (NULL: none; held only while the
                                      * store decides, so that a long stream does not carry it) */

@@ -99,15 +99,19 @@ int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *r
     return gw_auth_client_begin(w, &cl, request_id, hash);
 }
 
-int gw_auth_lookup(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *key)
+int gw_auth_check(int rc, const struct gw_key_rec *key)
 {
-    int rc = gw_store_key_by_hash(s, hash, key);
     if (rc != 0)
         return rc;
     /* a rotated key's previous secret works until its grace period ends */
     if (key->revoked || (key->via_prev && gw_now_ms() >= key->prev_expires_ms))
         return GW_ENOTFOUND;
     return 0;
+}
+
+int gw_auth_lookup(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *key)
+{
+    return gw_auth_check(gw_store_key_by_hash(s, hash, key), key);
 }
 
 int gw_auth_client_end(struct gw_client *cl, const char *request_id, int rc,

@@ -121,6 +121,9 @@ void gw_pipeline_abort_all(struct gw_worker *w);
 int gw_auth_begin(struct gw_worker *w, struct evhttp_request *req, const char *request_id,
                   unsigned char hash[32]);
 int gw_auth_lookup(struct gw_store *s, const unsigned char hash[32], struct gw_key_rec *key);
+/* What lookup makes of the store's answer rc and the key found: GW_ENOTFOUND for a revoked key
+ * or a previous secret past its grace period (a lookup run as a plain read checks this way). */
+int gw_auth_check(int rc, const struct gw_key_rec *key);
 int gw_auth_end(struct evhttp_request *req, const char *request_id, int rc,
                 const struct gw_key_rec *key);
 /* The same for any client (core/client.h): the pipeline's. */

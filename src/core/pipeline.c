@@ -1281,26 +1281,48 @@ static int parse_body(struct gw_call *c, json_t **out)
     return 0;
 }
 
-/* Store work: find the key, and (with a budget) how much of it is spent. */
+/* The key is known (c->job_rc 0): its tier and limits; 1 when routing wants to know how much
+ * of its budget is spent (store work: budget_run). */
+static int key_known(struct gw_call *c)
+{
+    c->tier = gw_config_tier(&c->w->gw->cfg, c->key->tier);
+    effective_limits(c);
+    return (c->limits.daily_usd_micros > 0 || c->limits.monthly_usd_micros > 0) &&
+           gw_router_budget_percent(c->w->gw->router) > 0;
+}
+
+static void budget_run(struct gw_call *c, struct gw_store *s)
+{
+    struct gw_limit_req q = gw_call_limit_req(c);
+    if (gw_ledger_view(&c->w->gw->ledger, s, &q, &c->budget) != 0)
+        memset(&c->budget, 0, sizeof(c->budget)); /* routed without it */
+}
+
+/* Store work: find the session's or the host's subject's key, and (with a budget) how much of
+ * it is spent. */
 static void auth_run(struct gw_call *c, struct gw_store *s)
 {
     if (c->sess != NULL)
         c->job_rc = gw_session_lookup(s, c->sess, c->key_own);
-    else if (c->cl.subject_client != NULL) /* a subject the in-process host vouches for */
+    else /* a subject the in-process host vouches for */
         c->job_rc = gw_subject_key(s, c->cl.subject_client, c->cl.subject, gw_now_ms(),
                                    c->key_own);
-    else
-        c->job_rc = gw_auth_lookup(s, c->key_hash, c->key_own);
-    if (c->job_rc != 0)
+    if (c->job_rc == 0 && key_known(c))
+        budget_run(c, s);
+}
+
+static void on_authed(struct gw_call *c);
+
+/* A presented key's lookup is done (a plain read): check it, then its budget if routing wants
+ * it (a second store job), then on. */
+static void on_key_read(struct gw_call *c)
+{
+    c->job_rc = gw_auth_check(c->key_read.rc, c->key_own);
+    if (c->job_rc == 0 && c->cl.ctx != NULL && key_known(c)) {
+        gw_call_submit(c, 0, budget_run, on_authed);
         return;
-    c->tier = gw_config_tier(&c->w->gw->cfg, c->key->tier);
-    effective_limits(c);
-    if ((c->limits.daily_usd_micros > 0 || c->limits.monthly_usd_micros > 0) &&
-        gw_router_budget_percent(c->w->gw->router) > 0) {
-        struct gw_limit_req q = gw_call_limit_req(c);
-        if (gw_ledger_view(&c->w->gw->ledger, s, &q, &c->budget) != 0)
-            memset(&c->budget, 0, sizeof(c->budget)); /* routed without it */
     }
+    on_authed(c);
 }
 
 /* Validated (and the Idempotency-Key claimed): route, and go. */
@@ -1447,7 +1469,12 @@ void gw_pipeline_chat(struct gw_worker *w, const struct gw_client *client,
     c->parsed = body;
     /* from here on the call waits (store, router, backoff, upstream): watch the client */
     c->cl.ops->watch(&c->cl, 1);
-    gw_call_submit(c, session, auth_run, on_authed); /* a session's check burns its nonce */
+    if (session || c->cl.subject_client != NULL) {
+        gw_call_submit(c, session, auth_run, on_authed); /* a session's check burns its nonce */
+        return;
+    }
+    c->key_read = (struct gw_store_write){.key_hash = c->key_hash, .key = c->key_own};
+    submit(c, 0, &c->key_read, NULL, on_key_read);
     return;
 done:
     json_decref(body);

@@ -5,10 +5,10 @@
  * nothing) under one mutex and condition variable, served by N threads with a connection
  * each. A batch pool's thread takes the whole queue at once and runs it inside BEGIN ...
  * COMMIT; a failed BEGIN or COMMIT is every job's batch_rc. In the other pools plain writes go
- * together: one thread at a time per lane (usage rows; conversations' turns) takes every plain
- * write of its lane queued and runs them at once (gw_store_write_many), while the others serve
- * the rest; what queues meanwhile goes with the next, so the busier the store, the more share
- * one commit. A batch pool's thread out of work polls a while before it sleeps (await_jobs),
+ * together: one thread at a time per lane (usage rows; conversations' turns; key lookups)
+ * takes every plain write of its lane queued and runs them at once (gw_store_write_many), while
+ * the others serve the rest; what queues meanwhile goes with the next, so the busier the store,
+ * the more share one commit (or one lookup). A batch pool's thread out of work polls a while before it sleeps (await_jobs),
  * and is signalled only when it sleeps. A finished
  * job goes onto its executor's done list (the executor's own mutex), and the thread that finds
  * the list empty writes the executor's eventfd, which a persistent event on the worker's loop
@@ -87,12 +87,16 @@ static void finish(struct gw_store_job *j)
 
 #define WRITES_MAX 256 /* plain writes run together */
 
-/* A job's lane of plain writes: 0 none (a job of its own), 1 usage rows, 2 conversations'
- * turns. Each lane has one thread at a time: its writes go together, and in their order; the
- * two run side by side, so a reservation does not wait for the turns written before it. */
+/* A job's lane of plain writes (a bit): 0 none (a job of its own), 1 usage rows, 2
+ * conversations' turns, 4 key lookups. Each lane has one thread at a time: its writes go
+ * together, and in their order; the lanes run side by side, so a reservation does not wait for
+ * the turns written before it, nor a request's key for either. */
 static int lane(const struct gw_store_job *j)
 {
-    return j->write == NULL ? 0 : j->write->conv != NULL ? 2 : 1;
+    return j->write == NULL             ? 0
+           : j->write->key_hash != NULL ? 4
+           : j->write->conv != NULL     ? 2
+                                        : 1;
 }
 
 static void run_job(struct gw_store_job *j, struct gw_store *conn)

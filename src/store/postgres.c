@@ -35,6 +35,7 @@ enum stmt_id {
     P_ORG_SET,
     P_KEY_INSERT,
     P_KEY_BY_HASH,
+    P_KEY_BY_HASH_MANY,
     P_KEY_GET,
     P_KEY_LIST,
     P_KEY_SET,
@@ -378,6 +379,10 @@ static const struct {
                       "$16) RETURNING id",
                       16},
     [P_KEY_BY_HASH] = {KEY_BY_HASH_SQL("$1", "$2::bigint"), 2},
+    /* the same for each hash of the array $1, each row followed by the hash's place in it */
+    [P_KEY_BY_HASH_MANY] = {"SELECT x.*, h.i FROM unnest($1::text[]) WITH ORDINALITY AS h(hash, i) "
+                            "CROSS JOIN LATERAL (" KEY_BY_HASH_SQL("h.hash", "$2::bigint") ") x",
+                            2},
     [P_KEY_GET] = {"SELECT " KEY_COLS "WHERE k.key_id = $1", 1},
     [P_KEY_LIST] = {"SELECT " KEY_COLS "WHERE k.org_id = $1 ORDER BY k.created_ms DESC, k.id DESC",
                     1},
@@ -2384,23 +2389,76 @@ static void conv_many(struct pg *s, struct gw_store_write *const *w, int n)
         gw_store_write_one(&s->base, w[k]);
 }
 
+/* The lookups as one statement: 0 with every result set (GW_ENOTFOUND for a hash no key
+ * has), else an error and none set. */
+static int keys_statement(struct pg *s, struct gw_store_write *const *w, int n)
+{
+    struct gw_buf hashes;
+    char hex[65], now[24];
+    int rc = arrays_open(&hashes, 1);
+    for (int k = 0; k < n && rc == 0; k++) {
+        gw_hex(hex, w[k]->key_hash, 32);
+        rc = array_add(&hashes, hex);
+    }
+    const char *v[2] = {NULL, now};
+    snprintf(now, sizeof(now), "%lld", (long long)gw_now_ms());
+    rc = arrays_close(&hashes, 1, v, rc);
+    PGresult *r = NULL;
+    if (rc == 0)
+        rc = run_values(s, P_KEY_BY_HASH_MANY, 2, v, &r);
+    OPENSSL_cleanse(hashes.data, hashes.len);
+    arrays_free(&hashes, 1);
+    if (rc != 0)
+        return rc;
+    for (int k = 0; k < n; k++)
+        w[k]->rc = GW_ENOTFOUND;
+    int place = PQnfields(r) - 1; /* after the key's columns */
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t k = col_i64(r, i, place) - 1;
+        if (k >= 0 && k < n && w[k]->rc == GW_ENOTFOUND) {
+            read_key(r, i, w[k]->key);
+            w[k]->rc = 0;
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* The lookups as one statement, or one by one when it fails. */
+static void keys_many(struct pg *s, struct gw_store_write *const *w, int n)
+{
+    if (n > 1) {
+        if (keys_statement(s, w, n) == 0)
+            return;
+        char msg[300];
+        conn_error(s, msg, sizeof(msg));
+        GW_LOG_WARN("store", "%d key lookups together failed, looking them up one by one: %s", n,
+                    msg);
+    }
+    for (int k = 0; k < n; k++)
+        gw_store_write_one(&s->base, w[k]);
+}
+
 /* The appends a batch leaves (rest) run after it, in their order: a conversation's turns keep
  * the order they came in. */
 static void pg_write_many(struct gw_store *base, struct gw_store_write *const *w, int n)
 {
     struct pg *s = (struct pg *)base;
     struct gw_store_write **part = NULL;
-    if (n < 2 || s->in_tx || (part = gw_malloc(3 * (size_t)n * sizeof(*part))) == NULL) {
+    if (n < 2 || s->in_tx || (part = gw_malloc(4 * (size_t)n * sizeof(*part))) == NULL) {
         for (int k = 0; k < n; k++)
             gw_store_write_one(base, w[k]);
         return;
     }
     struct gw_store_write **usage = part, **conv = part + n, **rest = part + 2 * n;
-    int nu = 0, nc = 0, nr = 0;
+    struct gw_store_write **keys = part + 3 * n;
+    int nu = 0, nc = 0, nr = 0, nk = 0;
     size_t bytes = 0;
     for (int k = 0; k < n; k++) {
         const struct gw_conv_append *a = w[k]->conv;
-        if (a == NULL) {
+        if (w[k]->key_hash != NULL) {
+            keys[nk++] = w[k];
+        } else if (a == NULL) {
             usage[nu++] = w[k];
         } else if (gw_store_conv_append_ready(a) && bytes + append_bytes(a) <= CONV_BATCH_BYTES &&
                    !conv_among(a, conv, nc) && !conv_among(a, rest, nr)) {
@@ -2410,6 +2468,7 @@ static void pg_write_many(struct gw_store *base, struct gw_store_write *const *w
             rest[nr++] = w[k];
         }
     }
+    keys_many(s, keys, nk);
     usage_many(s, usage, nu);
     conv_many(s, conv, nc);
     for (int k = 0; k < nr; k++)

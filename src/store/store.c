@@ -379,9 +379,10 @@ void gw_store_write_many(struct gw_store *s, struct gw_store_write *const *w, in
 
 void gw_store_write_one(struct gw_store *s, struct gw_store_write *w)
 {
-    w->rc = w->conv != NULL ? gw_store_conv_append(s, w->conv, NULL)
-            : w->settle     ? gw_store_usage_settle_counted(s, w->row, &w->d)
-                            : gw_store_usage_reserve_counted(s, w->row, &w->d);
+    w->rc = w->key_hash != NULL ? gw_store_key_by_hash(s, w->key_hash, w->key)
+            : w->conv != NULL   ? gw_store_conv_append(s, w->conv, NULL)
+            : w->settle         ? gw_store_usage_settle_counted(s, w->row, &w->d)
+                                : gw_store_usage_reserve_counted(s, w->row, &w->d);
 }
 
 int gw_store_rate_list(struct gw_store *s, enum gw_scope scope, int64_t id, int64_t since_second,

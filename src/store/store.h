@@ -317,17 +317,20 @@ GW_NODISCARD int gw_store_usage_settle_counted(struct gw_store *s,
                                                const struct gw_usage_row *row,
                                                const struct gw_counters_delta *d);
 /* One of those two, or a conversation's turns, as data, so that many can run together: a
- * plain write. */
+ * plain write. A key's lookup by hash goes the same way, though it writes nothing (a plain
+ * read: PostgreSQL looks up the keys of many requests in one statement). */
 struct gw_conv_append;
 struct gw_store_write {
     int settle; /* 0: gw_store_usage_reserve_counted, 1: gw_store_usage_settle_counted */
     const struct gw_usage_row *row;
     struct gw_counters_delta d;
     const struct gw_conv_append *conv; /* set: gw_store_conv_append(conv) instead (no result) */
+    const unsigned char *key_hash;     /* set: gw_store_key_by_hash(key_hash, key) instead */
+    struct gw_key_rec *key;
     int rc; /* its result, set by gw_store_write_many */
 };
 /* Run n plain writes outside any transaction, each atomic on its own and with its own result
- * (PostgreSQL runs many as one statement: one commit for all). */
+ * (PostgreSQL runs many as one statement: one commit for all; many lookups: one statement). */
 void gw_store_write_many(struct gw_store *s, struct gw_store_write *const *w, int n);
 /* The scope's hour buckets from since_second on, oldest first: cb(arg, second, requests,
  * tokens); cb returns non-zero to stop. */

@@ -2053,6 +2053,57 @@ static struct gw_key_rec found_key(struct gw_store *s, const unsigned char hash[
     return got;
 }
 
+/* Key lookups as plain reads, many at once (PostgreSQL: one statement): each gets its own
+ * answer, in any order, the same hash twice, a missing one, a rotated key by either secret, a
+ * revoked key (found: the caller refuses it). */
+static void keys_looked_up_together(void **state)
+{
+    struct fx *f = *state;
+    struct gw_key_rec k, other = {0}, got[6];
+    unsigned char h[4][32];
+    int64_t org = 0;
+    for (int i = 0; i < 4; i++) {
+        char raw[24];
+        snprintf(raw, sizeof(raw), "together-%d", i);
+        gw_sha256(h[i], raw, strlen(raw));
+    }
+    assert_int_equal(gw_store_org_create(f->s, "acme", "Acme", &org), 0);
+    rotation_key(f->s, org, h[0], &k);
+    strcpy(other.key_id, "key_other");
+    strcpy(other.role, "member");
+    strcpy(other.tier, "free");
+    other.org_id = org;
+    other.limits.rph = 77;
+    assert_int_equal(gw_store_key_insert(f->s, &other, h[1]), 0);
+    assert_int_equal(gw_store_key_rotate(f->s, "key_rot", h[2], "sk-new", gw_now_ms() + 60000),
+                     0);
+    /* h[0]: the rotated key's previous secret; h[3]: nobody's */
+    const unsigned char *ask[6] = {h[1], h[3], h[2], h[0], h[1], h[3]};
+    const int want[6] = {0, GW_ENOTFOUND, 0, 0, 0, GW_ENOTFOUND};
+    for (int round = 0; round < 2; round++) {
+        struct gw_store_write w[6], *wp[6];
+        for (int i = 0; i < 6; i++) {
+            w[i] = (struct gw_store_write){.key_hash = ask[i], .key = &got[i], .rc = -1};
+            wp[i] = &w[i];
+        }
+        gw_store_write_many(f->s, wp, 6);
+        for (int i = 0; i < 6; i++)
+            assert_int_equal(w[i].rc, want[i]);
+        for (int i = 0; i < 5; i += 4) {
+            assert_string_equal(got[i].key_id, "key_other");
+            assert_string_equal(got[i].org_slug, "acme");
+            assert_int_equal(got[i].limits.rph, 77);
+            assert_int_equal(got[i].revoked, round);
+        }
+        assert_string_equal(got[2].key_id, "key_rot");
+        assert_false(got[2].via_prev);
+        assert_string_equal(got[3].key_id, "key_rot");
+        assert_true(got[3].via_prev);
+        assert_int_equal(got[3].limits.daily_usd_micros, 2500000);
+        assert_int_equal(gw_store_key_revoke(f->s, "key_other"), 0); /* for the second round */
+    }
+}
+
 /* A rotated key is found by its new secret, and by the previous one (via_prev) until that one's
  * time; one previous secret at a time. The rotation is made through another connection: on
  * SQLite the first connection's cached copies (by either hash) are read again. */
@@ -2672,6 +2723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(conv_concurrent_appends_get_distinct_seqs, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(keys_rotate, setup, teardown),
+        cmocka_unit_test_setup_teardown(keys_looked_up_together, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_grouped, setup, teardown),
         cmocka_unit_test_setup_teardown(usage_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(orgs_listed_and_by_id, setup, teardown),
@@ -2712,6 +2764,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(conv_concurrent_appends_get_distinct_seqs, setup_pg,
                                         teardown_pg),
         cmocka_unit_test_setup_teardown(keys_rotate, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(keys_looked_up_together, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_grouped, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(usage_pages, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(orgs_listed_and_by_id, setup_pg, teardown_pg),
