@@ -29,9 +29,18 @@
 #include "util/mem.h"
 #include "util/util.h"
 
+/* A thread of a pool that is not a batch pool, out of work: on the pool's stack of idle
+ * threads, waiting on its own condition variable until a waker takes it off (woken). */
+struct idler {
+    pthread_cond_t cv;
+    struct idler *next;
+    int woken;
+};
+
 struct gw_store_pool {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv; /* batch pool: its thread waits here */
+    struct idler *idle; /* the other pools: their idle threads, the last to go idle on top */
     struct gw_store_job *head, *tail; /* queued */
     int stopping;
     int batch;
@@ -194,6 +203,52 @@ static struct gw_store_job *next_job(struct gw_store_pool *p)
     return j;
 }
 
+/* Wait (under p->mu) until a waker takes t off the idle stack. The thread last to go idle is
+ * the first woken: under a light load the same one or two threads, with their connections
+ * (a PostgreSQL backend each, its caches warm), serve every job, and the others stay asleep,
+ * where a condition variable's own order would pass the work round all of them in turn. */
+static void idle_wait(struct gw_store_pool *p, struct idler *t)
+{
+    t->woken = 0;
+    t->next = p->idle;
+    p->idle = t;
+    while (!t->woken)
+        pthread_cond_wait(&t->cv, &p->mu);
+}
+
+/* Take the idle thread on top off the stack (under p->mu): NULL when none is idle. The caller
+ * signals its cv, after unlocking if it likes. */
+static struct idler *idle_take(struct gw_store_pool *p)
+{
+    struct idler *t = p->idle;
+    if (t != NULL) {
+        p->idle = t->next;
+        t->woken = 1;
+    }
+    return t;
+}
+
+/* Take up to n idle threads off the stack (under p->mu) into a list through next. */
+static struct idler *idle_take_n(struct gw_store_pool *p, int n)
+{
+    struct idler *list = NULL;
+    for (struct idler *t; n > 0 && (t = idle_take(p)) != NULL; n--) {
+        t->next = list;
+        list = t;
+    }
+    return list;
+}
+
+/* Signal the threads idle_take_n took (after the unlock: none waits for the mutex then). */
+static void idle_wake(struct idler *list)
+{
+    while (list != NULL) {
+        struct idler *next = list->next; /* read first: once signalled, list may go idle again */
+        pthread_cond_signal(&list->cv);
+        list = next;
+    }
+}
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -269,6 +324,8 @@ static void *pool_main(void *arg)
     gw_free(arg);
     pthread_setname_np(pthread_self(), p->batch ? "gw-writer" : "gw-store");
     int window = INT_MAX, last = 0; /* the batch pool's poll and its last batch's jobs */
+    struct idler me = {.woken = 0};
+    pthread_cond_init(&me.cv, NULL);
     for (;;) {
         pthread_mutex_lock(&p->mu);
         if (p->batch) { /* the whole queue, in one transaction */
@@ -276,16 +333,19 @@ static void *pool_main(void *arg)
             struct gw_store_job *j = p->head;
             p->head = p->tail = NULL;
             pthread_mutex_unlock(&p->mu);
-            if (j == NULL) /* stopping, and nothing left */
+            if (j == NULL) { /* stopping, and nothing left */
+                pthread_cond_destroy(&me.cv);
                 return NULL;
+            }
             last = run_batch(j, ta.conn);
             continue;
         }
         struct gw_store_job *j;
         while ((j = next_job(p)) == NULL && !(p->stopping && p->head == NULL))
-            pthread_cond_wait(&p->cv, &p->mu);
+            idle_wait(p, &me);
         if (j == NULL) { /* stopping, and nothing left */
             pthread_mutex_unlock(&p->mu);
+            pthread_cond_destroy(&me.cv);
             return NULL;
         }
         if (j->write != NULL) {
@@ -296,12 +356,13 @@ static void *pool_main(void *arg)
             run_writes(jobs, n, ta.conn);
             pthread_mutex_lock(&p->mu);
             p->writing &= ~mine;
-            int stopping = p->stopping, more = p->head != NULL;
+            /* stopping: those waiting for the writes to end may leave; else writes queued
+             * meanwhile want a thread (this one takes the first itself) */
+            struct idler *wake = p->stopping                         ? idle_take_n(p, INT_MAX)
+                                 : p->head != NULL && p->head->next ? idle_take_n(p, 1)
+                                                                    : NULL;
             pthread_mutex_unlock(&p->mu);
-            if (stopping) /* those waiting for the writes to end may leave */
-                pthread_cond_broadcast(&p->cv);
-            else if (more) /* writes queued meanwhile: a thread for them */
-                pthread_cond_signal(&p->cv);
+            idle_wake(wake);
             continue;
         }
         pthread_mutex_unlock(&p->mu);
@@ -364,7 +425,9 @@ void gw_store_pool_free(struct gw_store_pool *p)
     p->stopping = 1;
     atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed); /* ends a poll too */
     pthread_cond_broadcast(&p->cv);
+    struct idler *wake = idle_take_n(p, INT_MAX);
     pthread_mutex_unlock(&p->mu);
+    idle_wake(wake);
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
     for (int i = 0; i < p->nconns; i++)
@@ -483,8 +546,12 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
     atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
     int wake = (p->writing & lane(j)) == 0 /* else it goes with its lane's next writes */
                && (!p->batch || p->sleeping > 0);
+    struct idler *t = wake && !p->batch ? idle_take_n(p, 1) : NULL;
     pthread_mutex_unlock(&p->mu);
-    if (wake) /* after the unlock: the thread woken does not then wait for the mutex */
+    /* after the unlock: the thread woken does not then wait for the mutex */
+    if (t != NULL)
+        idle_wake(t);
+    else if (wake && p->batch)
         pthread_cond_signal(&p->cv);
 }
 
@@ -503,11 +570,16 @@ void gw_store_uncork(struct gw_store_exec *x)
         p->head = x->cork_head;
     p->tail = x->cork_tail;
     atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
-    int wake = !p->batch || p->sleeping > 0;
+    /* a batch takes all; the others: a thread for each job, and one for each lane's writes */
+    int wake = p->batch && p->sleeping > 0, n = 0, lanes = p->writing;
+    for (struct gw_store_job *k = x->cork_head; !p->batch && k != NULL; k = k->next) {
+        n += (lanes & lane(k)) == 0;
+        lanes |= lane(k);
+    }
+    struct idler *t = idle_take_n(p, n);
     pthread_mutex_unlock(&p->mu);
-    if (wake && x->cork_head != x->cork_tail) /* a batch takes all; others: a thread each */
-        pthread_cond_broadcast(&p->cv);
-    else if (wake)
+    if (wake)
         pthread_cond_signal(&p->cv);
+    idle_wake(t);
     x->cork_head = x->cork_tail = NULL;
 }

@@ -88,7 +88,7 @@ static void t_run(struct gw_store_job *j, struct gw_store *s)
         gw_store_tx_rollback(s);
     } else {
         pthread_mutex_lock(&gate_mu);
-        gate_waiting = 1;
+        gate_waiting++;
         pthread_cond_broadcast(&gate_cv);
         while (!gate_open)
             pthread_cond_wait(&gate_cv, &gate_mu);
@@ -368,6 +368,66 @@ static void nop_run(struct gw_store_job *j, struct gw_store *s)
 
 static void nop_done(struct gw_store_job *j) { (void)j; }
 
+struct self_job {
+    struct gw_store_job job;
+    pthread_t ran_on;
+};
+
+static void self_run(struct gw_store_job *j, struct gw_store *s)
+{
+    (void)s;
+    ((struct self_job *)j)->ran_on = pthread_self();
+}
+
+/* One job at a time in a pool of four: the thread last to go idle is the first woken, so one
+ * thread (and its connection) serves them all while the others sleep; jobs that come together
+ * still spread over the threads. */
+static void the_last_idle_thread_takes_the_next_job(void **state)
+{
+    struct fx *f = *state;
+    struct gw_errbuf eb = {{0}};
+    struct gw_store_pool *pool;
+    struct gw_store_exec *x;
+    assert_int_equal(gw_store_pool_new(f->url, 4, 0, &pool, &eb), 0);
+    assert_int_equal(gw_store_exec_new(f->base, NULL, pool, &x), 0);
+    usleep(50000); /* every thread started and idle */
+    struct self_job j[40];
+    for (int i = 0; i < 40; i++) {
+        j[i] = (struct self_job){.job = {.run = self_run, .done = nop_done}};
+        gw_store_submit(x, &j[i].job);
+        gw_store_exec_drain(x);
+        usleep(200); /* the thread is back on the idle stack */
+    }
+    for (int i = 1; i < 40; i++)
+        assert_true(pthread_equal(j[i].ran_on, j[0].ran_on));
+    /* a burst wakes several: blocked jobs hold their threads until the gate opens */
+    struct tjob gate[3];
+    gate_open = 0;
+    gate_waiting = 0;
+    for (int i = 0; i < 3; i++) {
+        memset(&gate[i], 0, sizeof(gate[i]));
+        gate[i].act = WAIT_GATE;
+        gate[i].job.run = t_run;
+        gate[i].job.done = t_done;
+        gw_store_submit(x, &gate[i].job);
+    }
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&gate_mu);
+        int n = gate_waiting;
+        pthread_mutex_unlock(&gate_mu);
+        if (n == 3)
+            break;
+        usleep(2000);
+    }
+    pthread_mutex_lock(&gate_mu);
+    assert_int_equal(gate_waiting, 3); /* three threads at once */
+    pthread_mutex_unlock(&gate_mu);
+    open_gate();
+    gw_store_exec_drain(x);
+    gw_store_exec_free(x);
+    gw_store_pool_free(pool);
+}
+
 /* Freed as soon as drained: the pool's threads finish jobs side by side, and the one whose job
  * on_done_event took along with another's must be done with the executor by then (under
  * AddressSanitizer, a use after free otherwise; the embedded gateway's shutdown did this). */
@@ -404,6 +464,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_failed_batch_fails_every_job_in_it, setup, teardown),
         cmocka_unit_test_setup_teardown(corked_writes_go_together, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_writes_in_a_pool, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_last_idle_thread_takes_the_next_job, setup, teardown),
         cmocka_unit_test_setup_teardown(a_polling_writer_loses_no_job, setup, teardown),
         cmocka_unit_test_setup_teardown(a_polling_writer_stops_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(an_executor_is_freed_right_after_its_drain, setup,
