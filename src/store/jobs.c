@@ -9,10 +9,12 @@
  * takes every plain write of its lane queued and runs them at once (gw_store_write_many), while
  * the others serve the rest; what queues meanwhile goes with the next, so the busier the store,
  * the more share one commit (or one lookup). A batch pool's thread out of work polls a while before it sleeps (await_jobs),
- * and is signalled only when it sleeps. A finished
- * job goes onto its executor's done list (the executor's own mutex), and the thread that finds
- * the list empty writes the executor's eventfd, which a persistent event on the worker's loop
- * reads; its callback runs the done function of every finished job.
+ * and is signalled only when it sleeps. A job a pool finished goes onto its executor's done
+ * list (the executor's own mutex), and the thread that finds the list empty writes the
+ * executor's eventfd, which a persistent event on the worker's loop reads; its callback runs
+ * the done function of every finished job. A job run inline goes onto a list of the worker's
+ * own, and an event without a descriptor is made active: its done runs later in the same turn
+ * of the loop, in submission order, with no system call and no wait for the next poll.
  */
 #include "store/jobs.h"
 
@@ -66,6 +68,8 @@ struct gw_store_exec {
     _Atomic int finishing;          /* pool threads inside finish(): they still use x */
     int corked;                     /* jobs for the pool wait in cork_head (worker's own) */
     struct gw_store_job *cork_head, *cork_tail;
+    struct event *local_ev;         /* activated for the jobs run inline (no fd, no thread) */
+    struct gw_store_job *local_head, *local_tail; /* run inline, done not yet called */
 };
 
 /* j done: onto the executor's list, and the worker woken through the executor's eventfd by the
@@ -461,6 +465,23 @@ static void on_done_event(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The jobs run inline: their done functions, in their order. Activated from the worker's own
+ * loop, this runs in the same turn of it, without a system call. */
+static void on_local_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_store_exec *x = arg;
+    (void)fd;
+    (void)what;
+    struct gw_store_job *j = x->local_head;
+    x->local_head = x->local_tail = NULL;
+    while (j != NULL) {
+        struct gw_store_job *next = j->next;
+        atomic_fetch_sub(&x->pending, 1);
+        j->done(j); /* may free j, or submit more (onto a new list) */
+        j = next;
+    }
+}
+
 int gw_store_exec_new(struct event_base *base, struct gw_store *store,
                       struct gw_store_pool *pool, struct gw_store_exec **out)
 {
@@ -480,7 +501,8 @@ int gw_store_exec_new(struct event_base *base, struct gw_store *store,
         return GW_EIO;
     }
     if ((x->ev = event_new(base, x->wake, EV_READ | EV_PERSIST, on_done_event, x)) == NULL ||
-        event_add(x->ev, NULL) != 0) {
+        event_add(x->ev, NULL) != 0 ||
+        (x->local_ev = event_new(base, -1, 0, on_local_event, x)) == NULL) {
         gw_store_exec_free(x);
         return GW_ENOMEM;
     }
@@ -504,6 +526,8 @@ void gw_store_exec_free(struct gw_store_exec *x)
         return;
     if (x->ev != NULL)
         event_free(x->ev);
+    if (x->local_ev != NULL)
+        event_free(x->local_ev);
     if (x->wake >= 0)
         close(x->wake);
     pthread_mutex_destroy(&x->mu);
@@ -526,7 +550,13 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
         p = x->readers; /* never on the worker's loop, never in the writer's way */
     } else if (x->pool == NULL || (x->store != NULL && !j->writes)) {
         run_job(j, x->store);
-        finish(j);
+        if (x->local_tail != NULL)
+            x->local_tail->next = j;
+        else
+            x->local_head = j;
+        x->local_tail = j;
+        if (j == x->local_head)
+            event_active(x->local_ev, 0, 0);
         return;
     }
     if (x->corked && p == x->pool) {

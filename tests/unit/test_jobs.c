@@ -137,6 +137,52 @@ static void reads_inline_writes_on_the_writer(void **state)
     assert_true(org_exists(f, "written"));
 }
 
+/* Reads run inline have their done functions called from the worker's loop, in the order they
+ * were submitted, a read submitted by a done function's too (later, never from inside it). */
+static int chain_order[8], chain_n;
+static struct tjob chain[4];
+static struct fx *chain_fx;
+
+static void chain_done(struct gw_store_job *j)
+{
+    struct tjob *t = (struct tjob *)j;
+    int i = (int)(t - chain);
+    chain_order[chain_n++] = i;
+    t->done++;
+    if (i == 0) { /* a read of its own, from inside this done */
+        memset(&chain[3], 0, sizeof(chain[3]));
+        chain[3].act = CREATE_ORG;
+        snprintf(chain[3].slug, sizeof(chain[3].slug), "chained");
+        chain[3].job.run = t_run;
+        chain[3].job.done = chain_done;
+        gw_store_submit(chain_fx->x, &chain[3].job);
+        assert_int_equal(chain[3].done, 0);
+    }
+}
+
+static void inline_reads_done_in_order(void **state)
+{
+    struct fx *f = *state;
+    chain_fx = f;
+    chain_n = 0;
+    for (int i = 0; i < 3; i++) {
+        memset(&chain[i], 0, sizeof(chain[i]));
+        chain[i].act = CREATE_ORG;
+        snprintf(chain[i].slug, sizeof(chain[i].slug), "inline-%d", i);
+        chain[i].job.run = t_run;
+        chain[i].job.done = chain_done;
+        gw_store_submit(f->x, &chain[i].job);
+    }
+    assert_int_equal(chain_n, 0);
+    assert_int_equal(gw_store_exec_pending(f->x), 3);
+    gw_store_exec_drain(f->x);
+    assert_int_equal(chain_n, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(chain_order[i], i);
+    assert_int_equal(gw_store_exec_pending(f->x), 0);
+    assert_true(org_exists(f, "chained"));
+}
+
 static void open_gate(void)
 {
     pthread_mutex_lock(&gate_mu);
@@ -460,6 +506,7 @@ int main(void)
     evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(reads_inline_writes_on_the_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(inline_reads_done_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(queued_writes_commit_together, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_batch_fails_every_job_in_it, setup, teardown),
         cmocka_unit_test_setup_teardown(corked_writes_go_together, setup, teardown),
