@@ -207,10 +207,11 @@ static struct gw_store_job *next_job(struct gw_store_pool *p)
     return j;
 }
 
-/* Wait (under p->mu) until a waker takes t off the idle stack. The thread last to go idle is
- * the first woken: under a light load the same one or two threads, with their connections
- * (a PostgreSQL backend each, its caches warm), serve every job, and the others stay asleep,
- * where a condition variable's own order would pass the work round all of them in turn. */
+/* Wait (under p->mu) until a waker takes t off the idle stack (idle_wake). The thread last to
+ * go idle is the first woken: under a light load the same one or two threads, with their
+ * connections (a PostgreSQL backend each, its caches warm), serve every job, and the others
+ * stay asleep, where a condition variable's own order would pass the work round all of them in
+ * turn. */
 static void idle_wait(struct gw_store_pool *p, struct idler *t)
 {
     t->woken = 0;
@@ -220,36 +221,15 @@ static void idle_wait(struct gw_store_pool *p, struct idler *t)
         pthread_cond_wait(&t->cv, &p->mu);
 }
 
-/* Take the idle thread on top off the stack (under p->mu): NULL when none is idle. The caller
- * signals its cv, after unlocking if it likes. */
-static struct idler *idle_take(struct gw_store_pool *p)
+/* Wake up to n idle threads, the last to go idle first (under p->mu, and signalled under it
+ * too: a thread woken cannot go idle again, nor leave and destroy its cv, before the mutex is
+ * free). */
+static void idle_wake(struct gw_store_pool *p, int n)
 {
-    struct idler *t = p->idle;
-    if (t != NULL) {
+    for (struct idler *t; n > 0 && (t = p->idle) != NULL; n--) {
         p->idle = t->next;
         t->woken = 1;
-    }
-    return t;
-}
-
-/* Take up to n idle threads off the stack (under p->mu) into a list through next. */
-static struct idler *idle_take_n(struct gw_store_pool *p, int n)
-{
-    struct idler *list = NULL;
-    for (struct idler *t; n > 0 && (t = idle_take(p)) != NULL; n--) {
-        t->next = list;
-        list = t;
-    }
-    return list;
-}
-
-/* Signal the threads idle_take_n took (after the unlock: none waits for the mutex then). */
-static void idle_wake(struct idler *list)
-{
-    while (list != NULL) {
-        struct idler *next = list->next; /* read first: once signalled, list may go idle again */
-        pthread_cond_signal(&list->cv);
-        list = next;
+        pthread_cond_signal(&t->cv);
     }
 }
 
@@ -362,11 +342,8 @@ static void *pool_main(void *arg)
             p->writing &= ~mine;
             /* stopping: those waiting for the writes to end may leave; else writes queued
              * meanwhile want a thread (this one takes the first itself) */
-            struct idler *wake = p->stopping                         ? idle_take_n(p, INT_MAX)
-                                 : p->head != NULL && p->head->next ? idle_take_n(p, 1)
-                                                                    : NULL;
+            idle_wake(p, p->stopping ? INT_MAX : p->head != NULL && p->head->next != NULL);
             pthread_mutex_unlock(&p->mu);
-            idle_wake(wake);
             continue;
         }
         pthread_mutex_unlock(&p->mu);
@@ -429,9 +406,8 @@ void gw_store_pool_free(struct gw_store_pool *p)
     p->stopping = 1;
     atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed); /* ends a poll too */
     pthread_cond_broadcast(&p->cv);
-    struct idler *wake = idle_take_n(p, INT_MAX);
+    idle_wake(p, INT_MAX);
     pthread_mutex_unlock(&p->mu);
-    idle_wake(wake);
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
     for (int i = 0; i < p->nconns; i++)
@@ -576,12 +552,10 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
     atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
     int wake = (p->writing & lane(j)) == 0 /* else it goes with its lane's next writes */
                && (!p->batch || p->sleeping > 0);
-    struct idler *t = wake && !p->batch ? idle_take_n(p, 1) : NULL;
+    if (wake && !p->batch)
+        idle_wake(p, 1);
     pthread_mutex_unlock(&p->mu);
-    /* after the unlock: the thread woken does not then wait for the mutex */
-    if (t != NULL)
-        idle_wake(t);
-    else if (wake && p->batch)
+    if (wake && p->batch) /* after the unlock: the writer woken does not wait for the mutex */
         pthread_cond_signal(&p->cv);
 }
 
@@ -606,10 +580,9 @@ void gw_store_uncork(struct gw_store_exec *x)
         n += (lanes & lane(k)) == 0;
         lanes |= lane(k);
     }
-    struct idler *t = idle_take_n(p, n);
+    idle_wake(p, n);
     pthread_mutex_unlock(&p->mu);
     if (wake)
         pthread_cond_signal(&p->cv);
-    idle_wake(t);
     x->cork_head = x->cork_tail = NULL;
 }
