@@ -1939,19 +1939,23 @@ static int batch_statement(struct pg *s, struct gw_store_write *const *w, int n)
     return rc;
 }
 
-/* The usage writes as one statement, or one by one when it fails. */
-static void usage_many(struct pg *s, struct gw_store_write *const *w, int n)
+/* Plain writes (or lookups) of one kind as one statement, or one by one when it fails, so that
+ * a bad one fails alone; what they are ("writes") and what is done with them ("writing them")
+ * go into the log. */
+static void together(struct pg *s, struct gw_store_write *const *w, int n,
+                     int (*statement)(struct pg *s, struct gw_store_write *const *w, int n),
+                     const char *what, const char *doing)
 {
     if (n > 1) {
-        if (batch_statement(s, w, n) == 0)
+        if (statement(s, w, n) == 0)
             return;
         char msg[300];
         conn_error(s, msg, sizeof(msg));
-        GW_LOG_WARN("store", "%d writes together failed, writing them one by one: %s", n, msg);
+        GW_LOG_WARN("store", "%d %s together failed, %s one by one: %s", n, what, doing,
+                    msg);
     }
     for (int k = 0; k < n; k++)
-        w[k]->rc = w[k]->settle ? settle_one(s, w[k]->row, &w[k]->d)
-                                : reserve_one(s, w[k]->row, &w[k]->d);
+        gw_store_write_one(&s->base, w[k]);
 }
 
 static int pg_usage_reserve_counted(struct gw_store *base, const struct gw_usage_row *row,
@@ -2424,21 +2428,6 @@ static int keys_statement(struct pg *s, struct gw_store_write *const *w, int n)
     return 0;
 }
 
-/* The lookups as one statement, or one by one when it fails. */
-static void keys_many(struct pg *s, struct gw_store_write *const *w, int n)
-{
-    if (n > 1) {
-        if (keys_statement(s, w, n) == 0)
-            return;
-        char msg[300];
-        conn_error(s, msg, sizeof(msg));
-        GW_LOG_WARN("store", "%d key lookups together failed, looking them up one by one: %s", n,
-                    msg);
-    }
-    for (int k = 0; k < n; k++)
-        gw_store_write_one(&s->base, w[k]);
-}
-
 /* The appends a batch leaves (rest) run after it, in their order: a conversation's turns keep
  * the order they came in. */
 static void pg_write_many(struct gw_store *base, struct gw_store_write *const *w, int n)
@@ -2468,8 +2457,8 @@ static void pg_write_many(struct gw_store *base, struct gw_store_write *const *w
             rest[nr++] = w[k];
         }
     }
-    keys_many(s, keys, nk);
-    usage_many(s, usage, nu);
+    together(s, keys, nk, keys_statement, "key lookups", "looking them up");
+    together(s, usage, nu, batch_statement, "writes", "writing them");
     conv_many(s, conv, nc);
     for (int k = 0; k < nr; k++)
         gw_store_write_one(base, rest[k]);
