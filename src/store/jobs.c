@@ -2,19 +2,21 @@
  * store/jobs — see jobs.h.
  *
  * The pool: a FIFO of jobs (linked through the jobs themselves, so submitting allocates
- * nothing) under one mutex and condition variable, served by N threads with a connection
- * each. A batch pool's thread takes the whole queue at once and runs it inside BEGIN ...
- * COMMIT; a failed BEGIN or COMMIT is every job's batch_rc. In the other pools plain writes go
- * together: one thread at a time per lane (usage rows; conversations' turns; key lookups)
- * takes every plain write of its lane queued and runs them at once (gw_store_write_many), while
- * the others serve the rest; what queues meanwhile goes with the next, so the busier the store,
- * the more share one commit (or one lookup). A batch pool's thread out of work polls a while before it sleeps (await_jobs),
- * and is signalled only when it sleeps. A job a pool finished goes onto its executor's done
- * list (the executor's own mutex), and the thread that finds the list empty writes the
- * executor's eventfd, which a persistent event on the worker's loop reads; its callback runs
- * the done function of every finished job. A job run inline goes onto a list of the worker's
- * own, and an event without a descriptor is made active: its done runs later in the same turn
- * of the loop, in submission order, with no system call and no wait for the next poll.
+ * nothing) under one mutex, served by N threads with a connection each. A batch pool's thread
+ * takes the whole queue at once and runs it inside BEGIN ... COMMIT; a failed BEGIN or COMMIT
+ * is every job's batch_rc. In the other pools plain writes go together: one thread at a time
+ * per lane (usage rows; conversations' turns; key lookups) takes every plain write of its lane
+ * queued and runs them at once (gw_store_write_many), while the others serve the rest; what
+ * queues meanwhile goes with the next, so the busier the store, the more share one commit (or
+ * one lookup). A batch pool's thread out of work polls a while before it sleeps (await_jobs) on
+ * the pool's condition variable, and is signalled only when it sleeps; the other pools' idle
+ * threads wait on a stack, each on a condition variable of its own, the last to go idle woken
+ * first. A job a pool finished goes onto its executor's done list (the executor's own mutex),
+ * and the thread that finds the list empty writes the executor's eventfd, which a persistent
+ * event on the worker's loop reads; its callback runs the done function of every finished job.
+ * A job run inline goes onto a list of the worker's own, and an event without a descriptor is
+ * made active: its done runs later in the same turn of the loop, in submission order, with no
+ * system call and no wait for the next poll.
  */
 #include "store/jobs.h"
 
@@ -71,6 +73,29 @@ struct gw_store_exec {
     struct event *local_ev;         /* activated for the jobs run inline (no fd, no thread) */
     struct gw_store_job *local_head, *local_tail; /* run inline, done not yet called */
 };
+
+/* Append j to the list from *head to *tail; 1 when the list was empty. */
+static int append(struct gw_store_job **head, struct gw_store_job **tail, struct gw_store_job *j)
+{
+    int first = *tail == NULL;
+    if (first)
+        *head = j;
+    else
+        (*tail)->next = j;
+    *tail = j;
+    return first;
+}
+
+/* Call the done function of each job of the list from j on (on the worker's loop). */
+static void run_dones(struct gw_store_exec *x, struct gw_store_job *j)
+{
+    while (j != NULL) {
+        struct gw_store_job *next = j->next;
+        atomic_fetch_sub(&x->pending, 1);
+        j->done(j); /* may free j, or submit more (onto a new list) */
+        j = next;
+    }
+}
 
 /* j done: onto the executor's list, and the worker woken through the executor's eventfd by the
  * job that finds the list empty (outside the mutex: the worker's loop takes it meanwhile). The
@@ -433,12 +458,7 @@ static void on_done_event(evutil_socket_t fd, short what, void *arg)
     struct gw_store_job *j = x->done_head;
     x->done_head = NULL;
     pthread_mutex_unlock(&x->mu);
-    while (j != NULL) {
-        struct gw_store_job *next = j->next;
-        atomic_fetch_sub(&x->pending, 1);
-        j->done(j); /* may free j */
-        j = next;
-    }
+    run_dones(x, j);
 }
 
 /* The jobs run inline: their done functions, in their order. Activated from the worker's own
@@ -450,12 +470,7 @@ static void on_local_event(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct gw_store_job *j = x->local_head;
     x->local_head = x->local_tail = NULL;
-    while (j != NULL) {
-        struct gw_store_job *next = j->next;
-        atomic_fetch_sub(&x->pending, 1);
-        j->done(j); /* may free j, or submit more (onto a new list) */
-        j = next;
-    }
+    run_dones(x, j);
 }
 
 int gw_store_exec_new(struct event_base *base, struct gw_store *store,
@@ -526,29 +541,16 @@ void gw_store_submit(struct gw_store_exec *x, struct gw_store_job *j)
         p = x->readers; /* never on the worker's loop, never in the writer's way */
     } else if (x->pool == NULL || (x->store != NULL && !j->writes)) {
         run_job(j, x->store);
-        if (x->local_tail != NULL)
-            x->local_tail->next = j;
-        else
-            x->local_head = j;
-        x->local_tail = j;
-        if (j == x->local_head)
+        if (append(&x->local_head, &x->local_tail, j))
             event_active(x->local_ev, 0, 0);
         return;
     }
     if (x->corked && p == x->pool) {
-        if (x->cork_tail != NULL)
-            x->cork_tail->next = j;
-        else
-            x->cork_head = j;
-        x->cork_tail = j;
+        append(&x->cork_head, &x->cork_tail, j);
         return;
     }
     pthread_mutex_lock(&p->mu);
-    if (p->tail != NULL)
-        p->tail->next = j;
-    else
-        p->head = j;
-    p->tail = j;
+    append(&p->head, &p->tail, j);
     atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
     int wake = (p->writing & lane(j)) == 0 /* else it goes with its lane's next writes */
                && (!p->batch || p->sleeping > 0);
