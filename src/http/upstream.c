@@ -5,6 +5,17 @@
  * tells curl when a socket is ready (on_socket) or the timer fired (on_timeout). After each
  * action we collect finished transfers and run their callbacks. Per-transfer state lives in a
  * small struct reached through CURLOPT_PRIVATE.
+ *
+ * A connection's socket keeps its context and its event between transfers. curl opens and
+ * closes the sockets of its connections through our callbacks (open_socket, close_socket), so
+ * a socket of ours is known from its first byte to its close, found by its descriptor (byfd).
+ * When a transfer ends curl stops watching the socket (CURL_POLL_REMOVE) and the connection
+ * waits in its cache for the next request; its event stays, reading (parked): the next
+ * transfer on it finds it armed already, where deleting and adding it again cost two
+ * epoll_ctl calls and an allocation per request. Should a parked socket become readable (the
+ * server closed the idle connection, or sent what it should not), its event is deleted: curl
+ * finds the connection dead when it next looks, and closes it. Sockets curl makes without our
+ * callback (a resolver's) are watched only while curl asks.
  */
 #include "http/upstream.h"
 
@@ -13,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -30,6 +42,8 @@ struct gw_upstream {
     CURL *spare[GW_EASY_SPARE];
     int nspare;
     struct sock_ctx *socks; /* every socket context, for those curl forgets without telling */
+    struct sock_ctx **byfd; /* the sockets curl opened through open_socket, by descriptor */
+    size_t nbyfd;
 };
 
 struct xfer {
@@ -41,11 +55,15 @@ struct sock_ctx {
     struct gw_upstream *u;
     curl_socket_t fd;
     struct event *ev;
+    int ours;   /* opened through open_socket: in byfd until close_socket */
+    int parked; /* curl does not watch it (no transfer on it); ev reads, if pending */
     struct sock_ctx *prev, *next;
 };
 
 static void sock_free(struct gw_upstream *u, struct sock_ctx *sc)
 {
+    if (sc->ours && (size_t)sc->fd < u->nbyfd)
+        u->byfd[sc->fd] = NULL;
     if (sc->prev != NULL)
         sc->prev->next = sc->next;
     else
@@ -82,7 +100,12 @@ static void check_done(struct gw_upstream *u)
 
 static void on_socket(evutil_socket_t fd, short what, void *arg)
 {
-    struct gw_upstream *u = arg;
+    struct sock_ctx *sc = arg;
+    struct gw_upstream *u = sc->u;
+    if (sc->parked) { /* an idle connection: closed by the server, most likely */
+        event_del(sc->ev);
+        return;
+    }
     int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
                 ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 
@@ -122,7 +145,11 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
     (void)easy;
 
     if (what == CURL_POLL_REMOVE) {
-        if (sc != NULL) {
+        if (sc != NULL && sc->ours) { /* parked, still reading (see the top) */
+            sc->parked = 1;
+            if ((event_get_events(sc->ev) & EV_WRITE) != 0)
+                event_del(sc->ev);
+        } else if (sc != NULL) {
             sock_free(u, sc);
             curl_multi_assign(u->multi, fd, NULL);
         }
@@ -130,20 +157,29 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
     }
     short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
                          ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
+    if (sc == NULL && fd >= 0 && (size_t)fd < u->nbyfd && u->byfd[fd] != NULL) {
+        sc = u->byfd[fd]; /* a connection of ours, back in use */
+        curl_multi_assign(u->multi, fd, sc);
+    }
     if (sc == NULL) {
         sc = gw_calloc(1, sizeof(*sc));
         if (sc == NULL)
             return -1;
         sc->u = u;
         sc->fd = fd;
-        sc->ev = event_new(u->base, fd, kind, on_socket, u);
         if ((sc->next = u->socks) != NULL)
             sc->next->prev = sc;
         u->socks = sc;
         curl_multi_assign(u->multi, fd, sc);
+    }
+    sc->parked = 0;
+    if (sc->ev == NULL) {
+        sc->ev = event_new(u->base, fd, kind, on_socket, sc);
     } else if (event_get_events(sc->ev) != kind) { /* the same event, watching for more or less */
         event_del(sc->ev);
-        event_assign(sc->ev, u->base, fd, kind, on_socket, u);
+        event_assign(sc->ev, u->base, fd, kind, on_socket, sc);
+    } else if (event_pending(sc->ev, EV_READ | EV_WRITE, NULL)) {
+        return 0; /* armed already (a parked socket) */
     }
     if (sc->ev == NULL || event_add(sc->ev, NULL) != 0) {
         /* curl gives the transfer up and forgets the socket without a CURL_POLL_REMOVE: its
@@ -154,6 +190,54 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
         return -1;
     }
     return 0;
+}
+
+/* curl's socket for a connection (CURLOPT_OPENSOCKETFUNCTION): made here, and known to u from
+ * now until close_socket. */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct gw_upstream *u = arg;
+    (void)purpose;
+    int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    if ((size_t)fd >= u->nbyfd) {
+        size_t n = u->nbyfd ? u->nbyfd : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct sock_ctx **b = gw_realloc(u->byfd, n * sizeof(*b));
+        if (b == NULL) {
+            close(fd);
+            return CURL_SOCKET_BAD;
+        }
+        memset(b + u->nbyfd, 0, (n - u->nbyfd) * sizeof(*b));
+        u->byfd = b;
+        u->nbyfd = n;
+    }
+    struct sock_ctx *sc = gw_calloc(1, sizeof(*sc));
+    if (sc == NULL) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    sc->u = u;
+    sc->fd = fd;
+    sc->ours = 1;
+    sc->parked = 1; /* no transfer watches it yet */
+    if ((sc->next = u->socks) != NULL)
+        sc->next->prev = sc;
+    u->socks = sc;
+    u->byfd[fd] = sc;
+    return fd;
+}
+
+/* curl closes a socket open_socket made (CURLOPT_CLOSESOCKETFUNCTION): its event goes first,
+ * so that nothing watches the descriptor's next owner. */
+static int close_socket(void *arg, curl_socket_t fd)
+{
+    struct gw_upstream *u = arg;
+    if (fd >= 0 && (size_t)fd < u->nbyfd && u->byfd[fd] != NULL)
+        sock_free(u, u->byfd[fd]);
+    return close(fd);
 }
 
 int gw_upstream_new(struct event_base *base, struct gw_upstream **out)
@@ -191,6 +275,9 @@ void gw_upstream_free(struct gw_upstream *u)
         sock_free(u, u->socks);
     while (u->nspare > 0)
         curl_easy_cleanup(u->spare[--u->nspare]);
+    while (u->socks != NULL) /* a spare's cleanup may close what it still held */
+        sock_free(u, u->socks);
+    gw_free(u->byfd);
     if (u->timer != NULL)
         event_free(u->timer);
     gw_free(u);
@@ -336,6 +423,12 @@ int gw_upstream_easy_new(struct gw_upstream *u, const struct gw_easy_opts *o, CU
     }
     if (ca_file_only(e))
         curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    if (u != NULL) { /* its connections' sockets are known to u (see the top) */
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
+    }
     *easy = e;
     *hdrs = h;
     return 0;
