@@ -563,6 +563,8 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
     size_t len = sz * n;
 
     upstream_alive(c);
+    if (len == 0 || (p[0] | 0x20) != 'r') /* not Retry-After(-Ms): no clock, no parse */
+        return len;
     int64_t ra = gw_upstream_retry_after_ms(p, len, gw_now_ms());
     if (ra >= 0 && (c->retry_after_ms < 0 || strncasecmp(p, "retry-after-ms", 14) == 0))
         c->retry_after_ms = ra; /* the finer retry-after-ms wins */
