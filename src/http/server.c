@@ -242,19 +242,12 @@ static void on_fresh(evutil_socket_t unused, short what, void *arg)
             conn_free(c);
             continue;
         }
-        if ((size_t)fd >= w->nbyfd) {
-            size_t n = w->nbyfd ? w->nbyfd : 1024;
-            while (n <= (size_t)fd)
-                n *= 2;
-            struct conn **t = gw_realloc(w->byfd, n * sizeof(*t));
-            if (t == NULL) {
-                conn_free(c);
-                continue;
-            }
-            memset(t + w->nbyfd, 0, (n - w->nbyfd) * sizeof(*t));
-            w->byfd = t;
-            w->nbyfd = n;
+        struct conn **t = gw_grow_zeroed(w->byfd, &w->nbyfd, (size_t)fd, 1024, sizeof(*t));
+        if (t == NULL) {
+            conn_free(c);
+            continue;
         }
+        w->byfd = t;
         conn_free(w->byfd[fd]); /* a connection that was on this descriptor before */
         c->fd = fd;
         w->byfd[fd] = c;

@@ -201,20 +201,10 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
     int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
     if (fd < 0)
         return CURL_SOCKET_BAD;
-    if ((size_t)fd >= u->nbyfd) {
-        size_t n = u->nbyfd ? u->nbyfd : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        struct sock_ctx **b = gw_realloc(u->byfd, n * sizeof(*b));
-        if (b == NULL) {
-            close(fd);
-            return CURL_SOCKET_BAD;
-        }
-        memset(b + u->nbyfd, 0, (n - u->nbyfd) * sizeof(*b));
+    struct sock_ctx **b = gw_grow_zeroed(u->byfd, &u->nbyfd, (size_t)fd, 64, sizeof(*b));
+    struct sock_ctx *sc = b != NULL ? gw_calloc(1, sizeof(*sc)) : NULL;
+    if (b != NULL)
         u->byfd = b;
-        u->nbyfd = n;
-    }
-    struct sock_ctx *sc = gw_calloc(1, sizeof(*sc));
     if (sc == NULL) {
         close(fd);
         return CURL_SOCKET_BAD;

@@ -35,6 +35,21 @@ void *gw_realloc(void *p, size_t n) { return should_fail() ? NULL : realloc(p, n
 
 void gw_free(void *p) { free(p); }
 
+void *gw_grow_zeroed(void *p, size_t *n, size_t i, size_t first, size_t elem)
+{
+    if (i < *n)
+        return p;
+    size_t m = *n ? *n : first;
+    while (m <= i)
+        m *= 2;
+    unsigned char *t = gw_realloc(p, m * elem);
+    if (t == NULL)
+        return NULL;
+    memset(t + *n * elem, 0, (m - *n) * elem);
+    *n = m;
+    return t;
+}
+
 char *gw_strndup(const char *s, size_t n)
 {
     char *d = gw_malloc(n + 1);

@@ -13,6 +13,9 @@ void *gw_realloc(void *p, size_t n);
 char *gw_strdup(const char *s);
 char *gw_strndup(const char *s, size_t n);
 void gw_free(void *p);
+/* A table p of *n elements of elem bytes, grown (doubling from first) to hold index i, the new
+ * elements zeroed: the new table, *n updated; NULL, p and *n unchanged, when it cannot grow. */
+void *gw_grow_zeroed(void *p, size_t *n, size_t i, size_t first, size_t elem);
 
 /* Free p and set it to NULL. */
 #define GW_FREE(p)                                                                                 \

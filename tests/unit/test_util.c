@@ -57,6 +57,32 @@ static void buf_oom_leaves_buffer_intact(void **state)
     gw_buf_cleanup(&b);
 }
 
+static void grow_zeroed_table(void **state)
+{
+    size_t n = 0;
+    int **t = gw_grow_zeroed(NULL, &n, 5, 4, sizeof(*t)); /* 4 -> 8 holds index 5 */
+    assert_non_null(t);
+    assert_int_equal(n, 8);
+    for (size_t i = 0; i < n; i++)
+        assert_null(t[i]);
+    int x = 1;
+    t[7] = &x;
+    assert_ptr_equal(gw_grow_zeroed(t, &n, 7, 4, sizeof(*t)), t); /* fits: as it is */
+    assert_int_equal(n, 8);
+    int **u = gw_grow_zeroed(t, &n, 40, 4, sizeof(*t)); /* 8 -> 64 */
+    assert_non_null(u);
+    assert_int_equal(n, 64);
+    assert_ptr_equal(u[7], &x);
+    for (size_t i = 8; i < n; i++)
+        assert_null(u[i]);
+    gw_mem_fail_after(1); /* no memory: the table and its size stay */
+    assert_null(gw_grow_zeroed(u, &n, 64, 4, sizeof(*u)));
+    gw_mem_fail_after(0);
+    assert_int_equal(n, 64);
+    assert_ptr_equal(u[7], &x);
+    gw_free(u);
+}
+
 static void micros_parse_exact(void **state)
 {
     int64_t v;
@@ -293,7 +319,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_respects_cap),      cmocka_unit_test(buf_printf_long),
-        cmocka_unit_test(buf_oom_leaves_buffer_intact), cmocka_unit_test(micros_parse_exact),
+        cmocka_unit_test(buf_oom_leaves_buffer_intact), cmocka_unit_test(grow_zeroed_table),
+        cmocka_unit_test(micros_parse_exact),
         cmocka_unit_test(i64_parse_strict),      cmocka_unit_test(b64url_and_hex),
         cmocka_unit_test(log_escape_bounds),       cmocka_unit_test(json_parse_agrees_with_jansson),
         cmocka_unit_test(json_dumps_agrees_with_jansson), cmocka_unit_test(strings_word_paths_agree), cmocka_unit_test(int_text_and_time_id),
