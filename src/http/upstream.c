@@ -263,10 +263,8 @@ void gw_upstream_free(struct gw_upstream *u)
      * CURL_POLL_REMOVE, as does a multi a callback has failed (aborted) */
     while (u->socks != NULL)
         sock_free(u, u->socks);
-    while (u->nspare > 0)
+    while (u->nspare > 0) /* (close_socket may still look in byfd meanwhile) */
         curl_easy_cleanup(u->spare[--u->nspare]);
-    while (u->socks != NULL) /* a spare's cleanup may close what it still held */
-        sock_free(u, u->socks);
     gw_free(u->byfd);
     if (u->timer != NULL)
         event_free(u->timer);
