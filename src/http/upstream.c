@@ -75,6 +75,26 @@ static void sock_free(struct gw_upstream *u, struct sock_ctx *sc)
     gw_free(sc);
 }
 
+/* A new context for socket fd, on u's list (not watched yet). NULL: no memory. */
+static struct sock_ctx *sock_new(struct gw_upstream *u, curl_socket_t fd)
+{
+    struct sock_ctx *sc = gw_calloc(1, sizeof(*sc));
+    if (sc == NULL)
+        return NULL;
+    sc->u = u;
+    sc->fd = fd;
+    if ((sc->next = u->socks) != NULL)
+        sc->next->prev = sc;
+    u->socks = sc;
+    return sc;
+}
+
+/* The context of fd if open_socket made it, else NULL. */
+static struct sock_ctx *sock_ours(const struct gw_upstream *u, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < u->nbyfd ? u->byfd[fd] : NULL;
+}
+
 static void check_done(struct gw_upstream *u)
 {
     CURLMsg *msg;
@@ -157,19 +177,9 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *uarg, void *s
     }
     short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
                          ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
-    if (sc == NULL && fd >= 0 && (size_t)fd < u->nbyfd && u->byfd[fd] != NULL) {
-        sc = u->byfd[fd]; /* a connection of ours, back in use */
-        curl_multi_assign(u->multi, fd, sc);
-    }
-    if (sc == NULL) {
-        sc = gw_calloc(1, sizeof(*sc));
-        if (sc == NULL)
+    if (sc == NULL) { /* a connection of ours back in use, or a socket new to us */
+        if ((sc = sock_ours(u, fd)) == NULL && (sc = sock_new(u, fd)) == NULL)
             return -1;
-        sc->u = u;
-        sc->fd = fd;
-        if ((sc->next = u->socks) != NULL)
-            sc->next->prev = sc;
-        u->socks = sc;
         curl_multi_assign(u->multi, fd, sc);
     }
     sc->parked = 0;
@@ -202,20 +212,15 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
     if (fd < 0)
         return CURL_SOCKET_BAD;
     struct sock_ctx **b = gw_grow_zeroed(u->byfd, &u->nbyfd, (size_t)fd, 64, sizeof(*b));
-    struct sock_ctx *sc = b != NULL ? gw_calloc(1, sizeof(*sc)) : NULL;
     if (b != NULL)
         u->byfd = b;
+    struct sock_ctx *sc = b != NULL ? sock_new(u, fd) : NULL;
     if (sc == NULL) {
         close(fd);
         return CURL_SOCKET_BAD;
     }
-    sc->u = u;
-    sc->fd = fd;
     sc->ours = 1;
     sc->parked = 1; /* no transfer watches it yet */
-    if ((sc->next = u->socks) != NULL)
-        sc->next->prev = sc;
-    u->socks = sc;
     u->byfd[fd] = sc;
     return fd;
 }
@@ -225,8 +230,9 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
 static int close_socket(void *arg, curl_socket_t fd)
 {
     struct gw_upstream *u = arg;
-    if (fd >= 0 && (size_t)fd < u->nbyfd && u->byfd[fd] != NULL)
-        sock_free(u, u->byfd[fd]);
+    struct sock_ctx *sc = sock_ours(u, fd);
+    if (sc != NULL)
+        sock_free(u, sc);
     return close(fd);
 }
 
